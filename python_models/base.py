@@ -1,0 +1,168 @@
+"""The forecaster interface shared by every model.
+
+A :class:`Forecaster` is a specification; :meth:`Forecaster.fit` estimates it on a
+training sample of daily log returns and returns a :class:`FitResult`, which holds the
+parameters and diagnostics and produces :class:`ReturnForecast` objects from any set of
+forecast origins without refitting (the parameters stay fixed, the information set grows).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+#: Central coverage of every prediction interval written by pmx.
+INTERVAL_LEVEL = 0.90
+
+
+def validate_returns(returns: pd.Series, min_obs: int = 30) -> pd.Series:
+    """Check a series of daily log returns before a model sees it.
+
+    Parameters
+    ----------
+    returns : pandas.Series
+        Daily log returns indexed by session date, oldest first.
+    min_obs : int
+        Fewest observations a fit may use.
+
+    Returns
+    -------
+    pandas.Series
+        The same series as float64.
+
+    Raises
+    ------
+    TypeError
+        If ``returns`` is not a Series.
+    ValueError
+        If it is too short, unsorted, duplicated, or holds NaN or infinite values.
+    """
+    if not isinstance(returns, pd.Series):
+        raise TypeError(f"returns must be a pandas Series, got {type(returns).__name__}")
+    if len(returns) < min_obs:
+        raise ValueError(f"need at least {min_obs} returns, got {len(returns)}")
+    if not returns.index.is_monotonic_increasing or returns.index.has_duplicates:
+        raise ValueError("returns index must be strictly increasing (sorted, no duplicate sessions)")
+    values = returns.to_numpy(dtype=float)
+    if not np.all(np.isfinite(values)):
+        raise ValueError("returns contain NaN or infinite values; clean the input before fitting")
+    return returns.astype(float)
+
+
+def validate_horizons(horizons: Sequence[int]) -> tuple[int, ...]:
+    """Return horizons as a sorted tuple of distinct positive ints, or raise ValueError."""
+    hs = tuple(sorted({int(h) for h in horizons}))
+    if not hs or hs[0] < 1:
+        raise ValueError(f"horizons must be positive integers, got {list(horizons)}")
+    return hs
+
+
+@dataclass(frozen=True)
+class ReturnForecast:
+    """Forecasts of cumulative log returns over several horizons from several origins.
+
+    Attributes
+    ----------
+    origins : pandas.Index
+        Session dates at whose close each forecast is made (information up to and
+        including that close).
+    horizons : tuple of int
+        Forecast horizons in sessions.
+    mean, variance : numpy.ndarray
+        Shape ``(len(origins), len(horizons))``: mean and variance of the log return
+        summed over the next ``h`` sessions.
+    """
+
+    origins: pd.Index
+    horizons: tuple[int, ...]
+    mean: np.ndarray
+    variance: np.ndarray
+
+    def __post_init__(self) -> None:
+        shape = (len(self.origins), len(self.horizons))
+        if self.mean.shape != shape or self.variance.shape != shape:
+            raise ValueError(f"mean and variance must have shape {shape}")
+
+    def to_frame(self, level: float = INTERVAL_LEVEL) -> pd.DataFrame:
+        """Long table of simple-return forecasts, one row per (origin, horizon).
+
+        The cumulative log return is treated as normal, so the simple return
+        ``exp(L) - 1`` is lognormal: ``y_pred`` is its mean, ``y_std`` its standard
+        deviation, and ``y_lower``/``y_upper`` its central ``level`` interval.
+        ``confidence`` is the predictive probability that the realised return has the
+        sign of ``y_pred``.
+        """
+        m = self.mean
+        v = np.maximum(self.variance, 0.0)
+        s = np.sqrt(v)
+        z = stats.norm.ppf(0.5 + level / 2.0)
+        y_pred = np.expm1(m + v / 2.0)
+        y_std = np.sqrt(np.expm1(v) * np.exp(2.0 * m + v))
+        # P(exp(L) - 1 > 0) = P(L > 0); the sign of y_pred can differ from the sign of m
+        # only by the v/2 convexity term, so confidence uses the lognormal itself.
+        p_up = stats.norm.sf(0.0, loc=m, scale=np.where(s > 0, s, np.nan))
+        confidence = np.where(y_pred >= 0, p_up, 1.0 - p_up)
+        n_o, n_h = m.shape
+        return pd.DataFrame(
+            {
+                "asof_date": np.repeat(np.asarray(self.origins), n_h),
+                "horizon": np.tile(np.asarray(self.horizons, dtype=np.int64), n_o),
+                "y_pred": y_pred.ravel(),
+                "y_lower": np.expm1(m - z * s).ravel(),
+                "y_upper": np.expm1(m + z * s).ravel(),
+                "y_std": y_std.ravel(),
+                "confidence": confidence.ravel(),
+            }
+        )
+
+
+@dataclass
+class FitResult(ABC):
+    """Parameters and diagnostics of one fit; forecasts with those parameters fixed."""
+
+    params: pd.Series
+    diagnostics: dict[str, float] = field(default_factory=dict)
+
+    @abstractmethod
+    def forecast(
+        self, returns: pd.Series, origins: pd.Index, horizons: Sequence[int]
+    ) -> ReturnForecast:
+        """Forecast from each origin using ``returns`` only up to that origin.
+
+        Parameters
+        ----------
+        returns : pandas.Series
+            Daily log returns covering the training sample and every origin. Values
+            after the last origin are never read.
+        origins : pandas.Index
+            Dates in ``returns.index`` to forecast from.
+        horizons : sequence of int
+            Horizons in sessions.
+        """
+
+
+class Forecaster(ABC):
+    """A model specification. Subclasses set :attr:`name` and implement :meth:`fit`."""
+
+    name: str = "forecaster"
+
+    @abstractmethod
+    def fit(self, returns: pd.Series) -> FitResult:
+        """Estimate the model on daily log returns (oldest first)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def check_origins(returns: pd.Series, origins: pd.Index) -> np.ndarray:
+    """Positions of ``origins`` in ``returns.index``; raise if any is missing."""
+    pos = returns.index.get_indexer(origins)
+    if (pos < 0).any():
+        missing = list(origins[pos < 0][:3])
+        raise ValueError(f"forecast origins not found in the return series: {missing}")
+    return pos

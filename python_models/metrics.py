@@ -1,0 +1,98 @@
+"""Forecast accuracy metrics and the Diebold–Mariano test.
+
+Conventions: ``y_true`` and ``y_pred`` are simple returns over the same horizon; errors
+are ``y_pred - y_true``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+
+def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(y_true, dtype=float)
+    b = np.asarray(y_pred, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"y_true and y_pred must be 1-d of equal length, got {a.shape} and {b.shape}")
+    if a.size == 0:
+        raise ValueError("no observations to score")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("y_true and y_pred must be finite; drop unrealised rows first")
+    return a, b
+
+
+def rmse(y_true, y_pred) -> float:
+    """Root mean squared error."""
+    a, b = _pair(y_true, y_pred)
+    return float(np.sqrt(np.mean((b - a) ** 2)))
+
+
+def mae(y_true, y_pred) -> float:
+    """Mean absolute error."""
+    a, b = _pair(y_true, y_pred)
+    return float(np.mean(np.abs(b - a)))
+
+
+def smape(y_true, y_pred) -> float:
+    """Symmetric MAPE in percent: ``100 * mean(2|e| / (|y| + |ŷ|))``; 0/0 terms count 0."""
+    a, b = _pair(y_true, y_pred)
+    denom = np.abs(a) + np.abs(b)
+    terms = np.divide(2.0 * np.abs(b - a), denom, out=np.zeros_like(a), where=denom > 0)
+    return float(100.0 * terms.mean())
+
+
+def directional_accuracy(y_true, y_pred) -> float:
+    """Share of forecasts whose sign matches the realised sign (zeros match only zeros)."""
+    a, b = _pair(y_true, y_pred)
+    return float(np.mean(np.sign(a) == np.sign(b)))
+
+
+def tracking_error(y_true, y_pred) -> float:
+    """Standard deviation (ddof=1) of the forecast errors: dispersion net of bias."""
+    a, b = _pair(y_true, y_pred)
+    return float(np.std(b - a, ddof=1)) if a.size > 1 else float("nan")
+
+
+def diebold_mariano(y_true, pred_model, pred_baseline, horizon: int = 1) -> tuple[float, float]:
+    """Diebold–Mariano test of equal squared-error loss, with the Harvey–Leybourne–Newbold
+    small-sample correction.
+
+    ``d_t = e_model^2 - e_baseline^2``; the long-run variance of ``d`` uses autocovariances
+    up to lag ``horizon - 1`` (h-step forecasts overlap). Negative statistics mean the model
+    has the lower loss. The p-value is two-sided from Student's t with ``n - 1`` degrees of
+    freedom. If the long-run variance estimate is not positive the lag-0 variance is used.
+    Returns ``(nan, nan)`` when the loss differential is identically zero.
+    """
+    a, m = _pair(y_true, pred_model)
+    _, base = _pair(y_true, pred_baseline)
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    d = (m - a) ** 2 - (base - a) ** 2
+    n = d.size
+    if n < 3:
+        raise ValueError(f"Diebold–Mariano needs at least 3 observations, got {n}")
+    dc = d - d.mean()
+    gamma0 = float(dc @ dc) / n
+    if gamma0 == 0.0:
+        return float("nan"), float("nan")
+    lrv = gamma0 + 2.0 * sum(float(dc[k:] @ dc[:-k]) / n for k in range(1, min(horizon, n)))
+    if lrv <= 0:
+        lrv = gamma0
+    dm = d.mean() / np.sqrt(lrv / n)
+    h = horizon
+    hln = np.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+    stat = float(dm * hln)
+    pvalue = float(2.0 * stats.t.sf(abs(stat), df=n - 1))
+    return stat, pvalue
+
+
+def score_forecasts(y_true, y_pred, y_baseline, horizon: int) -> dict[str, float]:
+    """Every accuracy metric of one model against the realised values and the baseline."""
+    a, b = _pair(y_true, y_pred)
+    dm_stat, dm_p = diebold_mariano(a, b, y_baseline, horizon)
+    return {
+        "n_obs": int(a.size), "rmse": rmse(a, b), "mae": mae(a, b), "smape": smape(a, b),
+        "directional_accuracy": directional_accuracy(a, b), "tracking_error": tracking_error(a, b),
+        "dm_stat": dm_stat, "dm_pvalue": dm_p,
+    }

@@ -1,0 +1,135 @@
+"""Walk-forward validation: rolling training windows, a refit cadence, purge and embargo.
+
+Fold ``k`` forecasts from origins ``[s_k, s_k + refit_every)``. Its model is fitted on the
+``train_window`` returns that end ``purge + embargo`` sessions before ``s_k``; between
+refits the parameters stay fixed while each origin's forecast sees returns up to that
+origin's close and no later. ``purge`` defaults to the longest horizon, so no training
+label can overlap a test window even for models trained on multi-session targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from python_models.base import Forecaster, validate_horizons, validate_returns
+
+
+@dataclass(frozen=True)
+class WalkForwardConfig:
+    """Settings of the walk-forward harness.
+
+    Parameters
+    ----------
+    horizons : tuple of int
+        Forecast horizons in sessions.
+    train_window : int
+        Sessions in each (rolling) training window.
+    refit_every : int
+        Sessions between refits; origins in between reuse the latest fit.
+    purge : int or None
+        Sessions dropped between the end of training and the first test origin;
+        ``None`` means the longest horizon.
+    embargo : int
+        Further sessions dropped after the purge.
+    expanding : bool
+        Train on all history up to the purge instead of a rolling window.
+    """
+
+    horizons: tuple[int, ...] = (1, 5, 21, 63)
+    train_window: int = 756
+    refit_every: int = 63
+    purge: int | None = None
+    embargo: int = 5
+    expanding: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "horizons", validate_horizons(self.horizons))
+        if self.train_window < 100:
+            raise ValueError(f"train_window must be at least 100 sessions, got {self.train_window}")
+        if self.refit_every < 1:
+            raise ValueError(f"refit_every must be positive, got {self.refit_every}")
+        if self.embargo < 0 or (self.purge is not None and self.purge < max(self.horizons)):
+            raise ValueError("purge must be >= the longest horizon and embargo >= 0")
+
+    @property
+    def gap(self) -> int:
+        """Sessions between the last training return and the first test origin."""
+        return (max(self.horizons) if self.purge is None else self.purge) + self.embargo
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Positions (into the return series) of one walk-forward fold; ends are exclusive."""
+
+    train_start: int
+    train_end: int
+    test_start: int
+    test_end: int
+
+
+def walk_forward_folds(n: int, first_test: int, config: WalkForwardConfig) -> Iterator[Fold]:
+    """Yield folds covering test origins ``first_test .. n - 1``.
+
+    The first test origin is moved later if the history before it cannot hold a full
+    training window plus the gap.
+    """
+    start = max(first_test, config.train_window + config.gap)
+    for s in range(start, n, config.refit_every):
+        train_end = s - config.gap
+        train_start = 0 if config.expanding else train_end - config.train_window
+        yield Fold(train_start, train_end, s, min(s + config.refit_every, n))
+
+
+def run_walk_forward(
+    forecaster: Forecaster,
+    returns: pd.Series,
+    config: WalkForwardConfig,
+    start: pd.Timestamp | str | None = None,
+) -> pd.DataFrame:
+    """Out-of-sample forecasts of one model on one return series.
+
+    Parameters
+    ----------
+    forecaster : Forecaster
+        Model specification, fitted afresh on every fold.
+    returns : pandas.Series
+        Daily log returns indexed by session date.
+    config : WalkForwardConfig
+        Windows, cadence, purge and embargo.
+    start : date-like, optional
+        First forecast origin wanted (earlier if omitted: as soon as a window fits).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (asof_date, horizon): ``y_pred``, ``y_lower``, ``y_upper``,
+        ``y_std``, ``confidence`` (see :meth:`ReturnForecast.to_frame`),
+        ``target_date`` (the session ``h`` rows later, NaT while it lies beyond the
+        data), ``train_start``/``train_end`` (the fit's sample) and ``converged``.
+    """
+    r = validate_returns(returns)
+    dates = r.index
+    first = 0 if start is None else int(dates.searchsorted(pd.Timestamp(start)))
+    frames = []
+    for fold in walk_forward_folds(len(r), first, config):
+        fit = forecaster.fit(r.iloc[fold.train_start : fold.train_end])
+        origins = dates[fold.test_start : fold.test_end]
+        frame = fit.forecast(r.iloc[: fold.test_end], origins, config.horizons).to_frame()
+        frame["train_start"] = dates[fold.train_start]
+        frame["train_end"] = dates[fold.train_end - 1]
+        frame["converged"] = bool(fit.diagnostics.get("converged", 1.0))
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=["asof_date", "horizon", "y_pred", "y_lower", "y_upper", "y_std",
+                                     "confidence", "target_date", "train_start", "train_end", "converged"])
+    out = pd.concat(frames, ignore_index=True)
+    pos = dates.get_indexer(out["asof_date"]) + out["horizon"].to_numpy()
+    target = np.full(len(out), np.datetime64("NaT"), dtype="datetime64[ns]")
+    ok = pos < len(dates)
+    target[ok] = dates.to_numpy()[pos[ok]]
+    out["target_date"] = target
+    return out
