@@ -61,3 +61,44 @@ def combine_forecasts(y_pred: pd.DataFrame, y_std: pd.DataFrame, weights: pd.Dat
     confidence = stats.norm.cdf(np.abs(mean) / std.where(std > 0))
     return pd.DataFrame({"y_pred": mean, "y_std": std, "y_lower": mean - z * std,
                          "y_upper": mean + z * std, "confidence": confidence}, index=y_pred.index)
+
+
+def ensemble_panel(forecasts: pd.DataFrame, window: int = 252, shrinkage: float = 0.5,
+                   min_obs: int = 21, name: str = "ensemble") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Ensemble forecasts and weights for every (ticker, horizon).
+
+    Parameters
+    ----------
+    forecasts : pandas.DataFrame
+        Long frame with ``model, ticker, asof_date, horizon, target_date, y_pred, y_std,
+        y_true`` (``y_true`` NaN while unrealised). Origins must be consecutive sessions
+        per (ticker, horizon), as the walk-forward harness writes them.
+
+    Returns
+    -------
+    (ensemble, weights)
+        ``ensemble`` has the forecast columns with ``model = name``; ``weights`` has
+        ``ticker, horizon, asof_date, model, weight``.
+    """
+    need = {"model", "ticker", "asof_date", "horizon", "target_date", "y_pred", "y_std", "y_true"}
+    if need - set(forecasts.columns):
+        raise ValueError(f"forecasts lack columns {sorted(need - set(forecasts.columns))}")
+    out, wts = [], []
+    for (ticker, horizon), g in forecasts.groupby(["ticker", "horizon"], sort=True):
+        wide = g.pivot(index="asof_date", columns="model", values=["y_pred", "y_std", "y_true"]).sort_index()
+        wide = wide.dropna(subset=[c for c in wide.columns if c[0] != "y_true"])  # origins all models share
+        y_pred, y_std = wide["y_pred"], wide["y_std"]
+        y_true = wide["y_true"].iloc[:, 0]
+        sq = y_pred.sub(y_true, axis=0) ** 2
+        w = inverse_mse_weights(sq, int(horizon), window, shrinkage, min_obs)
+        comb = combine_forecasts(y_pred, y_std, w)
+        targets = g.drop_duplicates("asof_date").set_index("asof_date")["target_date"]
+        comb = comb.assign(model=name, ticker=ticker, horizon=int(horizon),
+                           target_date=targets.reindex(comb.index)).rename_axis("asof_date").reset_index()
+        out.append(comb)
+        long_w = w.rename_axis("asof_date").reset_index().melt(id_vars="asof_date", var_name="model", value_name="weight")
+        wts.append(long_w.assign(ticker=ticker, horizon=int(horizon)))
+    ensemble = pd.concat(out, ignore_index=True)[
+        ["model", "ticker", "asof_date", "horizon", "target_date", "y_pred", "y_lower", "y_upper", "y_std", "confidence"]]
+    weights = pd.concat(wts, ignore_index=True)[["ticker", "horizon", "asof_date", "model", "weight"]]
+    return ensemble, weights

@@ -96,3 +96,27 @@ def score_forecasts(y_true, y_pred, y_baseline, horizon: int) -> dict[str, float
         "directional_accuracy": directional_accuracy(a, b), "tracking_error": tracking_error(a, b),
         "dm_stat": dm_stat, "dm_pvalue": dm_p,
     }
+
+
+def score_panel(forecasts, baseline: str):
+    """Scores per (model, ticker, horizon) on realised rows, each against ``baseline``.
+
+    ``forecasts`` is a long frame with ``model, ticker, asof_date, horizon, y_pred,
+    y_true``. The baseline's own Diebold–Mariano fields are NaN.
+    """
+    import pandas as pd
+
+    done = forecasts.dropna(subset=["y_true", "y_pred"])
+    base = done[done["model"] == baseline][["ticker", "asof_date", "horizon", "y_pred"]].rename(
+        columns={"y_pred": "y_base"})
+    if base.empty:
+        raise ValueError(f"no realised forecasts of the baseline {baseline!r} to score against")
+    rows = []
+    joined = done.merge(base, on=["ticker", "asof_date", "horizon"], how="inner")
+    for (model, ticker, horizon), g in joined.groupby(["model", "ticker", "horizon"], sort=True):
+        if len(g) < 3:
+            continue
+        rows.append({"model": model, "ticker": ticker, "horizon": int(horizon),
+                     **score_forecasts(g["y_true"].to_numpy(), g["y_pred"].to_numpy(), g["y_base"].to_numpy(),
+                                       int(horizon))})
+    return pd.DataFrame(rows)

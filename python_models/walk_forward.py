@@ -133,3 +133,52 @@ def run_walk_forward(
     target[ok] = dates.to_numpy()[pos[ok]]
     out["target_date"] = target
     return out
+
+
+def _one(args: tuple) -> pd.DataFrame:
+    forecaster, ticker, returns, config, start = args
+    out = run_walk_forward(forecaster, returns, config, start)
+    out.insert(0, "ticker", ticker)
+    out.insert(0, "model", forecaster.name)
+    return out
+
+
+def run_panel(
+    forecasters: Sequence[Forecaster],
+    returns: pd.DataFrame,
+    config: WalkForwardConfig,
+    start: pd.Timestamp | str | None = None,
+    workers: int = 1,
+) -> pd.DataFrame:
+    """Walk-forward forecasts of every model on every ticker.
+
+    Parameters
+    ----------
+    forecasters : sequence of Forecaster
+    returns : pandas.DataFrame
+        Long frame with columns ``ticker``, ``date``, ``log_return``.
+    config, start
+        As in :func:`run_walk_forward`.
+    workers : int
+        Processes to spread (model, ticker) pairs over; 1 runs in this process.
+        Results do not depend on it.
+    """
+    missing = {"ticker", "date", "log_return"} - set(returns.columns)
+    if missing:
+        raise ValueError(f"returns frame lacks columns {sorted(missing)}")
+    tasks = []
+    for ticker, group in returns.sort_values(["ticker", "date"]).groupby("ticker", sort=True):
+        series = pd.Series(group["log_return"].to_numpy(float), index=pd.DatetimeIndex(group["date"]), name=ticker)
+        tasks += [(f, ticker, series, config, start) for f in forecasters]
+    if workers > 1 and len(tasks) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
+            frames = list(pool.map(_one, tasks, chunksize=1))
+    else:
+        frames = [_one(t) for t in tasks]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        raise ValueError("no ticker has enough history for one walk-forward fold; lower train_window or start earlier")
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,1 @@
+"""The pmx Dagster code location."""

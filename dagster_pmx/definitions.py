@@ -1,0 +1,39 @@
+"""The pmx code location: assembles assets, checks, jobs, schedules and resources."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from dagster_pmx.defs.backtest import assets as backtest_assets
+from dagster_pmx.defs.forecasting import assets as forecasting_assets
+from dagster_pmx.defs.ingest import assets as ingest_assets
+from dagster_pmx.defs.ingest import checks as ingest_checks
+from dagster_pmx.defs.operations import jobs
+from dagster_pmx.defs.portfolio import assets as portfolio_assets
+from dagster_pmx.defs.portfolio import checks as portfolio_checks
+from dagster_pmx.defs.transform import assets as transform_assets
+from dagster_pmx.defs.transform.project import DBT_EXECUTABLE, dbt_project
+from dagster_pmx.resources import DEFAULT_WAREHOUSE, PmxSettings, Warehouse
+
+
+def build_resources() -> dict:
+    return {
+        "warehouse": Warehouse(path=os.environ.get("PMX_WAREHOUSE") or str(DEFAULT_WAREHOUSE)),
+        "settings": PmxSettings.from_env(),
+        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+    }
+
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules(
+        [ingest_assets, transform_assets, forecasting_assets, portfolio_assets, backtest_assets]),
+    asset_checks=dg.load_asset_checks_from_modules([ingest_checks, portfolio_checks]),
+    jobs=[jobs.daily_refresh_job, jobs.weekly_retrain_job],
+    schedules=[jobs.daily_refresh_schedule, jobs.weekly_retrain_schedule],
+    resources=build_resources(),
+    # One step at a time in the run's own process: DuckDB admits a single writing process.
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,1 @@
+"""backtest domain of the pmx asset graph."""

@@ -1,0 +1,1 @@
+"""forecasting domain of the pmx asset graph."""

@@ -1,0 +1,1 @@
+"""ingest domain of the pmx asset graph."""

@@ -1,0 +1,1 @@
+"""operations domain of the pmx asset graph."""

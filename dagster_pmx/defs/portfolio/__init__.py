@@ -1,0 +1,1 @@
+"""portfolio domain of the pmx asset graph."""

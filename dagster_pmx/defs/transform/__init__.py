@@ -1,0 +1,1 @@
+"""transform domain of the pmx asset graph."""

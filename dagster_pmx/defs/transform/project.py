@@ -1,0 +1,34 @@
+"""The dbt project and its manifest (parsed on first use if missing)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster_dbt import DbtProject
+
+from dagster_pmx.resources import DEFAULT_WAREHOUSE, REPO_ROOT
+
+DBT_DIR = REPO_ROOT / "dbt_project"
+
+dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
+# The dbt installed beside this interpreter, whether or not the venv is on PATH.
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+
+
+def dbt_env(warehouse_path: str | Path) -> dict[str, str]:
+    """Environment for a dbt subprocess that writes to ``warehouse_path``."""
+    return {**os.environ, "PMX_WAREHOUSE": str(Path(warehouse_path).resolve()), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+
+
+def ensure_manifest() -> Path:
+    """Parse the dbt project if its manifest is missing, so definitions always load."""
+    manifest = dbt_project.manifest_path
+    if not manifest.exists():
+        subprocess.run(
+            [DBT_EXECUTABLE, "parse", "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)],
+            check=True, env=dbt_env(os.environ.get("PMX_WAREHOUSE", DEFAULT_WAREHOUSE)), cwd=DBT_DIR,
+        )
+    return manifest

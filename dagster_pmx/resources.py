@@ -1,0 +1,96 @@
+"""Resources: the DuckDB warehouse and the pipeline settings, both configured by environment.
+
+DuckDB admits one writing process at a time. Every method here opens a connection,
+does its work and closes it, so no connection outlives a step; the code location uses
+the in-process executor and one run at a time (see README, "Warehouse writes").
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import dagster as dg
+import duckdb
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_WAREHOUSE = REPO_ROOT / "warehouse" / "pmx.duckdb"
+
+
+class Warehouse(dg.ConfigurableResource):
+    """The DuckDB file that holds every schema (raw, staging, intermediate, ml, marts)."""
+
+    path: str = str(DEFAULT_WAREHOUSE)
+
+    @property
+    def abs_path(self) -> str:
+        return str(Path(self.path).expanduser().resolve())
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        Path(self.abs_path).parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(self.abs_path, read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        """Run a read-only query and return its result as a DataFrame."""
+        with self.connect(read_only=True) as con:
+            return con.execute(sql, params or []).df()
+
+    def replace_table(self, table: str, frame: pd.DataFrame) -> int:
+        """Atomically replace ``schema.table`` with ``frame``; returns the row count."""
+        schema = table.split(".")[0]
+        with self.connect() as con:
+            con.execute(f"create schema if not exists {schema}")
+            con.register("incoming", frame)
+            con.execute("begin transaction")
+            con.execute(f"create or replace table {table} as select * from incoming")
+            con.execute("commit")
+            return int(con.execute(f"select count(*) from {table}").fetchone()[0])
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+class PmxSettings(dg.ConfigurableResource):
+    """Universe, dates, model and portfolio settings. ``from_env`` reads ``PMX_*`` variables."""
+
+    tickers: str = ""  # comma-separated; empty means every ticker of the source
+    benchmark: str = "SP500"
+    start_date: str = "1990-01-01"
+    end_date: str = ""  # empty means all data; set it to build on a truncated history
+    source: str = "bundled"
+    csv_dir: str = ""
+    forecast_start: str = "2015-01-01"
+    train_window: int = 756
+    refit_every: int = 63
+    embargo: int = 5
+    ensemble_window: int = 252
+    ensemble_shrinkage: float = 0.5
+    kelly_fraction: float = 0.5
+    position_cap: float = 0.10
+    max_gross: float = 1.0
+    cost_bps: float = 10.0
+    workers: int = 2
+
+    @classmethod
+    def from_env(cls) -> "PmxSettings":
+        fields = cls.model_fields
+        values = {}
+        for name, info in fields.items():
+            raw = os.environ.get(f"PMX_{name.upper()}", "").strip()
+            if raw:
+                values[name] = info.annotation(raw) if info.annotation in (int, float) else raw
+        return cls(**values)
+
+    @property
+    def ticker_list(self) -> list[str]:
+        return [t.strip().upper() for t in self.tickers.split(",") if t.strip()]

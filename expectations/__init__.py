@@ -1,0 +1,1 @@
+"""Great Expectations 1.x suites, one module per gated table, and a runner for them."""
