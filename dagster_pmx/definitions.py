@@ -19,7 +19,8 @@ from dagster_pmx.defs.transform.project import DBT_EXECUTABLE, dbt_project
 from dagster_pmx.resources import DEFAULT_WAREHOUSE, PmxSettings, Warehouse
 
 
-def build_resources() -> dict:
+def default_resources() -> dict:
+    """Resources configured from the environment (PMX_WAREHOUSE and the PMX_* settings)."""
     return {
         "warehouse": Warehouse(path=os.environ.get("PMX_WAREHOUSE") or str(DEFAULT_WAREHOUSE)),
         "settings": PmxSettings.from_env(),
@@ -27,13 +28,18 @@ def build_resources() -> dict:
     }
 
 
-defs = dg.Definitions(
-    assets=dg.load_assets_from_modules(
-        [ingest_assets, transform_assets, forecasting_assets, portfolio_assets, backtest_assets]),
-    asset_checks=dg.load_asset_checks_from_modules([ingest_checks, portfolio_checks]),
-    jobs=[jobs.daily_refresh_job, jobs.weekly_retrain_job],
-    schedules=[jobs.daily_refresh_schedule, jobs.weekly_retrain_schedule],
-    resources=build_resources(),
-    # One step at a time in the run's own process: DuckDB admits a single writing process.
-    executor=dg.in_process_executor,
-)
+def build_definitions(resources: dict | None = None) -> dg.Definitions:
+    """The code location; tests pass their own resources (a temporary warehouse, a small universe)."""
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules(
+            [ingest_assets, transform_assets, forecasting_assets, portfolio_assets, backtest_assets]),
+        asset_checks=dg.load_asset_checks_from_modules([ingest_checks, portfolio_checks]),
+        jobs=[jobs.daily_refresh_job, jobs.weekly_retrain_job],
+        schedules=[jobs.daily_refresh_schedule, jobs.weekly_retrain_schedule],
+        resources={**default_resources(), **(resources or {})},
+        # One step at a time in the run's own process: DuckDB admits a single writing process.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

@@ -69,7 +69,7 @@ class PmxSettings(dg.ConfigurableResource):
     end_date: str = ""  # empty means all data; set it to build on a truncated history
     source: str = "bundled"
     csv_dir: str = ""
-    forecast_start: str = "2015-01-01"
+    forecast_start: str = "2005-01-01"
     train_window: int = 756
     refit_every: int = 63
     embargo: int = 5

@@ -55,7 +55,7 @@ class SarimaxResult(FitResult):
             step_mean[:, k] = d[0] + z @ state
             state = T @ state + c[:, None]
         cum_var = self._cumulative_variance(
-            filtered.filter_results.predicted_state_cov[:, :, pos.max() + 1], T, z, R @ Q @ R.T, H[0, 0], h_max)
+            filtered.filter_results.predicted_state_cov[:, :, pos.min() + 1], T, z, R @ Q @ R.T, H[0, 0], h_max)
         idx = np.asarray(hs) - 1
         mean = np.cumsum(step_mean, axis=1)[:, idx] / _SCALE
         var = np.tile(cum_var[idx], (len(pos), 1)) / _SCALE**2
@@ -68,7 +68,8 @@ class SarimaxResult(FitResult):
 
         Cov(y_i, y_j) = z T^(j-i) P_i z' for i < j, plus the observation variance on the
         diagonal. The ARMA filter's covariance converges within a few sessions, so the
-        path from the last origin of a block serves every origin in it.
+        path from the first origin of a block serves every origin in it (and does not
+        depend on how far the block's data extends).
         """
         P = [P1]
         for _ in range(h_max - 1):

@@ -1,0 +1,59 @@
+"""Time each stage of the full pipeline on the default bundled data.
+
+Usage: ``python benchmarks/bench_pipeline.py [--warehouse PATH]`` (``make bench``). Builds into
+a temporary warehouse (the analyst's ``warehouse/pmx.duckdb`` is left alone) with the
+settings from the environment, and prints the wall time of every step and the total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import dagster as dg  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--warehouse", default=None, help="DuckDB file to build (default: a temporary one)")
+    args = parser.parse_args()
+    tmp = tempfile.TemporaryDirectory()
+    path = args.warehouse or str(Path(tmp.name) / "bench.duckdb")
+
+    from dagster_pmx.definitions import build_definitions
+    from dagster_pmx.resources import PmxSettings, Warehouse
+
+    settings = PmxSettings.from_env()
+    defs = build_definitions({"warehouse": Warehouse(path=path), "settings": settings})
+    instance = dg.DagsterInstance.ephemeral()
+    started = time.perf_counter()
+    result = defs.resolve_job_def("daily_refresh").execute_in_process(
+        instance=instance, raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+    total = time.perf_counter() - started
+    starts, rows = {}, []
+    for entry in instance.all_logs(result.run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            starts[event.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            rows.append((event.step_key, entry.timestamp - starts[event.step_key], event.event_type_value[5:]))
+    print(f"pmx pipeline benchmark: {os.cpu_count()} cores, forecast_start={settings.forecast_start}, "
+          f"train_window={settings.train_window}, refit_every={settings.refit_every}, workers={settings.workers}")
+    print(f"{'step':<48}{'seconds':>10}  status")
+    for step, seconds, status in rows:
+        print(f"{step:<48}{seconds:>10.2f}  {status.lower()}")
+    print(f"{'total (job wall time, incl. start-up)':<48}{total:>10.2f}  {'success' if result.success else 'FAILED'}")
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

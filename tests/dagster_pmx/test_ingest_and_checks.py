@@ -1,0 +1,140 @@
+"""Tier 2: assets and checks called as plain functions on a temporary warehouse."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import dagster as dg
+
+from dagster_pmx.defs.ingest.assets import raw_macro, raw_prices
+from dagster_pmx.defs.ingest.checks import raw_prices_expectations
+from dagster_pmx.defs.ingest.sources import BundledSource, CsvFolderSource, _yyyymm_to_date
+from dagster_pmx.defs.portfolio.assets import strategy_weights
+from dagster_pmx.defs.portfolio.checks import allocations_expectations
+from dagster_pmx.resources import PmxSettings, Warehouse
+
+
+def _csv(folder, name, frame):
+    folder.mkdir(exist_ok=True)
+    frame.to_csv(folder / name, index=False)
+
+
+def _prices(n=5, start="2020-01-02", close=100.0):
+    dates = pd.bdate_range(start, periods=n)
+    return pd.DataFrame({"Date": dates.strftime("%Y-%m-%d"), "Open": close, "High": close + 1, "Low": close - 1,
+                         "Close": close + np.arange(n), "Volume": 1000})
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    return Warehouse(path=str(tmp_path / "wh.duckdb"))
+
+
+def _table(warehouse, sql):
+    return warehouse.query(sql)
+
+
+def test_bundled_source_is_real_data_in_the_raw_schema():
+    prices = BundledSource().prices(["AAPL", "SP500"])
+    assert set(prices["ticker"]) == {"AAPL", "SP500"}
+    assert set(prices["source"]) == {"skfolio", "arch"}
+    aapl = prices[prices["ticker"] == "AAPL"]
+    assert aapl["date"].min() == pd.Timestamp("1990-01-02") and len(aapl) > 8000
+    assert aapl["open"].isna().all()  # close-only
+    arch_rows = prices[prices["source"] == "arch"]
+    assert (arch_rows["high"] >= arch_rows["low"]).all() and arch_rows["volume"].gt(0).all()
+
+
+def test_frenchdata_dates_are_parsed_from_yyyymm():
+    idx = pd.DatetimeIndex(pd.to_datetime([192607, 201811], unit="ns"))
+    assert list(_yyyymm_to_date(idx)) == [pd.Timestamp("1926-07-01"), pd.Timestamp("2018-11-01")]
+    macro = BundledSource().macro()
+    rf = macro[macro["series_id"] == "RF"]
+    assert rf["date"].min() == pd.Timestamp("1926-07-01") and rf["unit"].iloc[0] == "percent_per_month"
+
+
+def test_raw_prices_upsert_is_idempotent_and_keeps_stored_rows(tmp_path, warehouse):
+    folder = tmp_path / "csv"
+    _csv(folder, "AAA.csv", _prices(5))
+    settings = PmxSettings(source="csv", csv_dir=str(folder), benchmark="AAA")
+    ctx = dg.build_asset_context()
+    raw_prices(ctx, warehouse=warehouse, settings=settings)
+    first = _table(warehouse, "select * from raw.prices order by all")
+    raw_prices(ctx, warehouse=warehouse, settings=settings)
+    pd.testing.assert_frame_equal(first, _table(warehouse, "select * from raw.prices order by all"))
+    assert len(first) == 5
+    # A later file with the last two sessions corrected and two new ones: old rows stay,
+    # corrected rows are replaced, new rows are added.
+    update = _prices(4, start="2020-01-07", close=200.0)
+    _csv(folder, "AAA.csv", update)
+    raw_prices(ctx, warehouse=warehouse, settings=settings)
+    after = _table(warehouse, "select * from raw.prices order by date")
+    assert len(after) == 7
+    assert after["close"].iloc[:3].tolist() == first["close"].iloc[:3].tolist()
+    assert after["close"].iloc[3] == 200.0
+
+
+def test_csv_source_errors_are_clear(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        CsvFolderSource(tmp_path / "missing")
+    folder = tmp_path / "bad"
+    _csv(folder, "X.csv", pd.DataFrame({"when": ["2020-01-01"], "px": [1.0]}))
+    with pytest.raises(ValueError, match="missing required columns"):
+        CsvFolderSource(folder).prices()
+
+
+def test_raw_macro_loads_bundled_series(warehouse):
+    raw_macro(dg.build_asset_context(), warehouse=warehouse, settings=PmxSettings(end_date="2000-12-31"))
+    got = _table(warehouse, "select series_id, count(*) n, max(date) last from raw.macro group by 1")
+    assert set(got["series_id"]) == {"Mkt-RF", "SMB", "HML", "RF", "AAA", "BAA", "CPILFESL"}
+    assert (got["last"] <= pd.Timestamp("2000-12-31")).all()
+
+
+@pytest.mark.parametrize("corrupt, reason", [
+    (lambda f: f.assign(Close=f["Close"].where(f.index != 2, -5.0)), "close"),
+    (lambda f: f.assign(High=f["High"].where(f.index != 1, 50.0)), "high"),
+])
+def test_raw_prices_check_fails_on_corrupt_rows(tmp_path, warehouse, corrupt, reason):
+    folder = tmp_path / "csv"
+    good = _prices(5)
+    _csv(folder, "AAA.csv", good)
+    settings = PmxSettings(source="csv", csv_dir=str(folder), benchmark="AAA")
+    raw_prices(dg.build_asset_context(), warehouse=warehouse, settings=settings)
+    assert raw_prices_expectations(warehouse=warehouse).passed
+    _csv(folder, "AAA.csv", corrupt(good))
+    raw_prices(dg.build_asset_context(), warehouse=warehouse, settings=settings)
+    result = raw_prices_expectations(warehouse=warehouse)
+    assert not result.passed and reason in result.description
+
+
+def _store_allocations(warehouse, frame):
+    warehouse.replace_table("marts.allocations", frame)
+
+
+def test_allocation_weights_respect_caps_and_sum_to_one(warehouse):
+    dates = pd.bdate_range("2021-01-04", periods=3)
+    signals = pd.DataFrame({"strategy": "s", "ticker": np.repeat(list("ABCDEFGHIJKL"), 3),
+                            "date": np.tile(dates, 12), "expected_return": 0.05, "forecast_std": 0.1})
+    settings = PmxSettings()
+    frame = strategy_weights(signals, settings)
+    totals = frame.groupby("date")["weight"].sum()
+    np.testing.assert_allclose(totals, 1.0)
+    risky = frame[frame["sleeve"] == "risky"]
+    assert risky["weight"].max() <= settings.position_cap + 1e-12
+    # 12 tickers at the 10 % cap would be 120 %: scaled to 100 % gross, no cash left.
+    np.testing.assert_allclose(risky.groupby("date")["weight"].sum(), 1.0)
+    _store_allocations(warehouse, frame)
+    assert allocations_expectations(warehouse=warehouse, settings=settings).passed
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda f: f.assign(weight=f["weight"].where(f.index != 0, 0.25)),      # over the position cap
+    lambda f: f.assign(weight=f["weight"].where(f.index != 0, np.nan)),    # not finite
+    lambda f: pd.concat([f, f.iloc[[0]]]),                                  # duplicated key
+])
+def test_allocation_check_fails_on_bad_weights(warehouse, mutate):
+    dates = pd.bdate_range("2021-01-04", periods=2)
+    signals = pd.DataFrame({"strategy": "s", "ticker": np.repeat(["A", "B"], 2), "date": np.tile(dates, 2),
+                            "expected_return": 0.01, "forecast_std": 0.1})
+    frame = strategy_weights(signals, PmxSettings())
+    _store_allocations(warehouse, mutate(frame).reset_index(drop=True))
+    assert not allocations_expectations(warehouse=warehouse, settings=PmxSettings()).passed

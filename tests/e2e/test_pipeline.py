@@ -1,0 +1,164 @@
+"""Tier 3: the whole graph on a small slice of the bundled data, in temporary warehouses."""
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+
+from dagster_pmx.definitions import build_definitions
+from dagster_pmx.resources import PmxSettings, Warehouse
+
+TICKERS = "AAPL,JPM,XOM"
+CUT = "2011-06-30"
+SLICE = dict(tickers=TICKERS, start_date="2006-01-01", end_date="2012-12-31", forecast_start="2009-06-01",
+             train_window=500, refit_every=63, ensemble_window=126, workers=1)
+
+
+def build(path, **overrides) -> dg.ExecuteInProcessResult:
+    settings = PmxSettings(**{**SLICE, **overrides})
+    defs = build_definitions({"warehouse": Warehouse(path=str(path)), "settings": settings})
+    job = defs.resolve_job_def("daily_refresh")
+    return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+
+
+def read(path, sql) -> pd.DataFrame:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql).df()
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    path = tmp_path_factory.mktemp("full") / "pmx.duckdb"
+    result = build(path)
+    assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return path
+
+
+@pytest.fixture(scope="module")
+def truncated(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cut") / "pmx.duckdb"
+    assert build(path, end_date=CUT).success
+    return path
+
+
+def test_every_mart_is_populated(full):
+    for table in ["prices", "features", "targets", "forecasts", "model_scores", "signals", "allocations",
+                  "backtest_daily", "backtest_summary"]:
+        assert read(full, f"select count(*) n from marts.{table}")["n"].iloc[0] > 0, table
+    models = set(read(full, "select distinct model from marts.forecasts")["model"])
+    assert models == {"random_walk", "garch", "sarimax", "ensemble"}
+    strategies = set(read(full, "select strategy from marts.backtest_summary")["strategy"])
+    assert strategies == models | {"benchmark"}
+
+
+def test_forecasts_are_out_of_sample_and_realised_values_match_prices(full):
+    f = read(full, "select * from marts.forecasts where model <> 'ensemble'")
+    assert (f["train_end"] < f["asof_date"]).all()
+    assert f["asof_date"].min() >= pd.Timestamp(SLICE["forecast_start"])
+    p = read(full, "select ticker, date, adj_close from marts.prices").set_index(["ticker", "date"])["adj_close"]
+    sample = f.dropna(subset=["y_true"]).sample(200, random_state=0)
+    expected = [p[(t, d2)] / p[(t, d1)] - 1 for t, d1, d2 in zip(sample["ticker"], sample["asof_date"],
+                                                                  sample["target_date"])]
+    assert_allclose(sample["y_true"], expected, rtol=1e-12)
+    assert ((f["y_lower"] <= f["y_pred"]) & (f["y_pred"] <= f["y_upper"])).all()
+
+
+def test_model_scores_match_forecasts(full):
+    scores = read(full, "select * from marts.model_scores")
+    f = read(full, "select * from marts.forecasts where model='garch' and ticker='JPM' and horizon=5 "
+                   "and y_true is not null")
+    row = scores[(scores.model == "garch") & (scores.ticker == "JPM") & (scores.horizon == 5)].iloc[0]
+    assert row["n_obs"] == len(f)
+    assert_allclose(row["rmse"], np.sqrt(((f.y_pred - f.y_true) ** 2).mean()))
+    assert scores.loc[scores.model == "random_walk", "dm_stat"].isna().all()
+    assert scores.loc[scores.model != "random_walk", "dm_pvalue"].between(0, 1).all()
+
+
+def test_allocations_respect_caps_and_backtest_compounds(full):
+    alloc = read(full, "select * from marts.allocations")
+    risky = alloc[alloc.sleeve == "risky"]
+    assert risky["weight"].between(0, 0.10 + 1e-12).all()
+    assert (risky.groupby(["strategy", "date"])["weight"].sum() <= 1 + 1e-9).all()
+    assert_allclose(alloc.groupby(["strategy", "date"])["weight"].sum(), 1.0)
+    daily = read(full, "select * from marts.backtest_daily order by strategy, date")
+    for _, g in daily.groupby("strategy"):
+        assert_allclose(g["equity"].to_numpy(), np.cumprod(1 + g["net_return"].to_numpy()), rtol=1e-10)
+        assert_allclose(g["net_return"], g["gross_return"] - g["cost"])
+        assert_allclose(g["cost"], g["turnover"] * 10 / 1e4)
+    summary = read(full, "select * from marts.backtest_summary").set_index("strategy")
+    ens = daily[daily.strategy == "ensemble"]
+    assert_allclose(summary.loc["ensemble", "max_drawdown"], ens["drawdown"].min())
+    assert (summary["max_drawdown"] <= 0).all()
+
+
+def test_positions_decided_at_t_earn_t_plus_1(full):
+    alloc = read(full, "select date, ticker, weight from marts.allocations where strategy='ensemble' and sleeve='risky'")
+    w = alloc.pivot(index="date", columns="ticker", values="weight").sort_index()
+    r = read(full, "select ticker, date, simple_return from intermediate.int_returns").pivot(
+        index="date", columns="ticker", values="simple_return")
+    daily = read(full, "select date, gross_return from marts.backtest_daily where strategy='ensemble'").set_index("date")
+    dates = daily.index[10:20]
+    for prev, today in zip(dates[:-1], dates[1:]):
+        expected = (w.loc[prev] * r.loc[today, w.columns]).sum()
+        assert_allclose(daily.loc[today, "gross_return"], expected, rtol=1e-12)
+
+
+COMPARE = {
+    "marts.features": (["ticker", "date"], "date"),
+    "ml.base_forecasts": (["model", "ticker", "asof_date", "horizon"], "asof_date"),
+    "ml.ensemble_forecasts": (["model", "ticker", "asof_date", "horizon"], "asof_date"),
+    "marts.signals": (["ticker", "date"], "date"),
+    "marts.allocations": (["strategy", "date", "ticker"], "date"),
+}
+
+
+@pytest.mark.parametrize("table", list(COMPARE))
+def test_point_in_time_rows_before_the_cut_are_identical(full, truncated, table):
+    keys, date_col = COMPARE[table]
+    drop = ["target_date"]  # beyond the truncated data it is unknown: NULL there, a date in the full build
+    a = read(full, f"select * from {table} where {date_col} <= '{CUT}' order by {', '.join(keys)}")
+    b = read(truncated, f"select * from {table} order by {', '.join(keys)}")
+    assert len(a) > 0 and len(a) == len(b)
+    a, b = a.drop(columns=drop, errors="ignore"), b.drop(columns=drop, errors="ignore")
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-10, atol=1e-14)
+
+
+def test_point_in_time_targets_identical_where_the_cut_build_can_compute_them(full, truncated):
+    a = read(full, f"select * from marts.targets where date <= '{CUT}' order by ticker, date")
+    b = read(truncated, "select * from marts.targets order by ticker, date")
+    for h in (1, 5, 21, 63):
+        col = f"fwd_return_{h}d"
+        known = b[col].notna()
+        assert known.sum() > 0
+        assert_allclose(a.loc[known, col], b.loc[known, col], rtol=1e-12)
+        # The last h sessions before the cut cannot be computed from the cut data.
+        assert (b.groupby("ticker")[col].apply(lambda s: s.tail(h).isna().all())).all()
+
+
+def test_corrupted_input_stops_allocation_and_backtest_in_the_same_run(tmp_path):
+    from dagster_pmx.defs.ingest.sources import BundledSource
+
+    prices = BundledSource().prices(["AAPL", "SP500"])
+    prices = prices[(prices["source"] == "skfolio") & (prices["date"].dt.year.between(2008, 2012))]
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    for ticker, g in prices.groupby("ticker"):
+        g = g[["date", "close"]].copy()
+        if ticker == "AAPL":
+            g.iloc[300, 1] = -g.iloc[300, 1]  # a negative price
+        g.to_csv(folder / f"{ticker}.csv", index=False)
+    path = tmp_path / "pmx.duckdb"
+    result = build(path, tickers="AAPL", source="csv", csv_dir=str(folder), start_date="2008-01-01",
+                   forecast_start="2010-06-01")
+    assert not result.success
+    checks = {e.asset_check_evaluation_data.asset_check_key.name: e.asset_check_evaluation_data.passed
+              for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert checks["raw_prices_expectations"] is False
+    materialized = {e.asset_key.to_user_string() for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
+    assert "raw/prices" in materialized
+    assert not materialized & {"marts/allocations", "marts/backtest_daily", "marts/backtest_summary", "marts/signals"}
+    tables = set(read(path, "select table_schema || '.' || table_name t from information_schema.tables")["t"])
+    assert "marts.allocations" not in tables and "marts.backtest_daily" not in tables
+    assert read(path, "select count(*) n from raw.prices")["n"].iloc[0] == len(prices)  # nothing lost

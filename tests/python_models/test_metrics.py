@@ -1,0 +1,79 @@
+"""Accuracy metrics and Diebold–Mariano against hand formulas and statsmodels HAC."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from numpy.testing import assert_allclose
+from scipy import stats
+
+from python_models import metrics
+
+
+@pytest.fixture
+def sample():
+    rng = np.random.default_rng(7)
+    y = rng.normal(0, 0.02, 400)
+    good = y + rng.normal(0, 0.01, 400)
+    base = np.full(400, 0.001)
+    return y, good, base
+
+
+def test_point_metrics_match_hand_formulas(sample):
+    y, p, _ = sample
+    e = p - y
+    assert_allclose(metrics.rmse(y, p), np.sqrt((e**2).mean()))
+    assert_allclose(metrics.mae(y, p), np.abs(e).mean())
+    assert_allclose(metrics.smape(y, p), 100 * np.mean(2 * np.abs(e) / (np.abs(y) + np.abs(p))))
+    assert_allclose(metrics.directional_accuracy(y, p), np.mean(np.sign(y) == np.sign(p)))
+    assert_allclose(metrics.tracking_error(y, p), pd.Series(e).std())
+
+
+def test_smape_counts_zero_over_zero_as_zero():
+    assert metrics.smape([0.0, 0.1], [0.0, 0.1]) == 0.0
+
+
+@pytest.mark.parametrize("h", [1, 5])
+def test_diebold_mariano_matches_hac_regression_with_hln_correction(sample, h):
+    y, p, base = sample
+    d = (p - y) ** 2 - (base - y) ** 2
+    n = len(d)
+    # Uniform-kernel long-run variance = OLS on a constant with truncated HAC.
+    dc = d - d.mean()
+    lrv = dc @ dc / n + 2 * sum(dc[k:] @ dc[:-k] / n for k in range(1, h))
+    dm = d.mean() / np.sqrt(lrv / n)
+    if h == 1:
+        ols = sm.OLS(d, np.ones(n)).fit(cov_type="HAC", cov_kwds={"maxlags": 0})
+        assert_allclose(dm, ols.tvalues[0], rtol=1e-10)
+    hln = dm * np.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+    stat, pvalue = metrics.diebold_mariano(y, p, base, horizon=h)
+    assert_allclose(stat, hln, rtol=1e-12)
+    assert_allclose(pvalue, 2 * stats.t.sf(abs(hln), n - 1), rtol=1e-12)
+    assert stat < 0 and pvalue < 0.05  # the good model beats the constant forecast
+
+
+def test_diebold_mariano_of_identical_forecasts_is_undefined(sample):
+    y, p, _ = sample
+    assert np.isnan(metrics.diebold_mariano(y, p, p)[0])
+
+
+@pytest.mark.parametrize("args", [([1.0, np.nan], [1.0, 2.0]), ([1.0], [1.0, 2.0]), ([], [])])
+def test_bad_inputs_raise(args):
+    with pytest.raises(ValueError):
+        metrics.rmse(*args)
+
+
+def test_score_panel_scores_each_model_against_the_baseline(sample):
+    y, p, base = sample
+    dates = pd.bdate_range("2020-01-01", periods=len(y))
+    rows = []
+    for model, pred in (("random_walk", base), ("good", p)):
+        rows.append(pd.DataFrame({"model": model, "ticker": "A", "asof_date": dates, "horizon": 1,
+                                  "y_pred": pred, "y_true": y}))
+    frame = pd.concat(rows, ignore_index=True)
+    frame.loc[frame["asof_date"] > dates[-4], "y_true"] = np.nan  # unrealised rows are skipped
+    scores = metrics.score_panel(frame, "random_walk").set_index("model")
+    assert scores.loc["good", "n_obs"] == len(y) - 3
+    assert_allclose(scores.loc["good", "rmse"], metrics.rmse(y[:-3], p[:-3]))
+    assert np.isnan(scores.loc["random_walk", "dm_stat"])
+    assert scores.loc["good", "dm_stat"] < 0

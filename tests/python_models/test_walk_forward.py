@@ -1,0 +1,81 @@
+"""Walk-forward folds and point-in-time behaviour of the harness."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+
+from python_models.garch import Garch
+from python_models.random_walk import RandomWalk
+from python_models.sarimax import Sarimax
+from python_models.walk_forward import WalkForwardConfig, run_panel, run_walk_forward, walk_forward_folds
+
+
+def test_folds_respect_window_purge_embargo_and_cadence():
+    cfg = WalkForwardConfig(horizons=(1, 21), train_window=300, refit_every=50, embargo=5)
+    folds = list(walk_forward_folds(1000, 0, cfg))
+    assert cfg.gap == 21 + 5
+    assert folds[0].test_start == 300 + 26
+    for f in folds:
+        assert f.train_end - f.train_start == 300
+        assert f.test_start - f.train_end == 26  # purge + embargo: no label overlaps the test block
+        assert f.test_end - f.test_start <= 50
+    starts = [f.test_start for f in folds]
+    assert starts == list(range(326, 1000, 50))
+    assert folds[-1].test_end == 1000
+
+
+def test_expanding_window_starts_at_zero():
+    cfg = WalkForwardConfig(horizons=(1,), train_window=200, refit_every=100, expanding=True)
+    assert all(f.train_start == 0 for f in walk_forward_folds(800, 0, cfg))
+
+
+@pytest.mark.parametrize("kwargs", [dict(train_window=50), dict(refit_every=0), dict(purge=3, horizons=(5,)),
+                                    dict(embargo=-1), dict(horizons=(0, 1))])
+def test_bad_config_is_rejected(kwargs):
+    with pytest.raises(ValueError):
+        WalkForwardConfig(**kwargs)
+
+
+@pytest.mark.parametrize("model", [RandomWalk(), Garch(), Sarimax()], ids=lambda m: m.name)
+def test_truncated_history_gives_identical_forecasts(returns, model):
+    cfg = WalkForwardConfig(horizons=(1, 5, 21), train_window=400, refit_every=60, embargo=2)
+    full = run_walk_forward(model, returns, cfg)
+    cut = returns.index[700]
+    part = run_walk_forward(model, returns.loc[:cut], cfg)
+    cols = ["y_pred", "y_lower", "y_upper", "y_std", "confidence"]
+    a = full[full["asof_date"] <= cut].reset_index(drop=True)
+    assert len(a) == len(part) > 0
+    assert (a["asof_date"].to_numpy() == part["asof_date"].to_numpy()).all()
+    assert_allclose(a[cols].to_numpy(), part[cols].to_numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_rows_record_asof_target_and_fit_window(returns):
+    cfg = WalkForwardConfig(horizons=(1, 5), train_window=300, refit_every=100, embargo=0)
+    out = run_walk_forward(RandomWalk(), returns, cfg)
+    dates = returns.index
+    pos = dates.get_indexer(out["asof_date"])
+    assert (out["train_end"] < out["asof_date"]).all()
+    gap = dates.get_indexer(out["asof_date"]) - dates.get_indexer(out["train_end"])
+    assert gap.min() == 5 + 1  # purge of the longest horizon, then the first test origin
+    realised = out["target_date"].notna()
+    assert (dates.get_indexer(out.loc[realised, "target_date"]) - pos[realised.to_numpy()]
+            == out.loc[realised, "horizon"]).all()
+    # Only the last h origins of each horizon lack a target session.
+    assert (~realised).sum() == 1 + 5
+
+
+def test_panel_is_the_same_with_one_or_two_workers(returns):
+    long = pd.DataFrame({"ticker": "A", "date": returns.index, "log_return": returns.to_numpy()})
+    long = pd.concat([long, long.assign(ticker="B", log_return=long["log_return"] * 0.5)])
+    cfg = WalkForwardConfig(horizons=(1, 5), train_window=400, refit_every=200)
+    one = run_panel([RandomWalk(), Sarimax()], long, cfg, workers=1)
+    two = run_panel([RandomWalk(), Sarimax()], long, cfg, workers=2)
+    pd.testing.assert_frame_equal(one, two)
+    assert set(one["model"]) == {"random_walk", "sarimax"} and set(one["ticker"]) == {"A", "B"}
+
+
+def test_panel_without_enough_history_says_so(returns):
+    long = pd.DataFrame({"ticker": "A", "date": returns.index[:300], "log_return": returns.to_numpy()[:300]})
+    with pytest.raises(ValueError, match="enough history"):
+        run_panel([RandomWalk()], long, WalkForwardConfig(train_window=756))
