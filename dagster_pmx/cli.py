@@ -22,14 +22,18 @@ SUMMARY_COLUMNS = ["sharpe", "cagr", "max_drawdown", "information_ratio", "hit_r
 
 def _describe(entry, started: float) -> str | None:
     event = entry.dagster_event
-    if event is None:
-        return None
-    kind = event.event_type_value
     clock = f"[{entry.timestamp - started:6.0f}s]"
+    if event is None:
+        message = entry.user_message or ""
+        return f"{clock}          {message}" if message.startswith("progress:") else None
+    kind = event.event_type_value
     if kind in ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
         return f"{clock} {kind[5:].lower():<8} {event.step_key}"
     if kind == "ASSET_CHECK_EVALUATION":
+        # Great Expectations gates always; the many dbt tests only when they fail.
         data = event.event_specific_data
+        if data.passed and not data.asset_check_key.name.endswith("_expectations"):
+            return None
         return f"{clock} check    {data.asset_check_key.to_user_string()}: {'passed' if data.passed else 'FAILED'}"
     return None
 

@@ -10,7 +10,7 @@ label can overlap a test window even for models trained on multi-session targets
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -152,6 +152,7 @@ def run_panel(
     config: WalkForwardConfig,
     start: pd.Timestamp | str | None = None,
     workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Walk-forward forecasts of every model on every ticker.
 
@@ -165,6 +166,8 @@ def run_panel(
     workers : int
         Processes to spread (model, ticker) pairs over; 1 runs in this process.
         Results do not depend on it.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each (model, ticker) pair.
     """
     missing = {"ticker", "date", "log_return"} - set(returns.columns)
     if missing:
@@ -173,14 +176,21 @@ def run_panel(
     for ticker, group in returns.sort_values(["ticker", "date"]).groupby("ticker", sort=True):
         series = pd.Series(group["log_return"].to_numpy(float), index=pd.DatetimeIndex(group["date"]), name=ticker)
         tasks += [(f, ticker, series, config, start) for f in forecasters]
+    frames = []
     if workers > 1 and len(tasks) > 1:
-        from concurrent.futures import ProcessPoolExecutor
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
-            frames = list(pool.map(_one, tasks, chunksize=1))
+        # spawn, not fork: the parent may run threads (Dagster, the CLI watcher) whose locks a fork would copy.
+        with mp.get_context("spawn").Pool(processes=workers) as pool:
+            for frame in pool.imap(_one, tasks, chunksize=1):
+                frames.append(frame)
+                if progress:
+                    progress(len(frames), len(tasks))
     else:
-        frames = [_one(t) for t in tasks]
+        for task in tasks:
+            frames.append(_one(task))
+            if progress:
+                progress(len(frames), len(tasks))
     frames = [f for f in frames if len(f)]
     if not frames:
         raise ValueError("no ticker has enough history for one walk-forward fold; lower train_window or start earlier")

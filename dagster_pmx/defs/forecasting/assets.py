@@ -35,7 +35,12 @@ def base_forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
     models = default_forecasters()
     context.log.info(f"walk-forward: {len(models)} models x {returns['ticker'].nunique()} tickers, "
                      f"window {config.train_window}, refit every {config.refit_every}, gap {config.gap}")
-    frame = run_panel(models, returns, config, start=settings.forecast_start, workers=settings.workers)
+    def progress(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 10) == 0:
+            context.log.info(f"progress: {done}/{total} walk-forward runs (model x ticker) done")
+
+    frame = run_panel(models, returns, config, start=settings.forecast_start, workers=settings.workers,
+                      progress=progress)
     rows = warehouse.replace_table("ml.base_forecasts", frame)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": rows, "models": ", ".join(m.name for m in models),
