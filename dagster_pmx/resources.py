@@ -55,11 +55,6 @@ class Warehouse(dg.ConfigurableResource):
             return int(con.execute(f"select count(*) from {table}").fetchone()[0])
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
-
-
 class PmxSettings(dg.ConfigurableResource):
     """Universe, dates, model and portfolio settings. ``from_env`` reads ``PMX_*`` variables."""
 
@@ -83,12 +78,16 @@ class PmxSettings(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> "PmxSettings":
-        fields = cls.model_fields
         values = {}
-        for name, info in fields.items():
-            raw = os.environ.get(f"PMX_{name.upper()}", "").strip()
-            if raw:
+        for name, info in cls.model_fields.items():
+            var = f"PMX_{name.upper()}"
+            raw = os.environ.get(var, "").strip()
+            if not raw:
+                continue
+            try:
                 values[name] = info.annotation(raw) if info.annotation in (int, float) else raw
+            except ValueError:
+                raise ValueError(f"{var}={raw!r} is not a valid {info.annotation.__name__}") from None
         return cls(**values)
 
     @property

@@ -138,3 +138,14 @@ def test_allocation_check_fails_on_bad_weights(warehouse, mutate):
     frame = strategy_weights(signals, PmxSettings())
     _store_allocations(warehouse, mutate(frame).reset_index(drop=True))
     assert not allocations_expectations(warehouse=warehouse, settings=PmxSettings()).passed
+
+
+def test_settings_from_environment(monkeypatch):
+    monkeypatch.setenv("PMX_TICKERS", " aapl, msft ")
+    monkeypatch.setenv("PMX_TRAIN_WINDOW", "500")
+    monkeypatch.setenv("PMX_COST_BPS", "2.5")
+    s = PmxSettings.from_env()
+    assert s.ticker_list == ["AAPL", "MSFT"] and s.train_window == 500 and s.cost_bps == 2.5
+    monkeypatch.setenv("PMX_REFIT_EVERY", "weekly")
+    with pytest.raises(ValueError, match="PMX_REFIT_EVERY='weekly' is not a valid int"):
+        PmxSettings.from_env()

@@ -23,10 +23,20 @@ def dbt_env(warehouse_path: str | Path) -> dict[str, str]:
     return {**os.environ, "PMX_WAREHOUSE": str(Path(warehouse_path).resolve()), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
 
 
-def ensure_manifest() -> Path:
-    """Parse the dbt project if its manifest is missing, so definitions always load."""
-    manifest = dbt_project.manifest_path
+def _sources_newer_than(manifest: Path) -> bool:
     if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    files = [DBT_DIR / "dbt_project.yml", DBT_DIR / "profiles.yml",
+             *DBT_DIR.glob("models/**/*"), *DBT_DIR.glob("macros/**/*"), *DBT_DIR.glob("tests/**/*")]
+    return any(f.is_file() and f.stat().st_mtime > built for f in files)
+
+
+def ensure_manifest() -> Path:
+    """Parse the dbt project when its manifest is missing or older than a model, macro or
+    config file, so definitions always load and never describe a stale project."""
+    manifest = dbt_project.manifest_path
+    if _sources_newer_than(manifest):
         subprocess.run(
             [DBT_EXECUTABLE, "parse", "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)],
             check=True, env=dbt_env(os.environ.get("PMX_WAREHOUSE", DEFAULT_WAREHOUSE)), cwd=DBT_DIR,
