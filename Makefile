@@ -11,7 +11,7 @@ export PMX_WAREHOUSE ?= $(CURDIR)/warehouse/pmx.duckdb
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test test-all ui bench clean
+.PHONY: setup run test ui sql bench clean
 
 ## setup: create .venv and install the pinned dependencies (once; again when requirements change)
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
@@ -38,6 +38,10 @@ test: setup
 ## ui: Dagster UI on http://127.0.0.1:3000 for this code location
 ui: setup
 	$(VENV)/bin/dagster dev -m dagster_pmx.definitions -h 127.0.0.1 -p 3000
+
+## sql: read-only SQL on the warehouse, e.g. make sql Q="select * from marts.backtest_summary"
+sql: setup
+	$(PY) -m dagster_pmx.sql $(if $(Q),"$(Q)",)
 
 ## bench: time each stage of the pipeline on the default data
 bench: setup

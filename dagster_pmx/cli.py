@@ -7,10 +7,13 @@ shows up in the Dagster UI) and the warehouse at ``$PMX_WAREHOUSE``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -38,8 +41,8 @@ def _describe(entry, started: float) -> str | None:
     return None
 
 
-def _watch(instance: dg.DagsterInstance, run_id: str, started: float, done: threading.Event) -> None:
-    """Print step starts, ends and check outcomes as the run records them."""
+def _watch(instance: dg.DagsterInstance, run_id: str, started: float, done: threading.Event, out) -> None:
+    """Print step starts, ends and check outcomes to ``out`` as the run records them."""
     seen = 0
     while True:
         finished = done.is_set()
@@ -47,7 +50,7 @@ def _watch(instance: dg.DagsterInstance, run_id: str, started: float, done: thre
         for entry in logs[seen:]:
             line = _describe(entry, started)
             if line:
-                print(line, flush=True)
+                print(line, file=out, flush=True)
         seen = len(logs)
         if finished:
             return
@@ -63,10 +66,10 @@ def print_summary(warehouse: str) -> None:
     print(table.to_string(float_format=lambda x: f"{x:,.3f}"))
     print(f"""
 Where to look next
-  SQL : duckdb -readonly {warehouse}
-        e.g. select * from marts.model_scores order by horizon, dm_stat;
+  SQL : make sql Q="select * from marts.model_scores order by horizon, dm_stat"   (read-only prompt: make sql)
+        any DuckDB >= 2.0 client works too: duckdb -readonly {warehouse}
   Py  : duckdb.connect("{warehouse}", read_only=True).sql("select * from marts.signals limit 5")
-  UI  : make ui   (Dagster UI on http://127.0.0.1:3000: asset graph, runs, checks)""")
+  UI  : make ui   (Dagster UI on http://127.0.0.1:3000: asset graph, runs, checks, schedules)""")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,13 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     job = defs.resolve_job_def(args.job)
     run_id = str(uuid.uuid4())
     done = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(instance, run_id, started, done), daemon=True)
+    watcher = threading.Thread(target=_watch, args=(instance, run_id, started, done, sys.stdout), daemon=True)
+    # dbt's own output (hundreds of lines) goes to a log file; the watcher prints the steps.
+    log_path = Path(os.environ.get("DAGSTER_HOME") or ".") / "pmx-last-run.log"
+    print(f"pmx: dbt and step output in {log_path}", flush=True)
     watcher.start()
     try:
-        result = job.execute_in_process(
-            instance=instance, raise_on_error=False, run_id=run_id,
-            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
-        )
+        with open(log_path, "w") as log, contextlib.redirect_stdout(log):
+            result = job.execute_in_process(
+                instance=instance, raise_on_error=False, run_id=run_id,
+                run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+            )
     finally:
         done.set()
         watcher.join()
