@@ -162,3 +162,22 @@ def test_corrupted_input_stops_allocation_and_backtest_in_the_same_run(tmp_path)
     tables = set(read(path, "select table_schema || '.' || table_name t from information_schema.tables")["t"])
     assert "marts.allocations" not in tables and "marts.backtest_daily" not in tables
     assert read(path, "select count(*) n from raw.prices")["n"].iloc[0] == len(prices)  # nothing lost
+
+
+def test_python_written_tables_have_their_documented_columns(full):
+    from dagster_pmx.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    documented = set()
+    for key in graph.materializable_asset_keys:
+        schema = graph.get(key).metadata.get("dagster/column_schema")
+        if schema is None:
+            continue
+        documented.add(key.to_user_string())
+        table = ".".join(key.path)
+        actual = read(full, f"select * from {table} limit 0").columns.tolist()
+        assert actual == [c.name for c in schema.columns], table
+        assert all(c.description for c in schema.columns), table
+    marts = {k.to_user_string() for k in graph.materializable_asset_keys if k.path[0] == "marts"}
+    assert len(marts) == 9 and marts <= documented  # dbt's from YAML, Python's from dagster_pmx/defs/schemas.py
+    assert {"raw/prices", "raw/macro"} <= documented

@@ -4,6 +4,7 @@
 import dagster as dg
 import pandas as pd
 
+from dagster_pmx.defs import schemas
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.backtest import run_backtest
 from python_models.performance import summarize
@@ -12,7 +13,7 @@ BENCHMARK = "benchmark"
 
 
 @dg.asset(
-    key=["marts", "backtest_daily"], group_name="backtest", pool="warehouse", kinds={"python", "duckdb"},
+    key=["marts", "backtest_daily"], group_name="backtest", metadata={"dagster/column_schema": schemas.BACKTEST_DAILY}, pool="warehouse", kinds={"python", "duckdb"},
     deps=[dg.AssetKey(["marts", "allocations"]), dg.AssetKey(["intermediate", "int_returns"])],
     description="Daily gross return, cost (bps per unit turnover), net return, equity, drawdown and "
                 "turnover per strategy. Weights decided at the close of t earn the returns of t+1. "
@@ -40,7 +41,7 @@ def backtest_daily(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
 
 
 @dg.asset(
-    key=["marts", "backtest_summary"], group_name="backtest", pool="warehouse", kinds={"python", "duckdb"},
+    key=["marts", "backtest_summary"], group_name="backtest", metadata={"dagster/column_schema": schemas.BACKTEST_SUMMARY}, pool="warehouse", kinds={"python", "duckdb"},
     deps=[dg.AssetKey(["marts", "backtest_daily"])],
     description="Per strategy: Sharpe and Sortino (annualised, zero risk-free rate), max drawdown (<= 0), "
                 "information ratio vs the benchmark, hit rate, profit factor, CAGR, volatility, annual "

@@ -4,6 +4,7 @@
 import dagster as dg
 import pandas as pd
 
+from dagster_pmx.defs import schemas
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.ensemble import ensemble_panel
 from python_models.metrics import score_panel
@@ -79,7 +80,7 @@ def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
 
 
 @dg.asset(
-    key=["marts", "model_scores"], group_name="forecasting", pool="warehouse", kinds={"python", "duckdb"},
+    key=["marts", "model_scores"], group_name="forecasting", metadata={"dagster/column_schema": schemas.MODEL_SCORES}, pool="warehouse", kinds={"python", "duckdb"},
     deps=[dg.AssetKey(["marts", "forecasts"])],
     description="Out-of-sample accuracy per (model, ticker, horizon): n_obs, RMSE, MAE, sMAPE (%), "
                 "directional accuracy, tracking error, and the Diebold–Mariano statistic (HLN-corrected) "

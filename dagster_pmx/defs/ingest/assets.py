@@ -5,6 +5,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs.ingest.sources import MACRO_COLUMNS, PRICE_COLUMNS, make_source
+from dagster_pmx.defs import schemas
 from dagster_pmx.resources import PmxSettings, Warehouse
 
 PRICES_DDL = """
@@ -48,7 +49,7 @@ def select_prices(frame: pd.DataFrame, settings: PmxSettings) -> pd.DataFrame:
 
 
 @dg.asset(
-    key=["raw", "prices"], group_name="ingest", pool="warehouse", kinds={"duckdb", "python"},
+    key=["raw", "prices"], group_name="ingest", metadata={"dagster/column_schema": schemas.RAW_PRICES}, pool="warehouse", kinds={"duckdb", "python"},
     description="Daily prices per (ticker, date, source) from the configured source (default: real "
                 "data bundled in skfolio and arch). Idempotent upsert keyed by (ticker, date, source).",
 )
@@ -68,7 +69,7 @@ def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
 
 
 @dg.asset(
-    key=["raw", "macro"], group_name="ingest", pool="warehouse", kinds={"duckdb", "python"},
+    key=["raw", "macro"], group_name="ingest", metadata={"dagster/column_schema": schemas.RAW_MACRO}, pool="warehouse", kinds={"duckdb", "python"},
     description="Monthly macro series (Fama–French factors and risk-free rate, Moody's AAA/BAA yields, "
                 "core CPI) in their published units. Idempotent upsert keyed by (series_id, date, source).",
 )

@@ -4,6 +4,7 @@
 import dagster as dg
 import pandas as pd
 
+from dagster_pmx.defs import schemas
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.sizing import kelly_weights
 
@@ -30,7 +31,7 @@ def strategy_weights(signals: pd.DataFrame, settings: PmxSettings) -> pd.DataFra
 
 
 @dg.asset(
-    key=["marts", "allocations"], group_name="portfolio", pool="warehouse", kinds={"python", "duckdb"},
+    key=["marts", "allocations"], group_name="portfolio", metadata={"dagster/column_schema": schemas.ALLOCATIONS}, pool="warehouse", kinds={"python", "duckdb"},
     deps=[dg.AssetKey(["marts", "signals"]), dg.AssetKey(["marts", "forecasts"])],
     description="Target weights decided at each date's close: fractional Kelly (fraction x mu / sigma^2) "
                 "from the forecast mean and standard deviation at the signal horizon, long-only, capped at "

@@ -1,0 +1,81 @@
+"""Column documentation of the tables Python assets write (dbt documents its own in YAML).
+
+Shown in the Dagster UI as each asset's column schema; an end-to-end test checks that the
+tables have exactly these columns.
+"""
+
+import dagster as dg
+
+
+def _schema(*columns: tuple[str, str, str]) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name, type_, description=doc) for name, type_, doc in columns])
+
+
+RAW_PRICES = _schema(
+    ("ticker", "varchar", "Ticker symbol (SP500 is the S&P 500 index)."),
+    ("date", "date", "Trading session date, exchange-local."),
+    ("open", "double", "Open; NULL for close-only sources."),
+    ("high", "double", "High; NULL for close-only sources."),
+    ("low", "double", "Low; NULL for close-only sources."),
+    ("close", "double", "Close as published."),
+    ("adj_close", "double", "Split- and dividend-adjusted close."),
+    ("volume", "double", "Shares traded; NULL where the source has none."),
+    ("source", "varchar", "skfolio, arch or csv; part of the key."),
+)
+
+RAW_MACRO = _schema(
+    ("series_id", "varchar", "Mkt-RF, SMB, HML, RF, AAA, BAA, CPILFESL."),
+    ("date", "date", "First day of the month the value refers to."),
+    ("value", "double", "Value in the published unit."),
+    ("unit", "varchar", "percent_per_month, percent_per_year or index."),
+    ("source", "varchar", "Source of the series; part of the key."),
+)
+
+MODEL_SCORES = _schema(
+    ("model", "varchar", "Model scored (random_walk, garch, sarimax, ensemble)."),
+    ("ticker", "varchar", "Ticker."),
+    ("horizon", "bigint", "Forecast horizon in sessions."),
+    ("n_obs", "bigint", "Realised out-of-sample forecasts scored."),
+    ("rmse", "double", "Root mean squared error of the simple-return forecast."),
+    ("mae", "double", "Mean absolute error."),
+    ("smape", "double", "Symmetric MAPE in percent, 100 * mean(2|e| / (|y| + |y_pred|))."),
+    ("directional_accuracy", "double", "Share of forecasts with the realised sign."),
+    ("tracking_error", "double", "Standard deviation (ddof 1) of the forecast errors."),
+    ("dm_stat", "double", "Diebold–Mariano statistic, squared loss, HLN-corrected, vs the random walk; "
+                          "negative = lower loss than the random walk; NULL for the random walk itself."),
+    ("dm_pvalue", "double", "Two-sided p-value of dm_stat (Student t, n - 1 df)."),
+)
+
+ALLOCATIONS = _schema(
+    ("strategy", "varchar", "ensemble, or a single model's name."),
+    ("date", "date", "Decision session: weights set at its close, held over the next session."),
+    ("ticker", "varchar", "Ticker, or CASH for the uninvested remainder."),
+    ("weight", "double", "Fraction of equity; risky weights lie in [0, position cap]."),
+    ("sleeve", "varchar", "risky (equities) or safe (CASH)."),
+)
+
+BACKTEST_DAILY = _schema(
+    ("strategy", "varchar", "Strategy, or benchmark (S&P 500 buy-and-hold)."),
+    ("date", "date", "Session whose return is earned."),
+    ("gross_return", "double", "Previous close's weights times this session's returns."),
+    ("cost", "double", "cost_bps / 1e4 times turnover at this close."),
+    ("net_return", "double", "gross_return - cost."),
+    ("equity", "double", "Cumulative product of (1 + net_return), from 1."),
+    ("drawdown", "double", "equity / running peak - 1 (<= 0)."),
+    ("turnover", "double", "Sum of absolute trades at this close against the drifted weights."),
+)
+
+BACKTEST_SUMMARY = _schema(
+    ("strategy", "varchar", "Strategy, or benchmark."),
+    ("sharpe", "double", "Annualised mean / std of daily net returns, zero risk-free rate."),
+    ("sortino", "double", "Annualised mean / root mean square of negative daily returns."),
+    ("max_drawdown", "double", "Largest fall from a peak of equity (<= 0)."),
+    ("information_ratio", "double", "Annualised mean / std of (net return - benchmark return)."),
+    ("hit_rate", "double", "Share of positive days among days with a non-zero return."),
+    ("profit_factor", "double", "Sum of daily gains / absolute sum of daily losses."),
+    ("cagr", "double", "Compound annual growth rate over n / 252 years."),
+    ("volatility", "double", "Annualised standard deviation of daily net returns."),
+    ("turnover", "double", "Mean daily turnover times 252."),
+    ("start_date", "date", "First session."),
+    ("end_date", "date", "Last session."),
+)
