@@ -1,4 +1,4 @@
-{{ config(meta={'dagster': {'asset_key': ['marts', 'targets']}}) }}
+{{ config(meta={'dagster': {'ref': {'name': 'targets'}}}) }}
 -- The 1-session target dated t is the 1-session feature dated at the next session:
 -- targets look forward exactly one step further than features, no more, no less.
 with targets as (

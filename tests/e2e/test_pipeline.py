@@ -181,3 +181,43 @@ def test_python_written_tables_have_their_documented_columns(full):
     marts = {k.to_user_string() for k in graph.materializable_asset_keys if k.path[0] == "marts"}
     assert len(marts) == 9 and marts <= documented  # dbt's from YAML, Python's from dagster_pmx/defs/schemas.py
     assert {"raw/prices", "raw/macro"} <= documented
+
+
+def test_features_and_targets_match_an_independent_pandas_computation(full):
+    prices = read(full, "select ticker, date, adj_close from marts.prices order by ticker, date")
+    feats = read(full, "select * from marts.features order by ticker, date")
+    targs = read(full, "select * from marts.targets order by ticker, date")
+    for ticker, g in prices.groupby("ticker"):
+        p = g.set_index("date")["adj_close"]
+        lr = np.log(p).diff()
+        sma, sd = p.rolling(20).mean(), p.rolling(20).std()
+        vol21 = lr.rolling(21).std() * np.sqrt(252)
+        expected = pd.DataFrame({
+            "ret_1d": p.pct_change(), "ret_5d": p / p.shift(5) - 1, "ret_21d": p / p.shift(21) - 1,
+            "momentum_1_20": p.shift(1) / p.shift(20) - 1,
+            "bollinger_position": (p - (sma - 2 * sd)) / (4 * sd),
+            "volatility_ratio_10_63": lr.rolling(10).std() / lr.rolling(63).std(),
+            "realized_vol_21": vol21,
+        })
+        got = feats[feats.ticker == ticker].set_index("date")[expected.columns]
+        pd.testing.assert_frame_equal(got, expected, check_names=False, check_freq=False, rtol=1e-9, atol=1e-9)
+        daily_vol = vol21 / np.sqrt(252)
+        t = targs[targs.ticker == ticker].set_index("date")
+        for h in (1, 5, 21, 63):
+            fwd = p.shift(-h) / p - 1
+            assert_allclose(t[f"fwd_return_{h}d"], fwd, rtol=1e-12)
+            assert_allclose(t[f"fwd_risk_adj_return_{h}d"], fwd / (daily_vol * np.sqrt(h)), rtol=1e-9)
+            sig = (fwd.abs() > daily_vol * np.sqrt(h)).where(fwd.notna() & daily_vol.notna())
+            assert (t[f"significant_move_{h}d"].astype("float") .fillna(-1)
+                    == sig.astype("float").fillna(-1)).all()
+
+
+def test_ensemble_weights_and_signal_confidence(full):
+    from scipy import stats
+
+    w = read(full, "select ticker, horizon, asof_date, sum(weight) s, min(weight) lo from ml.ensemble_weights group by all")
+    assert_allclose(w["s"], 1.0)
+    assert (w["lo"] >= 0.5 / 3 - 1e-12).all()  # 50 % shrinkage toward equal weights bounds every weight
+    s = read(full, "select * from marts.signals")
+    assert_allclose(s["confidence"], stats.norm.cdf(s["expected_return"].abs() / s["forecast_std"]), rtol=1e-10)
+    assert (np.sign(s["expected_return"]) == s["direction"]).all()
