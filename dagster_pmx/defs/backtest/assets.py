@@ -1,6 +1,5 @@
 """Backtest assets: daily returns of every strategy and the benchmark, and their summary."""
 
-
 import dagster as dg
 import pandas as pd
 

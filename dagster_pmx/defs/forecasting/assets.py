@@ -1,6 +1,5 @@
 """Forecasting assets: walk-forward forecasts of each model, the ensemble, and model scores."""
 
-
 import dagster as dg
 import pandas as pd
 

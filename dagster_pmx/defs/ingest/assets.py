@@ -1,6 +1,5 @@
 """Ingest assets: raw prices and macro series, upserted idempotently into schema ``raw``."""
 
-
 import dagster as dg
 import pandas as pd
 

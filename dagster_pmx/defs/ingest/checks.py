@@ -1,8 +1,8 @@
 """Great Expectations gate (blocking) on raw prices."""
 
-
 import dagster as dg
 
+from dagster_pmx.defs.gates import check_result
 from dagster_pmx.resources import Warehouse
 from expectations import raw_prices as raw_prices_suite
 
@@ -12,8 +12,4 @@ from expectations import raw_prices as raw_prices_suite
                             "high >= low where both exist, volume >= 0.")
 def raw_prices_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
     frame = warehouse.query("select * from raw.prices")
-    validation = raw_prices_suite.check(frame)
-    return dg.AssetCheckResult(
-        passed=validation.success, severity=dg.AssetCheckSeverity.ERROR, description=validation.summary(),
-        metadata={"rows": len(frame), "expectations": validation.evaluated, "failures": str(validation.failures)},
-    )
+    return check_result(raw_prices_suite.check(frame), len(frame))

@@ -1,6 +1,5 @@
 """Allocation: fractional Kelly weights per strategy (the ensemble and each single model)."""
 
-
 import dagster as dg
 import pandas as pd
 

@@ -1,27 +1,18 @@
 """Great Expectations gates (blocking) on the signals and the allocations."""
 
-
 import dagster as dg
 
+from dagster_pmx.defs.gates import check_result
 from dagster_pmx.resources import PmxSettings, Warehouse
 from expectations import allocations as allocation_suite
 from expectations import signals as signal_suite
-
-
-def _result(validation, rows: int) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        passed=validation.success,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=validation.summary(),
-        metadata={"rows": rows, "expectations": validation.evaluated, "failures": str(validation.failures)},
-    )
 
 
 @dg.asset_check(asset=dg.AssetKey(["marts", "signals"]), blocking=True,
                 description="GX: unique (ticker, date), finite expected return and std, confidence in [0, 1].")
 def signals_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
     frame = warehouse.query("select * from marts.signals")
-    return _result(signal_suite.check(frame), len(frame))
+    return check_result(signal_suite.check(frame), len(frame))
 
 
 @dg.asset_check(asset=dg.AssetKey(["marts", "allocations"]), blocking=True,
@@ -29,4 +20,4 @@ def signals_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
                             "within the limit, weights plus cash sum to one per (strategy, date).")
 def allocations_expectations(warehouse: Warehouse, settings: PmxSettings) -> dg.AssetCheckResult:
     frame = warehouse.query("select * from marts.allocations")
-    return _result(allocation_suite.check(frame, settings.position_cap, settings.max_gross), len(frame))
+    return check_result(allocation_suite.check(frame, settings.position_cap, settings.max_gross), len(frame))

@@ -6,7 +6,6 @@
 ``dbt build``, so dbt's tests run with the models and show as asset checks.
 """
 
-
 import os
 from collections.abc import Mapping
 from typing import Any

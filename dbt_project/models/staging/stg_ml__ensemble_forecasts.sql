@@ -1,19 +1,3 @@
 {{ config(tags=['post_forecast']) }}
 
-with source as (
-    select * from {{ source('ml', 'ensemble_forecasts') }}
-),
-
-final as (
-    select
-        model,
-        ticker,
-        cast(asof_date as date) as asof_date,
-        cast(horizon as integer) as horizon,
-        cast(target_date as date) as target_date,
-        y_pred, y_lower, y_upper, y_std, confidence,
-        cast(null as date) as train_end
-    from source
-)
-
-select * from final
+{{ stage_forecasts(source('ml', 'ensemble_forecasts'), has_train_end=false) }}
