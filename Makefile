@@ -11,7 +11,7 @@ export PMX_WAREHOUSE ?= $(CURDIR)/warehouse/pmx.duckdb
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test ui sql bench clean
+.PHONY: setup run test lint ui sql bench clean
 
 ## setup: create .venv and install the pinned dependencies (once; again when requirements change)
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
@@ -34,6 +34,11 @@ run: setup
 ## test: the test suite CI runs
 test: setup
 	$(PY) -m pytest
+
+## lint: ruff on the Python packages, tests and benchmarks
+lint: setup
+	$(VENV)/bin/ruff check python_models dagster_pmx expectations benchmarks tests
+	$(VENV)/bin/ruff format --check python_models dagster_pmx expectations benchmarks tests
 
 ## ui: Dagster UI on http://127.0.0.1:3000 for this code location
 ui: setup

@@ -34,8 +34,8 @@ def main() -> int:
     instance = dg.DagsterInstance.ephemeral()
     started = time.perf_counter()
     result = defs.resolve_job_def("daily_refresh").execute_in_process(
-        instance=instance, raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+        instance=instance, raise_on_error=False, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    )
     total = time.perf_counter() - started
     starts, rows = {}, []
     for entry in instance.all_logs(result.run_id):
@@ -46,8 +46,10 @@ def main() -> int:
             starts[event.step_key] = entry.timestamp
         elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
             rows.append((event.step_key, entry.timestamp - starts[event.step_key], event.event_type_value[5:]))
-    print(f"pmx pipeline benchmark: {os.cpu_count()} cores, forecast_start={settings.forecast_start}, "
-          f"train_window={settings.train_window}, refit_every={settings.refit_every}, workers={settings.workers}")
+    print(
+        f"pmx pipeline benchmark: {os.cpu_count()} cores, forecast_start={settings.forecast_start}, "
+        f"train_window={settings.train_window}, refit_every={settings.refit_every}, workers={settings.workers}"
+    )
     print(f"{'step':<48}{'seconds':>10}  status")
     for step, seconds, status in rows:
         print(f"{step:<48}{seconds:>10.2f}  {status.lower()}")

@@ -19,8 +19,16 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-SUMMARY_COLUMNS = ["sharpe", "cagr", "max_drawdown", "information_ratio", "hit_rate", "profit_factor",
-                   "volatility", "turnover"]
+SUMMARY_COLUMNS = [
+    "sharpe",
+    "cagr",
+    "max_drawdown",
+    "information_ratio",
+    "hit_rate",
+    "profit_factor",
+    "volatility",
+    "turnover",
+]
 
 
 def _describe(entry, started: float) -> str | None:
@@ -77,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job", default="daily_refresh")
     args = parser.parse_args(argv)
 
-    from dagster_pmx.definitions import defs
+    from dagster_pmx.definitions import build_definitions
 
+    defs = build_definitions()  # reads PMX_* now, not when the module was first imported
     warehouse = defs.resources["warehouse"].abs_path
     started = time.time()
     print(f"pmx: materializing job {args.job!r} into {warehouse}", flush=True)
@@ -94,14 +103,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with open(log_path, "w") as log, contextlib.redirect_stdout(log):
             result = job.execute_in_process(
-                instance=instance, raise_on_error=False, run_id=run_id,
+                instance=instance,
+                raise_on_error=False,
+                run_id=run_id,
                 run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
             )
     finally:
         done.set()
         watcher.join()
-    failed = [e for e in result.all_events if e.event_type_value in ("STEP_FAILURE", "ASSET_CHECK_EVALUATION")
-              and (e.event_type_value == "STEP_FAILURE" or not e.event_specific_data.passed)]
+    failed = [
+        e
+        for e in result.all_events
+        if e.event_type_value in ("STEP_FAILURE", "ASSET_CHECK_EVALUATION")
+        and (e.event_type_value == "STEP_FAILURE" or not e.event_specific_data.passed)
+    ]
     print(f"pmx: run {result.run_id} {'succeeded' if result.success else 'FAILED'} in {time.time() - started:.0f}s")
     for e in failed:
         print(f"  - {e.event_type_value} {e.step_key}: {e.message}")

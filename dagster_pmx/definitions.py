@@ -32,7 +32,8 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
     """The code location; tests pass their own resources (a temporary warehouse, a small universe)."""
     return dg.Definitions(
         assets=dg.load_assets_from_modules(
-            [ingest_assets, transform_assets, forecasting_assets, portfolio_assets, backtest_assets]),
+            [ingest_assets, transform_assets, forecasting_assets, portfolio_assets, backtest_assets]
+        ),
         asset_checks=dg.load_asset_checks_from_modules([ingest_checks, portfolio_checks]),
         jobs=[jobs.daily_refresh_job, jobs.weekly_retrain_job],
         schedules=[jobs.daily_refresh_schedule, jobs.weekly_retrain_schedule],

@@ -8,9 +8,9 @@ the in-process executor and one run at a time (see README, "Warehouse writes").
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import dagster as dg
 import duckdb
@@ -77,7 +77,7 @@ class PmxSettings(dg.ConfigurableResource):
     workers: int = 2
 
     @classmethod
-    def from_env(cls) -> "PmxSettings":
+    def from_env(cls) -> PmxSettings:
         values = {}
         for name, info in cls.model_fields.items():
             var = f"PMX_{name.upper()}"

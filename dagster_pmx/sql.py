@@ -36,8 +36,10 @@ def main(argv: list[str]) -> int:
             return 0
         interactive = sys.stdin.isatty()
         if interactive:
-            print(f"pmx warehouse {path} (read-only). End statements with ';', Ctrl-D to quit.\n"
-                  "Try: select * from marts.backtest_summary;")
+            print(
+                f"pmx warehouse {path} (read-only). End statements with ';', Ctrl-D to quit.\n"
+                "Try: select * from marts.backtest_summary;"
+            )
         buffer = ""
         while True:
             try:

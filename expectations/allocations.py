@@ -29,8 +29,9 @@ def exposure_suite(position_cap: float, max_gross: float) -> list:
 def exposures(frame: pd.DataFrame) -> pd.DataFrame:
     """Per (strategy, date): largest risky weight, gross risky exposure, and the sum of all weights."""
     risky = frame[frame["sleeve"] == "risky"].assign(abs_weight=lambda d: d["weight"].abs())
-    per_date = risky.groupby(["strategy", "date"]).agg(max_abs_weight=("abs_weight", "max"),
-                                                       gross_exposure=("abs_weight", "sum"))
+    per_date = risky.groupby(["strategy", "date"]).agg(
+        max_abs_weight=("abs_weight", "max"), gross_exposure=("abs_weight", "sum")
+    )
     total = frame.groupby(["strategy", "date"])["weight"].sum().rename("total_weight")
     return per_date.join(total, how="outer").fillna({"max_abs_weight": 0.0, "gross_exposure": 0.0}).reset_index()
 
@@ -39,5 +40,8 @@ def check(frame: pd.DataFrame, position_cap: float, max_gross: float) -> Validat
     """Row-level and per-date expectations; fails if either fails. Non-finite weights fail the bounds."""
     rows = validate(frame, "allocations", suite())
     agg = validate(exposures(frame), "allocation_exposures", exposure_suite(position_cap, max_gross))
-    return Validation(success=rows.success and agg.success, evaluated=rows.evaluated + agg.evaluated,
-                      failures=rows.failures + agg.failures)
+    return Validation(
+        success=rows.success and agg.success,
+        evaluated=rows.evaluated + agg.evaluated,
+        failures=rows.failures + agg.failures,
+    )

@@ -17,8 +17,9 @@ def suite() -> list:
         E.ExpectCompoundColumnsToBeUnique(column_list=["ticker", "date", "source"]),
         E.ExpectColumnValuesToBeBetween(column="adj_close", min_value=0, strict_min=True),
         E.ExpectColumnValuesToBeBetween(column="close", min_value=0, strict_min=True),
-        E.ExpectColumnPairValuesAToBeGreaterThanB(column_A="high", column_B="low", or_equal=True,
-                                                  ignore_row_if="either_value_is_missing"),
+        E.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="high", column_B="low", or_equal=True, ignore_row_if="either_value_is_missing"
+        ),
         E.ExpectColumnValuesToBeBetween(column="volume", min_value=0),
     ]
 

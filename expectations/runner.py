@@ -20,7 +20,9 @@ class Validation:
     def summary(self) -> str:
         if self.success:
             return f"all {self.evaluated} expectations passed"
-        return "; ".join(f"{f['expectation']}({f['column']}): {f['unexpected_count']} unexpected" for f in self.failures)
+        return "; ".join(
+            f"{f['expectation']}({f['column']}): {f['unexpected_count']} unexpected" for f in self.failures
+        )
 
 
 def validate(frame: pd.DataFrame, suite_name: str, expectations: list) -> Validation:
@@ -29,7 +31,8 @@ def validate(frame: pd.DataFrame, suite_name: str, expectations: list) -> Valida
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     asset = context.data_sources.add_pandas(name=f"{suite_name}_source").add_dataframe_asset(name=suite_name)
     batch = asset.add_batch_definition_whole_dataframe(f"{suite_name}_batch").get_batch(
-        batch_parameters={"dataframe": frame})
+        batch_parameters={"dataframe": frame}
+    )
     suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
     result = batch.validate(suite)
     failures = []
@@ -37,10 +40,13 @@ def validate(frame: pd.DataFrame, suite_name: str, expectations: list) -> Valida
         if not r.success:
             cfg = r.expectation_config
             kwargs = cfg.kwargs
-            failures.append({
-                "expectation": cfg.type,
-                "column": kwargs.get("column") or kwargs.get("column_list") or
-                          f"{kwargs.get('column_A')},{kwargs.get('column_B')}",
-                "unexpected_count": (r.result or {}).get("unexpected_count"),
-            })
+            failures.append(
+                {
+                    "expectation": cfg.type,
+                    "column": kwargs.get("column")
+                    or kwargs.get("column_list")
+                    or f"{kwargs.get('column_A')},{kwargs.get('column_B')}",
+                    "unexpected_count": (r.result or {}).get("unexpected_count"),
+                }
+            )
     return Validation(success=bool(result.success), evaluated=len(result.results), failures=failures)

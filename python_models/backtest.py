@@ -52,5 +52,13 @@ def run_backtest(weights: pd.DataFrame, returns: pd.DataFrame, cost_bps: float =
     net = gross - cost
     equity = (1.0 + net).cumprod()
     drawdown = equity / equity.cummax() - 1.0
-    return pd.DataFrame({"gross_return": gross, "cost": cost, "net_return": net, "equity": equity,
-                         "drawdown": drawdown, "turnover": turnover})
+    return pd.DataFrame(
+        {
+            "gross_return": gross,
+            "cost": cost,
+            "net_return": net,
+            "equity": equity,
+            "drawdown": drawdown,
+            "turnover": turnover,
+        }
+    )

@@ -9,8 +9,8 @@ forecast origins without refitting (the parameters stay fixed, the information s
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -129,9 +129,7 @@ class FitResult(ABC):
     diagnostics: dict[str, float] = field(default_factory=dict)
 
     @abstractmethod
-    def forecast(
-        self, returns: pd.Series, origins: pd.Index, horizons: Sequence[int]
-    ) -> ReturnForecast:
+    def forecast(self, returns: pd.Series, origins: pd.Index, horizons: Sequence[int]) -> ReturnForecast:
         """Forecast from each origin using ``returns`` only up to that origin.
 
         Parameters

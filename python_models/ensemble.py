@@ -46,8 +46,9 @@ def inverse_mse_weights(
     return weights
 
 
-def combine_forecasts(y_pred: pd.DataFrame, y_std: pd.DataFrame, weights: pd.DataFrame,
-                      level: float = INTERVAL_LEVEL) -> pd.DataFrame:
+def combine_forecasts(
+    y_pred: pd.DataFrame, y_std: pd.DataFrame, weights: pd.DataFrame, level: float = INTERVAL_LEVEL
+) -> pd.DataFrame:
     """Weighted mixture of model forecasts (all frames indexed by origin, columns = models).
 
     The mean is the weighted mean; the standard deviation is that of the mixture,
@@ -59,12 +60,15 @@ def combine_forecasts(y_pred: pd.DataFrame, y_std: pd.DataFrame, weights: pd.Dat
     std = np.sqrt(np.maximum(second - mean**2, 0.0))
     z = stats.norm.ppf(0.5 + level / 2.0)
     confidence = stats.norm.cdf(np.abs(mean) / std.where(std > 0))
-    return pd.DataFrame({"y_pred": mean, "y_std": std, "y_lower": mean - z * std,
-                         "y_upper": mean + z * std, "confidence": confidence}, index=y_pred.index)
+    return pd.DataFrame(
+        {"y_pred": mean, "y_std": std, "y_lower": mean - z * std, "y_upper": mean + z * std, "confidence": confidence},
+        index=y_pred.index,
+    )
 
 
-def ensemble_panel(forecasts: pd.DataFrame, window: int = 252, shrinkage: float = 0.5,
-                   min_obs: int = 21, name: str = "ensemble") -> tuple[pd.DataFrame, pd.DataFrame]:
+def ensemble_panel(
+    forecasts: pd.DataFrame, window: int = 252, shrinkage: float = 0.5, min_obs: int = 21, name: str = "ensemble"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Ensemble forecasts and weights for every (ticker, horizon).
 
     Parameters
@@ -93,12 +97,29 @@ def ensemble_panel(forecasts: pd.DataFrame, window: int = 252, shrinkage: float 
         w = inverse_mse_weights(sq, int(horizon), window, shrinkage, min_obs)
         comb = combine_forecasts(y_pred, y_std, w)
         targets = g.drop_duplicates("asof_date").set_index("asof_date")["target_date"]
-        comb = comb.assign(model=name, ticker=ticker, horizon=int(horizon),
-                           target_date=targets.reindex(comb.index)).rename_axis("asof_date").reset_index()
+        comb = (
+            comb.assign(model=name, ticker=ticker, horizon=int(horizon), target_date=targets.reindex(comb.index))
+            .rename_axis("asof_date")
+            .reset_index()
+        )
         out.append(comb)
-        long_w = w.rename_axis("asof_date").reset_index().melt(id_vars="asof_date", var_name="model", value_name="weight")
+        long_w = (
+            w.rename_axis("asof_date").reset_index().melt(id_vars="asof_date", var_name="model", value_name="weight")
+        )
         wts.append(long_w.assign(ticker=ticker, horizon=int(horizon)))
     ensemble = pd.concat(out, ignore_index=True)[
-        ["model", "ticker", "asof_date", "horizon", "target_date", "y_pred", "y_lower", "y_upper", "y_std", "confidence"]]
+        [
+            "model",
+            "ticker",
+            "asof_date",
+            "horizon",
+            "target_date",
+            "y_pred",
+            "y_lower",
+            "y_upper",
+            "y_std",
+            "confidence",
+        ]
+    ]
     weights = pd.concat(wts, ignore_index=True)[["ticker", "horizon", "asof_date", "model", "weight"]]
     return ensemble, weights

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,8 +32,11 @@ class GarchResult(FitResult):
         # Data after the last origin is cut off, so no forecast can read it.
         history = returns.iloc[: pos.max() + 1]
         fc = self._model(history).forecast(
-            params=self.params.to_numpy(), start=history.index[pos.min()], horizon=max(hs),
-            method="analytic", reindex=False,
+            params=self.params.to_numpy(),
+            start=history.index[pos.min()],
+            horizon=max(hs),
+            method="analytic",
+            reindex=False,
         )
         step_mean = fc.mean.loc[list(origins)].to_numpy() / _SCALE
         step_var = fc.variance.loc[list(origins)].to_numpy() / _SCALE**2
@@ -63,13 +66,20 @@ class Garch(Forecaster):
         res = arch_model(_SCALE * r, mean="Constant", vol="GARCH", p=self.p, q=self.q, dist=self.dist).fit(
             disp="off", show_warning=False
         )
-        persistence = float(res.params[[f"alpha[{i}]" for i in range(1, self.p + 1)]].sum()
-                            + res.params[[f"beta[{i}]" for i in range(1, self.q + 1)]].sum())
+        persistence = float(
+            res.params[[f"alpha[{i}]" for i in range(1, self.p + 1)]].sum()
+            + res.params[[f"beta[{i}]" for i in range(1, self.q + 1)]].sum()
+        )
         return GarchResult(
             params=res.params,
             diagnostics={
-                "aic": float(res.aic), "bic": float(res.bic), "loglik": float(res.loglikelihood),
-                "persistence": persistence, "converged": float(res.convergence_flag == 0),
+                "aic": float(res.aic),
+                "bic": float(res.bic),
+                "loglik": float(res.loglikelihood),
+                "persistence": persistence,
+                "converged": float(res.convergence_flag == 0),
             },
-            p=self.p, q=self.q, dist=self.dist,
+            p=self.p,
+            q=self.q,
+            dist=self.dist,
         )

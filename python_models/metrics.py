@@ -92,9 +92,14 @@ def score_forecasts(y_true, y_pred, y_baseline, horizon: int) -> dict[str, float
     a, b = _pair(y_true, y_pred)
     dm_stat, dm_p = diebold_mariano(a, b, y_baseline, horizon)
     return {
-        "n_obs": int(a.size), "rmse": rmse(a, b), "mae": mae(a, b), "smape": smape(a, b),
-        "directional_accuracy": directional_accuracy(a, b), "tracking_error": tracking_error(a, b),
-        "dm_stat": dm_stat, "dm_pvalue": dm_p,
+        "n_obs": int(a.size),
+        "rmse": rmse(a, b),
+        "mae": mae(a, b),
+        "smape": smape(a, b),
+        "directional_accuracy": directional_accuracy(a, b),
+        "tracking_error": tracking_error(a, b),
+        "dm_stat": dm_stat,
+        "dm_pvalue": dm_p,
     }
 
 
@@ -108,7 +113,8 @@ def score_panel(forecasts, baseline: str):
 
     done = forecasts.dropna(subset=["y_true", "y_pred"])
     base = done[done["model"] == baseline][["ticker", "asof_date", "horizon", "y_pred"]].rename(
-        columns={"y_pred": "y_base"})
+        columns={"y_pred": "y_base"}
+    )
     if base.empty:
         raise ValueError(f"no realised forecasts of the baseline {baseline!r} to score against")
     rows = []
@@ -116,7 +122,12 @@ def score_panel(forecasts, baseline: str):
     for (model, ticker, horizon), g in joined.groupby(["model", "ticker", "horizon"], sort=True):
         if len(g) < 3:
             continue
-        rows.append({"model": model, "ticker": ticker, "horizon": int(horizon),
-                     **score_forecasts(g["y_true"].to_numpy(), g["y_pred"].to_numpy(), g["y_base"].to_numpy(),
-                                       int(horizon))})
+        rows.append(
+            {
+                "model": model,
+                "ticker": ticker,
+                "horizon": int(horizon),
+                **score_forecasts(g["y_true"].to_numpy(), g["y_pred"].to_numpy(), g["y_base"].to_numpy(), int(horizon)),
+            }
+        )
     return pd.DataFrame(rows)

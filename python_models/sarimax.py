@@ -9,8 +9,8 @@ equation, and the state covariance gives the variance of the cumulative return.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,8 +24,15 @@ _SCALE = 100.0
 def _fixed(ssm, name: str) -> np.ndarray:
     """A system matrix at time 0 (ARMA models are time-invariant)."""
     m = ssm[name]
-    time_dims = {"design": 3, "obs_cov": 3, "transition": 3, "selection": 3, "state_cov": 3,
-                 "obs_intercept": 2, "state_intercept": 2}[name]
+    time_dims = {
+        "design": 3,
+        "obs_cov": 3,
+        "transition": 3,
+        "selection": 3,
+        "state_cov": 3,
+        "obs_intercept": 2,
+        "state_intercept": 2,
+    }[name]
     return m[..., 0] if m.ndim == time_dims else m
 
 
@@ -44,8 +51,10 @@ class SarimaxResult(FitResult):
         model = self._model(history)
         filtered = model.filter(self.params.to_numpy())
         ssm = model.ssm
-        T, Z, c, d, R, Q, H = (_fixed(ssm, n) for n in (
-            "transition", "design", "state_intercept", "obs_intercept", "selection", "state_cov", "obs_cov"))
+        T, Z, c, d, R, Q, H = (
+            _fixed(ssm, n)
+            for n in ("transition", "design", "state_intercept", "obs_intercept", "selection", "state_cov", "obs_cov")
+        )
         z = Z[0]
         h_max = max(hs)
         # a_{t+1|t} for every origin t is column t + 1 of predicted_state.
@@ -55,15 +64,17 @@ class SarimaxResult(FitResult):
             step_mean[:, k] = d[0] + z @ state
             state = T @ state + c[:, None]
         cum_var = self._cumulative_variance(
-            filtered.filter_results.predicted_state_cov[:, :, pos.min() + 1], T, z, R @ Q @ R.T, H[0, 0], h_max)
+            filtered.filter_results.predicted_state_cov[:, :, pos.min() + 1], T, z, R @ Q @ R.T, H[0, 0], h_max
+        )
         idx = np.asarray(hs) - 1
         mean = np.cumsum(step_mean, axis=1)[:, idx] / _SCALE
         var = np.tile(cum_var[idx], (len(pos), 1)) / _SCALE**2
         return ReturnForecast(pd.Index(origins), hs, mean, var)
 
     @staticmethod
-    def _cumulative_variance(P1: np.ndarray, T: np.ndarray, z: np.ndarray, RQR: np.ndarray,
-                             obs_var: float, h_max: int) -> np.ndarray:
+    def _cumulative_variance(
+        P1: np.ndarray, T: np.ndarray, z: np.ndarray, RQR: np.ndarray, obs_var: float, h_max: int
+    ) -> np.ndarray:
         """Var(y_1 + ... + y_h) for h = 1..h_max given the one-step state covariance P1.
 
         Cov(y_i, y_j) = z T^(j-i) P_i z' for i < j, plus the observation variance on the
@@ -104,7 +115,12 @@ class Sarimax(Forecaster):
         converged = bool(res.mle_retvals.get("converged", True)) if res.mle_retvals else True
         return SarimaxResult(
             params=pd.Series(res.params, index=model.param_names),
-            diagnostics={"aic": float(res.aic), "bic": float(res.bic), "loglik": float(res.llf),
-                         "converged": float(converged)},
-            order=self.order, trend=self.trend,
+            diagnostics={
+                "aic": float(res.aic),
+                "bic": float(res.bic),
+                "loglik": float(res.llf),
+                "converged": float(converged),
+            },
+            order=self.order,
+            trend=self.trend,
         )

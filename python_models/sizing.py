@@ -6,8 +6,14 @@ import numpy as np
 import pandas as pd
 
 
-def kelly_weights(expected_return: pd.DataFrame, std: pd.DataFrame, fraction: float = 0.5,
-                  cap: float = 0.10, max_gross: float = 1.0, long_only: bool = True) -> pd.DataFrame:
+def kelly_weights(
+    expected_return: pd.DataFrame,
+    std: pd.DataFrame,
+    fraction: float = 0.5,
+    cap: float = 0.10,
+    max_gross: float = 1.0,
+    long_only: bool = True,
+) -> pd.DataFrame:
     """Target weights from forecast mean and standard deviation of the same horizon.
 
     The growth-optimal fraction for a small simple return with mean ``mu`` and variance

@@ -9,8 +9,8 @@ label can overlap a test window even for models trained on multi-session targets
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -125,8 +125,21 @@ def run_walk_forward(
         frame["converged"] = bool(fit.diagnostics.get("converged", 1.0))
         frames.append(frame)
     if not frames:
-        return pd.DataFrame(columns=["asof_date", "horizon", "y_pred", "y_lower", "y_upper", "y_std",
-                                     "confidence", "target_date", "train_start", "train_end", "converged"])
+        return pd.DataFrame(
+            columns=[
+                "asof_date",
+                "horizon",
+                "y_pred",
+                "y_lower",
+                "y_upper",
+                "y_std",
+                "confidence",
+                "target_date",
+                "train_start",
+                "train_end",
+                "converged",
+            ]
+        )
     out = pd.concat(frames, ignore_index=True)
     pos = dates.get_indexer(out["asof_date"]) + out["horizon"].to_numpy()
     target = np.full(len(out), np.datetime64("NaT"), dtype="datetime64[ns]")

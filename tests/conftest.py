@@ -3,8 +3,9 @@ import pandas as pd
 import pytest
 
 
-def arma_returns(n: int = 1200, seed: int = 0, phi: float = 0.3, theta: float = -0.1, mu: float = 3e-4,
-                 garch: bool = True) -> pd.Series:
+def arma_returns(
+    n: int = 1200, seed: int = 0, phi: float = 0.3, theta: float = -0.1, mu: float = 3e-4, garch: bool = True
+) -> pd.Series:
     """Seeded daily log returns: ARMA(1,1) mean with GARCH(1,1) variance."""
     rng = np.random.default_rng(seed)
     z = rng.standard_t(8, size=n) / np.sqrt(8 / 6)

@@ -41,8 +41,12 @@ MODEL_SCORES = _schema(
     ("smape", "double", "Symmetric MAPE in percent, 100 * mean(2|e| / (|y| + |y_pred|))."),
     ("directional_accuracy", "double", "Share of forecasts with the realised sign."),
     ("tracking_error", "double", "Standard deviation (ddof 1) of the forecast errors."),
-    ("dm_stat", "double", "Diebold–Mariano statistic, squared loss, HLN-corrected, vs the random walk; "
-                          "negative = lower loss than the random walk; NULL for the random walk itself."),
+    (
+        "dm_stat",
+        "double",
+        "Diebold–Mariano statistic, squared loss, HLN-corrected, vs the random walk; "
+        "negative = lower loss than the random walk; NULL for the random walk itself.",
+    ),
     ("dm_pvalue", "double", "Two-sided p-value of dm_stat (Student t, n - 1 df)."),
 )
 

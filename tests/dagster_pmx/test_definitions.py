@@ -4,8 +4,17 @@ import dagster as dg
 
 from dagster_pmx.definitions import defs
 
-MARTS = ["prices", "features", "targets", "forecasts", "model_scores", "signals", "allocations",
-         "backtest_daily", "backtest_summary"]
+MARTS = [
+    "prices",
+    "features",
+    "targets",
+    "forecasts",
+    "model_scores",
+    "signals",
+    "allocations",
+    "backtest_daily",
+    "backtest_summary",
+]
 
 
 def test_definitions_load_with_every_mart():
@@ -37,7 +46,11 @@ def test_gates_are_blocking_and_cover_prices_signals_allocations():
     assert len(gated["marts/features"]) >= 5
     checks = [c for c in defs.asset_checks]
     blocking = {spec.name: spec.blocking for c in checks for spec in c.check_specs}
-    assert blocking["raw_prices_expectations"] and blocking["allocations_expectations"] and blocking["signals_expectations"]
+    assert (
+        blocking["raw_prices_expectations"]
+        and blocking["allocations_expectations"]
+        and blocking["signals_expectations"]
+    )
 
 
 def test_jobs_schedules_and_in_process_executor():

@@ -1,9 +1,9 @@
 """Tier 2: assets and checks called as plain functions on a temporary warehouse."""
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
-import dagster as dg
 
 from dagster_pmx.defs.ingest.assets import raw_macro, raw_prices
 from dagster_pmx.defs.ingest.checks import raw_prices_expectations
@@ -20,8 +20,16 @@ def _csv(folder, name, frame):
 
 def _prices(n=5, start="2020-01-02", close=100.0):
     dates = pd.bdate_range(start, periods=n)
-    return pd.DataFrame({"Date": dates.strftime("%Y-%m-%d"), "Open": close, "High": close + 1, "Low": close - 1,
-                         "Close": close + np.arange(n), "Volume": 1000})
+    return pd.DataFrame(
+        {
+            "Date": dates.strftime("%Y-%m-%d"),
+            "Open": close,
+            "High": close + 1,
+            "Low": close - 1,
+            "Close": close + np.arange(n),
+            "Volume": 1000,
+        }
+    )
 
 
 @pytest.fixture
@@ -89,10 +97,13 @@ def test_raw_macro_loads_bundled_series(warehouse):
     assert (got["last"] <= pd.Timestamp("2000-12-31")).all()
 
 
-@pytest.mark.parametrize("corrupt, reason", [
-    (lambda f: f.assign(Close=f["Close"].where(f.index != 2, -5.0)), "close"),
-    (lambda f: f.assign(High=f["High"].where(f.index != 1, 50.0)), "high"),
-])
+@pytest.mark.parametrize(
+    "corrupt, reason",
+    [
+        (lambda f: f.assign(Close=f["Close"].where(f.index != 2, -5.0)), "close"),
+        (lambda f: f.assign(High=f["High"].where(f.index != 1, 50.0)), "high"),
+    ],
+)
 def test_raw_prices_check_fails_on_corrupt_rows(tmp_path, warehouse, corrupt, reason):
     folder = tmp_path / "csv"
     good = _prices(5)
@@ -112,8 +123,15 @@ def _store_allocations(warehouse, frame):
 
 def test_allocation_weights_respect_caps_and_sum_to_one(warehouse):
     dates = pd.bdate_range("2021-01-04", periods=3)
-    signals = pd.DataFrame({"strategy": "s", "ticker": np.repeat(list("ABCDEFGHIJKL"), 3),
-                            "date": np.tile(dates, 12), "expected_return": 0.05, "forecast_std": 0.1})
+    signals = pd.DataFrame(
+        {
+            "strategy": "s",
+            "ticker": np.repeat(list("ABCDEFGHIJKL"), 3),
+            "date": np.tile(dates, 12),
+            "expected_return": 0.05,
+            "forecast_std": 0.1,
+        }
+    )
     settings = PmxSettings()
     frame = strategy_weights(signals, settings)
     totals = frame.groupby("date")["weight"].sum()
@@ -126,15 +144,25 @@ def test_allocation_weights_respect_caps_and_sum_to_one(warehouse):
     assert allocations_expectations(warehouse=warehouse, settings=settings).passed
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda f: f.assign(weight=f["weight"].where(f.index != 0, 0.25)),      # over the position cap
-    lambda f: f.assign(weight=f["weight"].where(f.index != 0, np.nan)),    # not finite
-    lambda f: pd.concat([f, f.iloc[[0]]]),                                  # duplicated key
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda f: f.assign(weight=f["weight"].where(f.index != 0, 0.25)),  # over the position cap
+        lambda f: f.assign(weight=f["weight"].where(f.index != 0, np.nan)),  # not finite
+        lambda f: pd.concat([f, f.iloc[[0]]]),  # duplicated key
+    ],
+)
 def test_allocation_check_fails_on_bad_weights(warehouse, mutate):
     dates = pd.bdate_range("2021-01-04", periods=2)
-    signals = pd.DataFrame({"strategy": "s", "ticker": np.repeat(["A", "B"], 2), "date": np.tile(dates, 2),
-                            "expected_return": 0.01, "forecast_std": 0.1})
+    signals = pd.DataFrame(
+        {
+            "strategy": "s",
+            "ticker": np.repeat(["A", "B"], 2),
+            "date": np.tile(dates, 2),
+            "expected_return": 0.01,
+            "forecast_std": 0.1,
+        }
+    )
     frame = strategy_weights(signals, PmxSettings())
     _store_allocations(warehouse, mutate(frame).reset_index(drop=True))
     assert not allocations_expectations(warehouse=warehouse, settings=PmxSettings()).passed

@@ -12,8 +12,16 @@ from dagster_pmx.resources import PmxSettings, Warehouse
 
 TICKERS = "AAPL,JPM,XOM"
 CUT = "2011-06-30"
-SLICE = dict(tickers=TICKERS, start_date="2006-01-01", end_date="2012-12-31", forecast_start="2009-06-01",
-             train_window=500, refit_every=63, ensemble_window=126, workers=1)
+SLICE = dict(
+    tickers=TICKERS,
+    start_date="2006-01-01",
+    end_date="2012-12-31",
+    forecast_start="2009-06-01",
+    train_window=500,
+    refit_every=63,
+    ensemble_window=126,
+    workers=1,
+)
 
 
 def build(path, **overrides) -> dg.ExecuteInProcessResult:
@@ -44,8 +52,17 @@ def truncated(tmp_path_factory):
 
 
 def test_every_mart_is_populated(full):
-    for table in ["prices", "features", "targets", "forecasts", "model_scores", "signals", "allocations",
-                  "backtest_daily", "backtest_summary"]:
+    for table in [
+        "prices",
+        "features",
+        "targets",
+        "forecasts",
+        "model_scores",
+        "signals",
+        "allocations",
+        "backtest_daily",
+        "backtest_summary",
+    ]:
         assert read(full, f"select count(*) n from marts.{table}")["n"].iloc[0] > 0, table
     models = set(read(full, "select distinct model from marts.forecasts")["model"])
     assert models == {"random_walk", "garch", "sarimax", "ensemble"}
@@ -59,16 +76,17 @@ def test_forecasts_are_out_of_sample_and_realised_values_match_prices(full):
     assert f["asof_date"].min() >= pd.Timestamp(SLICE["forecast_start"])
     p = read(full, "select ticker, date, adj_close from marts.prices").set_index(["ticker", "date"])["adj_close"]
     sample = f.dropna(subset=["y_true"]).sample(200, random_state=0)
-    expected = [p[(t, d2)] / p[(t, d1)] - 1 for t, d1, d2 in zip(sample["ticker"], sample["asof_date"],
-                                                                  sample["target_date"])]
+    keys = zip(sample["ticker"], sample["asof_date"], sample["target_date"], strict=True)
+    expected = [p[(t, d2)] / p[(t, d1)] - 1 for t, d1, d2 in keys]
     assert_allclose(sample["y_true"], expected, rtol=1e-12)
     assert ((f["y_lower"] <= f["y_pred"]) & (f["y_pred"] <= f["y_upper"])).all()
 
 
 def test_model_scores_match_forecasts(full):
     scores = read(full, "select * from marts.model_scores")
-    f = read(full, "select * from marts.forecasts where model='garch' and ticker='JPM' and horizon=5 "
-                   "and y_true is not null")
+    f = read(
+        full, "select * from marts.forecasts where model='garch' and ticker='JPM' and horizon=5 and y_true is not null"
+    )
     row = scores[(scores.model == "garch") & (scores.ticker == "JPM") & (scores.horizon == 5)].iloc[0]
     assert row["n_obs"] == len(f)
     assert_allclose(row["rmse"], np.sqrt(((f.y_pred - f.y_true) ** 2).mean()))
@@ -94,13 +112,18 @@ def test_allocations_respect_caps_and_backtest_compounds(full):
 
 
 def test_positions_decided_at_t_earn_t_plus_1(full):
-    alloc = read(full, "select date, ticker, weight from marts.allocations where strategy='ensemble' and sleeve='risky'")
+    alloc = read(
+        full, "select date, ticker, weight from marts.allocations where strategy='ensemble' and sleeve='risky'"
+    )
     w = alloc.pivot(index="date", columns="ticker", values="weight").sort_index()
     r = read(full, "select ticker, date, simple_return from intermediate.int_returns").pivot(
-        index="date", columns="ticker", values="simple_return")
-    daily = read(full, "select date, gross_return from marts.backtest_daily where strategy='ensemble'").set_index("date")
+        index="date", columns="ticker", values="simple_return"
+    )
+    daily = read(full, "select date, gross_return from marts.backtest_daily where strategy='ensemble'").set_index(
+        "date"
+    )
     dates = daily.index[10:20]
-    for prev, today in zip(dates[:-1], dates[1:]):
+    for prev, today in zip(dates[:-1], dates[1:], strict=True):
         expected = (w.loc[prev] * r.loc[today, w.columns]).sum()
         assert_allclose(daily.loc[today, "gross_return"], expected, rtol=1e-12)
 
@@ -134,7 +157,7 @@ def test_point_in_time_targets_identical_where_the_cut_build_can_compute_them(fu
         assert known.sum() > 0
         assert_allclose(a.loc[known, col], b.loc[known, col], rtol=1e-12)
         # The last h sessions before the cut cannot be computed from the cut data.
-        assert (b.groupby("ticker")[col].apply(lambda s: s.tail(h).isna().all())).all()
+        assert (b.groupby("ticker")[col].apply(lambda s, n=h: s.tail(n).isna().all())).all()
 
 
 def test_corrupted_input_stops_allocation_and_backtest_in_the_same_run(tmp_path):
@@ -150,13 +173,19 @@ def test_corrupted_input_stops_allocation_and_backtest_in_the_same_run(tmp_path)
             g.iloc[300, 1] = -g.iloc[300, 1]  # a negative price
         g.to_csv(folder / f"{ticker}.csv", index=False)
     path = tmp_path / "pmx.duckdb"
-    result = build(path, tickers="AAPL", source="csv", csv_dir=str(folder), start_date="2008-01-01",
-                   forecast_start="2010-06-01")
+    result = build(
+        path, tickers="AAPL", source="csv", csv_dir=str(folder), start_date="2008-01-01", forecast_start="2010-06-01"
+    )
     assert not result.success
-    checks = {e.asset_check_evaluation_data.asset_check_key.name: e.asset_check_evaluation_data.passed
-              for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    checks = {
+        e.asset_check_evaluation_data.asset_check_key.name: e.asset_check_evaluation_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
     assert checks["raw_prices_expectations"] is False
-    materialized = {e.asset_key.to_user_string() for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
+    materialized = {
+        e.asset_key.to_user_string() for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"
+    }
     assert "raw/prices" in materialized
     assert not materialized & {"marts/allocations", "marts/backtest_daily", "marts/backtest_summary", "marts/signals"}
     tables = set(read(path, "select table_schema || '.' || table_name t from information_schema.tables")["t"])
@@ -192,13 +221,17 @@ def test_features_and_targets_match_an_independent_pandas_computation(full):
         lr = np.log(p).diff()
         sma, sd = p.rolling(20).mean(), p.rolling(20).std()
         vol21 = lr.rolling(21).std() * np.sqrt(252)
-        expected = pd.DataFrame({
-            "ret_1d": p.pct_change(), "ret_5d": p / p.shift(5) - 1, "ret_21d": p / p.shift(21) - 1,
-            "momentum_1_20": p.shift(1) / p.shift(20) - 1,
-            "bollinger_position": (p - (sma - 2 * sd)) / (4 * sd),
-            "volatility_ratio_10_63": lr.rolling(10).std() / lr.rolling(63).std(),
-            "realized_vol_21": vol21,
-        })
+        expected = pd.DataFrame(
+            {
+                "ret_1d": p.pct_change(),
+                "ret_5d": p / p.shift(5) - 1,
+                "ret_21d": p / p.shift(21) - 1,
+                "momentum_1_20": p.shift(1) / p.shift(20) - 1,
+                "bollinger_position": (p - (sma - 2 * sd)) / (4 * sd),
+                "volatility_ratio_10_63": lr.rolling(10).std() / lr.rolling(63).std(),
+                "realized_vol_21": vol21,
+            }
+        )
         got = feats[feats.ticker == ticker].set_index("date")[expected.columns]
         pd.testing.assert_frame_equal(got, expected, check_names=False, check_freq=False, rtol=1e-9, atol=1e-9)
         daily_vol = vol21 / np.sqrt(252)
@@ -208,14 +241,15 @@ def test_features_and_targets_match_an_independent_pandas_computation(full):
             assert_allclose(t[f"fwd_return_{h}d"], fwd, rtol=1e-12)
             assert_allclose(t[f"fwd_risk_adj_return_{h}d"], fwd / (daily_vol * np.sqrt(h)), rtol=1e-9)
             sig = (fwd.abs() > daily_vol * np.sqrt(h)).where(fwd.notna() & daily_vol.notna())
-            assert (t[f"significant_move_{h}d"].astype("float") .fillna(-1)
-                    == sig.astype("float").fillna(-1)).all()
+            assert (t[f"significant_move_{h}d"].astype("float").fillna(-1) == sig.astype("float").fillna(-1)).all()
 
 
 def test_ensemble_weights_and_signal_confidence(full):
     from scipy import stats
 
-    w = read(full, "select ticker, horizon, asof_date, sum(weight) s, min(weight) lo from ml.ensemble_weights group by all")
+    w = read(
+        full, "select ticker, horizon, asof_date, sum(weight) s, min(weight) lo from ml.ensemble_weights group by all"
+    )
     assert_allclose(w["s"], 1.0)
     assert (w["lo"] >= 0.5 / 3 - 1e-12).all()  # 50 % shrinkage toward equal weights bounds every weight
     s = read(full, "select * from marts.signals")

@@ -68,8 +68,9 @@ def test_score_panel_scores_each_model_against_the_baseline(sample):
     dates = pd.bdate_range("2020-01-01", periods=len(y))
     rows = []
     for model, pred in (("random_walk", base), ("good", p)):
-        rows.append(pd.DataFrame({"model": model, "ticker": "A", "asof_date": dates, "horizon": 1,
-                                  "y_pred": pred, "y_true": y}))
+        rows.append(
+            pd.DataFrame({"model": model, "ticker": "A", "asof_date": dates, "horizon": 1, "y_pred": pred, "y_true": y})
+        )
     frame = pd.concat(rows, ignore_index=True)
     frame.loc[frame["asof_date"] > dates[-4], "y_true"] = np.nan  # unrealised rows are skipped
     scores = metrics.score_panel(frame, "random_walk").set_index("model")

@@ -46,8 +46,11 @@ def test_sarimax_mean_matches_statsmodels_get_forecast(returns):
     assert_allclose(fit.params.to_numpy(), direct.params, rtol=1e-4)
     for origin in (820, 900):
         fc = fit.forecast(returns, returns.index[[origin]], HORIZONS)
-        ref = SARIMAX(100 * returns.iloc[: origin + 1].to_numpy(), order=(1, 0, 1), trend="c").filter(
-            fit.params.to_numpy()).get_forecast(63)
+        ref = (
+            SARIMAX(100 * returns.iloc[: origin + 1].to_numpy(), order=(1, 0, 1), trend="c")
+            .filter(fit.params.to_numpy())
+            .get_forecast(63)
+        )
         assert_allclose(fc.mean[0], np.cumsum(ref.predicted_mean)[np.array(HORIZONS) - 1] / 100, rtol=1e-9)
         # The one-step variance is statsmodels' forecast variance.
         assert_allclose(fc.variance[0, 0], ref.var_pred_mean[0] / 1e4, rtol=1e-6)
@@ -81,12 +84,15 @@ def test_lognormal_conversion_matches_monte_carlo():
     assert_allclose(row["confidence"], (draws > 0).mean(), atol=1e-3)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (pd.Series([0.01, np.nan] * 50, index=pd.bdate_range("2020-01-01", periods=100)), "NaN"),
-    (pd.Series([0.01] * 100, index=pd.bdate_range("2020-01-01", periods=100)[::-1]), "increasing"),
-    (pd.Series([0.01] * 10, index=pd.bdate_range("2020-01-01", periods=10)), "at least"),
-    ([0.01] * 100, "pandas Series"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (pd.Series([0.01, np.nan] * 50, index=pd.bdate_range("2020-01-01", periods=100)), "NaN"),
+        (pd.Series([0.01] * 100, index=pd.bdate_range("2020-01-01", periods=100)[::-1]), "increasing"),
+        (pd.Series([0.01] * 10, index=pd.bdate_range("2020-01-01", periods=10)), "at least"),
+        ([0.01] * 100, "pandas Series"),
+    ],
+)
 def test_bad_returns_are_rejected_with_a_clear_message(bad, message):
     with pytest.raises((ValueError, TypeError), match=message):
         validate_returns(bad)

@@ -20,13 +20,13 @@ def test_inverse_mse_weights_use_only_realised_errors():
     h, window, lam = 5, 50, 0.3
     w = inverse_mse_weights(sq, horizon=h, window=window, shrinkage=lam, min_obs=10)
     i = 200
-    mse = sq.iloc[i - h - window + 1: i - h + 1].mean()  # errors of origins <= i - h only
+    mse = sq.iloc[i - h - window + 1 : i - h + 1].mean()  # errors of origins <= i - h only
     inv = 1 / mse
     expected = (1 - lam) * inv / inv.sum() + lam / 2
     assert_allclose(w.iloc[i].to_numpy(), expected.to_numpy())
     # Changing errors that are not yet realised at row i leaves its weights alone.
     later = sq.copy()
-    later.iloc[i - h + 1:] *= 100
+    later.iloc[i - h + 1 :] *= 100
     assert_allclose(inverse_mse_weights(later, h, window, lam, 10).iloc[i], w.iloc[i])
     assert_allclose(w.sum(axis=1), 1.0)
     assert (w.iloc[: h + 9] == 0.5).all().all()  # equal until min_obs errors are realised
@@ -49,9 +49,20 @@ def test_ensemble_panel_favours_the_more_accurate_model():
     y = rng.normal(0, 0.01, 300)
     rows = []
     for model, noise in (("good", 0.002), ("bad", 0.02)):
-        rows.append(pd.DataFrame({"model": model, "ticker": "A", "asof_date": DATES, "horizon": 1,
-                                  "target_date": DATES.shift(1, freq="B"), "y_pred": y + rng.normal(0, noise, 300),
-                                  "y_std": 0.01, "y_true": y}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "model": model,
+                    "ticker": "A",
+                    "asof_date": DATES,
+                    "horizon": 1,
+                    "target_date": DATES.shift(1, freq="B"),
+                    "y_pred": y + rng.normal(0, noise, 300),
+                    "y_std": 0.01,
+                    "y_true": y,
+                }
+            )
+        )
     ens, weights = ensemble_panel(pd.concat(rows, ignore_index=True), window=60, shrinkage=0.2)
     late = weights[weights["asof_date"] > DATES[100]].groupby("model")["weight"].mean()
     assert late["good"] > 0.85 and late["bad"] < 0.15
@@ -82,7 +93,7 @@ def test_kelly_weights_zero_or_missing_std_gives_no_position():
 def _hand_backtest(weights: pd.DataFrame, returns: pd.DataFrame, bps: float) -> pd.DataFrame:
     held = np.zeros(returns.shape[1])
     out = []
-    for t, date in enumerate(returns.index):
+    for t, _date in enumerate(returns.index):
         r = returns.iloc[t].to_numpy()
         gross = float(held @ r)
         drifted = held * (1 + r) / (1 + gross)
@@ -101,8 +112,11 @@ def test_backtest_matches_a_hand_loop_and_compounds_net_returns():
     weights = pd.DataFrame(rng.uniform(0, 0.3, (250, 3)), index=DATES[:250], columns=list("ABC"))
     got = run_backtest(weights, returns, cost_bps=10)
     ref = _hand_backtest(weights, returns, 10)
-    assert_allclose(got[["gross_return", "cost", "turnover", "net_return"]].to_numpy(),
-                    ref[["gross_return", "cost", "turnover", "net_return"]].to_numpy(), atol=1e-14)
+    assert_allclose(
+        got[["gross_return", "cost", "turnover", "net_return"]].to_numpy(),
+        ref[["gross_return", "cost", "turnover", "net_return"]].to_numpy(),
+        atol=1e-14,
+    )
     assert_allclose(got["equity"].to_numpy(), np.cumprod(1 + ref["net_return"].to_numpy()))
     assert (got["drawdown"] <= 0).all()
 

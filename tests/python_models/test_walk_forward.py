@@ -1,6 +1,5 @@
 """Walk-forward folds and point-in-time behaviour of the harness."""
 
-import numpy as np
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
@@ -30,8 +29,10 @@ def test_expanding_window_starts_at_zero():
     assert all(f.train_start == 0 for f in walk_forward_folds(800, 0, cfg))
 
 
-@pytest.mark.parametrize("kwargs", [dict(train_window=50), dict(refit_every=0), dict(purge=3, horizons=(5,)),
-                                    dict(embargo=-1), dict(horizons=(0, 1))])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(train_window=50), dict(refit_every=0), dict(purge=3, horizons=(5,)), dict(embargo=-1), dict(horizons=(0, 1))],
+)
 def test_bad_config_is_rejected(kwargs):
     with pytest.raises(ValueError):
         WalkForwardConfig(**kwargs)
@@ -59,8 +60,9 @@ def test_rows_record_asof_target_and_fit_window(returns):
     gap = dates.get_indexer(out["asof_date"]) - dates.get_indexer(out["train_end"])
     assert gap.min() == 5 + 1  # purge of the longest horizon, then the first test origin
     realised = out["target_date"].notna()
-    assert (dates.get_indexer(out.loc[realised, "target_date"]) - pos[realised.to_numpy()]
-            == out.loc[realised, "horizon"]).all()
+    assert (
+        dates.get_indexer(out.loc[realised, "target_date"]) - pos[realised.to_numpy()] == out.loc[realised, "horizon"]
+    ).all()
     # Only the last h origins of each horizon lack a target session.
     assert (~realised).sum() == 1 + 5
 

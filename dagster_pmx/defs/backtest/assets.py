@@ -12,13 +12,19 @@ BENCHMARK = "benchmark"
 
 
 @dg.asset(
-    key=["marts", "backtest_daily"], group_name="backtest", metadata={"dagster/column_schema": schemas.BACKTEST_DAILY}, pool="warehouse", kinds={"python", "duckdb"},
+    key=["marts", "backtest_daily"],
+    group_name="backtest",
+    metadata={"dagster/column_schema": schemas.BACKTEST_DAILY},
+    pool="warehouse",
+    kinds={"python", "duckdb"},
     deps=[dg.AssetKey(["marts", "allocations"]), dg.AssetKey(["intermediate", "int_returns"])],
     description="Daily gross return, cost (bps per unit turnover), net return, equity, drawdown and "
-                "turnover per strategy. Weights decided at the close of t earn the returns of t+1. "
-                "Strategy 'benchmark' is buy-and-hold of the S&P 500 index over the same sessions.",
+    "turnover per strategy. Weights decided at the close of t earn the returns of t+1. "
+    "Strategy 'benchmark' is buy-and-hold of the S&P 500 index over the same sessions.",
 )
-def backtest_daily(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings) -> dg.MaterializeResult:
+def backtest_daily(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings
+) -> dg.MaterializeResult:
     alloc = warehouse.query("select strategy, date, ticker, weight from marts.allocations where sleeve = 'risky'")
     returns = warehouse.query("select ticker, date, simple_return from intermediate.int_returns")
     panel = returns.pivot(index="date", columns="ticker", values="simple_return").sort_index()
@@ -33,18 +39,23 @@ def backtest_daily(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
         daily = run_backtest(weights, panel, cost_bps=settings.cost_bps)
         frames.append(daily.rename_axis("date").reset_index().assign(strategy=strategy))
     out = pd.concat(frames, ignore_index=True)[
-        ["strategy", "date", "gross_return", "cost", "net_return", "equity", "drawdown", "turnover"]]
+        ["strategy", "date", "gross_return", "cost", "net_return", "equity", "drawdown", "turnover"]
+    ]
     rows = warehouse.replace_table("marts.backtest_daily", out)
     final = out.groupby("strategy")["equity"].last().round(3).to_dict()
     return dg.MaterializeResult(metadata={"dagster/row_count": rows, "final_equity": str(final)})
 
 
 @dg.asset(
-    key=["marts", "backtest_summary"], group_name="backtest", metadata={"dagster/column_schema": schemas.BACKTEST_SUMMARY}, pool="warehouse", kinds={"python", "duckdb"},
+    key=["marts", "backtest_summary"],
+    group_name="backtest",
+    metadata={"dagster/column_schema": schemas.BACKTEST_SUMMARY},
+    pool="warehouse",
+    kinds={"python", "duckdb"},
     deps=[dg.AssetKey(["marts", "backtest_daily"])],
     description="Per strategy: Sharpe and Sortino (annualised, zero risk-free rate), max drawdown (<= 0), "
-                "information ratio vs the benchmark, hit rate, profit factor, CAGR, volatility, annual "
-                "turnover, start and end date.",
+    "information ratio vs the benchmark, hit rate, profit factor, CAGR, volatility, annual "
+    "turnover, start and end date.",
 )
 def backtest_summary(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     daily = warehouse.query("select strategy, date, net_return, turnover from marts.backtest_daily order by date")
@@ -56,5 +67,6 @@ def backtest_summary(context: dg.AssetExecutionContext, warehouse: Warehouse) ->
     table = pd.DataFrame(rows)
     n = warehouse.replace_table("marts.backtest_summary", table)
     shown = table.set_index("strategy")[["sharpe", "cagr", "max_drawdown", "information_ratio"]].round(3)
-    return dg.MaterializeResult(metadata={"dagster/row_count": n,
-                                          "summary": dg.MetadataValue.md(shown.reset_index().to_markdown(index=False))})
+    return dg.MaterializeResult(
+        metadata={"dagster/row_count": n, "summary": dg.MetadataValue.md(shown.reset_index().to_markdown(index=False))}
+    )

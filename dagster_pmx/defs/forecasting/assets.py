@@ -1,7 +1,6 @@
 """Forecasting assets: walk-forward forecasts of each model, the ensemble, and model scores."""
 
 import dagster as dg
-import pandas as pd
 
 from dagster_pmx.defs import schemas
 from dagster_pmx.resources import PmxSettings, Warehouse
@@ -14,50 +13,77 @@ HORIZONS = (1, 5, 21, 63)
 
 
 def walk_forward_config(settings: PmxSettings) -> WalkForwardConfig:
-    return WalkForwardConfig(horizons=HORIZONS, train_window=settings.train_window,
-                             refit_every=settings.refit_every, embargo=settings.embargo)
+    return WalkForwardConfig(
+        horizons=HORIZONS,
+        train_window=settings.train_window,
+        refit_every=settings.refit_every,
+        embargo=settings.embargo,
+    )
 
 
 @dg.asset(
-    key=["ml", "base_forecasts"], group_name="forecasting", pool="warehouse", kinds={"python", "duckdb"},
+    key=["ml", "base_forecasts"],
+    group_name="forecasting",
+    pool="warehouse",
+    kinds={"python", "duckdb"},
     deps=[dg.AssetKey(["intermediate", "int_returns"])],
     description="Out-of-sample forecasts of the random walk, GARCH(1,1)-t and ARMA(1,1) (SARIMAX) for "
-                "horizons 1/5/21/63 under walk-forward validation: rolling window, refit cadence, purge "
-                "of the longest horizon plus an embargo. Each row's asof_date is the close it was made at.",
+    "horizons 1/5/21/63 under walk-forward validation: rolling window, refit cadence, purge "
+    "of the longest horizon plus an embargo. Each row's asof_date is the close it was made at.",
 )
-def base_forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings) -> dg.MaterializeResult:
+def base_forecasts(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings
+) -> dg.MaterializeResult:
     returns = warehouse.query(
         "select ticker, date, log_return from intermediate.int_returns "
-        "where log_return is not null and ticker <> ? order by ticker, date", [settings.benchmark])
+        "where log_return is not null and ticker <> ? order by ticker, date",
+        [settings.benchmark],
+    )
     if settings.ticker_list:
         returns = returns[returns["ticker"].isin(settings.ticker_list)]
     config = walk_forward_config(settings)
     models = default_forecasters()
-    context.log.info(f"walk-forward: {len(models)} models x {returns['ticker'].nunique()} tickers, "
-                     f"window {config.train_window}, refit every {config.refit_every}, gap {config.gap}")
+    context.log.info(
+        f"walk-forward: {len(models)} models x {returns['ticker'].nunique()} tickers, "
+        f"window {config.train_window}, refit every {config.refit_every}, gap {config.gap}"
+    )
+
     def progress(done: int, total: int) -> None:
         if done == total or done % max(1, total // 10) == 0:
             context.log.info(f"progress: {done}/{total} walk-forward runs (model x ticker) done")
 
-    frame = run_panel(models, returns, config, start=settings.forecast_start, workers=settings.workers,
-                      progress=progress)
+    frame = run_panel(
+        models, returns, config, start=settings.forecast_start, workers=settings.workers, progress=progress
+    )
     rows = warehouse.replace_table("ml.base_forecasts", frame)
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": rows, "models": ", ".join(m.name for m in models),
-        "first_asof": str(frame["asof_date"].min().date()), "last_asof": str(frame["asof_date"].max().date()),
-        "fits_not_converged": int((~frame.drop_duplicates(["model", "ticker", "train_end"])["converged"]).sum()),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "models": ", ".join(m.name for m in models),
+            "first_asof": str(frame["asof_date"].min().date()),
+            "last_asof": str(frame["asof_date"].max().date()),
+            "fits_not_converged": int((~frame.drop_duplicates(["model", "ticker", "train_end"])["converged"]).sum()),
+        }
+    )
 
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(["ml", "ensemble_forecasts"], group_name="forecasting", kinds={"python", "duckdb"},
-                     deps=[dg.AssetKey(["ml", "base_forecasts"]), dg.AssetKey(["marts", "targets"])],
-                     description="Inverse trailing-MSE ensemble of the single models, shrunk toward equal "
-                                 "weights; only errors realised by each asof_date are used."),
-        dg.AssetSpec(["ml", "ensemble_weights"], group_name="forecasting", kinds={"python", "duckdb"},
-                     deps=[dg.AssetKey(["ml", "base_forecasts"]), dg.AssetKey(["marts", "targets"])],
-                     description="The ensemble's weight on each model per (ticker, horizon, asof_date)."),
+        dg.AssetSpec(
+            ["ml", "ensemble_forecasts"],
+            group_name="forecasting",
+            kinds={"python", "duckdb"},
+            deps=[dg.AssetKey(["ml", "base_forecasts"]), dg.AssetKey(["marts", "targets"])],
+            description="Inverse trailing-MSE ensemble of the single models, shrunk toward equal "
+            "weights; only errors realised by each asof_date are used.",
+        ),
+        dg.AssetSpec(
+            ["ml", "ensemble_weights"],
+            group_name="forecasting",
+            kinds={"python", "duckdb"},
+            deps=[dg.AssetKey(["ml", "base_forecasts"]), dg.AssetKey(["marts", "targets"])],
+            description="The ensemble's weight on each model per (ticker, horizon, asof_date).",
+        ),
     ],
     pool="warehouse",
 )
@@ -74,21 +100,30 @@ def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
     n_w = warehouse.replace_table("ml.ensemble_weights", weights)
     mean_w = weights.groupby("model")["weight"].mean().round(3).to_dict()
     yield dg.MaterializeResult(asset_key=["ml", "ensemble_forecasts"], metadata={"dagster/row_count": n_f})
-    yield dg.MaterializeResult(asset_key=["ml", "ensemble_weights"],
-                               metadata={"dagster/row_count": n_w, "mean_weight": str(mean_w)})
+    yield dg.MaterializeResult(
+        asset_key=["ml", "ensemble_weights"], metadata={"dagster/row_count": n_w, "mean_weight": str(mean_w)}
+    )
 
 
 @dg.asset(
-    key=["marts", "model_scores"], group_name="forecasting", metadata={"dagster/column_schema": schemas.MODEL_SCORES}, pool="warehouse", kinds={"python", "duckdb"},
+    key=["marts", "model_scores"],
+    group_name="forecasting",
+    metadata={"dagster/column_schema": schemas.MODEL_SCORES},
+    pool="warehouse",
+    kinds={"python", "duckdb"},
     deps=[dg.AssetKey(["marts", "forecasts"])],
     description="Out-of-sample accuracy per (model, ticker, horizon): n_obs, RMSE, MAE, sMAPE (%), "
-                "directional accuracy, tracking error, and the Diebold–Mariano statistic (HLN-corrected) "
-                "and p-value against the random walk (negative: lower squared error than the random walk).",
+    "directional accuracy, tracking error, and the Diebold–Mariano statistic (HLN-corrected) "
+    "and p-value against the random walk (negative: lower squared error than the random walk).",
 )
 def model_scores(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     frame = warehouse.query("select model, ticker, asof_date, horizon, y_pred, y_true from marts.forecasts")
     scores = score_panel(frame, BASELINE)
     rows = warehouse.replace_table("marts.model_scores", scores)
     board = scores.groupby(["model", "horizon"])[["rmse", "directional_accuracy", "dm_stat"]].mean().round(4)
-    return dg.MaterializeResult(metadata={"dagster/row_count": rows,
-                                          "leaderboard": dg.MetadataValue.md(board.reset_index().to_markdown(index=False))})
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "leaderboard": dg.MetadataValue.md(board.reset_index().to_markdown(index=False)),
+        }
+    )

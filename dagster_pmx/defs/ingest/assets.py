@@ -3,8 +3,8 @@
 import dagster as dg
 import pandas as pd
 
-from dagster_pmx.defs.ingest.sources import MACRO_COLUMNS, PRICE_COLUMNS, make_source
 from dagster_pmx.defs import schemas
+from dagster_pmx.defs.ingest.sources import MACRO_COLUMNS, PRICE_COLUMNS, make_source
 from dagster_pmx.resources import PmxSettings, Warehouse
 
 PRICES_DDL = """
@@ -48,9 +48,13 @@ def select_prices(frame: pd.DataFrame, settings: PmxSettings) -> pd.DataFrame:
 
 
 @dg.asset(
-    key=["raw", "prices"], group_name="ingest", metadata={"dagster/column_schema": schemas.RAW_PRICES}, pool="warehouse", kinds={"duckdb", "python"},
+    key=["raw", "prices"],
+    group_name="ingest",
+    metadata={"dagster/column_schema": schemas.RAW_PRICES},
+    pool="warehouse",
+    kinds={"duckdb", "python"},
     description="Daily prices per (ticker, date, source) from the configured source (default: real "
-                "data bundled in skfolio and arch). Idempotent upsert keyed by (ticker, date, source).",
+    "data bundled in skfolio and arch). Idempotent upsert keyed by (ticker, date, source).",
 )
 def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings) -> dg.MaterializeResult:
     source = make_source(settings.source, settings.csv_dir)
@@ -60,17 +64,25 @@ def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
         raise ValueError(f"source {source.name!r} returned no prices for the configured universe and dates")
     total = upsert(warehouse, "raw.prices", PRICES_DDL, frame, PRICE_COLUMNS)
     context.log.info(f"upserted {len(frame)} price rows from {source.name}; raw.prices holds {total}")
-    return dg.MaterializeResult(metadata={
-        "rows_received": len(frame), "dagster/row_count": total,
-        "tickers": frame["ticker"].nunique(),
-        "first_date": str(frame["date"].min().date()), "last_date": str(frame["date"].max().date()),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "rows_received": len(frame),
+            "dagster/row_count": total,
+            "tickers": frame["ticker"].nunique(),
+            "first_date": str(frame["date"].min().date()),
+            "last_date": str(frame["date"].max().date()),
+        }
+    )
 
 
 @dg.asset(
-    key=["raw", "macro"], group_name="ingest", metadata={"dagster/column_schema": schemas.RAW_MACRO}, pool="warehouse", kinds={"duckdb", "python"},
+    key=["raw", "macro"],
+    group_name="ingest",
+    metadata={"dagster/column_schema": schemas.RAW_MACRO},
+    pool="warehouse",
+    kinds={"duckdb", "python"},
     description="Monthly macro series (Fama–French factors and risk-free rate, Moody's AAA/BAA yields, "
-                "core CPI) in their published units. Idempotent upsert keyed by (series_id, date, source).",
+    "core CPI) in their published units. Idempotent upsert keyed by (series_id, date, source).",
 )
 def raw_macro(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings) -> dg.MaterializeResult:
     frame = make_source(settings.source, settings.csv_dir).macro()
@@ -83,5 +95,6 @@ def raw_macro(context: dg.AssetExecutionContext, warehouse: Warehouse, settings:
             con.execute(MACRO_DDL)
         return dg.MaterializeResult(metadata={"rows_received": 0})
     total = upsert(warehouse, "raw.macro", MACRO_DDL, frame, MACRO_COLUMNS)
-    return dg.MaterializeResult(metadata={"rows_received": len(frame), "dagster/row_count": total,
-                                          "series": frame["series_id"].nunique()})
+    return dg.MaterializeResult(
+        metadata={"rows_received": len(frame), "dagster/row_count": total, "series": frame["series_id"].nunique()}
+    )

@@ -65,8 +65,16 @@ class BundledSource(PriceSource):
 
         stocks = _close_only(load_sp500_dataset(), "skfolio")
         index = _close_only(load_sp500_index(), "skfolio")
-        ohlcv = sp500.load().rename(columns={"Open": "open", "High": "high", "Low": "low", "Close": "close",
-                                             "Adj Close": "adj_close", "Volume": "volume"})
+        ohlcv = sp500.load().rename(
+            columns={
+                "Open": "open",
+                "High": "high",
+                "Low": "low",
+                "Close": "close",
+                "Adj Close": "adj_close",
+                "Volume": "volume",
+            }
+        )
         ohlcv = ohlcv.rename_axis("date").reset_index().assign(ticker="SP500", source="arch")[PRICE_COLUMNS]
         out = pd.concat([stocks, index, ohlcv], ignore_index=True)
         if tickers:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 daily_refresh_job = dg.define_asset_job(
-    "daily_refresh", selection=dg.AssetSelection.all(),
+    "daily_refresh",
+    selection=dg.AssetSelection.all(),
     description="Ingest, rebuild features and targets, run the walk-forward forecasters, ensemble, "
-                "signals, allocations and backtest.",
+    "signals, allocations and backtest.",
 )
 
 weekly_retrain_job = dg.define_asset_job(
@@ -17,11 +18,17 @@ weekly_retrain_job = dg.define_asset_job(
 )
 
 daily_refresh_schedule = dg.ScheduleDefinition(
-    name="daily_refresh_after_close", job=daily_refresh_job, cron_schedule="30 18 * * 1-5",
-    execution_timezone="America/New_York", description="Weekdays 18:30 New York, after the close.",
+    name="daily_refresh_after_close",
+    job=daily_refresh_job,
+    cron_schedule="30 18 * * 1-5",
+    execution_timezone="America/New_York",
+    description="Weekdays 18:30 New York, after the close.",
 )
 
 weekly_retrain_schedule = dg.ScheduleDefinition(
-    name="weekly_retrain_saturday", job=weekly_retrain_job, cron_schedule="0 6 * * 6",
-    execution_timezone="America/New_York", description="Saturdays 06:00 New York.",
+    name="weekly_retrain_saturday",
+    job=weekly_retrain_job,
+    cron_schedule="0 6 * * 6",
+    execution_timezone="America/New_York",
+    description="Saturdays 06:00 New York.",
 )

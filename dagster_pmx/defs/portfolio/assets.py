@@ -20,8 +20,9 @@ def strategy_weights(signals: pd.DataFrame, settings: PmxSettings) -> pd.DataFra
     for strategy, g in signals.groupby("strategy", sort=True):
         mu = g.pivot(index="date", columns="ticker", values="expected_return")
         sd = g.pivot(index="date", columns="ticker", values="forecast_std")
-        w = kelly_weights(mu, sd, fraction=settings.kelly_fraction, cap=settings.position_cap,
-                          max_gross=settings.max_gross)
+        w = kelly_weights(
+            mu, sd, fraction=settings.kelly_fraction, cap=settings.position_cap, max_gross=settings.max_gross
+        )
         long = w.rename_axis(index="date", columns="ticker").stack().rename("weight").reset_index()
         cash = (1.0 - w.sum(axis=1)).rename("weight").rename_axis("date").reset_index().assign(ticker=CASH)
         frames.append(pd.concat([long.assign(sleeve="risky"), cash.assign(sleeve="safe")]).assign(strategy=strategy))
@@ -30,12 +31,16 @@ def strategy_weights(signals: pd.DataFrame, settings: PmxSettings) -> pd.DataFra
 
 
 @dg.asset(
-    key=["marts", "allocations"], group_name="portfolio", metadata={"dagster/column_schema": schemas.ALLOCATIONS}, pool="warehouse", kinds={"python", "duckdb"},
+    key=["marts", "allocations"],
+    group_name="portfolio",
+    metadata={"dagster/column_schema": schemas.ALLOCATIONS},
+    pool="warehouse",
+    kinds={"python", "duckdb"},
     deps=[dg.AssetKey(["marts", "signals"]), dg.AssetKey(["marts", "forecasts"])],
     description="Target weights decided at each date's close: fractional Kelly (fraction x mu / sigma^2) "
-                "from the forecast mean and standard deviation at the signal horizon, long-only, capped at "
-                "10 % per position and 100 % gross, the rest in CASH (safe sleeve). Strategy 'ensemble' uses "
-                "marts.signals; each single model's strategy uses its own forecasts at the same horizon.",
+    "from the forecast mean and standard deviation at the signal horizon, long-only, capped at "
+    "10 % per position and 100 % gross, the rest in CASH (safe sleeve). Strategy 'ensemble' uses "
+    "marts.signals; each single model's strategy uses its own forecasts at the same horizon.",
 )
 def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings) -> dg.MaterializeResult:
     signals = warehouse.query("""

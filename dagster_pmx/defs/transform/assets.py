@@ -40,15 +40,27 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Wa
     yield from dbt.cli(["build"], context=context).stream()
 
 
-@dbt_assets(manifest=MANIFEST, project=dbt_project, exclude="tag:post_forecast", name="dbt_features",
-            dagster_dbt_translator=TRANSLATOR, pool="warehouse")
+@dbt_assets(
+    manifest=MANIFEST,
+    project=dbt_project,
+    exclude="tag:post_forecast",
+    name="dbt_features",
+    dagster_dbt_translator=TRANSLATOR,
+    pool="warehouse",
+)
 def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
     """Staging views, daily returns, marts.prices, marts.features and marts.targets."""
     yield from _build(context, dbt, warehouse)
 
 
-@dbt_assets(manifest=MANIFEST, project=dbt_project, select="tag:post_forecast", name="dbt_signals",
-            dagster_dbt_translator=TRANSLATOR, pool="warehouse")
+@dbt_assets(
+    manifest=MANIFEST,
+    project=dbt_project,
+    select="tag:post_forecast",
+    name="dbt_signals",
+    dagster_dbt_translator=TRANSLATOR,
+    pool="warehouse",
+)
 def dbt_signals(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
     """marts.forecasts (all models with realised values) and marts.signals (ensemble)."""
     yield from _build(context, dbt, warehouse)

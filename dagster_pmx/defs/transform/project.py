@@ -20,15 +20,24 @@ DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 
 def dbt_env(warehouse_path: str | Path) -> dict[str, str]:
     """Environment for a dbt subprocess that writes to ``warehouse_path``."""
-    return {**os.environ, "PMX_WAREHOUSE": str(Path(warehouse_path).resolve()), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    return {
+        **os.environ,
+        "PMX_WAREHOUSE": str(Path(warehouse_path).resolve()),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
 
 
 def _sources_newer_than(manifest: Path) -> bool:
     if not manifest.exists():
         return True
     built = manifest.stat().st_mtime
-    files = [DBT_DIR / "dbt_project.yml", DBT_DIR / "profiles.yml",
-             *DBT_DIR.glob("models/**/*"), *DBT_DIR.glob("macros/**/*"), *DBT_DIR.glob("tests/**/*")]
+    files = [
+        DBT_DIR / "dbt_project.yml",
+        DBT_DIR / "profiles.yml",
+        *DBT_DIR.glob("models/**/*"),
+        *DBT_DIR.glob("macros/**/*"),
+        *DBT_DIR.glob("tests/**/*"),
+    ]
     return any(f.is_file() and f.stat().st_mtime > built for f in files)
 
 
@@ -39,6 +48,8 @@ def ensure_manifest() -> Path:
     if _sources_newer_than(manifest):
         subprocess.run(
             [DBT_EXECUTABLE, "parse", "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)],
-            check=True, env=dbt_env(os.environ.get("PMX_WAREHOUSE", DEFAULT_WAREHOUSE)), cwd=DBT_DIR,
+            check=True,
+            env=dbt_env(os.environ.get("PMX_WAREHOUSE", DEFAULT_WAREHOUSE)),
+            cwd=DBT_DIR,
         )
     return manifest

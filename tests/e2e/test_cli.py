@@ -1,0 +1,38 @@
+"""The README's first command: `python -m dagster_pmx.cli` builds the graph and prints the summary."""
+
+import dagster as dg
+import duckdb
+
+from dagster_pmx import cli
+
+
+def test_cli_builds_the_warehouse_and_prints_the_summary(tmp_path, monkeypatch, capsys):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    warehouse = tmp_path / "pmx.duckdb"
+    env = {
+        "DAGSTER_HOME": str(home),
+        "PMX_WAREHOUSE": str(warehouse),
+        "PMX_TICKERS": "JPM,XOM",
+        "PMX_START_DATE": "2008-01-01",
+        "PMX_END_DATE": "2011-12-31",
+        "PMX_FORECAST_START": "2010-06-01",
+        "PMX_TRAIN_WINDOW": "400",
+        "PMX_WORKERS": "1",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert cli.main([]) == 0
+    out = capsys.readouterr().out
+    assert "start    ml__base_forecasts" in out and "progress:" in out
+    assert "raw/prices:raw_prices_expectations: passed" in out
+    for strategy in ("ensemble", "random_walk", "garch", "sarimax", "benchmark"):
+        assert strategy in out
+    assert "sharpe" in out and "profit_factor" in out and "make sql" in out
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("select count(*) from marts.backtest_summary").fetchone()[0] == 5
+    # The run is recorded in the instance the UI reads.
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 1 and runs[0].job_name == "daily_refresh"
+    assert (home / "pmx-last-run.log").stat().st_size > 0
