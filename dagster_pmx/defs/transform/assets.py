@@ -6,6 +6,7 @@
 ``dbt build``, so dbt's tests run with the models and show as asset checks.
 """
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -14,7 +15,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from dagster_pmx.defs.transform.project import dbt_env, dbt_project, ensure_manifest
-from dagster_pmx.resources import Warehouse
+from dagster_pmx.resources import PmxSettings, Warehouse
 
 
 class PmxTranslator(DagsterDbtTranslator):
@@ -34,10 +35,11 @@ TRANSLATOR = PmxTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_ch
 MANIFEST = ensure_manifest()
 
 
-def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse, settings: PmxSettings):
     # profiles.yml reads the warehouse path from PMX_WAREHOUSE; the resource is its only source.
     os.environ.update({k: v for k, v in dbt_env(warehouse.abs_path).items() if k.startswith(("PMX_", "DBT_"))})
-    yield from dbt.cli(["build"], context=context).stream()
+    dbt_vars = json.dumps({"benchmark_ticker": settings.benchmark})
+    yield from dbt.cli(["build", "--vars", dbt_vars], context=context).stream()
 
 
 @dbt_assets(
@@ -48,9 +50,9 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Wa
     dagster_dbt_translator=TRANSLATOR,
     pool="warehouse",
 )
-def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse, settings: PmxSettings):
     """Staging views, daily returns, marts.prices, marts.features and marts.targets."""
-    yield from _build(context, dbt, warehouse)
+    yield from _build(context, dbt, warehouse, settings)
 
 
 @dbt_assets(
@@ -61,6 +63,6 @@ def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehou
     dagster_dbt_translator=TRANSLATOR,
     pool="warehouse",
 )
-def dbt_signals(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse):
+def dbt_signals(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse, settings: PmxSettings):
     """marts.forecasts (all models with realised values) and marts.signals (ensemble)."""
-    yield from _build(context, dbt, warehouse)
+    yield from _build(context, dbt, warehouse, settings)

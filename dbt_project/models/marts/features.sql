@@ -1,39 +1,81 @@
--- Point-in-time features: every value dated t uses sessions up to and including t.
+-- Point-in-time features per (ticker, date): a row dated t uses only sessions up to and
+-- including t. Windows count calendar sessions; a window that is not full, or that
+-- holds a missing session, gives NULL.
 with returns as (
     select * from {{ ref('int_returns') }}
 ),
 
-windows as (
+trend as (
+    select * from {{ ref('int_features_trend') }}
+),
+
+volatility as (
+    select * from {{ ref('int_features_volatility') }}
+),
+
+statistical as (
+    select * from {{ ref('int_features_statistical') }}
+),
+
+volume_calendar as (
+    select * from {{ ref('int_features_volume_calendar') }}
+),
+
+ema as (
+    select * from {{ ref('int_features_ema') }}
+),
+
+market as (
+    select * from {{ ref('int_market') }}
+),
+
+joined as (
     select
-        ticker,
-        date,
-        adj_close,
-        simple_return,
-        log_return,
-        lag(adj_close, 1) over (partition by ticker order by date) as close_lag_1,
-        lag(adj_close, 5) over (partition by ticker order by date) as close_lag_5,
-        lag(adj_close, 20) over (partition by ticker order by date) as close_lag_20,
-        lag(adj_close, 21) over (partition by ticker order by date) as close_lag_21,
-        {{ rolling('avg', 'adj_close', 20) }} as sma_20,
-        {{ rolling('stddev_samp', 'adj_close', 20) }} as sd_20,
-        {{ rolling('stddev_samp', 'log_return', 10) }} as vol_10,
-        {{ rolling('stddev_samp', 'log_return', 21) }} as vol_21,
-        {{ rolling('stddev_samp', 'log_return', 63) }} as vol_63
+        returns.ticker,
+        returns.date,
+        returns.has_price,
+        returns.log_return,
+        trend.* exclude (ticker, date),
+        volatility.* exclude (ticker, date),
+        statistical.* exclude (ticker, date),
+        ema.* exclude (ticker, date),
+        volume_calendar.* exclude (ticker, date),
+        market.market_return_1d,
+        market.market_vol_21,
+        market.market_log_return
     from returns
+    left join trend on trend.ticker = returns.ticker and trend.date = returns.date
+    left join volatility on volatility.ticker = returns.ticker and volatility.date = returns.date
+    left join statistical on statistical.ticker = returns.ticker and statistical.date = returns.date
+    left join ema on ema.ticker = returns.ticker and ema.date = returns.date
+    left join volume_calendar on volume_calendar.ticker = returns.ticker and volume_calendar.date = returns.date
+    left join market on market.date = returns.date
+),
+
+with_beta as (
+    select
+        *,
+        {{ finite_or_null(rolling('regr_slope', 'log_return, market_log_return', 63, count_expr='log_return * market_log_return')) }} as beta_63,
+        -- share of the trailing 252 sessions' 21-session volatility at or below today's
+        case when count(realized_vol_21) over trailing_year = 252 then
+            list_count(list_filter(list(realized_vol_21) over trailing_year, lambda v: v <= realized_vol_21)) / 252.0
+        end as vol_regime_pct_252
+    from joined
+    window trailing_year as (partition by ticker order by date rows between 251 preceding and current row)
 ),
 
 final as (
     select
-        ticker,
-        date,
-        simple_return as ret_1d,
-        adj_close / close_lag_5 - 1 as ret_5d,
-        adj_close / close_lag_21 - 1 as ret_21d,
-        close_lag_1 / close_lag_20 - 1 as momentum_1_20,
-        case when sd_20 > 0 then (adj_close - (sma_20 - 2 * sd_20)) / (4 * sd_20) end as bollinger_position,
-        case when vol_63 > 0 then vol_10 / vol_63 end as volatility_ratio_10_63,
-        vol_21 * sqrt(252) as realized_vol_21
-    from windows
+        * exclude (log_return, market_log_return),
+        -- cross-sectional percentile ranks among the stocks (benchmark excluded) on each date
+        {% for col in ['ret_21d', 'ret_252d', 'realized_vol_21'] %}
+        case when {{ col }} is not null and ticker <> '{{ var("benchmark_ticker") }}' then
+            percent_rank() over (
+                partition by date, {{ col }} is null, ticker = '{{ var("benchmark_ticker") }}' order by {{ col }}
+            )
+        end as xs_rank_{{ col }}{{ "," if not loop.last }}
+        {% endfor %}
+    from with_beta
 )
 
 select * from final

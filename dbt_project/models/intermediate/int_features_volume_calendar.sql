@@ -1,0 +1,44 @@
+-- Volume features (NULL where the source has no volume) and calendar features, which
+-- depend on the date alone and are known in advance.
+with returns as (
+    select * from {{ ref('int_returns') }}
+),
+
+windows as (
+    select
+        ticker,
+        date,
+        volume,
+        close * volume as dollar_volume,
+        {{ rolling('avg', 'volume', 21) }} as volume_mean_21,
+        {{ rolling('stddev_samp', 'volume', 21) }} as volume_sd_21,
+        {{ rolling('avg', 'close * volume', 21) }} as dollar_volume_21
+    from returns
+),
+
+calendar as (
+    select
+        ticker,
+        date,
+        row_number() over (partition by ticker, year(date), month(date) order by date) as session_of_month,
+        last_day(date) - cast(case isodow(last_day(date)) when 6 then 1 when 7 then 2 else 0 end as integer)
+            as last_weekday_of_month
+    from returns
+),
+
+final as (
+    select
+        windows.ticker,
+        windows.date,
+        case when windows.volume_sd_21 > 0 then (windows.volume - windows.volume_mean_21) / windows.volume_sd_21 end as volume_zscore_21,
+        windows.dollar_volume,
+        windows.dollar_volume_21,
+        isodow(windows.date) as day_of_week,
+        month(windows.date) as month,
+        calendar.session_of_month,
+        calendar.session_of_month <= 3 or windows.date >= calendar.last_weekday_of_month as turn_of_month
+    from windows
+    inner join calendar on calendar.ticker = windows.ticker and calendar.date = windows.date
+)
+
+select * from final

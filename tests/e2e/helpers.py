@@ -1,0 +1,33 @@
+"""Building the whole graph into a temporary warehouse, and reading it back."""
+
+import dagster as dg
+import duckdb
+import pandas as pd
+
+from dagster_pmx.definitions import build_definitions
+from dagster_pmx.resources import PmxSettings, Warehouse
+
+TICKERS = "AAPL,JPM,XOM"
+CUT = "2011-06-30"
+SLICE = dict(
+    tickers=TICKERS,
+    start_date="2006-01-01",
+    end_date="2012-12-31",
+    forecast_start="2009-06-01",
+    train_window=500,
+    refit_every=63,
+    ensemble_window=126,
+    workers=1,
+)
+
+
+def build(path, **overrides) -> dg.ExecuteInProcessResult:
+    settings = PmxSettings(**{**SLICE, **overrides})
+    defs = build_definitions({"warehouse": Warehouse(path=str(path)), "settings": settings})
+    job = defs.resolve_job_def("daily_refresh")
+    return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+
+
+def read(path, sql) -> pd.DataFrame:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql).df()
