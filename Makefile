@@ -37,8 +37,8 @@ test: setup
 
 ## lint: ruff on the Python packages, tests and benchmarks
 lint: setup
-	$(VENV)/bin/ruff check python_models dagster_pmx expectations benchmarks tests
-	$(VENV)/bin/ruff format --check python_models dagster_pmx expectations benchmarks tests
+	$(VENV)/bin/ruff check python_models dagster_pmx expectations benchmarks tests dbt_project/models
+	$(VENV)/bin/ruff format --check python_models dagster_pmx expectations benchmarks tests dbt_project/models
 
 ## ui: Dagster UI on http://127.0.0.1:3000 for this code location
 ui: setup

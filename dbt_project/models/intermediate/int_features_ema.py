@@ -52,8 +52,11 @@ def features(prices: pd.DataFrame) -> pd.DataFrame:
         block["rsi_14"] = wilder_rsi(close)
         block["ticker"], block["date"] = g["ticker"], g["date"]
         frames.append(block)
-    out = pd.concat(frames) if frames else pd.DataFrame(columns=["ticker", "date", "macd", "macd_signal",
-                                                                  "macd_hist", "rsi_14"])
+    out = (
+        pd.concat(frames)
+        if frames
+        else pd.DataFrame(columns=["ticker", "date", "macd", "macd_signal", "macd_hist", "rsi_14"])
+    )
     out = prices[["ticker", "date", "adj_close"]].merge(out, on=["ticker", "date"], how="left")
     out["macd_hist_pct"] = out["macd_hist"] / out["adj_close"]
     return out[["ticker", "date", "macd", "macd_signal", "macd_hist", "macd_hist_pct", "rsi_14"]]
