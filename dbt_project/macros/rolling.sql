@@ -16,3 +16,8 @@
 {% macro finite_or_null(expr) -%}
     case when isfinite({{ expr }}) then {{ expr }} end
 {%- endmacro %}
+
+{#- Sum over the last n sessions of a ticker (no completeness check: callers check counts). -#}
+{% macro window_sum(expr, n, partition='ticker', order='date') -%}
+    sum({{ expr }}) over (partition by {{ partition }} order by {{ order }} rows between {{ n - 1 }} preceding and current row)
+{%- endmacro %}

@@ -48,3 +48,19 @@ def test_calendar_and_cross_sectional_features(frames):
     ranks = stocks.groupby("date")["ret_252d"].rank(method="min").sub(1) / (counts - 1)
     np.testing.assert_allclose(stocks["xs_rank_ret_252d"], ranks)
     assert feats.loc[feats.ticker == "SP500", "xs_rank_ret_252d"].isna().all()
+
+
+def test_variance_ratios_match_arch(frames):
+    from arch.unitroot import VarianceRatio
+
+    prices, feats, _ = frames
+    rng = np.random.default_rng(0)
+    for ticker, g in prices.groupby("ticker"):
+        y = np.log(g["adj_close"].to_numpy())
+        f = feats[feats.ticker == ticker].reset_index(drop=True)
+        assert f["variance_ratio_2"].iloc[:252].isna().all() and f["variance_ratio_2"].iloc[252:].notna().all()
+        for i in rng.choice(np.arange(252, len(y)), size=5, replace=False):
+            for q in (2, 5, 10):
+                ref = VarianceRatio(y[i - 252 : i + 1], lags=q, trend="c", debiased=True, robust=True, overlap=True)
+                np.testing.assert_allclose(f.loc[i, f"variance_ratio_{q}"], ref.vr, rtol=1e-9)
+                np.testing.assert_allclose(f.loc[i, f"variance_ratio_z_{q}"], ref.stat, rtol=1e-7)

@@ -25,6 +25,10 @@ ema as (
     select * from {{ ref('int_features_ema') }}
 ),
 
+variance_ratio as (
+    select * from {{ ref('int_features_variance_ratio') }}
+),
+
 market as (
     select * from {{ ref('int_market') }}
 ),
@@ -38,6 +42,7 @@ joined as (
         trend.* exclude (ticker, date),
         volatility.* exclude (ticker, date),
         statistical.* exclude (ticker, date),
+        variance_ratio.* exclude (ticker, date),
         ema.* exclude (ticker, date),
         volume_calendar.* exclude (ticker, date),
         market.market_return_1d,
@@ -47,6 +52,7 @@ joined as (
     left join trend on trend.ticker = returns.ticker and trend.date = returns.date
     left join volatility on volatility.ticker = returns.ticker and volatility.date = returns.date
     left join statistical on statistical.ticker = returns.ticker and statistical.date = returns.date
+    left join variance_ratio on variance_ratio.ticker = returns.ticker and variance_ratio.date = returns.date
     left join ema on ema.ticker = returns.ticker and ema.date = returns.date
     left join volume_calendar on volume_calendar.ticker = returns.ticker and volume_calendar.date = returns.date
     left join market on market.date = returns.date
