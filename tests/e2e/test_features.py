@@ -64,3 +64,22 @@ def test_variance_ratios_match_arch(frames):
                 ref = VarianceRatio(y[i - 252 : i + 1], lags=q, trend="c", debiased=True, robust=True, overlap=True)
                 np.testing.assert_allclose(f.loc[i, f"variance_ratio_{q}"], ref.vr, rtol=1e-9)
                 np.testing.assert_allclose(f.loc[i, f"variance_ratio_z_{q}"], ref.stat, rtol=1e-7)
+
+
+def test_holiday_features_match_the_exchange_rules(frames):
+    import exchange_calendars as xcals
+
+    _, feats, _ = frames
+    rules = xcals.get_calendar("XNYS", start="1990-01-01").regular_holidays
+    holidays = pd.DatetimeIndex(rules.holidays(pd.Timestamp("2005-01-01"), pd.Timestamp("2014-12-31")))
+    dates = pd.DatetimeIndex(feats["date"].unique()).sort_values()
+    nxt = holidays[holidays.searchsorted(dates, side="right")]
+    prv = holidays[holidays.searchsorted(dates, side="left") - 1]
+    got = feats.drop_duplicates("date").set_index("date").loc[dates]
+    np.testing.assert_array_equal(got["days_to_holiday"], (nxt - dates).days)
+    np.testing.assert_array_equal(got["days_since_holiday"], (dates - prv).days)
+    next_weekday = dates + pd.offsets.BDay(1)
+    np.testing.assert_array_equal(got["pre_holiday"], next_weekday.isin(holidays))
+    assert not got.index.isin(holidays).any()  # no session falls on a regular holiday
+    # Ad-hoc closures are not holidays here: 2012-10-26 was a normal session before Hurricane Sandy.
+    assert got.loc[pd.Timestamp("2012-10-26"), "pre_holiday"] == False  # noqa: E712

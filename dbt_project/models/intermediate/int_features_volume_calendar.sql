@@ -17,12 +17,14 @@ windows as (
 ),
 
 calendar as (
+    select * from {{ ref('int_calendar') }}
+),
+
+session_of_month as (
     select
         ticker,
         date,
-        row_number() over (partition by ticker, year(date), month(date) order by date) as session_of_month,
-        last_day(date) - cast(case isodow(last_day(date)) when 6 then 1 when 7 then 2 else 0 end as integer)
-            as last_weekday_of_month
+        row_number() over (partition by ticker, year(date), month(date) order by date) as session_of_month
     from returns
 ),
 
@@ -33,12 +35,17 @@ final as (
         case when windows.volume_sd_21 > 0 then (windows.volume - windows.volume_mean_21) / windows.volume_sd_21 end as volume_zscore_21,
         windows.dollar_volume,
         windows.dollar_volume_21,
-        isodow(windows.date) as day_of_week,
-        month(windows.date) as month,
-        calendar.session_of_month,
-        calendar.session_of_month <= 3 or windows.date >= calendar.last_weekday_of_month as turn_of_month
+        calendar.day_of_week,
+        calendar.month,
+        session_of_month.session_of_month,
+        session_of_month.session_of_month <= 3 or windows.date >= calendar.last_weekday_of_month as turn_of_month,
+        calendar.days_to_holiday,
+        calendar.days_since_holiday,
+        calendar.pre_holiday,
+        calendar.post_holiday
     from windows
-    inner join calendar on calendar.ticker = windows.ticker and calendar.date = windows.date
+    inner join session_of_month on session_of_month.ticker = windows.ticker and session_of_month.date = windows.date
+    inner join calendar on calendar.date = windows.date
 )
 
 select * from final
