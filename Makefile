@@ -11,7 +11,7 @@ export PMX_WAREHOUSE ?= $(CURDIR)/warehouse/pmx.duckdb
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test lint ui sql bench clean
+.PHONY: setup run test lint ui sql bench bench-features clean
 
 ## setup: create .venv and install the pinned dependencies (once; again when requirements change)
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
@@ -51,6 +51,10 @@ sql: setup
 ## bench: time each stage of the pipeline on the default data
 bench: setup
 	$(PY) benchmarks/bench_pipeline.py
+
+## bench-features: feature + target build on a synthetic 800 tickers x 14 years universe
+bench-features: setup
+	$(PY) benchmarks/bench_features.py
 
 clean:
 	rm -rf dbt_project/target dbt_project/logs .pytest_cache
