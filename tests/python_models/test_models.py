@@ -104,3 +104,11 @@ def test_forecast_rejects_unknown_origins(returns):
     fit = RandomWalk().fit(returns.iloc[:200])
     with pytest.raises(ValueError, match="not found"):
         fit.forecast(returns, pd.Index([pd.Timestamp("1999-01-01")]), [1])
+
+
+def test_garch_volatility_forecast_is_arch_variance_path(returns):
+    train = returns.iloc[:800]
+    fit = Garch().fit(train)
+    direct = arch_model(100 * train, mean="Constant", vol="GARCH", p=1, q=1, dist="t").fit(disp="off")
+    expected = np.sqrt(direct.forecast(horizon=10, reindex=False).variance.to_numpy()[-1]) / 100
+    assert_allclose(fit.volatility_forecast(train, 10), expected, rtol=1e-8)
