@@ -31,3 +31,13 @@ def build(path, **overrides) -> dg.ExecuteInProcessResult:
 def read(path, sql) -> pd.DataFrame:
     with duckdb.connect(str(path), read_only=True) as con:
         return con.execute(sql).df()
+
+
+def build_features(path, settings: PmxSettings) -> dg.ExecuteInProcessResult:
+    """Materialize only ingest and the dbt feature and target models (no forecasting)."""
+    defs = build_definitions({"warehouse": Warehouse(path=str(path)), "settings": settings})
+    graph = defs.resolve_asset_graph()
+    keys = [k for k in graph.materializable_asset_keys if graph.get(k).group_name in ("ingest", "transform")]
+    return defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), asset_selection=keys, raise_on_error=False
+    )

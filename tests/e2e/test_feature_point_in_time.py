@@ -1,33 +1,20 @@
 """Point-in-time: the feature and target build truncated at several dates agrees with the full build."""
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
-from dagster_pmx.definitions import build_definitions
-from dagster_pmx.resources import PmxSettings, Warehouse
-from tests.e2e.helpers import SLICE, read
+from dagster_pmx.resources import PmxSettings
+from tests.e2e.helpers import SLICE, build_features, read
 
 CUTS = ["2007-03-15", "2009-10-30", "2012-06-29"]
 HORIZONS = (1, 5, 21, 63)
 
 
-def build_features(path, end_date: str):
-    settings = PmxSettings(**{**SLICE, "end_date": end_date})
-    defs = build_definitions({"warehouse": Warehouse(path=str(path)), "settings": settings})
-    graph = defs.resolve_asset_graph()
-    keys = [k for k in graph.materializable_asset_keys if graph.get(k).group_name in ("ingest", "transform")]
-    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), asset_selection=keys, raise_on_error=False
-    )
-    assert result.success
-
-
 @pytest.mark.parametrize("cut", CUTS)
 def test_features_and_targets_up_to_the_cut_are_identical(full, tmp_path, cut):
     path = tmp_path / "cut.duckdb"
-    build_features(path, cut)
+    assert build_features(path, PmxSettings(**{**SLICE, "end_date": cut})).success
     a = read(full, f"select * from marts.features where date <= '{cut}' order by ticker, date")
     b = read(path, "select * from marts.features order by ticker, date")
     assert len(a) == len(b) > 0

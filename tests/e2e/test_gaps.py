@@ -1,13 +1,11 @@
 """Gaps: a missing session or a NULL price never produces a silently wrong feature."""
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
-from dagster_pmx.definitions import build_definitions
-from dagster_pmx.resources import PmxSettings, Warehouse
-from tests.e2e.helpers import read
+from dagster_pmx.resources import PmxSettings
+from tests.e2e.helpers import build_features, read
 
 N = 320
 
@@ -26,12 +24,7 @@ def _series(seed: int) -> pd.DataFrame:
 def _build_features(tmp_path, folder):
     path = tmp_path / "pmx.duckdb"
     settings = PmxSettings(source="csv", csv_dir=str(folder), benchmark="AAA", start_date="2015-01-01")
-    defs = build_definitions({"warehouse": Warehouse(path=str(path)), "settings": settings})
-    graph = defs.resolve_asset_graph()
-    keys = [k for k in graph.materializable_asset_keys if graph.get(k).group_name in ("ingest", "transform")]
-    job = defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), asset_selection=keys, raise_on_error=False)
-    return path, result
+    return path, build_features(path, settings)
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,11 @@
 """Known-answer series: the statistical features on seeded synthetic prices."""
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
-from dagster_pmx.definitions import build_definitions
-from dagster_pmx.resources import PmxSettings, Warehouse
-from tests.e2e.helpers import read
+from dagster_pmx.resources import PmxSettings
+from tests.e2e.helpers import build_features, read
 
 N = 1500
 
@@ -38,13 +36,7 @@ def synthetic(tmp_path_factory):
         _prices(r).to_csv(folder / f"{name}.csv", index=False)
     path = tmp / "pmx.duckdb"
     settings = PmxSettings(source="csv", csv_dir=str(folder), benchmark="RW0", start_date="2010-01-01")
-    defs = build_definitions({"warehouse": Warehouse(path=str(path)), "settings": settings})
-    graph = defs.resolve_asset_graph()
-    keys = [k for k in graph.materializable_asset_keys if graph.get(k).group_name in ("ingest", "transform")]
-    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), asset_selection=keys, raise_on_error=False
-    )
-    assert result.success
+    assert build_features(path, settings).success
     return read(path, "select * from marts.features")
 
 
