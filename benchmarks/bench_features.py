@@ -77,7 +77,8 @@ def load(path: Path, frame: pd.DataFrame) -> None:
         con.register("frame", frame)
         con.execute("create or replace table raw.prices as select * from frame")
         con.execute(
-            "create or replace table raw.macro (series_id varchar, date date, value double, unit varchar, source varchar)"
+            "create or replace table raw.macro "
+            "(series_id varchar, date date, value double, unit varchar, source varchar)"
         )
 
 

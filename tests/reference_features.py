@@ -77,3 +77,39 @@ def ticker_features(g: pd.DataFrame, market: pd.DataFrame) -> pd.DataFrame:
     vol21 = out["realized_vol_21"]
     out["vol_regime_pct_252"] = vol21.rolling(252).apply(lambda a: np.mean(a <= a[-1]), raw=True)
     return out
+
+
+def textbook_adx(high: pd.Series, low: pd.Series, close: pd.Series, n: int = 14) -> pd.DataFrame:
+    """Wilder's ADX written out session by session (New Concepts in Technical Trading Systems, 1978)."""
+    rows = []
+    tr_n = pdm_n = mdm_n = adx = None
+    dxs = []
+    for t in range(len(close)):
+        if t == 0:
+            rows.append((np.nan, np.nan, np.nan))
+            continue
+        up_move = high.iloc[t] - high.iloc[t - 1]
+        down_move = low.iloc[t - 1] - low.iloc[t]
+        pdm = up_move if up_move > down_move and up_move > 0 else 0.0
+        mdm = down_move if down_move > up_move and down_move > 0 else 0.0
+        tr = max(
+            high.iloc[t] - low.iloc[t], abs(high.iloc[t] - close.iloc[t - 1]), abs(low.iloc[t] - close.iloc[t - 1])
+        )
+        if t < n:
+            rows.append((np.nan, np.nan, np.nan))
+            tr_n = (tr_n or 0.0) + tr
+            pdm_n = (pdm_n or 0.0) + pdm
+            mdm_n = (mdm_n or 0.0) + mdm
+            continue
+        if t == n:
+            tr_n, pdm_n, mdm_n = tr_n + tr, pdm_n + pdm, mdm_n + mdm
+        else:
+            tr_n, pdm_n, mdm_n = tr_n - tr_n / n + tr, pdm_n - pdm_n / n + pdm, mdm_n - mdm_n / n + mdm
+        pdi, mdi = 100 * pdm_n / tr_n, 100 * mdm_n / tr_n
+        dxs.append(100 * abs(pdi - mdi) / (pdi + mdi))
+        if len(dxs) == n:
+            adx = float(np.mean(dxs))
+        elif len(dxs) > n:
+            adx = (adx * (n - 1) + dxs[-1]) / n
+        rows.append((pdi, mdi, adx if len(dxs) >= n else np.nan))
+    return pd.DataFrame(rows, index=close.index, columns=["plus_di_14", "minus_di_14", "adx_14"])

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from tests.e2e.helpers import read
-from tests.reference_features import ticker_features
+from tests.reference_features import textbook_adx, ticker_features
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,13 @@ def test_holiday_features_match_the_exchange_rules(frames):
     assert not got.index.isin(holidays).any()  # no session falls on a regular holiday
     # Ad-hoc closures are not holidays here: 2012-10-26 was a normal session before Hurricane Sandy.
     assert got.loc[pd.Timestamp("2012-10-26"), "pre_holiday"] == False  # noqa: E712
+
+
+def test_adx_matches_a_textbook_implementation(frames):
+    prices, feats, _ = frames
+    index = prices[prices.ticker == "SP500"].set_index("date")
+    expected = textbook_adx(index["high"], index["low"], index["close"])
+    got = feats[feats.ticker == "SP500"].set_index("date")[expected.columns]
+    assert got["adx_14"].notna().sum() > 1500
+    np.testing.assert_allclose(got.to_numpy(float), expected.to_numpy(float), rtol=1e-9, equal_nan=True)
+    assert feats.loc[feats.ticker != "SP500", "adx_14"].isna().all()  # close-only stocks

@@ -21,8 +21,8 @@ volume_calendar as (
     select * from {{ ref('int_features_volume_calendar') }}
 ),
 
-ema as (
-    select * from {{ ref('int_features_ema') }}
+smoothed as (
+    select * from {{ ref('int_features_smoothed') }}
 ),
 
 variance_ratio as (
@@ -43,7 +43,7 @@ joined as (
         volatility.* exclude (ticker, date),
         statistical.* exclude (ticker, date),
         variance_ratio.* exclude (ticker, date),
-        ema.* exclude (ticker, date),
+        smoothed.* exclude (ticker, date),
         volume_calendar.* exclude (ticker, date),
         market.market_return_1d,
         market.market_vol_21,
@@ -53,7 +53,7 @@ joined as (
     left join volatility on volatility.ticker = returns.ticker and volatility.date = returns.date
     left join statistical on statistical.ticker = returns.ticker and statistical.date = returns.date
     left join variance_ratio on variance_ratio.ticker = returns.ticker and variance_ratio.date = returns.date
-    left join ema on ema.ticker = returns.ticker and ema.date = returns.date
+    left join smoothed on smoothed.ticker = returns.ticker and smoothed.date = returns.date
     left join volume_calendar on volume_calendar.ticker = returns.ticker and volume_calendar.date = returns.date
     left join market on market.date = returns.date
 ),
