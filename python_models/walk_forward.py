@@ -18,6 +18,9 @@ from threadpoolctl import threadpool_limits
 
 from python_models.base import Forecaster, validate_horizons, validate_returns
 
+#: Forecast and target horizons in sessions; dbt receives them as var target_horizons.
+DEFAULT_HORIZONS: tuple[int, ...] = (1, 5, 21, 63)
+
 
 @dataclass(frozen=True)
 class WalkForwardConfig:
@@ -40,7 +43,7 @@ class WalkForwardConfig:
         Train on all history up to the purge instead of a rolling window.
     """
 
-    horizons: tuple[int, ...] = (1, 5, 21, 63)
+    horizons: tuple[int, ...] = DEFAULT_HORIZONS
     train_window: int = 756
     refit_every: int = 63
     purge: int | None = None

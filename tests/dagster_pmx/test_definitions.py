@@ -37,11 +37,10 @@ def test_gates_are_blocking_and_cover_prices_signals_allocations():
     graph = defs.resolve_asset_graph()
     gated = {}
     for check_key in graph.asset_check_keys:
-        spec = graph.get_check_spec(check_key) if hasattr(graph, "get_check_spec") else None
-        gated.setdefault(check_key.asset_key.to_user_string(), []).append((check_key.name, spec))
-    assert "raw_prices_expectations" in [n for n, _ in gated["raw/prices"]]
-    assert "signals_expectations" in [n for n, _ in gated["marts/signals"]]
-    assert "allocations_expectations" in [n for n, _ in gated["marts/allocations"]]
+        gated.setdefault(check_key.asset_key.to_user_string(), []).append(check_key.name)
+    assert "raw_prices_expectations" in gated["raw/prices"]
+    assert "signals_expectations" in gated["marts/signals"]
+    assert "allocations_expectations" in gated["marts/allocations"]
     # dbt tests appear as checks on the dbt models too.
     assert len(gated["marts/features"]) >= 5
     checks = [c for c in defs.asset_checks]
@@ -63,3 +62,16 @@ def test_jobs_schedules_and_in_process_executor():
     selected = {k.to_user_string() for k in retrain.asset_layer.selected_asset_keys}
     assert "ml/base_forecasts" in selected and "marts/backtest_summary" in selected
     assert "raw/prices" not in selected
+
+
+def test_no_feature_or_forecast_reads_the_future():
+    graph = defs.resolve_asset_graph()
+    future = {dg.AssetKey(["intermediate", "int_forward_returns"]), dg.AssetKey(["marts", "targets"])}
+    for key in (["marts", "features"], ["ml", "base_forecasts"], ["intermediate", "int_features_smoothed"]):
+        upstream = dg.AssetSelection.assets(key).upstream().resolve(graph)
+        assert not upstream & future, key
+    # The ensemble does read realised values, to weight models by their past errors.
+    assert (
+        dg.AssetKey(["intermediate", "int_forward_returns"])
+        in graph.get(dg.AssetKey(["ml", "ensemble_forecasts"])).parent_keys
+    )

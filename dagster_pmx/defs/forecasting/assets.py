@@ -7,14 +7,12 @@ from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.ensemble import ensemble_panel
 from python_models.metrics import score_panel
 from python_models.registry import BASELINE, default_forecasters
-from python_models.walk_forward import WalkForwardConfig, run_panel
-
-HORIZONS = (1, 5, 21, 63)
+from python_models.walk_forward import DEFAULT_HORIZONS, WalkForwardConfig, run_panel
 
 
 def walk_forward_config(settings: PmxSettings) -> WalkForwardConfig:
     return WalkForwardConfig(
-        horizons=HORIZONS,
+        horizons=DEFAULT_HORIZONS,
         train_window=settings.train_window,
         refit_every=settings.refit_every,
         embargo=settings.embargo,
@@ -73,7 +71,7 @@ def base_forecasts(
             ["ml", "ensemble_forecasts"],
             group_name="forecasting",
             kinds={"python", "duckdb"},
-            deps=[dg.AssetKey(["ml", "base_forecasts"]), dg.AssetKey(["marts", "targets"])],
+            deps=[dg.AssetKey(["ml", "base_forecasts"]), dg.AssetKey(["intermediate", "int_forward_returns"])],
             description="Inverse trailing-MSE ensemble of the single models, shrunk toward equal "
             "weights; only errors realised by each asof_date are used.",
         ),
@@ -81,7 +79,7 @@ def base_forecasts(
             ["ml", "ensemble_weights"],
             group_name="forecasting",
             kinds={"python", "duckdb"},
-            deps=[dg.AssetKey(["ml", "base_forecasts"]), dg.AssetKey(["marts", "targets"])],
+            deps=[dg.AssetKey(["ml", "base_forecasts"]), dg.AssetKey(["intermediate", "int_forward_returns"])],
             description="The ensemble's weight on each model per (ticker, horizon, asof_date).",
         ),
     ],
@@ -90,10 +88,10 @@ def base_forecasts(
 def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
     frame = warehouse.query("""
         select f.model, f.ticker, f.asof_date, f.horizon, f.target_date, f.y_pred, f.y_std,
-               case f.horizon when 1 then t.fwd_return_1d when 5 then t.fwd_return_5d
-                              when 21 then t.fwd_return_21d when 63 then t.fwd_return_63d end as y_true
+               r.fwd_return as y_true
         from ml.base_forecasts f
-        left join marts.targets t on t.ticker = f.ticker and t.date = f.asof_date
+        left join intermediate.int_forward_returns r
+            on r.ticker = f.ticker and r.date = f.asof_date and r.horizon = f.horizon
     """)
     combined, weights = ensemble_panel(frame, window=settings.ensemble_window, shrinkage=settings.ensemble_shrinkage)
     n_f = warehouse.replace_table("ml.ensemble_forecasts", combined)

@@ -16,6 +16,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from dagster_pmx.defs.transform.project import dbt_env, dbt_project, ensure_manifest
 from dagster_pmx.resources import PmxSettings, Warehouse
+from python_models.walk_forward import DEFAULT_HORIZONS
 
 
 class PmxTranslator(DagsterDbtTranslator):
@@ -37,8 +38,8 @@ MANIFEST = ensure_manifest()
 
 def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse, settings: PmxSettings):
     # profiles.yml reads the warehouse path from PMX_WAREHOUSE; the resource is its only source.
-    os.environ.update({k: v for k, v in dbt_env(warehouse.abs_path).items() if k.startswith(("PMX_", "DBT_"))})
-    dbt_vars = json.dumps({"benchmark_ticker": settings.benchmark})
+    os.environ.update(dbt_env(warehouse.abs_path))
+    dbt_vars = json.dumps({"benchmark_ticker": settings.benchmark, "target_horizons": list(DEFAULT_HORIZONS)})
     yield from dbt.cli(["build", "--vars", dbt_vars], context=context).stream()
 
 

@@ -19,12 +19,8 @@ DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 
 
 def dbt_env(warehouse_path: str | Path) -> dict[str, str]:
-    """Environment for a dbt subprocess that writes to ``warehouse_path``."""
-    return {
-        **os.environ,
-        "PMX_WAREHOUSE": str(Path(warehouse_path).resolve()),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-    }
+    """Variables a dbt process needs to write to ``warehouse_path`` (profiles.yml reads PMX_WAREHOUSE)."""
+    return {"PMX_WAREHOUSE": str(Path(warehouse_path).resolve()), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
 
 
 def _sources_newer_than(manifest: Path) -> bool:
@@ -49,7 +45,7 @@ def ensure_manifest() -> Path:
         subprocess.run(
             [DBT_EXECUTABLE, "parse", "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)],
             check=True,
-            env=dbt_env(os.environ.get("PMX_WAREHOUSE", DEFAULT_WAREHOUSE)),
+            env={**os.environ, **dbt_env(os.environ.get("PMX_WAREHOUSE", DEFAULT_WAREHOUSE))},
             cwd=DBT_DIR,
         )
     return manifest

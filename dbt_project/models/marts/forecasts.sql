@@ -9,8 +9,8 @@ ensemble_forecasts as (
     select * from {{ ref('stg_ml__ensemble_forecasts') }}
 ),
 
-targets as (
-    select * from {{ ref('targets') }}
+forward_returns as (
+    select * from {{ ref('int_forward_returns') }}
 ),
 
 all_forecasts as (
@@ -29,18 +29,13 @@ final as (
         f.y_pred,
         f.y_lower,
         f.y_upper,
-        case f.horizon
-            when 1 then t.fwd_return_1d
-            when 5 then t.fwd_return_5d
-            when 21 then t.fwd_return_21d
-            when 63 then t.fwd_return_63d
-        end as y_true,
+        r.fwd_return as y_true,
         f.y_std,
         f.confidence,
         f.train_end
     from all_forecasts as f
-    left join targets as t
-        on t.ticker = f.ticker and t.date = f.asof_date
+    left join forward_returns as r
+        on r.ticker = f.ticker and r.date = f.asof_date and r.horizon = f.horizon
 )
 
 select * from final

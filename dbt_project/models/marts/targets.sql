@@ -1,23 +1,30 @@
--- Forward-looking labels: the only model that reads the future. A target dated t spans
+-- Forward-looking labels (the future itself is read once, in int_forward_returns). A target dated t spans
 -- the sessions t+1 .. t+h and is NULL until session t+h exists.
-{% set horizons = [1, 5, 21, 63] %}
-with returns as (
-    select * from {{ ref('int_returns') }}
+{% set horizons = var('target_horizons') %}
+with forward_returns as (
+    select * from {{ ref('int_forward_returns') }}
 ),
 
 features as (
     select ticker, date, realized_vol_21 from {{ ref('features') }}
 ),
 
+pivoted as (
+    select
+        ticker,
+        date,
+        {% for h in horizons %}
+        max(case when horizon = {{ h }} then fwd_return end) as fwd_return_{{ h }}d{{ "," if not loop.last }}
+        {% endfor %}
+    from forward_returns
+    group by ticker, date
+),
+
 forward as (
     select
-        returns.ticker,
-        returns.date,
-        features.realized_vol_21 / sqrt(252) as daily_vol_21,
-        {% for h in horizons %}
-        {{ fwd_return('returns.adj_close', h) }} as fwd_return_{{ h }}d{{ "," if not loop.last }}
-        {% endfor %}
-    from returns
+        pivoted.*,
+        features.realized_vol_21 / sqrt(252) as daily_vol_21
+    from pivoted
     left join features using (ticker, date)
 ),
 
