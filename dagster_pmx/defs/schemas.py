@@ -21,6 +21,7 @@ RAW_PRICES = _schema(
     ("adj_close", "double", "Split- and dividend-adjusted close."),
     ("volume", "double", "Shares traded; NULL where the source has none."),
     ("source", "varchar", "skfolio, arch or csv; part of the key."),
+    ("ingested_at", "timestamp", "When this row was first stored or last changed (UTC); unchanged rows keep it."),
 )
 
 RAW_MACRO = _schema(
@@ -29,6 +30,7 @@ RAW_MACRO = _schema(
     ("value", "double", "Value in the published unit."),
     ("unit", "varchar", "percent_per_month, percent_per_year or index."),
     ("source", "varchar", "Source of the series; part of the key."),
+    ("ingested_at", "timestamp", "When this row was first stored or last changed (UTC); unchanged rows keep it."),
 )
 
 MODEL_SCORES = _schema(

@@ -79,6 +79,9 @@ def test_raw_prices_upsert_is_idempotent_and_keeps_stored_rows(tmp_path, warehou
     assert len(after) == 7
     assert after["close"].iloc[:3].tolist() == first["close"].iloc[:3].tolist()
     assert after["close"].iloc[3] == 200.0
+    # ingested_at tells the incremental models what changed: only corrected and new rows move.
+    assert after["ingested_at"].iloc[:3].tolist() == first["ingested_at"].iloc[:3].tolist()
+    assert (after["ingested_at"].iloc[3:] > first["ingested_at"].max()).all()
 
 
 def test_csv_source_errors_are_clear(tmp_path):

@@ -10,27 +10,39 @@ from dagster_pmx.resources import PmxSettings, Warehouse
 PRICES_DDL = """
 create table if not exists raw.prices (
     ticker varchar not null, date date not null, open double, high double, low double,
-    close double, adj_close double, volume double, source varchar not null,
+    close double, adj_close double, volume double, source varchar not null, ingested_at timestamp,
     primary key (ticker, date, source)
 )"""
 MACRO_DDL = """
 create table if not exists raw.macro (
     series_id varchar not null, date date not null, value double, unit varchar, source varchar not null,
-    primary key (series_id, date, source)
+    ingested_at timestamp, primary key (series_id, date, source)
 )"""
 
 
-def upsert(warehouse: Warehouse, table: str, ddl: str, frame: pd.DataFrame, columns: list[str]) -> int:
-    """Insert or replace rows keyed by the table's primary key; returns the table's row count.
+def upsert(warehouse: Warehouse, table: str, ddl: str, frame: pd.DataFrame, columns: list[str], key: list[str]) -> int:
+    """Insert new rows and replace changed ones, keyed by ``key``; returns the table's row count.
 
-    Rows already stored and absent from ``frame`` are kept, and re-sending the same rows
-    leaves the table unchanged.
+    Only rows that are new or whose values differ from the stored ones are written, stamped
+    with ``ingested_at``: re-sending the same rows changes nothing (the incremental dbt
+    models read ``ingested_at`` to find what changed). Rows already stored and absent from
+    ``frame`` are kept.
     """
+    values = [c for c in columns if c not in key]
+    on = " and ".join(f"stored.{c} = incoming.{c}" for c in key)
+    changed = f"row({', '.join('incoming.' + c for c in values)}) is distinct from row({', '.join('stored.' + c for c in values)})"
     with warehouse.connect() as con:
         con.execute("create schema if not exists raw")
         con.execute(ddl)
+        # warehouses created before ingested_at existed: their rows count as ingested long ago
+        con.execute(f"alter table {table} add column if not exists ingested_at timestamp")
         con.register("incoming", frame[columns])
-        con.execute(f"insert or replace into {table} ({', '.join(columns)}) select {', '.join(columns)} from incoming")
+        con.execute(
+            f"insert or replace into {table} ({', '.join(columns)}, ingested_at) "
+            f"select {', '.join('incoming.' + c for c in columns)}, now()::timestamp from incoming "
+            f"left join {table} as stored on {on} "
+            f"where stored.{key[0]} is null or {changed}"
+        )
         return int(con.execute(f"select count(*) from {table}").fetchone()[0])
 
 
@@ -62,7 +74,7 @@ def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
     frame = select_prices(source.prices(universe), settings)
     if frame.empty:
         raise ValueError(f"source {source.name!r} returned no prices for the configured universe and dates")
-    total = upsert(warehouse, "raw.prices", PRICES_DDL, frame, PRICE_COLUMNS)
+    total = upsert(warehouse, "raw.prices", PRICES_DDL, frame, PRICE_COLUMNS, ["ticker", "date", "source"])
     context.log.info(f"upserted {len(frame)} price rows from {source.name}; raw.prices holds {total}")
     return dg.MaterializeResult(
         metadata={
@@ -94,7 +106,7 @@ def raw_macro(context: dg.AssetExecutionContext, warehouse: Warehouse, settings:
             con.execute("create schema if not exists raw")
             con.execute(MACRO_DDL)
         return dg.MaterializeResult(metadata={"rows_received": 0})
-    total = upsert(warehouse, "raw.macro", MACRO_DDL, frame, MACRO_COLUMNS)
+    total = upsert(warehouse, "raw.macro", MACRO_DDL, frame, MACRO_COLUMNS, ["series_id", "date", "source"])
     return dg.MaterializeResult(
         metadata={"rows_received": len(frame), "dagster/row_count": total, "series": frame["series_id"].nunique()}
     )

@@ -1,6 +1,12 @@
 -- Distribution and dependence of daily log returns over 63 sessions.
-with returns as (
-    select * from {{ ref('int_returns') }}
+{% set bounds = refresh_bounds([ref('int_returns')], lookback=64) %}
+with bounds as (
+    {{ bounds.sql }}
+),
+
+returns as (
+    select * from {{ ref('int_returns') }} as returns
+    {{ incremental_input('returns', bounds) }}
 ),
 
 inputs as (
@@ -19,4 +25,4 @@ final as (
     from inputs
 )
 
-select * from final
+{{ select_refreshed_rows('final', bounds) }}

@@ -1,7 +1,13 @@
 -- Momentum, mean-reversion and trend features from adjusted closes (close-only is enough).
 {% set momentum_windows = [1, 5, 21, 63, 126, 252] %}
-with returns as (
-    select * from {{ ref('int_returns') }}
+{% set bounds = refresh_bounds([ref('int_returns')], lookback=252) %}
+with bounds as (
+    {{ bounds.sql }}
+),
+
+returns as (
+    select * from {{ ref('int_returns') }} as returns
+    {{ incremental_input('returns', bounds) }}
 ),
 
 windows as (
@@ -43,4 +49,4 @@ final as (
     from windows
 )
 
-select * from final
+{{ select_refreshed_rows('final', bounds) }}

@@ -8,8 +8,14 @@
 {% set vr_lags = [2, 5, 10] %}
 {% set hurst_lags = [2, 4, 8, 16] %}
 {% set all_lags = (vr_lags + hurst_lags) | unique | list %}
-with returns as (
-    select * from {{ ref('int_returns') }}
+{% set bounds = refresh_bounds([ref('int_returns')], lookback=300) %}
+with bounds as (
+    {{ bounds.sql }}
+),
+
+returns as (
+    select * from {{ ref('int_returns') }} as returns
+    {{ incremental_input('returns', bounds) }}
 ),
 
 inputs as (
@@ -105,4 +111,4 @@ final as (
     from ratios
 )
 
-select * from final
+{{ select_refreshed_rows('final', bounds) }}

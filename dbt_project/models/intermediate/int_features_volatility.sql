@@ -1,9 +1,25 @@
 -- Volatility features: realised (close-to-close), downside, range-based (OHLC only),
 -- drawdown from the running peak. Annualised with sqrt(252).
-with returns as (
-    select * from {{ ref('int_returns') }}
+{% set bounds = refresh_bounds([ref('int_returns')], lookback=63) %}
+with bounds as (
+    {{ bounds.sql }}
 ),
 
+returns as (
+    select * from {{ ref('int_returns') }} as returns
+    {{ incremental_input('returns', bounds) }}
+),
+
+{% if bounds.incremental %}
+peak_seeds as (
+    -- the running peak is over the whole history: carry the stored one into the recomputed range
+    select stored.ticker, max(stored.running_peak) as seed_peak
+    from {{ this }} as stored
+    semi join bounds on bounds.ticker = stored.ticker and stored.date < bounds.from_date
+    group by stored.ticker
+),
+
+{% endif %}
 inputs as (
     select
         ticker,
@@ -27,8 +43,22 @@ windows as (
         {{ rolling('avg', 'downside_return * downside_return', 21, count_expr='downside_return') }} as downside_ms_21,
         {{ rolling('avg', 'log_hl * log_hl', 21, count_expr='log_hl') }} as hl_ms_21,
         {{ rolling('avg', '0.5 * log_hl * log_hl - (2 * ln(2) - 1) * log_co * log_co', 21, count_expr='log_hl * log_co') }} as gk_ms_21,
-        max(adj_close) over (partition by ticker order by date rows between unbounded preceding and current row) as running_peak
+        max(adj_close) over (partition by ticker order by date rows between unbounded preceding and current row) as slice_peak
     from inputs
+),
+
+peaks as (
+    select
+        windows.*,
+        {% if bounds.incremental %}
+        greatest(peak_seeds.seed_peak, windows.slice_peak) as running_peak  -- greatest() skips a NULL seed
+        {% else %}
+        windows.slice_peak as running_peak
+        {% endif %}
+    from windows
+    {% if bounds.incremental %}
+    left join peak_seeds on peak_seeds.ticker = windows.ticker
+    {% endif %}
 ),
 
 final as (
@@ -42,8 +72,9 @@ final as (
         sqrt(downside_ms_21 * 252) as downside_vol_21,
         sqrt(hl_ms_21 / (4 * ln(2)) * 252) as parkinson_vol_21,
         sqrt(gk_ms_21 * 252) as garman_klass_vol_21,  -- >= 0: |ln(C/O)| <= ln(H/L) when OHLC are consistent
-        adj_close / running_peak - 1 as drawdown
-    from windows
+        adj_close / running_peak - 1 as drawdown,
+        running_peak
+    from peaks
 )
 
-select * from final
+{{ select_refreshed_rows('final', bounds) }}

@@ -1,7 +1,13 @@
 -- Volume features (NULL where the source has no volume) and calendar features, which
 -- depend on the date alone and are known in advance.
-with returns as (
-    select * from {{ ref('int_returns') }}
+{% set bounds = refresh_bounds([ref('int_returns')], lookback=45) %}
+with bounds as (
+    {{ bounds.sql }}
+),
+
+returns as (
+    select * from {{ ref('int_returns') }} as returns
+    {{ incremental_input('returns', bounds) }}
 ),
 
 windows as (
@@ -48,4 +54,4 @@ final as (
     inner join calendar on calendar.date = windows.date
 )
 
-select * from final
+{{ select_refreshed_rows('final', bounds) }}

@@ -1,7 +1,13 @@
 -- Forward simple returns in long form, one row per (ticker, date, horizon): the one place
 -- the future is read. marts.targets pivots it; forecasts take their realised values from it.
-with returns as (
-    select * from {{ ref('int_returns') }}
+{% set bounds = refresh_bounds([ref('int_returns')], reach_back=var('target_horizons') | max) %}
+with bounds as (
+    {{ bounds.sql }}
+),
+
+returns as (
+    select * from {{ ref('int_returns') }} as returns
+    {{ incremental_input('returns', bounds) }}
 ),
 
 {% for h in var('target_horizons') %}
@@ -17,4 +23,4 @@ final as (
     {% endfor %}
 )
 
-select * from final
+{{ select_refreshed_rows('final', bounds) }}

@@ -1,36 +1,54 @@
 -- Point-in-time features per (ticker, date): a row dated t uses only sessions up to and
 -- including t. Windows count calendar sessions; a window that is not full, or that
 -- holds a missing session, gives NULL.
-with returns as (
-    select * from {{ ref('int_returns') }}
+-- Incremental across tickers: ranks compare tickers on a date, and market features join every ticker.
+{% set bounds = refresh_bounds(
+    [ref('int_returns'), ref('int_features_trend'), ref('int_features_volatility'), ref('int_features_statistical'), ref('int_features_variance_ratio'), ref('int_features_smoothed'), ref('int_features_volume_calendar')],
+    lookback=252,
+    across_tickers=true,
+) %}
+with bounds as (
+    {{ bounds.sql }}
+),
+
+returns as (
+    select * from {{ ref('int_returns') }} as returns
+    {{ incremental_input('returns', bounds) }}
 ),
 
 trend as (
-    select * from {{ ref('int_features_trend') }}
+    select * from {{ ref('int_features_trend') }} as trend
+    {{ incremental_input('trend', bounds) }}
 ),
 
 volatility as (
-    select * from {{ ref('int_features_volatility') }}
+    select * from {{ ref('int_features_volatility') }} as volatility
+    {{ incremental_input('volatility', bounds) }}
 ),
 
 statistical as (
-    select * from {{ ref('int_features_statistical') }}
+    select * from {{ ref('int_features_statistical') }} as statistical
+    {{ incremental_input('statistical', bounds) }}
 ),
 
 volume_calendar as (
-    select * from {{ ref('int_features_volume_calendar') }}
+    select * from {{ ref('int_features_volume_calendar') }} as volume_calendar
+    {{ incremental_input('volume_calendar', bounds) }}
 ),
 
 smoothed as (
-    select * from {{ ref('int_features_smoothed') }}
+    select * from {{ ref('int_features_smoothed') }} as smoothed
+    {{ incremental_input('smoothed', bounds) }}
 ),
 
 variance_ratio as (
-    select * from {{ ref('int_features_variance_ratio') }}
+    select * from {{ ref('int_features_variance_ratio') }} as variance_ratio
+    {{ incremental_input('variance_ratio', bounds) }}
 ),
 
 market as (
-    select * from {{ ref('int_market') }}
+    select * from {{ ref('int_market') }} as market
+    {{ incremental_input('market', bounds) }}
 ),
 
 joined as (
@@ -39,12 +57,12 @@ joined as (
         returns.date,
         returns.has_price,
         returns.log_return,
-        trend.* exclude (ticker, date),
-        volatility.* exclude (ticker, date),
-        statistical.* exclude (ticker, date),
-        variance_ratio.* exclude (ticker, date),
-        smoothed.* exclude (ticker, date),
-        volume_calendar.* exclude (ticker, date),
+        trend.* exclude (ticker, date, refreshed_at),
+        volatility.* exclude (ticker, date, refreshed_at, running_peak),
+        statistical.* exclude (ticker, date, refreshed_at),
+        variance_ratio.* exclude (ticker, date, refreshed_at),
+        smoothed.* exclude (ticker, date, refreshed_at),
+        volume_calendar.* exclude (ticker, date, refreshed_at),
         market.market_return_1d,
         market.market_vol_21,
         market.market_log_return
@@ -84,4 +102,4 @@ final as (
     from with_beta
 )
 
-select * from final
+{{ select_refreshed_rows('final', bounds) }}

@@ -1,12 +1,19 @@
 -- Forward-looking labels (the future itself is read once, in int_forward_returns). A target dated t spans
 -- the sessions t+1 .. t+h and is NULL until session t+h exists.
 {% set horizons = var('target_horizons') %}
-with forward_returns as (
-    select * from {{ ref('int_forward_returns') }}
+{% set bounds = refresh_bounds([ref('int_forward_returns'), ref('features')]) %}
+with bounds as (
+    {{ bounds.sql }}
+),
+
+forward_returns as (
+    select * from {{ ref('int_forward_returns') }} as forward_returns
+    {{ incremental_input('forward_returns', bounds) }}
 ),
 
 features as (
-    select ticker, date, realized_vol_21 from {{ ref('features') }}
+    select ticker, date, realized_vol_21 from {{ ref('features') }} as features
+    {{ incremental_input('features', bounds) }}
 ),
 
 pivoted as (
@@ -42,4 +49,4 @@ final as (
     from forward
 )
 
-select * from final
+{{ select_refreshed_rows('final', bounds) }}

@@ -4,7 +4,8 @@ with source as (
     select * from {{ source('raw', 'prices') }}
 ),
 
-ranked as (
+typed as (
+    -- typed first, so that a filter on ticker or date reaches the scan through the ranking
     select
         upper(trim(ticker)) as ticker,
         cast(date as date) as date,
@@ -15,15 +16,24 @@ ranked as (
         cast(adj_close as double) as adj_close,
         cast(volume as double) as volume,
         source,
-        row_number() over (
-            partition by upper(trim(ticker)), cast(date as date)
-            order by case source when 'csv' then 1 when 'arch' then 2 when 'skfolio' then 3 else 9 end
-        ) as source_rank
+        cast(ingested_at as timestamp) as ingested_at
     from source
 ),
 
+ranked as (
+    select
+        *,
+        row_number() over (
+            partition by ticker, date
+            order by case source when 'csv' then 1 when 'arch' then 2 when 'skfolio' then 3 else 9 end
+        ) as source_rank,
+        -- the latest load of any source for the session: a change to any of them is a change
+        max(ingested_at) over (partition by ticker, date) as last_ingested_at
+    from typed
+),
+
 final as (
-    select ticker, date, open, high, low, close, adj_close, volume, source
+    select ticker, date, open, high, low, close, adj_close, volume, source, last_ingested_at as ingested_at
     from ranked
     where source_rank = 1
 )
