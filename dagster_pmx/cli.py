@@ -83,7 +83,14 @@ Where to look next
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--job", default="daily_refresh")
+    parser.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild the incremental dbt models from scratch (after deleting raw rows or changing a model's SQL)",
+    )
     args = parser.parse_args(argv)
+    if args.full_refresh:
+        os.environ["PMX_FULL_REFRESH"] = "1"
 
     from dagster_pmx.definitions import build_definitions
 

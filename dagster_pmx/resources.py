@@ -75,6 +75,7 @@ class PmxSettings(dg.ConfigurableResource):
     max_gross: float = 1.0
     cost_bps: float = 10.0
     workers: int = 2
+    full_refresh: bool = False  # rebuild the incremental dbt models from scratch
 
     @classmethod
     def from_env(cls) -> PmxSettings:
@@ -83,6 +84,11 @@ class PmxSettings(dg.ConfigurableResource):
             var = f"PMX_{name.upper()}"
             raw = os.environ.get(var, "").strip()
             if not raw:
+                continue
+            if info.annotation is bool:
+                if raw.lower() not in ("1", "true", "yes", "0", "false", "no"):
+                    raise ValueError(f"{var}={raw!r} is not a boolean (1/0, true/false, yes/no)")
+                values[name] = raw.lower() in ("1", "true", "yes")
                 continue
             try:
                 values[name] = info.annotation(raw) if info.annotation in (int, float) else raw

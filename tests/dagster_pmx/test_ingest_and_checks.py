@@ -177,6 +177,13 @@ def test_settings_from_environment(monkeypatch):
     monkeypatch.setenv("PMX_COST_BPS", "2.5")
     s = PmxSettings.from_env()
     assert s.ticker_list == ["AAPL", "MSFT"] and s.train_window == 500 and s.cost_bps == 2.5
+    assert not s.full_refresh
+    monkeypatch.setenv("PMX_FULL_REFRESH", "TRUE")
+    assert PmxSettings.from_env().full_refresh
+    monkeypatch.setenv("PMX_FULL_REFRESH", "sometimes")
+    with pytest.raises(ValueError, match="PMX_FULL_REFRESH='sometimes' is not a boolean"):
+        PmxSettings.from_env()
+    monkeypatch.setenv("PMX_FULL_REFRESH", "0")
     monkeypatch.setenv("PMX_REFIT_EVERY", "weekly")
     with pytest.raises(ValueError, match="PMX_REFIT_EVERY='weekly' is not a valid int"):
         PmxSettings.from_env()

@@ -28,9 +28,13 @@ def build(path, **overrides) -> dg.ExecuteInProcessResult:
     return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
 
 
-def read(path, sql) -> pd.DataFrame:
+# When a row was loaded or written: differs between builds of the same data by design.
+STAMPS = ("refreshed_at", "ingested_at")
+
+
+def read(path, sql, params=None) -> pd.DataFrame:
     with duckdb.connect(str(path), read_only=True) as con:
-        return con.execute(sql).df()
+        return con.execute(sql, params or []).df()
 
 
 def build_features(path, settings: PmxSettings) -> dg.ExecuteInProcessResult:
@@ -41,3 +45,7 @@ def build_features(path, settings: PmxSettings) -> dg.ExecuteInProcessResult:
     return defs.resolve_implicit_global_asset_job_def().execute_in_process(
         instance=dg.DagsterInstance.ephemeral(), asset_selection=keys, raise_on_error=False
     )
+
+
+def without_stamps(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=[c for c in STAMPS if c in frame.columns])

@@ -4,6 +4,11 @@
 ``marts.targets``; ``dbt_signals`` (models tagged ``post_forecast``) builds
 ``marts.forecasts`` and ``marts.signals`` from the forecasters' output. Each runs
 ``dbt build``, so dbt's tests run with the models and show as asset checks.
+
+The per-(ticker, date) models are incremental (``dbt_project/macros/incremental.sql``):
+a run recomputes only what changed in ``raw.prices`` since the last one. Run config
+``full_refresh: true`` rebuilds them from scratch, which is needed after rows are deleted
+from ``raw.prices`` or a model's SQL changes.
 """
 
 import json
@@ -17,6 +22,11 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from dagster_pmx.defs.transform.project import dbt_env, dbt_project, ensure_manifest
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.walk_forward import DEFAULT_HORIZONS
+
+
+class DbtBuildConfig(dg.Config):
+    full_refresh: bool = False
+    """Rebuild incremental models from scratch (after deleting raw rows or changing a model's SQL)."""
 
 
 class PmxTranslator(DagsterDbtTranslator):
@@ -36,11 +46,18 @@ TRANSLATOR = PmxTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_ch
 MANIFEST = ensure_manifest()
 
 
-def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse, settings: PmxSettings):
+def _build(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: Warehouse,
+    settings: PmxSettings,
+    config: DbtBuildConfig,
+):
     # profiles.yml reads the warehouse path from PMX_WAREHOUSE; the resource is its only source.
     os.environ.update(dbt_env(warehouse.abs_path))
     dbt_vars = json.dumps({"benchmark_ticker": settings.benchmark, "target_horizons": list(DEFAULT_HORIZONS)})
-    yield from dbt.cli(["build", "--vars", dbt_vars], context=context).stream()
+    args = ["build", "--vars", dbt_vars] + (["--full-refresh"] if config.full_refresh or settings.full_refresh else [])
+    yield from dbt.cli(args, context=context).stream()
 
 
 @dbt_assets(
@@ -51,9 +68,15 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Wa
     dagster_dbt_translator=TRANSLATOR,
     pool="warehouse",
 )
-def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse, settings: PmxSettings):
-    """Staging views, daily returns, marts.prices, marts.features and marts.targets."""
-    yield from _build(context, dbt, warehouse, settings)
+def dbt_features(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: Warehouse,
+    settings: PmxSettings,
+    config: DbtBuildConfig,
+):
+    """Staging views, daily returns, marts.prices, marts.features and marts.targets (incremental)."""
+    yield from _build(context, dbt, warehouse, settings, config)
 
 
 @dbt_assets(
@@ -64,6 +87,12 @@ def dbt_features(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehou
     dagster_dbt_translator=TRANSLATOR,
     pool="warehouse",
 )
-def dbt_signals(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse, settings: PmxSettings):
+def dbt_signals(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: Warehouse,
+    settings: PmxSettings,
+    config: DbtBuildConfig,
+):
     """marts.forecasts (all models with realised values) and marts.signals (ensemble)."""
-    yield from _build(context, dbt, warehouse, settings)
+    yield from _build(context, dbt, warehouse, settings, config)

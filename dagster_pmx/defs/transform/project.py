@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -41,11 +42,16 @@ def ensure_manifest() -> Path:
     """Parse the dbt project when its manifest is missing or older than a model, macro or
     config file, so definitions always load and never describe a stale project."""
     manifest = dbt_project.manifest_path
-    if _sources_newer_than(manifest):
-        subprocess.run(
-            [DBT_EXECUTABLE, "parse", "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)],
-            check=True,
-            env={**os.environ, **dbt_env(os.environ.get("PMX_WAREHOUSE", DEFAULT_WAREHOUSE))},
-            cwd=DBT_DIR,
-        )
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    # one parse at a time: processes loading the definitions together (pytest -n) would
+    # otherwise read a manifest another is still writing
+    with open(manifest.parent / ".parse.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _sources_newer_than(manifest):
+            subprocess.run(
+                [DBT_EXECUTABLE, "parse", "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)],
+                check=True,
+                env={**os.environ, **dbt_env(os.environ.get("PMX_WAREHOUSE", DEFAULT_WAREHOUSE))},
+                cwd=DBT_DIR,
+            )
     return manifest

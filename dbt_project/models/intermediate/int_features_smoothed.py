@@ -144,8 +144,9 @@ def refresh_bounds(returns, sessions: pd.DataFrame, this: str, session) -> pd.Da
     ).df()
     index = sessions.set_index("date")["session_index"]
     by_index = sessions.set_index("session_index")["date"]
-    start = index.loc[changed["changed_from"]].to_numpy() - LOOKBACK
-    changed["input_from"] = [by_index.get(i, pd.Timestamp("0001-01-01")) for i in start]
+    # before the first session there is nothing to read: start there
+    start = np.maximum(index.loc[changed["changed_from"]].to_numpy() - LOOKBACK, by_index.index.min())
+    changed["input_from"] = by_index.loc[start].to_numpy()
     return changed.rename(columns={"changed_from": "from_date"})
 
 

@@ -8,7 +8,7 @@
 {% set vr_lags = [2, 5, 10] %}
 {% set hurst_lags = [2, 4, 8, 16] %}
 {% set all_lags = (vr_lags + hurst_lags) | unique | list %}
-{% set bounds = refresh_bounds([ref('int_returns')], lookback=300) %}
+{% set bounds = refresh_bounds([ref('int_returns')], lookback=252) %}
 with bounds as (
     {{ bounds.sql }}
 ),

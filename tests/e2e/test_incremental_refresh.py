@@ -1,0 +1,75 @@
+"""Incremental refresh: appending sessions or restating a price gives the full build's rows."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from dagster_pmx.resources import PmxSettings
+from tests.e2e.helpers import SLICE, build_features, read, without_stamps
+
+DBT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+MARTS = {"features": "ticker, date", "targets": "ticker, date", "prices": "ticker, date"}
+
+
+def mart(path, name: str) -> pd.DataFrame:
+    return without_stamps(read(path, f"select * from marts.{name} order by {MARTS[name]}"))
+
+
+def assert_marts_equal(a, b) -> None:
+    for name in MARTS:
+        x, y = mart(a, name), mart(b, name)
+        assert len(x) == len(y) > 0, name
+        pd.testing.assert_frame_equal(x, y, check_exact=False, rtol=1e-10, atol=1e-12, check_dtype=False, obj=name)
+
+
+def dbt_run(path, tmp_path, *flags: str) -> None:
+    env = {**os.environ, "PMX_WAREHOUSE": str(path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    command = [str(Path(sys.executable).with_name("dbt")), "run", "--quiet", "--exclude", "tag:post_forecast"]
+    command += ["--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target-path", str(tmp_path / "target")]
+    subprocess.run([*command, *flags], env=env, cwd=DBT_DIR, check=True)
+
+
+def test_appending_sessions_gives_the_full_builds_rows(full, tmp_path):
+    path = tmp_path / "pmx.duckdb"
+    assert build_features(path, PmxSettings(**{**SLICE, "end_date": "2012-06-28"})).success
+    before = read(path, "select max(refreshed_at) as at from marts.features")["at"].iloc[0]
+    # one new session, as the daily refresh sees it
+    assert build_features(path, PmxSettings(**{**SLICE, "end_date": "2012-06-29"})).success
+    touched = read(path, "select min(date) as first, count(distinct date) as n from marts.features where refreshed_at > ?", [before])
+    assert touched["first"].iloc[0] == pd.Timestamp("2012-06-29") and touched["n"].iloc[0] == 1
+    # then the rest of the slice at once: targets up to 63 sessions back become computable
+    assert build_features(path, PmxSettings(**SLICE)).success
+    assert_marts_equal(path, full)
+
+
+def test_a_restated_price_is_recomputed_from_its_date_and_a_rerun_changes_nothing(full, tmp_path):
+    path = tmp_path / "pmx.duckdb"
+    shutil.copy(full, path)
+    with duckdb.connect(str(path)) as con:
+        changed = con.execute(
+            "update raw.prices set adj_close = adj_close * 1.05, ingested_at = now()::timestamp "
+            "where ticker = 'JPM' and date = '2010-03-15' returning source"
+        ).fetchall()
+    assert len(changed) == 1
+    dbt_run(path, tmp_path)
+    stamps = read(path, "select date >= '2010-03-15' as after, min(refreshed_at) lo, max(refreshed_at) hi from marts.features group by 1")
+    stamps = stamps.set_index("after")
+    assert stamps.loc[False, "hi"] < stamps.loc[True, "lo"]  # only rows from the restated date on were rewritten
+    jpm = read(path, "select date, ret_1d from marts.features where ticker = 'JPM' and date between '2010-03-12' and '2010-03-16' order by date")
+    old = read(full, "select date, ret_1d from marts.features where ticker = 'JPM' and date between '2010-03-12' and '2010-03-16' order by date")
+    assert abs((1 + jpm["ret_1d"].iloc[1]) / (1 + old["ret_1d"].iloc[1]) - 1.05) < 1e-9
+
+    rebuilt = tmp_path / "rebuilt.duckdb"
+    shutil.copy(path, rebuilt)
+    dbt_run(rebuilt, tmp_path, "--full-refresh")
+    assert_marts_equal(path, rebuilt)
+
+    at = read(path, "select max(refreshed_at) as at from marts.features")["at"].iloc[0]
+    dbt_run(path, tmp_path)
+    assert read(path, "select max(refreshed_at) as at from marts.features")["at"].iloc[0] == at
+    assert_marts_equal(path, rebuilt)
