@@ -29,7 +29,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster_pmx/dagster.yaml
 
 ## run: materialize the whole asset graph on the bundled data and print the backtest summary
 run: setup
-	$(PY) -m dagster_pmx.cli
+	$(PY) -m dagster_pmx.cli $(ARGS)
 
 ## test: the test suite CI runs
 test: setup

@@ -30,7 +30,14 @@ def assert_marts_equal(a, b) -> None:
 def dbt_run(path, tmp_path, *flags: str) -> None:
     env = {**os.environ, "PMX_WAREHOUSE": str(path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     command = [str(Path(sys.executable).with_name("dbt")), "run", "--quiet", "--exclude", "tag:post_forecast"]
-    command += ["--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target-path", str(tmp_path / "target")]
+    command += [
+        "--project-dir",
+        str(DBT_DIR),
+        "--profiles-dir",
+        str(DBT_DIR),
+        "--target-path",
+        str(tmp_path / "target"),
+    ]
     subprocess.run([*command, *flags], env=env, cwd=DBT_DIR, check=True)
 
 
@@ -40,7 +47,11 @@ def test_appending_sessions_gives_the_full_builds_rows(full, tmp_path):
     before = read(path, "select max(refreshed_at) as at from marts.features")["at"].iloc[0]
     # one new session, as the daily refresh sees it
     assert build_features(path, PmxSettings(**{**SLICE, "end_date": "2012-06-29"})).success
-    touched = read(path, "select min(date) as first, count(distinct date) as n from marts.features where refreshed_at > ?", [before])
+    touched = read(
+        path,
+        "select min(date) as first, count(distinct date) as n from marts.features where refreshed_at > ?",
+        [before],
+    )
     assert touched["first"].iloc[0] == pd.Timestamp("2012-06-29") and touched["n"].iloc[0] == 1
     # then the rest of the slice at once: targets up to 63 sessions back become computable
     assert build_features(path, PmxSettings(**SLICE)).success
@@ -57,11 +68,15 @@ def test_a_restated_price_is_recomputed_from_its_date_and_a_rerun_changes_nothin
         ).fetchall()
     assert len(changed) == 1
     dbt_run(path, tmp_path)
-    stamps = read(path, "select date >= '2010-03-15' as after, min(refreshed_at) lo, max(refreshed_at) hi from marts.features group by 1")
-    stamps = stamps.set_index("after")
+    stamps = read(
+        path,
+        "select date >= '2010-03-15' as after, min(refreshed_at) as lo, max(refreshed_at) as hi "
+        "from marts.features group by 1",
+    ).set_index("after")
     assert stamps.loc[False, "hi"] < stamps.loc[True, "lo"]  # only rows from the restated date on were rewritten
-    jpm = read(path, "select date, ret_1d from marts.features where ticker = 'JPM' and date between '2010-03-12' and '2010-03-16' order by date")
-    old = read(full, "select date, ret_1d from marts.features where ticker = 'JPM' and date between '2010-03-12' and '2010-03-16' order by date")
+    around = "select date, ret_1d from marts.features where ticker = 'JPM' and date between ? and ? order by date"
+    jpm = read(path, around, ["2010-03-12", "2010-03-16"])
+    old = read(full, around, ["2010-03-12", "2010-03-16"])
     assert abs((1 + jpm["ret_1d"].iloc[1]) / (1 + old["ret_1d"].iloc[1]) - 1.05) < 1e-9
 
     rebuilt = tmp_path / "rebuilt.duckdb"

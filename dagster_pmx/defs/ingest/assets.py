@@ -30,7 +30,8 @@ def upsert(warehouse: Warehouse, table: str, ddl: str, frame: pd.DataFrame, colu
     """
     values = [c for c in columns if c not in key]
     on = " and ".join(f"stored.{c} = incoming.{c}" for c in key)
-    changed = f"row({', '.join('incoming.' + c for c in values)}) is distinct from row({', '.join('stored.' + c for c in values)})"
+    incoming, stored = (", ".join(f"{side}.{c}" for c in values) for side in ("incoming", "stored"))
+    changed = f"row({incoming}) is distinct from row({stored})"
     with warehouse.connect() as con:
         con.execute("create schema if not exists raw")
         con.execute(ddl)

@@ -109,7 +109,10 @@ def features(prices: pd.DataFrame) -> pd.DataFrame:
     """MACD, RSI and ADX per ticker, per run of sessions without a missing price."""
     prices = prices.sort_values(["ticker", "date"]).reset_index(drop=True)
     adj, high, low, close = (prices[c].to_numpy(float) for c in ("adj_close", "high", "low", "close"))
-    out = {c: np.full(len(prices), np.nan) for c in ("macd", "macd_signal", "rsi_14", "plus_di_14", "minus_di_14", "adx_14")}
+    out = {
+        c: np.full(len(prices), np.nan)
+        for c in ("macd", "macd_signal", "rsi_14", "plus_di_14", "minus_di_14", "adx_14")
+    }
     new_ticker = np.ones(len(prices), dtype=bool)
     new_ticker[1:] = prices["ticker"].to_numpy()[1:] != prices["ticker"].to_numpy()[:-1]
     priced = ~np.isnan(adj)
@@ -126,7 +129,18 @@ def features(prices: pd.DataFrame) -> pd.DataFrame:
     frame = prices[["ticker", "date"]].assign(**out)
     frame["macd_hist"] = frame["macd"] - frame["macd_signal"]
     frame["macd_hist_pct"] = frame["macd_hist"] / prices["adj_close"]
-    columns = ["ticker", "date", "macd", "macd_signal", "macd_hist", "macd_hist_pct", "rsi_14", "plus_di_14", "minus_di_14", "adx_14"]
+    columns = [
+        "ticker",
+        "date",
+        "macd",
+        "macd_signal",
+        "macd_hist",
+        "macd_hist_pct",
+        "rsi_14",
+        "plus_di_14",
+        "minus_di_14",
+        "adx_14",
+    ]
     return frame[columns]
 
 
@@ -137,7 +151,9 @@ def refresh_bounds(returns, sessions: pd.DataFrame, this: str, session) -> pd.Da
     """Per ticker, (from_date, input_from) of an incremental run, or None for a full build."""
     if "refreshed_at" not in session.sql(f"select * from {this} limit 0").columns:
         return None
-    watermark = session.execute(f"select coalesce(max(refreshed_at), timestamp '0001-01-01') from {this}").fetchall()[0][0]
+    watermark = session.execute(f"select coalesce(max(refreshed_at), timestamp '0001-01-01') from {this}").fetchall()[
+        0
+    ][0]
     changed = returns.query(
         "returns",
         f"select ticker, min(date) as changed_from from returns where refreshed_at > '{watermark}' group by ticker",
