@@ -36,3 +36,11 @@ def test_cli_builds_the_warehouse_and_prints_the_summary(tmp_path, monkeypatch, 
         runs = instance.get_runs()
         assert len(runs) == 1 and runs[0].job_name == "daily_refresh"
     assert (home / "pmx-last-run.log").stat().st_size > 0
+
+    # --full-refresh rebuilds the incremental models: every feature row is rewritten
+    monkeypatch.delenv("PMX_FULL_REFRESH", raising=False)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        first = con.execute("select max(refreshed_at) from marts.features").fetchone()[0]
+    assert cli.main(["--full-refresh"]) == 0
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("select min(refreshed_at) from marts.features").fetchone()[0] > first
