@@ -75,6 +75,7 @@ class PmxSettings(dg.ConfigurableResource):
     max_gross: float = 1.0
     cost_bps: float = 10.0
     workers: int = 2
+    models: str = ""  # comma-separated forecaster names, "all", or empty for the default set
     full_refresh: bool = False  # rebuild the incremental dbt models from scratch
 
     @classmethod

@@ -1,16 +1,48 @@
-"""The forecasters pmx runs by default, by name."""
+"""The forecasters pmx knows, by name, and the set it runs by default."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from python_models.base import Forecaster
 from python_models.garch import Garch
+from python_models.hmm import GaussianHmm
 from python_models.random_walk import RandomWalk
 from python_models.sarimax import Sarimax
+from python_models.ssa import Samossa
 
 #: Name of the model every other is scored against (Diebold–Mariano baseline).
 BASELINE = "random_walk"
 
+MODELS: dict[str, Callable[[], Forecaster]] = {
+    "random_walk": RandomWalk,
+    "garch": Garch,
+    "gjr_garch": lambda: Garch(vol="GJR"),
+    "egarch": lambda: Garch(vol="EGARCH"),
+    "sarimax": Sarimax,
+    "samossa": Samossa,
+    "hmm": GaussianHmm,
+}
+
+#: What `make run` fits: every model whose walk-forward fits the default time budget
+#: (EGARCH's simulated multi-step forecasts do not; run it with PMX_MODELS=all).
+DEFAULT_MODELS: tuple[str, ...] = ("random_walk", "garch", "gjr_garch", "sarimax", "samossa", "hmm")
+
+
+def forecasters(names: Sequence[str] | str | None = None) -> list[Forecaster]:
+    """Forecasters by name: a sequence, a comma-separated string, "all", or None for the defaults."""
+    if names is None or names == "" or names == ():
+        names = DEFAULT_MODELS
+    elif isinstance(names, str):
+        names = tuple(MODELS) if names.strip().lower() == "all" else [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown models {unknown}; choose from {sorted(MODELS)} or 'all'")
+    if BASELINE not in names:
+        raise ValueError(f"the model set must include the baseline {BASELINE!r}: every score is relative to it")
+    return [MODELS[n]() for n in dict.fromkeys(names)]
+
 
 def default_forecasters() -> list[Forecaster]:
-    """Random walk with drift, GARCH(1,1)-t, and ARMA(1,1) via SARIMAX."""
-    return [RandomWalk(), Garch(), Sarimax()]
+    """The default set (DEFAULT_MODELS)."""
+    return forecasters(DEFAULT_MODELS)

@@ -9,8 +9,10 @@ label can overlap a test window even for models trained on multi-session targets
 
 from __future__ import annotations
 
+import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -99,7 +101,8 @@ def run_walk_forward(
     Parameters
     ----------
     forecaster : Forecaster
-        Model specification, fitted afresh on every fold.
+        Model specification, fitted afresh on every fold (every ``forecaster.refit_every``
+        sessions when it sets one, else ``config.refit_every``).
     returns : pandas.Series
         Daily log returns indexed by session date.
     config : WalkForwardConfig
@@ -118,9 +121,25 @@ def run_walk_forward(
     r = validate_returns(returns)
     dates = r.index
     first = 0 if start is None else int(dates.searchsorted(pd.Timestamp(start)))
+    if getattr(forecaster, "refit_every", None):  # a model may refit less often than the harness default
+        config = replace(config, refit_every=forecaster.refit_every)
     frames = []
-    for fold in walk_forward_folds(len(r), first, config):
-        fit = forecaster.fit(r.iloc[fold.train_start : fold.train_end])
+    folds = list(walk_forward_folds(len(r), first, config))
+    windows = [r.iloc[fold.train_start : fold.train_end] for fold in folds]
+    # models with a batched fit (SSA) estimate every fold at once; the fits are the same
+    fits = None
+    if hasattr(forecaster, "fit_many"):
+        try:
+            fits = forecaster.fit_many(windows)
+        except (ValueError, RuntimeError, np.linalg.LinAlgError):
+            fits = None  # one bad window: fit them one by one below
+    if fits is None:
+        fits = map(_fit_or_none(forecaster), windows)
+    failed = 0
+    for fold, fit in zip(folds, fits, strict=True):
+        if fit is None:  # the model cannot be estimated on this window: no forecasts for its origins
+            failed += 1
+            continue
         origins = dates[fold.test_start : fold.test_end]
         frame = fit.forecast(r.iloc[: fold.test_end], origins, config.horizons).to_frame()
         frame["train_start"] = dates[fold.train_start]
@@ -144,6 +163,7 @@ def run_walk_forward(
             ]
         )
     out = pd.concat(frames, ignore_index=True)
+    out.attrs["failed_fits"] = failed
     pos = dates.get_indexer(out["asof_date"]) + out["horizon"].to_numpy()
     target = np.full(len(out), np.datetime64("NaT"), dtype="datetime64[ns]")
     ok = pos < len(dates)
@@ -152,14 +172,35 @@ def run_walk_forward(
     return out
 
 
-def _one(args: tuple) -> pd.DataFrame:
+def _fit_or_none(forecaster: Forecaster) -> Callable[[pd.Series], object]:
+    """``forecaster.fit`` that returns None, with a warning, when a window cannot be fitted
+    (a constant stretch, a degenerate likelihood): one bad window must not stop a panel."""
+
+    def fit(window: pd.Series):
+        try:
+            return forecaster.fit(window)
+        except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
+            warnings.warn(
+                f"{forecaster.name}: fit on {window.index[0].date()}..{window.index[-1].date()} failed ({exc}); "
+                "its test origins get no forecast",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
+
+    return fit
+
+
+def _one(args: tuple) -> tuple[pd.DataFrame, float, int]:
     forecaster, ticker, returns, config, start = args
+    started = time.perf_counter()
     # Small matrices: multithreaded BLAS only spins (statsmodels' fits run ~4x slower with it).
     with threadpool_limits(limits=1):
         out = run_walk_forward(forecaster, returns, config, start)
+    failed = int(out.attrs.get("failed_fits", 0))
     out.insert(0, "ticker", ticker)
     out.insert(0, "model", forecaster.name)
-    return out
+    return out, time.perf_counter() - started, failed
 
 
 def run_panel(
@@ -169,6 +210,7 @@ def run_panel(
     start: pd.Timestamp | str | None = None,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    stats: dict | None = None,
 ) -> pd.DataFrame:
     """Walk-forward forecasts of every model on every ticker.
 
@@ -184,6 +226,10 @@ def run_panel(
         Results do not depend on it.
     progress : callable, optional
         Called as ``progress(done, total)`` after each (model, ticker) pair.
+    stats : dict, optional
+        Filled with ``{model: {"fits": n, "failed": k, "seconds": s}}``: refits made, windows
+        the model could not be fitted on (their origins get no forecast), and the time spent
+        fitting and forecasting (summed over workers).
     """
     missing = {"ticker", "date", "log_return"} - set(returns.columns)
     if missing:
@@ -192,22 +238,29 @@ def run_panel(
     for ticker, group in returns.sort_values(["ticker", "date"]).groupby("ticker", sort=True):
         series = pd.Series(group["log_return"].to_numpy(float), index=pd.DatetimeIndex(group["date"]), name=ticker)
         tasks += [(f, ticker, series, config, start) for f in forecasters]
-    frames = []
+    results = []
     if workers > 1 and len(tasks) > 1:
         import multiprocessing as mp
 
         # spawn, not fork: the parent may run threads (Dagster, the CLI watcher) whose locks a fork would copy.
         with mp.get_context("spawn").Pool(processes=workers) as pool:
-            for frame in pool.imap(_one, tasks, chunksize=1):
-                frames.append(frame)
+            for result in pool.imap(_one, tasks, chunksize=1):
+                results.append(result)
                 if progress:
-                    progress(len(frames), len(tasks))
+                    progress(len(results), len(tasks))
     else:
         for task in tasks:
-            frames.append(_one(task))
+            results.append(_one(task))
             if progress:
-                progress(len(frames), len(tasks))
-    frames = [f for f in frames if len(f)]
+                progress(len(results), len(tasks))
+    if stats is not None:
+        for frame, seconds, failed in results:
+            if len(frame):
+                entry = stats.setdefault(frame["model"].iloc[0], {"fits": 0, "failed": 0, "seconds": 0.0})
+                entry["fits"] += int(frame["train_end"].nunique())
+                entry["failed"] += failed
+                entry["seconds"] += seconds
+    frames = [f for f, _, _ in results if len(f)]
     if not frames:
         raise ValueError("no ticker has enough history for one walk-forward fold; lower train_window or start earlier")
     return pd.concat(frames, ignore_index=True)

@@ -34,7 +34,7 @@ RAW_MACRO = _schema(
 )
 
 MODEL_SCORES = _schema(
-    ("model", "varchar", "Model scored (random_walk, garch, sarimax, ensemble)."),
+    ("model", "varchar", "Model scored (a name from python_models.registry.MODELS, or ensemble)."),
     ("ticker", "varchar", "Ticker."),
     ("horizon", "bigint", "Forecast horizon in sessions."),
     ("n_obs", "bigint", "Realised out-of-sample forecasts scored."),

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
+from python_models.registry import DEFAULT_MODELS
 from tests.e2e.helpers import CUT, SLICE, STAMPS, build, read
 
 
@@ -16,7 +17,7 @@ def test_every_mart_is_populated(full):
     for table in marts:
         assert read(full, f"select count(*) n from marts.{table}")["n"].iloc[0] > 0, table
     models = set(read(full, "select distinct model from marts.forecasts")["model"])
-    assert models == {"random_walk", "garch", "sarimax", "ensemble"}
+    assert models == {*DEFAULT_MODELS, "ensemble"}
     strategies = set(read(full, "select strategy from marts.backtest_summary")["strategy"])
     assert strategies == models | {"benchmark"}
 

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from python_models.garch import Garch
 from python_models.random_walk import RandomWalk
+from python_models.registry import MODELS
 from python_models.sarimax import Sarimax
 from python_models.walk_forward import WalkForwardConfig, run_panel, run_walk_forward, walk_forward_folds
 
@@ -38,8 +38,9 @@ def test_bad_config_is_rejected(kwargs):
         WalkForwardConfig(**kwargs)
 
 
-@pytest.mark.parametrize("model", [RandomWalk(), Garch(), Sarimax()], ids=lambda m: m.name)
-def test_truncated_history_gives_identical_forecasts(returns, model):
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_truncated_history_gives_identical_forecasts(returns, name):
+    model = MODELS[name]()
     cfg = WalkForwardConfig(horizons=(1, 5, 21), train_window=400, refit_every=60, embargo=2)
     full = run_walk_forward(model, returns, cfg)
     cut = returns.index[700]
@@ -81,3 +82,26 @@ def test_panel_without_enough_history_says_so(returns):
     long = pd.DataFrame({"ticker": "A", "date": returns.index[:300], "log_return": returns.to_numpy()[:300]})
     with pytest.raises(ValueError, match="enough history"):
         run_panel([RandomWalk()], long, WalkForwardConfig(train_window=756))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_poisoned_future_changes_no_earlier_prediction(returns, name):
+    model = MODELS[name]()
+    cfg = WalkForwardConfig(horizons=(1, 5, 21), train_window=400, refit_every=60, embargo=2)
+    cut = returns.index[700]
+    clean = run_walk_forward(model, returns, cfg)
+    poisoned = returns.copy()
+    poisoned.iloc[701:] = 1e3  # absurd returns after the cut, inside the fold that straddles it
+    dirty = run_walk_forward(model, poisoned, cfg)
+    cols = ["y_pred", "y_lower", "y_upper", "y_std", "confidence"]
+    a, b = (f[f["asof_date"] <= cut].reset_index(drop=True) for f in (clean, dirty))
+    assert len(a) == len(b) > 0
+    assert_allclose(a[cols].to_numpy(), b[cols].to_numpy(), rtol=1e-10, atol=1e-14)
+    # and a fitted model's forecast never reads past its last origin, even NaN
+    fit = model.fit(returns.iloc[:500])
+    origins = returns.index[560:600]
+    nan_after = returns.copy()
+    nan_after.iloc[600:] = float("nan")
+    assert_allclose(
+        fit.forecast(nan_after, origins, (1, 5, 21)).mean, fit.forecast(returns, origins, (1, 5, 21)).mean, rtol=1e-12
+    )

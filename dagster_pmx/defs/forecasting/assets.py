@@ -6,7 +6,7 @@ from dagster_pmx.defs import schemas
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.ensemble import ensemble_panel
 from python_models.metrics import score_panel
-from python_models.registry import BASELINE, default_forecasters
+from python_models.registry import BASELINE, forecasters
 from python_models.walk_forward import DEFAULT_HORIZONS, WalkForwardConfig, run_panel
 
 
@@ -25,9 +25,10 @@ def walk_forward_config(settings: PmxSettings) -> WalkForwardConfig:
     pool="warehouse",
     kinds={"python", "duckdb"},
     deps=[dg.AssetKey(["intermediate", "int_returns"])],
-    description="Out-of-sample forecasts of the random walk, GARCH(1,1)-t and ARMA(1,1) (SARIMAX) for "
-    "horizons 1/5/21/63 under walk-forward validation: rolling window, refit cadence, purge "
-    "of the longest horizon plus an embargo. Each row's asof_date is the close it was made at.",
+    description="Out-of-sample forecasts of every model in PMX_MODELS (default: random walk, GARCH(1,1)-t, "
+    "GJR-GARCH-t, ARMA(1,1) via SARIMAX, SAMoSSA, Gaussian HMM) for horizons 1/5/21/63 under walk-forward "
+    "validation: rolling window, refit cadence (per model where it sets one), purge of the longest horizon "
+    "plus an embargo. Each row's asof_date is the close it was made at. Metadata: refits and seconds per model.",
 )
 def base_forecasts(
     context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings
@@ -40,7 +41,7 @@ def base_forecasts(
     if settings.ticker_list:
         returns = returns[returns["ticker"].isin(settings.ticker_list)]
     config = walk_forward_config(settings)
-    models = default_forecasters()
+    models = forecasters(settings.models or None)
     context.log.info(
         f"walk-forward: {len(models)} models x {returns['ticker'].nunique()} tickers, "
         f"window {config.train_window}, refit every {config.refit_every}, gap {config.gap}"
@@ -50,8 +51,9 @@ def base_forecasts(
         if done == total or done % max(1, total // 10) == 0:
             context.log.info(f"progress: {done}/{total} walk-forward runs (model x ticker) done")
 
+    stats: dict = {}
     frame = run_panel(
-        models, returns, config, start=settings.forecast_start, workers=settings.workers, progress=progress
+        models, returns, config, start=settings.forecast_start, workers=settings.workers, progress=progress, stats=stats
     )
     rows = warehouse.replace_table("ml.base_forecasts", frame)
     return dg.MaterializeResult(
@@ -61,6 +63,9 @@ def base_forecasts(
             "first_asof": str(frame["asof_date"].min().date()),
             "last_asof": str(frame["asof_date"].max().date()),
             "fits_not_converged": int((~frame.drop_duplicates(["model", "ticker", "train_end"])["converged"]).sum()),
+            **{f"fits/{name}": s["fits"] for name, s in stats.items()},
+            **{f"failed_fits/{name}": s["failed"] for name, s in stats.items() if s["failed"]},
+            **{f"seconds/{name}": round(s["seconds"], 2) for name, s in stats.items()},
         }
     )
 

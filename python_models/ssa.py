@@ -1,0 +1,310 @@
+"""SAMoSSA: singular spectrum analysis on the Page matrix plus an AR model of the residual.
+
+After Alomar, Dahleh, Mann and Shah, "SAMoSSA: Multivariate Singular Spectrum Analysis
+with Stochastic Autoregressive Noise" (NeurIPS 2023), for one series of log price levels:
+
+1. the training window's levels, centred on their mean, fill a Page matrix
+   (``L`` rows, non-overlapping columns, the latest observation in the last cell);
+2. its leading singular components, as many as capture ``energy`` (90 %) of the squared
+   Frobenius norm, de-noise it and give the deterministic part ``f``;
+3. the linear recurrent formula of that subspace (``beta``, ``L - 1`` weights) forecasts
+   ``f`` one step from the ``L - 1`` values before it;
+4. an AR(1) fitted by least squares to the residual ``x - f`` forecasts the noise.
+
+Levels are centred: the training window's mean level is 0, and a forecast from origin
+``t`` centres by the mean of the same number of levels ending at ``t`` (nothing later).
+From there ``f`` is continued by the recurrent formula from the last ``L - 1`` levels, the
+current residual ``e_t`` is ``x_t`` minus its one-step recurrent forecast, and the
+forecast cumulative log return over ``h`` sessions is ``f_(t+h) + phi^h e_t - x_t``. Its variance
+is the mean squared error of that same forecast at every in-sample origin of the training
+window (empirical, per horizon).
+
+Every step is written for a batch of equal-length windows at once (``fit_windows``): the
+Page matrices are stacked, their Gram matrices eigendecomposed in one call, and the
+recurrent formula, AR fit and in-sample errors vectorised over windows. The array module
+is NumPy, or CuPy when a CUDA device is present (``xp``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from python_models.array_module import gpu_module, to_numpy, xp_for
+from python_models.base import FitResult, Forecaster, ReturnForecast, check_origins, validate_horizons, validate_returns
+from python_models.walk_forward import DEFAULT_HORIZONS
+
+
+@dataclass(frozen=True)
+class SsaFit:
+    """Parameters of one or many SAMoSSA fits (leading axis: window)."""
+
+    beta: np.ndarray  # (B, L - 1): recurrent-formula weights, oldest lag first
+    projection: np.ndarray  # (B, L, L): projector on the kept components
+    phi: np.ndarray  # (B,): AR(1) coefficient of the residual
+    rank: np.ndarray  # (B,): components kept
+    energy: np.ndarray  # (B,): share of the squared norm they capture
+    residual_var: np.ndarray  # (B,): variance of x - f in sample
+    error_var: np.ndarray  # (B, H): in-sample MSE of the h-session cumulative forecast
+    horizons: tuple[int, ...]
+
+
+def page_matrices(levels, rows: int, xp=np):
+    """Stack Page matrices of windows ``levels`` (B, T): (B, rows, T // rows), the last
+    observation in the last cell, earlier leftovers dropped."""
+    b, t = levels.shape
+    cols = t // rows
+    used = levels[:, t - cols * rows :]
+    return used.reshape(b, cols, rows).transpose(0, 2, 1)
+
+
+def _recurrent_weights(u, keep, xp):
+    """Linear recurrent formula of the column space of ``u[:, :, keep]`` (Golyandina's SSA
+    forecasting): x_L = sum_i beta_i x_i over the previous L - 1 values."""
+    uk = u * keep[:, None, :]
+    pi = uk[:, -1, :]  # last row of each kept eigenvector
+    nu2 = xp.sum(pi * pi, axis=1)
+    # nu^2 < 1 unless the last coordinate is fully in the signal space; guard the division
+    denom = xp.where(nu2 < 1 - 1e-12, 1 - nu2, xp.nan)
+    return xp.einsum("bik,bk->bi", uk[:, :-1, :], pi) / denom[:, None]
+
+
+def _forecast_paths(window, projection, beta, phi, h_max: int, xp):
+    """Cumulative-return forecasts (B, n, h_max) from windows (B, n, L) of the L centred
+    levels ending at each origin. The window is projected on the kept components (its
+    de-noised values f); the recurrent formula continues f from its last L - 1 values; the
+    noise ``e_t = x_t - f_t`` decays as ``phi^k e_t``."""
+    now = window[..., -1]
+    denoised = xp.einsum("bij,bnj->bni", projection, window)
+    e_now = now - denoised[..., -1]
+    hist = denoised[..., 1:]
+    out = xp.empty(window.shape[:2] + (h_max,))
+    decay = xp.ones_like(phi)
+    for k in range(h_max):
+        nxt = xp.einsum("bnl,bl->bn", hist, beta)
+        decay = decay * phi
+        out[..., k] = nxt + decay[:, None] * e_now - now
+        hist = xp.concatenate([hist[..., 1:], nxt[..., None]], axis=-1)
+    return out
+
+
+def _windows_at(levels, origins, rows: int, xp):
+    """The ``rows`` levels ending at each origin: (B, n, rows) from levels (B, T), origins (B, n)."""
+    idx = origins[..., None] + xp.arange(-(rows - 1), 1)
+    b, n, _ = idx.shape
+    return xp.take_along_axis(levels, idx.reshape(b, -1), axis=1).reshape(b, n, rows)
+
+
+def fit_windows(levels, rows: int, horizons: Sequence[int] = DEFAULT_HORIZONS, energy: float = 0.9, xp=None) -> SsaFit:
+    """Fit SAMoSSA to every window of ``levels`` (B, T) at once.
+
+    Parameters
+    ----------
+    levels : array (B, T)
+        Log price levels, oldest first; each row is one training window.
+    rows : int
+        Rows ``L`` of the Page matrix (and ``L - 1`` lags of the recurrent formula).
+    horizons : sequence of int
+        Horizons whose in-sample error variance is estimated.
+    energy : float
+        Share of the squared norm the kept components must capture.
+    xp : module, optional
+        numpy or cupy; by default the module of ``levels``.
+    """
+    xp = xp or xp_for(levels)
+    levels = xp.asarray(levels, dtype=xp.float64)
+    if levels.ndim != 2:
+        raise ValueError(f"levels must be 2-D (windows x sessions), got shape {levels.shape}")
+    b, t = levels.shape
+    if not 3 <= rows <= t // 3:
+        raise ValueError(f"Page matrix rows must be in [3, {t // 3}] for windows of {t} sessions, got {rows}")
+    if not 0 < energy <= 1:
+        raise ValueError(f"energy must be in (0, 1], got {energy}")
+    if not bool(xp.all(xp.isfinite(levels))):
+        raise ValueError("levels contain NaN or infinite values")
+    hs = validate_horizons(horizons)
+    x = levels - xp.mean(levels, axis=1, keepdims=True)  # centred: the window's mean level is 0
+    page = page_matrices(x, rows, xp)
+    gram = page @ page.transpose(0, 2, 1)
+    eigval, eigvec = xp.linalg.eigh(gram)  # ascending
+    eigval, eigvec = eigval[:, ::-1], eigvec[:, :, ::-1]
+    eigval = xp.maximum(eigval, 0.0)
+    total = xp.sum(eigval, axis=1, keepdims=True)
+    share = xp.cumsum(eigval, axis=1) / xp.where(total > 0, total, 1.0)
+    rank = xp.minimum(xp.sum(share < energy - 1e-12, axis=1) + 1, rows - 1)  # the LRF needs rank < L
+    keep = (xp.arange(rows)[None, :] < rank[:, None]).astype(xp.float64)
+    beta = _recurrent_weights(eigvec, keep, xp)
+    # de-noised Page matrix -> deterministic part f on the used sessions
+    uk = eigvec * keep[:, None, :]
+    denoised = uk @ (uk.transpose(0, 2, 1) @ page)
+    used = page.shape[1] * page.shape[2]
+    f = denoised.transpose(0, 2, 1).reshape(b, used)
+    resid = x[:, t - used :] - f
+    phi = xp.sum(resid[:, 1:] * resid[:, :-1], axis=1) / xp.maximum(xp.sum(resid[:, :-1] ** 2, axis=1), 1e-300)
+    phi = xp.clip(phi, -0.99, 0.99)
+    # in-sample errors of the forecast itself, at every origin with L - 1 lags and h_max ahead
+    h_max = max(hs)
+    first, last = rows - 1, t - 1 - h_max
+    if last < first:
+        raise ValueError(f"windows of {t} sessions are too short for {rows} rows and horizon {h_max}")
+    origins = xp.broadcast_to(xp.arange(first, last + 1)[None, :], (b, last - first + 1))
+    projection = uk @ uk.transpose(0, 2, 1)
+    paths = _forecast_paths(_windows_at(x, origins, rows, xp), projection, beta, phi, h_max, xp)
+    steps = xp.asarray(hs) - 1
+    realised = (
+        xp.stack([xp.take_along_axis(x, origins + h, axis=1) for h in hs], axis=-1)
+        - xp.take_along_axis(x, origins, axis=1)[..., None]
+    )
+    error_var = xp.mean((paths[..., steps] - realised) ** 2, axis=1)
+    return SsaFit(
+        beta=to_numpy(beta),
+        projection=to_numpy(projection),
+        phi=to_numpy(phi),
+        rank=to_numpy(rank),
+        energy=to_numpy(xp.take_along_axis(share, (rank - 1)[:, None], axis=1)[:, 0]),
+        residual_var=to_numpy(xp.var(resid, axis=1)),
+        error_var=to_numpy(error_var),
+        horizons=hs,
+    )
+
+
+def fit_windows_naive(levels: np.ndarray, rows: int, horizons: Sequence[int] = DEFAULT_HORIZONS, energy: float = 0.9):
+    """The same fit one window at a time with ``numpy.linalg.svd``: the reference the
+    batched version is tested and benchmarked against."""
+    fits = []
+    for window in np.asarray(levels, dtype=float):
+        x = window - window.mean()
+        page = page_matrices(x[None, :], rows)[0]
+        u, s, _ = np.linalg.svd(page)
+        share = np.cumsum(s**2) / np.sum(s**2)
+        rank = min(int(np.searchsorted(share, energy - 1e-12)) + 1, rows - 1)
+        keep = (np.arange(rows) < rank).astype(float)
+        fits.append(_single_from_basis(x, page, u, keep, rows, horizons, share[rank - 1]))
+    names = ("beta", "projection", "phi", "rank", "energy", "residual_var", "error_var")
+    return SsaFit(*(np.stack([getattr(f, name) for f in fits]) for name in names), horizons=validate_horizons(horizons))
+
+
+def _single_from_basis(x, page, u, keep, rows, horizons, energy_share):
+    beta = _recurrent_weights(u[None], keep[None], np)[0]
+    uk = u * keep[None, :]
+    f = (uk @ (uk.T @ page)).T.reshape(-1)
+    resid = x[len(x) - f.size :] - f
+    phi = float(np.clip(np.sum(resid[1:] * resid[:-1]) / max(np.sum(resid[:-1] ** 2), 1e-300), -0.99, 0.99))
+    hs = validate_horizons(horizons)
+    h_max = max(hs)
+    origins = np.arange(rows - 1, len(x) - h_max)
+    errs = np.empty((len(origins), len(hs)))
+    projection = uk @ uk.T
+    for i, o in enumerate(origins):
+        denoised = projection @ x[o - rows + 1 : o + 1]
+        hist = list(denoised[1:])
+        e_now = x[o] - denoised[-1]
+        path = []
+        for k in range(1, h_max + 1):
+            nxt = float(np.dot(beta, hist[-(rows - 1) :]))
+            path.append(nxt + phi**k * e_now - x[o])
+            hist.append(nxt)
+        errs[i] = [path[h - 1] - (x[o + h] - x[o]) for h in hs]
+    return SsaFit(
+        beta,
+        projection,
+        np.asarray(phi),
+        np.asarray(int(keep.sum())),
+        np.asarray(energy_share),
+        np.asarray(resid.var()),
+        (errs**2).mean(axis=0),
+        hs,
+    )
+
+
+@dataclass
+class SamossaResult(FitResult):
+    """One SAMoSSA fit; ``params`` holds beta (``beta_1`` oldest), phi and the rank."""
+
+    rows: int = 21
+    window: int = 0  # levels in the training window (one more than its returns)
+    projection: np.ndarray | None = None
+    error_var: np.ndarray | None = None
+    error_horizons: tuple[int, ...] = ()
+
+    def forecast(self, returns: pd.Series, origins: pd.Index, horizons: Sequence[int]) -> ReturnForecast:
+        pos = check_origins(returns, origins)
+        hs = validate_horizons(horizons)
+        missing = set(hs) - set(self.error_horizons)
+        if missing:
+            raise ValueError(f"fitted for horizons {self.error_horizons}; no error variance for {sorted(missing)}")
+        # levels up to the last origin only: nothing later can be read
+        levels = np.concatenate([[0.0], np.cumsum(returns.to_numpy(float)[: pos.max() + 1])])
+        at = pos + 1  # levels[i + 1] is the level after return i
+        if at.min() < self.window - 1:
+            raise ValueError(f"each origin needs {self.window - 1} earlier sessions to centre its levels")
+        # centred as in training: by the mean of the window-length stretch ending at the origin
+        csum = np.concatenate([[0.0], np.cumsum(levels)])
+        centre = (csum[at + 1] - csum[at + 1 - self.window]) / self.window
+        beta = self.params[[f"beta_{i}" for i in range(1, self.rows)]].to_numpy()[None, :]
+        phi = np.asarray([self.params["phi"]])
+        window = _windows_at(levels[None, :], at[None, :], self.rows, np) - centre[None, :, None]
+        paths = _forecast_paths(window, self.projection[None], beta, phi, max(hs), np)[0]
+        mean = paths[:, np.asarray(hs) - 1]
+        var_by_h = dict(zip(self.error_horizons, self.error_var, strict=True))
+        var = np.tile([var_by_h[h] for h in hs], (len(pos), 1))
+        return ReturnForecast(pd.Index(origins), hs, mean, var)
+
+
+class Samossa(Forecaster):
+    """SAMoSSA on log price levels (see the module docstring).
+
+    Parameters
+    ----------
+    rows : int
+        Rows ``L`` of the Page matrix.
+    energy : float
+        Share of the squared norm the kept singular components capture.
+    horizons : sequence of int
+        Horizons whose error variance is estimated at fit time (forecasts are limited to them).
+    """
+
+    def __init__(self, rows: int = 21, energy: float = 0.9, horizons: Sequence[int] = DEFAULT_HORIZONS) -> None:
+        if rows < 3:
+            raise ValueError(f"rows must be at least 3, got {rows}")
+        self.rows, self.energy, self.horizons = rows, energy, validate_horizons(horizons)
+        self.name = "samossa"
+
+    def fit(self, returns: pd.Series) -> SamossaResult:
+        return self.fit_many([returns])[0]
+
+    def fit_many(self, windows: Sequence[pd.Series]) -> list[SamossaResult]:
+        """Fit several training windows of equal length in one batched call (the
+        walk-forward harness passes every fold of a series at once)."""
+        rs = [validate_returns(w, min_obs=3 * self.rows + max(self.horizons)) for w in windows]
+        if len({len(r) for r in rs}) > 1:
+            return [self.fit_many([r])[0] for r in rs]  # expanding windows: one at a time
+        returns = np.stack([r.to_numpy() for r in rs])
+        levels = np.concatenate([np.zeros((len(rs), 1)), np.cumsum(returns, axis=1)], axis=1)
+        xp = gpu_module()
+        fit = fit_windows(xp.asarray(levels), self.rows, self.horizons, self.energy, xp=xp)
+        out = []
+        for i in range(len(rs)):
+            params = {f"beta_{j + 1}": float(b) for j, b in enumerate(fit.beta[i])}
+            params.update(phi=float(fit.phi[i]), rank=float(fit.rank[i]))
+            out.append(
+                SamossaResult(
+                    params=pd.Series(params),
+                    diagnostics={
+                        "explained_energy": float(fit.energy[i]),
+                        "rank": float(fit.rank[i]),
+                        "residual_var": float(fit.residual_var[i]),
+                        "phi": float(fit.phi[i]),
+                        "converged": float(np.isfinite(fit.beta[i]).all()),
+                    },
+                    rows=self.rows,
+                    window=levels.shape[1],
+                    projection=fit.projection[i],
+                    error_var=fit.error_var[i],
+                    error_horizons=fit.horizons,
+                )
+            )
+        return out

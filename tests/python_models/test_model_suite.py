@@ -1,0 +1,139 @@
+"""The wider model suite on seeded series with known answers, and its guardrails."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from arch import arch_model
+from numpy.testing import assert_allclose
+
+from python_models.garch import Garch
+from python_models.hmm import GaussianHmm
+from python_models.registry import BASELINE, DEFAULT_MODELS, MODELS, forecasters
+from python_models.ssa import Samossa, fit_windows, fit_windows_naive
+
+HORIZONS = (1, 5, 21, 63)
+
+
+def _series(values, start="2000-01-03") -> pd.Series:
+    return pd.Series(values, index=pd.bdate_range(start, periods=len(values)))
+
+
+def _sinusoid_plus_ar(n=1200, phi=0.5, sigma=0.05, seed=42) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = np.zeros(n)
+    shocks = rng.normal(0, sigma, n)
+    for t in range(1, n):
+        noise[t] = phi * noise[t - 1] + shocks[t]
+    return np.sin(2 * np.pi * np.arange(n) / 20) + noise
+
+
+def test_ssa_batched_fit_equals_the_per_window_svd_loop():
+    rng = np.random.default_rng(0)
+    levels = np.cumsum(rng.normal(0, 0.01, (7, 400)), axis=1) + np.sin(np.arange(400) / 5)
+    batched, naive = fit_windows(levels, 20), fit_windows_naive(levels, 20)
+    for name in ("beta", "projection", "phi", "rank", "energy", "residual_var", "error_var"):
+        assert_allclose(getattr(batched, name), getattr(naive, name), rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_samossa_recovers_a_sinusoid_with_ar_noise():
+    levels = _sinusoid_plus_ar()
+    returns = _series(np.diff(levels))
+    fit = Samossa(rows=27).fit(returns.iloc[:800])
+    assert fit.diagnostics["rank"] == 2  # one sinusoid: a sine and a cosine component
+    assert fit.diagnostics["explained_energy"] > 0.99
+    assert abs(fit.params["phi"] - 0.5) < 0.12  # the residual's AR(1)
+    origins = returns.index[800:1100]
+    fc = fit.forecast(returns, origins, (1, 5, 21))
+    at = returns.index.get_indexer(origins) + 1
+    for j, h in enumerate((1, 5, 21)):
+        realised = levels[at + h] - levels[at]
+        rmse = np.sqrt(np.mean((fc.mean[:, j] - realised) ** 2))
+        assert rmse < 0.4 * np.sqrt(np.mean(realised**2))  # far better than "no change"
+        assert 0.7 < np.sqrt(fc.variance[0, j]) / rmse < 1.4  # intervals sized by the errors
+    assert rmse < 2 * 0.05 * np.sqrt(1 / (1 - 0.25))  # near the noise floor
+
+
+def test_samossa_rejects_bad_settings():
+    with pytest.raises(ValueError, match="rows must be at least 3"):
+        Samossa(rows=2)
+    with pytest.raises(ValueError, match="Page matrix rows"):
+        fit_windows(np.zeros((1, 30)), 20)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        fit_windows(np.full((1, 300), np.nan), 20)
+
+
+@pytest.mark.parametrize(
+    "vol, true",
+    [
+        ("GARCH", {"omega": 0.02, "alpha[1]": 0.08, "beta[1]": 0.9}),
+        ("GJR", {"omega": 0.02, "alpha[1]": 0.03, "gamma[1]": 0.1, "beta[1]": 0.88}),
+    ],
+)
+def test_garch_family_re_estimates_a_simulated_process(vol, true):
+    o = 1 if vol == "GJR" else 0
+    sim = arch_model(None, mean="Constant", vol="GARCH", p=1, o=o, q=1, dist="t")
+    data = sim.simulate([0.05, *true.values(), 8.0], 6000, burn=500, initial_value=None)
+    returns = _series(data["data"].to_numpy() / 100)
+    fit = Garch(vol=vol).fit(returns)
+    for name, value in true.items():
+        assert abs(fit.params[name] - value) < 0.05, name
+    assert fit.diagnostics["converged"] == 1.0 and fit.diagnostics["persistence"] < 1
+
+
+def test_egarch_forecasts_are_simulated_and_seeded(returns):
+    fit = Garch(vol="EGARCH", simulations=200).fit(returns.iloc[:800])
+    assert fit.params.index.tolist() == ["mu", "omega", "alpha[1]", "gamma[1]", "beta[1]", "nu"]
+    a = fit.forecast(returns, returns.index[800:803], HORIZONS)
+    b = fit.forecast(returns, returns.index[800:803], HORIZONS)
+    assert_allclose(a.variance, b.variance)
+    assert np.all(np.diff(a.variance, axis=1) > 0)
+
+
+def test_hmm_separates_two_regimes_with_filtered_probabilities():
+    rng = np.random.default_rng(3)
+    n = 2000
+    state = np.zeros(n, dtype=int)
+    for t in range(1, n):
+        state[t] = state[t - 1] if rng.random() < 0.98 else 1 - state[t - 1]
+    returns = _series(np.where(state == 0, rng.normal(0.0005, 0.005, n), rng.normal(-0.001, 0.03, n)))
+    fit = GaussianHmm(states=2).fit(returns.iloc[:1500])
+    probs = fit.filtered_probabilities(returns)
+    assert_allclose(probs.sum(axis=1), 1.0)
+    accuracy = ((probs["regime_1"] > 0.5).astype(int).to_numpy() == state[-len(probs) :]).mean()
+    assert accuracy > 0.9  # regime 1 (higher volatility) is the turbulent state
+    # filtered, not smoothed: probabilities up to t do not move when later sessions change
+    poisoned = returns.copy()
+    poisoned.iloc[1700:] = 0.5
+    assert_allclose(fit.filtered_probabilities(poisoned).loc[: returns.index[1699]], probs.loc[: returns.index[1699]])
+
+
+def test_hmm_forecast_moments_match_a_monte_carlo_of_the_chain():
+    rng = np.random.default_rng(5)
+    returns = _series(rng.standard_t(5, 1500) * 0.01)
+    fit = GaussianHmm(states=3).fit(returns)
+    origin = returns.index[[-1]]
+    fc = fit.forecast(returns, origin, (1, 5, 21))
+    p0 = fit.filtered_probabilities(returns).iloc[-1].to_numpy()
+    mu = fit.means[:, 0] * fit.scale[0] + fit.centre[0]
+    sd = np.sqrt(fit.covars[:, 0, 0]) * fit.scale[0]
+    paths, horizon = 100_000, 21
+    s = rng.choice(len(p0), size=paths, p=p0)
+    total, sums = np.zeros(paths), {}
+    cdf = np.cumsum(fit.transmat, axis=1)
+    for step in range(1, horizon + 1):
+        s = (rng.random(paths)[:, None] > cdf[s]).sum(axis=1)
+        total += rng.normal(mu[s], sd[s])
+        sums[step] = total.copy()
+    for j, h in enumerate((1, 5, 21)):
+        assert abs(fc.mean[0, j] - sums[h].mean()) < 4 * sums[h].std() / np.sqrt(paths)
+        assert_allclose(fc.variance[0, j], sums[h].var(), rtol=0.02)
+
+
+def test_registry_builds_named_sets_and_guards_the_baseline():
+    assert [m.name for m in forecasters()] == list(DEFAULT_MODELS)
+    assert {m.name for m in forecasters("all")} == set(MODELS)
+    assert [m.name for m in forecasters("random_walk, samossa")] == ["random_walk", "samossa"]
+    with pytest.raises(ValueError, match="unknown models"):
+        forecasters("random_walk,prophet")
+    with pytest.raises(ValueError, match=f"baseline {BASELINE!r}"):
+        forecasters("garch")
