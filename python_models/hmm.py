@@ -7,11 +7,12 @@ means the same thing across refits.
 
 Regime probabilities are *filtered*: the forward recursion, started where the fit's
 training sample starts, uses sessions up to and including ``t`` only (hmmlearn's
-``predict_proba`` smooths with the backward pass, which reads the future, and is not used).
-A return forecast from origin ``t`` propagates the filtered probabilities through the
-transition matrix: the mean of the ``h``-session cumulative return is the sum over steps of the expected state mean; its variance adds the
-expected within-state variances and the variance of the sum of state means along the
-Markov chain, computed exactly by a forward recursion.
+``predict_proba`` smooths with the backward pass, which reads the future, and is not
+used). A return forecast from origin ``t`` propagates the filtered probabilities through
+the transition matrix: the mean of the ``h``-session cumulative return is the sum over
+steps of the expected state mean; its variance adds the expected within-state variances
+and the variance of the sum of state means along the Markov chain, computed exactly by a
+forward recursion.
 """
 
 from __future__ import annotations
