@@ -72,23 +72,30 @@ def _recurrent_weights(u, keep, xp):
     return xp.einsum("bik,bk->bi", uk[:, :-1, :], pi) / denom[:, None]
 
 
-def _forecast_paths(window, projection, beta, phi, h_max: int, xp):
-    """Cumulative-return forecasts (B, n, h_max) from windows (B, n, L) of the L centred
-    levels ending at each origin. The window is projected on the kept components (its
-    de-noised values f); the recurrent formula continues f from its last L - 1 values; the
-    noise ``e_t = x_t - f_t`` decays as ``phi^k e_t``."""
-    now = window[..., -1]
-    denoised = xp.einsum("bij,bnj->bni", projection, window)
-    e_now = now - denoised[..., -1]
-    hist = denoised[..., 1:]
-    out = xp.empty(window.shape[:2] + (h_max,))
-    decay = xp.ones_like(phi)
+def _horizon_weights(beta, hs: tuple[int, ...], xp):
+    """Weights (B, L - 1, H) such that the recurrent forecast h steps ahead is the last
+    L - 1 values dotted with column h: the formula is linear, so running it once from each
+    unit history gives every origin's forecast as one matrix product."""
+    b, lags = beta.shape
+    h_max = max(hs)
+    path = xp.zeros((b, lags, lags + h_max))
+    path[:, :, :lags] = xp.eye(lags)[None]
     for k in range(h_max):
-        nxt = xp.einsum("bnl,bl->bn", hist, beta)
-        decay = decay * phi
-        out[..., k] = nxt + decay[:, None] * e_now - now
-        hist = xp.concatenate([hist[..., 1:], nxt[..., None]], axis=-1)
-    return out
+        path[:, :, lags + k] = xp.einsum("bjl,bl->bj", path[:, :, k : k + lags], beta)
+    return path[:, :, lags - 1 + xp.asarray(hs)]
+
+
+def _forecast_paths(window, projection, beta, phi, hs: tuple[int, ...], xp):
+    """Cumulative-return forecasts (B, n, H) for horizons ``hs`` from windows (B, n, L) of
+    the L centred levels ending at each origin. The window is projected on the kept
+    components (its de-noised values f); the recurrent formula continues f from its last
+    L - 1 values; the noise ``e_t = x_t - f_t`` decays as ``phi^h e_t``."""
+    now = window[..., -1]
+    denoised = window @ projection.transpose(0, 2, 1)  # batched BLAS: (B, n, L) @ (B, L, L)
+    e_now = now - denoised[..., -1]
+    deterministic = denoised[..., 1:] @ _horizon_weights(beta, hs, xp)
+    decay = phi[:, None] ** xp.asarray(hs)[None, :]  # (B, H)
+    return deterministic + decay[:, None, :] * e_now[..., None] - now[..., None]
 
 
 def _windows_at(levels, origins, rows: int, xp):
@@ -96,6 +103,22 @@ def _windows_at(levels, origins, rows: int, xp):
     idx = origins[..., None] + xp.arange(-(rows - 1), 1)
     b, n, _ = idx.shape
     return xp.take_along_axis(levels, idx.reshape(b, -1), axis=1).reshape(b, n, rows)
+
+
+def _in_sample_error_var(x, projection, beta, phi, rows, hs, first, last, xp, chunk: int = 256):
+    """Mean squared error of the h-session forecast at every in-sample origin, per window
+    (computed ``chunk`` windows at a time to bound memory)."""
+    out = []
+    for lo in range(0, x.shape[0], chunk):
+        part = slice(lo, lo + chunk)
+        xs = x[part]
+        # origins first..last are contiguous: their windows are a strided view, not a gather
+        window = xp.lib.stride_tricks.sliding_window_view(xs[:, first - rows + 1 : last + 1], rows, axis=1)
+        paths = _forecast_paths(window, projection[part], beta[part], phi[part], hs, xp)
+        now = xs[:, first : last + 1]
+        realised = xp.stack([xs[:, first + h : last + 1 + h] for h in hs], axis=-1) - now[..., None]
+        out.append(xp.mean((paths - realised) ** 2, axis=1))
+    return xp.concatenate(out)
 
 
 def fit_windows(levels, rows: int, horizons: Sequence[int] = DEFAULT_HORIZONS, energy: float = 0.9, xp=None) -> SsaFit:
@@ -150,15 +173,8 @@ def fit_windows(levels, rows: int, horizons: Sequence[int] = DEFAULT_HORIZONS, e
     first, last = rows - 1, t - 1 - h_max
     if last < first:
         raise ValueError(f"windows of {t} sessions are too short for {rows} rows and horizon {h_max}")
-    origins = xp.broadcast_to(xp.arange(first, last + 1)[None, :], (b, last - first + 1))
     projection = uk @ uk.transpose(0, 2, 1)
-    paths = _forecast_paths(_windows_at(x, origins, rows, xp), projection, beta, phi, h_max, xp)
-    steps = xp.asarray(hs) - 1
-    realised = (
-        xp.stack([xp.take_along_axis(x, origins + h, axis=1) for h in hs], axis=-1)
-        - xp.take_along_axis(x, origins, axis=1)[..., None]
-    )
-    error_var = xp.mean((paths[..., steps] - realised) ** 2, axis=1)
+    error_var = _in_sample_error_var(x, projection, beta, phi, rows, hs, first, last, xp)
     return SsaFit(
         beta=to_numpy(beta),
         projection=to_numpy(projection),
@@ -172,52 +188,27 @@ def fit_windows(levels, rows: int, horizons: Sequence[int] = DEFAULT_HORIZONS, e
 
 
 def fit_windows_naive(levels: np.ndarray, rows: int, horizons: Sequence[int] = DEFAULT_HORIZONS, energy: float = 0.9):
-    """The same fit one window at a time with ``numpy.linalg.svd``: the reference the
-    batched version is tested and benchmarked against."""
+    """The same fit one window at a time, the basis from ``numpy.linalg.svd`` of each Page
+    matrix: the reference the batched version is tested and benchmarked against."""
+    hs = validate_horizons(horizons)
     fits = []
     for window in np.asarray(levels, dtype=float):
-        x = window - window.mean()
-        page = page_matrices(x[None, :], rows)[0]
-        u, s, _ = np.linalg.svd(page)
+        x = (window - window.mean())[None, :]
+        page = page_matrices(x, rows)
+        u, s, _ = np.linalg.svd(page[0])
         share = np.cumsum(s**2) / np.sum(s**2)
         rank = min(int(np.searchsorted(share, energy - 1e-12)) + 1, rows - 1)
-        keep = (np.arange(rows) < rank).astype(float)
-        fits.append(_single_from_basis(x, page, u, keep, rows, horizons, share[rank - 1]))
+        keep = (np.arange(rows) < rank).astype(float)[None, :]
+        beta = _recurrent_weights(u[None], keep, np)
+        uk = u[None] * keep[:, None, :]
+        projection = uk @ uk.transpose(0, 2, 1)
+        used = page.shape[1] * page.shape[2]
+        resid = x[:, x.shape[1] - used :] - (projection @ page).transpose(0, 2, 1).reshape(1, used)
+        phi = np.clip(np.sum(resid[:, 1:] * resid[:, :-1], axis=1) / np.sum(resid[:, :-1] ** 2, axis=1), -0.99, 0.99)
+        error_var = _in_sample_error_var(x, projection, beta, phi, rows, hs, rows - 1, x.shape[1] - 1 - max(hs), np)
+        fits.append((beta[0], projection[0], phi[0], rank, share[rank - 1], resid.var(), error_var[0]))
     names = ("beta", "projection", "phi", "rank", "energy", "residual_var", "error_var")
-    return SsaFit(*(np.stack([getattr(f, name) for f in fits]) for name in names), horizons=validate_horizons(horizons))
-
-
-def _single_from_basis(x, page, u, keep, rows, horizons, energy_share):
-    beta = _recurrent_weights(u[None], keep[None], np)[0]
-    uk = u * keep[None, :]
-    f = (uk @ (uk.T @ page)).T.reshape(-1)
-    resid = x[len(x) - f.size :] - f
-    phi = float(np.clip(np.sum(resid[1:] * resid[:-1]) / max(np.sum(resid[:-1] ** 2), 1e-300), -0.99, 0.99))
-    hs = validate_horizons(horizons)
-    h_max = max(hs)
-    origins = np.arange(rows - 1, len(x) - h_max)
-    errs = np.empty((len(origins), len(hs)))
-    projection = uk @ uk.T
-    for i, o in enumerate(origins):
-        denoised = projection @ x[o - rows + 1 : o + 1]
-        hist = list(denoised[1:])
-        e_now = x[o] - denoised[-1]
-        path = []
-        for k in range(1, h_max + 1):
-            nxt = float(np.dot(beta, hist[-(rows - 1) :]))
-            path.append(nxt + phi**k * e_now - x[o])
-            hist.append(nxt)
-        errs[i] = [path[h - 1] - (x[o + h] - x[o]) for h in hs]
-    return SsaFit(
-        beta,
-        projection,
-        np.asarray(phi),
-        np.asarray(int(keep.sum())),
-        np.asarray(energy_share),
-        np.asarray(resid.var()),
-        (errs**2).mean(axis=0),
-        hs,
-    )
+    return SsaFit(*(np.stack([np.asarray(f[i]) for f in fits]) for i in range(len(names))), horizons=hs)
 
 
 @dataclass
@@ -247,8 +238,7 @@ class SamossaResult(FitResult):
         beta = self.params[[f"beta_{i}" for i in range(1, self.rows)]].to_numpy()[None, :]
         phi = np.asarray([self.params["phi"]])
         window = _windows_at(levels[None, :], at[None, :], self.rows, np) - centre[None, :, None]
-        paths = _forecast_paths(window, self.projection[None], beta, phi, max(hs), np)[0]
-        mean = paths[:, np.asarray(hs) - 1]
+        mean = _forecast_paths(window, self.projection[None], beta, phi, hs, np)[0]
         var_by_h = dict(zip(self.error_horizons, self.error_var, strict=True))
         var = np.tile([var_by_h[h] for h in hs], (len(pos), 1))
         return ReturnForecast(pd.Index(origins), hs, mean, var)
