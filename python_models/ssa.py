@@ -8,7 +8,9 @@ with Stochastic Autoregressive Noise" (NeurIPS 2023), for one series of log pric
 2. its leading singular components, as many as capture ``energy`` (90 %) of the squared
    Frobenius norm, de-noise it and give the deterministic part ``f``;
 3. the linear recurrent formula of that subspace (``beta``, ``L - 1`` weights) forecasts
-   ``f`` one step from the ``L - 1`` values before it;
+   ``f`` one step from the ``L - 1`` values before it; roots of its characteristic
+   polynomial outside the unit disk are pulled onto it (``stabilise``), so no forecast
+   explodes;
 4. an AR(1) fitted by least squares to the residual ``x - f`` forecasts the noise.
 
 Levels are centred: the training window's mean level is 0, and a forecast from origin
@@ -70,6 +72,28 @@ def _recurrent_weights(u, keep, xp):
     # nu^2 < 1 unless the last coordinate is fully in the signal space; guard the division
     denom = xp.where(nu2 < 1 - 1e-12, 1 - nu2, xp.nan)
     return xp.einsum("bik,bk->bi", uk[:, :-1, :], pi) / denom[:, None]
+
+
+def stabilise(beta, xp, max_modulus: float = 1.0):
+    """The recurrent formula with the roots of its characteristic polynomial pulled onto
+    the unit disk: SSA's minimum-norm formula can have roots outside it, and its forecasts
+    then explode (seen on real prices). A root r with |r| > 1 becomes r / |r|, which keeps
+    its frequency and turns growth into persistence."""
+    b, lags = beta.shape
+    a = beta[:, ::-1]  # a_1 (latest lag) .. a_p
+    companion = xp.zeros((b, lags, lags))
+    companion[:, 0, :] = a
+    companion[:, xp.arange(1, lags), xp.arange(lags - 1)] = 1.0
+    roots = xp.linalg.eigvals(companion)
+    modulus = xp.abs(roots)
+    outside = xp.any(modulus > max_modulus, axis=1)
+    roots = xp.where(modulus > max_modulus, roots / modulus * max_modulus, roots)
+    poly = xp.zeros((b, lags + 1), dtype=complex)  # monic: z^p + c_1 z^(p-1) + ... + c_p
+    poly[:, 0] = 1.0
+    for k in range(lags):
+        poly[:, 1 : k + 2] = poly[:, 1 : k + 2] - roots[:, k : k + 1] * poly[:, : k + 1]
+    rebuilt = (-poly[:, 1:].real)[:, ::-1]
+    return xp.where(outside[:, None], rebuilt, beta)  # stable formulas are left exactly as they were
 
 
 def _horizon_weights(beta, hs: tuple[int, ...], xp):
@@ -159,7 +183,7 @@ def fit_windows(levels, rows: int, horizons: Sequence[int] = DEFAULT_HORIZONS, e
     share = xp.cumsum(eigval, axis=1) / xp.where(total > 0, total, 1.0)
     rank = xp.minimum(xp.sum(share < energy - 1e-12, axis=1) + 1, rows - 1)  # the LRF needs rank < L
     keep = (xp.arange(rows)[None, :] < rank[:, None]).astype(xp.float64)
-    beta = _recurrent_weights(eigvec, keep, xp)
+    beta = stabilise(_recurrent_weights(eigvec, keep, xp), xp)
     # de-noised Page matrix -> deterministic part f on the used sessions
     uk = eigvec * keep[:, None, :]
     denoised = uk @ (uk.transpose(0, 2, 1) @ page)
@@ -199,7 +223,7 @@ def fit_windows_naive(levels: np.ndarray, rows: int, horizons: Sequence[int] = D
         share = np.cumsum(s**2) / np.sum(s**2)
         rank = min(int(np.searchsorted(share, energy - 1e-12)) + 1, rows - 1)
         keep = (np.arange(rows) < rank).astype(float)[None, :]
-        beta = _recurrent_weights(u[None], keep, np)
+        beta = stabilise(_recurrent_weights(u[None], keep, np), np)
         uk = u[None] * keep[:, None, :]
         projection = uk @ uk.transpose(0, 2, 1)
         used = page.shape[1] * page.shape[2]

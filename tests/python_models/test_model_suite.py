@@ -9,7 +9,7 @@ from numpy.testing import assert_allclose
 from python_models.garch import Garch
 from python_models.hmm import GaussianHmm
 from python_models.registry import BASELINE, DEFAULT_MODELS, MODELS, forecasters
-from python_models.ssa import Samossa, fit_windows, fit_windows_naive
+from python_models.ssa import Samossa, fit_windows, fit_windows_naive, stabilise
 
 HORIZONS = (1, 5, 21, 63)
 
@@ -51,6 +51,25 @@ def test_samossa_recovers_a_sinusoid_with_ar_noise():
         assert rmse < 0.4 * np.sqrt(np.mean(realised**2))  # far better than "no change"
         assert 0.7 < np.sqrt(fc.variance[0, j]) / rmse < 1.4  # intervals sized by the errors
     assert rmse < 2 * 0.05 * np.sqrt(1 / (1 - 0.25))  # near the noise floor
+
+
+def _max_root(beta: np.ndarray) -> np.ndarray:
+    lags = beta.shape[1]
+    companion = np.zeros((len(beta), lags, lags))
+    companion[:, 0, :] = beta[:, ::-1]
+    companion[:, np.arange(1, lags), np.arange(lags - 1)] = 1.0
+    return np.abs(np.linalg.eigvals(companion)).max(axis=1)
+
+
+def test_an_explosive_recurrent_formula_is_pulled_onto_the_unit_disk():
+    rng = np.random.default_rng(0)
+    stable = rng.normal(0, 0.05, (4, 20))
+    assert (_max_root(stable) < 1).all()
+    assert_allclose(stabilise(stable, np), stable, rtol=0, atol=0)  # left exactly as it was
+    explosive = stable.copy()
+    explosive[:, -1] += 1.2
+    assert (_max_root(explosive) > 1.05).all()
+    assert_allclose(_max_root(stabilise(explosive, np)), 1.0, atol=1e-9)
 
 
 def test_samossa_rejects_bad_settings():
