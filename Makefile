@@ -11,7 +11,7 @@ export PMX_WAREHOUSE ?= $(CURDIR)/warehouse/pmx.duckdb
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test lint ui sql bench bench-features clean
+.PHONY: setup run test lint ui sql bench bench-models bench-features clean
 
 ## setup: create .venv and install the pinned dependencies (once; again when requirements change)
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
@@ -51,6 +51,10 @@ sql: setup
 ## bench: time each stage of the pipeline on the default data
 bench: setup
 	$(PY) benchmarks/bench_pipeline.py
+
+## bench-models: refits per second of every forecaster on the default data; batched vs per-window SSA
+bench-models: setup
+	$(PY) benchmarks/bench_models.py
 
 ## bench-features: feature + target build on a synthetic 800 tickers x 14 years universe
 bench-features: setup

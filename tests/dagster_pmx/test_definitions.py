@@ -1,5 +1,7 @@
 """Tier 1: the code location loads and is complete."""
 
+from pathlib import Path
+
 import dagster as dg
 
 from dagster_pmx.definitions import defs
@@ -75,3 +77,15 @@ def test_no_feature_or_forecast_reads_the_future():
         dg.AssetKey(["intermediate", "int_forward_returns"])
         in graph.get(dg.AssetKey(["ml", "ensemble_forecasts"])).parent_keys
     )
+
+
+def test_forecast_models_accepted_by_dbt_are_the_registry():
+    import yaml
+
+    from python_models.registry import MODELS
+
+    marts = yaml.safe_load((Path(__file__).resolve().parents[2] / "dbt_project/models/marts/_marts.yml").read_text())
+    forecasts = next(m for m in marts["models"] if m["name"] == "forecasts")
+    column = next(c for c in forecasts["columns"] if c["name"] == "model")
+    accepted = next(t["accepted_values"]["arguments"]["values"] for t in column["data_tests"] if "accepted_values" in t)
+    assert set(accepted) == set(MODELS) | {"ensemble"}

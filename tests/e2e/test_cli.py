@@ -4,6 +4,7 @@ import dagster as dg
 import duckdb
 
 from dagster_pmx import cli
+from python_models.registry import DEFAULT_MODELS
 
 
 def test_cli_builds_the_warehouse_and_prints_the_summary(tmp_path, monkeypatch, capsys):
@@ -26,11 +27,11 @@ def test_cli_builds_the_warehouse_and_prints_the_summary(tmp_path, monkeypatch, 
     out = capsys.readouterr().out
     assert "start    ml__base_forecasts" in out and "progress:" in out
     assert "raw/prices:raw_prices_expectations: passed" in out
-    for strategy in ("ensemble", "random_walk", "garch", "sarimax", "benchmark"):
+    for strategy in (*DEFAULT_MODELS, "ensemble", "benchmark"):
         assert strategy in out
     assert "sharpe" in out and "profit_factor" in out and "make sql" in out
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        assert con.execute("select count(*) from marts.backtest_summary").fetchone()[0] == 5
+        assert con.execute("select count(*) from marts.backtest_summary").fetchone()[0] == len(DEFAULT_MODELS) + 2
     # The run is recorded in the instance the UI reads.
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
