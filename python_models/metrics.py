@@ -87,6 +87,27 @@ def diebold_mariano(y_true, pred_model, pred_baseline, horizon: int = 1) -> tupl
     return stat, pvalue
 
 
+def ljung_box(errors, horizon: int = 1, lags: int = 10) -> tuple[float, float]:
+    """Ljung–Box Q and its chi-squared p-value on forecast errors in time order.
+
+    Errors of h-session forecasts made every session overlap, so they are MA(h - 1) even
+    for an efficient forecast; the test uses every h-th error (non-overlapping) and at most
+    a fifth of them as lags. NaN when fewer than 10 remain.
+    """
+    e = np.asarray(errors, dtype=float)[:: max(1, int(horizon))]
+    n = e.size
+    lags = min(lags, n // 5)
+    if n < 10 or lags < 1:
+        return float("nan"), float("nan")
+    d = e - e.mean()
+    denom = float(d @ d)
+    if denom == 0:
+        return float("nan"), float("nan")
+    acf = np.array([float(d[k:] @ d[:-k]) / denom for k in range(1, lags + 1)])
+    q = n * (n + 2) * float(np.sum(acf**2 / (n - np.arange(1, lags + 1))))
+    return q, float(stats.chi2.sf(q, lags))
+
+
 def score_forecasts(y_true, y_pred, y_baseline, horizon: int) -> dict[str, float]:
     """Every accuracy metric of one model against the realised values and the baseline."""
     a, b = _pair(y_true, y_pred)
@@ -100,6 +121,7 @@ def score_forecasts(y_true, y_pred, y_baseline, horizon: int) -> dict[str, float
         "tracking_error": tracking_error(a, b),
         "dm_stat": dm_stat,
         "dm_pvalue": dm_p,
+        "ljung_box_pvalue": ljung_box(a - b, horizon)[1],
     }
 
 
@@ -119,6 +141,7 @@ def score_panel(forecasts, baseline: str):
         raise ValueError(f"no realised forecasts of the baseline {baseline!r} to score against")
     rows = []
     joined = done.merge(base, on=["ticker", "asof_date", "horizon"], how="inner")
+    joined = joined.sort_values("asof_date")  # time order within each group, for Ljung–Box
     for (model, ticker, horizon), g in joined.groupby(["model", "ticker", "horizon"], sort=True):
         if len(g) < 3:
             continue

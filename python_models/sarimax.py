@@ -17,6 +17,7 @@ import pandas as pd
 from statsmodels.tsa.statespace.sarimax import SARIMAX
 
 from python_models.base import FitResult, Forecaster, ReturnForecast, check_origins, validate_horizons, validate_returns
+from python_models.metrics import ljung_box
 
 _SCALE = 100.0
 
@@ -96,31 +97,70 @@ class SarimaxResult(FitResult):
 
 
 class Sarimax(Forecaster):
-    """ARMA(p, q) with a constant (SARIMAX with d = 0 by default) on daily log returns."""
+    """ARMA(p, q) with a constant (SARIMAX with d = 0) on daily log returns.
 
-    def __init__(self, order: tuple[int, int, int] = (1, 0, 1), trend: str = "c") -> None:
-        if any(o < 0 for o in order):
-            raise ValueError(f"SARIMAX order must be non-negative, got {order}")
-        if order[1] != 0:
-            raise ValueError("pmx models returns, which are already differenced: use d = 0")
-        self.order, self.trend = tuple(order), trend
-        self.name = "sarimax"
+    Parameters
+    ----------
+    order : tuple of int, or "auto"
+        (p, 0, q); "auto" selects it per fit by AIC over p, q <= ``max_order`` among fits
+        that converged, falling back to ARMA(1, 1) and then to the constant-only model when
+        none did (the guardrails of an automated search).
+    trend : str
+        statsmodels trend ("c": constant).
+    max_order : int
+        Largest p and q tried by "auto".
+    """
 
-    def fit(self, returns: pd.Series) -> SarimaxResult:
-        r = validate_returns(returns, min_obs=60)
-        model = SARIMAX(_SCALE * r.to_numpy(), order=self.order, trend=self.trend)
+    FALLBACKS: tuple[tuple[int, int, int], ...] = ((1, 0, 1), (0, 0, 0))
+
+    def __init__(self, order: tuple[int, int, int] | str = (1, 0, 1), trend: str = "c", max_order: int = 2) -> None:
+        if order == "auto":
+            if not 0 <= max_order <= 4:
+                raise ValueError(f"max_order must be in [0, 4] (a bounded search), got {max_order}")
+            self.order, self.name = "auto", "sarimax_auto"
+        else:
+            if len(order) != 3 or any(o < 0 for o in order):
+                raise ValueError(f"SARIMAX order must be three non-negative ints, got {order}")
+            if order[1] != 0:
+                raise ValueError("pmx models returns, which are already differenced: use d = 0")
+            self.order, self.name = tuple(order), "sarimax"
+        self.trend, self.max_order = trend, max_order
+
+    def _fit_order(self, r: pd.Series, order: tuple[int, int, int]):
+        model = SARIMAX(_SCALE * r.to_numpy(), order=order, trend=self.trend)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = model.fit(disp=False)
         converged = bool(res.mle_retvals.get("converged", True)) if res.mle_retvals else True
+        return model, res, converged and bool(np.isfinite(res.aic))
+
+    def fit(self, returns: pd.Series) -> SarimaxResult:
+        r = validate_returns(returns, min_obs=60)
+        if self.order == "auto":
+            candidates = [(p, 0, q) for p in range(self.max_order + 1) for q in range(self.max_order + 1)]
+            fits = [(order, *self._fit_order(r, order)) for order in candidates]
+            good = [f for f in fits if f[3]]
+            if good:
+                order, model, res, converged = min(good, key=lambda f: f[2].aic)
+            else:
+                order, model, res, converged = next(
+                    (f for f in ((o, *self._fit_order(r, o)) for o in self.FALLBACKS) if f[3]), fits[0]
+                )
+        else:
+            order = self.order
+            model, res, converged = self._fit_order(r, order)
+        resid = np.asarray(res.resid)[order[0] :]  # skip the filter's first, unconditioned residuals
         return SarimaxResult(
             params=pd.Series(res.params, index=model.param_names),
             diagnostics={
                 "aic": float(res.aic),
                 "bic": float(res.bic),
                 "loglik": float(res.llf),
+                "ljung_box_pvalue": ljung_box(resid)[1],
+                "p": float(order[0]),
+                "q": float(order[2]),
                 "converged": float(converged),
             },
-            order=self.order,
+            order=order,
             trend=self.trend,
         )

@@ -136,8 +136,11 @@ def _in_sample_error_var(x, projection, beta, phi, rows, hs, first, last, xp, ch
     for lo in range(0, x.shape[0], chunk):
         part = slice(lo, lo + chunk)
         xs = x[part]
-        # origins first..last are contiguous: their windows are a strided view, not a gather
-        window = xp.lib.stride_tricks.sliding_window_view(xs[:, first - rows + 1 : last + 1], rows, axis=1)
+        if xp is np:  # origins first..last are contiguous: their windows are a strided view, not a gather
+            window = np.lib.stride_tricks.sliding_window_view(xs[:, first - rows + 1 : last + 1], rows, axis=1)
+        else:
+            origins = xp.broadcast_to(xp.arange(first, last + 1)[None, :], (xs.shape[0], last - first + 1))
+            window = _windows_at(xs, origins, rows, xp)
         paths = _forecast_paths(window, projection[part], beta[part], phi[part], hs, xp)
         now = xs[:, first : last + 1]
         realised = xp.stack([xs[:, first + h : last + 1 + h] for h in hs], axis=-1) - now[..., None]
@@ -183,7 +186,8 @@ def fit_windows(levels, rows: int, horizons: Sequence[int] = DEFAULT_HORIZONS, e
     share = xp.cumsum(eigval, axis=1) / xp.where(total > 0, total, 1.0)
     rank = xp.minimum(xp.sum(share < energy - 1e-12, axis=1) + 1, rows - 1)  # the LRF needs rank < L
     keep = (xp.arange(rows)[None, :] < rank[:, None]).astype(xp.float64)
-    beta = stabilise(_recurrent_weights(eigvec, keep, xp), xp)
+    # on the host: the roots need a general eigensolver, which CuPy lacks (B x 20 x 20 is small)
+    beta = xp.asarray(stabilise(to_numpy(_recurrent_weights(eigvec, keep, xp)), np))
     # de-noised Page matrix -> deterministic part f on the used sessions
     uk = eigvec * keep[:, None, :]
     denoised = uk @ (uk.transpose(0, 2, 1) @ page)

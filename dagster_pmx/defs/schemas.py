@@ -50,6 +50,12 @@ MODEL_SCORES = _schema(
         "negative = lower loss than the random walk; NULL for the random walk itself.",
     ),
     ("dm_pvalue", "double", "Two-sided p-value of dm_stat (Student t, n - 1 df)."),
+    (
+        "ljung_box_pvalue",
+        "double",
+        "Ljung–Box p-value of the errors (every h-th, non-overlapping; up to 10 lags): small = the errors "
+        "are autocorrelated, the forecast leaves predictable structure unused.",
+    ),
 )
 
 ALLOCATIONS = _schema(

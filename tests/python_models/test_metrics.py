@@ -78,3 +78,20 @@ def test_score_panel_scores_each_model_against_the_baseline(sample):
     assert_allclose(scores.loc["good", "rmse"], metrics.rmse(y[:-3], p[:-3]))
     assert np.isnan(scores.loc["random_walk", "dm_stat"])
     assert scores.loc["good", "dm_stat"] < 0
+
+
+def test_ljung_box_matches_statsmodels_on_non_overlapping_errors():
+    from statsmodels.stats.diagnostic import acorr_ljungbox
+
+    rng = np.random.default_rng(11)
+    shocks = rng.normal(size=2001)
+    ar = np.zeros(2000)
+    for t in range(1, 2000):
+        ar[t] = 0.4 * ar[t - 1] + shocks[t]
+    for horizon in (1, 5):
+        q, p = metrics.ljung_box(ar, horizon)
+        ref = acorr_ljungbox(ar[::horizon], lags=[10])
+        assert_allclose([q, p], [ref["lb_stat"].iloc[0], ref["lb_pvalue"].iloc[0]], rtol=1e-10)
+    assert metrics.ljung_box(ar)[1] < 1e-6  # AR(1) errors: autocorrelated
+    assert metrics.ljung_box(shocks[:500])[1] > 0.01  # white noise: not rejected
+    assert np.isnan(metrics.ljung_box(shocks[:40], horizon=5)[1])  # too few non-overlapping errors

@@ -156,3 +156,27 @@ def test_registry_builds_named_sets_and_guards_the_baseline():
         forecasters("random_walk,prophet")
     with pytest.raises(ValueError, match=f"baseline {BASELINE!r}"):
         forecasters("garch")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sarimax_auto_selects_the_ar1_it_was_given(seed):
+    from python_models.sarimax import Sarimax
+
+    rng = np.random.default_rng(seed)
+    shocks, x = rng.normal(0, 0.01, 1501), np.zeros(1501)
+    for t in range(1, 1501):
+        x[t] = 0.0002 + 0.5 * x[t - 1] + shocks[t]
+    fit = Sarimax(order="auto").fit(_series(x[1:]))
+    assert fit.order == (1, 0, 0)
+    assert abs(fit.params["ar.L1"] - 0.5) < 0.05
+    assert fit.diagnostics["ljung_box_pvalue"] > 0.05  # the AR(1) leaves white residuals
+    assert fit.diagnostics["converged"] == 1.0
+
+
+def test_sarimax_rejects_unbounded_or_differenced_orders():
+    from python_models.sarimax import Sarimax
+
+    with pytest.raises(ValueError, match="bounded search"):
+        Sarimax(order="auto", max_order=9)
+    with pytest.raises(ValueError, match="use d = 0"):
+        Sarimax(order=(1, 1, 1))
