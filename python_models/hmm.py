@@ -184,3 +184,33 @@ class GaussianHmm(Forecaster):
         result.diagnostics["aic"] = 2 * free - 2 * result.diagnostics["loglik"]
         result.diagnostics["bic"] = float(np.log(len(x)) * free - 2 * result.diagnostics["loglik"])
         return result
+
+
+def walk_forward_regimes(
+    returns: pd.Series, train_window: int, refit_every: int, gap: int, model: GaussianHmm | None = None
+):
+    """Filtered regime probabilities per session, each from a fit that ended before it.
+
+    The HMM is refitted every ``refit_every`` sessions on the ``train_window`` returns that
+    end ``gap`` sessions earlier (the forecasters' purge and embargo); between refits its
+    forward filter runs on with the parameters fixed. Returns a long frame
+    ``date, regime, probability, train_end``: one row per session and regime.
+    """
+    from python_models.walk_forward import WalkForwardConfig, walk_forward_folds
+
+    model = model or GaussianHmm()
+    r = validate_returns(returns)
+    config = WalkForwardConfig(train_window=train_window, refit_every=refit_every, purge=gap, embargo=0)
+    frames = []
+    for fold in walk_forward_folds(len(r), 0, config):
+        fit = model.fit(r.iloc[fold.train_start : fold.train_end])
+        probs = fit.filtered_probabilities(r.iloc[fold.train_start : fold.test_end]).iloc[
+            -(fold.test_end - fold.test_start) :
+        ]
+        long = probs.rename_axis("date").reset_index().melt("date", var_name="regime", value_name="probability")
+        long["regime"] = long["regime"].str.removeprefix("regime_").astype(int)
+        long["train_end"] = r.index[fold.train_end - 1]
+        frames.append(long)
+    if not frames:
+        raise ValueError(f"{len(r)} returns are too few for a {train_window}-session window plus a {gap}-session gap")
+    return pd.concat(frames, ignore_index=True).sort_values(["date", "regime"], ignore_index=True)

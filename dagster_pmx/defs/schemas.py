@@ -58,6 +58,14 @@ MODEL_SCORES = _schema(
     ),
 )
 
+REGIME_PROBABILITIES = _schema(
+    ("ticker", "varchar", "Series the regimes describe (the benchmark index: the market's regime)."),
+    ("date", "timestamp_ns", "Session the probability is filtered at (uses sessions up to and including it)."),
+    ("regime", "bigint", "Regime index, ordered by the state's mean volatility: 0 calmest."),
+    ("probability", "double", "Filtered probability of the regime at the date; sums to 1 over regimes."),
+    ("train_end", "timestamp_ns", "Last session of the HMM fit's training window (before the date, with the gap)."),
+)
+
 ALLOCATIONS = _schema(
     ("strategy", "varchar", "ensemble, or a single model's name."),
     ("date", "date", "Decision session: weights set at its close, held over the next session."),

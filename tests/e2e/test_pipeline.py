@@ -85,6 +85,7 @@ COMPARE = {
     "ml.base_forecasts": (["model", "ticker", "asof_date", "horizon"], "asof_date"),
     "ml.ensemble_forecasts": (["model", "ticker", "asof_date", "horizon"], "asof_date"),
     "marts.signals": (["ticker", "date"], "date"),
+    "ml.regime_probabilities": (["date", "regime"], "date"),
     "marts.allocations": (["strategy", "date", "ticker"], "date"),
 }
 
@@ -193,3 +194,11 @@ def test_ensemble_weights_and_signal_confidence(full):
     s = read(full, "select * from marts.signals")
     assert_allclose(s["confidence"], stats.norm.cdf(s["expected_return"].abs() / s["forecast_std"]), rtol=1e-10)
     assert (np.sign(s["expected_return"]) == s["direction"]).all()
+
+
+def test_market_regime_probabilities_are_filtered_walk_forward(full):
+    regimes = read(full, "select * from ml.regime_probabilities order by date, regime")
+    assert set(regimes["ticker"]) == {"SP500"} and set(regimes["regime"]) == {0, 1, 2, 3}
+    assert_allclose(regimes.groupby("date")["probability"].sum(), 1.0)
+    assert (regimes["train_end"] < regimes["date"]).all()
+    assert regimes["probability"].between(0, 1).all()

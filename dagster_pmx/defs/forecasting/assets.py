@@ -1,10 +1,12 @@
 """Forecasting assets: walk-forward forecasts of each model, the ensemble, and model scores."""
 
 import dagster as dg
+import pandas as pd
 
 from dagster_pmx.defs import schemas
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.ensemble import ensemble_panel
+from python_models.hmm import GaussianHmm, walk_forward_regimes
 from python_models.metrics import score_panel
 from python_models.registry import BASELINE, forecasters
 from python_models.walk_forward import DEFAULT_HORIZONS, WalkForwardConfig, run_panel
@@ -66,6 +68,44 @@ def base_forecasts(
             **{f"fits/{name}": s["fits"] for name, s in stats.items()},
             **{f"failed_fits/{name}": s["failed"] for name, s in stats.items() if s["failed"]},
             **{f"seconds/{name}": round(s["seconds"], 2) for name, s in stats.items()},
+        }
+    )
+
+
+@dg.asset(
+    key=["ml", "regime_probabilities"],
+    group_name="forecasting",
+    pool="warehouse",
+    kinds={"python", "duckdb"},
+    deps=[dg.AssetKey(["intermediate", "int_returns"])],
+    metadata={"dagster/column_schema": schemas.REGIME_PROBABILITIES},
+    description="Market regimes: filtered probabilities of a 4-state Gaussian HMM on the benchmark's daily return "
+    "and 10-session volatility, refitted walk-forward (each probability from a fit that ended before it, with "
+    "the forecasters' purge and embargo; forward filter only, never the smoother).",
+)
+def regime_probabilities(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings
+) -> dg.MaterializeResult:
+    returns = warehouse.query(
+        "select date, log_return from intermediate.int_returns where ticker = ? and log_return is not null "
+        "order by date",
+        [settings.benchmark],
+    )
+    series = pd.Series(returns["log_return"].to_numpy(float), index=pd.DatetimeIndex(returns["date"]))
+    config, model = walk_forward_config(settings), GaussianHmm()
+    frame = walk_forward_regimes(
+        series, config.train_window, model.refit_every or config.refit_every, config.gap, model
+    )
+    frame.insert(0, "ticker", settings.benchmark)
+    rows = warehouse.replace_table("ml.regime_probabilities", frame)
+    latest = frame[frame["date"] == frame["date"].max()].set_index("regime")["probability"]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "first_date": str(frame["date"].min().date()),
+            "last_date": str(frame["date"].max().date()),
+            "fits": int(frame["train_end"].nunique()),
+            **{f"latest/regime_{k}": round(float(v), 4) for k, v in latest.items()},
         }
     )
 
