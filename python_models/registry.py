@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from python_models.base import Forecaster
 from python_models.garch import Garch
 from python_models.hmm import GaussianHmm
+from python_models.linear import BayesianRidgeForecaster
 from python_models.random_walk import RandomWalk
 from python_models.sarimax import Sarimax
 from python_models.ssa import Samossa
@@ -23,12 +24,13 @@ MODELS: dict[str, Callable[[], Forecaster]] = {
     "sarimax_auto": lambda: Sarimax(order="auto"),
     "samossa": Samossa,
     "hmm": GaussianHmm,
+    "bayesian_ridge": BayesianRidgeForecaster,
 }
 
 #: What `make run` fits: every model whose walk-forward fits the default time budget
 #: (EGARCH's simulated multi-step forecasts and SARIMAX's nine-fit order search do not;
 #: run them with PMX_MODELS=all).
-DEFAULT_MODELS: tuple[str, ...] = ("random_walk", "garch", "gjr_garch", "sarimax", "samossa", "hmm")
+DEFAULT_MODELS: tuple[str, ...] = ("random_walk", "garch", "gjr_garch", "sarimax", "samossa", "hmm", "bayesian_ridge")
 
 
 def forecasters(names: Sequence[str] | str | None = None) -> list[Forecaster]:

@@ -180,3 +180,33 @@ def test_sarimax_rejects_unbounded_or_differenced_orders():
         Sarimax(order="auto", max_order=9)
     with pytest.raises(ValueError, match="use d = 0"):
         Sarimax(order=(1, 1, 1))
+
+
+def test_bayesian_ridge_matches_sklearn_and_learns_an_ar1():
+    from sklearn.linear_model import BayesianRidge
+
+    from python_models.linear import BayesianRidgeForecaster, forward_sums, return_features
+
+    rng = np.random.default_rng(0)
+    shocks, x = rng.normal(0, 0.01, 3001), np.zeros(3001)
+    for t in range(1, 3001):
+        x[t] = 0.3 * x[t - 1] + shocks[t]
+    returns = _series(x[1:])
+    train = returns.iloc[:1500]
+    fit = BayesianRidgeForecaster(horizons=(1, 5)).fit(train)
+    # the same design by hand: trailing features, targets wholly inside the window
+    feats, target = return_features(train), forward_sums(train, 1)
+    rows = feats.notna().all(axis=1) & target.notna()
+    z = (feats[rows] - feats.dropna().mean()) / feats.dropna().std()
+    direct = BayesianRidge().fit(z.to_numpy(), target[rows].to_numpy())
+    assert_allclose(fit.models[1].coef_, direct.coef_, rtol=1e-10)
+    origins = returns.index[1600:2900]
+    fc = fit.forecast(returns, origins, (1, 5))
+    zo = (return_features(returns).loc[origins] - feats.dropna().mean()) / feats.dropna().std()
+    mean, std = direct.predict(zo.to_numpy(), return_std=True)
+    assert_allclose(fc.mean[:, 0], mean, rtol=1e-10)
+    assert_allclose(fc.variance[:, 0], std**2, rtol=1e-10)
+    # it learned the AR(1): forecasts track 0.3 r_t and the error is the shock's size
+    assert np.corrcoef(fc.mean[:, 0], 0.3 * returns.loc[origins])[0, 1] > 0.95
+    realised = returns.shift(-1).loc[origins].to_numpy()
+    assert abs(np.sqrt(np.mean((realised - fc.mean[:, 0]) ** 2)) / 0.01 - 1) < 0.06
