@@ -210,3 +210,29 @@ def test_bayesian_ridge_matches_sklearn_and_learns_an_ar1():
     assert np.corrcoef(fc.mean[:, 0], 0.3 * returns.loc[origins])[0, 1] > 0.95
     realised = returns.shift(-1).loc[origins].to_numpy()
     assert abs(np.sqrt(np.mean((realised - fc.mean[:, 0]) ** 2)) / 0.01 - 1) < 0.06
+
+
+def test_cusum_places_a_planted_level_shift_within_a_few_sessions():
+    from python_models.changepoint import cusum_changepoints
+
+    for seed in range(10):
+        x = np.random.default_rng(seed).normal(0, 1, 1200)
+        x[600:] += 1.5
+        (found,) = cusum_changepoints(x)  # one break, no false alarm
+        assert abs(found - 600) <= 3
+    with pytest.raises(ValueError, match="finite"):
+        cusum_changepoints([0.0, np.nan, 1.0])
+
+
+def test_ssa_cusum_restarts_after_a_volatility_break_and_not_without_one():
+    from python_models.changepoint import SsaCusum
+
+    rng = np.random.default_rng(1)
+    calm = rng.normal(0, 0.01, 1000)
+    broken = calm.copy()
+    broken[700:] *= 3
+    fit = SsaCusum().fit(_series(broken))
+    assert fit.diagnostics["restarted"] == 1.0
+    assert abs(fit.diagnostics["sessions_since_break"] - 300) <= 15
+    assert fit.window == fit.diagnostics["sessions_since_break"] + 1  # fitted on the levels after the break only
+    assert SsaCusum().fit(_series(calm)).diagnostics["break_found"] == 0.0
