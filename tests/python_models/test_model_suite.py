@@ -236,3 +236,22 @@ def test_ssa_cusum_restarts_after_a_volatility_break_and_not_without_one():
     assert abs(fit.diagnostics["sessions_since_break"] - 300) <= 15
     assert fit.window == fit.diagnostics["sessions_since_break"] + 1  # fitted on the levels after the break only
     assert SsaCusum().fit(_series(calm)).diagnostics["break_found"] == 0.0
+
+
+def test_tcn_learns_an_ar1_and_refits_bit_for_bit():
+    from python_models.neural import TemporalConvNet, select_device
+
+    rng = np.random.default_rng(0)
+    shocks, x = rng.normal(0, 0.01, 3001), np.zeros(3001)
+    for t in range(1, 3001):
+        x[t] = 0.3 * x[t - 1] + shocks[t]
+    returns = _series(x[1:])
+    fit = TemporalConvNet().fit(returns.iloc[:756])
+    again = TemporalConvNet().fit(returns.iloc[:756])
+    origins = returns.index[800:2900]
+    fc = fit.forecast(returns, origins, (1, 5))
+    assert np.array_equal(fc.mean, again.forecast(returns, origins, (1, 5)).mean)  # seeded, deterministic on CPU
+    assert np.corrcoef(fc.mean[:, 0], 0.3 * returns.loc[origins])[0, 1] > 0.6  # it found the AR(1) signal
+    realised = returns.shift(-1).loc[origins].to_numpy()
+    assert np.sqrt(np.mean((realised - fc.mean[:, 0]) ** 2)) < 1.05 * 0.01  # near the shock's size
+    assert select_device("cpu") == "cpu" and select_device("auto") in ("cpu", "cuda")
