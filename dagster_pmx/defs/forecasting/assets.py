@@ -30,7 +30,8 @@ def walk_forward_config(settings: PmxSettings) -> WalkForwardConfig:
     description="Out-of-sample forecasts of every model in PMX_MODELS (default: random walk, GARCH(1,1)-t, "
     "GJR-GARCH-t, ARMA(1,1) via SARIMAX, SAMoSSA, Gaussian HMM, Bayesian ridge) for horizons 1/5/21/63 "
     "under walk-forward validation: rolling window, refit cadence (per model where it sets one), purge of "
-    "the longest horizon plus an embargo. Each row's asof_date is the close it was made at. Metadata: refits and seconds per model.",
+    "the longest horizon plus an embargo. Each row's asof_date is the close it was made at. "
+    "Metadata: refits, failed fits and seconds per model.",
 )
 def base_forecasts(
     context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings
