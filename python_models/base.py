@@ -62,6 +62,16 @@ def validate_horizons(horizons: Sequence[int]) -> tuple[int, ...]:
     return hs
 
 
+def validate_fitted_horizons(horizons: Sequence[int], fitted: Sequence[int]) -> tuple[int, ...]:
+    """Horizons as :func:`validate_horizons` does, for a model fitted on ``fitted`` only
+    (one output or error variance per horizon): raise ValueError for any other."""
+    hs = validate_horizons(horizons)
+    missing = sorted(set(hs) - set(fitted))
+    if missing:
+        raise ValueError(f"fitted for horizons {sorted(fitted)}; not for {missing}")
+    return hs
+
+
 @dataclass(frozen=True)
 class ReturnForecast:
     """Forecasts of cumulative log returns over several horizons from several origins.

@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from python_models.base import FitResult, Forecaster, ReturnForecast, check_origins, validate_horizons, validate_returns
+from python_models.base import (
+    FitResult,
+    Forecaster,
+    ReturnForecast,
+    check_origins,
+    validate_fitted_horizons,
+    validate_horizons,
+    validate_returns,
+)
 from python_models.walk_forward import DEFAULT_HORIZONS
 
 LAGS = 5
@@ -50,10 +58,7 @@ class BayesianRidgeResult(FitResult):
 
     def forecast(self, returns: pd.Series, origins: pd.Index, horizons: Sequence[int]) -> ReturnForecast:
         pos = check_origins(returns, origins)
-        hs = validate_horizons(horizons)
-        missing = set(hs) - set(self.models)
-        if missing:
-            raise ValueError(f"fitted for horizons {sorted(self.models)}; not for {sorted(missing)}")
+        hs = validate_fitted_horizons(horizons, self.models)
         feats = return_features(returns.iloc[: pos.max() + 1]).iloc[pos]  # nothing after the last origin
         if feats.isna().any().any():
             raise ValueError(f"each origin needs {WARM_UP} earlier returns for its features")

@@ -23,7 +23,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from python_models.base import FitResult, Forecaster, ReturnForecast, check_origins, validate_horizons, validate_returns
+from python_models.base import (
+    FitResult,
+    Forecaster,
+    ReturnForecast,
+    check_origins,
+    validate_fitted_horizons,
+    validate_horizons,
+    validate_returns,
+)
 from python_models.walk_forward import DEFAULT_HORIZONS
 
 
@@ -80,10 +88,7 @@ class TcnResult(FitResult):
         import torch
 
         pos = check_origins(returns, origins)
-        hs = validate_horizons(horizons)
-        missing = set(hs) - set(self.fit_horizons)
-        if missing:
-            raise ValueError(f"fitted for horizons {self.fit_horizons}; not for {sorted(missing)}")
+        hs = validate_fitted_horizons(horizons, self.fit_horizons)
         if pos.min() < self.lookback - 1:
             raise ValueError(f"each origin needs {self.lookback - 1} earlier returns")
         z = (returns.to_numpy(float)[: pos.max() + 1] - self.centre) / self.scale  # nothing after the last origin

@@ -36,7 +36,15 @@ import numpy as np
 import pandas as pd
 
 from python_models.array_module import gpu_module, to_numpy, xp_for
-from python_models.base import FitResult, Forecaster, ReturnForecast, check_origins, validate_horizons, validate_returns
+from python_models.base import (
+    FitResult,
+    Forecaster,
+    ReturnForecast,
+    check_origins,
+    validate_fitted_horizons,
+    validate_horizons,
+    validate_returns,
+)
 from python_models.walk_forward import DEFAULT_HORIZONS
 
 
@@ -54,7 +62,7 @@ class SsaFit:
     horizons: tuple[int, ...]
 
 
-def page_matrices(levels, rows: int, xp=np):
+def page_matrices(levels, rows: int):
     """Stack Page matrices of windows ``levels`` (B, T): (B, rows, T // rows), the last
     observation in the last cell, earlier leftovers dropped."""
     b, t = levels.shape
@@ -177,7 +185,7 @@ def fit_windows(levels, rows: int, horizons: Sequence[int] = DEFAULT_HORIZONS, e
         raise ValueError("levels contain NaN or infinite values")
     hs = validate_horizons(horizons)
     x = levels - xp.mean(levels, axis=1, keepdims=True)  # centred: the window's mean level is 0
-    page = page_matrices(x, rows, xp)
+    page = page_matrices(x, rows)
     gram = page @ page.transpose(0, 2, 1)
     eigval, eigvec = xp.linalg.eigh(gram)  # ascending
     eigval, eigvec = eigval[:, ::-1], eigvec[:, :, ::-1]
@@ -251,10 +259,7 @@ class SamossaResult(FitResult):
 
     def forecast(self, returns: pd.Series, origins: pd.Index, horizons: Sequence[int]) -> ReturnForecast:
         pos = check_origins(returns, origins)
-        hs = validate_horizons(horizons)
-        missing = set(hs) - set(self.error_horizons)
-        if missing:
-            raise ValueError(f"fitted for horizons {self.error_horizons}; no error variance for {sorted(missing)}")
+        hs = validate_fitted_horizons(horizons, self.error_horizons)
         # levels up to the last origin only: nothing later can be read
         levels = np.concatenate([[0.0], np.cumsum(returns.to_numpy(float)[: pos.max() + 1])])
         at = pos + 1  # levels[i + 1] is the level after return i

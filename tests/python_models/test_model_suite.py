@@ -18,6 +18,15 @@ def _series(values, start="2000-01-03") -> pd.Series:
     return pd.Series(values, index=pd.bdate_range(start, periods=len(values)))
 
 
+def _ar1(n: int, phi: float, seed: int, constant: float = 0.0, sigma: float = 0.01) -> pd.Series:
+    """Returns x_t = constant + phi x_(t-1) + e_t, e ~ N(0, sigma^2), started at 0 (seeded)."""
+    rng = np.random.default_rng(seed)
+    shocks, x = rng.normal(0, sigma, n + 1), np.zeros(n + 1)
+    for t in range(1, n + 1):
+        x[t] = constant + phi * x[t - 1] + shocks[t]
+    return _series(x[1:])
+
+
 def _sinusoid_plus_ar(n=1200, phi=0.5, sigma=0.05, seed=42) -> np.ndarray:
     rng = np.random.default_rng(seed)
     noise = np.zeros(n)
@@ -162,11 +171,7 @@ def test_registry_builds_named_sets_and_guards_the_baseline():
 def test_sarimax_auto_selects_the_ar1_it_was_given(seed):
     from python_models.sarimax import Sarimax
 
-    rng = np.random.default_rng(seed)
-    shocks, x = rng.normal(0, 0.01, 1501), np.zeros(1501)
-    for t in range(1, 1501):
-        x[t] = 0.0002 + 0.5 * x[t - 1] + shocks[t]
-    fit = Sarimax(order="auto").fit(_series(x[1:]))
+    fit = Sarimax(order="auto").fit(_ar1(1500, 0.5, seed, constant=0.0002))
     assert fit.order == (1, 0, 0)
     assert abs(fit.params["ar.L1"] - 0.5) < 0.05
     assert fit.diagnostics["ljung_box_pvalue"] > 0.05  # the AR(1) leaves white residuals
@@ -187,11 +192,7 @@ def test_bayesian_ridge_matches_sklearn_and_learns_an_ar1():
 
     from python_models.linear import BayesianRidgeForecaster, forward_sums, return_features
 
-    rng = np.random.default_rng(0)
-    shocks, x = rng.normal(0, 0.01, 3001), np.zeros(3001)
-    for t in range(1, 3001):
-        x[t] = 0.3 * x[t - 1] + shocks[t]
-    returns = _series(x[1:])
+    returns = _ar1(3000, 0.3, seed=0)
     train = returns.iloc[:1500]
     fit = BayesianRidgeForecaster(horizons=(1, 5)).fit(train)
     # the same design by hand: trailing features, targets wholly inside the window
@@ -241,11 +242,7 @@ def test_ssa_cusum_restarts_after_a_volatility_break_and_not_without_one():
 def test_tcn_learns_an_ar1_and_refits_bit_for_bit():
     from python_models.neural import TemporalConvNet, select_device
 
-    rng = np.random.default_rng(0)
-    shocks, x = rng.normal(0, 0.01, 3001), np.zeros(3001)
-    for t in range(1, 3001):
-        x[t] = 0.3 * x[t - 1] + shocks[t]
-    returns = _series(x[1:])
+    returns = _ar1(3000, 0.3, seed=0)
     fit = TemporalConvNet().fit(returns.iloc[:756])
     again = TemporalConvNet().fit(returns.iloc[:756])
     origins = returns.index[800:2900]
@@ -255,3 +252,12 @@ def test_tcn_learns_an_ar1_and_refits_bit_for_bit():
     realised = returns.shift(-1).loc[origins].to_numpy()
     assert np.sqrt(np.mean((realised - fc.mean[:, 0]) ** 2)) < 1.05 * 0.01  # near the shock's size
     assert select_device("cpu") == "cpu" and select_device("auto") in ("cpu", "cuda")
+
+
+def test_a_forecast_for_a_horizon_the_model_was_not_fitted_for_is_refused():
+    from python_models.linear import BayesianRidgeForecaster
+
+    fit = BayesianRidgeForecaster(horizons=(1, 5)).fit(_ar1(600, 0.3, seed=0))
+    returns = _ar1(700, 0.3, seed=0)
+    with pytest.raises(ValueError, match=r"fitted for horizons \[1, 5\]; not for \[21\]"):
+        fit.forecast(returns, returns.index[[650]], (1, 21))
