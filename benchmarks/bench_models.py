@@ -26,7 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from dagster_pmx.defs.ingest.sources import BundledSource
 from python_models.array_module import gpu_module
-from python_models.registry import MODELS
+from python_models.registry import SERIES_MODELS as MODELS
 from python_models.ssa import Samossa, fit_windows, fit_windows_naive, page_matrices
 from python_models.walk_forward import WalkForwardConfig, run_walk_forward, walk_forward_folds
 

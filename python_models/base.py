@@ -174,3 +174,70 @@ def check_origins(returns: pd.Series, origins: pd.Index) -> np.ndarray:
         missing = list(origins[pos < 0][:3])
         raise ValueError(f"forecast origins not found in the return series: {missing}")
     return pos
+
+
+def validate_panel(panel: pd.DataFrame) -> pd.DataFrame:
+    """Check a long panel (``ticker``, ``date``, ``log_return`` and any feature columns)
+    before a pooled model sees it; return it sorted by (date, ticker) with ``date`` as
+    datetime64. ``log_return`` may be NaN (a missing session); features may be NaN.
+
+    Raises
+    ------
+    TypeError
+        If ``panel`` is not a DataFrame.
+    ValueError
+        If a required column is missing, a (ticker, date) pair is repeated, or a numeric
+        column holds an infinite value.
+    """
+    if not isinstance(panel, pd.DataFrame):
+        raise TypeError(f"panel must be a pandas DataFrame, got {type(panel).__name__}")
+    missing = {"ticker", "date", "log_return"} - set(panel.columns)
+    if missing:
+        raise ValueError(f"panel lacks columns {sorted(missing)}")
+    if panel.duplicated(["ticker", "date"]).any():
+        raise ValueError("panel repeats a (ticker, date) pair")
+    numeric = panel.select_dtypes("number")
+    if np.isinf(numeric.to_numpy(dtype=float)).any():
+        raise ValueError("panel holds infinite values; use NaN for a missing value")
+    out = panel.assign(date=pd.to_datetime(panel["date"]))
+    return out.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
+
+
+@dataclass
+class PanelFitResult(ABC):
+    """One fit of a pooled model (all tickers at once); forecasts with its parameters fixed.
+
+    ``importances``, where the model has them, is a frame with columns ``horizon``,
+    ``feature``, ``gain`` (share of the total split gain) and ``splits``.
+    """
+
+    params: pd.Series
+    diagnostics: dict[str, float] = field(default_factory=dict)
+    importances: pd.DataFrame | None = None
+
+    @abstractmethod
+    def forecast(self, panel: pd.DataFrame, origins: pd.Index, horizons: Sequence[int]) -> dict[str, ReturnForecast]:
+        """Forecast every ticker it can from each origin, using ``panel`` rows up to that
+        origin only. Returns one :class:`ReturnForecast` per ticker (its own origins)."""
+
+
+class PanelForecaster(ABC):
+    """A pooled model: one fit across every ticker of a training window (see
+    :func:`python_models.walk_forward.run_pooled`). Subclasses set :attr:`name`."""
+
+    name: str = "panel_forecaster"
+    refit_every: int | None = None
+    #: whether it reads feature columns (from ``marts.features``) besides the returns
+    needs_features: bool = False
+
+    @abstractmethod
+    def fit(self, panel: pd.DataFrame) -> PanelFitResult:
+        """Estimate the model on a training panel (see :func:`validate_panel`)."""
+
+    def check_columns(self, panel: pd.DataFrame) -> None:
+        """Raise ValueError if ``panel`` lacks a column the model needs. The harness calls it
+        once before the first fold, so a configuration error stops the run instead of
+        failing every fold."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from python_models.base import Forecaster
+from python_models.base import Forecaster, PanelForecaster
+from python_models.boosting import PooledXgboost
 from python_models.changepoint import SsaCusum
 from python_models.garch import Garch
 from python_models.hmm import GaussianHmm
 from python_models.linear import BayesianRidgeForecaster
+from python_models.mssa import Mssa
 from python_models.neural import TemporalConvNet
 from python_models.random_walk import RandomWalk
 from python_models.sarimax import Sarimax
@@ -17,7 +19,8 @@ from python_models.ssa import Samossa
 #: Name of the model every other is scored against (Diebold–Mariano baseline).
 BASELINE = "random_walk"
 
-MODELS: dict[str, Callable[[], Forecaster]] = {
+#: Models fitted on one ticker's returns at a time.
+SERIES_MODELS: dict[str, Callable[[], Forecaster]] = {
     "random_walk": RandomWalk,
     "garch": Garch,
     "gjr_garch": lambda: Garch(vol="GJR"),
@@ -31,6 +34,14 @@ MODELS: dict[str, Callable[[], Forecaster]] = {
     "tcn": TemporalConvNet,
 }
 
+#: Models fitted on every ticker at once (XGBoost also reads marts.features).
+POOLED_MODELS: dict[str, Callable[[], PanelForecaster]] = {
+    "xgboost": PooledXgboost,
+    "mssa": Mssa,
+}
+
+MODELS: dict[str, Callable[[], Forecaster | PanelForecaster]] = SERIES_MODELS | POOLED_MODELS
+
 #: What `make run` fits: every model whose walk-forward fits the default time budget
 #: (EGARCH's simulated multi-step forecasts and SARIMAX's nine-fit order search do not;
 #: run them with PMX_MODELS=all), nor does the TCN's training (0.96 s a refit on one CPU
@@ -40,7 +51,7 @@ MODELS: dict[str, Callable[[], Forecaster]] = {
 DEFAULT_MODELS: tuple[str, ...] = ("random_walk", "garch", "gjr_garch", "sarimax", "samossa", "hmm", "bayesian_ridge")
 
 
-def forecasters(names: Sequence[str] | str | None = None) -> list[Forecaster]:
+def forecasters(names: Sequence[str] | str | None = None) -> list[Forecaster | PanelForecaster]:
     """Forecasters by name: a sequence, a comma-separated string, "all", or None for the defaults."""
     if names is None or names == "" or names == ():
         names = DEFAULT_MODELS
@@ -54,6 +65,6 @@ def forecasters(names: Sequence[str] | str | None = None) -> list[Forecaster]:
     return [MODELS[n]() for n in dict.fromkeys(names)]
 
 
-def default_forecasters() -> list[Forecaster]:
+def default_forecasters() -> list[Forecaster | PanelForecaster]:
     """The default set (DEFAULT_MODELS)."""
     return forecasters(DEFAULT_MODELS)

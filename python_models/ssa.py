@@ -156,7 +156,9 @@ def _in_sample_error_var(x, projection, beta, phi, rows, hs, first, last, xp, ch
     return xp.concatenate(out)
 
 
-def fit_windows(levels, rows: int, horizons: Sequence[int] = DEFAULT_HORIZONS, energy: float = 0.9, xp=None) -> SsaFit:
+def fit_windows(
+    levels, rows: int, horizons: Sequence[int] = DEFAULT_HORIZONS, energy: float = 0.9, xp=None, shared: bool = False
+) -> SsaFit:
     """Fit SAMoSSA to every window of ``levels`` (B, T) at once.
 
     Parameters
@@ -171,6 +173,11 @@ def fit_windows(levels, rows: int, horizons: Sequence[int] = DEFAULT_HORIZONS, e
         Share of the squared norm the kept components must capture.
     xp : module, optional
         numpy or cupy; by default the module of ``levels``.
+    shared : bool
+        Multivariate SSA (mSSA): the rows are different series over the same sessions, and
+        one subspace is fitted to their Page matrices stacked side by side (its Gram matrix
+        is the sum of theirs), so every series shares the kept components, the rank and the
+        recurrent formula; the residual AR(1) and error variances stay per series.
     """
     xp = xp or xp_for(levels)
     levels = xp.asarray(levels, dtype=xp.float64)
@@ -187,6 +194,8 @@ def fit_windows(levels, rows: int, horizons: Sequence[int] = DEFAULT_HORIZONS, e
     x = levels - xp.mean(levels, axis=1, keepdims=True)  # centred: the window's mean level is 0
     page = page_matrices(x, rows)
     gram = page @ page.transpose(0, 2, 1)
+    if shared:
+        gram = xp.sum(gram, axis=0, keepdims=True)
     eigval, eigvec = xp.linalg.eigh(gram)  # ascending
     eigval, eigvec = eigval[:, ::-1], eigvec[:, :, ::-1]
     eigval = xp.maximum(eigval, 0.0)
@@ -196,6 +205,10 @@ def fit_windows(levels, rows: int, horizons: Sequence[int] = DEFAULT_HORIZONS, e
     keep = (xp.arange(rows)[None, :] < rank[:, None]).astype(xp.float64)
     # on the host: the roots need a general eigensolver, which CuPy lacks (B x 20 x 20 is small)
     beta = xp.asarray(stabilise(to_numpy(_recurrent_weights(eigvec, keep, xp)), np))
+    if shared:  # one subspace for every series
+        eigvec, keep, rank, share, beta = (
+            xp.broadcast_to(a, (b,) + a.shape[1:]) for a in (eigvec, keep, rank, share, beta)
+        )
     # de-noised Page matrix -> deterministic part f on the used sessions
     uk = eigvec * keep[:, None, :]
     denoised = uk @ (uk.transpose(0, 2, 1) @ page)
@@ -309,25 +322,25 @@ class Samossa(Forecaster):
         levels = np.concatenate([np.zeros((len(rs), 1)), np.cumsum(returns, axis=1)], axis=1)
         xp = gpu_module()
         fit = fit_windows(xp.asarray(levels), self.rows, self.horizons, self.energy, xp=xp)
-        out = []
-        for i in range(len(rs)):
-            params = {f"beta_{j + 1}": float(b) for j, b in enumerate(fit.beta[i])}
-            params.update(phi=float(fit.phi[i]), rank=float(fit.rank[i]))
-            out.append(
-                SamossaResult(
-                    params=pd.Series(params),
-                    diagnostics={
-                        "explained_energy": float(fit.energy[i]),
-                        "rank": float(fit.rank[i]),
-                        "residual_var": float(fit.residual_var[i]),
-                        "phi": float(fit.phi[i]),
-                        "converged": float(np.isfinite(fit.beta[i]).all()),
-                    },
-                    rows=self.rows,
-                    window=levels.shape[1],
-                    projection=fit.projection[i],
-                    error_var=fit.error_var[i],
-                    error_horizons=fit.horizons,
-                )
-            )
-        return out
+        return [samossa_result(fit, i, self.rows, levels.shape[1]) for i in range(len(rs))]
+
+
+def samossa_result(fit: SsaFit, i: int, rows: int, window: int) -> SamossaResult:
+    """The :class:`SamossaResult` of series ``i`` of a batched fit over ``window`` levels."""
+    params = {f"beta_{j + 1}": float(b) for j, b in enumerate(fit.beta[i])}
+    params.update(phi=float(fit.phi[i]), rank=float(fit.rank[i]))
+    return SamossaResult(
+        params=pd.Series(params),
+        diagnostics={
+            "explained_energy": float(fit.energy[i]),
+            "rank": float(fit.rank[i]),
+            "residual_var": float(fit.residual_var[i]),
+            "phi": float(fit.phi[i]),
+            "converged": float(np.isfinite(fit.beta[i]).all()),
+        },
+        rows=rows,
+        window=window,
+        projection=np.array(fit.projection[i]),
+        error_var=np.array(fit.error_var[i]),
+        error_horizons=fit.horizons,
+    )

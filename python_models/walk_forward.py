@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from python_models.base import Forecaster, validate_horizons, validate_returns
+from python_models.base import Forecaster, PanelForecaster, validate_horizons, validate_panel, validate_returns
 
 #: Forecast and target horizons in sessions; dbt receives them as var target_horizons.
 DEFAULT_HORIZONS: tuple[int, ...] = (1, 5, 21, 63)
@@ -164,12 +164,83 @@ def run_walk_forward(
         )
     out = pd.concat(frames, ignore_index=True)
     out.attrs["failed_fits"] = failed
-    pos = dates.get_indexer(out["asof_date"]) + out["horizon"].to_numpy()
-    target = np.full(len(out), np.datetime64("NaT"), dtype="datetime64[ns]")
+    out["target_date"] = _target_dates(dates, out["asof_date"], out["horizon"])
+    return out
+
+
+def _target_dates(dates: pd.DatetimeIndex, asof: pd.Series, horizon: pd.Series) -> np.ndarray:
+    """The session ``horizon`` rows of ``dates`` after each ``asof`` (NaT beyond the data)."""
+    pos = dates.get_indexer(asof) + horizon.to_numpy()
+    target = np.full(len(asof), np.datetime64("NaT"), dtype="datetime64[ns]")
     ok = pos < len(dates)
     target[ok] = dates.to_numpy()[pos[ok]]
+    return target
+
+
+def run_pooled(
+    forecaster: PanelForecaster,
+    panel: pd.DataFrame,
+    config: WalkForwardConfig,
+    start: pd.Timestamp | str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Out-of-sample forecasts of a pooled model: one fit per fold across every ticker.
+
+    Folds are laid on the panel's session calendar (every date any ticker has) exactly as
+    :func:`walk_forward_folds` lays them on one series: the fit sees the panel rows of its
+    training window only, and the forecasts from each origin see rows up to that origin's
+    fold end (a model reads no row after the origin it forecasts from; the leakage test
+    poisons everything later).
+
+    Returns
+    -------
+    forecasts : pandas.DataFrame
+        The columns of :func:`run_walk_forward` plus ``ticker`` first. ``target_date`` is
+        the session ``h`` returns later in that ticker's own series.
+    importances : pandas.DataFrame
+        Feature importances per fit (``train_end``, ``horizon``, ``feature``, ``gain``,
+        ``splits``); empty for a model without them.
+    """
+    p = validate_panel(panel)
+    forecaster.check_columns(p)
+    dates = pd.DatetimeIndex(p["date"].unique())
+    first = 0 if start is None else int(dates.searchsorted(pd.Timestamp(start)))
+    if forecaster.refit_every:
+        config = replace(config, refit_every=forecaster.refit_every)
+    day = p["date"].to_numpy()
+    frames, importances, failed = [], [], 0
+    for fold in walk_forward_folds(len(dates), first, config):
+        lo, hi = dates[fold.train_start], dates[fold.train_end - 1]
+        train = p[(day >= lo.to_datetime64()) & (day <= hi.to_datetime64())]
+        try:
+            fit = forecaster.fit(train)
+        except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
+            warnings.warn(f"{forecaster.name}: fit on {lo.date()}..{hi.date()} failed ({exc})", RuntimeWarning, stacklevel=2)
+            failed += 1
+            continue
+        seen = p[day <= dates[fold.test_end - 1].to_datetime64()]
+        for ticker, fc in fit.forecast(seen, dates[fold.test_start : fold.test_end], config.horizons).items():
+            frame = fc.to_frame()
+            frame.insert(0, "ticker", ticker)
+            frame["train_start"], frame["train_end"] = lo, hi
+            frame["converged"] = bool(fit.diagnostics.get("converged", 1.0))
+            frames.append(frame)
+        if fit.importances is not None:
+            importances.append(fit.importances.assign(train_start=lo, train_end=hi))
+    columns = ["ticker", "asof_date", "horizon", "y_pred", "y_lower", "y_upper", "y_std", "confidence"]
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    out = out[np.isfinite(out["y_pred"].to_numpy(float)) & np.isfinite(out["y_std"].to_numpy(float))]
+    out = out.sort_values(["ticker", "asof_date", "horizon"], kind="stable").reset_index(drop=True)
+    observed = p[p["log_return"].notna()]
+    target = np.full(len(out), np.datetime64("NaT"), dtype="datetime64[ns]")
+    for ticker, rows in out.groupby("ticker", sort=False).indices.items():
+        own = pd.DatetimeIndex(observed.loc[observed["ticker"] == ticker, "date"])
+        target[rows] = _target_dates(own, out["asof_date"].iloc[rows], out["horizon"].iloc[rows])
     out["target_date"] = target
-    return out
+    out.attrs["failed_fits"] = failed
+    imp = pd.concat(importances, ignore_index=True) if importances else pd.DataFrame(
+        columns=["horizon", "feature", "gain", "splits", "train_start", "train_end"]
+    )
+    return out, imp
 
 
 def _fit_or_none(forecaster: Forecaster) -> Callable[[pd.Series], object]:
@@ -203,20 +274,31 @@ def _one(args: tuple) -> tuple[pd.DataFrame, float, int]:
     return out, time.perf_counter() - started, failed
 
 
+def _pooled_one(forecaster: PanelForecaster, panel: pd.DataFrame, config, start) -> tuple:
+    started = time.perf_counter()
+    out, importances = run_pooled(forecaster, panel, config, start)
+    out.insert(0, "model", forecaster.name)
+    return out, time.perf_counter() - started, int(out.attrs.get("failed_fits", 0)), importances
+
+
 def run_panel(
-    forecasters: Sequence[Forecaster],
+    forecasters: Sequence[Forecaster | PanelForecaster],
     returns: pd.DataFrame,
     config: WalkForwardConfig,
     start: pd.Timestamp | str | None = None,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
     stats: dict | None = None,
+    features: pd.DataFrame | None = None,
+    importances: list | None = None,
 ) -> pd.DataFrame:
     """Walk-forward forecasts of every model on every ticker.
 
     Parameters
     ----------
-    forecasters : sequence of Forecaster
+    forecasters : sequence of Forecaster or PanelForecaster
+        Single-series models run per (model, ticker); pooled models run once each over
+        the whole panel (:func:`run_pooled`).
     returns : pandas.DataFrame
         Long frame with columns ``ticker``, ``date``, ``log_return``.
     config, start
@@ -225,19 +307,27 @@ def run_panel(
         Processes to spread (model, ticker) pairs over; 1 runs in this process.
         Results do not depend on it.
     progress : callable, optional
-        Called as ``progress(done, total)`` after each (model, ticker) pair.
+        Called as ``progress(done, total)`` after each (model, ticker) pair or pooled model.
     stats : dict, optional
         Filled with ``{model: {"fits": n, "failed": k, "seconds": s}}``: refits made, windows
         the model could not be fitted on (their origins get no forecast), and the time spent
         fitting and forecasting (summed over workers).
+    features : pandas.DataFrame, optional
+        Long frame (``ticker``, ``date``, feature columns) for pooled models that read
+        features: one row per ticker and session, the returns joined onto it.
+    importances : list, optional
+        Pooled models' feature importances (frames with a ``model`` column) are appended to it.
     """
     missing = {"ticker", "date", "log_return"} - set(returns.columns)
     if missing:
         raise ValueError(f"returns frame lacks columns {sorted(missing)}")
+    pooled = [f for f in forecasters if isinstance(f, PanelForecaster)]
+    single = [f for f in forecasters if not isinstance(f, PanelForecaster)]
     tasks = []
     for ticker, group in returns.sort_values(["ticker", "date"]).groupby("ticker", sort=True):
         series = pd.Series(group["log_return"].to_numpy(float), index=pd.DatetimeIndex(group["date"]), name=ticker)
-        tasks += [(f, ticker, series, config, start) for f in forecasters]
+        tasks += [(f, ticker, series, config, start) for f in single]
+    total = len(tasks) + len(pooled)
     results = []
     if workers > 1 and len(tasks) > 1:
         import multiprocessing as mp
@@ -247,20 +337,42 @@ def run_panel(
             for result in pool.imap(_one, tasks, chunksize=1):
                 results.append(result)
                 if progress:
-                    progress(len(results), len(tasks))
+                    progress(len(results), total)
     else:
         for task in tasks:
             results.append(_one(task))
             if progress:
-                progress(len(results), len(tasks))
+                progress(len(results), total)
+    if pooled:
+        panel = pooled_panel(returns, features if any(f.needs_features for f in pooled) else None)
+        for forecaster in pooled:
+            frame, seconds, failed, imp = _pooled_one(forecaster, panel, config, start)
+            results.append((frame, seconds, failed))
+            if importances is not None and len(imp):
+                importances.append(imp.assign(model=forecaster.name))
+            if progress:
+                progress(len(results), total)
     if stats is not None:
         for frame, seconds, failed in results:
             if len(frame):
                 entry = stats.setdefault(frame["model"].iloc[0], {"fits": 0, "failed": 0, "seconds": 0.0})
-                entry["fits"] += int(frame["train_end"].nunique())
+                entry["fits"] += int(frame["train_end"].nunique())  # a pooled model: one fit for all tickers
                 entry["failed"] += failed
                 entry["seconds"] += seconds
     frames = [f for f, _, _ in results if len(f)]
     if not frames:
         raise ValueError("no ticker has enough history for one walk-forward fold; lower train_window or start earlier")
     return pd.concat(frames, ignore_index=True)
+
+
+def pooled_panel(returns: pd.DataFrame, features: pd.DataFrame | None) -> pd.DataFrame:
+    """The panel pooled models see: ``features`` rows (every ticker and session) with
+    ``log_return`` joined on (NaN for a session without one), or the returns alone."""
+    base = returns[["ticker", "date", "log_return"]].assign(date=lambda f: pd.to_datetime(f["date"]))
+    if features is None:
+        return base
+    if not {"ticker", "date"} <= set(features.columns):
+        raise ValueError("features frame needs columns ticker and date")
+    feats = features.drop(columns=["log_return"], errors="ignore").assign(date=lambda f: pd.to_datetime(f["date"]))
+    feats = feats[feats["ticker"].isin(base["ticker"].unique())]
+    return feats.merge(base, on=["ticker", "date"], how="left")

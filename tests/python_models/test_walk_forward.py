@@ -5,7 +5,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from python_models.random_walk import RandomWalk
-from python_models.registry import MODELS
+from python_models.registry import SERIES_MODELS as MODELS
 from python_models.sarimax import Sarimax
 from python_models.walk_forward import WalkForwardConfig, run_panel, run_walk_forward, walk_forward_folds
 
