@@ -99,3 +99,13 @@ BACKTEST_SUMMARY = _schema(
     ("start_date", "date", "First session."),
     ("end_date", "date", "Last session."),
 )
+
+FEATURE_IMPORTANCES = _schema(
+    ("model", "varchar", "Pooled model (xgboost)."),
+    ("horizon", "bigint", "Forecast horizon in sessions of the booster."),
+    ("train_start", "date", "First session of the fit's training window."),
+    ("train_end", "date", "Last session of the fit's training window; the fit forecasts origins after it."),
+    ("feature", "varchar", "Column of marts.features."),
+    ("gain", "double", "Share of the booster's total split gain from this feature (sums to 1 per fit and horizon)."),
+    ("splits", "bigint", "Splits on this feature."),
+)

@@ -25,7 +25,7 @@ def test_cli_builds_the_warehouse_and_prints_the_summary(tmp_path, monkeypatch, 
         monkeypatch.setenv(k, v)
     assert cli.main([]) == 0
     out = capsys.readouterr().out
-    assert "start    ml__base_forecasts" in out and "progress:" in out
+    assert "start    base_forecasts" in out and "progress:" in out
     assert "raw/prices:raw_prices_expectations: passed" in out
     for strategy in (*DEFAULT_MODELS, "ensemble", "benchmark"):
         assert strategy in out

@@ -21,21 +21,35 @@ def walk_forward_config(settings: PmxSettings) -> WalkForwardConfig:
     )
 
 
-@dg.asset(
-    key=["ml", "base_forecasts"],
-    group_name="forecasting",
+IMPORTANCE_COLUMNS = [c.name for c in schemas.FEATURE_IMPORTANCES.columns]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            ["ml", "base_forecasts"],
+            group_name="forecasting",
+            kinds={"python", "duckdb"},
+            deps=[dg.AssetKey(["intermediate", "int_returns"]), dg.AssetKey(["marts", "features"])],
+            description="Out-of-sample forecasts of every model in PMX_MODELS (default: random walk, GARCH(1,1)-t, "
+            "GJR-GARCH-t, ARMA(1,1) via SARIMAX, SAMoSSA, Gaussian HMM, Bayesian ridge, XGBoost pooled across "
+            "tickers on marts.features) for horizons 1/5/21/63 under walk-forward validation: rolling window, refit "
+            "cadence (per model where it sets one), purge of the longest horizon plus an embargo. Each row's "
+            "asof_date is the close it was made at. Metadata: refits, failed fits and seconds per model.",
+        ),
+        dg.AssetSpec(
+            ["marts", "feature_importances"],
+            group_name="forecasting",
+            kinds={"python", "duckdb"},
+            deps=[dg.AssetKey(["marts", "features"])],
+            metadata={"dagster/column_schema": schemas.FEATURE_IMPORTANCES},
+            description="Feature importances of every fit of the pooled XGBoost model, per horizon: share of the "
+            "split gain and split count of each marts.features column (empty when xgboost is not in PMX_MODELS).",
+        ),
+    ],
     pool="warehouse",
-    kinds={"python", "duckdb"},
-    deps=[dg.AssetKey(["intermediate", "int_returns"])],
-    description="Out-of-sample forecasts of every model in PMX_MODELS (default: random walk, GARCH(1,1)-t, "
-    "GJR-GARCH-t, ARMA(1,1) via SARIMAX, SAMoSSA, Gaussian HMM, Bayesian ridge) for horizons 1/5/21/63 "
-    "under walk-forward validation: rolling window, refit cadence (per model where it sets one), purge of "
-    "the longest horizon plus an embargo. Each row's asof_date is the close it was made at. "
-    "Metadata: refits, failed fits and seconds per model.",
 )
-def base_forecasts(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings
-) -> dg.MaterializeResult:
+def base_forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
     returns = warehouse.query(
         "select ticker, date, log_return from intermediate.int_returns "
         "where log_return is not null and ticker <> ? order by ticker, date",
@@ -45,6 +59,15 @@ def base_forecasts(
         returns = returns[returns["ticker"].isin(settings.ticker_list)]
     config = walk_forward_config(settings)
     models = forecasters(settings.models or None)
+    for model in models:
+        if hasattr(model, "n_jobs"):  # pooled models run in this process: give them the worker cores
+            model.n_jobs = settings.workers
+    features = None
+    if any(getattr(m, "needs_features", False) for m in models):
+        features = warehouse.query(
+            "select * exclude (refreshed_at) from marts.features where ticker <> ? order by ticker, date",
+            [settings.benchmark],
+        )
     context.log.info(
         f"walk-forward: {len(models)} models x {returns['ticker'].nunique()} tickers, "
         f"window {config.train_window}, refit every {config.refit_every}, gap {config.gap}"
@@ -55,11 +78,23 @@ def base_forecasts(
             context.log.info(f"progress: {done}/{total} walk-forward runs (model x ticker) done")
 
     stats: dict = {}
+    importances: list = []
     frame = run_panel(
-        models, returns, config, start=settings.forecast_start, workers=settings.workers, progress=progress, stats=stats
+        models,
+        returns,
+        config,
+        start=settings.forecast_start,
+        workers=settings.workers,
+        progress=progress,
+        stats=stats,
+        features=features,
+        importances=importances,
     )
     rows = warehouse.replace_table("ml.base_forecasts", frame)
-    return dg.MaterializeResult(
+    imp = pd.concat(importances, ignore_index=True)[IMPORTANCE_COLUMNS] if importances else empty_importances()
+    n_imp = warehouse.replace_table("marts.feature_importances", imp)
+    yield dg.MaterializeResult(
+        asset_key=["ml", "base_forecasts"],
         metadata={
             "dagster/row_count": rows,
             "models": ", ".join(m.name for m in models),
@@ -69,8 +104,22 @@ def base_forecasts(
             **{f"fits/{name}": s["fits"] for name, s in stats.items()},
             **{f"failed_fits/{name}": s["failed"] for name, s in stats.items() if s["failed"]},
             **{f"seconds/{name}": round(s["seconds"], 2) for name, s in stats.items()},
-        }
+        },
     )
+    top = imp.groupby(["horizon", "feature"])["gain"].mean().groupby("horizon").nlargest(5).droplevel(0)
+    yield dg.MaterializeResult(
+        asset_key=["marts", "feature_importances"],
+        metadata={
+            "dagster/row_count": n_imp,
+            "top_features": dg.MetadataValue.md(top.round(4).reset_index().to_markdown(index=False)) if n_imp else "",
+        },
+    )
+
+
+def empty_importances() -> pd.DataFrame:
+    """marts.feature_importances with no rows but its column types."""
+    types = {"varchar": "string", "bigint": "int64", "date": "datetime64[ns]", "double": "float64"}
+    return pd.DataFrame({c.name: pd.Series(dtype=types[c.type]) for c in schemas.FEATURE_IMPORTANCES.columns})
 
 
 @dg.asset(
