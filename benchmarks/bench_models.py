@@ -1,9 +1,12 @@
 """Forecaster speed on the default (bundled) data: refits per second, and batched SSA.
 
-1. For every model in ``python_models.registry.MODELS``: the walk-forward of the default
-   settings (756-session window, refit every 63 sessions or the model's own cadence,
-   horizons 1/5/21/63, forecasts from 2005) on the first ``--tickers`` stocks, in this
-   process with one BLAS thread. Prints refits, seconds (fits and forecasts) and refits/s.
+1. For every single-series model in ``python_models.registry.SERIES_MODELS``: the
+   walk-forward of the default settings (756-session window, refit every 63 sessions or the
+   model's own cadence, horizons 1/5/21/63, forecasts from 2005) on the first ``--tickers``
+   stocks, in this process with one BLAS thread. Prints refits, seconds (fits and
+   forecasts) and refits/s. Then each pooled model (one refit covers every stock) on all
+   stocks; XGBoost reads ``marts.features`` from the warehouse ``make run`` built
+   (``--warehouse``) and is skipped without one.
 2. SSA: the training windows of every refit of every stock, fitted by the batched
    ``fit_windows`` (stacked Page matrices, one eigendecomposition call) and by the naive
    per-window ``numpy.linalg.svd`` loop ``fit_windows_naive``; checks they agree and
@@ -26,9 +29,10 @@ from threadpoolctl import threadpool_limits
 
 from dagster_pmx.defs.ingest.sources import BundledSource
 from python_models.array_module import gpu_module
+from python_models.registry import POOLED_MODELS
 from python_models.registry import SERIES_MODELS as MODELS
 from python_models.ssa import Samossa, fit_windows, fit_windows_naive, page_matrices
-from python_models.walk_forward import WalkForwardConfig, run_walk_forward, walk_forward_folds
+from python_models.walk_forward import WalkForwardConfig, pooled_panel, run_pooled, run_walk_forward, walk_forward_folds
 
 
 def default_returns() -> dict[str, pd.Series]:
@@ -52,6 +56,31 @@ def time_models(returns: dict[str, pd.Series], names: list[str], config: WalkFor
                 fits += out["train_end"].nunique()
         seconds = time.perf_counter() - started
         print(f"{name:<12} {fits:>7} {seconds:>9.2f} {fits / seconds:>9.1f}")
+
+
+def time_pooled(returns: dict[str, pd.Series], warehouse: str, config: WalkForwardConfig) -> None:
+    long = pd.concat(
+        [pd.DataFrame({"ticker": t, "date": s.index, "log_return": s.to_numpy()}) for t, s in returns.items()]
+    )
+    features = None
+    if os.path.exists(warehouse):
+        import duckdb
+
+        with duckdb.connect(warehouse, read_only=True) as con:
+            features = con.execute("select * exclude (refreshed_at) from marts.features where ticker <> 'SP500'").df()
+    print(f"\n{'pooled':<12} {'refits':>7} {'seconds':>9} {'refits/s':>9}   ({len(returns)} tickers per refit, 1 thread)")
+    for name, factory in POOLED_MODELS.items():
+        model = factory()
+        if model.needs_features and features is None:
+            print(f"{name:<12} skipped: no warehouse at {warehouse} (run `make run` first)")
+            continue
+        panel = pooled_panel(long, features if model.needs_features else None)
+        started = time.perf_counter()
+        with threadpool_limits(limits=1):
+            out, _ = run_pooled(model, panel, config, start="2005-01-01")
+        seconds = time.perf_counter() - started
+        fits = out["train_end"].nunique()
+        print(f"{name:<12} {fits:>7} {seconds:>9.2f} {fits / seconds:>9.2f}")
 
 
 def ssa_windows(returns: dict[str, pd.Series], config: WalkForwardConfig) -> np.ndarray:
@@ -108,6 +137,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tickers", type=int, default=5, help="stocks for the per-model timing (SSA uses all)")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--warehouse", default=os.environ.get("PMX_WAREHOUSE", "warehouse/pmx.duckdb"))
     args = parser.parse_args()
     returns = default_returns()
     config = WalkForwardConfig()
@@ -116,7 +146,8 @@ def main() -> int:
         f"{max(len(s) for s in returns.values())} sessions; {os.cpu_count()} cores\n"
     )
     subset = dict(list(returns.items())[: args.tickers])
-    time_models(subset, [m.strip() for m in args.models.split(",") if m.strip()], config)
+    time_models(subset, [m.strip() for m in args.models.split(",") if m.strip() in MODELS], config)
+    time_pooled(returns, args.warehouse, config)
     time_ssa(ssa_windows(returns, config), Samossa().rows)
     return 0
 

@@ -199,7 +199,7 @@ class PooledXgboost(PanelForecaster):
         features = feature_columns(p)
         dates = pd.DatetimeIndex(p["date"].unique())
         cut = int(len(dates) * (1 - self.validation))
-        if cut < 100 or len(dates) - cut < 2 * max(self.horizons):
+        if cut < 100 or len(dates) - cut <= max(self.horizons) + 10:  # some validation labels for every horizon
             raise ValueError(f"a training window of {len(dates)} sessions is too short to hold out a validation block")
         pos = dates.get_indexer(p["date"])
         sigma = daily_scale(p)

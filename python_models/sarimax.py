@@ -104,7 +104,8 @@ class Sarimax(Forecaster):
     order : tuple of int, or "auto"
         (p, 0, q); "auto" selects it per fit by AIC over p, q <= ``max_order`` among fits
         that converged, falling back to ARMA(1, 1) and then to the constant-only model when
-        none did (the guardrails of an automated search).
+        none did (the guardrails of an automated search). A fixed order that does not
+        converge falls back the same way; ``diagnostics["p"]``/``["q"]`` say what was used.
     trend : str
         statsmodels trend ("c": constant).
     max_order : int
@@ -149,6 +150,16 @@ class Sarimax(Forecaster):
         else:
             order = self.order
             model, res, converged = self._fit_order(r, order)
+            if not converged:
+                # a fit the optimiser did not finish can sit near a unit root with a large
+                # constant, and its multi-step forecasts then explode (seen on RRC, 2006)
+                for fallback in self.FALLBACKS:
+                    if fallback == order:
+                        continue
+                    candidate = (fallback, *self._fit_order(r, fallback))
+                    if candidate[3]:
+                        order, model, res, converged = candidate
+                        break
         resid = np.asarray(res.resid)[order[0] :]  # skip the filter's first, unconditioned residuals
         return SarimaxResult(
             params=pd.Series(res.params, index=model.param_names),

@@ -178,6 +178,26 @@ def test_sarimax_auto_selects_the_ar1_it_was_given(seed):
     assert fit.diagnostics["converged"] == 1.0
 
 
+def test_sarimax_falls_back_when_its_fixed_order_does_not_converge(monkeypatch):
+    from python_models.sarimax import Sarimax
+
+    model = Sarimax()
+    real = Sarimax._fit_order
+
+    def arma11_never_converges(self, r, order):
+        mod, res, ok = real(self, r, order)
+        return mod, res, ok and order != (1, 0, 1)
+
+    monkeypatch.setattr(Sarimax, "_fit_order", arma11_never_converges)
+    series = _ar1(800, 0.2, seed=3, constant=0.0004)
+    fit = model.fit(series)
+    assert fit.order == (0, 0, 0) and fit.diagnostics["p"] == fit.diagnostics["q"] == 0.0
+    assert fit.diagnostics["converged"] == 1.0
+    # the constant-only model forecasts the sample mean: h times it for h sessions
+    mean = fit.forecast(series, series.index[-3:], (1, 5)).mean
+    assert_allclose(mean, np.tile(series.mean() * np.array([1, 5]), (3, 1)), rtol=1e-3)
+
+
 def test_sarimax_rejects_unbounded_or_differenced_orders():
     from python_models.sarimax import Sarimax
 
