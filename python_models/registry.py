@@ -13,7 +13,7 @@ from python_models.linear import BayesianRidgeForecaster
 from python_models.mssa import Mssa
 from python_models.neural import TemporalConvNet
 from python_models.random_walk import RandomWalk
-from python_models.sarimax import Sarimax
+from python_models.sarimax import Sarimax, SarimaxExog
 from python_models.ssa import Samossa
 
 #: Name of the model every other is scored against (Diebold–Mariano baseline).
@@ -34,10 +34,12 @@ SERIES_MODELS: dict[str, Callable[[], Forecaster]] = {
     "tcn": TemporalConvNet,
 }
 
-#: Models fitted on every ticker at once (XGBoost also reads marts.features).
+#: Models fed the whole panel: fitted across tickers (xgboost, mssa), or per ticker with
+#: regressors from marts.features (sarimax_exog).
 POOLED_MODELS: dict[str, Callable[[], PanelForecaster]] = {
     "xgboost": PooledXgboost,
     "mssa": Mssa,
+    "sarimax_exog": SarimaxExog,
 }
 
 MODELS: dict[str, Callable[[], Forecaster | PanelForecaster]] = SERIES_MODELS | POOLED_MODELS

@@ -148,11 +148,13 @@ def test_mssa_recovers_a_shared_signal_subspace_better_than_one_series_alone():
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the poisoned forecasts after the cut overflow
 @pytest.mark.parametrize("name", sorted(POOLED_MODELS))
 def test_poisoned_future_changes_no_earlier_pooled_prediction(name):
-    panel = _skill_panel(n=5, t=1100) if name == "xgboost" else _common_signal_panel(n=5, t=1100)
+    panel = _common_signal_panel(n=5, t=1100) if name == "mssa" else _skill_panel(n=5, t=1100)
     model = POOLED_MODELS[name]()
     model.horizons = (1, 5)
     if name == "xgboost":
         model.max_rounds = 60
+    if name == "sarimax_exog":
+        model.model.exog_names = ("f1", "f2")
     cfg = WalkForwardConfig(horizons=(1, 5), train_window=500, refit_every=150, embargo=2)
     dates = np.sort(panel["date"].unique())
     cut = dates[800]
@@ -207,3 +209,63 @@ def test_pooled_models_reject_bad_input():
 def test_registry_builds_pooled_models_by_name():
     names = [m.name for m in forecasters("random_walk,xgboost,mssa")]
     assert names == ["random_walk", "xgboost", "mssa"]
+
+
+def _exog_panel(n=3, t=900, beta=0.4, seed=5) -> pd.DataFrame:
+    """Returns whose mean moves with the previous session's feature f1 (and not f2)."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2012-01-02", periods=t)
+    frames = []
+    for k in range(n):
+        f1, f2 = rng.standard_normal(t), rng.standard_normal(t)
+        r = np.concatenate([[0.0], 0.0003 + SIGMA * (beta * f1[:-1] + rng.standard_normal(t - 1))])
+        frames.append(pd.DataFrame({"ticker": f"X{k}", "date": dates, "log_return": r, "f1": f1, "f2": f2}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_sarimax_exog_recovers_the_regressor_and_forecasts_like_statsmodels():
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    from python_models.sarimax import Sarimax
+
+    frame = _exog_panel(n=1).set_index("date")
+    returns = frame["log_return"].iloc[1:700]
+    fit = Sarimax(exog_names=("f1", "f2"), order=(0, 0, 0)).fit(returns, exog=frame)
+    # ARMA(0, 0) with regressors is a linear regression: maximum likelihood = least squares
+    lagged = frame[["f1", "f2"]].reindex(returns.index).shift(1)
+    lagged = lagged.fillna(lagged.mean()).to_numpy()  # the first return has no earlier feature: its mean
+    design = np.column_stack([np.ones(len(returns)), lagged])
+    ols = np.linalg.lstsq(design, returns.to_numpy(), rcond=None)[0]
+    slopes = np.array([fit.params["f1"], fit.params["f2"]]) / 100 / fit.exog.scale  # per unit of the raw feature
+    assert_allclose(slopes, ols[1:], rtol=1e-3, atol=1e-6)
+    assert_allclose(slopes[0], 0.4 * SIGMA, rtol=0.3)  # the planted effect, within three standard errors
+    assert abs(slopes[1]) < 0.1 * SIGMA
+    # forecasts from the last origin against statsmodels' own, regressors held at the origin's value
+    arma = Sarimax(exog_names=("f1",)).fit(returns, exog=frame)
+    history = frame["log_return"].iloc[1:760]
+    origin = history.index[-1]
+    ours = arma.forecast(history, pd.Index([origin]), (1, 5), exog=frame).mean[0]
+    x = arma.exog.transform(frame, history.index)
+    res = SARIMAX(100 * history.to_numpy(), exog=x, order=(1, 0, 1), trend="c").filter(arma.params.to_numpy())
+    now = arma.exog.current(frame, pd.Index([origin]))
+    path = res.forecast(steps=5, exog=np.repeat(now, 5, axis=0)) / 100
+    assert_allclose(ours, [path[0], path.sum()], rtol=1e-8)
+
+
+def test_sarimax_exog_under_the_pooled_harness_reads_no_later_feature():
+    panel = _exog_panel()
+    cfg = WalkForwardConfig(horizons=(1, 5), train_window=400, refit_every=200, embargo=2)
+    model = POOLED_MODELS["sarimax_exog"]()
+    model.model.exog_names = ("f1",)
+    clean, _ = run_pooled(model, panel, cfg)
+    cut = np.sort(panel["date"].unique())[650]
+    dirty_panel = panel.assign(f1=np.where(panel["date"] > cut, 1e6, panel["f1"]))
+    dirty, _ = run_pooled(model, dirty_panel, cfg)
+    a, b = (f[f["asof_date"] <= cut].reset_index(drop=True) for f in (clean, dirty))
+    assert len(a) == len(b) > 0
+    assert_allclose(a["y_pred"], b["y_pred"], rtol=1e-10)
+    # the feature at the origin is used: the 1-session forecast follows f1 at asof_date
+    one = clean[clean["horizon"] == 1].merge(panel, left_on=["ticker", "asof_date"], right_on=["ticker", "date"])
+    assert stats.pearsonr(one["f1"], one["y_pred"])[0] > 0.8
+    with pytest.raises(ValueError, match="exogenous columns"):
+        run_pooled(model, panel.drop(columns="f1"), cfg)
