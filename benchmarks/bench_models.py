@@ -68,7 +68,9 @@ def time_pooled(returns: dict[str, pd.Series], warehouse: str, config: WalkForwa
 
         with duckdb.connect(warehouse, read_only=True) as con:
             features = con.execute("select * exclude (refreshed_at) from marts.features where ticker <> 'SP500'").df()
-    print(f"\n{'pooled':<12} {'refits':>7} {'seconds':>9} {'refits/s':>9}   ({len(returns)} tickers per refit, 1 thread)")
+    print(
+        f"\n{'pooled':<12} {'refits':>7} {'seconds':>9} {'refits/s':>9}   ({len(returns)} tickers per refit, 1 thread)"
+    )
     for name, factory in POOLED_MODELS.items():
         model = factory()
         if model.needs_features and features is None:

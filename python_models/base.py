@@ -234,7 +234,7 @@ class PanelForecaster(ABC):
     def fit(self, panel: pd.DataFrame) -> PanelFitResult:
         """Estimate the model on a training panel (see :func:`validate_panel`)."""
 
-    def check_columns(self, panel: pd.DataFrame) -> None:
+    def check_columns(self, panel: pd.DataFrame) -> None:  # noqa: B027 (an optional hook: no columns needed by default)
         """Raise ValueError if ``panel`` lacks a column the model needs. The harness calls it
         once before the first fold, so a configuration error stops the run instead of
         failing every fold."""

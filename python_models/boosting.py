@@ -58,6 +58,9 @@ EXCLUDED = frozenset(
         "dollar_volume_21",
     }
 )
+#: Fewest labelled rows to train on and to validate on, per horizon (a small universe with a
+#: short window, e.g. 2 stocks and 400 sessions, has about 35 validation rows at h = 63).
+MIN_FIT_ROWS, MIN_VALIDATION_ROWS = 200, 30
 #: Annualised 21-session realised volatility: the scale of the standardised target.
 SCALE_COLUMN = "realized_vol_21"
 ANNUALISATION = 252.0
@@ -210,8 +213,10 @@ class PooledXgboost(PanelForecaster):
             labelled = np.isfinite(y)
             fit_rows = labelled & (pos + h < cut)  # labels end before the validation block
             val_rows = labelled & (pos >= cut)
-            if fit_rows.sum() < 500 or val_rows.sum() < 100:
-                raise ValueError(f"too few labelled rows for horizon {h} ({fit_rows.sum()} train, {val_rows.sum()} val)")
+            if fit_rows.sum() < MIN_FIT_ROWS or val_rows.sum() < MIN_VALIDATION_ROWS:
+                raise ValueError(
+                    f"too few labelled rows for horizon {h} ({fit_rows.sum()} train, {val_rows.sum()} val)"
+                )
             d_fit = xgb.DMatrix(x_all[fit_rows], label=y[fit_rows], feature_names=features)
             d_val = xgb.DMatrix(x_all[val_rows], label=y[val_rows], feature_names=features)
             params = {**self.params, "nthread": self.n_jobs}

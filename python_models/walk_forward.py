@@ -214,7 +214,9 @@ def run_pooled(
         try:
             fit = forecaster.fit(train)
         except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
-            warnings.warn(f"{forecaster.name}: fit on {lo.date()}..{hi.date()} failed ({exc})", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"{forecaster.name}: fit on {lo.date()}..{hi.date()} failed ({exc})", RuntimeWarning, stacklevel=2
+            )
             failed += 1
             continue
         seen = p[day <= dates[fold.test_end - 1].to_datetime64()]
@@ -237,8 +239,10 @@ def run_pooled(
         target[rows] = _target_dates(own, out["asof_date"].iloc[rows], out["horizon"].iloc[rows])
     out["target_date"] = target
     out.attrs["failed_fits"] = failed
-    imp = pd.concat(importances, ignore_index=True) if importances else pd.DataFrame(
-        columns=["horizon", "feature", "gain", "splits", "train_start", "train_end"]
+    imp = (
+        pd.concat(importances, ignore_index=True)
+        if importances
+        else pd.DataFrame(columns=["horizon", "feature", "gain", "splits", "train_start", "train_end"])
     )
     return out, imp
 

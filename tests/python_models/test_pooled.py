@@ -26,7 +26,9 @@ def _skill_panel(n=8, t=1300, slope=0.3, seed=0) -> pd.DataFrame:
         f1, f2 = rng.standard_normal(t), rng.standard_normal(t)
         r = np.concatenate([[0.0], SIGMA * (slope * f1[:-1] + rng.standard_normal(t - 1))])
         frames.append(
-            pd.DataFrame({"ticker": f"T{k}", "date": dates, "log_return": r, "f1": f1, "f2": f2, "realized_vol_21": 0.2})
+            pd.DataFrame(
+                {"ticker": f"T{k}", "date": dates, "log_return": r, "f1": f1, "f2": f2, "realized_vol_21": 0.2}
+            )
         )
     return pd.concat(frames, ignore_index=True)
 
@@ -136,7 +138,9 @@ def test_mssa_recovers_a_shared_signal_subspace_better_than_one_series_alone():
                 e[i] = 0.5 * e[i - 1] + rng.normal(0, 0.3)
             k = np.arange(t + 1)
             amp, phase = rng.uniform(0.5, 1.5, 2), rng.uniform(0, 2 * np.pi, 2)
-            levels.append(amp[0] * np.sin(2 * np.pi * k / 50 + phase[0]) + amp[1] * np.sin(2 * np.pi * k / 20 + phase[1]) + e)
+            levels.append(
+                amp[0] * np.sin(2 * np.pi * k / 50 + phase[0]) + amp[1] * np.sin(2 * np.pi * k / 20 + phase[1]) + e
+            )
         levels = np.asarray(levels)
         one = fit_windows(levels, lags, (1, 5))
         pooled = fit_windows(levels, lags, (1, 5), shared=True)
