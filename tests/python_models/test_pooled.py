@@ -17,14 +17,14 @@ SIGMA = 0.2 / np.sqrt(252)  # daily volatility behind realized_vol_21 = 0.2
 CFG = WalkForwardConfig(horizons=(1, 5), train_window=600, refit_every=200, embargo=2)
 
 
-def _skill_panel(n=8, t=1300, slope=0.3, seed=0) -> pd.DataFrame:
-    """Tickers whose next return is slope * sigma * f1 plus noise; f2 is pure noise."""
+def _skill_panel(n=8, t=1300, slope=0.3, seed=0, drift=0.0) -> pd.DataFrame:
+    """Tickers whose next return is drift + slope * sigma * f1 plus noise; f2 is pure noise."""
     rng = np.random.default_rng(seed)
     dates = pd.bdate_range("2010-01-01", periods=t)
     frames = []
     for k in range(n):
         f1, f2 = rng.standard_normal(t), rng.standard_normal(t)
-        r = np.concatenate([[0.0], SIGMA * (slope * f1[:-1] + rng.standard_normal(t - 1))])
+        r = np.concatenate([[0.0], drift + SIGMA * (slope * f1[:-1] + rng.standard_normal(t - 1))])
         frames.append(
             pd.DataFrame(
                 {"ticker": f"T{k}", "date": dates, "log_return": r, "f1": f1, "f2": f2, "realized_vol_21": 0.2}
@@ -215,24 +215,12 @@ def test_registry_builds_pooled_models_by_name():
     assert names == ["random_walk", "xgboost", "mssa"]
 
 
-def _exog_panel(n=3, t=900, beta=0.4, seed=5) -> pd.DataFrame:
-    """Returns whose mean moves with the previous session's feature f1 (and not f2)."""
-    rng = np.random.default_rng(seed)
-    dates = pd.bdate_range("2012-01-02", periods=t)
-    frames = []
-    for k in range(n):
-        f1, f2 = rng.standard_normal(t), rng.standard_normal(t)
-        r = np.concatenate([[0.0], 0.0003 + SIGMA * (beta * f1[:-1] + rng.standard_normal(t - 1))])
-        frames.append(pd.DataFrame({"ticker": f"X{k}", "date": dates, "log_return": r, "f1": f1, "f2": f2}))
-    return pd.concat(frames, ignore_index=True)
-
-
 def test_sarimax_exog_recovers_the_regressor_and_forecasts_like_statsmodels():
     from statsmodels.tsa.statespace.sarimax import SARIMAX
 
     from python_models.sarimax import Sarimax
 
-    frame = _exog_panel(n=1).set_index("date")
+    frame = _skill_panel(n=1, t=900, slope=0.4, seed=5, drift=0.0003).set_index("date")
     returns = frame["log_return"].iloc[1:700]
     fit = Sarimax(exog_names=("f1", "f2"), order=(0, 0, 0)).fit(returns, exog=frame)
     # ARMA(0, 0) with regressors is a linear regression: maximum likelihood = least squares
@@ -257,7 +245,7 @@ def test_sarimax_exog_recovers_the_regressor_and_forecasts_like_statsmodels():
 
 
 def test_sarimax_exog_under_the_pooled_harness_reads_no_later_feature():
-    panel = _exog_panel()
+    panel = _skill_panel(n=3, t=900, slope=0.4, seed=5, drift=0.0003)
     cfg = WalkForwardConfig(horizons=(1, 5), train_window=400, refit_every=200, embargo=2)
     model = POOLED_MODELS["sarimax_exog"]()
     model.model.exog_names = ("f1",)
