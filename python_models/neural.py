@@ -46,7 +46,7 @@ def select_device(device: str = "auto") -> str:
     return device
 
 
-def _network(horizons: int, channels: int, dilations: Sequence[int]):
+def _network(horizons: int, channels: int, dilations: Sequence[int], inputs: int = 1):
     import torch
     from torch import nn
 
@@ -63,13 +63,50 @@ def _network(horizons: int, channels: int, dilations: Sequence[int]):
     class Tcn(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.blocks = nn.Sequential(*[CausalBlock(1 if i == 0 else channels, d) for i, d in enumerate(dilations)])
+            self.blocks = nn.Sequential(
+                *[CausalBlock(inputs if i == 0 else channels, d) for i, d in enumerate(dilations)]
+            )
             self.head = nn.Linear(channels, horizons)
 
-        def forward(self, x):  # x: (batch, lookback)
-            return self.head(self.blocks(x[:, None, :])[:, :, -1])
+        def forward(self, x):  # x: (batch, lookback) or (batch, inputs, lookback)
+            return self.head(self.blocks(x[:, None, :] if x.ndim == 2 else x)[:, :, -1])
 
     return Tcn()
+
+
+def train_network(
+    windows: np.ndarray,
+    targets: np.ndarray,
+    channels: int,
+    epochs: int,
+    learning_rate: float,
+    weight_decay: float,
+    seed: int,
+    device: str,
+):
+    """Train a TCN full-batch (Adam, MSE) on ``windows`` (n, lookback) or (n, inputs,
+    lookback) against ``targets`` (n, horizons): seeded, one thread, float32. Returns the
+    network on the CPU in eval mode and the final training loss."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            inputs = 1 if windows.ndim == 2 else windows.shape[1]
+            net = _network(targets.shape[1], channels, (1, 2, 4, 8), inputs).float().to(device)
+        x = torch.as_tensor(windows, dtype=torch.float32, device=device)
+        y = torch.as_tensor(targets, dtype=torch.float32, device=device)
+        optimiser = torch.optim.Adam(net.parameters(), lr=learning_rate, weight_decay=weight_decay)
+        for _ in range(epochs):
+            optimiser.zero_grad()
+            loss = torch.mean((net(x) - y) ** 2)
+            loss.backward()
+            optimiser.step()
+        return net.to("cpu").eval(), float(loss.detach().cpu())
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -157,32 +194,16 @@ class TemporalConvNet(Forecaster):
         targets = np.column_stack([(csum[origins + 1 + h] - csum[origins + 1]) / np.sqrt(h) for h in self.horizons])
 
         device = select_device(self.device)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed)
-                net = _network(len(self.horizons), self.channels, (1, 2, 4, 8)).float().to(device)
-            x = torch.as_tensor(windows, dtype=torch.float32, device=device)
-            y = torch.as_tensor(targets, dtype=torch.float32, device=device)
-            optimiser = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-            for _ in range(self.epochs):
-                optimiser.zero_grad()
-                loss = torch.mean((net(x) - y) ** 2)
-                loss.backward()
-                optimiser.step()
-            net = net.to("cpu").eval()
-            with torch.no_grad():
-                fitted = net(x.to("cpu")).numpy().astype(float)
-        finally:
-            torch.set_num_threads(threads)
+        net, loss = train_network(
+            windows, targets, self.channels, self.epochs, self.learning_rate, self.weight_decay, self.seed, device
+        )
+        with torch.no_grad():
+            fitted = net(torch.as_tensor(windows, dtype=torch.float32)).numpy().astype(float)
         # in-sample MSE per horizon, back in log-return units
         error_var = np.mean((fitted - targets) ** 2, axis=0) * scale**2 * np.asarray(self.horizons, dtype=float)
         return TcnResult(
-            params=pd.Series(
-                {"train_mse": float(loss.detach().cpu()), "parameters": float(sum(p.numel() for p in net.parameters()))}
-            ),
-            diagnostics={"train_mse": float(loss.detach().cpu()), "converged": float(np.isfinite(fitted).all())},
+            params=pd.Series({"train_mse": loss, "parameters": float(sum(p.numel() for p in net.parameters()))}),
+            diagnostics={"train_mse": loss, "converged": float(np.isfinite(fitted).all())},
             network=net,
             lookback=self.lookback,
             centre=centre,

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 from python_models.base import Forecaster, PanelForecaster
 from python_models.boosting import PooledXgboost
+from python_models.feature_tcn import FeatureTcn
 from python_models.changepoint import SsaCusum
 from python_models.garch import Garch
 from python_models.hmm import GaussianHmm
@@ -34,12 +35,13 @@ SERIES_MODELS: dict[str, Callable[[], Forecaster]] = {
     "tcn": TemporalConvNet,
 }
 
-#: Models fed the whole panel: fitted across tickers (xgboost, mssa), or per ticker with
+#: Models fed the whole panel: fitted across tickers (xgboost, mssa, tcn_features), or per ticker with
 #: regressors from marts.features (sarimax_exog).
 POOLED_MODELS: dict[str, Callable[[], PanelForecaster]] = {
     "xgboost": PooledXgboost,
     "mssa": Mssa,
     "sarimax_exog": SarimaxExog,
+    "tcn_features": FeatureTcn,
 }
 
 MODELS: dict[str, Callable[[], Forecaster | PanelForecaster]] = SERIES_MODELS | POOLED_MODELS

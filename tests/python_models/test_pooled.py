@@ -159,6 +159,8 @@ def test_poisoned_future_changes_no_earlier_pooled_prediction(name):
         model.max_rounds = 60
     if name == "sarimax_exog":
         model.model.exog_names = ("f1", "f2")
+    if name == "tcn_features":
+        model.features, model.epochs = ("f1", "f2"), 30
     cfg = WalkForwardConfig(horizons=(1, 5), train_window=500, refit_every=150, embargo=2)
     dates = np.sort(panel["date"].unique())
     cut = dates[800]
@@ -261,3 +263,25 @@ def test_sarimax_exog_under_the_pooled_harness_reads_no_later_feature():
     assert stats.pearsonr(one["f1"], one["y_pred"])[0] > 0.8
     with pytest.raises(ValueError, match="exogenous columns"):
         run_pooled(model, panel.drop(columns="f1"), cfg)
+
+
+def test_feature_tcn_learns_a_planted_feature_from_its_windows_and_sizes_intervals_out_of_sample():
+    from python_models.feature_tcn import FeatureTcn
+
+    panel = _skill_panel()
+    out, _ = run_pooled(FeatureTcn(features=("f1", "f2"), horizons=(1, 5)), panel, CFG)
+    merged = out.merge(panel, left_on=["ticker", "asof_date"], right_on=["ticker", "date"])
+    one = merged[merged["horizon"] == 1]
+    slope = np.polyfit(one["f1"], np.log1p(one["y_pred"]), 1)[0] / SIGMA
+    assert 0.2 < slope < 0.36 and stats.pearsonr(one["f1"], one["y_pred"])[0] > 0.9
+    ps = panel.sort_values(["date", "ticker"])
+    truth = ps[["ticker", "date"]].assign(y=np.expm1(forward_returns(ps, 1)))
+    m = (
+        one[["ticker", "asof_date", "y_lower", "y_upper"]]
+        .merge(truth, left_on=["ticker", "asof_date"], right_on=["ticker", "date"])
+        .dropna()
+    )
+    coverage = ((m["y"] >= m["y_lower"]) & (m["y"] <= m["y_upper"])).mean()
+    assert 0.85 < coverage < 0.95
+    with pytest.raises(ValueError, match="feature columns"):
+        run_pooled(FeatureTcn(features=("f1", "f9")), panel, CFG)
