@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 
 from python_models.base import Forecaster, PanelForecaster
 from python_models.boosting import PooledXgboost
-from python_models.feature_tcn import FeatureTcn
 from python_models.changepoint import SsaCusum
+from python_models.feature_tcn import FeatureTcn
 from python_models.garch import Garch
 from python_models.hmm import GaussianHmm
 from python_models.linear import BayesianRidgeForecaster
