@@ -16,6 +16,7 @@ from dagster_pmx.defs.portfolio import assets as portfolio_assets
 from dagster_pmx.defs.portfolio import checks as portfolio_checks
 from dagster_pmx.defs.transform import assets as transform_assets
 from dagster_pmx.defs.transform.project import DBT_EXECUTABLE, dbt_project
+from dagster_pmx.defs.validation import assets as validation_assets
 from dagster_pmx.resources import DEFAULT_WAREHOUSE, PmxSettings, Warehouse
 
 
@@ -32,7 +33,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
     """The code location; tests pass their own resources (a temporary warehouse, a small universe)."""
     return dg.Definitions(
         assets=dg.load_assets_from_modules(
-            [ingest_assets, transform_assets, forecasting_assets, portfolio_assets, backtest_assets]
+            [ingest_assets, transform_assets, forecasting_assets, portfolio_assets, backtest_assets, validation_assets]
         ),
         asset_checks=dg.load_asset_checks_from_modules([ingest_checks, portfolio_checks]),
         jobs=[jobs.daily_refresh_job, jobs.weekly_retrain_job],

@@ -66,12 +66,20 @@ def diebold_mariano(y_true, pred_model, pred_baseline, horizon: int = 1) -> tupl
     """
     a, m = _pair(y_true, pred_model)
     _, base = _pair(y_true, pred_baseline)
+    return dm_test((m - a) ** 2 - (base - a) ** 2, horizon)
+
+
+def dm_test(d, horizon: int = 1) -> tuple[float, float]:
+    """Diebold–Mariano statistic (HLN-corrected) and two-sided p-value of a loss
+    differential series ``d`` in time order (see :func:`diebold_mariano`)."""
+    d = np.asarray(d, dtype=float)
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
-    d = (m - a) ** 2 - (base - a) ** 2
     n = d.size
     if n < 3:
         raise ValueError(f"Diebold–Mariano needs at least 3 observations, got {n}")
+    if not np.all(np.isfinite(d)):
+        raise ValueError("the loss differential must be finite")
     dc = d - d.mean()
     gamma0 = float(dc @ dc) / n
     if gamma0 == 0.0:

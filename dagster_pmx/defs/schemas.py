@@ -109,3 +109,46 @@ FEATURE_IMPORTANCES = _schema(
     ("gain", "double", "Share of the booster's total split gain from this feature (sums to 1 per fit and horizon)."),
     ("splits", "bigint", "Splits on this feature."),
 )
+
+MODEL_COMPARISONS = _schema(
+    ("horizon", "bigint", "Forecast horizon in sessions."),
+    ("model_a", "varchar", "First model of the pair (alphabetical order)."),
+    ("model_b", "varchar", "Second model of the pair."),
+    ("n_dates", "bigint", "Origin dates both models forecast and that are realised."),
+    ("n_obs", "bigint", "(ticker, origin) forecasts both made."),
+    ("mse_a", "double", "Mean squared error of model_a on those forecasts."),
+    ("mse_b", "double", "Mean squared error of model_b on the same forecasts."),
+    (
+        "dm_stat",
+        "double",
+        "Diebold–Mariano (HLN-corrected, lag h - 1) on the daily mean of e_a^2 - e_b^2; negative = a better.",
+    ),
+    ("dm_pvalue", "double", "Two-sided p-value of dm_stat (Student t, n_dates - 1 df)."),
+    ("t_stat", "double", "Paired t statistic on the per-forecast loss differentials (treats them as independent)."),
+    ("t_pvalue", "double", "Two-sided p-value of t_stat; overstates significance next to dm_pvalue."),
+)
+
+MODEL_LEADERBOARD = _schema(
+    ("horizon", "bigint", "Forecast horizon in sessions."),
+    ("rank", "bigint", "Rank by pooled MSE within the horizon (1 = lowest)."),
+    ("model", "varchar", "Model (or ensemble)."),
+    ("n_obs", "bigint", "Realised forecasts scored."),
+    ("mse", "double", "Mean squared error over every ticker and origin."),
+    ("mse_ratio", "double", "mse / the random walk's mse at the same horizon."),
+    ("directional_accuracy", "double", "Share of forecasts with the realised sign."),
+    (
+        "da_low",
+        "double",
+        "Lower end of its 90 % stationary-bootstrap interval (daily hit rates, mean block max(h, 5)).",
+    ),
+    ("da_high", "double", "Upper end of that interval."),
+    ("dm_stat", "double", "Diebold–Mariano vs the random walk from marts.model_comparisons; negative = lower loss."),
+    ("dm_pvalue", "double", "Its two-sided p-value; NULL for the random walk."),
+    (
+        "sharpe",
+        "double",
+        "Annualised net Sharpe ratio of the model's strategy (marts.backtest_daily); same at every horizon.",
+    ),
+    ("sharpe_low", "double", "Lower end of its 90 % stationary-bootstrap interval (mean block 21 sessions)."),
+    ("sharpe_high", "double", "Upper end of that interval."),
+)

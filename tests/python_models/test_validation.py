@@ -1,0 +1,97 @@
+"""Pairwise model tests, bootstrap intervals and the leaderboard, against hand computations."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+from scipy import stats
+
+from python_models.validation import bootstrap_interval, leaderboard, pairwise_comparisons, sharpe_ratio
+
+
+def _forecasts(n_dates=300, tickers=("A", "B", "C"), seed=0) -> pd.DataFrame:
+    """random_walk and noise forecast zero plus noise; skill sees half of the outcome."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2015-01-01", periods=n_dates)
+    frames = []
+    for t in tickers:
+        y = rng.normal(0, 0.02, n_dates)
+        preds = {
+            "random_walk": rng.normal(0, 0.002, n_dates),
+            "noise": rng.normal(0, 0.002, n_dates),
+            "skill": 0.5 * y + rng.normal(0, 0.002, n_dates),
+        }
+        for model, p in preds.items():
+            frames.append(
+                pd.DataFrame({"model": model, "ticker": t, "asof_date": dates, "horizon": 1, "y_pred": p, "y_true": y})
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _hand_dm(d: np.ndarray, h: int) -> float:
+    n = len(d)
+    dc = d - d.mean()
+    lrv = dc @ dc / n + 2 * sum(dc[k:] @ dc[:-k] / n for k in range(1, h))
+    return d.mean() / np.sqrt(lrv / n) * np.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+
+
+def test_pairwise_dm_is_the_dm_of_the_daily_mean_differential_and_finds_planted_skill():
+    f = _forecasts()
+    f.loc[f.index % 7 == 0, "y_true"] = np.nan  # unrealised rows are dropped
+    out = pairwise_comparisons(f).set_index(["model_a", "model_b"])
+    assert set(out.index) == {("noise", "random_walk"), ("noise", "skill"), ("random_walk", "skill")}
+    loss = (
+        f.dropna()
+        .assign(l=lambda x: (x.y_pred - x.y_true) ** 2)
+        .pivot_table(index=["asof_date", "ticker"], columns="model", values="l")
+    )
+    d = (loss["random_walk"] - loss["skill"]).groupby(level=0).mean().to_numpy()
+    assert_allclose(out.loc[("random_walk", "skill"), "dm_stat"], _hand_dm(d, 1), rtol=1e-10)
+    raw = (loss["random_walk"] - loss["skill"]).dropna().to_numpy()
+    assert_allclose(out.loc[("random_walk", "skill"), "t_stat"], raw.mean() / (raw.std(ddof=1) / np.sqrt(len(raw))))
+    assert out.loc[("random_walk", "skill"), "dm_stat"] > 0 and out.loc[("random_walk", "skill"), "dm_pvalue"] < 1e-6
+    assert out.loc[("noise", "random_walk"), "dm_pvalue"] > 0.05  # noise is not better than the baseline
+
+
+def test_multi_session_horizons_use_h_minus_1_lags():
+    f = _forecasts(n_dates=120).assign(horizon=5)
+    out = pairwise_comparisons(f).set_index(["model_a", "model_b"])
+    loss = f.assign(l=lambda x: (x.y_pred - x.y_true) ** 2).pivot_table(
+        index=["asof_date", "ticker"], columns="model", values="l"
+    )
+    d = (loss["noise"] - loss["skill"]).groupby(level=0).mean().to_numpy()
+    assert_allclose(out.loc[("noise", "skill"), "dm_stat"], _hand_dm(d, 5), rtol=1e-10)
+
+
+def test_bootstrap_sharpe_interval_matches_the_asymptotic_width_and_covers_the_truth():
+    rng = np.random.default_rng(3)
+    daily_sr = 0.05
+    r = rng.normal(daily_sr * 0.01, 0.01, 2000)
+    low, high = bootstrap_interval(r, sharpe_ratio, block=1.0, reps=2000, level=0.90, seed=1)
+    # Lo (2002), iid returns: se(SR_daily) = sqrt((1 + SR^2 / 2) / n); annualised by sqrt(252)
+    se = np.sqrt((1 + daily_sr**2 / 2) / len(r)) * np.sqrt(252)
+    assert_allclose(high - low, 2 * stats.norm.ppf(0.95) * se, rtol=0.1)
+    assert low < daily_sr * np.sqrt(252) < high
+    with pytest.raises(ValueError, match="at least 10"):
+        bootstrap_interval(r[:5], np.mean)
+
+
+def test_leaderboard_ranks_by_loss_and_signs_dm_against_the_baseline():
+    f = _forecasts()
+    comparisons = pairwise_comparisons(f)
+    daily = pd.DataFrame(
+        {
+            "strategy": "skill",
+            "date": pd.bdate_range("2015-01-01", periods=300),
+            "net_return": np.random.default_rng(0).normal(0.001, 0.01, 300),
+        }
+    )
+    board = leaderboard(f, comparisons, daily, "random_walk", reps=200)
+    assert list(board["model"])[0] == "skill"
+    row = board.set_index("model")
+    assert row.loc["skill", "rank"] == 1 and row.loc["random_walk", "mse_ratio"] == 1.0
+    assert row.loc["skill", "dm_stat"] < 0 and row.loc["skill", "dm_pvalue"] < 1e-6  # better than the baseline
+    assert np.isnan(row.loc["random_walk", "dm_stat"])
+    assert row.loc["skill", "da_low"] < row.loc["skill", "directional_accuracy"] < row.loc["skill", "da_high"]
+    assert row.loc["skill", "sharpe_low"] < row.loc["skill", "sharpe"] < row.loc["skill", "sharpe_high"]
+    assert np.isnan(row.loc["noise", "sharpe"])
