@@ -203,6 +203,15 @@ def validate_panel(panel: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
 
 
+def by_ticker(panel: pd.DataFrame, tickers=None):
+    """Yield ``(ticker, rows, returns)`` for each ticker of a validated panel (optionally only
+    ``tickers``): its rows indexed by date, and its non-missing log returns."""
+    p = panel if tickers is None else panel[panel["ticker"].isin(list(tickers))]
+    for ticker, rows in p.groupby("ticker", sort=True):
+        frame = rows.set_index(pd.DatetimeIndex(rows["date"]))
+        yield ticker, frame, frame["log_return"].dropna()
+
+
 @dataclass
 class PanelFitResult(ABC):
     """One fit of a pooled model (all tickers at once); forecasts with its parameters fixed.

@@ -39,6 +39,8 @@ from python_models.base import (
     validate_horizons,
     validate_panel,
 )
+from python_models.linear import forward_sums
+from python_models.performance import PERIODS_PER_YEAR
 from python_models.walk_forward import DEFAULT_HORIZONS
 
 #: Columns of marts.features that are bookkeeping, identify the ticker, or are in price or
@@ -63,7 +65,6 @@ EXCLUDED = frozenset(
 MIN_FIT_ROWS, MIN_VALIDATION_ROWS = 200, 30
 #: Annualised 21-session realised volatility: the scale of the standardised target.
 SCALE_COLUMN = "realized_vol_21"
-ANNUALISATION = 252.0
 
 
 def feature_columns(panel: pd.DataFrame) -> list[str]:
@@ -77,8 +78,7 @@ def forward_returns(panel: pd.DataFrame, horizon: int) -> np.ndarray:
     ``panel`` only (NaN when it runs past the panel's last session or spans a missing
     return), aligned with the rows of ``panel``."""
     wide = panel.pivot(index="date", columns="ticker", values="log_return")
-    fwd = wide.rolling(horizon, min_periods=horizon).sum().shift(-horizon)
-    stacked = fwd.stack(future_stack=True).rename("fwd")
+    stacked = forward_sums(wide, horizon).stack(future_stack=True).rename("fwd")
     key = pd.MultiIndex.from_arrays([panel["date"], panel["ticker"]])
     return stacked.reindex(key).to_numpy(float)
 
@@ -87,7 +87,7 @@ def daily_scale(panel: pd.DataFrame) -> np.ndarray:
     """Daily volatility per row (NaN where it is missing or not positive)."""
     if SCALE_COLUMN not in panel.columns:
         raise ValueError(f"the pooled XGBoost model needs feature column {SCALE_COLUMN!r}")
-    sigma = panel[SCALE_COLUMN].to_numpy(float) / np.sqrt(ANNUALISATION)
+    sigma = panel[SCALE_COLUMN].to_numpy(float) / np.sqrt(PERIODS_PER_YEAR)
     return np.where(sigma > 0, sigma, np.nan)
 
 

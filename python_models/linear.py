@@ -43,8 +43,9 @@ def return_features(returns: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def forward_sums(returns: pd.Series, horizon: int) -> pd.Series:
-    """Cumulative log return over the ``horizon`` sessions after each session (NaN at the end)."""
+def forward_sums(returns: pd.Series | pd.DataFrame, horizon: int) -> pd.Series | pd.DataFrame:
+    """Cumulative log return over the ``horizon`` sessions after each session (NaN at the end,
+    and wherever one of them is NaN); column by column for a frame."""
     return returns.rolling(horizon).sum().shift(-horizon)
 
 

@@ -27,6 +27,7 @@ from python_models.base import (
     PanelFitResult,
     PanelForecaster,
     ReturnForecast,
+    by_ticker,
     validate_horizons,
     validate_panel,
 )
@@ -41,12 +42,8 @@ class MssaResult(PanelFitResult):
     series: dict[str, SamossaResult] = field(default_factory=dict)
 
     def forecast(self, panel: pd.DataFrame, origins: pd.Index, horizons: Sequence[int]) -> dict[str, ReturnForecast]:
-        p = validate_panel(panel)
-        p = p[p["ticker"].isin(list(self.series)) & p["log_return"].notna()]
-        wanted = pd.DatetimeIndex(origins)
-        out = {}
-        for ticker, rows in p.groupby("ticker", sort=True):
-            returns = pd.Series(rows["log_return"].to_numpy(float), index=pd.DatetimeIndex(rows["date"]))
+        wanted, out = pd.DatetimeIndex(origins), {}
+        for ticker, _, returns in by_ticker(validate_panel(panel), self.series):
             own = wanted[wanted.isin(returns.index)]
             if len(own):
                 out[ticker] = self.series[ticker].forecast(returns, own, horizons)

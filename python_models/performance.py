@@ -8,6 +8,14 @@ import pandas as pd
 PERIODS_PER_YEAR = 252
 
 
+def sharpe_ratio(returns) -> float:
+    """Annualised Sharpe ratio of daily returns: mean / sd (ddof 1) times sqrt(252), zero
+    risk-free rate; NaN for a constant series."""
+    r = np.asarray(returns, dtype=float)
+    sd = r.std(ddof=1)
+    return float(r.mean() / sd * np.sqrt(PERIODS_PER_YEAR)) if sd > 0 else float("nan")
+
+
 def summarize(net_return: pd.Series, benchmark_return: pd.Series, turnover: pd.Series) -> dict[str, float]:
     """Headline statistics of a daily net-return series.
 
@@ -35,7 +43,7 @@ def summarize(net_return: pd.Series, benchmark_return: pd.Series, turnover: pd.S
     gains, losses = r[r > 0].sum(), -r[r < 0].sum()
     years = len(r) / PERIODS_PER_YEAR
     return {
-        "sharpe": float(r.mean() / sd * ann) if sd > 0 else float("nan"),
+        "sharpe": sharpe_ratio(r),
         "sortino": float(r.mean() / downside * ann) if downside > 0 else float("nan"),
         "max_drawdown": float((equity / equity.cummax() - 1.0).min()),
         "information_ratio": float(active.mean() / te * ann) if te > 0 else float("nan"),

@@ -22,6 +22,7 @@ from python_models.base import (
     PanelFitResult,
     PanelForecaster,
     ReturnForecast,
+    by_ticker,
     check_origins,
     validate_horizons,
     validate_panel,
@@ -267,11 +268,8 @@ class SarimaxExogResult(PanelFitResult):
     fits: dict[str, SarimaxResult] = field(default_factory=dict)
 
     def forecast(self, panel: pd.DataFrame, origins: pd.Index, horizons: Sequence[int]) -> dict[str, ReturnForecast]:
-        p = validate_panel(panel)
         wanted, out = pd.DatetimeIndex(origins), {}
-        for ticker, rows in p[p["ticker"].isin(list(self.fits))].groupby("ticker", sort=True):
-            frame = rows.set_index(pd.DatetimeIndex(rows["date"]))
-            returns = frame["log_return"].dropna()
+        for ticker, frame, returns in by_ticker(validate_panel(panel), self.fits):
             own = wanted[wanted.isin(returns.index)]
             if len(own):
                 out[ticker] = self.fits[ticker].forecast(returns, own, horizons, exog=frame)
@@ -310,9 +308,7 @@ class SarimaxExog(PanelForecaster):
         p = validate_panel(panel)
         self.check_columns(p)
         fits, failed = {}, 0
-        for ticker, rows in p.groupby("ticker", sort=True):
-            frame = rows.set_index(pd.DatetimeIndex(rows["date"]))
-            returns = frame["log_return"].dropna()
+        for ticker, frame, returns in by_ticker(p):
             if len(returns) < 0.9 * len(frame):  # mostly missing in this window: sit it out
                 continue
             try:

@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from python_models.metrics import dm_test
-
-ANNUALISATION = 252
+from python_models.metrics import directional_accuracy, dm_test
+from python_models.performance import sharpe_ratio
 
 
 def pairwise_comparisons(forecasts: pd.DataFrame) -> pd.DataFrame:
@@ -77,13 +76,6 @@ def pairwise_comparisons(forecasts: pd.DataFrame) -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows)
-
-
-def sharpe_ratio(returns) -> float:
-    """Annualised Sharpe ratio of daily returns (mean / sd, ddof 1, times sqrt(252))."""
-    r = np.asarray(returns, dtype=float)
-    sd = r.std(ddof=1)
-    return float(r.mean() / sd * np.sqrt(ANNUALISATION)) if sd > 0 else float("nan")
 
 
 def bootstrap_interval(
@@ -156,7 +148,7 @@ def leaderboard(
                 "model": model,
                 "n_obs": int(len(g)),
                 "mse": float(np.mean((g["y_pred"] - g["y_true"]) ** 2)),
-                "directional_accuracy": float(np.mean(np.sign(g["y_pred"]) == np.sign(g["y_true"]))),
+                "directional_accuracy": directional_accuracy(g["y_true"], g["y_pred"]),
                 "da_low": da_low,
                 "da_high": da_high,
                 **dict(zip(("sharpe", "sharpe_low", "sharpe_high"), sharpe.get(model, (np.nan,) * 3), strict=True)),
