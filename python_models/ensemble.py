@@ -1,22 +1,64 @@
-"""Performance-weighted combination of forecasts.
+"""Performance-weighted combination of forecasts, in three variants.
 
-At each origin ``t`` a model's weight is proportional to the inverse of its mean squared
-error over the last ``window`` forecasts already realised at ``t`` (those whose target
-session is ``t`` or earlier), shrunk toward equal weights. Until every model has
-``min_obs`` realised errors the weights are equal.
+Every variant sees, at origin ``t``, only the errors already realised at ``t`` (those of
+forecasts whose target session is ``t`` or earlier: an ``h``-session forecast made ``h``
+rows before) over a trailing ``window``, and every variant's weights are shrunk toward
+equal weights. Weights are re-estimated every ``reweight_every`` origins and held in
+between; until ``min_obs`` errors of every model are realised they are equal.
+
+``inverse_mse`` (model ``ensemble``)
+    weight proportional to 1 / trailing MSE.
+``stacking`` (``ensemble_stacking``)
+    the least-squares combination of the trailing forecasts with non-negative weights
+    that sum to one (constrained stacking, Breiman 1996), fitted walk-forward.
+``regime`` (``ensemble_regime``)
+    inverse of the MSE *expected in today's regime*: each model's trailing squared errors
+    are averaged per HMM regime, weighting each past error by the filtered probability of
+    the regime at its origin (shrunk toward the model's overall MSE when a regime has few
+    observations), then mixed with today's filtered regime probabilities.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 from python_models.base import INTERVAL_LEVEL
 
+#: Variant name -> model name written to the forecast tables.
+VARIANTS = {"inverse_mse": "ensemble", "stacking": "ensemble_stacking", "regime": "ensemble_regime"}
+
+
+def _check(horizon: int, window: int, shrinkage: float, min_obs: int, reweight_every: int) -> None:
+    if not 0.0 <= shrinkage <= 1.0:
+        raise ValueError(f"shrinkage must lie in [0, 1], got {shrinkage}")
+    if min(horizon, window, min_obs, reweight_every) < 1:
+        raise ValueError("horizon, window, min_obs and reweight_every must be positive")
+
+
+def _shrink(perf: pd.DataFrame, shrinkage: float, ready: pd.Series) -> pd.DataFrame:
+    m = perf.shape[1]
+    weights = (1.0 - shrinkage) * perf + shrinkage / m
+    weights.loc[~ready] = 1.0 / m
+    return weights
+
+
+def _hold(frame: pd.DataFrame, reweight_every: int) -> pd.DataFrame:
+    """Keep the rows of the re-weighting schedule (every ``reweight_every``-th) and hold them."""
+    if reweight_every == 1:
+        return frame
+    keep = np.arange(len(frame)) % reweight_every == 0
+    return frame.where(pd.Series(keep, index=frame.index), axis=0).ffill()
+
 
 def inverse_mse_weights(
-    sq_errors: pd.DataFrame, horizon: int, window: int = 252, shrinkage: float = 0.5, min_obs: int = 21
+    sq_errors: pd.DataFrame,
+    horizon: int,
+    window: int = 252,
+    shrinkage: float = 0.5,
+    min_obs: int = 21,
+    reweight_every: int = 1,
 ) -> pd.DataFrame:
     """Combination weights per origin from squared errors.
 
@@ -28,22 +70,116 @@ def inverse_mse_weights(
     horizon : int
         The error at origin ``i`` is known ``horizon`` rows later, so it enters the
         weights from row ``i + horizon`` on.
-    window, shrinkage, min_obs
-        Trailing errors used, weight on the equal-weight prior (0..1), and the fewest
-        realised errors before performance weighting starts.
+    window, shrinkage, min_obs, reweight_every
+        Trailing errors used, weight on the equal-weight prior (0..1), the fewest realised
+        errors before performance weighting starts, and origins between re-estimations.
     """
-    if not 0.0 <= shrinkage <= 1.0:
-        raise ValueError(f"shrinkage must lie in [0, 1], got {shrinkage}")
-    if horizon < 1 or window < 1 or min_obs < 1:
-        raise ValueError("horizon, window and min_obs must be positive")
-    m = sq_errors.shape[1]
-    mse = sq_errors.rolling(window, min_periods=min_obs).mean().shift(horizon)
+    _check(horizon, window, shrinkage, min_obs, reweight_every)
+    mse = _hold(sq_errors.rolling(window, min_periods=min_obs).mean().shift(horizon), reweight_every)
     inv = 1.0 / mse.clip(lower=1e-18)
-    perf = inv.div(inv.sum(axis=1), axis=0)
-    weights = (1.0 - shrinkage) * perf + shrinkage / m
-    equal = mse.isna().any(axis=1)
-    weights.loc[equal] = 1.0 / m
-    return weights
+    return _shrink(inv.div(inv.sum(axis=1), axis=0), shrinkage, mse.notna().all(axis=1))
+
+
+def simplex_least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``argmin ||x w - y||`` over ``w >= 0, sum(w) = 1``.
+
+    Solved exactly as a non-negative least-squares problem: with ``w = v + e_k`` removed
+    by substitution the equality constraint would break non-negativity, so instead the
+    constraint is appended as a heavily weighted row (the penalty method, exact to about
+    1e-9 in the weights at this scale) and the solution renormalised.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"x must be (n, m) and y (n,), got {x.shape} and {y.shape}")
+    scale = max(float(np.sqrt(np.mean(x**2))), 1e-12) * 1e4 * np.sqrt(x.shape[0])
+    a = np.vstack([x, np.full((1, x.shape[1]), scale)])
+    b = np.append(y, scale)
+    w, _ = optimize.nnls(a, b, maxiter=50 * x.shape[1])
+    total = w.sum()
+    return w / total if total > 0 else np.full(x.shape[1], 1.0 / x.shape[1])
+
+
+def stacking_weights(
+    y_pred: pd.DataFrame,
+    y_true: pd.Series,
+    horizon: int,
+    window: int = 252,
+    shrinkage: float = 0.5,
+    min_obs: int = 63,
+    reweight_every: int = 21,
+) -> pd.DataFrame:
+    """Walk-forward constrained stacking weights per origin (see the module docstring).
+
+    At a re-weighting origin ``i`` the regression uses the origins ``i - horizon - window
+    + 1 .. i - horizon`` whose realised value is known (the same information as the
+    inverse-MSE weights); fewer than ``min_obs`` usable rows give equal weights.
+    """
+    _check(horizon, window, shrinkage, min_obs, reweight_every)
+    x, y = y_pred.to_numpy(float), y_true.to_numpy(float)
+    n, m = x.shape
+    out = np.full((n, m), np.nan)
+    ready = np.zeros(n, bool)
+    for i in range(0, n, reweight_every):
+        lo, hi = max(0, i - horizon - window + 1), i - horizon + 1
+        if hi - lo < min_obs:
+            continue
+        xs, ys = x[lo:hi], y[lo:hi]
+        ok = np.isfinite(ys) & np.isfinite(xs).all(axis=1)
+        if ok.sum() < min_obs:
+            continue
+        out[i] = simplex_least_squares(xs[ok], ys[ok])
+        ready[i] = True
+    perf = pd.DataFrame(out, index=y_pred.index, columns=y_pred.columns)
+    held = _hold(perf, reweight_every) if reweight_every > 1 else perf
+    return _shrink(held.fillna(1.0 / m), shrinkage, held.notna().all(axis=1))
+
+
+def regime_weights(
+    sq_errors: pd.DataFrame,
+    regimes: pd.DataFrame,
+    horizon: int,
+    window: int = 252,
+    shrinkage: float = 0.5,
+    min_obs: int = 21,
+    reweight_every: int = 1,
+    prior_obs: float = 21.0,
+) -> pd.DataFrame:
+    """Inverse regime-expected MSE weights per origin (see the module docstring).
+
+    Parameters
+    ----------
+    sq_errors : pandas.DataFrame
+        As for :func:`inverse_mse_weights`.
+    regimes : pandas.DataFrame
+        Filtered regime probabilities known at each origin (rows: origins of ``sq_errors``,
+        columns: regimes). Origins without probabilities fall back to the unconditional MSE.
+    prior_obs : float
+        Pseudo-observations of the model's overall MSE added to each regime's average, so a
+        regime seen a few times in the window does not swing the weights.
+    """
+    _check(horizon, window, shrinkage, min_obs, reweight_every)
+    if prior_obs < 0:
+        raise ValueError(f"prior_obs must be >= 0, got {prior_obs}")
+    probs = regimes.reindex(sq_errors.index)
+    has_probs = probs.notna().all(axis=1)
+    p = probs.fillna(0.0).to_numpy(float)
+    e = sq_errors.to_numpy(float)
+    mse = sq_errors.rolling(window, min_periods=min_obs).mean().shift(horizon)
+    known = np.isfinite(e).astype(float)
+    e0 = np.nan_to_num(e)
+    overall = _hold(mse, reweight_every)
+    expected = np.zeros_like(e)
+    for r in range(p.shape[1]):
+        # realised error mass of regime r over the trailing window, lagged by the horizon
+        mass = pd.DataFrame(e0 * p[:, [r]]).rolling(window, min_periods=1).sum().shift(horizon).to_numpy()
+        seen = pd.DataFrame(known * p[:, [r]]).rolling(window, min_periods=1).sum().shift(horizon).to_numpy()
+        mse_r = pd.DataFrame((mass + prior_obs * mse.to_numpy()) / (seen + prior_obs), index=sq_errors.index)
+        # the error tables refresh on the schedule; today's regime probabilities move the weights daily
+        expected += p[:, [r]] * _hold(mse_r, reweight_every).to_numpy()
+    expected = pd.DataFrame(expected, index=sq_errors.index, columns=sq_errors.columns)
+    expected = expected.where(has_probs, overall, axis=0).where(overall.notna())
+    inv = 1.0 / expected.clip(lower=1e-18)
+    return _shrink(inv.div(inv.sum(axis=1), axis=0), shrinkage, expected.notna().all(axis=1))
 
 
 def combine_forecasts(
@@ -66,10 +202,41 @@ def combine_forecasts(
     )
 
 
+def regime_table(regimes: pd.DataFrame) -> pd.DataFrame:
+    """Wide filtered probabilities (index: date, columns: regime) from ``date, regime, probability`` rows."""
+    missing = {"date", "regime", "probability"} - set(regimes.columns)
+    if missing:
+        raise ValueError(f"regime probabilities lack columns {sorted(missing)}")
+    wide = regimes.pivot(index="date", columns="regime", values="probability").sort_index()
+    wide.index = pd.DatetimeIndex(wide.index)
+    return wide
+
+
+FORECAST_COLUMNS = [
+    "model",
+    "ticker",
+    "asof_date",
+    "horizon",
+    "target_date",
+    "y_pred",
+    "y_lower",
+    "y_upper",
+    "y_std",
+    "confidence",
+]
+WEIGHT_COLUMNS = ["ensemble", "ticker", "horizon", "asof_date", "model", "weight"]
+
+
 def ensemble_panel(
-    forecasts: pd.DataFrame, window: int = 252, shrinkage: float = 0.5, min_obs: int = 21, name: str = "ensemble"
+    forecasts: pd.DataFrame,
+    window: int = 252,
+    shrinkage: float = 0.5,
+    min_obs: int = 21,
+    reweight_every: int = 21,
+    methods: tuple[str, ...] = ("inverse_mse",),
+    regimes: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Ensemble forecasts and weights for every (ticker, horizon).
+    """Ensemble forecasts and weights for every (ticker, horizon) and variant.
 
     Parameters
     ----------
@@ -77,49 +244,64 @@ def ensemble_panel(
         Long frame with ``model, ticker, asof_date, horizon, target_date, y_pred, y_std,
         y_true`` (``y_true`` NaN while unrealised). Origins must be consecutive sessions
         per (ticker, horizon), as the walk-forward harness writes them.
+    methods : tuple of str
+        Variants to build, keys of :data:`VARIANTS`.
+    regimes : pandas.DataFrame, optional
+        ``date, regime, probability`` rows (filtered, point-in-time); required by ``regime``.
 
     Returns
     -------
     (ensemble, weights)
-        ``ensemble`` has the forecast columns with ``model = name``; ``weights`` has
-        ``ticker, horizon, asof_date, model, weight``.
+        ``ensemble`` has the forecast columns, ``model`` naming the variant; ``weights``
+        has ``ensemble, ticker, horizon, asof_date, model, weight``.
     """
     need = {"model", "ticker", "asof_date", "horizon", "target_date", "y_pred", "y_std", "y_true"}
     if need - set(forecasts.columns):
         raise ValueError(f"forecasts lack columns {sorted(need - set(forecasts.columns))}")
+    unknown = set(methods) - set(VARIANTS)
+    if unknown or not methods:
+        raise ValueError(f"methods must be a non-empty subset of {sorted(VARIANTS)}, got {sorted(methods)}")
+    if "regime" in methods and regimes is None:
+        raise ValueError("the regime variant needs the regime probabilities")
+    wide_regimes = regime_table(regimes) if regimes is not None else None
     out, wts = [], []
     for (ticker, horizon), g in forecasts.groupby(["ticker", "horizon"], sort=True):
+        h = int(horizon)
         wide = g.pivot(index="asof_date", columns="model", values=["y_pred", "y_std", "y_true"]).sort_index()
         wide = wide.dropna(subset=[c for c in wide.columns if c[0] != "y_true"])  # origins all models share
         y_pred, y_std = wide["y_pred"], wide["y_std"]
         y_true = wide["y_true"].iloc[:, 0]
         sq = y_pred.sub(y_true, axis=0) ** 2
-        w = inverse_mse_weights(sq, int(horizon), window, shrinkage, min_obs)
-        comb = combine_forecasts(y_pred, y_std, w)
         targets = g.drop_duplicates("asof_date").set_index("asof_date")["target_date"]
-        comb = (
-            comb.assign(model=name, ticker=ticker, horizon=int(horizon), target_date=targets.reindex(comb.index))
-            .rename_axis("asof_date")
-            .reset_index()
-        )
-        out.append(comb)
-        long_w = (
-            w.rename_axis("asof_date").reset_index().melt(id_vars="asof_date", var_name="model", value_name="weight")
-        )
-        wts.append(long_w.assign(ticker=ticker, horizon=int(horizon)))
-    ensemble = pd.concat(out, ignore_index=True)[
-        [
-            "model",
-            "ticker",
-            "asof_date",
-            "horizon",
-            "target_date",
-            "y_pred",
-            "y_lower",
-            "y_upper",
-            "y_std",
-            "confidence",
-        ]
-    ]
-    weights = pd.concat(wts, ignore_index=True)[["ticker", "horizon", "asof_date", "model", "weight"]]
+        for method in methods:
+            if method == "inverse_mse":
+                w = inverse_mse_weights(sq, h, window, shrinkage, min_obs, reweight_every)
+            elif method == "stacking":
+                w = stacking_weights(y_pred, y_true, h, window, shrinkage, max(min_obs, 63), reweight_every)
+            else:
+                w = regime_weights(
+                    sq,
+                    wide_regimes.reindex(pd.DatetimeIndex(sq.index)).set_axis(sq.index),
+                    h,
+                    window,
+                    shrinkage,
+                    min_obs,
+                    reweight_every,
+                )
+            name = VARIANTS[method]
+            comb = combine_forecasts(y_pred, y_std, w)
+            comb = (
+                comb.assign(model=name, ticker=ticker, horizon=h, target_date=targets.reindex(comb.index))
+                .rename_axis("asof_date")
+                .reset_index()
+            )
+            out.append(comb)
+            long_w = (
+                w.rename_axis("asof_date")
+                .reset_index()
+                .melt(id_vars="asof_date", var_name="model", value_name="weight")
+            )
+            wts.append(long_w.assign(ensemble=name, ticker=ticker, horizon=h))
+    ensemble = pd.concat(out, ignore_index=True)[FORECAST_COLUMNS]
+    weights = pd.concat(wts, ignore_index=True)[WEIGHT_COLUMNS]
     return ensemble, weights

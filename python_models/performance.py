@@ -16,6 +16,19 @@ def sharpe_ratio(returns) -> float:
     return float(r.mean() / sd * np.sqrt(PERIODS_PER_YEAR)) if sd > 0 else float("nan")
 
 
+def max_drawdown(returns) -> float:
+    """Largest fall of compounded equity from its running peak (negative or zero)."""
+    equity = np.cumprod(1.0 + np.asarray(returns, dtype=float))
+    return float(min(0.0, (equity / np.maximum.accumulate(equity) - 1.0).min())) if equity.size else float("nan")
+
+
+def profit_factor(returns) -> float:
+    """Sum of gains over the absolute sum of losses; NaN without losses."""
+    r = np.asarray(returns, dtype=float)
+    losses = -r[r < 0].sum()
+    return float(r[r > 0].sum() / losses) if losses > 0 else float("nan")
+
+
 def summarize(net_return: pd.Series, benchmark_return: pd.Series, turnover: pd.Series) -> dict[str, float]:
     """Headline statistics of a daily net-return series.
 
@@ -40,15 +53,14 @@ def summarize(net_return: pd.Series, benchmark_return: pd.Series, turnover: pd.S
     active = r - b
     te = active.std(ddof=1)
     traded = r[r != 0]
-    gains, losses = r[r > 0].sum(), -r[r < 0].sum()
     years = len(r) / PERIODS_PER_YEAR
     return {
         "sharpe": sharpe_ratio(r),
         "sortino": float(r.mean() / downside * ann) if downside > 0 else float("nan"),
-        "max_drawdown": float((equity / equity.cummax() - 1.0).min()),
+        "max_drawdown": max_drawdown(r),
         "information_ratio": float(active.mean() / te * ann) if te > 0 else float("nan"),
         "hit_rate": float((traded > 0).mean()) if len(traded) else float("nan"),
-        "profit_factor": float(gains / losses) if losses > 0 else float("nan"),
+        "profit_factor": profit_factor(r),
         "cagr": float(equity.iloc[-1] ** (1.0 / years) - 1.0),
         "volatility": float(sd * ann),
         "turnover": float(turnover.reindex(r.index).fillna(0.0).mean() * PERIODS_PER_YEAR),

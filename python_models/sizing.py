@@ -47,3 +47,28 @@ def kelly_weights(
     gross = w.abs().sum(axis=1)
     scale = (max_gross / gross).where(gross > max_gross, 1.0)
     return w.mul(scale, axis=0)
+
+
+CASH = "CASH"
+
+
+def kelly_book(signals: pd.DataFrame, fraction: float = 0.5, cap: float = 0.10, max_gross: float = 1.0) -> pd.DataFrame:
+    """Long allocations (strategy, date, ticker, weight, sleeve) from per-strategy signals.
+
+    ``signals`` has ``strategy, ticker, date, expected_return, forecast_std``; weights are
+    :func:`kelly_weights` per strategy. Each date's uninvested remainder is a ``CASH`` row
+    in the safe sleeve, so weights sum to one.
+    """
+    need = {"strategy", "ticker", "date", "expected_return", "forecast_std"}
+    if need - set(signals.columns):
+        raise ValueError(f"signals lack columns {sorted(need - set(signals.columns))}")
+    frames = []
+    for strategy, g in signals.groupby("strategy", sort=True):
+        mu = g.pivot(index="date", columns="ticker", values="expected_return")
+        sd = g.pivot(index="date", columns="ticker", values="forecast_std")
+        w = kelly_weights(mu, sd, fraction=fraction, cap=cap, max_gross=max_gross)
+        long = w.rename_axis(index="date", columns="ticker").stack().rename("weight").reset_index()
+        cash = (1.0 - w.sum(axis=1)).rename("weight").rename_axis("date").reset_index().assign(ticker=CASH)
+        frames.append(pd.concat([long.assign(sleeve="risky"), cash.assign(sleeve="safe")]).assign(strategy=strategy))
+    out = pd.concat(frames, ignore_index=True)[["strategy", "date", "ticker", "weight", "sleeve"]]
+    return out.sort_values(["strategy", "date", "ticker"]).reset_index(drop=True)

@@ -8,9 +8,9 @@ import pytest
 from dagster_pmx.defs.ingest.assets import raw_macro, raw_prices
 from dagster_pmx.defs.ingest.checks import raw_prices_expectations
 from dagster_pmx.defs.ingest.sources import BundledSource, CsvFolderSource, _yyyymm_to_date
-from dagster_pmx.defs.portfolio.assets import strategy_weights
 from dagster_pmx.defs.portfolio.checks import allocations_expectations
 from dagster_pmx.resources import PmxSettings, Warehouse
+from python_models.sizing import kelly_book
 
 
 def _csv(folder, name, frame):
@@ -136,7 +136,7 @@ def test_allocation_weights_respect_caps_and_sum_to_one(warehouse):
         }
     )
     settings = PmxSettings()
-    frame = strategy_weights(signals, settings)
+    frame = kelly_book(signals, settings.kelly_fraction, settings.position_cap, settings.max_gross)
     totals = frame.groupby("date")["weight"].sum()
     np.testing.assert_allclose(totals, 1.0)
     risky = frame[frame["sleeve"] == "risky"]
@@ -166,7 +166,7 @@ def test_allocation_check_fails_on_bad_weights(warehouse, mutate):
             "forecast_std": 0.1,
         }
     )
-    frame = strategy_weights(signals, PmxSettings())
+    frame = kelly_book(signals)
     _store_allocations(warehouse, mutate(frame).reset_index(drop=True))
     assert not allocations_expectations(warehouse=warehouse, settings=PmxSettings()).passed
 

@@ -1,33 +1,10 @@
 """Allocation: fractional Kelly weights per strategy (the ensemble and each single model)."""
 
 import dagster as dg
-import pandas as pd
 
 from dagster_pmx.defs import schemas
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.sizing import kelly_weights
-
-CASH = "CASH"
-
-
-def strategy_weights(signals: pd.DataFrame, settings: PmxSettings) -> pd.DataFrame:
-    """Long allocations (strategy, date, ticker, weight, sleeve) from per-strategy signals.
-
-    ``signals`` has ``strategy, ticker, date, expected_return, forecast_std``. Each date's
-    uninvested remainder is a ``CASH`` row in the safe sleeve, so weights sum to one.
-    """
-    frames = []
-    for strategy, g in signals.groupby("strategy", sort=True):
-        mu = g.pivot(index="date", columns="ticker", values="expected_return")
-        sd = g.pivot(index="date", columns="ticker", values="forecast_std")
-        w = kelly_weights(
-            mu, sd, fraction=settings.kelly_fraction, cap=settings.position_cap, max_gross=settings.max_gross
-        )
-        long = w.rename_axis(index="date", columns="ticker").stack().rename("weight").reset_index()
-        cash = (1.0 - w.sum(axis=1)).rename("weight").rename_axis("date").reset_index().assign(ticker=CASH)
-        frames.append(pd.concat([long.assign(sleeve="risky"), cash.assign(sleeve="safe")]).assign(strategy=strategy))
-    out = pd.concat(frames, ignore_index=True)[["strategy", "date", "ticker", "weight", "sleeve"]]
-    return out.sort_values(["strategy", "date", "ticker"]).reset_index(drop=True)
+from python_models.sizing import kelly_book
 
 
 @dg.asset(
@@ -52,7 +29,7 @@ def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
     """)
     if signals.empty:
         raise ValueError("marts.signals is empty: nothing to allocate")
-    frame = strategy_weights(signals, settings)
+    frame = kelly_book(signals, settings.kelly_fraction, settings.position_cap, settings.max_gross)
     rows = warehouse.replace_table("marts.allocations", frame)
     risky = frame[frame["sleeve"] == "risky"]
     gross = risky.groupby(["strategy", "date"])["weight"].sum().groupby("strategy").mean().round(3)

@@ -1,0 +1,128 @@
+"""Ensemble variants: constrained stacking and regime-conditioned weights against hand versions."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+from scipy import optimize
+
+from python_models.ensemble import (
+    ensemble_panel,
+    inverse_mse_weights,
+    regime_weights,
+    simplex_least_squares,
+    stacking_weights,
+)
+
+DATES = pd.bdate_range("2020-01-01", periods=400)
+
+
+def test_simplex_least_squares_matches_a_general_constrained_solver():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 0.01, (200, 4))
+    y = x @ np.array([0.5, 0.3, 0.0, 0.2]) + rng.normal(0, 0.01, 200)
+    w = simplex_least_squares(x, y)
+    ref = optimize.minimize(
+        lambda v: np.sum((x @ v - y) ** 2) * 1e4,
+        np.full(4, 0.25),
+        method="SLSQP",
+        bounds=[(0, 1)] * 4,
+        constraints={"type": "eq", "fun": lambda v: v.sum() - 1},
+        options={"ftol": 1e-14, "maxiter": 500},
+    ).x
+    assert_allclose(w, ref, atol=1e-5)
+    assert w.min() >= 0 and w.sum() == pytest.approx(1.0)
+
+
+def _two_models(seed=1, n=400):
+    rng = np.random.default_rng(seed)
+    y = rng.normal(0, 0.01, n)
+    signal = y - rng.normal(0, 0.004, n)  # a model that knows most of y
+    pred = pd.DataFrame({"a": signal, "b": rng.normal(0, 0.01, n)}, index=DATES[:n])
+    return pred, pd.Series(y, index=DATES[:n])
+
+
+def test_stacking_weights_fit_only_realised_rows_on_the_schedule():
+    pred, y = _two_models()
+    h, window, every = 5, 100, 20
+    w = stacking_weights(pred, y, h, window=window, shrinkage=0.0, min_obs=50, reweight_every=every)
+    i = 300  # a re-weighting row (300 % 20 == 0)
+    expected = simplex_least_squares(
+        pred.iloc[i - h - window + 1 : i - h + 1].to_numpy(), y.iloc[i - h - window + 1 : i - h + 1].to_numpy()
+    )
+    assert_allclose(w.iloc[i].to_numpy(), expected)
+    assert_allclose(w.iloc[i + every - 1].to_numpy(), expected)  # held until the next re-weighting
+    assert w.iloc[i, 0] > 0.8  # the informative model dominates
+    future = y.copy()
+    future.iloc[i - h + 1 :] = 1.0  # values not yet realised at row i
+    assert_allclose(stacking_weights(pred, future, h, window, 0.0, 50, every).iloc[i], w.iloc[i])
+    shrunk = stacking_weights(pred, y, h, window=window, shrinkage=0.4, min_obs=50, reweight_every=every)
+    assert_allclose(shrunk.iloc[i].to_numpy(), 0.6 * expected + 0.4 * 0.5)
+    assert (w.iloc[:60] == 0.5).all().all()  # too few realised rows: equal weights
+
+
+def test_regime_weights_reduce_to_inverse_mse_with_one_regime():
+    pred, y = _two_models()
+    sq = pred.sub(y, axis=0) ** 2
+    one = pd.DataFrame({0: 1.0}, index=sq.index)
+    got = regime_weights(sq, one, 5, window=100, shrinkage=0.3, min_obs=20, reweight_every=1, prior_obs=0.0)
+    assert_allclose(got.to_numpy(), inverse_mse_weights(sq, 5, 100, 0.3, 20).to_numpy())
+
+
+def test_regime_weights_follow_todays_regime_and_match_a_hand_computation():
+    rng = np.random.default_rng(2)
+    n = 400
+    state = (np.arange(n) // 25) % 2  # regimes alternate every 25 sessions
+    probs = pd.DataFrame({0: np.where(state == 0, 0.9, 0.1), 1: np.where(state == 0, 0.1, 0.9)}, index=DATES)
+    # model a is accurate in regime 0, model b in regime 1
+    err_a = np.where(state == 0, 0.001, 0.02) * rng.standard_normal(n)
+    err_b = np.where(state == 1, 0.001, 0.02) * rng.standard_normal(n)
+    sq = pd.DataFrame({"a": err_a**2, "b": err_b**2}, index=DATES)
+    h, window, kappa = 1, 200, 5.0
+    w = regime_weights(sq, probs, h, window=window, shrinkage=0.0, min_obs=20, prior_obs=kappa)
+    i = 310
+    past = sq.iloc[i - h - window + 1 : i - h + 1]
+    p_past = probs.iloc[i - h - window + 1 : i - h + 1]
+    overall = past.mean()
+    expected_mse = sum(
+        probs.iloc[i][r] * (past.mul(p_past[r], axis=0).sum() + kappa * overall) / (p_past[r].sum() + kappa)
+        for r in (0, 1)
+    )
+    inv = 1 / expected_mse
+    assert_allclose(w.iloc[i].to_numpy(), (inv / inv.sum()).to_numpy())
+    regime0 = w[(state == 0) & (np.arange(n) > 250)]
+    regime1 = w[(state == 1) & (np.arange(n) > 250)]
+    assert regime0["a"].mean() > 0.7 and regime1["b"].mean() > 0.7
+    plain = inverse_mse_weights(sq, h, window, 0.0, 20)[np.arange(n) > 250]
+    assert 0.3 < plain["a"].mean() < 0.7  # without the regimes neither model stands out
+
+
+def test_ensemble_panel_builds_every_variant_with_weights_summing_to_one():
+    pred, y = _two_models(n=300)
+    rows = [
+        pd.DataFrame(
+            {
+                "model": m,
+                "ticker": "A",
+                "asof_date": DATES[:300],
+                "horizon": 1,
+                "target_date": DATES[1:301],
+                "y_pred": pred[m].to_numpy(),
+                "y_std": 0.01,
+                "y_true": y.to_numpy(),
+            }
+        )
+        for m in ("a", "b")
+    ]
+    regimes = pd.DataFrame({"date": DATES, "regime": 0, "probability": 1.0})
+    ens, weights = ensemble_panel(
+        pd.concat(rows), window=100, methods=("inverse_mse", "stacking", "regime"), regimes=regimes
+    )
+    assert set(ens["model"]) == {"ensemble", "ensemble_stacking", "ensemble_regime"}
+    assert len(ens) == 900
+    sums = weights.groupby(["ensemble", "ticker", "horizon", "asof_date"])["weight"].sum()
+    assert_allclose(sums.to_numpy(), 1.0)
+    with pytest.raises(ValueError, match="regime probabilities"):
+        ensemble_panel(pd.concat(rows), methods=("regime",))
+    with pytest.raises(ValueError, match="methods"):
+        ensemble_panel(pd.concat(rows), methods=("median",))

@@ -1,0 +1,168 @@
+"""Governance on synthetic worlds with known answers: planted skill is promoted, noise is
+not, a degrading model is reverted, and the emergency stop fires on the crossing date."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+
+from python_models.governance import (
+    GovernancePolicy,
+    daily_evidence,
+    evaluate,
+    govern,
+    model_strategy_returns,
+    rolling_accuracy,
+    selection_score,
+    stop_flags,
+)
+
+N, TICKERS = 1000, [f"T{i}" for i in range(8)]
+POLICY = GovernancePolicy(horizon=1, review_every=21, evidence_window=252, min_evidence=126, accuracy_window=63)
+
+
+def _world(candidates: dict, seed: int = 0):
+    """Returns panel, and 1-session forecasts of a drift baseline plus ``candidates``:
+    name -> function(y, rng, t) giving each origin's forecast from the realised value y."""
+    rng = np.random.default_rng(seed)
+    sessions = pd.bdate_range("2010-01-04", periods=N + 1)
+    r = pd.DataFrame(rng.normal(0.0003, 0.015, (N + 1, len(TICKERS))), index=sessions, columns=TICKERS)
+    rows = []
+    for j, tk in enumerate(TICKERS):
+        y = r[tk].to_numpy()[1:]  # the return earned after origin t
+        preds = {"ensemble": np.full(N, 0.0003), **{k: f(y, rng, np.arange(N)) for k, f in candidates.items()}}
+        for model, p in preds.items():
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "model": model,
+                        "ticker": tk,
+                        "asof_date": sessions[:N],
+                        "target_date": sessions[1:],
+                        "y_pred": p,
+                        "y_std": 0.015,
+                        "y_true": y,
+                    }
+                )
+            )
+    return r, pd.concat(rows, ignore_index=True)
+
+
+def _run(candidates, policy=POLICY, seed=0):
+    r, f = _world(candidates, seed)
+    loss_diff, hits = daily_evidence(f, policy.baseline)
+    returns = model_strategy_returns(f, r, cost_bps=0.0)
+    return govern(loss_diff, hits, returns, policy)
+
+
+def skill(y, rng, t):
+    return 0.3 * y + rng.normal(0, 0.003, y.size)
+
+
+def noise(y, rng, t):
+    return rng.normal(0, 0.003, y.size)
+
+
+def test_planted_skill_is_promoted_and_noise_is_not():
+    res = _run({"skill": skill, "noise": noise})
+    promotions = res.decisions[res.decisions["action"] == "promote"]
+    assert list(promotions["model"]) == ["skill"]
+    first = promotions.iloc[0]
+    assert first["dm_pvalue"] < 0.05 and first["pf_uplift"] >= 0.03 and first["dd_increase"] <= 0.5
+    noise_reviews = res.reviews[(res.reviews["model"] == "noise") & (res.reviews["n_dates"] >= POLICY.min_evidence)]
+    assert not noise_reviews["passes"].any()
+    assert noise_reviews["dm_pvalue"].min() > 0.5  # noise has higher loss: the one-sided p stays high
+    assert (res.active.loc[first["decision_date"] :] == "skill").all()
+    assert (res.active.loc[: first["decision_date"]].iloc[:-1] == "ensemble").all()
+    # the promotion came at the first review with enough evidence
+    assert first["n_dates"] >= POLICY.min_evidence
+    assert res.reviews[res.reviews["review_date"] < first["decision_date"]]["n_dates"].max() < POLICY.min_evidence
+
+
+def test_a_degrading_model_is_promoted_then_reverted_to_the_baseline():
+    def degrading(y, rng, t):
+        return np.where(t < 500, skill(y, rng, t), noise(y, rng, t))
+
+    # the emergency stop is switched off: the review rules alone must revert it
+    res = _run({"degrading": degrading}, GovernancePolicy(**{**POLICY.__dict__, "stop_accuracy": 0.0}))
+    d = res.decisions.set_index("decision_date")
+    promote = d[d["action"] == "promote"].index
+    revert = d[d["action"] == "revert"].index
+    assert len(promote) >= 1 and promote[0] < pd.bdate_range("2010-01-04", periods=500)[-1]
+    later = revert[revert > promote[0]]
+    assert len(later) >= 1
+    sessions = pd.bdate_range("2010-01-04", periods=N + 1)
+    assert sessions[500] < later[0] < sessions[N - 1]
+    assert res.active.loc[later[0]] == "ensemble"
+    row = d.loc[[later[0]]].query("action == 'revert'").iloc[0]
+    assert not row["retains"] and "no longer beats" in row["reason"]
+
+
+def test_emergency_stop_fires_exactly_when_rolling_accuracy_crosses_the_bound():
+    dates = pd.bdate_range("2015-01-01", periods=300)
+    rate = np.clip(0.56 - 0.0012 * np.maximum(np.arange(300) - 100, 0), 0, 1)
+    hits = pd.DataFrame({"ensemble": 0.6, "m": rate}, index=dates)
+    returns = pd.DataFrame(0.0, index=dates, columns=["ensemble", "m"])
+    loss_diff = pd.DataFrame({"m": np.full(300, 1.0)}, index=dates)  # never promotable
+    res = govern(loss_diff, hits, returns, POLICY)
+    rolling = hits["m"].rolling(63).mean()
+    crossing = rolling.index[(rolling < 0.45).to_numpy().argmax()]
+    stops = res.decisions[(res.decisions["action"] == "stop") & (res.decisions["model"] == "m")]
+    assert list(stops["decision_date"]) == [crossing]
+    status = res.status[res.status["model"] == "m"].set_index("date")
+    assert status.loc[crossing, "stopped"] and not status.loc[dates[dates.get_loc(crossing) - 1], "stopped"]
+    assert status.loc[crossing, "needs_retrain"]
+    assert_allclose(stops["rolling_accuracy"].iloc[0], rolling.loc[crossing])
+
+
+def test_stopping_the_promoted_model_reverts_to_the_baseline_the_same_day():
+    def collapsing(y, rng, t):  # skilled, then systematically wrong
+        return np.where(t < 600, skill(y, rng, t), -skill(y, rng, t))
+
+    # reviews every 200 sessions, so the daily stop rule acts before the next review can
+    res = _run({"collapsing": collapsing}, GovernancePolicy(**{**POLICY.__dict__, "review_every": 200}))
+    d = res.decisions
+    stop = d[(d["action"] == "stop") & (d["model"] == "collapsing")]["decision_date"].iloc[0]
+    same_day = d[d["decision_date"] == stop]
+    assert set(same_day["action"]) >= {"stop", "revert"}
+    assert res.active.loc[stop] == "ensemble"
+    sessions = pd.bdate_range("2010-01-04", periods=N + 1)
+    assert sessions[600] < stop < sessions[700]
+
+
+def test_stop_flags_hysteresis_and_nothing_trades_when_the_baseline_stops():
+    acc = pd.Series([0.5, 0.44, 0.47, 0.49, 0.50, 0.46, np.nan, 0.44])
+    assert list(stop_flags(acc, 0.45, 0.50)) == [False, True, True, True, False, False, False, True]
+    dates = pd.bdate_range("2015-01-01", periods=120)
+    hits = pd.DataFrame({"ensemble": np.r_[np.full(70, 0.6), np.full(50, 0.0)]}, index=dates)
+    res = govern(pd.DataFrame(index=dates), hits, pd.DataFrame(0.0, index=dates, columns=["ensemble"]), POLICY)
+    stopped_at = rolling_accuracy(hits, 63)["ensemble"].lt(0.45).idxmax()
+    assert (res.active.loc[stopped_at:] == "").all() and (res.active.loc[:stopped_at].iloc[:-1] == "ensemble").all()
+
+
+def test_evaluate_uses_one_sided_dm_and_the_three_thresholds():
+    dates = pd.bdate_range("2015-01-01", periods=300)
+    rng = np.random.default_rng(4)
+    base = pd.Series(rng.normal(0.0004, 0.01, 300), index=dates)
+    returns = pd.DataFrame({"ensemble": base, "c": base * 1.0})
+    better = pd.Series(rng.normal(-1e-5, 1e-5, 300), index=dates)
+    ev = evaluate("c", better, returns, "ensemble", POLICY)
+    assert ev["dm_pvalue"] < 1e-6 and ev["pf_uplift"] == pytest.approx(0.0)
+    assert not ev["passes"]  # lower loss, but no profit-factor uplift
+    assert ev["retains"]  # ... which is enough to stay promoted
+    worse = evaluate("c", -better, returns, "ensemble", POLICY)
+    assert worse["dm_pvalue"] > 1 - 1e-6
+    assert selection_score(0.0, 0.0, 0.0, 0.5) == pytest.approx(0.5)
+    assert selection_score(1.0, 5.0, -1.0, 1.0) == pytest.approx(1.0)
+
+
+def test_bad_policies_and_inputs_are_rejected():
+    with pytest.raises(ValueError, match="stop_accuracy"):
+        GovernancePolicy(stop_accuracy=0.6, retrain_accuracy=0.5)
+    with pytest.raises(ValueError, match="min_evidence"):
+        GovernancePolicy(min_evidence=600, evidence_window=504)
+    _, f = _world({})
+    with pytest.raises(ValueError, match="baseline 'nope'"):
+        daily_evidence(f, "nope")
+    with pytest.raises(ValueError, match="lack columns"):
+        daily_evidence(f.drop(columns="target_date"), "ensemble")

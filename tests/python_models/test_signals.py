@@ -1,0 +1,151 @@
+"""Signal confidence, the trade gate, flip damping and feature drift against hand computations."""
+
+from fractions import Fraction
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+from scipy import stats
+
+from python_models.confidence import CONFIDENCE_WEIGHTS, signal_confidence, trailing_skill, width_score
+from python_models.drift import feature_drift, population_stability_index
+from python_models.governance import GovernancePolicy
+from python_models.metrics import dm_test
+from python_models.signals import flip_count, governed_signals, model_signals
+
+DATES = pd.bdate_range("2019-01-01", periods=400)
+
+
+def test_confidence_is_the_documented_weighted_mean_and_stays_in_bounds():
+    comp = pd.DataFrame(
+        {
+            "probability": [0.5, 1.0, 0.7],
+            "accuracy": [0.5, 1.0, 0.6],
+            "agreement": [0.5, 1.0, 0.0],
+            "width": [0.5, 1.0, 0.4],
+            "fit": [0.5, 1.0, 0.55],
+            "variance_ratio": [0.5, 1.0, np.nan],
+        }
+    )
+    got = signal_confidence(comp)
+    hand = 0.30 * 0.7 + 0.25 * 0.6 + 0.15 * 0.0 + 0.10 * 0.4 + 0.10 * 0.55 + 0.10 * 0.5  # missing -> neutral
+    assert_allclose(got, [0.5, 1.0, hand])
+    assert sum(CONFIDENCE_WEIGHTS.values()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        signal_confidence(comp.assign(fit=1.5))
+    with pytest.raises(ValueError, match="missing"):
+        signal_confidence(comp.drop(columns="width"))
+
+
+def test_trailing_skill_uses_only_realised_forecasts():
+    rng = np.random.default_rng(0)
+    y = pd.Series(rng.normal(0, 0.01, 400), index=DATES)
+    pred = 0.5 * y + pd.Series(rng.normal(0, 0.005, 400), index=DATES)
+    h, w = 5, 100
+    got = trailing_skill(pred, y, h, window=w, min_obs=50)
+    i = 300
+    past_p, past_y = pred.iloc[i - h - w + 1 : i - h + 1], y.iloc[i - h - w + 1 : i - h + 1]
+    assert_allclose(got["accuracy"].iloc[i], (np.sign(past_p) == np.sign(past_y)).mean())
+    r2 = 1 - ((past_p - past_y) ** 2).sum() / (past_y**2).sum()
+    assert_allclose(got["fit"].iloc[i], 0.5 + np.clip(5 * r2, -0.5, 0.5))
+    future = y.copy()
+    future.iloc[i - h + 1 :] = -future.iloc[i - h + 1 :]
+    assert_allclose(trailing_skill(pred, future, h, w, 50).iloc[i], got.iloc[i])
+    assert (got.iloc[: h + 49] == 0.5).all().all()
+    widths = pd.Series(np.r_[np.full(30, 2.0), [1.0]])
+    assert width_score(widths, window=31, min_obs=21).iloc[-1] == pytest.approx(1 / (1 + 1 / 2.0))
+
+
+def _forecast_rows(models: dict, y):
+    rows = []
+    for m, p in models.items():
+        rows.append(
+            pd.DataFrame(
+                {
+                    "model": m,
+                    "ticker": "A",
+                    "asof_date": DATES,
+                    "horizon": 1,
+                    "y_pred": p,
+                    "y_std": 0.01,
+                    "y_lower": p - 0.02,
+                    "y_upper": p + 0.02,
+                    "y_true": y,
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_model_signals_components_and_gate():
+    rng = np.random.default_rng(1)
+    y = rng.normal(0, 0.01, 400)
+    f = _forecast_rows({"ensemble": 0.8 * y + rng.normal(0, 0.002, 400), "a": -y, "b": np.full(400, 0.001)}, y)
+    sig = model_signals(f, horizon=1, single_models=["a", "b"])
+    ens = sig[sig["model"] == "ensemble"].set_index("asof_date")
+    own, a, b = np.sign(ens["y_pred"]), -np.sign(y), 1.0
+    assert_allclose(ens["agreement"], ((own == a).astype(float) + (own == b)) / 2)
+    assert_allclose(ens["probability"], stats.norm.cdf(ens["y_pred"].abs() / 0.01))
+    assert sig["confidence"].between(0, 1).all()
+    late = ens.iloc[200:]
+    assert late["accuracy"].min() > 0.85  # the skilled model's trailing accuracy
+    policy = GovernancePolicy(horizon=1)
+    active = pd.Series("ensemble", index=DATES)
+    active.iloc[350:] = ""  # everything stopped
+    gov = governed_signals(sig, active, policy).set_index("asof_date")
+    assert (gov["model"] == "ensemble").all() and len(gov) == 400
+    assert (gov.iloc[350:]["block_reason"] == "model_stopped").all() and not gov.iloc[350:]["tradable"].any()
+    low = gov.iloc[:350]
+    assert ((low["confidence"] < 0.55) == (low["block_reason"] == "low_confidence")).all() or (
+        low["block_reason"] == "flip_flopping"
+    ).any()
+    assert (low["tradable"] == low["block_reason"].isna()).all()
+    assert (low.loc[low["tradable"], "confidence"] >= 0.55).all()
+
+
+def test_flip_flopping_signals_are_rejected():
+    direction = pd.Series([1, -1, 1, -1, 1, -1, 1, 1, 1, 1, 1, 1])
+    assert list(flip_count(direction, 5)) == [0, 1, 2, 3, 4, 5, 5, 4, 3, 2, 1, 0]
+    sig = pd.DataFrame(
+        {"model": "ensemble", "ticker": "A", "asof_date": DATES[:12], "y_pred": direction * 0.01, "confidence": 0.9}
+    )
+    policy = GovernancePolicy(flip_window=5, max_flips=3)
+    gov = governed_signals(sig, pd.Series("ensemble", index=DATES[:12]), policy)
+    assert list(gov["block_reason"].fillna("")) == [""] * 4 + ["flip_flopping"] * 4 + [""] * 4
+
+
+def test_psi_matches_the_hand_formula_and_drift_is_flagged():
+    ref = np.arange(100.0)  # deciles of 0..99 hold 10 values each
+    recent = np.r_[np.full(50, 5.0), np.full(50, 95.0)]  # half in the first decile, half in the last
+    p = np.full(10, 0.1)
+    q = np.r_[0.5, np.full(8, 1e-4), 0.5]
+    hand = float(np.sum((q - p) * np.log(q / p)))
+    assert population_stability_index(ref, recent) == pytest.approx(hand)
+    assert population_stability_index(ref, ref) == pytest.approx(0.0)
+    rng = np.random.default_rng(2)
+    dates = pd.bdate_range("2015-01-01", periods=900)
+    x = rng.normal(0, 1, 900)
+    x[-63:] += 2.0  # a shift in the last quarter
+    feats = pd.DataFrame({"date": dates, "stable": rng.normal(0, 1, 900), "shifted": x})
+    out = feature_drift(feats, [dates[-1]], train_window=756, recent_window=63).set_index("feature")
+    assert out.loc["shifted", "drifted"] and not out.loc["stable", "drifted"]
+    assert feature_drift(feats, [dates[100]]).empty  # not enough history to judge
+
+
+def test_dm_statistic_agrees_with_an_exact_hand_computation():
+    # h = 2: one autocovariance lag, HLN factor sqrt((n + 1 - 2h + h(h - 1)/n) / n) = sqrt(0.72) for n = 10.
+    d = [Fraction(x) for x in (2, 3, 1, 0, -1, 1, 2, 4, 3, 5)]
+    n, h = len(d), 2
+    mean = sum(d) / n  # 20 / 10 = 2
+    dc = [x - mean for x in d]  # 0, 1, -1, -2, -3, -1, 0, 2, 1, 3
+    g0 = sum(x * x for x in dc) / n  # 30 / 10 = 3
+    g1 = sum(dc[t] * dc[t - 1] for t in range(1, n)) / n  # 15 / 10 = 1.5
+    assert (mean, g0, g1) == (2, 3, Fraction(3, 2))
+    # DM = 2 / sqrt((3 + 2 * 1.5) / 10) = 2 / sqrt(0.6); times sqrt(0.72): sqrt(4 / 0.6 * 0.72) = sqrt(4.8)
+    stat, p = dm_test([float(x) for x in d], h)
+    assert stat == pytest.approx(np.sqrt(4.8), rel=1e-12)
+    assert p == pytest.approx(2 * stats.t.sf(np.sqrt(4.8), n - 1), rel=1e-12)
+    # A negative long-run variance (3 + 2 * -1.9 < 0) falls back to the variance alone: 1 / sqrt(0.3) * sqrt(0.72)
+    stat, _ = dm_test([2, -1, 3, 1, 0, 2, -2, 4, 1, 0], h)
+    assert stat == pytest.approx(np.sqrt(2.4), rel=1e-12)
