@@ -9,6 +9,8 @@ from dagster_dbt import DbtCliResource
 
 from dagster_pmx.defs.backtest import assets as backtest_assets
 from dagster_pmx.defs.forecasting import assets as forecasting_assets
+from dagster_pmx.defs.governance import assets as governance_assets
+from dagster_pmx.defs.governance import checks as governance_checks
 from dagster_pmx.defs.ingest import assets as ingest_assets
 from dagster_pmx.defs.ingest import checks as ingest_checks
 from dagster_pmx.defs.operations import jobs
@@ -33,9 +35,17 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
     """The code location; tests pass their own resources (a temporary warehouse, a small universe)."""
     return dg.Definitions(
         assets=dg.load_assets_from_modules(
-            [ingest_assets, transform_assets, forecasting_assets, portfolio_assets, backtest_assets, validation_assets]
+            [
+                ingest_assets,
+                transform_assets,
+                forecasting_assets,
+                governance_assets,
+                portfolio_assets,
+                backtest_assets,
+                validation_assets,
+            ]
         ),
-        asset_checks=dg.load_asset_checks_from_modules([ingest_checks, portfolio_checks]),
+        asset_checks=dg.load_asset_checks_from_modules([ingest_checks, portfolio_checks, governance_checks]),
         jobs=[jobs.daily_refresh_job, jobs.weekly_retrain_job],
         schedules=[jobs.daily_refresh_schedule, jobs.weekly_retrain_schedule],
         resources={**default_resources(), **(resources or {})},

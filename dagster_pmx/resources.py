@@ -70,6 +70,9 @@ class PmxSettings(dg.ConfigurableResource):
     embargo: int = 5
     ensemble_window: int = 252
     ensemble_shrinkage: float = 0.5
+    ensemble_reweight_every: int = 21  # sessions between re-estimations of the ensemble weights
+    signal_horizon: int = 21  # horizon of the forecasts that become signals and allocations
+    governance_baseline: str = "ensemble"  # the fallback model governance reverts to
     kelly_fraction: float = 0.5
     position_cap: float = 0.10
     max_gross: float = 1.0

@@ -264,6 +264,12 @@ def ensemble_panel(
     if "regime" in methods and regimes is None:
         raise ValueError("the regime variant needs the regime probabilities")
     wide_regimes = regime_table(regimes) if regimes is not None else None
+    # categorical keys keep the long weights table (rows: variants x models x origins) small
+    as_cat = {
+        "ensemble": pd.CategoricalDtype([VARIANTS[m] for m in methods]),
+        "ticker": pd.CategoricalDtype(sorted(forecasts["ticker"].unique())),
+        "model": pd.CategoricalDtype(sorted(forecasts["model"].unique())),
+    }
     out, wts = [], []
     for (ticker, horizon), g in forecasts.groupby(["ticker", "horizon"], sort=True):
         h = int(horizon)
@@ -301,7 +307,7 @@ def ensemble_panel(
                 .reset_index()
                 .melt(id_vars="asof_date", var_name="model", value_name="weight")
             )
-            wts.append(long_w.assign(ensemble=name, ticker=ticker, horizon=h))
+            wts.append(long_w.assign(ensemble=name, ticker=ticker, horizon=h).astype(as_cat))
     ensemble = pd.concat(out, ignore_index=True)[FORECAST_COLUMNS]
     weights = pd.concat(wts, ignore_index=True)[WEIGHT_COLUMNS]
     return ensemble, weights

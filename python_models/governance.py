@@ -40,6 +40,39 @@ from python_models.performance import max_drawdown, profit_factor, sharpe_ratio
 SCORE_WEIGHTS = {"profit_factor": 0.35, "sharpe": 0.25, "drawdown": 0.20, "stability": 0.20}
 
 
+#: Evidence on a candidate against the baseline, as :func:`evaluate` returns it.
+EVIDENCE_COLUMNS = [
+    "n_dates",
+    "mean_loss_diff",
+    "dm_stat",
+    "dm_pvalue",
+    "profit_factor",
+    "baseline_profit_factor",
+    "pf_uplift",
+    "max_drawdown",
+    "baseline_max_drawdown",
+    "dd_increase",
+    "sharpe",
+    "baseline_sharpe",
+    "stability",
+    "score",
+    "passes",
+    "retains",
+]
+DECISION_COLUMNS = [
+    "decision_date",
+    "action",
+    "model",
+    "previous_model",
+    "rolling_accuracy",
+    "reason",
+    *EVIDENCE_COLUMNS,
+    "thresholds",
+]
+REVIEW_COLUMNS = ["review_date", "model", *EVIDENCE_COLUMNS, "stopped"]
+_FLAGS = {"passes": "boolean", "retains": "boolean"}
+
+
 @dataclass(frozen=True)
 class GovernancePolicy:
     """Thresholds in force; every decision row records them."""
@@ -357,8 +390,8 @@ def govern(
     status["needs_retrain"] = status["rolling_accuracy"] < policy.retrain_accuracy
     status["active"] = status["model"].to_numpy() == active.reindex(status["date"]).to_numpy()
     return GovernanceResult(
-        decisions=pd.DataFrame(decisions),
-        reviews=pd.DataFrame(reviews),
+        decisions=pd.DataFrame(decisions, columns=DECISION_COLUMNS).astype(_FLAGS),
+        reviews=pd.DataFrame(reviews, columns=REVIEW_COLUMNS).astype({**_FLAGS, "stopped": bool}),
         status=status[["model", "date", "rolling_accuracy", "stopped", "needs_retrain", "active"]],
         active=active,
     )

@@ -97,7 +97,11 @@ def governed_signals(signals: pd.DataFrame, active: pd.Series, policy: Governanc
     out = signals.merge(act, left_on=["asof_date", "model"], right_on=["asof_date", "chosen"], how="inner")
     out = out.sort_values(["ticker", "asof_date"]).reset_index(drop=True)
     out["direction"] = np.sign(out["y_pred"]).astype(int)
-    out["flips"] = out.groupby("ticker", sort=False)["direction"].transform(lambda d: flip_count(d, policy.flip_window))
+    out["flips"] = (
+        out.groupby("ticker", sort=False)["direction"]
+        .transform(lambda d: flip_count(d, policy.flip_window))
+        .astype(int)
+    )
     reason = np.select(
         [out["active"] == "", out["confidence"] < policy.min_confidence, out["flips"] > policy.max_flips],
         ["model_stopped", "low_confidence", "flip_flopping"],

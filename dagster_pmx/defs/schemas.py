@@ -67,7 +67,7 @@ REGIME_PROBABILITIES = _schema(
 )
 
 ALLOCATIONS = _schema(
-    ("strategy", "varchar", "ensemble, or a single model's name."),
+    ("strategy", "varchar", "governed (trades marts.signals), or a model's name (its own forecasts, ungoverned)."),
     ("date", "date", "Decision session: weights set at its close, held over the next session."),
     ("ticker", "varchar", "Ticker, or CASH for the uninvested remainder."),
     ("weight", "double", "Fraction of equity; risky weights lie in [0, position cap]."),
@@ -151,4 +151,98 @@ MODEL_LEADERBOARD = _schema(
     ),
     ("sharpe_low", "double", "Lower end of its 90 % stationary-bootstrap interval (mean block 21 sessions)."),
     ("sharpe_high", "double", "Upper end of that interval."),
+)
+
+_EVIDENCE = (
+    ("n_dates", "bigint", "Realisation dates of loss evidence in the review window (at most 504)."),
+    ("mean_loss_diff", "double", "Mean daily cross-sectional e_model^2 - e_baseline^2 (negative: lower loss)."),
+    ("dm_stat", "double", "Diebold–Mariano (HLN, lag h - 1) on that daily differential."),
+    ("dm_pvalue", "double", "One-sided p-value that the model's loss is lower than the baseline's."),
+    ("profit_factor", "double", "Profit factor of the model's own Kelly strategy over the window."),
+    ("baseline_profit_factor", "double", "Profit factor of the baseline's strategy over the same sessions."),
+    ("pf_uplift", "double", "profit_factor / baseline_profit_factor - 1 (the bar: >= 0.03)."),
+    ("max_drawdown", "double", "Max drawdown of the model's strategy over the window (<= 0)."),
+    ("baseline_max_drawdown", "double", "Max drawdown of the baseline's strategy over the window."),
+    ("dd_increase", "double", "|max_drawdown| / |baseline_max_drawdown| - 1 (the bar: <= 0.50)."),
+    ("sharpe", "double", "Annualised Sharpe ratio of the model's strategy over the window."),
+    ("baseline_sharpe", "double", "Annualised Sharpe ratio of the baseline's strategy."),
+    (
+        "stability",
+        "double",
+        "Share of years and of HMM regimes in the window where the model's strategy beat the "
+        "baseline's (mean of the two shares).",
+    ),
+    (
+        "score",
+        "double",
+        "Selection score in [0, 1]: 0.35 profit factor + 0.25 Sharpe + 0.20 drawdown + 0.20 "
+        "stability terms (python_models.governance.selection_score); 0.5 = level with the baseline.",
+    ),
+    (
+        "passes",
+        "boolean",
+        "Met the promotion bar: enough evidence, dm_pvalue < 0.05, pf_uplift >= 0.03, "
+        "dd_increase <= 0.50, not stopped.",
+    ),
+    ("retains", "boolean", "Met the bar to stay promoted: lower mean loss, pf_uplift >= 0, dd_increase <= 0.50."),
+)
+
+GOVERNANCE_DECISIONS = _schema(
+    ("decision_date", "timestamp_ns", "Close at which the decision takes effect (signals of that date follow it)."),
+    ("action", "varchar", "promote, hold, revert, stop or resume."),
+    (
+        "model",
+        "varchar",
+        "Model the decision is about (the leader after promote/hold/revert; the stopped or resumed model).",
+    ),
+    ("previous_model", "varchar", "Leader before the decision (the model itself for stop/resume)."),
+    ("rolling_accuracy", "double", "The model's rolling directional accuracy (63 realised dates) at the date."),
+    ("reason", "varchar", "Why, in words: the criteria met or failed."),
+    *_EVIDENCE,
+    ("thresholds", "varchar", "Every threshold of the policy in force (python_models.governance.GovernancePolicy)."),
+)
+
+GOVERNANCE_REVIEWS = _schema(
+    ("review_date", "timestamp_ns", "Review close; the evidence uses forecasts realised and returns earned by it."),
+    ("model", "varchar", "Candidate model judged against the baseline."),
+    *_EVIDENCE,
+    ("stopped", "boolean", "The candidate was emergency-stopped at the review."),
+)
+
+MODEL_RISK = _schema(
+    ("model", "varchar", "Model (single or ensemble) at the signal horizon."),
+    ("date", "timestamp_ns", "Session."),
+    ("rolling_accuracy", "double", "Directional accuracy over the last 63 realisation dates (pooled over tickers)."),
+    ("stopped", "boolean", "Emergency stop in force: set when rolling_accuracy < 0.45, lifted at >= 0.50."),
+    ("needs_retrain", "boolean", "rolling_accuracy < 0.50: accuracy has decayed to a coin flip or below."),
+    ("active", "boolean", "The model marts.signals follows at this date."),
+)
+
+FEATURE_DRIFT = _schema(
+    ("review_date", "timestamp_ns", "Governance review date."),
+    ("feature", "varchar", "Column of marts.features."),
+    ("psi", "double", "Population stability index: last 63 sessions vs the training window before them."),
+    ("drifted", "boolean", "psi > 0.25."),
+)
+
+GOVERNED_SIGNALS = _schema(
+    ("ticker", "varchar", "Ticker."),
+    ("asof_date", "timestamp_ns", "Decision close."),
+    ("horizon", "bigint", "Signal horizon in sessions."),
+    ("model", "varchar", "Model the signal comes from (the active model; the baseline when all are stopped)."),
+    ("y_pred", "double", "Forecast simple return over the horizon."),
+    ("y_std", "double", "Predictive standard deviation."),
+    ("y_lower", "double", "Lower bound of the 90 % interval."),
+    ("y_upper", "double", "Upper bound of the 90 % interval."),
+    ("probability", "double", "Confidence component: Phi(|y_pred| / y_std)."),
+    ("accuracy", "double", "Confidence component: trailing directional accuracy (ticker, horizon)."),
+    ("agreement", "double", "Confidence component: share of single models with the same sign."),
+    ("width", "double", "Confidence component: 1 / (1 + width / trailing median width)."),
+    ("fit", "double", "Confidence component: 0.5 + clip(5 R2, -0.5, 0.5), trailing out-of-sample R2."),
+    ("variance_ratio", "double", "Confidence component: Phi(|z|) of the VR(10) statistic."),
+    ("confidence", "double", "Weighted mean of the components (python_models.confidence), in [0, 1]."),
+    ("direction", "bigint", "sign(y_pred)."),
+    ("flips", "bigint", "Direction changes over the last 21 sessions."),
+    ("tradable", "boolean", "May trade: a model is active, confidence >= 0.55, flips <= 4."),
+    ("block_reason", "varchar", "model_stopped, low_confidence or flip_flopping; NULL when tradable."),
 )

@@ -82,10 +82,11 @@ def test_no_feature_or_forecast_reads_the_future():
 def test_forecast_models_accepted_by_dbt_are_the_registry():
     import yaml
 
+    from python_models.ensemble import VARIANTS
     from python_models.registry import MODELS
 
     marts = yaml.safe_load((Path(__file__).resolve().parents[2] / "dbt_project/models/marts/_marts.yml").read_text())
     forecasts = next(m for m in marts["models"] if m["name"] == "forecasts")
     column = next(c for c in forecasts["columns"] if c["name"] == "model")
     accepted = next(t["accepted_values"]["arguments"]["values"] for t in column["data_tests"] if "accepted_values" in t)
-    assert set(accepted) == set(MODELS) | {"ensemble"}
+    assert set(accepted) == set(MODELS) | set(VARIANTS.values())

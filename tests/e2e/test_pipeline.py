@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
+from python_models.ensemble import VARIANTS
 from python_models.registry import DEFAULT_MODELS
 from tests.e2e.helpers import CUT, SLICE, STAMPS, build, read
 
@@ -13,17 +14,17 @@ def test_every_mart_is_populated(full):
     from dagster_pmx.definitions import defs
 
     marts = [k.path[1] for k in defs.resolve_asset_graph().materializable_asset_keys if k.path[0] == "marts"]
-    assert len(marts) == 12
+    assert len(marts) == 16
     for table in marts:
         assert read(full, f"select count(*) n from marts.{table}")["n"].iloc[0] > 0, table
     models = set(read(full, "select distinct model from marts.forecasts")["model"])
-    assert models == {*DEFAULT_MODELS, "ensemble"}
+    assert models == {*DEFAULT_MODELS, *VARIANTS.values()}
     strategies = set(read(full, "select strategy from marts.backtest_summary")["strategy"])
-    assert strategies == models | {"benchmark"}
+    assert strategies == models | {"benchmark", "governed"}
 
 
 def test_forecasts_are_out_of_sample_and_realised_values_match_prices(full):
-    f = read(full, "select * from marts.forecasts where model <> 'ensemble'")
+    f = read(full, "select * from marts.forecasts where model not like 'ensemble%'")
     assert (f["train_end"] < f["asof_date"]).all()
     assert f["asof_date"].min() >= pd.Timestamp(SLICE["forecast_start"])
     p = read(full, "select ticker, date, adj_close from marts.prices").set_index(["ticker", "date"])["adj_close"]
@@ -87,6 +88,9 @@ COMPARE = {
     "marts.signals": (["ticker", "date"], "date"),
     "ml.regime_probabilities": (["date", "regime"], "date"),
     "marts.allocations": (["strategy", "date", "ticker"], "date"),
+    "ml.governed_signals": (["ticker", "asof_date"], "asof_date"),
+    "marts.model_risk": (["model", "date"], "date"),
+    "marts.governance_decisions": (["decision_date", "action", "model"], "decision_date"),
 }
 
 
@@ -162,7 +166,7 @@ def test_python_written_tables_have_their_documented_columns(full):
         assert actual == [c.name for c in schema.columns], table
         assert all(c.description for c in schema.columns), table
     marts = {k.to_user_string() for k in graph.materializable_asset_keys if k.path[0] == "marts"}
-    assert len(marts) == 12 and marts <= documented  # dbt's from YAML, Python's from dagster_pmx/defs/schemas.py
+    assert len(marts) == 16 and marts <= documented  # dbt's from YAML, Python's from dagster_pmx/defs/schemas.py
     assert {"raw/prices", "raw/macro"} <= documented
 
 
@@ -185,15 +189,46 @@ def test_targets_match_an_independent_pandas_computation(full):
 def test_ensemble_weights_and_signal_confidence(full):
     from scipy import stats
 
+    from python_models.confidence import CONFIDENCE_WEIGHTS
+
     w = read(
-        full, "select ticker, horizon, asof_date, sum(weight) s, min(weight) lo from ml.ensemble_weights group by all"
+        full,
+        "select ensemble, ticker, horizon, asof_date, sum(weight) s, min(weight) lo from ml.ensemble_weights "
+        "group by all",
     )
+    assert set(w["ensemble"]) == set(VARIANTS.values())
     assert_allclose(w["s"], 1.0)
     n_models = len(DEFAULT_MODELS)
     assert (w["lo"] >= 0.5 / n_models - 1e-12).all()  # 50 % shrinkage toward equal weights bounds every weight
     s = read(full, "select * from marts.signals")
-    assert_allclose(s["confidence"], stats.norm.cdf(s["expected_return"].abs() / s["forecast_std"]), rtol=1e-10)
+    assert_allclose(s["conf_probability"], stats.norm.cdf(s["expected_return"].abs() / s["forecast_std"]), rtol=1e-10)
+    blend = sum(share * s[f"conf_{name}"] for name, share in CONFIDENCE_WEIGHTS.items())
+    assert_allclose(s["confidence"], blend, rtol=1e-12)
+    assert s["confidence"].between(0, 1).all()
     assert (np.sign(s["expected_return"]) == s["direction"]).all()
+    assert (s.loc[s["tradable"], "confidence"] >= 0.55).all()
+
+
+def test_signals_follow_the_model_governance_made_active(full):
+    s = read(
+        full,
+        "select s.*, r.active, r.stopped from marts.signals s "
+        "left join marts.model_risk r on r.model = s.model and r.date = s.date",
+    )
+    tradable = s[s["tradable"]]
+    assert len(tradable) > 0 and tradable["active"].all() and not tradable["stopped"].any()
+    d = read(full, "select * from marts.governance_decisions")
+    assert set(d["action"]) <= {"promote", "hold", "revert", "stop", "resume"}
+    assert d["thresholds"].str.contains("min_pf_uplift=0.03").all() and d["reason"].notna().all()
+    reviews = read(full, "select * from marts.governance_reviews")
+    assert reviews["dm_pvalue"].between(0, 1).all()
+    # No weight where the signal may not trade.
+    blocked = read(
+        full,
+        "select sum(a.weight) w from marts.allocations a join marts.signals s on s.ticker = a.ticker "
+        "and s.date = a.date where a.strategy = 'governed' and not s.tradable",
+    )
+    assert blocked["w"].fillna(0).iloc[0] == 0
 
 
 def test_market_regime_probabilities_are_filtered_walk_forward(full):

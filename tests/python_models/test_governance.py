@@ -28,7 +28,7 @@ def _world(candidates: dict, seed: int = 0):
     sessions = pd.bdate_range("2010-01-04", periods=N + 1)
     r = pd.DataFrame(rng.normal(0.0003, 0.015, (N + 1, len(TICKERS))), index=sessions, columns=TICKERS)
     rows = []
-    for j, tk in enumerate(TICKERS):
+    for tk in TICKERS:
         y = r[tk].to_numpy()[1:]  # the return earned after origin t
         preds = {"ensemble": np.full(N, 0.0003), **{k: f(y, rng, np.arange(N)) for k, f in candidates.items()}}
         for model, p in preds.items():

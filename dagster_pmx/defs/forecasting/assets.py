@@ -5,7 +5,7 @@ import pandas as pd
 
 from dagster_pmx.defs import schemas
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.ensemble import ensemble_panel
+from python_models.ensemble import VARIANTS, ensemble_panel
 from python_models.hmm import GaussianHmm, walk_forward_regimes
 from python_models.metrics import score_panel
 from python_models.registry import BASELINE, forecasters
@@ -166,16 +166,24 @@ def regime_probabilities(
             ["ml", "ensemble_forecasts"],
             group_name="forecasting",
             kinds={"python", "duckdb"},
-            deps=[dg.AssetKey(["ml", "base_forecasts"]), dg.AssetKey(["intermediate", "int_forward_returns"])],
-            description="Inverse trailing-MSE ensemble of the single models, shrunk toward equal "
-            "weights; only errors realised by each asof_date are used.",
+            deps=[
+                dg.AssetKey(["ml", "base_forecasts"]),
+                dg.AssetKey(["intermediate", "int_forward_returns"]),
+                dg.AssetKey(["ml", "regime_probabilities"]),
+            ],
+            description="Three combinations of the single models, each from errors realised by its asof_date only, "
+            "re-weighted every PMX_ENSEMBLE_REWEIGHT_EVERY sessions and shrunk toward equal weights: 'ensemble' "
+            "(inverse trailing MSE), 'ensemble_stacking' (walk-forward least squares with non-negative weights "
+            "summing to one) and 'ensemble_regime' (inverse MSE expected under today's filtered HMM regime "
+            "probabilities).",
         ),
         dg.AssetSpec(
             ["ml", "ensemble_weights"],
             group_name="forecasting",
             kinds={"python", "duckdb"},
             deps=[dg.AssetKey(["ml", "base_forecasts"]), dg.AssetKey(["intermediate", "int_forward_returns"])],
-            description="The ensemble's weight on each model per (ticker, horizon, asof_date).",
+            description="Each ensemble's weight on each model per (ticker, horizon, asof_date): column 'ensemble' "
+            "names the combination, 'model' the single model.",
         ),
     ],
     pool="warehouse",
@@ -188,13 +196,22 @@ def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
         left join intermediate.int_forward_returns r
             on r.ticker = f.ticker and r.date = f.asof_date and r.horizon = f.horizon
     """)
-    combined, weights = ensemble_panel(frame, window=settings.ensemble_window, shrinkage=settings.ensemble_shrinkage)
+    regimes = warehouse.query("select date, regime, probability from ml.regime_probabilities")
+    combined, weights = ensemble_panel(
+        frame,
+        window=settings.ensemble_window,
+        shrinkage=settings.ensemble_shrinkage,
+        reweight_every=settings.ensemble_reweight_every,
+        methods=tuple(VARIANTS),
+        regimes=regimes,
+    )
     n_f = warehouse.replace_table("ml.ensemble_forecasts", combined)
     n_w = warehouse.replace_table("ml.ensemble_weights", weights)
-    mean_w = weights.groupby("model")["weight"].mean().round(3).to_dict()
+    mean_w = weights.groupby(["ensemble", "model"], observed=True)["weight"].mean().round(3).unstack(0)
     yield dg.MaterializeResult(asset_key=["ml", "ensemble_forecasts"], metadata={"dagster/row_count": n_f})
     yield dg.MaterializeResult(
-        asset_key=["ml", "ensemble_weights"], metadata={"dagster/row_count": n_w, "mean_weight": str(mean_w)}
+        asset_key=["ml", "ensemble_weights"],
+        metadata={"dagster/row_count": n_w, "mean_weight": dg.MetadataValue.md(mean_w.to_markdown())},
     )
 
 

@@ -16,16 +16,19 @@ from python_models.sizing import kelly_book
     deps=[dg.AssetKey(["marts", "signals"]), dg.AssetKey(["marts", "forecasts"])],
     description="Target weights decided at each date's close: fractional Kelly (fraction x mu / sigma^2) "
     "from the forecast mean and standard deviation at the signal horizon, long-only, capped at "
-    "10 % per position and 100 % gross, the rest in CASH (safe sleeve). Strategy 'ensemble' uses "
-    "marts.signals; each single model's strategy uses its own forecasts at the same horizon.",
+    "10 % per position and 100 % gross, the rest in CASH (safe sleeve). Strategy 'governed' trades "
+    "marts.signals (the model governance made active), and only the rows with tradable = true; every "
+    "model in marts.forecasts (single models and ensembles) also gets its own ungoverned strategy.",
 )
 def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings) -> dg.MaterializeResult:
     signals = warehouse.query("""
-        select 'ensemble' as strategy, ticker, date, expected_return, forecast_std from marts.signals
+        select 'governed' as strategy, ticker, date,
+               case when tradable then expected_return else 0 end as expected_return, forecast_std
+        from marts.signals
         union all
         select f.model as strategy, f.ticker, f.asof_date as date, f.y_pred, f.y_std
         from marts.forecasts f
-        where f.model <> 'ensemble' and f.horizon = (select max(horizon) from marts.signals)
+        where f.horizon = (select max(horizon) from marts.signals)
     """)
     if signals.empty:
         raise ValueError("marts.signals is empty: nothing to allocate")

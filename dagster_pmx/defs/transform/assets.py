@@ -55,7 +55,13 @@ def _build(
 ):
     # profiles.yml reads the warehouse path from PMX_WAREHOUSE; the resource is its only source.
     os.environ.update(dbt_env(warehouse.abs_path))
-    dbt_vars = json.dumps({"benchmark_ticker": settings.benchmark, "target_horizons": list(DEFAULT_HORIZONS)})
+    dbt_vars = json.dumps(
+        {
+            "benchmark_ticker": settings.benchmark,
+            "target_horizons": list(DEFAULT_HORIZONS),
+            "signal_horizon": settings.signal_horizon,
+        }
+    )
     args = ["build", "--vars", dbt_vars] + (["--full-refresh"] if config.full_refresh or settings.full_refresh else [])
     yield from dbt.cli(args, context=context).stream()
 

@@ -1,8 +1,9 @@
 {{ config(tags=['post_forecast']) }}
--- One trading signal per (ticker, date) from the ensemble forecast at the signal horizon.
-with forecasts as (
-    select * from {{ ref('forecasts') }}
-    where model = 'ensemble' and horizon = {{ var('signal_horizon') }}
+-- One trading signal per (ticker, date): the forecast of the model governance made active at
+-- that close, with its confidence and the trade gate (ml/governed_signals).
+with signals as (
+    select * from {{ ref('stg_ml__governed_signals') }}
+    where horizon = {{ var('signal_horizon') }}
 ),
 
 features as (
@@ -11,22 +12,32 @@ features as (
 
 final as (
     select
-        f.ticker,
-        f.asof_date as date,
-        f.horizon,
-        f.y_pred as expected_return,
-        f.y_std as forecast_std,
-        f.confidence,
-        cast(sign(f.y_pred) as integer) as direction,
+        s.ticker,
+        s.date,
+        s.horizon,
+        s.model,
+        s.expected_return,
+        s.forecast_std,
+        s.confidence,
+        s.direction,
+        s.tradable,
+        s.block_reason,
+        s.conf_probability,
+        s.conf_accuracy,
+        s.conf_agreement,
+        s.conf_width,
+        s.conf_fit,
+        s.conf_variance_ratio,
+        s.flips,
         case
             when x.volatility_ratio_10_63 is null then 'unknown'
             when x.volatility_ratio_10_63 > 1.25 then 'high_volatility'
             when x.volatility_ratio_10_63 < 0.8 then 'low_volatility'
             else 'normal'
         end as regime
-    from forecasts as f
+    from signals as s
     left join features as x
-        on x.ticker = f.ticker and x.date = f.asof_date
+        on x.ticker = s.ticker and x.date = s.date
 )
 
 select * from final

@@ -1,0 +1,1 @@
+"""Model governance: selection, model-risk controls and the governed signals."""

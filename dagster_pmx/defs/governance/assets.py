@@ -1,0 +1,147 @@
+"""Governance assets: which model the signals follow, the audit trail, risk flags and drift."""
+
+import dagster as dg
+
+from dagster_pmx.defs import schemas
+from dagster_pmx.resources import PmxSettings, Warehouse
+from python_models.drift import feature_drift
+from python_models.governance import GovernancePolicy, daily_evidence, govern, model_strategy_returns
+from python_models.registry import MODELS
+from python_models.signals import governed_signals, model_signals
+
+SIGNAL_COLUMNS = [c.name for c in schemas.GOVERNED_SIGNALS.columns]
+
+
+def governance_policy(settings: PmxSettings) -> GovernancePolicy:
+    return GovernancePolicy(baseline=settings.governance_baseline, horizon=settings.signal_horizon)
+
+
+def _spec(name: str, schema: dg.TableSchema, description: str, schema_name: str = "marts") -> dg.AssetSpec:
+    return dg.AssetSpec(
+        [schema_name, name],
+        group_name="governance",
+        kinds={"python", "duckdb"},
+        deps=[
+            dg.AssetKey(["ml", "base_forecasts"]),
+            dg.AssetKey(["ml", "ensemble_forecasts"]),
+            dg.AssetKey(["ml", "regime_probabilities"]),
+            dg.AssetKey(["intermediate", "int_forward_returns"]),
+            dg.AssetKey(["intermediate", "int_returns"]),
+            dg.AssetKey(["marts", "features"]),
+        ],
+        metadata={"dagster/column_schema": schema},
+        description=description,
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        _spec(
+            "governed_signals",
+            schemas.GOVERNED_SIGNALS,
+            "One signal per (ticker, asof_date) at the signal horizon from the model governance made active at that "
+            "close, with the confidence blend and its components, and the trade gate: tradable only when a model "
+            "is active, confidence >= 0.55 and the direction has not flip-flopped (block_reason says why not).",
+            "ml",
+        ),
+        _spec(
+            "governance_decisions",
+            schemas.GOVERNANCE_DECISIONS,
+            "Audit trail of governance: promote / hold / revert at each review (every 63 sessions) and stop / "
+            "resume on any session, with the evidence, the thresholds in force and the date.",
+        ),
+        _spec(
+            "governance_reviews",
+            schemas.GOVERNANCE_REVIEWS,
+            "Evidence on every candidate model against the baseline at every review: one-sided Diebold–Mariano, "
+            "profit factor, drawdown, Sharpe, stability across years and regimes, the selection score, and "
+            "whether it met the promotion bar.",
+        ),
+        _spec(
+            "model_risk",
+            schemas.MODEL_RISK,
+            "Per model and session: rolling directional accuracy (63 realised dates), emergency stop (< 0.45, "
+            "resumes at >= 0.50), retraining flag (< 0.50) and whether it is the model signals follow.",
+        ),
+        _spec(
+            "feature_drift",
+            schemas.FEATURE_DRIFT,
+            "Population stability index of every marts.features column at each review: the last 63 sessions "
+            "against the training window before them, pooled over tickers; drifted when PSI > 0.25.",
+        ),
+    ],
+    pool="warehouse",
+)
+def governance(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
+    policy = governance_policy(settings)
+    forecasts = warehouse.query(
+        """
+        with f as (
+            select model, ticker, asof_date, horizon, target_date, y_pred, y_lower, y_upper, y_std
+            from ml.base_forecasts where horizon = $h
+            union all
+            select model, ticker, asof_date, horizon, target_date, y_pred, y_lower, y_upper, y_std
+            from ml.ensemble_forecasts where horizon = $h
+        )
+        select f.*, r.fwd_return as y_true
+        from f left join intermediate.int_forward_returns r
+            on r.ticker = f.ticker and r.date = f.asof_date and r.horizon = f.horizon
+        """.replace("$h", str(int(policy.horizon)))
+    )
+    if forecasts.empty:
+        raise ValueError(f"no forecasts at the signal horizon {policy.horizon}")
+    returns = warehouse.query(
+        "select date, ticker, simple_return from intermediate.int_returns where ticker <> ?", [settings.benchmark]
+    ).pivot(index="date", columns="ticker", values="simple_return")
+    returns = returns.sort_index().fillna(0.0)
+    strategy = model_strategy_returns(
+        forecasts, returns, settings.kelly_fraction, settings.position_cap, settings.max_gross, settings.cost_bps
+    )
+    regimes = warehouse.query(
+        "select date, arg_max(regime, probability) as regime from ml.regime_probabilities group by date"
+    ).set_index("date")["regime"]
+    loss_diff, hits = daily_evidence(forecasts, policy.baseline)
+    result = govern(loss_diff, hits, strategy, policy, regimes=regimes, sessions=strategy.index)
+
+    vr = warehouse.query(
+        "select ticker, date, variance_ratio_z_10 as z from marts.features where ticker <> ?", [settings.benchmark]
+    )
+    singles = sorted(set(forecasts["model"]) & set(MODELS))
+    per_model = model_signals(forecasts, policy.horizon, singles, variance_ratio_z=vr)
+    signals = governed_signals(per_model, result.active, policy)[SIGNAL_COLUMNS]
+
+    features = warehouse.query(
+        "select * exclude (ticker, refreshed_at) from marts.features where ticker <> ?", [settings.benchmark]
+    )
+    reviews = result.reviews["review_date"].drop_duplicates()
+    drift = feature_drift(features, reviews, train_window=settings.train_window)
+
+    counts = {
+        "ml/governed_signals": warehouse.replace_table("ml.governed_signals", signals),
+        "marts/governance_decisions": warehouse.replace_table("marts.governance_decisions", result.decisions),
+        "marts/governance_reviews": warehouse.replace_table("marts.governance_reviews", result.reviews),
+        "marts/model_risk": warehouse.replace_table("marts.model_risk", result.status),
+        "marts/feature_drift": warehouse.replace_table("marts.feature_drift", drift),
+    }
+    actions = result.decisions["action"].value_counts().to_dict()
+    events = result.decisions[result.decisions["action"] != "hold"][["decision_date", "action", "model", "reason"]]
+    active_share = result.active.replace("", "(none)").value_counts(normalize=True).round(3)
+    blocked = signals["block_reason"].fillna("tradable").value_counts().to_dict()
+    extra = {
+        "ml/governed_signals": {
+            "tradable_share": round(float(signals["tradable"].mean()), 4),
+            "block_reasons": str(blocked),
+            "active_model_share": dg.MetadataValue.md(active_share.rename("share").to_frame().to_markdown()),
+        },
+        "marts/governance_decisions": {
+            "actions": str(actions),
+            "latest_active_model": result.active.iloc[-1] or "(none: all stopped)",
+            "events": dg.MetadataValue.md(events.tail(30).to_markdown(index=False)),
+        },
+        "marts/feature_drift": {
+            "drifted_share": round(float(drift["drifted"].mean()), 4) if len(drift) else 0.0,
+        },
+    }
+    for key, rows in counts.items():
+        yield dg.MaterializeResult(asset_key=key.split("/"), metadata={"dagster/row_count": rows, **extra.get(key, {})})
+    context.log.info(f"governance: {actions}; active share {active_share.to_dict()}")
