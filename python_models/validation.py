@@ -171,3 +171,82 @@ def _against(comparisons: pd.DataFrame, baseline: str) -> pd.DataFrame:
     b = comparisons[comparisons["model_a"] == baseline].rename(columns={"model_b": "model"})
     b = b.assign(dm_stat=-b["dm_stat"])
     return pd.concat([a, b])[["horizon", "model", "dm_stat", "dm_pvalue"]]
+
+
+def bootstrap_pvalue(series, statistic, null: float, block: float = 21.0, reps: int = 1000, seed: int = 0) -> float:
+    """One-sided p-value of H0: ``statistic <= null`` under the stationary bootstrap.
+
+    The bootstrap distribution of ``theta* - theta_hat`` stands in for that of ``theta_hat -
+    theta``; the p-value is the share of resamples with ``theta* - theta_hat >= theta_hat -
+    null`` (Hall's centred percentile test), so a point estimate at the null gives about 0.5.
+    """
+    from arch.bootstrap import StationaryBootstrap
+
+    x = np.asarray(series, dtype=float)
+    if x.ndim != 1 or x.size < 10 or not np.all(np.isfinite(x)):
+        raise ValueError("bootstrap needs at least 10 finite observations in a 1-d series")
+    theta = float(statistic(x))
+    bs = StationaryBootstrap(block, x, seed=np.random.default_rng(seed))
+    draws = np.array([statistic(data[0][0]) for data in bs.bootstrap(reps)]) - theta
+    return float(np.mean(draws >= theta - null))
+
+
+#: The original design's targets: directional accuracy of the signal and hit rate of the strategy.
+DESIGN_TARGETS = {"directional_accuracy": 0.55, "hit_rate": 0.52}
+
+
+def design_targets(
+    forecasts: pd.DataFrame, daily: pd.DataFrame, horizon: int, reps: int = 1000, level: float = 0.90
+) -> pd.DataFrame:
+    """The design's targets per model or strategy, with bootstrap intervals and p-values.
+
+    Parameters
+    ----------
+    forecasts : pandas.DataFrame
+        ``model, ticker, asof_date, y_pred, y_true`` at ``horizon`` (any subject name in
+        ``model``, e.g. the governed signals' tradable rows as ``governed``).
+    daily : pandas.DataFrame
+        ``strategy, date, net_return`` of the backtests.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``metric, subject, horizon, n, value, target, low, high, pvalue_target`` (H0: value
+        <= target), ``pvalue_chance`` (H0: value <= 0.5), ``met`` (value > target) and
+        ``significant`` (pvalue_target < 0.05). Directional accuracy is the mean of the daily
+        shares of right signs (resampled in blocks of the horizon); hit rate is the share of
+        positive days among days with a non-zero net return (blocks of 21 days).
+    """
+    rows = []
+    for subject, g in forecasts.dropna(subset=["y_true", "y_pred"]).groupby("model", sort=True):
+        rows.append(
+            _target_row(
+                "directional_accuracy", subject, horizon, daily_hit_rate(g).to_numpy(), max(5.0, horizon), reps, level
+            )
+        )
+    for strategy, g in daily.sort_values("date").groupby("strategy", sort=True):
+        r = g["net_return"].to_numpy(float)
+        wins = (r[r != 0] > 0).astype(float)
+        rows.append(_target_row("hit_rate", strategy, None, wins, 21.0, reps, level))
+    return pd.DataFrame(rows)
+
+
+def _target_row(metric, subject, horizon, x, block, reps, level) -> dict:
+    target = DESIGN_TARGETS[metric]
+    value = float(np.mean(x))
+    low, high = bootstrap_interval(x, np.mean, block, reps, level)
+    p_target = bootstrap_pvalue(x, np.mean, target, block, reps)
+    return {
+        "metric": metric,
+        "subject": subject,
+        "horizon": horizon,
+        "n": int(len(x)),
+        "value": value,
+        "target": target,
+        "low": low,
+        "high": high,
+        "pvalue_target": p_target,
+        "pvalue_chance": bootstrap_pvalue(x, np.mean, 0.5, block, reps),
+        "met": bool(value > target),
+        "significant": bool(p_target < 0.05),
+    }

@@ -246,3 +246,18 @@ GOVERNED_SIGNALS = _schema(
     ("tradable", "boolean", "May trade: a model is active, confidence >= 0.55, flips <= 4."),
     ("block_reason", "varchar", "model_stopped, low_confidence or flip_flopping; NULL when tradable."),
 )
+
+DESIGN_TARGETS = _schema(
+    ("metric", "varchar", "directional_accuracy (of forecasts at the signal horizon) or hit_rate (of a backtest)."),
+    ("subject", "varchar", "Model, 'governed' (tradable governed signals) or backtested strategy."),
+    ("horizon", "bigint", "Signal horizon for directional accuracy; NULL for hit rate."),
+    ("n", "bigint", "Observations resampled: origin dates (accuracy) or days with a non-zero return (hit rate)."),
+    ("value", "double", "Mean of the daily share of right signs, or share of positive days."),
+    ("target", "double", "The design's target: 0.55 for directional accuracy, 0.52 for hit rate."),
+    ("low", "double", "Lower end of the 90 % stationary-bootstrap interval."),
+    ("high", "double", "Upper end of the interval."),
+    ("pvalue_target", "double", "One-sided bootstrap p-value of H0: value <= target."),
+    ("pvalue_chance", "double", "One-sided bootstrap p-value of H0: value <= 0.5."),
+    ("met", "boolean", "value > target."),
+    ("significant", "boolean", "pvalue_target < 0.05: the target is met beyond sampling noise."),
+)

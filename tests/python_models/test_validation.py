@@ -95,3 +95,44 @@ def test_leaderboard_ranks_by_loss_and_signs_dm_against_the_baseline():
     assert row.loc["skill", "da_low"] < row.loc["skill", "directional_accuracy"] < row.loc["skill", "da_high"]
     assert row.loc["skill", "sharpe_low"] < row.loc["skill", "sharpe"] < row.loc["skill", "sharpe_high"]
     assert np.isnan(row.loc["noise", "sharpe"])
+
+
+def test_bootstrap_pvalue_matches_the_normal_approximation_for_iid_data():
+    from python_models.validation import bootstrap_pvalue
+
+    rng = np.random.default_rng(11)
+    x = (rng.uniform(size=3000) < 0.56).astype(float)
+    se = x.std() / np.sqrt(x.size)
+    for null in (0.54, 0.55, 0.56):
+        expected = stats.norm.sf((x.mean() - null) / se)
+        got = bootstrap_pvalue(x, np.mean, null, block=1.0, reps=4000, seed=1)
+        assert abs(got - expected) < 0.03, (null, got, expected)
+    assert bootstrap_pvalue(x, np.mean, x.mean(), block=1.0, reps=2000) == pytest.approx(0.5, abs=0.05)
+
+
+def test_design_targets_report_accuracy_and_hit_rate_against_the_design_thresholds():
+    from python_models.validation import design_targets
+
+    rng = np.random.default_rng(12)
+    dates = pd.bdate_range("2015-01-01", periods=400)
+    y = rng.normal(0, 0.02, (400, 10))
+    rows = []
+    for name, pred in (("skill", y + rng.normal(0, 0.01, y.shape)), ("coin", rng.normal(0, 0.02, y.shape))):
+        for j in range(10):
+            rows.append(
+                pd.DataFrame(
+                    {"model": name, "ticker": f"T{j}", "asof_date": dates, "y_pred": pred[:, j], "y_true": y[:, j]}
+                )
+            )
+    daily = pd.DataFrame({"strategy": "s", "date": dates, "net_return": rng.normal(0.001, 0.01, 400)})
+    out = design_targets(pd.concat(rows), daily, horizon=1, reps=300).set_index(["metric", "subject"])
+    skill, coin = out.loc[("directional_accuracy", "skill")], out.loc[("directional_accuracy", "coin")]
+    assert skill["value"] > 0.8 and skill["met"] and skill["significant"] and skill["pvalue_chance"] < 0.01
+    assert abs(coin["value"] - 0.5) < 0.03 and not coin["significant"] and coin["pvalue_target"] > 0.5
+    hit = out.loc[("hit_rate", "s")]
+    r = daily["net_return"]
+    assert (
+        hit["value"] == pytest.approx((r > 0).mean())
+        and hit["target"] == 0.52
+        and hit["low"] < hit["value"] < hit["high"]
+    )

@@ -10,6 +10,17 @@ from python_models.registry import MODELS
 from python_models.signals import governed_signals, model_signals
 
 SIGNAL_COLUMNS = [c.name for c in schemas.GOVERNED_SIGNALS.columns]
+#: Calendar columns are known in advance and differ between any two windows by construction: no drift check.
+CALENDAR_FEATURES = (
+    "day_of_week",
+    "month",
+    "session_of_month",
+    "turn_of_month",
+    "days_to_holiday",
+    "days_since_holiday",
+    "pre_holiday",
+    "post_holiday",
+)
 
 
 def governance_policy(settings: PmxSettings) -> GovernancePolicy:
@@ -112,7 +123,7 @@ def governance(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
 
     features = warehouse.query(
         "select * exclude (ticker, refreshed_at) from marts.features where ticker <> ?", [settings.benchmark]
-    )
+    ).drop(columns=list(CALENDAR_FEATURES), errors="ignore")
     reviews = result.reviews["review_date"].drop_duplicates()
     drift = feature_drift(features, reviews, train_window=settings.train_window)
 

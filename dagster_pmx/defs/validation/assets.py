@@ -1,11 +1,12 @@
 """Statistical validation assets: pairwise model tests and the model leaderboard."""
 
 import dagster as dg
+import pandas as pd
 
 from dagster_pmx.defs import schemas
-from dagster_pmx.resources import Warehouse
+from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.registry import BASELINE
-from python_models.validation import leaderboard, pairwise_comparisons
+from python_models.validation import design_targets, leaderboard, pairwise_comparisons
 
 #: Stationary-bootstrap resamples behind every interval of the leaderboard.
 BOOTSTRAP_REPS = 500
@@ -33,16 +34,45 @@ BOOTSTRAP_REPS = 500
             "the random walk, directional accuracy and the Sharpe ratio of the model's strategy, each with a "
             "90 % stationary-bootstrap interval.",
         ),
+        dg.AssetSpec(
+            ["marts", "design_targets"],
+            group_name="validation",
+            kinds={"python", "duckdb"},
+            deps=[
+                dg.AssetKey(["marts", "forecasts"]),
+                dg.AssetKey(["marts", "signals"]),
+                dg.AssetKey(["marts", "backtest_daily"]),
+            ],
+            metadata={"dagster/column_schema": schemas.DESIGN_TARGETS},
+            description="The original design's targets, measured out of sample: directional accuracy > 55 % at the "
+            "signal horizon (every model, and 'governed' = the tradable governed signals) and hit rate > 52 % "
+            "(every backtested strategy), each with a 90 % stationary-bootstrap interval and one-sided p-values "
+            "against the target and against a coin flip.",
+        ),
     ],
     pool="warehouse",
 )
-def model_validation(context: dg.AssetExecutionContext, warehouse: Warehouse):
+def model_validation(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
     forecasts = warehouse.query(
         "select model, ticker, asof_date, horizon, y_pred, y_true from marts.forecasts where y_true is not null"
     )
     daily = warehouse.query("select strategy, date, net_return from marts.backtest_daily order by date")
     comparisons = pairwise_comparisons(forecasts)
     board = leaderboard(forecasts, comparisons, daily, BASELINE, reps=BOOTSTRAP_REPS)
+    governed = warehouse.query(
+        """
+        select 'governed' as model, s.ticker, s.date as asof_date, s.expected_return as y_pred, f.y_true
+        from marts.signals s
+        join marts.forecasts f on f.model = s.model and f.ticker = s.ticker and f.asof_date = s.date
+            and f.horizon = s.horizon
+        where s.tradable and f.y_true is not null
+        """
+    )
+    at_signal = forecasts[forecasts["horizon"] == settings.signal_horizon]
+    targets = design_targets(
+        pd.concat([at_signal, governed], ignore_index=True), daily, settings.signal_horizon, reps=BOOTSTRAP_REPS
+    )
+    n_t = warehouse.replace_table("marts.design_targets", targets)
     n_c = warehouse.replace_table("marts.model_comparisons", comparisons)
     n_b = warehouse.replace_table("marts.model_leaderboard", board)
     significant = comparisons[comparisons["dm_pvalue"] < 0.05]
@@ -56,5 +86,17 @@ def model_validation(context: dg.AssetExecutionContext, warehouse: Warehouse):
         metadata={
             "dagster/row_count": n_b,
             "leaderboard": dg.MetadataValue.md(shown.round(4).to_markdown(index=False)),
+        },
+    )
+    focus = targets[targets["subject"].isin(["governed", "ensemble", BASELINE])]
+    yield dg.MaterializeResult(
+        asset_key=["marts", "design_targets"],
+        metadata={
+            "dagster/row_count": n_t,
+            "targets": dg.MetadataValue.md(
+                focus[["metric", "subject", "value", "target", "pvalue_target", "met"]]
+                .round(4)
+                .to_markdown(index=False)
+            ),
         },
     )
