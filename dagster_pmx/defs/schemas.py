@@ -249,7 +249,12 @@ GOVERNED_SIGNALS = _schema(
 
 DESIGN_TARGETS = _schema(
     ("metric", "varchar", "directional_accuracy (of forecasts at the signal horizon) or hit_rate (of a backtest)."),
-    ("subject", "varchar", "Model, 'governed' (tradable governed signals) or backtested strategy."),
+    (
+        "subject",
+        "varchar",
+        "Model, 'governed' (tradable governed signals), 'random_walk@governed' (the random walk on the same rows: "
+        "the control for the selection of those rows) or backtested strategy.",
+    ),
     ("horizon", "bigint", "Signal horizon for directional accuracy; NULL for hit rate."),
     ("n", "bigint", "Observations resampled: origin dates (accuracy) or days with a non-zero return (hit rate)."),
     ("value", "double", "Mean of the daily share of right signs, or share of positive days."),

@@ -66,7 +66,15 @@ def model_validation(context: dg.AssetExecutionContext, warehouse: Warehouse, se
         join marts.forecasts f on f.model = s.model and f.ticker = s.ticker and f.asof_date = s.date
             and f.horizon = s.horizon
         where s.tradable and f.y_true is not null
-        """
+        union all
+        -- the control: the random walk's forecasts on exactly the rows the governed signals traded
+        select 'random_walk@governed' as model, s.ticker, s.date, f.y_pred, f.y_true
+        from marts.signals s
+        join marts.forecasts f on f.model = ? and f.ticker = s.ticker and f.asof_date = s.date
+            and f.horizon = s.horizon
+        where s.tradable and f.y_true is not null
+        """,
+        [BASELINE],
     )
     at_signal = forecasts[forecasts["horizon"] == settings.signal_horizon]
     targets = design_targets(
