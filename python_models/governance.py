@@ -7,7 +7,8 @@ forecasts already realised and strategy returns already earned at the review's c
 
 * **loss** — Diebold–Mariano (HLN) on the daily cross-sectional mean of the squared-error
   differential (candidate minus baseline), one-sided: the candidate must have *lower* loss
-  with p < ``alpha``;
+  with a p-value below ``alpha`` after a Bonferroni adjustment for the number of candidates
+  judged at the review (reviews over time are not adjusted for: each is a new decision);
 * **profit factor** of the candidate's own Kelly strategy at least ``min_pf_uplift`` (3 %)
   above the baseline's;
 * **drawdown** of the candidate's strategy at most ``max_dd_increase`` (50 %) deeper than
@@ -46,6 +47,7 @@ EVIDENCE_COLUMNS = [
     "mean_loss_diff",
     "dm_stat",
     "dm_pvalue",
+    "dm_pvalue_adjusted",
     "profit_factor",
     "baseline_profit_factor",
     "pf_uplift",
@@ -198,12 +200,15 @@ def evaluate(
     baseline: str,
     policy: GovernancePolicy,
     regimes: pd.Series | None = None,
+    n_tests: int = 1,
 ) -> dict:
     """Evidence on one candidate against the baseline over one review window.
 
     ``loss_diff`` and ``returns`` must already be cut to the window (the caller decides the
-    dates); ``returns`` has a column per model. Returns the evidence with ``passes`` (the
-    promotion bar) and ``retains`` (the bar to stay promoted).
+    dates); ``returns`` has a column per model. ``n_tests`` candidates are judged at the
+    same review, so the DM p-value is Bonferroni-adjusted (``min(1, n_tests p)``) before it
+    meets ``alpha``. Returns the evidence with ``passes`` (the promotion bar) and
+    ``retains`` (the bar to stay promoted).
     """
     d = loss_diff.dropna()
     rc, rb = returns[candidate].dropna(), returns[baseline].dropna()
@@ -214,6 +219,7 @@ def evaluate(
         ev["dm_stat"], ev["dm_pvalue"] = stat, p2 / 2.0 if stat < 0 else 1.0 - p2 / 2.0
     else:
         ev["dm_stat"], ev["dm_pvalue"] = np.nan, 1.0
+    ev["dm_pvalue_adjusted"] = min(1.0, ev["dm_pvalue"] * max(1, n_tests))
     pf_c, pf_b = profit_factor(rc), profit_factor(rb)
     dd_c, dd_b = max_drawdown(rc), max_drawdown(rb)
     ev.update(
@@ -233,7 +239,7 @@ def evaluate(
     enough = len(d) >= policy.min_evidence
     pf_ok = np.isfinite(ev["pf_uplift"]) and ev["pf_uplift"] >= policy.min_pf_uplift
     dd_ok = ev["dd_increase"] <= policy.max_dd_increase
-    ev["passes"] = bool(enough and ev["dm_pvalue"] < policy.alpha and pf_ok and dd_ok)
+    ev["passes"] = bool(enough and ev["dm_pvalue_adjusted"] < policy.alpha and pf_ok and dd_ok)
     ev["retains"] = bool(
         enough and ev["mean_loss_diff"] < 0 and np.isfinite(ev["pf_uplift"]) and ev["pf_uplift"] >= 0 and dd_ok
     )
@@ -331,7 +337,7 @@ def govern(
             window_r = returns.loc[:date].tail(policy.evidence_window)
             evs = []
             for c in candidates:
-                ev = evaluate(c, window_ld[c], window_r, base, policy, regimes)
+                ev = evaluate(c, window_ld[c], window_r, base, policy, regimes, n_tests=len(candidates))
                 ev["stopped"] = bool(stopped.at[date, c])
                 ev["passes"] = ev["passes"] and not ev["stopped"]
                 ev["retains"] = ev["retains"] and not ev["stopped"]
@@ -411,8 +417,10 @@ def _failures(ev: dict, policy: GovernancePolicy, retain: bool = False) -> str:
         if not (np.isfinite(ev["pf_uplift"]) and ev["pf_uplift"] >= 0):
             out.append(f"profit factor uplift {ev['pf_uplift']:.2%} < 0")
     else:
-        if not ev["dm_pvalue"] < policy.alpha:
-            out.append(f"DM p = {ev['dm_pvalue']:.3f} >= {policy.alpha}")
+        if not ev["dm_pvalue_adjusted"] < policy.alpha:
+            out.append(
+                f"DM p = {ev['dm_pvalue']:.3f} (Bonferroni-adjusted {ev['dm_pvalue_adjusted']:.3f}) >= {policy.alpha}"
+            )
         if not (np.isfinite(ev["pf_uplift"]) and ev["pf_uplift"] >= policy.min_pf_uplift):
             out.append(f"profit factor uplift {ev['pf_uplift']:.2%} < {policy.min_pf_uplift:.0%}")
     if not ev["dd_increase"] <= policy.max_dd_increase:

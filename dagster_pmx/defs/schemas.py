@@ -157,7 +157,8 @@ _EVIDENCE = (
     ("n_dates", "bigint", "Realisation dates of loss evidence in the review window (at most 504)."),
     ("mean_loss_diff", "double", "Mean daily cross-sectional e_model^2 - e_baseline^2 (negative: lower loss)."),
     ("dm_stat", "double", "Diebold–Mariano (HLN, lag h - 1) on that daily differential."),
-    ("dm_pvalue", "double", "One-sided p-value that the model's loss is lower than the baseline's."),
+    ("dm_pvalue", "double", "One-sided p-value of H0: the model's loss is not lower than the baseline's."),
+    ("dm_pvalue_adjusted", "double", "dm_pvalue times the candidates judged at the review (Bonferroni), at most 1."),
     ("profit_factor", "double", "Profit factor of the model's own Kelly strategy over the window."),
     ("baseline_profit_factor", "double", "Profit factor of the baseline's strategy over the same sessions."),
     ("pf_uplift", "double", "profit_factor / baseline_profit_factor - 1 (the bar: >= 0.03)."),
@@ -181,7 +182,7 @@ _EVIDENCE = (
     (
         "passes",
         "boolean",
-        "Met the promotion bar: enough evidence, dm_pvalue < 0.05, pf_uplift >= 0.03, "
+        "Met the promotion bar: enough evidence, dm_pvalue_adjusted < 0.05, pf_uplift >= 0.03, "
         "dd_increase <= 0.50, not stopped.",
     ),
     ("retains", "boolean", "Met the bar to stay promoted: lower mean loss, pf_uplift >= 0, dd_increase <= 0.50."),

@@ -166,3 +166,15 @@ def test_bad_policies_and_inputs_are_rejected():
         daily_evidence(f, "nope")
     with pytest.raises(ValueError, match="lack columns"):
         daily_evidence(f.drop(columns="target_date"), "ensemble")
+
+
+def test_the_dm_p_value_is_bonferroni_adjusted_for_the_candidates_of_a_review():
+    dates = pd.bdate_range("2015-01-01", periods=300)
+    base = pd.Series(np.random.default_rng(4).normal(0.0004, 0.01, 300), index=dates)
+    returns = pd.DataFrame({"ensemble": base, "c": base + 0.0003})  # a profit-factor uplift of about 8 %
+    loss_diff = pd.Series(np.random.default_rng(8).normal(-0.12, 1.0, 300), index=dates)
+    alone = evaluate("c", loss_diff, returns, "ensemble", POLICY)
+    among_ten = evaluate("c", loss_diff, returns, "ensemble", POLICY, n_tests=10)
+    assert 0.005 < alone["dm_pvalue"] < 0.05 and alone["pf_uplift"] > 0.03
+    assert among_ten["dm_pvalue_adjusted"] == pytest.approx(10 * alone["dm_pvalue"])
+    assert alone["passes"] and not among_ten["passes"]
