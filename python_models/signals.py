@@ -67,7 +67,9 @@ def model_signals(
     )
     own = np.sign(comp["y_pred"].to_numpy())
     aligned = signs.reindex(pd.MultiIndex.from_frame(comp[["ticker", "asof_date"]])).to_numpy()
-    agree = np.nanmean(np.where(np.isnan(aligned), np.nan, aligned == own[:, None]), axis=1) if aligned.size else np.nan
+    seen = ~np.isnan(aligned)
+    count = seen.sum(axis=1)
+    agree = np.where(count > 0, ((aligned == own[:, None]) & seen).sum(axis=1) / np.maximum(count, 1), np.nan)
     comp["agreement"] = np.where(own == 0, 0.5, agree)
     if variance_ratio_z is not None:
         z = variance_ratio_z.rename(columns={"date": "asof_date"}).set_index(["ticker", "asof_date"])["z"]
