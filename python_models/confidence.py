@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from python_models.metrics import sign_hits
+
 CONFIDENCE_WEIGHTS = {
     "probability": 0.30,
     "accuracy": 0.25,
@@ -53,7 +55,7 @@ def trailing_skill(
     if horizon < 1 or window < 1 or min_obs < 1:
         raise ValueError("horizon, window and min_obs must be positive")
     done = y_true.notna() & y_pred.notna()
-    hit = (np.sign(y_pred) == np.sign(y_true)).astype(float).where(done)
+    hit = sign_hits(y_true, y_pred).astype(float).where(done)
     roll = dict(window=window, min_periods=min_obs)
     accuracy = hit.rolling(**roll).mean().shift(horizon)
     sse = ((y_pred - y_true) ** 2).where(done).rolling(**roll).sum().shift(horizon)

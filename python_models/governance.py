@@ -34,8 +34,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from python_models.metrics import dm_test
+from python_models.backtest import run_backtest
+from python_models.metrics import dm_test, sign_hits
 from python_models.performance import max_drawdown, profit_factor, sharpe_ratio
+from python_models.sizing import kelly_book
 
 #: Shares of the selection score; see :func:`selection_score`.
 SCORE_WEIGHTS = {"profit_factor": 0.35, "sharpe": 0.25, "drawdown": 0.20, "stability": 0.20}
@@ -135,7 +137,7 @@ def daily_evidence(forecasts: pd.DataFrame, baseline: str) -> tuple[pd.DataFrame
         raise ValueError(f"baseline {baseline!r} has no realised forecasts")
     done = done.assign(
         loss=(done["y_pred"] - done["y_true"]) ** 2,
-        hit=(np.sign(done["y_pred"]) == np.sign(done["y_true"])).astype(float),
+        hit=sign_hits(done["y_true"], done["y_pred"]).astype(float),
     )
     hits = done.pivot_table(index="target_date", columns="model", values="hit", aggfunc="mean").sort_index()
     loss = done.pivot_table(index=["target_date", "ticker", "asof_date"], columns="model", values="loss")
@@ -446,9 +448,6 @@ def model_strategy_returns(
     ``returns`` is sessions by tickers of simple returns. Returns sessions by models,
     from each model's first decision on.
     """
-    from python_models.backtest import run_backtest
-    from python_models.sizing import kelly_book
-
     signals = forecasts.rename(
         columns={"model": "strategy", "asof_date": "date", "y_pred": "expected_return", "y_std": "forecast_std"}
     )

@@ -42,10 +42,16 @@ def smape(y_true, y_pred) -> float:
     return float(100.0 * terms.mean())
 
 
+def sign_hits(y_true, y_pred):
+    """Elementwise: does the forecast's sign match the realised sign (zeros match only zeros)?
+    Keeps the input's type (arrays stay arrays, pandas objects keep their index)."""
+    return np.sign(y_pred) == np.sign(y_true)
+
+
 def directional_accuracy(y_true, y_pred) -> float:
     """Share of forecasts whose sign matches the realised sign (zeros match only zeros)."""
     a, b = _pair(y_true, y_pred)
-    return float(np.mean(np.sign(a) == np.sign(b)))
+    return float(np.mean(sign_hits(a, b)))
 
 
 def tracking_error(y_true, y_pred) -> float:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from python_models.metrics import directional_accuracy, dm_test
+from python_models.metrics import directional_accuracy, dm_test, sign_hits
 from python_models.performance import sharpe_ratio
 
 
@@ -111,7 +111,7 @@ def bootstrap_interval(
 def daily_hit_rate(frame: pd.DataFrame) -> pd.Series:
     """Share of forecasts with the realised sign per origin date (realised rows only)."""
     done = frame.dropna(subset=["y_true", "y_pred"])
-    hits = np.sign(done["y_pred"].to_numpy()) == np.sign(done["y_true"].to_numpy())
+    hits = sign_hits(done["y_true"].to_numpy(), done["y_pred"].to_numpy())
     return pd.Series(hits, index=done["asof_date"].to_numpy()).groupby(level=0).mean().sort_index()
 
 

@@ -116,6 +116,21 @@ def base_forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
     )
 
 
+def forecasts_with_outcomes(
+    warehouse: Warehouse, tables: list[str], columns: str, horizon: int | None = None
+) -> pd.DataFrame:
+    """``columns`` of the forecast ``tables`` (stacked), optionally at one horizon, with the
+    realised forward return as ``y_true`` (NULL until the target session exists)."""
+    where = f" where horizon = {int(horizon)}" if horizon is not None else ""
+    stacked = " union all ".join(f"select {columns} from {table}{where}" for table in tables)
+    return warehouse.query(f"""
+        with f as ({stacked})
+        select f.*, r.fwd_return as y_true
+        from f left join intermediate.int_forward_returns r
+            on r.ticker = f.ticker and r.date = f.asof_date and r.horizon = f.horizon
+    """)
+
+
 def empty_importances() -> pd.DataFrame:
     """marts.feature_importances with no rows but its column types."""
     types = {"varchar": "string", "bigint": "int64", "date": "datetime64[ns]", "double": "float64"}
@@ -189,13 +204,9 @@ def regime_probabilities(
     pool="warehouse",
 )
 def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
-    frame = warehouse.query("""
-        select f.model, f.ticker, f.asof_date, f.horizon, f.target_date, f.y_pred, f.y_std,
-               r.fwd_return as y_true
-        from ml.base_forecasts f
-        left join intermediate.int_forward_returns r
-            on r.ticker = f.ticker and r.date = f.asof_date and r.horizon = f.horizon
-    """)
+    frame = forecasts_with_outcomes(
+        warehouse, ["ml.base_forecasts"], "model, ticker, asof_date, horizon, target_date, y_pred, y_std"
+    )
     regimes = warehouse.query("select date, regime, probability from ml.regime_probabilities")
     combined, weights = ensemble_panel(
         frame,

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from dagster_pmx.defs import schemas
+from dagster_pmx.defs.forecasting.assets import forecasts_with_outcomes
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.drift import feature_drift
 from python_models.governance import GovernancePolicy, daily_evidence, govern, model_strategy_returns
@@ -85,19 +86,11 @@ def _spec(name: str, schema: dg.TableSchema, description: str, schema_name: str 
 )
 def governance(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
     policy = governance_policy(settings)
-    forecasts = warehouse.query(
-        """
-        with f as (
-            select model, ticker, asof_date, horizon, target_date, y_pred, y_lower, y_upper, y_std
-            from ml.base_forecasts where horizon = $h
-            union all
-            select model, ticker, asof_date, horizon, target_date, y_pred, y_lower, y_upper, y_std
-            from ml.ensemble_forecasts where horizon = $h
-        )
-        select f.*, r.fwd_return as y_true
-        from f left join intermediate.int_forward_returns r
-            on r.ticker = f.ticker and r.date = f.asof_date and r.horizon = f.horizon
-        """.replace("$h", str(int(policy.horizon)))
+    forecasts = forecasts_with_outcomes(
+        warehouse,
+        ["ml.base_forecasts", "ml.ensemble_forecasts"],
+        "model, ticker, asof_date, horizon, target_date, y_pred, y_lower, y_upper, y_std",
+        horizon=policy.horizon,
     )
     if forecasts.empty:
         raise ValueError(f"no forecasts at the signal horizon {policy.horizon}")
