@@ -11,7 +11,7 @@ export PMX_WAREHOUSE ?= $(CURDIR)/warehouse/pmx.duckdb
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test lint ui sql bench bench-models bench-features clean
+.PHONY: setup run test lint ui sql bench bench-models bench-features bench-backtest clean
 
 ## setup: create .venv and install the pinned dependencies (once; again when requirements change)
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
@@ -55,6 +55,11 @@ bench: setup
 ## bench-models: refits per second of every forecaster on the default data; batched vs per-window SSA
 bench-models: setup
 	$(PY) benchmarks/bench_models.py
+
+## bench-backtest: the backtester vs vectorbt (installed into .venv for this benchmark only) on 100k x 10 and the default universe
+bench-backtest: setup
+	$(PY) -m pip install --quiet vectorbt==1.2.0
+	$(PY) benchmarks/bench_backtest.py
 
 ## bench-features: feature + target build on a synthetic 800 tickers x 14 years universe
 bench-features: setup
