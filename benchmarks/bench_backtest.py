@@ -1,8 +1,8 @@
 """Backtester speed against vectorbt on the same target weights, and agreement.
 
 1. Synthetic: ``--sessions`` (default 100,000) x ``--assets`` (10) seeded daily returns and
-   target weights drawn anew every 21 sessions and traded back to every session. pmx's ``run_backtest`` (execution at the
-   close, 10 bps per unit traded) and vectorbt's ``Portfolio.from_orders(size_type=
+   target weights drawn anew every 21 sessions and traded back to every session. pmx's
+   ``run_backtest`` (execution at the close, 10 bps per unit traded) and vectorbt's ``Portfolio.from_orders(size_type=
    "targetpercent", cash_sharing=True, call_seq="auto")`` with the same fees run on it.
    Prints the best of ``--repeat`` wall times (vectorbt after a warm-up that compiles its
    numba kernels), the ratio, and the largest difference of the daily net returns (the same

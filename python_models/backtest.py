@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from python_models.performance import drawdown_path
+
 EXECUTIONS = ("close", "next_close", "next_open")
 
 
@@ -155,7 +157,7 @@ def run_backtest(
         Indexed by session: ``gross_return``, ``turnover`` (sum of absolute trades),
         ``cost`` (all costs), ``impact_cost`` (its impact part), ``net_return = gross_return
         - cost``, ``equity`` (compounded net from 1), ``drawdown`` (equity over its running
-        peak, minus 1), ``exposure`` (gross risky exposure held over the session) and
+        peak, the starting 1 included, minus 1), ``exposure`` (gross risky exposure held over the session) and
         ``cash_weight`` (cash held over the session).
     """
     costs = costs or CostModel(commission_bps=cost_bps)
@@ -236,7 +238,7 @@ def run_backtest(
             "cost": cost,
             "net_return": net,
             "equity": equity,
-            "drawdown": equity / np.maximum.accumulate(equity) - 1.0,
+            "drawdown": drawdown_path(net),
             "turnover": turnover,
             "impact_cost": impact,
             "exposure": np.abs(held).sum(axis=1),

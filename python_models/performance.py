@@ -16,10 +16,33 @@ def sharpe_ratio(returns) -> float:
     return float(r.mean() / sd * np.sqrt(PERIODS_PER_YEAR)) if sd > 0 else float("nan")
 
 
+def drawdown_path(returns) -> np.ndarray:
+    """Equity over its running peak, minus 1, per period; the starting capital (1) counts as
+    a peak, so a loss on the first day is a drawdown (as in empyrical)."""
+    equity = np.cumprod(1.0 + np.asarray(returns, dtype=float))
+    return equity / np.maximum(np.maximum.accumulate(equity), 1.0) - 1.0
+
+
 def max_drawdown(returns) -> float:
     """Largest fall of compounded equity from its running peak (negative or zero)."""
-    equity = np.cumprod(1.0 + np.asarray(returns, dtype=float))
-    return float(min(0.0, (equity / np.maximum.accumulate(equity) - 1.0).min())) if equity.size else float("nan")
+    path = drawdown_path(returns)
+    return float(path.min()) if path.size else float("nan")
+
+
+def max_drawdown_duration(returns) -> int:
+    """Longest run of consecutive periods spent below a previous peak (until recovery or the end)."""
+    under = drawdown_path(returns) < 0
+    longest = run = 0
+    for flag in under:
+        run = run + 1 if flag else 0
+        longest = max(longest, run)
+    return int(longest)
+
+
+def cagr(returns) -> float:
+    """Compound annual growth rate over ``n / 252`` years."""
+    r = np.asarray(returns, dtype=float)
+    return float(np.prod(1.0 + r) ** (PERIODS_PER_YEAR / r.size) - 1.0)
 
 
 def profit_factor(returns) -> float:
@@ -29,7 +52,9 @@ def profit_factor(returns) -> float:
     return float(r[r > 0].sum() / losses) if losses > 0 else float("nan")
 
 
-def summarize(net_return: pd.Series, benchmark_return: pd.Series, turnover: pd.Series) -> dict[str, float]:
+def summarize(
+    net_return: pd.Series, benchmark_return: pd.Series, turnover: pd.Series, exposure: pd.Series | None = None
+) -> dict[str, float]:
     """Headline statistics of a daily net-return series.
 
     ``sharpe`` and ``sortino`` are annualised with a zero risk-free rate (Sortino's
@@ -37,8 +62,11 @@ def summarize(net_return: pd.Series, benchmark_return: pd.Series, turnover: pd.S
     negative or zero; ``information_ratio`` is the annualised mean over the annualised
     standard deviation of ``r - benchmark``; ``hit_rate`` is the share of positive days
     among days with a non-zero return; ``profit_factor`` is gains over absolute losses;
-    ``cagr`` compounds over ``n / 252`` years; ``turnover`` is the mean daily turnover
-    times 252.
+    ``cagr`` compounds over ``n / 252`` years; ``calmar`` is ``cagr / |max_drawdown|``;
+    ``max_drawdown_days`` the longest stretch below a previous peak; ``turnover`` is the
+    mean daily turnover times 252; ``exposure`` the mean gross risky exposure (NaN without
+    ``exposure``). The definitions match empyrical's where it has the statistic (its
+    information ratio, ``excess_sharpe``, is not annualised; this one is).
     """
     r = net_return.astype(float)
     if r.isna().any() or len(r) < 2:
@@ -49,21 +77,22 @@ def summarize(net_return: pd.Series, benchmark_return: pd.Series, turnover: pd.S
     ann = np.sqrt(PERIODS_PER_YEAR)
     sd = r.std(ddof=1)
     downside = np.sqrt(np.mean(np.minimum(r, 0.0) ** 2))
-    equity = (1.0 + r).cumprod()
     active = r - b
     te = active.std(ddof=1)
     traded = r[r != 0]
-    years = len(r) / PERIODS_PER_YEAR
     return {
         "sharpe": sharpe_ratio(r),
         "sortino": float(r.mean() / downside * ann) if downside > 0 else float("nan"),
         "max_drawdown": max_drawdown(r),
+        "max_drawdown_days": max_drawdown_duration(r),
         "information_ratio": float(active.mean() / te * ann) if te > 0 else float("nan"),
         "hit_rate": float((traded > 0).mean()) if len(traded) else float("nan"),
         "profit_factor": profit_factor(r),
-        "cagr": float(equity.iloc[-1] ** (1.0 / years) - 1.0),
+        "cagr": cagr(r),
+        "calmar": cagr(r) / abs(max_drawdown(r)) if max_drawdown(r) < 0 else float("nan"),
         "volatility": float(sd * ann),
         "turnover": float(turnover.reindex(r.index).fillna(0.0).mean() * PERIODS_PER_YEAR),
+        "exposure": float(exposure.reindex(r.index).mean()) if exposure is not None else float("nan"),
         "start_date": r.index[0],
         "end_date": r.index[-1],
     }

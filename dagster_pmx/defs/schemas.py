@@ -81,21 +81,25 @@ BACKTEST_DAILY = _schema(
     ("cost", "double", "cost_bps / 1e4 times turnover at this close."),
     ("net_return", "double", "gross_return - cost."),
     ("equity", "double", "Cumulative product of (1 + net_return), from 1."),
-    ("drawdown", "double", "equity / running peak - 1 (<= 0)."),
+    ("drawdown", "double", "equity / running peak - 1 (<= 0); the starting capital counts as a peak."),
     ("turnover", "double", "Sum of absolute trades at this close against the drifted weights."),
+    ("exposure", "double", "Gross risky exposure held over the session (sum of |weight|)."),
 )
 
 BACKTEST_SUMMARY = _schema(
     ("strategy", "varchar", "Strategy, or benchmark."),
     ("sharpe", "double", "Annualised mean / std of daily net returns, zero risk-free rate."),
     ("sortino", "double", "Annualised mean / root mean square of negative daily returns."),
-    ("max_drawdown", "double", "Largest fall from a peak of equity (<= 0)."),
+    ("max_drawdown", "double", "Largest fall from a peak of equity (<= 0); the starting capital counts as a peak."),
+    ("max_drawdown_days", "bigint", "Longest stretch of sessions spent below a previous peak."),
     ("information_ratio", "double", "Annualised mean / std of (net return - benchmark return)."),
     ("hit_rate", "double", "Share of positive days among days with a non-zero return."),
     ("profit_factor", "double", "Sum of daily gains / absolute sum of daily losses."),
     ("cagr", "double", "Compound annual growth rate over n / 252 years."),
+    ("calmar", "double", "cagr / |max_drawdown|."),
     ("volatility", "double", "Annualised standard deviation of daily net returns."),
     ("turnover", "double", "Mean daily turnover times 252."),
+    ("exposure", "double", "Mean gross risky exposure."),
     ("start_date", "date", "First session."),
     ("end_date", "date", "Last session."),
 )

@@ -160,3 +160,30 @@ def test_summary_statistics_match_hand_formulas():
     assert_allclose(s["hit_rate"], (r > 0).mean())
     assert_allclose(s["turnover"], 0.02 * 252)
     assert s["max_drawdown"] <= 0
+
+
+def test_performance_statistics_agree_with_empyrical():
+    import empyrical as ep
+
+    from python_models.performance import cagr, max_drawdown, max_drawdown_duration
+
+    rng = np.random.default_rng(21)
+    idx = pd.bdate_range("2010-01-01", periods=1500)
+    r = pd.Series(rng.normal(0.0003, 0.012, 1500), index=idx)
+    r.iloc[0] = -0.03  # a loss on day one: the starting capital is the first peak
+    b = pd.Series(rng.normal(0.0002, 0.01, 1500), index=idx)
+    s = summarize(r, b, pd.Series(0.0, index=idx), pd.Series(0.8, index=idx))
+    assert_allclose(s["sharpe"], ep.sharpe_ratio(r), rtol=1e-12)
+    assert_allclose(s["sortino"], ep.sortino_ratio(r), rtol=1e-12)
+    assert_allclose(s["max_drawdown"], ep.max_drawdown(r), rtol=1e-12)
+    assert_allclose(max_drawdown(r.iloc[:5]), ep.max_drawdown(r.iloc[:5]), rtol=1e-12)
+    assert_allclose(s["cagr"], ep.annual_return(r), rtol=1e-12)
+    assert_allclose(s["calmar"], ep.calmar_ratio(r), rtol=1e-12)
+    assert_allclose(s["volatility"], ep.annual_volatility(r), rtol=1e-12)
+    # empyrical's information ratio (excess_sharpe) is per period; ours is annualised like Sharpe
+    assert_allclose(s["information_ratio"], ep.excess_sharpe(r, b) * np.sqrt(252), rtol=1e-12)
+    assert_allclose(cagr(r), ep.annual_return(r), rtol=1e-12)
+    assert s["exposure"] == pytest.approx(0.8)
+    # duration: a hand-checkable path (peak, two sessions under water, recovery, one more)
+    assert max_drawdown_duration([0.1, -0.1, 0.05, 0.1, -0.01]) == 2
+    assert max_drawdown_duration([-0.01, 0.0, 0.0]) == 3

@@ -39,7 +39,7 @@ def backtest_daily(
         daily = run_backtest(weights, panel, cost_bps=settings.cost_bps)
         frames.append(daily.rename_axis("date").reset_index().assign(strategy=strategy))
     out = pd.concat(frames, ignore_index=True)[
-        ["strategy", "date", "gross_return", "cost", "net_return", "equity", "drawdown", "turnover"]
+        ["strategy", "date", "gross_return", "cost", "net_return", "equity", "drawdown", "turnover", "exposure"]
     ]
     rows = warehouse.replace_table("marts.backtest_daily", out)
     final = out.groupby("strategy")["equity"].last().round(3).to_dict()
@@ -53,17 +53,19 @@ def backtest_daily(
     pool="warehouse",
     kinds={"python", "duckdb"},
     deps=[dg.AssetKey(["marts", "backtest_daily"])],
-    description="Per strategy: Sharpe and Sortino (annualised, zero risk-free rate), max drawdown (<= 0), "
-    "information ratio vs the benchmark, hit rate, profit factor, CAGR, volatility, annual "
-    "turnover, start and end date.",
+    description="Per strategy: Sharpe and Sortino (annualised, zero risk-free rate), max drawdown (<= 0) and "
+    "its longest duration, information ratio vs the benchmark, hit rate, profit factor, CAGR, Calmar, "
+    "volatility, annual turnover, mean exposure, start and end date.",
 )
 def backtest_summary(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    daily = warehouse.query("select strategy, date, net_return, turnover from marts.backtest_daily order by date")
+    daily = warehouse.query(
+        "select strategy, date, net_return, turnover, exposure from marts.backtest_daily order by date"
+    )
     bench = daily[daily["strategy"] == BENCHMARK].set_index("date")["net_return"]
     rows = []
     for strategy, g in daily.groupby("strategy", sort=True):
         g = g.set_index("date")
-        rows.append({"strategy": strategy, **summarize(g["net_return"], bench, g["turnover"])})
+        rows.append({"strategy": strategy, **summarize(g["net_return"], bench, g["turnover"], g["exposure"])})
     table = pd.DataFrame(rows)
     n = warehouse.replace_table("marts.backtest_summary", table)
     shown = table.set_index("strategy")[["sharpe", "cagr", "max_drawdown", "information_ratio"]].round(3)
