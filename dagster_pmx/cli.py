@@ -23,6 +23,7 @@ SUMMARY_COLUMNS = [
     "sharpe",
     "cagr",
     "max_drawdown",
+    "calmar",
     "information_ratio",
     "hit_rate",
     "profit_factor",

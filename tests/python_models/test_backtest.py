@@ -149,3 +149,19 @@ def test_bad_inputs_are_refused():
         run_backtest(w, returns, costs=CostModel(impact_coefficient=0.1))
     with pytest.raises(ValueError, match="non-negative"):
         CostModel(half_spread_bps=-1)
+
+
+def test_null_random_signals_on_the_default_data_earn_a_sharpe_near_zero():
+    from dagster_pmx.defs.ingest.sources import BundledSource
+
+    prices = BundledSource().prices(None)
+    close = prices[prices["source"] == "skfolio"].pivot(index="date", columns="ticker", values="adj_close")
+    returns = close.drop(columns="SP500").pct_change().loc["2005-01-01":]
+    rng = np.random.default_rng(0)
+    # a random walk's signal: a random direction per stock, re-drawn every 21 sessions, market-neutral sizing
+    draws = rng.choice([-1.0, 1.0], size=(len(returns) // 21 + 1, returns.shape[1]))
+    signs = pd.DataFrame(np.repeat(draws, 21, axis=0)[: len(returns)], index=returns.index, columns=returns.columns)
+    weights = signs.sub(signs.mean(axis=1), axis=0) * 0.05
+    got = run_backtest(weights, returns, cost_bps=0)
+    years = len(returns) / 252
+    assert abs(sharpe_ratio(got["gross_return"])) < 3 / np.sqrt(years)  # within 3 standard errors of 0
