@@ -72,3 +72,91 @@ def kelly_book(signals: pd.DataFrame, fraction: float = 0.5, cap: float = 0.10, 
         frames.append(pd.concat([long.assign(sleeve="risky"), cash.assign(sleeve="safe")]).assign(strategy=strategy))
     out = pd.concat(frames, ignore_index=True)[["strategy", "date", "ticker", "weight", "sleeve"]]
     return out.sort_values(["strategy", "date", "ticker"]).reset_index(drop=True)
+
+
+def confidence_scale(confidence, min_confidence: float = 0.55):
+    """Fraction of the Kelly position a signal of this confidence earns: ``2c - 1`` (the
+    Kelly fraction of an even-money bet won with probability ``c``), and 0 below
+    ``min_confidence``. An array for array input, a float for a scalar."""
+    if not 0.5 <= min_confidence < 1.0:
+        raise ValueError(f"min_confidence must lie in [0.5, 1), got {min_confidence}")
+    c = np.clip(np.asarray(confidence, dtype=float), 0.0, 1.0)
+    out = np.where(c >= min_confidence, 2.0 * c - 1.0, 0.0)
+    return out if out.ndim else float(out)
+
+
+def kelly_portfolio(
+    mu,
+    cov,
+    fraction: float = 0.5,
+    cap: float = 0.10,
+    max_gross: float = 1.0,
+    long_only: bool = True,
+) -> np.ndarray:
+    """Multi-asset fractional Kelly: ``argmax mu'w - w'Sigma w / (2 fraction)`` under the caps.
+
+    Without constraints the solution is ``fraction * inv(Sigma) mu``, the growth-optimal
+    book scaled down; with them it is the constrained optimum (a quadratic programme,
+    solved by cvxpy): ``|w_i| <= cap``, ``sum |w_i| <= max_gross``, and ``w >= 0`` when
+    ``long_only``. ``mu`` and ``Sigma`` are the forecast mean and covariance of the same
+    horizon's simple returns.
+    """
+    import cvxpy as cp
+
+    mu = np.asarray(mu, dtype=float)
+    sigma = np.asarray(cov, dtype=float)
+    n = mu.size
+    if sigma.shape != (n, n):
+        raise ValueError(f"cov must be {n} x {n}, got {sigma.shape}")
+    if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma))):
+        raise ValueError("mu and cov must be finite")
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+    if not 0.0 < cap <= max_gross:
+        raise ValueError(f"need 0 < cap <= max_gross, got cap={cap}, max_gross={max_gross}")
+    sigma = (sigma + sigma.T) / 2.0
+    if np.linalg.eigvalsh(sigma).min() < -1e-12 * max(1.0, np.abs(sigma).max()):
+        raise ValueError("cov must be positive semi-definite")
+    w = cp.Variable(n)
+    constraints = [cp.abs(w) <= cap, cp.norm1(w) <= max_gross]
+    if long_only:
+        constraints.append(w >= 0)
+    objective = cp.Maximize(mu @ w - cp.quad_form(w, cp.psd_wrap(sigma)) / (2.0 * fraction))
+    problem = cp.Problem(objective, constraints)
+    problem.solve(solver=cp.CLARABEL)
+    if problem.status not in ("optimal", "optimal_inaccurate") or w.value is None:
+        raise ValueError(f"the Kelly programme did not solve: {problem.status}")
+    return np.asarray(w.value, dtype=float)
+
+
+def risk_parity_weights(cov, budgets=None, tol: float = 1e-12) -> np.ndarray:
+    """Long-only weights (summing to one) whose risk contributions ``w_i (Sigma w)_i`` are
+    proportional to ``budgets`` (equal by default).
+
+    Solved through the convex programme of Spinu (2013): ``min w'Sigma w / 2 - sum b_i log
+    w_i`` has a unique positive solution whose risk contributions equal ``b``; it is then
+    rescaled to sum to one (contributions stay proportional).
+    """
+    from scipy import optimize
+
+    sigma = np.asarray(cov, dtype=float)
+    n = sigma.shape[0]
+    if sigma.shape != (n, n) or not np.all(np.isfinite(sigma)):
+        raise ValueError("cov must be a finite square matrix")
+    b = np.full(n, 1.0 / n) if budgets is None else np.asarray(budgets, dtype=float)
+    if b.shape != (n,) or np.any(b <= 0):
+        raise ValueError("budgets must be positive, one per asset")
+    b = b / b.sum()
+    if np.any(np.diag(sigma) <= 0):
+        raise ValueError("every asset needs a positive variance")
+    x0 = b / np.sqrt(np.diag(sigma))
+    result = optimize.minimize(
+        lambda x: 0.5 * x @ sigma @ x - b @ np.log(x),
+        x0,
+        jac=lambda x: sigma @ x - b / x,
+        bounds=[(1e-12, None)] * n,
+        method="L-BFGS-B",
+        options={"ftol": tol, "gtol": tol, "maxiter": 10_000},
+    )
+    x = result.x
+    return x / x.sum()
