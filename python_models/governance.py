@@ -439,13 +439,14 @@ def model_strategy_returns(
     cap: float = 0.10,
     max_gross: float = 1.0,
     cost_bps: float = 10.0,
+    cash_rate: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Daily net return of each model's own Kelly strategy (the evidence on profit factor,
     drawdown and Sharpe): the same sizing and backtest as ``marts.allocations`` and
     ``marts.backtest_daily`` use for single-model strategies.
 
     ``forecasts`` has ``model, ticker, asof_date, y_pred, y_std`` at the signal horizon;
-    ``returns`` is sessions by tickers of simple returns. Returns sessions by models,
+    ``returns`` is sessions by tickers of simple returns; cash earns ``cash_rate``. Returns sessions by models,
     from each model's first decision on.
     """
     signals = forecasts.rename(
@@ -456,5 +457,5 @@ def model_strategy_returns(
     for model, g in book[book["sleeve"] == "risky"].groupby("strategy"):
         weights = g.pivot(index="date", columns="ticker", values="weight")
         panel = returns.loc[returns.index >= weights.index.min()]
-        out[model] = run_backtest(weights, panel, cost_bps=cost_bps)["net_return"]
+        out[model] = run_backtest(weights, panel, cost_bps=cost_bps, cash_rate=cash_rate)["net_return"]
     return pd.DataFrame(out)

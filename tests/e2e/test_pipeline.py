@@ -75,10 +75,13 @@ def test_positions_decided_at_t_earn_t_plus_1(full):
     daily = read(full, "select date, gross_return from marts.backtest_daily where strategy='ensemble'").set_index(
         "date"
     )
+    rf = read(full, "select date, rf_daily from intermediate.int_risk_free").set_index("date")["rf_daily"]
     dates = daily.index[10:20]
     for prev, today in zip(dates[:-1], dates[1:], strict=True):
-        expected = (w.loc[prev] * r.loc[today, w.columns]).sum()
+        cash = 1.0 - w.loc[prev].sum()  # the uninvested rest earns the day's T-bill rate
+        expected = (w.loc[prev] * r.loc[today, w.columns]).sum() + cash * rf.loc[today]
         assert_allclose(daily.loc[today, "gross_return"], expected, rtol=1e-12)
+    assert rf.loc[dates].gt(0).all()  # the slice lies inside the RF series (it ends in 2018)
 
 
 COMPARE = {

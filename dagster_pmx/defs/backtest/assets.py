@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs import schemas
+from dagster_pmx.defs.reads import cash_rates
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.backtest import run_backtest
 from python_models.performance import summarize
@@ -17,9 +18,14 @@ BENCHMARK = "benchmark"
     metadata={"dagster/column_schema": schemas.BACKTEST_DAILY},
     pool="warehouse",
     kinds={"python", "duckdb"},
-    deps=[dg.AssetKey(["marts", "allocations"]), dg.AssetKey(["intermediate", "int_returns"])],
-    description="Daily gross return, cost (bps per unit turnover), net return, equity, drawdown and "
-    "turnover per strategy. Weights decided at the close of t earn the returns of t+1. "
+    deps=[
+        dg.AssetKey(["marts", "allocations"]),
+        dg.AssetKey(["intermediate", "int_returns"]),
+        dg.AssetKey(["intermediate", "int_risk_free"]),
+    ],
+    description="Daily gross return, cost (bps per unit turnover), net return, equity, drawdown, "
+    "turnover and exposure per strategy. Weights decided at the close of t earn the returns of t+1; the "
+    "uninvested rest earns the T-bill rate of intermediate.int_risk_free (0 where it is unknown). "
     "Strategy 'benchmark' is buy-and-hold of the S&P 500 index over the same sessions.",
 )
 def backtest_daily(
@@ -32,11 +38,12 @@ def backtest_daily(
     panel = panel.loc[panel.index >= start]
     if settings.benchmark not in panel.columns:
         raise ValueError(f"benchmark {settings.benchmark!r} has no returns in intermediate.int_returns")
+    cash_rate = cash_rates(warehouse)
     frames = []
     books = {s: g.pivot(index="date", columns="ticker", values="weight") for s, g in alloc.groupby("strategy")}
     books[BENCHMARK] = pd.DataFrame({settings.benchmark: 1.0}, index=panel.index)
     for strategy, weights in books.items():
-        daily = run_backtest(weights, panel, cost_bps=settings.cost_bps)
+        daily = run_backtest(weights, panel, cost_bps=settings.cost_bps, cash_rate=cash_rate)
         frames.append(daily.rename_axis("date").reset_index().assign(strategy=strategy))
     out = pd.concat(frames, ignore_index=True)[
         ["strategy", "date", "gross_return", "cost", "net_return", "equity", "drawdown", "turnover", "exposure"]

@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs import schemas
+from dagster_pmx.defs.reads import forecasts_with_outcomes
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.ensemble import VARIANTS, ensemble_panel
 from python_models.hmm import GaussianHmm, walk_forward_regimes
@@ -114,21 +115,6 @@ def base_forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
             "top_features": dg.MetadataValue.md(top.round(4).reset_index().to_markdown(index=False)) if n_imp else "",
         },
     )
-
-
-def forecasts_with_outcomes(
-    warehouse: Warehouse, tables: list[str], columns: str, horizon: int | None = None
-) -> pd.DataFrame:
-    """``columns`` of the forecast ``tables`` (stacked), optionally at one horizon, with the
-    realised forward return as ``y_true`` (NULL until the target session exists)."""
-    where = f" where horizon = {int(horizon)}" if horizon is not None else ""
-    stacked = " union all ".join(f"select {columns} from {table}{where}" for table in tables)
-    return warehouse.query(f"""
-        with f as ({stacked})
-        select f.*, r.fwd_return as y_true
-        from f left join intermediate.int_forward_returns r
-            on r.ticker = f.ticker and r.date = f.asof_date and r.horizon = f.horizon
-    """)
 
 
 def empty_importances() -> pd.DataFrame:

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from dagster_pmx.defs import schemas
-from dagster_pmx.defs.forecasting.assets import forecasts_with_outcomes
+from dagster_pmx.defs.reads import cash_rates, forecasts_with_outcomes
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.drift import feature_drift
 from python_models.governance import GovernancePolicy, daily_evidence, govern, model_strategy_returns
@@ -39,6 +39,7 @@ def _spec(name: str, schema: dg.TableSchema, description: str, schema_name: str 
             dg.AssetKey(["ml", "regime_probabilities"]),
             dg.AssetKey(["intermediate", "int_forward_returns"]),
             dg.AssetKey(["intermediate", "int_returns"]),
+            dg.AssetKey(["intermediate", "int_risk_free"]),
             dg.AssetKey(["marts", "features"]),
         ],
         metadata={"dagster/column_schema": schema},
@@ -99,7 +100,13 @@ def governance(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
     ).pivot(index="date", columns="ticker", values="simple_return")
     returns = returns.sort_index().fillna(0.0)
     strategy = model_strategy_returns(
-        forecasts, returns, settings.kelly_fraction, settings.position_cap, settings.max_gross, settings.cost_bps
+        forecasts,
+        returns,
+        settings.kelly_fraction,
+        settings.position_cap,
+        settings.max_gross,
+        settings.cost_bps,
+        cash_rate=cash_rates(warehouse),
     )
     regimes = warehouse.query(
         "select date, arg_max(regime, probability) as regime from ml.regime_probabilities group by date"

@@ -1,0 +1,26 @@
+"""Reads of the warehouse that more than one domain's assets share."""
+
+import pandas as pd
+
+from dagster_pmx.resources import Warehouse
+
+
+def forecasts_with_outcomes(
+    warehouse: Warehouse, tables: list[str], columns: str, horizon: int | None = None
+) -> pd.DataFrame:
+    """``columns`` of the forecast ``tables`` (stacked), optionally at one horizon, with the
+    realised forward return as ``y_true`` (NULL until the target session exists)."""
+    where = f" where horizon = {int(horizon)}" if horizon is not None else ""
+    stacked = " union all ".join(f"select {columns} from {table}{where}" for table in tables)
+    return warehouse.query(f"""
+        with f as ({stacked})
+        select f.*, r.fwd_return as y_true
+        from f left join intermediate.int_forward_returns r
+            on r.ticker = f.ticker and r.date = f.asof_date and r.horizon = f.horizon
+    """)
+
+
+def cash_rates(warehouse: Warehouse) -> pd.Series:
+    """Per-session cash rate from intermediate.int_risk_free (sessions without a known rate: 0)."""
+    rf = warehouse.query("select date, rf_daily from intermediate.int_risk_free order by date")
+    return pd.Series(rf["rf_daily"].fillna(0.0).to_numpy(), index=pd.DatetimeIndex(rf["date"]))
