@@ -155,10 +155,11 @@ def run_backtest(
     -------
     pandas.DataFrame
         Indexed by session: ``gross_return``, ``turnover`` (sum of absolute trades),
-        ``cost`` (all costs), ``impact_cost`` (its impact part), ``net_return = gross_return
-        - cost``, ``equity`` (compounded net from 1), ``drawdown`` (equity over its running
-        peak, the starting 1 included, minus 1), ``exposure`` (gross risky exposure held over the session) and
-        ``cash_weight`` (cash held over the session).
+        ``cost`` (all costs), ``impact_cost`` (its impact part), ``net_return =
+        gross_return - cost``, ``excess_return`` (net return minus the cash rate),
+        ``equity`` (compounded net from 1), ``drawdown`` (equity over its running peak, the
+        starting 1 included, minus 1), ``exposure`` (gross risky exposure held over the
+        session) and ``cash_weight`` (cash held over the session).
     """
     costs = costs or CostModel(commission_bps=cost_bps)
     if cost_bps < 0:
@@ -237,6 +238,7 @@ def run_backtest(
             "gross_return": gross,
             "cost": cost,
             "net_return": net,
+            "excess_return": net - rf,
             "equity": equity,
             "drawdown": drawdown_path(net),
             "turnover": turnover,

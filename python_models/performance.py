@@ -53,7 +53,11 @@ def profit_factor(returns) -> float:
 
 
 def summarize(
-    net_return: pd.Series, benchmark_return: pd.Series, turnover: pd.Series, exposure: pd.Series | None = None
+    net_return: pd.Series,
+    benchmark_return: pd.Series,
+    turnover: pd.Series,
+    exposure: pd.Series | None = None,
+    excess_return: pd.Series | None = None,
 ) -> dict[str, float]:
     """Headline statistics of a daily net-return series.
 
@@ -61,7 +65,8 @@ def summarize(
     downside deviation is the root mean square of ``min(r, 0)``); ``max_drawdown`` is
     negative or zero; ``information_ratio`` is the annualised mean over the annualised
     standard deviation of ``r - benchmark``; ``hit_rate`` is the share of positive days
-    among days with a non-zero return; ``profit_factor`` is gains over absolute losses;
+    among days with a non-zero return, of ``excess_return`` (over the cash rate) when given,
+    so that a day spent in cash earning interest is not a win; ``profit_factor`` is gains over absolute losses;
     ``cagr`` compounds over ``n / 252`` years; ``calmar`` is ``cagr / |max_drawdown|``;
     ``max_drawdown_days`` the longest stretch below a previous peak; ``turnover`` is the
     mean daily turnover times 252; ``exposure`` the mean gross risky exposure (NaN without
@@ -79,7 +84,8 @@ def summarize(
     downside = np.sqrt(np.mean(np.minimum(r, 0.0) ** 2))
     active = r - b
     te = active.std(ddof=1)
-    traded = r[r != 0]
+    x = r if excess_return is None else excess_return.reindex(r.index).astype(float)
+    traded = x[x != 0]
     return {
         "sharpe": sharpe_ratio(r),
         "sortino": float(r.mean() / downside * ann) if downside > 0 else float("nan"),

@@ -206,7 +206,8 @@ def design_targets(
         ``model, ticker, asof_date, y_pred, y_true`` at ``horizon`` (any subject name in
         ``model``, e.g. the governed signals' tradable rows as ``governed``).
     daily : pandas.DataFrame
-        ``strategy, date, net_return`` of the backtests.
+        ``strategy, date, net_return`` of the backtests, and ``excess_return`` (over the
+        cash rate) when cash earns interest: the hit rate then counts days beating cash.
 
     Returns
     -------
@@ -215,7 +216,7 @@ def design_targets(
         <= target), ``pvalue_chance`` (H0: value <= 0.5), ``met`` (value > target) and
         ``significant`` (pvalue_target < 0.05). Directional accuracy is the mean of the daily
         shares of right signs (resampled in blocks of the horizon); hit rate is the share of
-        positive days among days with a non-zero net return (blocks of 21 days).
+        positive days among days with a non-zero net (or excess) return (blocks of 21 days).
     """
     rows = []
     for subject, g in forecasts.dropna(subset=["y_true", "y_pred"]).groupby("model", sort=True):
@@ -225,7 +226,7 @@ def design_targets(
             )
         )
     for strategy, g in daily.sort_values("date").groupby("strategy", sort=True):
-        r = g["net_return"].to_numpy(float)
+        r = g["excess_return" if "excess_return" in g.columns else "net_return"].to_numpy(float)
         wins = (r[r != 0] > 0).astype(float)
         rows.append(_target_row("hit_rate", strategy, None, wins, 21.0, reps, level))
     return pd.DataFrame(rows)

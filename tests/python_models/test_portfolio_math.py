@@ -187,3 +187,12 @@ def test_performance_statistics_agree_with_empyrical():
     # duration: a hand-checkable path (peak, two sessions under water, recovery, one more)
     assert max_drawdown_duration([0.1, -0.1, 0.05, 0.1, -0.01]) == 2
     assert max_drawdown_duration([-0.01, 0.0, 0.0]) == 3
+
+
+def test_hit_rate_counts_days_that_beat_cash_when_excess_returns_are_given():
+    idx = pd.bdate_range("2020-01-01", periods=6)
+    net = pd.Series([0.0001, 0.0001, 0.01, -0.01, 0.02, 0.0001], index=idx)  # three days in cash at 1 bp
+    excess = net - 0.0001
+    zero = pd.Series(0.0, index=idx)
+    assert summarize(net, zero, zero)["hit_rate"] == pytest.approx(5 / 6)  # interest counts as wins
+    assert summarize(net, zero, zero, excess_return=excess)["hit_rate"] == pytest.approx(2 / 3)

@@ -46,7 +46,18 @@ def backtest_daily(
         daily = run_backtest(weights, panel, cost_bps=settings.cost_bps, cash_rate=cash_rate)
         frames.append(daily.rename_axis("date").reset_index().assign(strategy=strategy))
     out = pd.concat(frames, ignore_index=True)[
-        ["strategy", "date", "gross_return", "cost", "net_return", "equity", "drawdown", "turnover", "exposure"]
+        [
+            "strategy",
+            "date",
+            "gross_return",
+            "cost",
+            "net_return",
+            "excess_return",
+            "equity",
+            "drawdown",
+            "turnover",
+            "exposure",
+        ]
     ]
     rows = warehouse.replace_table("marts.backtest_daily", out)
     final = out.groupby("strategy")["equity"].last().round(3).to_dict()
@@ -66,13 +77,18 @@ def backtest_daily(
 )
 def backtest_summary(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     daily = warehouse.query(
-        "select strategy, date, net_return, turnover, exposure from marts.backtest_daily order by date"
+        "select strategy, date, net_return, excess_return, turnover, exposure from marts.backtest_daily order by date"
     )
     bench = daily[daily["strategy"] == BENCHMARK].set_index("date")["net_return"]
     rows = []
     for strategy, g in daily.groupby("strategy", sort=True):
         g = g.set_index("date")
-        rows.append({"strategy": strategy, **summarize(g["net_return"], bench, g["turnover"], g["exposure"])})
+        rows.append(
+            {
+                "strategy": strategy,
+                **summarize(g["net_return"], bench, g["turnover"], g["exposure"], g["excess_return"]),
+            }
+        )
     table = pd.DataFrame(rows)
     n = warehouse.replace_table("marts.backtest_summary", table)
     shown = table.set_index("strategy")[["sharpe", "cagr", "max_drawdown", "information_ratio"]].round(3)

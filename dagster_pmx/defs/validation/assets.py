@@ -56,7 +56,7 @@ def model_validation(context: dg.AssetExecutionContext, warehouse: Warehouse, se
     forecasts = warehouse.query(
         "select model, ticker, asof_date, horizon, y_pred, y_true from marts.forecasts where y_true is not null"
     )
-    daily = warehouse.query("select strategy, date, net_return from marts.backtest_daily order by date")
+    daily = warehouse.query("select strategy, date, net_return, excess_return from marts.backtest_daily order by date")
     comparisons = pairwise_comparisons(forecasts)
     board = leaderboard(forecasts, comparisons, daily, BASELINE, reps=BOOTSTRAP_REPS)
     governed = warehouse.query(
