@@ -102,3 +102,43 @@ def summarize(
         "start_date": r.index[0],
         "end_date": r.index[-1],
     }
+
+
+#: Stress windows reported on their own (calendar spans of the episodes the design names).
+STRESS_WINDOWS = {
+    "2000-2002 dot-com bust": ("2000-01-01", "2002-12-31"),
+    "2008-2009 financial crisis": ("2008-01-01", "2009-12-31"),
+    "2020 pandemic": ("2020-01-01", "2020-12-31"),
+}
+
+
+def period_statistics(returns: pd.Series, labels: pd.Series) -> pd.DataFrame:
+    """Per label (a year, a regime, a stress window): sessions, compounded return, annualised
+    volatility and Sharpe ratio, and the max drawdown within the period (from its own start).
+
+    ``labels`` is aligned to ``returns``; sessions with a missing label are left out.
+    """
+    r = returns.astype(float)
+    lab = labels.reindex(r.index)
+    rows = []
+    for label, g in r.groupby(lab, sort=True):
+        x = g.to_numpy()
+        rows.append(
+            {
+                "period": str(label),
+                "sessions": int(x.size),
+                "total_return": float(np.prod(1.0 + x) - 1.0),
+                "volatility": float(x.std(ddof=1) * np.sqrt(PERIODS_PER_YEAR)) if x.size > 1 else float("nan"),
+                "sharpe": sharpe_ratio(x) if x.size > 1 else float("nan"),
+                "max_drawdown": max_drawdown(x),
+            }
+        )
+    return pd.DataFrame(rows, columns=["period", "sessions", "total_return", "volatility", "sharpe", "max_drawdown"])
+
+
+def stress_labels(index: pd.DatetimeIndex) -> pd.Series:
+    """The stress window each session falls in (NaN outside every window)."""
+    out = pd.Series(np.nan, index=index, dtype=object)
+    for name, (start, end) in STRESS_WINDOWS.items():
+        out[(index >= start) & (index <= end)] = name
+    return out

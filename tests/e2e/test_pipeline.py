@@ -14,7 +14,7 @@ def test_every_mart_is_populated(full):
     from dagster_pmx.definitions import defs
 
     marts = [k.path[1] for k in defs.resolve_asset_graph().materializable_asset_keys if k.path[0] == "marts"]
-    assert len(marts) == 17
+    assert len(marts) == 18
     for table in marts:
         assert read(full, f"select count(*) n from marts.{table}")["n"].iloc[0] > 0, table
     models = set(read(full, "select distinct model from marts.forecasts")["model"])
@@ -169,7 +169,7 @@ def test_python_written_tables_have_their_documented_columns(full):
         assert actual == [c.name for c in schema.columns], table
         assert all(c.description for c in schema.columns), table
     marts = {k.to_user_string() for k in graph.materializable_asset_keys if k.path[0] == "marts"}
-    assert len(marts) == 17 and marts <= documented  # dbt's from YAML, Python's from dagster_pmx/defs/schemas.py
+    assert len(marts) == 18 and marts <= documented  # dbt's from YAML, Python's from dagster_pmx/defs/schemas.py
     assert {"raw/prices", "raw/macro"} <= documented
 
 
@@ -240,3 +240,16 @@ def test_market_regime_probabilities_are_filtered_walk_forward(full):
     assert_allclose(regimes.groupby("date")["probability"].sum(), 1.0)
     assert (regimes["train_end"] < regimes["date"]).all()
     assert regimes["probability"].between(0, 1).all()
+
+
+def test_backtest_periods_compound_the_daily_returns(full):
+    periods = read(full, "select * from marts.backtest_periods").set_index(["strategy", "breakdown", "period"])
+    daily = read(full, "select strategy, date, net_return from marts.backtest_daily where strategy = 'benchmark'")
+    daily = daily.set_index("date")["net_return"]
+    y2010 = daily[daily.index.year == 2010]
+    assert_allclose(periods.loc[("benchmark", "year", "2010"), "total_return"], np.prod(1 + y2010) - 1, rtol=1e-12)
+    crisis = daily[(daily.index >= "2008-01-01") & (daily.index <= "2009-12-31")]
+    row = periods.loc[("benchmark", "stress", "2008-2009 financial crisis")]
+    assert row["sessions"] == len(crisis) and row["total_return"] == pytest.approx(np.prod(1 + crisis) - 1)
+    regimes = periods.xs(("benchmark", "regime"), level=("strategy", "breakdown"))
+    assert regimes["sessions"].sum() <= len(daily) and len(regimes) >= 2

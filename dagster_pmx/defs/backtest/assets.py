@@ -7,7 +7,7 @@ from dagster_pmx.defs import schemas
 from dagster_pmx.defs.reads import cash_rates
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.backtest import run_backtest
-from python_models.performance import summarize
+from python_models.performance import period_statistics, stress_labels, summarize
 
 BENCHMARK = "benchmark"
 
@@ -94,4 +94,42 @@ def backtest_summary(context: dg.AssetExecutionContext, warehouse: Warehouse) ->
     shown = table.set_index("strategy")[["sharpe", "cagr", "max_drawdown", "information_ratio"]].round(3)
     return dg.MaterializeResult(
         metadata={"dagster/row_count": n, "summary": dg.MetadataValue.md(shown.reset_index().to_markdown(index=False))}
+    )
+
+
+@dg.asset(
+    key=["marts", "backtest_periods"],
+    group_name="backtest",
+    metadata={"dagster/column_schema": schemas.BACKTEST_PERIODS},
+    pool="warehouse",
+    kinds={"python", "duckdb"},
+    deps=[dg.AssetKey(["marts", "backtest_daily"]), dg.AssetKey(["ml", "regime_probabilities"])],
+    description="Every strategy broken down by calendar year, by market regime (the HMM's most likely filtered "
+    "regime of the session, 0 calmest) and by stress window (2000-02, 2008-09, 2020; a window outside the "
+    "backtest has no row): sessions, compounded return, annualised volatility and Sharpe, max drawdown within.",
+)
+def backtest_periods(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    daily = warehouse.query("select strategy, date, net_return from marts.backtest_daily order by date")
+    regimes = warehouse.query(
+        "select date, arg_max(regime, probability) as regime from ml.regime_probabilities group by date"
+    )
+    regime = pd.Series(regimes["regime"].to_numpy(), index=pd.DatetimeIndex(regimes["date"]))
+    frames = []
+    for strategy, g in daily.groupby("strategy", sort=True):
+        r = pd.Series(g["net_return"].to_numpy(), index=pd.DatetimeIndex(g["date"]))
+        labels = {
+            "year": pd.Series(r.index.year, index=r.index),
+            "regime": regime.reindex(r.index).map(lambda k: f"regime {int(k)}", na_action="ignore"),
+            "stress": stress_labels(r.index),
+        }
+        for kind, lab in labels.items():
+            frames.append(period_statistics(r, lab).assign(strategy=strategy, breakdown=kind))
+    table = pd.concat(frames, ignore_index=True)[[c.name for c in schemas.BACKTEST_PERIODS.columns]]
+    n = warehouse.replace_table("marts.backtest_periods", table)
+    stress = table[table["breakdown"] == "stress"].pivot(index="strategy", columns="period", values="total_return")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": n,
+            "stress_returns": dg.MetadataValue.md(stress.round(3).reset_index().to_markdown(index=False)),
+        }
     )
