@@ -45,3 +45,15 @@ def check(frame: pd.DataFrame, position_cap: float, max_gross: float) -> Validat
         evaluated=rows.evaluated + agg.evaluated,
         failures=rows.failures + agg.failures,
     )
+
+
+def freshness_suite() -> list:
+    E = gx.expectations
+    return [E.ExpectColumnValuesToBeBetween(column="max_sessions_since_price", min_value=0, max_value=0)]
+
+
+def check_freshness(staleness: pd.DataFrame) -> Validation:
+    """``staleness`` has one row per (strategy, date) with ``max_sessions_since_price``: over the
+    positions held from that close, the most sessions since a ticker last had a price (0 =
+    priced on the decision session; a ticker never priced counts as stale)."""
+    return validate(staleness, "allocation_freshness", freshness_suite())

@@ -187,3 +187,35 @@ def test_settings_from_environment(monkeypatch):
     monkeypatch.setenv("PMX_REFIT_EVERY", "weekly")
     with pytest.raises(ValueError, match="PMX_REFIT_EVERY='weekly' is not a valid int"):
         PmxSettings.from_env()
+
+
+def _calendar(warehouse, dates, priced: dict):
+    """int_sessions and int_returns with ``priced[ticker]`` flags per date."""
+    warehouse.replace_table(
+        "intermediate.int_sessions", pd.DataFrame({"date": dates, "session_index": range(1, len(dates) + 1)})
+    )
+    rows = [
+        {"ticker": t, "date": d, "has_price": flag}
+        for t, flags in priced.items()
+        for d, flag in zip(dates, flags, strict=True)
+    ]
+    warehouse.replace_table("intermediate.int_returns", pd.DataFrame(rows))
+
+
+def test_no_trading_on_stale_prices(warehouse):
+    from dagster_pmx.defs.portfolio.checks import allocations_on_fresh_prices
+
+    dates = pd.bdate_range("2021-01-04", periods=4)
+    _calendar(warehouse, dates, {"A": [True, True, True, True], "B": [True, True, False, True]})
+    frame = pd.DataFrame(
+        {"strategy": "s", "date": np.repeat(dates, 2), "ticker": ["A", "B"] * 4, "weight": 0.1, "sleeve": "risky"}
+    )
+    _store_allocations(
+        warehouse, frame.assign(weight=np.where((frame["ticker"] == "B") & (frame["date"] == dates[2]), 0.0, 0.1))
+    )
+    assert allocations_on_fresh_prices(warehouse=warehouse).passed  # no position in B on its missing session
+    _store_allocations(warehouse, frame)  # a position in B decided on a session without a B price
+    result = allocations_on_fresh_prices(warehouse=warehouse)
+    assert not result.passed
+    _store_allocations(warehouse, pd.concat([frame.iloc[:2], frame.iloc[:1].assign(ticker="Z")]).reset_index(drop=True))
+    assert not allocations_on_fresh_prices(warehouse=warehouse).passed  # a ticker never priced

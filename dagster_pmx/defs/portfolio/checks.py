@@ -27,3 +27,40 @@ def signals_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
 def allocations_expectations(warehouse: Warehouse, settings: PmxSettings) -> dg.AssetCheckResult:
     frame = warehouse.query("select * from marts.allocations")
     return check_result(allocation_suite.check(frame, settings.position_cap, settings.max_gross), len(frame))
+
+
+#: Sessions since each ticker's last price, per (ticker, date) of the calendar.
+STALENESS_SQL = """
+    with stamped as (
+        select r.ticker, r.date, s.session_index, r.has_price
+        from intermediate.int_returns r
+        join intermediate.int_sessions s on s.date = r.date
+    ),
+
+    last_price as (
+        select
+            ticker,
+            date,
+            session_index - max(case when has_price then session_index end) over (
+                partition by ticker order by date rows between unbounded preceding and current row
+            ) as sessions_since_price
+        from stamped
+    )
+
+    select a.strategy, a.date, max(coalesce(l.sessions_since_price, 1000000)) as max_sessions_since_price
+    from marts.allocations a
+    left join last_price l on l.ticker = a.ticker and l.date = a.date
+    where a.sleeve = 'risky' and a.weight <> 0
+    group by a.strategy, a.date
+"""
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(["marts", "allocations"]),
+    blocking=True,
+    description="GX: no trading on stale prices. Every position taken at a close is in a ticker that has a "
+    "price on that session (a gap in its prices, a delisting, or a ticker never priced fails).",
+)
+def allocations_on_fresh_prices(warehouse: Warehouse) -> dg.AssetCheckResult:
+    staleness = warehouse.query(STALENESS_SQL)
+    return check_result(allocation_suite.check_freshness(staleness), len(staleness))
