@@ -130,7 +130,7 @@ def stacking_weights(
         out[i] = simplex_least_squares(xs[ok], ys[ok])
         ready[i] = True
     perf = pd.DataFrame(out, index=y_pred.index, columns=y_pred.columns)
-    held = _hold(perf, reweight_every) if reweight_every > 1 else perf
+    held = _hold(perf, reweight_every)
     return _shrink(held.fillna(1.0 / m), shrinkage, held.notna().all(axis=1))
 
 

@@ -86,16 +86,17 @@ def summarize(
     te = active.std(ddof=1)
     x = r if excess_return is None else excess_return.reindex(r.index).astype(float)
     traded = x[x != 0]
+    mdd, growth = max_drawdown(r), cagr(r)
     return {
         "sharpe": sharpe_ratio(r),
         "sortino": float(r.mean() / downside * ann) if downside > 0 else float("nan"),
-        "max_drawdown": max_drawdown(r),
+        "max_drawdown": mdd,
         "max_drawdown_days": max_drawdown_duration(r),
         "information_ratio": float(active.mean() / te * ann) if te > 0 else float("nan"),
         "hit_rate": float((traded > 0).mean()) if len(traded) else float("nan"),
         "profit_factor": profit_factor(r),
-        "cagr": cagr(r),
-        "calmar": cagr(r) / abs(max_drawdown(r)) if max_drawdown(r) < 0 else float("nan"),
+        "cagr": growth,
+        "calmar": growth / abs(mdd) if mdd < 0 else float("nan"),
         "volatility": float(sd * ann),
         "turnover": float(turnover.reindex(r.index).fillna(0.0).mean() * PERIODS_PER_YEAR),
         "exposure": float(exposure.reindex(r.index).mean()) if exposure is not None else float("nan"),

@@ -78,6 +78,17 @@ def pairwise_comparisons(forecasts: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _bootstrap(series, statistic, block: float, reps: int, seed: int) -> tuple[float, np.ndarray]:
+    """``statistic`` of the series and of ``reps`` stationary-bootstrap resamples (arch)."""
+    from arch.bootstrap import StationaryBootstrap
+
+    x = np.asarray(series, dtype=float)
+    if x.ndim != 1 or x.size < 10 or not np.all(np.isfinite(x)):
+        raise ValueError("bootstrap needs at least 10 finite observations in a 1-d series")
+    bs = StationaryBootstrap(block, x, seed=np.random.default_rng(seed))
+    return float(statistic(x)), np.array([statistic(data[0][0]) for data in bs.bootstrap(reps)])
+
+
 def bootstrap_interval(
     series, statistic, block: float = 21.0, reps: int = 1000, level: float = 0.90, seed: int = 0
 ) -> tuple[float, float]:
@@ -94,15 +105,9 @@ def bootstrap_interval(
     reps, level, seed
         Resamples, central coverage and the seed of the generator.
     """
-    from arch.bootstrap import StationaryBootstrap
-
-    x = np.asarray(series, dtype=float)
-    if x.ndim != 1 or x.size < 10 or not np.all(np.isfinite(x)):
-        raise ValueError("bootstrap needs at least 10 finite observations in a 1-d series")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    bs = StationaryBootstrap(block, x, seed=np.random.default_rng(seed))
-    draws = np.array([statistic(data[0][0]) for data in bs.bootstrap(reps)])
+    _, draws = _bootstrap(series, statistic, block, reps, seed)
     draws = draws[np.isfinite(draws)]
     tail = (1 - level) / 2
     return float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail))
@@ -180,15 +185,8 @@ def bootstrap_pvalue(series, statistic, null: float, block: float = 21.0, reps: 
     theta``; the p-value is the share of resamples with ``theta* - theta_hat >= theta_hat -
     null`` (Hall's centred percentile test), so a point estimate at the null gives about 0.5.
     """
-    from arch.bootstrap import StationaryBootstrap
-
-    x = np.asarray(series, dtype=float)
-    if x.ndim != 1 or x.size < 10 or not np.all(np.isfinite(x)):
-        raise ValueError("bootstrap needs at least 10 finite observations in a 1-d series")
-    theta = float(statistic(x))
-    bs = StationaryBootstrap(block, x, seed=np.random.default_rng(seed))
-    draws = np.array([statistic(data[0][0]) for data in bs.bootstrap(reps)]) - theta
-    return float(np.mean(draws >= theta - null))
+    theta, draws = _bootstrap(series, statistic, block, reps, seed)
+    return float(np.mean(draws - theta >= theta - null))
 
 
 #: The original design's targets: directional accuracy of the signal and hit rate of the strategy.

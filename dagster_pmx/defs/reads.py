@@ -24,3 +24,11 @@ def cash_rates(warehouse: Warehouse) -> pd.Series:
     """Per-session cash rate from intermediate.int_risk_free (sessions without a known rate: 0)."""
     rf = warehouse.query("select date, rf_daily from intermediate.int_risk_free order by date")
     return pd.Series(rf["rf_daily"].fillna(0.0).to_numpy(), index=pd.DatetimeIndex(rf["date"]))
+
+
+def market_regimes(warehouse: Warehouse) -> pd.Series:
+    """The HMM's most likely filtered market regime per session (0 calmest), from ml.regime_probabilities."""
+    rows = warehouse.query(
+        "select date, arg_max(regime, probability) as regime from ml.regime_probabilities group by date order by date"
+    )
+    return pd.Series(rows["regime"].to_numpy(), index=pd.DatetimeIndex(rows["date"]))

@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs import schemas
-from dagster_pmx.defs.reads import cash_rates
+from dagster_pmx.defs.reads import cash_rates, market_regimes
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.backtest import run_backtest
 from python_models.performance import period_statistics, stress_labels, summarize
@@ -110,10 +110,7 @@ def backtest_summary(context: dg.AssetExecutionContext, warehouse: Warehouse) ->
 )
 def backtest_periods(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     daily = warehouse.query("select strategy, date, net_return from marts.backtest_daily order by date")
-    regimes = warehouse.query(
-        "select date, arg_max(regime, probability) as regime from ml.regime_probabilities group by date"
-    )
-    regime = pd.Series(regimes["regime"].to_numpy(), index=pd.DatetimeIndex(regimes["date"]))
+    regime = market_regimes(warehouse)
     frames = []
     for strategy, g in daily.groupby("strategy", sort=True):
         r = pd.Series(g["net_return"].to_numpy(), index=pd.DatetimeIndex(g["date"]))

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from dagster_pmx.defs import schemas
-from dagster_pmx.defs.reads import cash_rates, forecasts_with_outcomes
+from dagster_pmx.defs.reads import cash_rates, forecasts_with_outcomes, market_regimes
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.drift import feature_drift
 from python_models.governance import GovernancePolicy, daily_evidence, govern, model_strategy_returns
@@ -108,9 +108,7 @@ def governance(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
         settings.cost_bps,
         cash_rate=cash_rates(warehouse),
     )
-    regimes = warehouse.query(
-        "select date, arg_max(regime, probability) as regime from ml.regime_probabilities group by date"
-    ).set_index("date")["regime"]
+    regimes = market_regimes(warehouse)
     loss_diff, hits = daily_evidence(forecasts, policy.baseline)
     result = govern(loss_diff, hits, strategy, policy, regimes=regimes, sessions=strategy.index)
 
