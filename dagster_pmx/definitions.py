@@ -8,6 +8,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from dagster_pmx.defs.backtest import assets as backtest_assets
+from dagster_pmx.defs.backtest import reports as backtest_reports
 from dagster_pmx.defs.forecasting import assets as forecasting_assets
 from dagster_pmx.defs.governance import assets as governance_assets
 from dagster_pmx.defs.governance import checks as governance_checks
@@ -42,6 +43,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
                 governance_assets,
                 portfolio_assets,
                 backtest_assets,
+                backtest_reports,
                 validation_assets,
             ]
         ),

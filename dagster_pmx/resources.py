@@ -76,7 +76,16 @@ class PmxSettings(dg.ConfigurableResource):
     kelly_fraction: float = 0.5
     position_cap: float = 0.10
     max_gross: float = 1.0
-    cost_bps: float = 10.0
+    cost_bps: float = 10.0  # commission per unit of turnover
+    half_spread_bps: float = 2.0  # paid on every trade on top of the commission
+    impact_coefficient: float = 0.1  # square-root impact law; charged only where volume is known
+    aum: float = 10_000_000.0  # starting book in currency, for participation in volume
+    execution: str = "next_close"  # close, next_close or next_open (see python_models.backtest)
+    rebalance_every: int = 5  # sessions between decisions of the barbell and risk-parity books
+    bond_duration: float = 10.0  # modified duration of the safe sleeve's bond proxy
+    barbell_target_vol: float = 0.15  # market volatility above which the risky sleeve shrinks
+    drawdown_de_risk: float = 0.15  # drawdown that halves the risky positions
+    drawdown_stop: float = 0.25  # drawdown that closes them (emergency stop)
     workers: int = 2
     models: str = ""  # comma-separated forecaster names, "all", or empty for the default set
     full_refresh: bool = False  # rebuild the incremental dbt models from scratch

@@ -121,7 +121,8 @@ def run_backtest(
     dollar_volume: pd.DataFrame | None = None,
     volatility: pd.DataFrame | None = None,
     aum: float = 1e6,
-) -> pd.DataFrame:
+    contributions: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Daily gross and net returns of holding ``weights``.
 
     Parameters
@@ -150,6 +151,8 @@ def run_backtest(
         cost (both required when ``costs.impact_coefficient > 0``).
     aum : float
         Starting book value in currency, for participation.
+    contributions : bool
+        Also return each position's contribution to the gross return (see Returns).
 
     Returns
     -------
@@ -160,6 +163,10 @@ def run_backtest(
         ``equity`` (compounded net from 1), ``drawdown`` (equity over its running peak, the
         starting 1 included, minus 1), ``exposure`` (gross risky exposure held over the
         session) and ``cash_weight`` (cash held over the session).
+    pandas.DataFrame, only with ``contributions=True``
+        Sessions by tickers plus ``CASH``: the part of the session's gross return each
+        position earned (weight held times its return; with ``next_open`` the overnight part
+        plus the intraday part grown by the overnight return). Rows sum to ``gross_return``.
     """
     costs = costs or CostModel(commission_bps=cost_bps)
     if cost_bps < 0:
@@ -207,6 +214,8 @@ def run_backtest(
         grid_target = np.repeat(target, 2, axis=0)
         g, entering, delta = _simulate(grid_trade, grid_target, grid_r, grid_rf)
         gross = (1.0 + g[0::2]) * (1.0 + g[1::2]) - 1.0
+        step = np.column_stack([entering * grid_r, (1.0 - entering.sum(axis=1)) * grid_rf])
+        part = step[0::2] + (1.0 + g[0::2])[:, None] * step[1::2]
         held = entering[1::2]  # the book over the intraday part, after the open's trade
         delta = delta[0::2]
         # value at the open relative to the previous close, for the participation of the trade
@@ -215,6 +224,7 @@ def run_backtest(
     else:
         g, entering, delta = _simulate(trade, target, r, rf)
         gross, held = g, entering
+        part = np.column_stack([entering * r, (1.0 - entering.sum(axis=1)) * rf])
         vol_base = np.cumprod(1.0 + gross)
     traded = np.abs(delta)
     turnover = traded.sum(axis=1)
@@ -233,7 +243,7 @@ def run_backtest(
     cost = costs.proportional * turnover + impact
     net = gross - cost
     equity = np.cumprod(1.0 + net)
-    return pd.DataFrame(
+    daily = pd.DataFrame(
         {
             "gross_return": gross,
             "cost": cost,
@@ -248,3 +258,6 @@ def run_backtest(
         },
         index=sessions,
     )
+    if not contributions:
+        return daily
+    return daily, pd.DataFrame(part, index=sessions, columns=[*tickers, "CASH"])

@@ -67,23 +67,75 @@ REGIME_PROBABILITIES = _schema(
 )
 
 ALLOCATIONS = _schema(
-    ("strategy", "varchar", "governed (trades marts.signals), or a model's name (its own forecasts, ungoverned)."),
-    ("date", "date", "Decision session: weights set at its close, held over the next session."),
-    ("ticker", "varchar", "Ticker, or CASH for the uninvested remainder."),
+    (
+        "strategy",
+        "varchar",
+        "governed (per-asset Kelly on marts.signals), barbell (regime-aware multi-asset Kelly barbell), "
+        "risk_parity, or a model's name (its own forecasts, ungoverned).",
+    ),
+    ("date", "date", "Decision session: weights set at its close, traded per PMX_EXECUTION, held until the next one."),
+    ("ticker", "varchar", "Ticker; BOND (the safe sleeve's bond proxy) or CASH (the uninvested remainder)."),
     ("weight", "double", "Fraction of equity; risky weights lie in [0, position cap]."),
-    ("sleeve", "varchar", "risky (equities) or safe (CASH)."),
+    ("sleeve", "varchar", "risky (equities) or safe (BOND, CASH)."),
+)
+
+SAFE_SLEEVE = _schema(
+    ("date", "timestamp_ns", "Session."),
+    ("bond_return", "double", "Return of the bond proxy over the session (its month's return spread evenly)."),
+    ("known_yield", "double", "AAA yield (decimal) known at the month's start: the value of two months before."),
+    ("forecast_change", "double", "Walk-forward forecast of the yield change over the session's month."),
+    ("change_std", "double", "Standard deviation of the known monthly yield changes so far."),
+    ("bond_share", "double", "Share of the safe sleeve in the bond: clip(0.5 - forecast / (2 std), 0, 1); 0 unknown."),
+)
+
+DRAWDOWN_CONTROL = _schema(
+    ("strategy", "varchar", "A strategy the risk limits apply to (governed, barbell, risk_parity)."),
+    ("date", "timestamp_ns", "Session whose close set the state."),
+    ("state", "varchar", "normal, de_risked (drawdown reached 15 %, until back above 10 %) or stopped (25 %)."),
+    ("scale", "double", "Multiplier on the risky positions decided at this close: 1, 0.5 or 0."),
+    ("drawdown", "double", "Equity over its peak minus 1 at this close (the peak resets when a stop ends)."),
+)
+
+CAPACITY = _schema(
+    ("strategy", "varchar", "A traded strategy (barbell, governed, risk_parity)."),
+    ("aum", "double", "Starting book size in currency."),
+    ("priced", "boolean", "Whether impact could be priced: every traded ticker has volumes."),
+    ("sharpe", "double", "Annualised Sharpe ratio net of all costs at this size (NULL when not priced)."),
+    ("cagr", "double", "Compound annual growth rate net of all costs at this size."),
+    ("impact_cost", "double", "Mean daily market-impact cost x 252 (fraction of equity per year)."),
+    ("sharpe_decay", "double", "1 - sharpe / sharpe at the smallest size."),
+    ("note", "varchar", "Why the size is not priced (which tickers lack volumes); NULL when priced."),
+)
+
+BACKTEST_ATTRIBUTION = _schema(
+    ("strategy", "varchar", "Strategy, or benchmark."),
+    ("year", "bigint", "Calendar year of the sessions."),
+    ("sleeve", "varchar", "risky or safe."),
+    ("ticker", "varchar", "Ticker, BOND or CASH."),
+    (
+        "model",
+        "varchar",
+        "Model whose signal set the position (the strategy's own model; NULL for the safe sleeve "
+        "and for risk_parity and the benchmark, which use no model).",
+    ),
+    (
+        "contribution",
+        "double",
+        "Sum over the year's sessions of weight held x the asset's return (gross, before costs).",
+    ),
+    ("sessions_held", "bigint", "Sessions with a non-zero contribution."),
 )
 
 BACKTEST_DAILY = _schema(
     ("strategy", "varchar", "Strategy, or benchmark (S&P 500 buy-and-hold)."),
     ("date", "date", "Session whose return is earned."),
-    ("gross_return", "double", "Previous close's weights times this session's returns."),
-    ("cost", "double", "cost_bps / 1e4 times turnover at this close."),
+    ("gross_return", "double", "Return of the book held over this session, before costs."),
+    ("cost", "double", "(commission + half-spread) / 1e4 x turnover, plus impact where volumes exist."),
     ("net_return", "double", "gross_return - cost."),
     ("excess_return", "double", "net_return - the session's cash rate (intermediate.int_risk_free, 0 where unknown)."),
     ("equity", "double", "Cumulative product of (1 + net_return), from 1."),
     ("drawdown", "double", "equity / running peak - 1 (<= 0); the starting capital counts as a peak."),
-    ("turnover", "double", "Sum of absolute trades at this close against the drifted weights."),
+    ("turnover", "double", "Sum of absolute trades executed on this session against the drifted weights."),
     ("exposure", "double", "Gross risky exposure held over the session (sum of |weight|)."),
 )
 

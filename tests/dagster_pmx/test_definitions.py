@@ -16,6 +16,9 @@ MARTS = [
     "allocations",
     "backtest_daily",
     "backtest_summary",
+    "backtest_attribution",
+    "drawdown_control",
+    "capacity",
 ]
 
 
@@ -24,7 +27,8 @@ def test_definitions_load_with_every_mart():
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     for mart in MARTS:
         assert f"marts/{mart}" in keys
-    assert {"raw/prices", "raw/macro", "ml/base_forecasts", "ml/ensemble_forecasts"} <= keys
+    assert {"raw/prices", "raw/macro", "ml/base_forecasts", "ml/ensemble_forecasts", "ml/safe_sleeve"} <= keys
+    assert "reports/tearsheet" in keys
 
 
 def test_every_asset_has_a_description_and_group():
@@ -43,6 +47,7 @@ def test_gates_are_blocking_and_cover_prices_signals_allocations():
     assert "raw_prices_expectations" in gated["raw/prices"]
     assert "signals_expectations" in gated["marts/signals"]
     assert "allocations_expectations" in gated["marts/allocations"]
+    assert "allocations_respect_the_drawdown_control" in gated["marts/allocations"]
     # dbt tests appear as checks on the dbt models too.
     assert len(gated["marts/features"]) >= 5
     checks = [c for c in defs.asset_checks]
@@ -51,6 +56,7 @@ def test_gates_are_blocking_and_cover_prices_signals_allocations():
         blocking["raw_prices_expectations"]
         and blocking["allocations_expectations"]
         and blocking["signals_expectations"]
+        and blocking["allocations_respect_the_drawdown_control"]
     )
 
 

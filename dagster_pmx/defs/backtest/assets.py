@@ -4,64 +4,125 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs import schemas
-from dagster_pmx.defs.reads import cash_rates, market_regimes
+from dagster_pmx.defs.backtest.engine import backtester, load_market, read_books
+from dagster_pmx.defs.portfolio.assets import CONTROLLED
+from dagster_pmx.defs.reads import market_regimes
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.backtest import run_backtest
+from python_models.allocation import BOND
+from python_models.capacity import AUM_LEVELS, capacity_curve
 from python_models.performance import period_statistics, stress_labels, summarize
+from python_models.sizing import CASH
 
 BENCHMARK = "benchmark"
 
 
-@dg.asset(
-    key=["marts", "backtest_daily"],
-    group_name="backtest",
-    metadata={"dagster/column_schema": schemas.BACKTEST_DAILY},
-    pool="warehouse",
-    kinds={"python", "duckdb"},
-    deps=[
-        dg.AssetKey(["marts", "allocations"]),
-        dg.AssetKey(["intermediate", "int_returns"]),
-        dg.AssetKey(["intermediate", "int_risk_free"]),
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            ["marts", "backtest_daily"],
+            group_name="backtest",
+            kinds={"python", "duckdb"},
+            metadata={"dagster/column_schema": schemas.BACKTEST_DAILY},
+            deps=[
+                dg.AssetKey(["marts", "allocations"]),
+                dg.AssetKey(["marts", "signals"]),
+                dg.AssetKey(["ml", "safe_sleeve"]),
+                dg.AssetKey(["intermediate", "int_returns"]),
+                dg.AssetKey(["intermediate", "int_risk_free"]),
+            ],
+            description="Daily gross return, costs, net return, equity, drawdown, turnover and exposure per "
+            "strategy. Weights decided at the close of t are traded per PMX_EXECUTION (default: the close of t+1) "
+            "and never earn the session they were decided on; costs are commission plus half-spread per unit "
+            "traded, plus square-root impact where volumes exist (none for the bundled stocks). Cash earns the "
+            "T-bill rate of intermediate.int_risk_free (0 where unknown), BOND the bond proxy of ml.safe_sleeve. "
+            "Strategy 'benchmark' is buy-and-hold of the S&P 500 index over the same sessions.",
+        ),
+        dg.AssetSpec(
+            ["marts", "backtest_attribution"],
+            group_name="backtest",
+            kinds={"python", "duckdb"},
+            metadata={"dagster/column_schema": schemas.BACKTEST_ATTRIBUTION},
+            deps=[dg.AssetKey(["marts", "allocations"]), dg.AssetKey(["marts", "signals"])],
+            description="Where each strategy's gross return came from, per year: by sleeve, ticker and the model "
+            "whose signal set the position (the model of the ticker's signal at the previous close).",
+        ),
     ],
-    description="Daily gross return, cost (bps per unit turnover), net return, equity, drawdown, "
-    "turnover and exposure per strategy. Weights decided at the close of t earn the returns of t+1; the "
-    "uninvested rest earns the T-bill rate of intermediate.int_risk_free (0 where it is unknown). "
-    "Strategy 'benchmark' is buy-and-hold of the S&P 500 index over the same sessions.",
+    pool="warehouse",
 )
-def backtest_daily(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings
-) -> dg.MaterializeResult:
-    alloc = warehouse.query("select strategy, date, ticker, weight from marts.allocations where sleeve = 'risky'")
-    returns = warehouse.query("select ticker, date, simple_return from intermediate.int_returns")
-    panel = returns.pivot(index="date", columns="ticker", values="simple_return").sort_index()
-    start = alloc["date"].min()
-    panel = panel.loc[panel.index >= start]
-    if settings.benchmark not in panel.columns:
+def backtest_daily(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
+    books = read_books(warehouse)
+    market = load_market(warehouse, min(b.index.min() for b in books.values()))
+    if settings.benchmark not in market.returns.columns:
         raise ValueError(f"benchmark {settings.benchmark!r} has no returns in intermediate.int_returns")
-    cash_rate = cash_rates(warehouse)
-    frames = []
-    books = {s: g.pivot(index="date", columns="ticker", values="weight") for s, g in alloc.groupby("strategy")}
-    books[BENCHMARK] = pd.DataFrame({settings.benchmark: 1.0}, index=panel.index)
+    run = backtester(settings, market, contributions=True)
+    books[BENCHMARK] = pd.DataFrame({settings.benchmark: 1.0}, index=market.returns.index[:1])
+    models = signal_models(warehouse)
+    frames, parts = [], []
     for strategy, weights in books.items():
-        daily = run_backtest(weights, panel, cost_bps=settings.cost_bps, cash_rate=cash_rate)
+        daily, contrib = run(weights)
         frames.append(daily.rename_axis("date").reset_index().assign(strategy=strategy))
-    out = pd.concat(frames, ignore_index=True)[
-        [
-            "strategy",
-            "date",
-            "gross_return",
-            "cost",
-            "net_return",
-            "excess_return",
-            "equity",
-            "drawdown",
-            "turnover",
-            "exposure",
-        ]
-    ]
+        parts.append(attribution(strategy, contrib, models))
+    out = pd.concat(frames, ignore_index=True)[[c.name for c in schemas.BACKTEST_DAILY.columns]]
     rows = warehouse.replace_table("marts.backtest_daily", out)
+    table = pd.concat(parts, ignore_index=True)[[c.name for c in schemas.BACKTEST_ATTRIBUTION.columns]]
+    n = warehouse.replace_table("marts.backtest_attribution", table)
     final = out.groupby("strategy")["equity"].last().round(3).to_dict()
-    return dg.MaterializeResult(metadata={"dagster/row_count": rows, "final_equity": str(final)})
+    yield dg.MaterializeResult(
+        asset_key=["marts", "backtest_daily"],
+        metadata={
+            "dagster/row_count": rows,
+            "final_equity": str(final),
+            "execution": settings.execution,
+            "costs": f"{settings.cost_bps} bps commission + {settings.half_spread_bps} bps half-spread per unit traded",
+            "impact": "charged"
+            if market.impact_priced(market.returns.columns)
+            else "not charged: no volume for some tickers",
+        },
+    )
+    by_sleeve = table.groupby(["strategy", "sleeve"])["contribution"].sum().unstack().round(3)
+    yield dg.MaterializeResult(
+        asset_key=["marts", "backtest_attribution"],
+        metadata={
+            "dagster/row_count": n,
+            "by_sleeve": dg.MetadataValue.md(by_sleeve.reset_index().to_markdown(index=False)),
+        },
+    )
+
+
+def signal_models(warehouse: Warehouse) -> pd.DataFrame:
+    """The model behind marts.signals per (ticker, date): governed and barbell trade these."""
+    rows = warehouse.query("select ticker, date, model from marts.signals order by date")
+    rows["date"] = pd.to_datetime(rows["date"])
+    return rows
+
+
+def attribution(strategy: str, contributions: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
+    """Per-session contributions summed by year, sleeve, ticker and the model behind each position."""
+    long = (
+        contributions.rename_axis("date")
+        .reset_index()
+        .melt(id_vars="date", var_name="ticker", value_name="contribution")
+    )
+    long = long[long["contribution"] != 0]
+    long["sleeve"] = long["ticker"].isin([CASH, BOND]).map({True: "safe", False: "risky"})
+    if strategy in ("governed", "barbell"):
+        held = long.sort_values("date")
+        mapped = pd.merge_asof(
+            held, models.sort_values("date"), on="date", by="ticker", allow_exact_matches=False, direction="backward"
+        )
+        long = mapped.set_index(held.index)
+    elif strategy in ("risk_parity", BENCHMARK):
+        long["model"] = None
+    else:
+        long["model"] = strategy
+    long.loc[long["sleeve"] == "safe", "model"] = None
+    long["year"] = pd.DatetimeIndex(long["date"]).year
+    out = (
+        long.groupby(["year", "sleeve", "ticker", "model"], dropna=False)
+        .agg(contribution=("contribution", "sum"), sessions_held=("contribution", "size"))
+        .reset_index()
+    )
+    return out.assign(strategy=strategy)
 
 
 @dg.asset(
@@ -128,5 +189,40 @@ def backtest_periods(context: dg.AssetExecutionContext, warehouse: Warehouse) ->
         metadata={
             "dagster/row_count": n,
             "stress_returns": dg.MetadataValue.md(stress.round(3).reset_index().to_markdown(index=False)),
+        }
+    )
+
+
+@dg.asset(
+    key=["marts", "capacity"],
+    group_name="backtest",
+    metadata={"dagster/column_schema": schemas.CAPACITY},
+    pool="warehouse",
+    kinds={"python", "duckdb"},
+    deps=[dg.AssetKey(["marts", "allocations"]), dg.AssetKey(["ml", "safe_sleeve"])],
+    description="Capacity of the traded strategies (barbell, governed, risk_parity): each backtested at books of "
+    "$1M, $10M, $100M and $1B with square-root market impact on the participation in each session's dollar "
+    "volume; Sharpe, CAGR, annual impact cost and the Sharpe ratio's decay against $1M. Impact needs volumes: "
+    "where a traded ticker has none (every bundled stock) the rows say so and hold no numbers.",
+)
+def capacity(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings) -> dg.MaterializeResult:
+    books = read_books(warehouse, list(CONTROLLED))
+    market = load_market(warehouse, min(b.index.min() for b in books.values()))
+    frames = []
+    for strategy, book in books.items():
+        traded = [t for t in book.columns[(book.abs() > 0).any()] if t != BOND]
+        unpriced = [t for t in traded if not market.impact_priced([t])]
+        if unpriced or settings.impact_coefficient <= 0:
+            why = f"no volume for {', '.join(sorted(unpriced))}" if unpriced else "PMX_IMPACT_COEFFICIENT is 0"
+            frames.append(pd.DataFrame({"aum": AUM_LEVELS, "priced": False, "note": why}).assign(strategy=strategy))
+            continue
+        curve = capacity_curve(lambda aum, b=book: backtester(settings.model_copy(update={"aum": aum}), market)(b))
+        frames.append(curve.assign(strategy=strategy, priced=True, note=None))
+    table = pd.concat(frames, ignore_index=True).reindex(columns=[c.name for c in schemas.CAPACITY.columns])
+    n = warehouse.replace_table("marts.capacity", table)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": n,
+            "priced": str(table.groupby("strategy")["priced"].all().to_dict()),
         }
     )

@@ -1,39 +1,203 @@
-"""Allocation: fractional Kelly weights per strategy (the ensemble and each single model)."""
+"""Allocation: the safe sleeve's bond proxy, and target weights per strategy under the risk limits."""
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 
 from dagster_pmx.defs import schemas
+from dagster_pmx.defs.backtest.engine import backtester, load_market
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.sizing import kelly_book
+from python_models.allocation import BOND, barbell_book, risk_parity_book
+from python_models.barbell import BarbellPolicy, risky_share
+from python_models.risk_limits import DrawdownPolicy, apply_drawdown_control
+from python_models.safe_sleeve import bond_share, bond_total_returns, daily_from_monthly, yield_change_forecast
+from python_models.sizing import CASH, kelly_book
+
+#: Strategies meant to be traded: the design's risk limits (drawdown control) apply to them.
+CONTROLLED = ("governed", "barbell", "risk_parity")
+#: Sessions of benchmark returns behind the market volatility the barbell reads.
+MARKET_VOL_WINDOW = 21
 
 
 @dg.asset(
-    key=["marts", "allocations"],
+    key=["ml", "safe_sleeve"],
     group_name="portfolio",
-    metadata={"dagster/column_schema": schemas.ALLOCATIONS},
+    metadata={"dagster/column_schema": schemas.SAFE_SLEEVE},
     pool="warehouse",
     kinds={"python", "duckdb"},
-    deps=[dg.AssetKey(["marts", "signals"]), dg.AssetKey(["marts", "forecasts"])],
-    description="Target weights decided at each date's close: fractional Kelly (fraction x mu / sigma^2) "
-    "from the forecast mean and standard deviation at the signal horizon, long-only, capped at "
-    "10 % per position and 100 % gross, the rest in CASH (safe sleeve). Strategy 'governed' trades "
-    "marts.signals (the model governance made active), and only the rows with tradable = true; every "
-    "model in marts.forecasts (single models and ensembles) also gets its own ungoverned strategy.",
+    deps=[dg.AssetKey(["staging", "stg_macro"]), dg.AssetKey(["intermediate", "int_sessions"])],
+    description="The barbell's safe sleeve per session: the return of a constant-duration bond proxy priced off "
+    "Moody's AAA yield (carry plus duration and convexity on the monthly yield change, spread over the month's "
+    "sessions), and the share of the sleeve held in it, from a walk-forward forecast of the coming month's yield "
+    "change (last known yield and core-CPI inflation changes, both used two months after their month). "
+    "python_models.safe_sleeve documents the proxy and its limits.",
 )
-def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings) -> dg.MaterializeResult:
+def safe_sleeve(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings) -> dg.MaterializeResult:
+    macro = warehouse.query(
+        "select series_id, date, value from staging.stg_macro where series_id in ('AAA', 'CPILFESL') order by date"
+    )
+    sessions = pd.DatetimeIndex(warehouse.query("select date from intermediate.int_sessions order by date")["date"])
+    series = {
+        k: pd.Series(g["value"].to_numpy(), index=pd.DatetimeIndex(g["date"])) for k, g in macro.groupby("series_id")
+    }
+    if "AAA" not in series or "CPILFESL" not in series:
+        raise ValueError("the safe sleeve needs the AAA yield and core CPI (CPILFESL) in the macro series")
+    monthly = yield_change_forecast(series["AAA"], series["CPILFESL"])
+    monthly["share"] = bond_share(monthly["forecast_change"], monthly["change_std"])
+    monthly["bond_return"] = bond_total_returns(series["AAA"], settings.bond_duration)
+    months = sessions.to_period("M").to_timestamp()
+    frame = pd.DataFrame({"date": sessions})
+    frame["bond_return"] = daily_from_monthly(monthly["bond_return"], sessions).to_numpy()
+    for col in ("known_yield", "forecast_change", "change_std", "share"):
+        frame[col] = monthly[col].reindex(months).to_numpy()
+    # no bond where the month's return is unknown: the sleeve is cash there
+    frame["bond_share"] = np.where(frame["bond_return"].notna(), frame.pop("share").fillna(0.0), 0.0)
+    rows = warehouse.replace_table("ml.safe_sleeve", frame)
+    held = frame.loc[frame["bond_share"] > 0, "date"]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "mean_bond_share": round(float(frame["bond_share"].mean()), 3),
+            "bond_from": str(held.min().date()) if len(held) else "never",
+            "bond_to": str(held.max().date()) if len(held) else "never",
+        }
+    )
+
+
+def _long(strategy: str, wide: pd.DataFrame) -> pd.DataFrame:
+    """Decisions (dates by tickers) as allocation rows of the positions held, with the CASH remainder."""
+    long = wide.rename_axis(index="date", columns="ticker").stack().rename("weight").reset_index()
+    long = long[long["weight"] != 0]  # positions only: a ticker first bought later adds no rows before
+    cash = (1.0 - wide.sum(axis=1)).rename("weight").rename_axis("date").reset_index().assign(ticker=CASH)
+    out = pd.concat([long, cash], ignore_index=True).assign(strategy=strategy)
+    out["sleeve"] = np.where(out["ticker"].isin([CASH, BOND]), "safe", "risky")
+    return out
+
+
+def _wide(rows: pd.DataFrame) -> pd.DataFrame:
+    """Allocation rows of one strategy as decisions, CASH left implicit."""
+    held = rows[rows["ticker"] != CASH]
+    return held.pivot(index="date", columns="ticker", values="weight").fillna(0.0).rename_axis(columns=None)
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            ["marts", "allocations"],
+            group_name="portfolio",
+            kinds={"python", "duckdb"},
+            metadata={"dagster/column_schema": schemas.ALLOCATIONS},
+            deps=[
+                dg.AssetKey(["marts", "signals"]),
+                dg.AssetKey(["marts", "forecasts"]),
+                dg.AssetKey(["ml", "regime_probabilities"]),
+                dg.AssetKey(["ml", "safe_sleeve"]),
+                dg.AssetKey(["intermediate", "int_returns"]),
+                dg.AssetKey(["intermediate", "int_risk_free"]),
+            ],
+            description="Target weights decided at each decision's close, per strategy. 'governed': per-asset "
+            "fractional Kelly (fraction x mu / sigma^2) on marts.signals' tradable rows. 'barbell' (regime-aware): "
+            "a risky sleeve sized by the HMM regime probabilities and market volatility, filled by the multi-asset "
+            "Kelly portfolio of the tradable signals (confidence-shrunk means, covariance from the forecast "
+            "deviations and trailing Ledoit-Wolf correlations), the safe sleeve split between the bond proxy and "
+            "cash. 'risk_parity': equal risk contributions, signal-free. These three carry the drawdown control "
+            "(de-risk at 15 %, emergency stop at 25 %). Every model in marts.forecasts also gets its own "
+            "ungoverned per-asset Kelly strategy. Caps: 10 % per position, 100 % gross; CASH (and BOND) make each "
+            "decision sum to one.",
+        ),
+        dg.AssetSpec(
+            ["marts", "drawdown_control"],
+            group_name="portfolio",
+            kinds={"python", "duckdb"},
+            metadata={"dagster/column_schema": schemas.DRAWDOWN_CONTROL},
+            deps=[dg.AssetKey(["marts", "signals"]), dg.AssetKey(["ml", "safe_sleeve"])],
+            description="Per controlled strategy and session: the drawdown control's state (normal, de_risked, "
+            "stopped), the scale it put on the risky positions decided at that close, and the drawdown it read.",
+        ),
+    ],
+    pool="warehouse",
+)
+def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
     signals = warehouse.query("""
         select 'governed' as strategy, ticker, date,
-               case when tradable then expected_return else 0 end as expected_return, forecast_std
+               case when tradable then expected_return else 0 end as expected_return, forecast_std,
+               confidence, tradable
         from marts.signals
         union all
-        select f.model as strategy, f.ticker, f.asof_date as date, f.y_pred, f.y_std
+        select f.model as strategy, f.ticker, f.asof_date as date, f.y_pred, f.y_std, null, null
         from marts.forecasts f
         where f.horizon = (select max(horizon) from marts.signals)
     """)
     if signals.empty:
         raise ValueError("marts.signals is empty: nothing to allocate")
-    frame = kelly_book(signals, settings.kelly_fraction, settings.position_cap, settings.max_gross)
-    rows = warehouse.replace_table("marts.allocations", frame)
-    risky = frame[frame["sleeve"] == "risky"]
+    signals["date"] = pd.to_datetime(signals["date"])
+    books = kelly_book(
+        signals.drop(columns=["confidence", "tradable"]),
+        settings.kelly_fraction,
+        settings.position_cap,
+        settings.max_gross,
+    )
+    market = load_market(warehouse, signals["date"].min())
+    stocks = market.returns.drop(columns=[BOND, settings.benchmark], errors="ignore")
+    stocks = stocks[[t for t in stocks.columns if t in set(signals["ticker"])]]
+    governed = signals[signals["strategy"] == "governed"]
+
+    probs = warehouse.query("select date, regime, probability from ml.regime_probabilities")
+    probs = probs.pivot(index="date", columns="regime", values="probability").sort_index()
+    bench = market.returns[settings.benchmark]
+    market_vol = bench.rolling(MARKET_VOL_WINDOW, min_periods=MARKET_VOL_WINDOW).std() * np.sqrt(252)
+    policy = BarbellPolicy.linear(probs.shape[1], target_vol=settings.barbell_target_vol)
+    share = risky_share(probs.loc[probs.index >= governed["date"].min()], market_vol, policy)
+    sleeve = warehouse.query("select date, bond_share from ml.safe_sleeve")
+    bond = pd.Series(sleeve["bond_share"].to_numpy(), index=pd.DatetimeIndex(sleeve["date"]))
+    wide = {
+        "barbell": barbell_book(
+            governed,
+            stocks,
+            share,
+            bond,
+            fraction=settings.kelly_fraction,
+            cap=settings.position_cap,
+            every=settings.rebalance_every,
+        ),
+        "risk_parity": risk_parity_book(
+            stocks,
+            pd.DatetimeIndex(governed["date"].unique()),
+            cap=settings.position_cap,
+            every=settings.rebalance_every,
+        ),
+        "governed": _wide(books[books["strategy"] == "governed"]),
+    }
+    run = backtester(settings, market)
+    control = DrawdownPolicy(de_risk_at=settings.drawdown_de_risk, stop_at=settings.drawdown_stop)
+    frames, states = [books[books["strategy"] != "governed"]], []
+    for strategy in CONTROLLED:
+        controlled, state = apply_drawdown_control(wide[strategy], run, market.returns.index, control, safe=[BOND])
+        frames.append(_long(strategy, controlled))
+        states.append(state.rename_axis("date").reset_index().assign(strategy=strategy))
+    table = pd.concat(frames, ignore_index=True)[["strategy", "date", "ticker", "weight", "sleeve"]]
+    table = table.sort_values(["strategy", "date", "ticker"]).reset_index(drop=True)
+    rows = warehouse.replace_table("marts.allocations", table)
+    control_rows = pd.concat(states, ignore_index=True)[[c.name for c in schemas.DRAWDOWN_CONTROL.columns]]
+    n_control = warehouse.replace_table("marts.drawdown_control", control_rows)
+    risky = table[table["sleeve"] == "risky"]
     gross = risky.groupby(["strategy", "date"])["weight"].sum().groupby("strategy").mean().round(3)
-    return dg.MaterializeResult(metadata={"dagster/row_count": rows, "mean_gross_exposure": str(gross.to_dict())})
+    episodes = control_rows.assign(
+        start=lambda d: (
+            (d["state"] != "normal") & (d.groupby("strategy")["state"].shift(1, fill_value="normal") == "normal")
+        )
+    )
+    yield dg.MaterializeResult(
+        asset_key=["marts", "allocations"],
+        metadata={"dagster/row_count": rows, "mean_gross_exposure": str(gross.to_dict())},
+    )
+    yield dg.MaterializeResult(
+        asset_key=["marts", "drawdown_control"],
+        metadata={
+            "dagster/row_count": n_control,
+            "episodes": str(episodes.groupby("strategy")["start"].sum().astype(int).to_dict()),
+            "sessions_not_normal": str(
+                control_rows[control_rows["state"] != "normal"].groupby("strategy").size().to_dict()
+            ),
+        },
+    )

@@ -64,3 +64,41 @@ STALENESS_SQL = """
 def allocations_on_fresh_prices(warehouse: Warehouse) -> dg.AssetCheckResult:
     staleness = warehouse.query(STALENESS_SQL)
     return check_result(allocation_suite.check_freshness(staleness), len(staleness))
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(["marts", "allocations"]),
+    blocking=True,
+    description="The drawdown control is obeyed: no risky weight decided at a close where the strategy is stopped, "
+    "risky gross within the scale times the gross limit where it is de-risked, and a decision on every session "
+    "where the scale changed (so the de-risking trade happens at that close).",
+)
+def allocations_respect_the_drawdown_control(warehouse: Warehouse, settings: PmxSettings) -> dg.AssetCheckResult:
+    rows = warehouse.query(
+        """
+        with risky as (
+            select strategy, cast(date as date) as date, sum(abs(weight)) as gross
+            from marts.allocations where sleeve = 'risky' group by all
+        ),
+
+        decided as (
+            select distinct strategy, cast(date as date) as date from marts.allocations
+        ),
+
+        states as (
+            select strategy, cast(date as date) as date, state, scale,
+                   lag(scale) over (partition by strategy order by date) as previous_scale
+            from marts.drawdown_control
+        )
+
+        select s.strategy, s.date, s.state, s.scale, r.gross, d.date is null as undecided
+        from states s
+        left join risky r on r.strategy = s.strategy and r.date = s.date
+        left join decided d on d.strategy = s.strategy and d.date = s.date
+        where coalesce(r.gross, 0) > s.scale * ? + 1e-9
+           or (s.previous_scale <> s.scale and d.date is null)
+        """,
+        [settings.max_gross],
+    )
+    sample = rows.head(5).astype(str).to_dict("records")
+    return dg.AssetCheckResult(passed=rows.empty, metadata={"violations": len(rows), "sample": str(sample)})

@@ -1,0 +1,112 @@
+"""The pipeline's backtester: the market data it reads and the settings it runs with.
+
+Allocation (for the drawdown control) and the backtest assets both run strategies through
+:func:`backtester`, so a book is valued the same way wherever it is valued.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from dagster_pmx.defs.reads import cash_rates
+from dagster_pmx.resources import PmxSettings, Warehouse
+from python_models.allocation import BOND
+from python_models.backtest import CostModel, run_backtest
+from python_models.sizing import CASH
+
+#: Sessions of trailing returns behind the volatility the impact law uses.
+IMPACT_VOL_WINDOW = 21
+
+
+@dataclass(frozen=True)
+class Market:
+    """Sessions by tickers, from the first decision date on."""
+
+    returns: pd.DataFrame  # close-to-close simple returns, BOND (the safe sleeve's proxy) included
+    open_returns: pd.DataFrame  # adjusted open / previous adjusted close - 1 (NaN without an open)
+    dollar_volume: pd.DataFrame  # close x volume (NaN without a volume)
+    volatility: pd.DataFrame  # std of the previous IMPACT_VOL_WINDOW returns
+    cash_rate: pd.Series
+
+    def impact_priced(self, tickers) -> bool:
+        """Whether every ticker has a volume on every session it has a return (impact can be charged)."""
+        tickers = [t for t in tickers if t != BOND]
+        have = self.returns[tickers].notna()
+        return bool((~have | self.dollar_volume[tickers].gt(0)).all().all())
+
+
+def load_market(warehouse: Warehouse, start) -> Market:
+    """Read returns, opens, volumes and the cash rate from ``start`` (the first decision date) on."""
+    rows = warehouse.query(
+        """
+        select ticker, date, simple_return,
+               open * adj_close / close / lag(adj_close) over (partition by ticker order by date) - 1 as open_return,
+               close * volume as dollar_volume
+        from intermediate.int_returns
+        """
+    )
+    wide = {c: rows.pivot(index="date", columns="ticker", values=c).sort_index() for c in rows.columns[2:]}
+    returns = wide["simple_return"]
+    volatility = returns.rolling(IMPACT_VOL_WINDOW, min_periods=5).std().shift(1)
+    sleeve = warehouse.query("select date, bond_return from ml.safe_sleeve")
+    returns[BOND] = pd.Series(sleeve["bond_return"].to_numpy(), index=pd.DatetimeIndex(sleeve["date"])).reindex(
+        returns.index
+    )
+    keep = returns.index >= pd.Timestamp(start)
+    return Market(
+        returns=returns.loc[keep],
+        open_returns=wide["open_return"].loc[keep],
+        dollar_volume=wide["dollar_volume"].loc[keep],
+        volatility=volatility.loc[keep],
+        cash_rate=cash_rates(warehouse),
+    )
+
+
+def cost_model(settings: PmxSettings, impact: bool) -> CostModel:
+    """The settings' costs; impact only where it can be priced."""
+    return CostModel(
+        commission_bps=settings.cost_bps,
+        half_spread_bps=settings.half_spread_bps,
+        impact_coefficient=settings.impact_coefficient if impact else 0.0,
+    )
+
+
+def backtester(settings: PmxSettings, market: Market, contributions: bool = False) -> Callable:
+    """A function of a decision frame (dates by tickers) returning :func:`run_backtest`'s output
+    under the settings' execution, costs and book size. Impact is charged when every ticker the
+    book names has volumes; the bundled stocks have none, so on the default data it is not."""
+
+    def run(weights: pd.DataFrame):
+        impact = settings.impact_coefficient > 0 and market.impact_priced(weights.columns)
+        return run_backtest(
+            weights,
+            market.returns,
+            costs=cost_model(settings, impact),
+            execution=settings.execution,
+            cash_rate=market.cash_rate,
+            open_returns=market.open_returns,
+            dollar_volume=market.dollar_volume if impact else None,
+            volatility=market.volatility if impact else None,
+            aum=settings.aum,
+            contributions=contributions,
+        )
+
+    return run
+
+
+def read_books(warehouse: Warehouse, strategies: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """marts.allocations as one decision frame per strategy (dates by tickers, CASH implicit).
+
+    Every date with a row is a decision, so a date that is all CASH (nothing held) stays a
+    decision to sell everything rather than vanishing and letting the book drift."""
+    where = ""
+    if strategies:
+        where = " where strategy in (" + ", ".join(f"'{s}'" for s in strategies) + ")"
+    alloc = warehouse.query(f"select strategy, date, ticker, weight from marts.allocations{where}")
+    alloc["date"] = pd.to_datetime(alloc["date"])
+    books = {}
+    for strategy, g in alloc.groupby("strategy"):
+        wide = g.pivot(index="date", columns="ticker", values="weight")
+        books[strategy] = wide.drop(columns=[CASH], errors="ignore").fillna(0.0).rename_axis(columns=None)
+    return books

@@ -1,0 +1,83 @@
+"""Reports: the HTML tearsheet, with its plots as asset metadata."""
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from dagster_pmx.defs.backtest.assets import BENCHMARK
+from dagster_pmx.resources import Warehouse
+from python_models.allocation import BOND
+from python_models.sizing import CASH
+from python_models.tearsheet import data_uri, figures, page
+
+#: Strategies the tearsheet draws (the traded ones); the summary table lists every strategy.
+TEARSHEET_STRATEGIES = ("barbell", "governed", "risk_parity")
+
+
+def sleeve_weights(alloc: pd.DataFrame, top: int = 5) -> pd.DataFrame:
+    """Monthly mean of decided weights: the ``top`` largest risky tickers, other equities, BOND, CASH."""
+    alloc = alloc.assign(date=pd.to_datetime(alloc["date"]))
+    wide = alloc.pivot_table(index="date", columns="ticker", values="weight", aggfunc="sum").fillna(0.0)
+    safe = [c for c in (BOND, CASH) if c in wide.columns]
+    risky = wide.drop(columns=safe)
+    leaders = list(risky.mean().nlargest(top).index)
+    grouped = risky[leaders].assign(**{"other equities": risky.drop(columns=leaders).sum(axis=1)})
+    grouped = grouped.join(wide[safe])
+    return grouped.resample("MS").mean().dropna(how="all")
+
+
+@dg.asset(
+    key=["reports", "tearsheet"],
+    group_name="backtest",
+    kinds={"python", "html"},
+    deps=[
+        dg.AssetKey(["marts", "backtest_summary"]),
+        dg.AssetKey(["marts", "backtest_daily"]),
+        dg.AssetKey(["marts", "allocations"]),
+        dg.AssetKey(["marts", "model_leaderboard"]),
+    ],
+    description="HTML tearsheet (reports/tearsheet.html next to the warehouse file): the summary of every "
+    "strategy; for barbell, governed and risk_parity the equity curve against the benchmark, drawdown, "
+    "rolling Sharpe, monthly returns heatmap and allocation by sleeve; and the model leaderboard. The barbell's "
+    "plots are also this asset's metadata.",
+)
+def tearsheet(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    daily = warehouse.query(
+        "select strategy, date, net_return, equity, drawdown from marts.backtest_daily order by date"
+    )
+    daily["date"] = pd.to_datetime(daily["date"])
+    summary = warehouse.query(
+        "select strategy, sharpe, sortino, cagr, volatility, max_drawdown, calmar, information_ratio, turnover, "
+        "exposure from marts.backtest_summary order by sharpe desc"
+    )
+    leaderboard = warehouse.query(
+        "select horizon, rank, model, mse_ratio, directional_accuracy, da_low, da_high from marts.model_leaderboard "
+        "order by horizon, rank"
+    )
+    bench = daily[daily["strategy"] == BENCHMARK].set_index("date")
+    sections = {}
+    for strategy in TEARSHEET_STRATEGIES:
+        own = daily[daily["strategy"] == strategy].set_index("date")
+        if own.empty:
+            continue
+        alloc = warehouse.query("select date, ticker, weight from marts.allocations where strategy = ?", [strategy])
+        sections[strategy] = figures(strategy, own, bench, sleeve_weights(alloc))
+    if not sections:
+        raise ValueError(f"marts.backtest_daily holds none of {TEARSHEET_STRATEGIES}")
+    path = Path(warehouse.abs_path).parent / "reports" / "tearsheet.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page("pmx tearsheet", summary, sections, leaderboard), encoding="utf-8")
+    featured = next(iter(sections))
+    plots = {
+        f"{featured}/{name}": dg.MetadataValue.md(f"![{name}]({data_uri(png)})")
+        for name, png in sections[featured].items()
+    }
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "strategies": ", ".join(sections),
+            **plots,
+            "leaderboard": dg.MetadataValue.md(leaderboard.round(4).to_markdown(index=False)),
+        }
+    )

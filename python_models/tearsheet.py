@@ -1,0 +1,135 @@
+"""Tearsheet: the plots a portfolio manager reads first, as PNG images and a self-contained HTML page.
+
+Plots per strategy: equity against the benchmark (log scale), drawdown, rolling Sharpe,
+monthly returns heatmap and allocation by sleeve over time. The page adds the summary table of
+every strategy and the model leaderboard. Images are embedded as base64, so the file stands
+alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import numpy as np
+import pandas as pd
+
+#: Sessions behind the rolling Sharpe ratio (half a year).
+ROLLING_WINDOW = 126
+PLOTS = ("equity", "drawdown", "rolling_sharpe", "monthly_returns", "allocation")
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def monthly_returns(net: pd.Series) -> pd.DataFrame:
+    """Compounded net return per calendar month: years by months 1..12 (NaN where no session)."""
+    r = pd.Series(net.to_numpy(dtype=float), index=pd.DatetimeIndex(net.index))
+    by_month = (1.0 + r).groupby([r.index.year, r.index.month]).prod() - 1.0
+    return by_month.unstack().reindex(columns=range(1, 13))
+
+
+def rolling_sharpe(net: pd.Series, window: int = ROLLING_WINDOW) -> pd.Series:
+    """Annualised Sharpe ratio of the trailing ``window`` sessions (zero risk-free rate)."""
+    r = pd.Series(net.to_numpy(dtype=float), index=pd.DatetimeIndex(net.index))
+    roll = r.rolling(window, min_periods=window)
+    return roll.mean() / roll.std() * np.sqrt(252.0)
+
+
+def figures(
+    strategy: str, daily: pd.DataFrame, benchmark: pd.DataFrame, sleeves: pd.DataFrame | None = None
+) -> dict[str, bytes]:
+    """PNG images of one strategy, keyed by :data:`PLOTS`.
+
+    ``daily`` and ``benchmark`` are indexed by session with ``net_return``, ``equity`` and
+    ``drawdown``; ``sleeves`` (optional) holds weights by sleeve or ticker group over time.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = {}
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    ax.plot(daily.index, daily["equity"], label=strategy, lw=1.2)
+    ax.plot(benchmark.index, benchmark["equity"], label="benchmark (S&P 500)", lw=1.0, color="grey")
+    ax.set_yscale("log")
+    ax.set_title(f"{strategy}: equity (log scale), start = 1")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    out["equity"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 2.6))
+    ax.fill_between(daily.index, daily["drawdown"], 0.0, color="firebrick", alpha=0.5, label=strategy)
+    ax.plot(benchmark.index, benchmark["drawdown"], color="grey", lw=0.8, label="benchmark")
+    ax.set_title(f"{strategy}: drawdown from peak")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.legend(loc="lower left")
+    ax.grid(alpha=0.3)
+    out["drawdown"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 2.6))
+    ax.plot(daily.index, rolling_sharpe(daily["net_return"]), lw=1.0, label=strategy)
+    ax.plot(benchmark.index, rolling_sharpe(benchmark["net_return"]), lw=0.8, color="grey", label="benchmark")
+    ax.axhline(0.0, color="black", lw=0.6)
+    ax.set_title(f"{strategy}: rolling {ROLLING_WINDOW}-session Sharpe ratio")
+    ax.legend(loc="lower left")
+    ax.grid(alpha=0.3)
+    out["rolling_sharpe"] = _png(fig)
+
+    table = monthly_returns(daily["net_return"])
+    fig, ax = plt.subplots(figsize=(9, 0.28 * len(table) + 1.2))
+    limit = max(float(np.nanmax(np.abs(table.to_numpy()))), 1e-6) if table.notna().any().any() else 1.0
+    ax.imshow(table.to_numpy(), cmap="RdYlGn", vmin=-limit, vmax=limit, aspect="auto")
+    ax.set_xticks(range(12), ["J", "F", "M", "A", "M", "J", "J", "A", "S", "O", "N", "D"])
+    ax.set_yticks(range(len(table)), [str(y) for y in table.index])
+    for (i, j), v in np.ndenumerate(table.to_numpy()):
+        if np.isfinite(v):
+            ax.text(j, i, f"{100 * v:.1f}", ha="center", va="center", fontsize=6)
+    ax.set_title(f"{strategy}: monthly net return, %")
+    out["monthly_returns"] = _png(fig)
+
+    if sleeves is not None and not sleeves.empty:
+        fig, ax = plt.subplots(figsize=(9, 2.8))
+        ax.stackplot(sleeves.index, sleeves.clip(lower=0.0).T.to_numpy(), labels=list(sleeves.columns), alpha=0.85)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{strategy}: allocation (share of equity, monthly mean of decisions)")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
+        ax.grid(alpha=0.3)
+        out["allocation"] = _png(fig)
+    return out
+
+
+def data_uri(png: bytes) -> str:
+    """``data:image/png;base64,...`` for an ``<img>`` or a markdown image."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def page(title: str, summary: pd.DataFrame, sections: dict[str, dict[str, bytes]], leaderboard: pd.DataFrame) -> str:
+    """A self-contained HTML tearsheet: the summary table, each strategy's plots, the leaderboard."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:980px;margin:auto;padding:1em}"
+        "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+        "th{background:#eee}img{display:block;margin:0.5em 0}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        "<h2>Every strategy</h2>",
+        summary.to_html(index=False, float_format=lambda x: f"{x:.3f}", border=0),
+    ]
+    for strategy, images in sections.items():
+        parts.append(f"<h2>{html.escape(strategy)}</h2>")
+        parts.extend(f"<img alt='{name}' src='{data_uri(png)}'>" for name, png in images.items())
+    parts += [
+        "<h2>Model leaderboard</h2>",
+        leaderboard.to_html(index=False, float_format=lambda x: f"{x:.4f}", border=0),
+        "</body></html>",
+    ]
+    return "\n".join(parts)
