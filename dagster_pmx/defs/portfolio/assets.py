@@ -11,7 +11,7 @@ from python_models.allocation import BOND, barbell_book, risk_parity_book
 from python_models.barbell import BarbellPolicy, risky_share
 from python_models.risk_limits import DrawdownPolicy, apply_drawdown_control
 from python_models.safe_sleeve import bond_share, bond_total_returns, daily_from_monthly, yield_change_forecast
-from python_models.sizing import CASH, kelly_book
+from python_models.sizing import CASH, confidence_scale, kelly_book
 
 #: Strategies meant to be traded: the design's risk limits (drawdown control) apply to them.
 CONTROLLED = ("governed", "barbell", "risk_parity")
@@ -96,7 +96,8 @@ def _wide(rows: pd.DataFrame) -> pd.DataFrame:
                 dg.AssetKey(["intermediate", "int_risk_free"]),
             ],
             description="Target weights decided at each decision's close, per strategy. 'governed': per-asset "
-            "fractional Kelly (fraction x mu / sigma^2) on marts.signals' tradable rows. 'barbell' (regime-aware): "
+            "fractional Kelly (fraction x mu / sigma^2) on marts.signals' tradable rows, shrunk by confidence "
+            "(x (2c - 1)). 'barbell' (regime-aware): "
             "a risky sleeve sized by the HMM regime probabilities and market volatility, filled by the multi-asset "
             "Kelly portfolio of the tradable signals (confidence-shrunk means, covariance from the forecast "
             "deviations and trailing Ledoit-Wolf correlations), the safe sleeve split between the bond proxy and "
@@ -131,8 +132,12 @@ def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
     if signals.empty:
         raise ValueError("marts.signals is empty: nothing to allocate")
     signals["date"] = pd.to_datetime(signals["date"])
+    # the governed book's Kelly bet shrinks with its signal's confidence (2c - 1, 0 below 0.55)
+    sized = signals.drop(columns=["confidence", "tradable"])
+    governed_rows = (signals["strategy"] == "governed").to_numpy()
+    sized.loc[governed_rows, "expected_return"] *= confidence_scale(signals.loc[governed_rows, "confidence"])
     books = kelly_book(
-        signals.drop(columns=["confidence", "tradable"]),
+        sized,
         settings.kelly_fraction,
         settings.position_cap,
         settings.max_gross,
