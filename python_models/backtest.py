@@ -122,6 +122,7 @@ def run_backtest(
     volatility: pd.DataFrame | None = None,
     aum: float = 1e6,
     contributions: bool = False,
+    safe_assets: tuple[str, ...] = (),
 ) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Daily gross and net returns of holding ``weights``.
 
@@ -153,6 +154,9 @@ def run_backtest(
         Starting book value in currency, for participation.
     contributions : bool
         Also return each position's contribution to the gross return (see Returns).
+    safe_assets : tuple of str
+        Tickers that are safe-sleeve holdings (a bond proxy): positions like any other, but
+        not counted in ``exposure``.
 
     Returns
     -------
@@ -253,7 +257,7 @@ def run_backtest(
             "drawdown": drawdown_path(net),
             "turnover": turnover,
             "impact_cost": impact,
-            "exposure": np.abs(held).sum(axis=1),
+            "exposure": np.abs(held[:, ~tickers.isin(list(safe_assets))]).sum(axis=1),
             "cash_weight": 1.0 - held.sum(axis=1),
         },
         index=sessions,

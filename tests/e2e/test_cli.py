@@ -28,13 +28,13 @@ def test_cli_builds_the_warehouse_and_prints_the_summary(tmp_path, monkeypatch, 
     out = capsys.readouterr().out
     assert "start    base_forecasts" in out and "progress:" in out
     assert "raw/prices:raw_prices_expectations: passed" in out
-    for strategy in (*DEFAULT_MODELS, *VARIANTS.values(), "governed", "benchmark"):
+    for strategy in (*DEFAULT_MODELS, *VARIANTS.values(), "governed", "barbell", "risk_parity", "benchmark"):
         assert strategy in out
     assert "sharpe" in out and "profit_factor" in out and "make sql" in out
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert (
             con.execute("select count(*) from marts.backtest_summary").fetchone()[0]
-            == len(DEFAULT_MODELS) + len(VARIANTS) + 2
+            == len(DEFAULT_MODELS) + len(VARIANTS) + 4
         )
     # The run is recorded in the instance the UI reads.
     with dg.DagsterInstance.get() as instance:

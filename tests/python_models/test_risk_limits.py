@@ -142,3 +142,14 @@ def test_capacity_decays_with_the_book_by_the_square_root_law():
     assert np.isnan(capacity(curve.assign(sharpe_decay=0.5), 0.10))
     with pytest.raises(ValueError, match="increasing"):
         capacity_curve(run_at, [1e6, 1e5])
+
+
+def test_safe_assets_are_held_but_not_counted_as_exposure():
+    idx = pd.bdate_range("2020-01-01", periods=5)
+    r = pd.DataFrame({"a": 0.01, "BOND": 0.001}, index=idx)
+    w = pd.DataFrame({"a": [0.3], "BOND": [0.5]}, index=idx[:1])
+    plain = run_backtest(w, r, cost_bps=0.0)
+    safe = run_backtest(w, r, cost_bps=0.0, safe_assets=("BOND",))
+    assert_allclose(safe["gross_return"], plain["gross_return"])
+    assert_allclose(safe["exposure"].iloc[1], 0.3)
+    assert_allclose(plain["exposure"].iloc[1], 0.8)

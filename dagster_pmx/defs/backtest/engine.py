@@ -90,6 +90,7 @@ def backtester(settings: PmxSettings, market: Market, contributions: bool = Fals
             volatility=market.volatility if impact else None,
             aum=settings.aum,
             contributions=contributions,
+            safe_assets=(BOND,),
         )
 
     return run
