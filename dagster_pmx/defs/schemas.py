@@ -22,6 +22,30 @@ RAW_PRICES = _schema(
     ("volume", "double", "Shares traded; NULL where the source has none."),
     ("source", "varchar", "skfolio, arch or csv; part of the key."),
     ("ingested_at", "timestamp", "When this row was first stored or last changed (UTC); unchanged rows keep it."),
+    (
+        "flags",
+        "varchar",
+        "Repairs the data-quality wall made (timezone_shifted(+1d), zero_volume_move); empty if none.",
+    ),
+)
+
+RAW_QUARANTINE = _schema(
+    ("ticker", "varchar", "Ticker as received (upper-cased)."),
+    ("date", "date", "Session as parsed (NULL when the date did not parse)."),
+    ("source", "varchar", "Source that sent the row."),
+    ("reason", "varchar", "Rule that refused it (python_models.data_quality)."),
+    ("detail", "varchar", "What the rule saw."),
+    ("row_json", "varchar", "The row as received, JSON (values as text)."),
+    ("quarantined_at", "timestamp", "When it was first refused."),
+)
+
+RAW_INGEST_REPORT = _schema(
+    ("ticker", "varchar", "Ticker."),
+    ("source", "varchar", "Source of the latest ingest."),
+    ("check_name", "varchar", "missing_session, no_data, duplicate_identical, timezone_shifted or zero_volume_move."),
+    ("count", "bigint", "Sessions or rows concerned."),
+    ("detail", "varchar", "The first few sessions, or what was done."),
+    ("reported_at", "timestamp", "When the ingest ran."),
 )
 
 RAW_MACRO = _schema(

@@ -1,6 +1,7 @@
 """Tier 2: assets and checks called as plain functions on a temporary warehouse."""
 
 import dagster as dg
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,13 +21,14 @@ def _csv(folder, name, frame):
 
 def _prices(n=5, start="2020-01-02", close=100.0):
     dates = pd.bdate_range(start, periods=n)
+    closes = close + np.arange(n)
     return pd.DataFrame(
         {
             "Date": dates.strftime("%Y-%m-%d"),
-            "Open": close,
-            "High": close + 1,
-            "Low": close - 1,
-            "Close": close + np.arange(n),
+            "Open": closes,
+            "High": closes + 1,
+            "Low": closes - 1,
+            "Close": closes,
             "Volume": 1000,
         }
     )
@@ -65,20 +67,23 @@ def test_raw_prices_upsert_is_idempotent_and_keeps_stored_rows(tmp_path, warehou
     _csv(folder, "AAA.csv", _prices(5))
     settings = PmxSettings(source="csv", csv_dir=str(folder), benchmark="AAA")
     ctx = dg.build_asset_context()
-    raw_prices(ctx, warehouse=warehouse, settings=settings)
+    list(raw_prices(ctx, warehouse=warehouse, settings=settings))
     first = _table(warehouse, "select * from raw.prices order by all")
-    raw_prices(ctx, warehouse=warehouse, settings=settings)
+    list(raw_prices(ctx, warehouse=warehouse, settings=settings))
     pd.testing.assert_frame_equal(first, _table(warehouse, "select * from raw.prices order by all"))
     assert len(first) == 5
     # A later file with the last two sessions corrected and two new ones: old rows stay,
     # corrected rows are replaced, new rows are added.
-    update = _prices(4, start="2020-01-07", close=200.0)
+    update = _prices(4, start="2020-01-07", close=150.0)
     _csv(folder, "AAA.csv", update)
-    raw_prices(ctx, warehouse=warehouse, settings=settings)
+    list(raw_prices(ctx, warehouse=warehouse, settings=settings))
     after = _table(warehouse, "select * from raw.prices order by date")
     assert len(after) == 7
     assert after["close"].iloc[:3].tolist() == first["close"].iloc[:3].tolist()
-    assert after["close"].iloc[3] == 200.0
+    assert after["close"].iloc[3] == 150.0
+    # the replaced rows are kept, as they were, in the audit table
+    audit = _table(warehouse, "select * from raw.prices_audit order by date")
+    assert audit["close"].tolist() == first["close"].iloc[3:].tolist() and audit["replaced_at"].notna().all()
     # ingested_at tells the incremental models what changed: only corrected and new rows move.
     assert after["ingested_at"].iloc[:3].tolist() == first["ingested_at"].iloc[:3].tolist()
     assert (after["ingested_at"].iloc[3:] > first["ingested_at"].max()).all()
@@ -89,7 +94,7 @@ def test_csv_source_errors_are_clear(tmp_path):
         CsvFolderSource(tmp_path / "missing")
     folder = tmp_path / "bad"
     _csv(folder, "X.csv", pd.DataFrame({"when": ["2020-01-01"], "px": [1.0]}))
-    with pytest.raises(ValueError, match="missing required columns"):
+    with pytest.raises(ValueError, match="X.csv: missing required columns"):
         CsvFolderSource(folder).prices()
 
 
@@ -103,21 +108,51 @@ def test_raw_macro_loads_bundled_series(warehouse):
 @pytest.mark.parametrize(
     "corrupt, reason",
     [
-        (lambda f: f.assign(Close=f["Close"].where(f.index != 2, -5.0)), "close"),
-        (lambda f: f.assign(High=f["High"].where(f.index != 1, 50.0)), "high"),
+        (lambda f: f.assign(Close=f["Close"].where(f.index != 2, -5.0)), "non_positive_price"),
+        (lambda f: f.assign(High=f["High"].where(f.index != 1, 50.0)), "inconsistent_ohlc"),
+        (lambda f: f.assign(Close=f["Close"].astype(str).where(f.index != 3, "#N/A")), "non_numeric"),
     ],
 )
-def test_raw_prices_check_fails_on_corrupt_rows(tmp_path, warehouse, corrupt, reason):
+def test_corrupt_rows_are_quarantined_and_nothing_stored_is_lost(tmp_path, warehouse, corrupt, reason):
     folder = tmp_path / "csv"
     good = _prices(5)
     _csv(folder, "AAA.csv", good)
     settings = PmxSettings(source="csv", csv_dir=str(folder), benchmark="AAA")
-    raw_prices(dg.build_asset_context(), warehouse=warehouse, settings=settings)
-    assert raw_prices_expectations(warehouse=warehouse).passed
+    list(raw_prices(dg.build_asset_context(), warehouse=warehouse, settings=settings))
+    stored = _table(warehouse, "select * from raw.prices order by date")
     _csv(folder, "AAA.csv", corrupt(good))
-    raw_prices(dg.build_asset_context(), warehouse=warehouse, settings=settings)
+    for _ in range(2):  # a second ingest of the same file changes nothing
+        list(raw_prices(dg.build_asset_context(), warehouse=warehouse, settings=settings))
+        pd.testing.assert_frame_equal(stored, _table(warehouse, "select * from raw.prices order by date"))
+        quarantine = _table(warehouse, "select * from raw.quarantine")
+        assert quarantine["reason"].tolist() == [reason] and quarantine["source"].tolist() == ["csv"]
+    assert raw_prices_expectations(warehouse=warehouse).passed
+
+
+def test_raw_prices_gate_still_fails_on_a_table_corrupted_behind_the_wall(tmp_path, warehouse):
+    folder = tmp_path / "csv"
+    _csv(folder, "AAA.csv", _prices(5))
+    settings = PmxSettings(source="csv", csv_dir=str(folder), benchmark="AAA")
+    list(raw_prices(dg.build_asset_context(), warehouse=warehouse, settings=settings))
+    with warehouse.connect() as con:
+        con.execute("update raw.prices set close = -5 where date = '2020-01-06'")
     result = raw_prices_expectations(warehouse=warehouse)
-    assert not result.passed and reason in result.description
+    assert not result.passed and "close" in result.description
+
+
+def test_parquet_and_long_files_are_read_and_a_missing_ticker_is_reported(tmp_path, warehouse):
+    folder = tmp_path / "files"
+    folder.mkdir()
+    long = pd.concat([_prices(5).assign(Symbol=t) for t in ("AAA", "BBB")])
+    with duckdb.connect() as con:  # no pyarrow here: DuckDB writes the Parquet file
+        con.register("long", long)
+        con.execute(f"copy long to '{folder / 'universe.parquet'}' (format parquet)")
+    settings = PmxSettings(source="csv", csv_dir=str(folder), benchmark="AAA", tickers="AAA,BBB,CCC")
+    list(raw_prices(dg.build_asset_context(), warehouse=warehouse, settings=settings))
+    got = _table(warehouse, "select ticker, count(*) n from raw.prices group by 1 order by 1")
+    assert got["ticker"].tolist() == ["AAA", "BBB"] and got["n"].tolist() == [5, 5]
+    report = _table(warehouse, "select * from raw.ingest_report")
+    assert report.loc[report["check_name"] == "no_data", "ticker"].tolist() == ["CCC"]
 
 
 def _store_allocations(warehouse, frame):
@@ -219,3 +254,51 @@ def test_no_trading_on_stale_prices(warehouse):
     assert not result.passed
     _store_allocations(warehouse, pd.concat([frame.iloc[:2], frame.iloc[:1].assign(ticker="Z")]).reset_index(drop=True))
     assert not allocations_on_fresh_prices(warehouse=warehouse).passed  # a ticker never priced
+
+
+CRASH = """
+import os, sys
+import dagster as dg
+from dagster_pmx.defs.ingest import assets
+from dagster_pmx.resources import PmxSettings, Warehouse
+
+real, calls = assets.upsert, []
+
+def upsert_then_die(*args, **kwargs):
+    out = real(*args, **kwargs)
+    calls.append(1)
+    if len(calls) == 2:
+        os._exit(9)  # killed between batches: no cleanup, no exception handling
+    return out
+
+assets.upsert = upsert_then_die
+settings = PmxSettings(source="csv", csv_dir=sys.argv[2], benchmark="AAA")
+list(assets.raw_prices(dg.build_asset_context(), warehouse=Warehouse(path=sys.argv[1]), settings=settings))
+"""
+
+
+def test_a_crash_between_batches_leaves_whole_tickers_and_the_next_run_completes(tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "csv"
+    for i, ticker in enumerate(["AAA", "BBB", "CCC"]):
+        _csv(folder, f"{ticker}.csv", _prices(30, close=100.0 + 10 * i))
+    crashed, clean = tmp_path / "crashed.duckdb", tmp_path / "clean.duckdb"
+    script = tmp_path / "crash.py"
+    script.write_text(CRASH)
+    run = subprocess.run([sys.executable, str(script), str(crashed), str(folder)], capture_output=True, text=True)
+    assert run.returncode == 9, run.stderr
+    wh = Warehouse(path=str(crashed))
+    after_crash = _table(wh, "select ticker, count(*) n from raw.prices group by 1 order by 1")
+    assert after_crash["ticker"].tolist() == ["AAA", "BBB"] and after_crash["n"].tolist() == [30, 30]
+    settings = PmxSettings(source="csv", csv_dir=str(folder), benchmark="AAA")
+    list(raw_prices(dg.build_asset_context(), warehouse=wh, settings=settings))
+    reference = Warehouse(path=str(clean))
+    list(raw_prices(dg.build_asset_context(), warehouse=reference, settings=settings))
+    columns = "ticker, date, open, high, low, close, adj_close, volume, source, flags"
+    pd.testing.assert_frame_equal(
+        _table(wh, f"select {columns} from raw.prices order by all"),
+        _table(reference, f"select {columns} from raw.prices order by all"),
+    )
+    assert _table(wh, "select count(*) n from raw.prices_audit")["n"].iloc[0] == 0  # nothing was rewritten

@@ -1,17 +1,29 @@
-"""Ingest assets: raw prices and macro series, upserted idempotently into schema ``raw``."""
+"""Ingest assets: raw prices through the data-quality wall, and macro series, upserted idempotently
+into schema ``raw``; quarantined rows, the ingest report and an audit of replaced rows beside them."""
 
 import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs import schemas
-from dagster_pmx.defs.ingest.sources import MACRO_COLUMNS, PRICE_COLUMNS, make_source
+from dagster_pmx.defs.ingest.sources import MACRO_COLUMNS, PRICE_COLUMNS, PriceSource, make_source
 from dagster_pmx.resources import PmxSettings, Warehouse
+from python_models.data_quality import Screened, normalise_columns, screen_prices
 
 PRICES_DDL = """
 create table if not exists raw.prices (
     ticker varchar not null, date date not null, open double, high double, low double,
     close double, adj_close double, volume double, source varchar not null, ingested_at timestamp,
-    primary key (ticker, date, source)
+    flags varchar, primary key (ticker, date, source)
+)"""
+QUARANTINE_DDL = """
+create table if not exists raw.quarantine (
+    ticker varchar, date date, source varchar not null, reason varchar not null, detail varchar,
+    row_json varchar not null, quarantined_at timestamp not null
+)"""
+REPORT_DDL = """
+create table if not exists raw.ingest_report (
+    ticker varchar, source varchar not null, check_name varchar not null, count bigint, detail varchar,
+    reported_at timestamp not null
 )"""
 MACRO_DDL = """
 create table if not exists raw.macro (
@@ -26,7 +38,8 @@ def upsert(warehouse: Warehouse, table: str, ddl: str, frame: pd.DataFrame, colu
     Only rows that are new or whose values differ from the stored ones are written, stamped
     with ``ingested_at``: re-sending the same rows changes nothing (the incremental dbt
     models read ``ingested_at`` to find what changed). Rows already stored and absent from
-    ``frame`` are kept.
+    ``frame`` are kept. A stored row that is replaced is first copied, as it was, into
+    ``<table>_audit`` with ``replaced_at``. The audit copy and the write are one transaction.
     """
     values = [c for c in columns if c not in key]
     on = " and ".join(f"stored.{c} = incoming.{c}" for c in key)
@@ -37,13 +50,26 @@ def upsert(warehouse: Warehouse, table: str, ddl: str, frame: pd.DataFrame, colu
         con.execute(ddl)
         # warehouses created before ingested_at existed: their rows count as ingested long ago
         con.execute(f"alter table {table} add column if not exists ingested_at timestamp")
+        for column in columns:
+            if column == "flags":
+                con.execute(f"alter table {table} add column if not exists flags varchar")
+        con.execute(
+            f"create table if not exists {table}_audit as "
+            f"select *, now()::timestamp as replaced_at from {table} limit 0"
+        )
         con.register("incoming", frame[columns])
+        con.execute("begin transaction")
+        con.execute(
+            f"insert into {table}_audit select stored.*, now()::timestamp from {table} as stored "
+            f"join incoming on {on} where {changed}"
+        )
         con.execute(
             f"insert or replace into {table} ({', '.join(columns)}, ingested_at) "
             f"select {', '.join('incoming.' + c for c in columns)}, now()::timestamp from incoming "
             f"left join {table} as stored on {on} "
             f"where stored.{key[0]} is null or {changed}"
         )
+        con.execute("commit")
         return int(con.execute(f"select count(*) from {table}").fetchone()[0])
 
 
@@ -60,31 +86,137 @@ def select_prices(frame: pd.DataFrame, settings: PmxSettings) -> pd.DataFrame:
     return out.sort_values(["ticker", "date", "source"]).reset_index(drop=True)
 
 
-@dg.asset(
-    key=["raw", "prices"],
-    group_name="ingest",
-    metadata={"dagster/column_schema": schemas.RAW_PRICES},
+def exchange_sessions(dates: pd.Series) -> pd.DatetimeIndex | None:
+    """NYSE sessions over the span of ``dates`` (exchange_calendars' XNYS), or None outside its range."""
+    import exchange_calendars as xcals  # slow to import: only when prices arrive
+
+    parsed = pd.to_datetime(dates, errors="coerce", format="mixed")
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("America/New_York").dt.tz_localize(None)
+    if parsed.isna().all():
+        return None
+    start, end = parsed.min().normalize() - pd.Timedelta(days=7), parsed.max().normalize() + pd.Timedelta(days=7)
+    try:
+        return pd.DatetimeIndex(xcals.get_calendar("XNYS", start=start, end=end).sessions)
+    except (ValueError, xcals.errors.CalendarError):
+        return None
+
+
+def screen_source(source: PriceSource, tickers: list[str] | None, now: pd.Timestamp | None = None) -> Screened:
+    """Everything ``source`` sends for ``tickers`` through the data-quality wall, per source name."""
+    frame = source.prices(tickers)
+    sessions = exchange_sessions(frame["date"]) if len(frame) else None
+    parts = []
+    names = frame["source"].unique() if len(frame) else [source.name]
+    for name in names:
+        rows = frame[frame["source"] == name].drop(columns="source")
+        parts.append(screen_prices(normalise_columns(rows), name, sessions=sessions, now=now, requested=tickers))
+    return Screened(
+        clean=pd.concat([p.clean for p in parts], ignore_index=True),
+        quarantine=pd.concat([p.quarantine for p in parts], ignore_index=True),
+        report=pd.concat([p.report for p in parts], ignore_index=True),
+    )
+
+
+def store_findings(warehouse: Warehouse, screened: Screened) -> tuple[int, int]:
+    """Append new quarantine rows (a row quarantined again for the same reason is not repeated) and
+    replace each source's ingest report; returns (quarantined now, quarantine table size)."""
+    q = screened.quarantine.assign(date=pd.to_datetime(screened.quarantine["date"]).dt.date)
+    sources = sorted(set(screened.clean["source"]) | set(q["source"]) | set(screened.report["source"]))
+    with warehouse.connect() as con:
+        con.execute("create schema if not exists raw")
+        con.execute(QUARANTINE_DDL)
+        con.execute(REPORT_DDL)
+        con.register("incoming_q", q)
+        con.register("incoming_r", screened.report)
+        con.execute("begin transaction")
+        con.execute(
+            "insert into raw.quarantine "
+            "select i.ticker, i.date, i.source, i.reason, i.detail, i.row_json, now()::timestamp from incoming_q i "
+            "where not exists (select 1 from raw.quarantine s "
+            "where s.source = i.source and s.reason = i.reason and s.row_json = i.row_json)"
+        )
+        if sources:
+            con.execute("delete from raw.ingest_report where source in (select unnest(?))", [sources])
+        con.execute(
+            "insert into raw.ingest_report select ticker, source, check_name, count, detail, now()::timestamp "
+            "from incoming_r"
+        )
+        con.execute("commit")
+        return len(q), int(con.execute("select count(*) from raw.quarantine").fetchone()[0])
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            ["raw", "prices"],
+            group_name="ingest",
+            kinds={"duckdb", "python"},
+            metadata={"dagster/column_schema": schemas.RAW_PRICES},
+            description="Daily prices per (ticker, date, source) from the configured source (default: real data "
+            "bundled in skfolio and arch), through the data-quality wall (python_models.data_quality): clean and "
+            "repaired rows (with flags) are upserted idempotently keyed by (ticker, date, source); a replaced row "
+            "is kept in raw.prices_audit.",
+        ),
+        dg.AssetSpec(
+            ["raw", "quarantine"],
+            group_name="ingest",
+            kinds={"duckdb", "python"},
+            metadata={"dagster/column_schema": schemas.RAW_QUARANTINE},
+            description="Rows the data-quality wall refused: the row as received (JSON), source, reason, detail and "
+            "when. Append-only; the same row refused again for the same reason is not repeated.",
+        ),
+        dg.AssetSpec(
+            ["raw", "ingest_report"],
+            group_name="ingest",
+            kinds={"duckdb", "python"},
+            metadata={"dagster/column_schema": schemas.RAW_INGEST_REPORT},
+            description="Findings of the latest ingest per source that are not rows: sessions missing against the "
+            "NYSE calendar, tickers that sent nothing, identical duplicates collapsed, repairs made.",
+        ),
+    ],
     pool="warehouse",
-    kinds={"duckdb", "python"},
-    description="Daily prices per (ticker, date, source) from the configured source (default: real "
-    "data bundled in skfolio and arch). Idempotent upsert keyed by (ticker, date, source).",
 )
-def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings) -> dg.MaterializeResult:
+def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
     source = make_source(settings.source, settings.csv_dir)
     universe = settings.ticker_list + [settings.benchmark] if settings.ticker_list else None
-    frame = select_prices(source.prices(universe), settings)
+    screened = screen_source(source, universe)
+    frame = select_prices(screened.clean, settings)
     if frame.empty:
-        raise ValueError(f"source {source.name!r} returned no prices for the configured universe and dates")
-    total = upsert(warehouse, "raw.prices", PRICES_DDL, frame, PRICE_COLUMNS, ["ticker", "date", "source"])
-    context.log.info(f"upserted {len(frame)} price rows from {source.name}; raw.prices holds {total}")
-    return dg.MaterializeResult(
+        raise ValueError(f"source {source.name!r} returned no usable prices for the configured universe and dates")
+    # one transaction per ticker: a crash between batches leaves whole tickers stored or untouched,
+    # and the next run (an idempotent upsert) completes the rest
+    for _, batch in frame.groupby("ticker", sort=True):
+        total = upsert(
+            warehouse, "raw.prices", PRICES_DDL, batch, [*PRICE_COLUMNS, "flags"], ["ticker", "date", "source"]
+        )
+    refused, stored = store_findings(warehouse, screened)
+    context.log.info(
+        f"upserted {len(frame)} price rows from {source.name}; {refused} quarantined; raw.prices holds {total}"
+    )
+    by_reason = screened.quarantine.groupby("reason").size().to_dict()
+    yield dg.MaterializeResult(
+        asset_key=["raw", "prices"],
         metadata={
-            "rows_received": len(frame),
+            "rows_received": len(screened.clean) + len(screened.quarantine),
+            "rows_stored": len(frame),
             "dagster/row_count": total,
             "tickers": frame["ticker"].nunique(),
             "first_date": str(frame["date"].min().date()),
             "last_date": str(frame["date"].max().date()),
-        }
+            "repaired": int((frame["flags"] != "").sum()),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=["raw", "quarantine"],
+        metadata={"dagster/row_count": stored, "quarantined_now": refused, "reasons": str(by_reason)},
+    )
+    yield dg.MaterializeResult(
+        asset_key=["raw", "ingest_report"],
+        metadata={
+            "dagster/row_count": len(screened.report),
+            "checks": str(screened.report.groupby("check_name")["count"].sum().to_dict()),
+        },
     )
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from python_models.data_quality import SchemaError, normalise_columns
+
 PRICE_COLUMNS = ["ticker", "date", "open", "high", "low", "close", "adj_close", "volume", "source"]
 MACRO_COLUMNS = ["series_id", "date", "value", "unit", "source"]
 
@@ -101,40 +103,48 @@ class BundledSource(PriceSource):
 
 
 class CsvFolderSource(PriceSource):
-    """A folder of CSV files, one per ticker (``AAPL.csv``) or one long file with a ``ticker`` column.
+    """A folder of CSV or Parquet files: one per ticker (``AAPL.csv``, ``AAPL.parquet``; the file
+    name is the ticker) or long files with a ``ticker`` column.
 
-    Required columns: ``date`` and ``close``; optional ``open``, ``high``, ``low``,
-    ``adj_close`` (defaults to ``close``) and ``volume``. Column names are case-insensitive.
+    Schema: ``date`` and ``close`` are required; ``open``, ``high``, ``low``, ``adj_close``
+    (defaults to ``close``) and ``volume`` are optional; ``ticker`` (or ``symbol``) when a file
+    holds several tickers. Names are case-insensitive and common aliases are mapped (``Adj
+    Close``, ``adjusted_close``, ``timestamp``...; see :func:`python_models.data_quality.normalise_columns`).
+    Values are read as text and typed by the data-quality wall, so a value that does not parse
+    is quarantined with its row rather than failing the whole file. A file without ``date`` or
+    ``close`` is refused with an error naming it.
     """
 
     name = "csv"
+    PATTERNS = ("*.csv", "*.parquet")
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise FileNotFoundError(f"PMX_CSV_DIR {self.folder} is not a directory")
 
+    def _read(self, path: Path) -> pd.DataFrame:
+        if path.suffix == ".parquet":
+            import duckdb  # reads Parquet without pyarrow
+
+            with duckdb.connect() as con:
+                return con.execute("select * from read_parquet(?)", [str(path)]).df()
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+
     def prices(self, tickers: list[str] | None = None) -> pd.DataFrame:
         frames = []
-        for path in sorted(self.folder.glob("*.csv")):
-            frame = pd.read_csv(path)
-            frame.columns = [c.strip().lower().replace(" ", "_") for c in frame.columns]
-            missing = {"date", "close"} - set(frame.columns)
-            if missing:
-                raise ValueError(f"{path.name}: missing required columns {sorted(missing)}")
-            if "ticker" not in frame.columns:
-                frame["ticker"] = path.stem.upper()
-            if "adj_close" not in frame.columns:
-                frame["adj_close"] = frame["close"]
-            for col in ("open", "high", "low", "volume"):
-                if col not in frame.columns:
-                    frame[col] = np.nan
-            frame["date"] = pd.to_datetime(frame["date"])
+        paths = sorted(p for pattern in self.PATTERNS for p in self.folder.glob(pattern))
+        for path in paths:
+            try:
+                frame = normalise_columns(self._read(path), ticker=path.stem.upper())
+            except SchemaError as err:
+                raise SchemaError(f"{path.name}: {err}") from None
             frame["source"] = self.name
             frames.append(frame[PRICE_COLUMNS])
         if not frames:
-            raise ValueError(f"no CSV files in {self.folder}")
+            raise ValueError(f"no CSV or Parquet files in {self.folder}")
         out = pd.concat(frames, ignore_index=True)
+        out["ticker"] = out["ticker"].astype(str).str.strip().str.upper()
         if tickers:
             out = out[out["ticker"].isin(tickers)]
         return out.reset_index(drop=True)

@@ -40,13 +40,17 @@ def safe_sleeve(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
     series = {
         k: pd.Series(g["value"].to_numpy(), index=pd.DatetimeIndex(g["date"])) for k, g in macro.groupby("series_id")
     }
+    frame = pd.DataFrame({"date": sessions})
     if "AAA" not in series or "CPILFESL" not in series:
-        raise ValueError("the safe sleeve needs the AAA yield and core CPI (CPILFESL) in the macro series")
+        # a source without macro series (a CSV folder): the safe sleeve is cash alone
+        context.log.warning("no AAA yield or core CPI in the macro series: the safe sleeve holds cash only")
+        frame = frame.assign(bond_return=np.nan, known_yield=np.nan, forecast_change=np.nan, change_std=np.nan)
+        rows = warehouse.replace_table("ml.safe_sleeve", frame.assign(bond_share=0.0))
+        return dg.MaterializeResult(metadata={"dagster/row_count": rows, "mean_bond_share": 0.0, "bond": "no data"})
     monthly = yield_change_forecast(series["AAA"], series["CPILFESL"])
     monthly["share"] = bond_share(monthly["forecast_change"], monthly["change_std"])
     monthly["bond_return"] = bond_total_returns(series["AAA"], settings.bond_duration)
     months = sessions.to_period("M").to_timestamp()
-    frame = pd.DataFrame({"date": sessions})
     frame["bond_return"] = daily_from_monthly(monthly["bond_return"], sessions).to_numpy()
     for col in ("known_yield", "forecast_change", "change_std", "share"):
         frame[col] = monthly[col].reindex(months).to_numpy()

@@ -1,5 +1,5 @@
--- Every stored price row's key and load time, before source precedence: the cheap way to
--- ask which sessions exist and what was loaded since a given time.
+-- Every stored price row's key, adjusted close and load time, before source precedence: the
+-- cheap way to ask which sessions exist, what was loaded since a given time, and where sources differ.
 with source as (
     select * from {{ source('raw', 'prices') }}
 ),
@@ -9,6 +9,7 @@ final as (
         upper(trim(ticker)) as ticker,
         cast(date as date) as date,
         source,
+        cast(adj_close as double) as adj_close,
         cast(ingested_at as timestamp) as ingested_at
     from source
 )

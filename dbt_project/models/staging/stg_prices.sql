@@ -25,7 +25,7 @@ ranked as (
         *,
         row_number() over (
             partition by ticker, date
-            order by case source when 'csv' then 1 when 'arch' then 2 when 'skfolio' then 3 else 9 end
+            order by {{ source_rank('source') }}
         ) as source_rank,
         -- the latest load of any source for the session: a change to any of them is a change
         max(ingested_at) over (partition by ticker, date) as last_ingested_at

@@ -1,0 +1,205 @@
+"""The data-quality wall: every defect gets the outcome it should, and every row is accounted for."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+
+from python_models.data_quality import SchemaError, normalise_columns, screen_prices
+
+SESSIONS = pd.bdate_range("2021-01-04", periods=40)
+NOW = pd.Timestamp("2021-06-01 20:00", tz="America/New_York")
+
+
+def clean_frame(ticker="AAA", n=40, seed=0, volume=1e6):
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    return pd.DataFrame(
+        {
+            "ticker": ticker,
+            "date": SESSIONS[:n],
+            "open": close * 0.999,
+            "high": close * 1.01,
+            "low": close * 0.99,
+            "close": close,
+            "adj_close": close * 0.98,
+            "volume": volume,
+        }
+    )
+
+
+def screen(frame, **kw):
+    return screen_prices(normalise_columns(frame), "test", sessions=SESSIONS, now=NOW, **kw)
+
+
+def reasons(result):
+    return dict(zip(result.quarantine["date"].dt.strftime("%Y-%m-%d"), result.quarantine["reason"], strict=True))
+
+
+def accounted(frame, result, collapsed=0):
+    """Every row received is clean, quarantined, or one of the identical copies collapsed."""
+    assert len(result.clean) + len(result.quarantine) + collapsed == len(frame)
+
+
+def test_clean_data_passes_untouched():
+    frame = clean_frame()
+    result = screen(frame)
+    assert result.quarantine.empty and result.report.empty
+    assert (result.clean["flags"] == "").all()
+    assert_allclose(result.clean["close"], frame["close"])
+
+
+@pytest.mark.parametrize(
+    "mutate, reason",
+    [
+        (
+            lambda f: f.assign(close=f["close"].astype(object)).assign(
+                close=lambda d: d["close"].where(d.index != 5, "n/a")
+            ),
+            "non_numeric",
+        ),
+        (lambda f: f.assign(date=f["date"].astype(str).where(f.index != 5, "2021-13-45")), "bad_date"),
+        (lambda f: f.assign(close=f["close"].where(f.index != 5)), "missing_close"),
+        (lambda f: f.assign(close=f["close"].where(f.index != 5, 0.0)), "non_positive_price"),
+        (lambda f: f.assign(low=f["low"].where(f.index != 5, -1.0)), "non_positive_price"),
+        (lambda f: f.assign(high=f["high"].where(f.index != 5, f["low"] * 0.9)), "inconsistent_ohlc"),
+        (lambda f: f.assign(close=f["close"].where(f.index != 5, f["high"] * 1.05)), "inconsistent_ohlc"),
+    ],
+)
+def test_bad_rows_are_quarantined_with_their_reason(mutate, reason):
+    frame = mutate(clean_frame())
+    result = screen(frame)
+    assert list(result.quarantine["reason"]) == [reason]
+    assert len(result.clean) == 39
+    accounted(frame, result)
+    row = json.loads(result.quarantine["row_json"].iloc[0])  # the row as it was received
+    assert row["ticker"] == "AAA" and set(row) >= {"date", "close", "volume"}
+
+
+def test_nan_row_is_quarantined_and_recorded_as_received():
+    frame = clean_frame()
+    frame.loc[7, ["open", "high", "low", "close", "adj_close", "volume"]] = np.nan
+    result = screen(frame)
+    assert list(result.quarantine["reason"]) == ["missing_close"]
+    assert json.loads(result.quarantine["row_json"].iloc[0])["close"] is None
+    # the gap it leaves is reported against the calendar, not filled
+    missing = result.report[result.report["check_name"] == "missing_session"]
+    assert missing["count"].tolist() == [1] and str(SESSIONS[7].date()) in missing["detail"].iloc[0]
+
+
+def test_duplicates_identical_collapse_and_conflicting_go_to_quarantine():
+    frame = clean_frame()
+    twice = pd.concat([frame, frame.iloc[[3]]], ignore_index=True)
+    result = screen(twice)
+    assert result.quarantine.empty and len(result.clean) == 40
+    assert result.report.loc[result.report["check_name"] == "duplicate_identical", "count"].tolist() == [1]
+    accounted(twice, result, collapsed=1)
+    other = frame.iloc[[3]].assign(close=frame["close"].iloc[3] * 1.001)
+    conflict = pd.concat([frame, other], ignore_index=True)
+    result = screen(conflict)
+    assert (result.quarantine["reason"] == "duplicate_conflict").sum() == 2
+    assert SESSIONS[3] not in set(result.clean["date"])
+    accounted(conflict, result)
+
+
+def test_todays_unfinished_bar_is_quarantined_and_kept_after_the_close():
+    frame = clean_frame()
+    last = SESSIONS[39]
+    during = last.tz_localize("America/New_York") + pd.Timedelta(hours=11)
+    result = screen_prices(normalise_columns(frame), "test", sessions=SESSIONS, now=during)
+    assert reasons(result) == {str(last.date()): "unfinished_bar"}
+    after = last.tz_localize("America/New_York") + pd.Timedelta(hours=17)
+    assert screen_prices(normalise_columns(frame), "test", sessions=SESSIONS, now=after).quarantine.empty
+
+
+def test_timezone_shifted_dates_are_moved_back_onto_the_calendar_with_a_flag():
+    frame = clean_frame()
+    shifted = frame.assign(date=frame["date"] - pd.Timedelta(days=1))  # UTC midnight read as New York
+    result = screen(shifted)
+    assert result.quarantine.empty
+    assert list(result.clean["date"]) == list(SESSIONS)
+    assert (result.clean["flags"] == "timezone_shifted(+1d)").all()
+    assert result.report.loc[result.report["check_name"] == "timezone_shifted", "count"].tolist() == [40]
+
+
+def test_tz_aware_timestamps_are_read_in_new_york_time():
+    frame = clean_frame()
+    frame["date"] = (frame["date"] + pd.Timedelta(hours=21)).dt.tz_localize("UTC")  # 16:00 New York
+    result = screen(frame)
+    assert list(result.clean["date"]) == list(SESSIONS) and result.quarantine.empty
+
+
+def test_a_hundredfold_unit_jump_is_quarantined():
+    frame = clean_frame()
+    frame.loc[20, ["open", "high", "low", "close", "adj_close"]] *= 100
+    result = screen(frame)
+    assert reasons(result) == {str(SESSIONS[20].date()): "unit_jump"}
+    frame = clean_frame()
+    frame.loc[20, ["open", "high", "low", "close", "adj_close"]] /= 100
+    assert reasons(screen(frame)) == {str(SESSIONS[20].date()): "unit_jump"}
+
+
+def test_split_not_applied_to_the_adjusted_close_is_quarantined_but_a_proper_split_passes():
+    frame = clean_frame()
+    # a 2:1 split on day 20: the raw close halves; a correct adjusted close does not move
+    proper = frame.copy()
+    proper.loc[20:, ["open", "high", "low", "close"]] /= 2
+    proper["adj_close"] /= 2  # backward adjustment: the whole adjusted history on the new share count
+    result = screen(proper)
+    assert result.quarantine.empty
+    # the adjusted close not adjusted (it halves with the close) is a split jump
+    missed = frame.copy()
+    missed.loc[20:, ["open", "high", "low", "close", "adj_close"]] /= 2  # adjusted close follows the raw drop
+    assert reasons(screen(missed)) == {str(SESSIONS[20].date()): "split_jump"}
+    # applied twice: the adjusted history halved once more before the split
+    twice = proper.copy()
+    twice.loc[:19, "adj_close"] /= 2
+    assert reasons(screen(twice)) == {str(SESSIONS[20].date()): "split_jump"}
+
+
+def test_adjusted_close_inconsistent_with_close_is_quarantined():
+    frame = clean_frame()
+    frame.loc[25, "adj_close"] *= 1.4  # 40 % off the close's path, not a split ratio
+    result = screen(frame)
+    assert reasons(result)[str(SESSIONS[25].date())] == "adj_close_mismatch"
+
+
+def test_zero_volume_while_the_price_moves_is_repaired_with_a_flag():
+    frame = clean_frame()
+    frame.loc[12, "volume"] = 0.0
+    result = screen(frame)
+    assert result.quarantine.empty
+    row = result.clean[result.clean["date"] == SESSIONS[12]].iloc[0]
+    assert np.isnan(row["volume"]) and row["flags"] == "zero_volume_move"
+
+
+def test_a_ticker_that_sends_nothing_is_reported():
+    result = screen(clean_frame(), requested=["AAA", "ZZZ"])
+    no_data = result.report[result.report["check_name"] == "no_data"]
+    assert no_data["ticker"].tolist() == ["ZZZ"]
+
+
+def test_unsorted_input_is_sorted():
+    frame = clean_frame().sample(frac=1.0, random_state=1)
+    result = screen(frame)
+    assert result.quarantine.empty and list(result.clean["date"]) == list(SESSIONS)
+
+
+def test_schema_drift_is_mapped_or_refused():
+    frame = clean_frame()
+    renamed = frame.rename(columns={"adj_close": "Adj Close", "close": "Close", "date": "Date", "ticker": "Symbol"})
+    assert_allclose(screen(renamed).clean["adj_close"], frame["adj_close"])
+    with pytest.raises(SchemaError, match="close"):
+        normalise_columns(frame.drop(columns=["close"]))
+    # yfinance's multi-ticker layout: (field, ticker) columns
+    wide = pd.concat(
+        {t: clean_frame(t, seed=i).set_index("date").drop(columns="ticker") for i, t in enumerate(["AAA", "BBB"])},
+        axis=1,
+    ).swaplevel(axis=1)
+    wide.columns = wide.columns.set_levels([c.replace("_", " ").title() for c in wide.columns.levels[0]], level=0)
+    long = normalise_columns(wide)
+    assert set(long["ticker"]) == {"AAA", "BBB"} and "adj_close" in long.columns
+    result = screen_prices(long, "test", sessions=SESSIONS, now=NOW)
+    assert len(result.clean) == 80 and result.quarantine.empty
