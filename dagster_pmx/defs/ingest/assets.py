@@ -1,7 +1,10 @@
 """Ingest assets: raw prices through the data-quality wall, and macro series, upserted idempotently
 into schema ``raw``; quarantined rows, the ingest report and an audit of replaced rows beside them."""
 
+from pathlib import Path
+
 import dagster as dg
+import duckdb
 import pandas as pd
 
 from dagster_pmx.defs import schemas
@@ -19,6 +22,11 @@ QUARANTINE_DDL = """
 create table if not exists raw.quarantine (
     ticker varchar, date date, source varchar not null, reason varchar not null, detail varchar,
     row_json varchar not null, quarantined_at timestamp not null
+)"""
+ACTIONS_DDL = """
+create table if not exists raw.corporate_actions (
+    ticker varchar not null, date date not null, action varchar not null, value double, source varchar not null,
+    ingested_at timestamp, primary key (ticker, date, action, source)
 )"""
 REPORT_DDL = """
 create table if not exists raw.ingest_report (
@@ -86,6 +94,15 @@ def select_prices(frame: pd.DataFrame, settings: PmxSettings) -> pd.DataFrame:
     return out.sort_values(["ticker", "date", "source"]).reset_index(drop=True)
 
 
+def last_sessions(warehouse: Warehouse, source: str) -> dict:
+    """Each ticker's last stored session from ``source`` (empty before the first ingest)."""
+    try:
+        rows = warehouse.query("select ticker, max(date) as last from raw.prices where source = ? group by 1", [source])
+    except duckdb.Error:  # no warehouse or no raw.prices yet: nothing stored
+        return {}
+    return {t: pd.Timestamp(d) for t, d in zip(rows["ticker"], rows["last"], strict=True)}
+
+
 def exchange_sessions(dates: pd.Series) -> pd.DatetimeIndex | None:
     """NYSE sessions over the span of ``dates`` (exchange_calendars' XNYS), or None outside its range."""
     import exchange_calendars as xcals  # slow to import: only when prices arrive
@@ -102,15 +119,21 @@ def exchange_sessions(dates: pd.Series) -> pd.DatetimeIndex | None:
         return None
 
 
-def screen_source(source: PriceSource, tickers: list[str] | None, now: pd.Timestamp | None = None) -> Screened:
-    """Everything ``source`` sends for ``tickers`` through the data-quality wall, per source name."""
-    frame = source.prices(tickers)
+def screen_source(
+    source: PriceSource, tickers: list[str] | None, now: pd.Timestamp | None = None, since: dict | None = None
+) -> Screened:
+    """Everything ``source`` sends for ``tickers`` (after ``since``) through the data-quality wall, per
+    source name. A ticker with stored history that sends nothing new is not reported as silent."""
+    since = since or {}
+    frame = source.prices(tickers, since=since)
+    refused = getattr(source, "failures", {})  # reported with the API's own reason by the caller
+    silent = [t for t in tickers if t not in since and t not in refused] if tickers else None
     sessions = exchange_sessions(frame["date"]) if len(frame) else None
     parts = []
     names = frame["source"].unique() if len(frame) else [source.name]
     for name in names:
         rows = frame[frame["source"] == name].drop(columns="source")
-        parts.append(screen_prices(normalise_columns(rows), name, sessions=sessions, now=now, requested=tickers))
+        parts.append(screen_prices(normalise_columns(rows), name, sessions=sessions, now=now, requested=silent))
     return Screened(
         clean=pd.concat([p.clean for p in parts], ignore_index=True),
         quarantine=pd.concat([p.quarantine for p in parts], ignore_index=True),
@@ -178,19 +201,35 @@ def store_findings(warehouse: Warehouse, screened: Screened) -> tuple[int, int]:
     pool="warehouse",
 )
 def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
-    source = make_source(settings.source, settings.csv_dir)
+    source = make_source(settings.source, settings.csv_dir, Path(warehouse.abs_path).parent / "cache")
     universe = settings.ticker_list + [settings.benchmark] if settings.ticker_list else None
-    screened = screen_source(source, universe)
+    since = last_sessions(warehouse, source.name)
+    screened = screen_source(source, universe, since=since)
+    failures = getattr(source, "failures", {})
+    if failures:
+        refused = pd.DataFrame(
+            {"ticker": list(failures), "source": source.name, "check_name": "no_data", "count": 0}
+        ).assign(detail=list(failures.values()))
+        screened = Screened(screened.clean, screened.quarantine, pd.concat([screened.report, refused]))
     frame = select_prices(screened.clean, settings)
-    if frame.empty:
+    if frame.empty and not since:
         raise ValueError(f"source {source.name!r} returned no usable prices for the configured universe and dates")
     # one transaction per ticker: a crash between batches leaves whole tickers stored or untouched,
     # and the next run (an idempotent upsert) completes the rest
     for _, batch in frame.groupby("ticker", sort=True):
-        total = upsert(
-            warehouse, "raw.prices", PRICES_DDL, batch, [*PRICE_COLUMNS, "flags"], ["ticker", "date", "source"]
-        )
+        upsert(warehouse, "raw.prices", PRICES_DDL, batch, [*PRICE_COLUMNS, "flags"], ["ticker", "date", "source"])
+    total = int(warehouse.query("select count(*) n from raw.prices")["n"].iloc[0])
     refused, stored = store_findings(warehouse, screened)
+    actions = getattr(source, "actions", None)
+    if actions is not None and len(actions):
+        upsert(
+            warehouse,
+            "raw.corporate_actions",
+            ACTIONS_DDL,
+            actions.assign(source=source.name, date=pd.to_datetime(actions["date"]).dt.date),
+            ["ticker", "date", "action", "value", "source"],
+            ["ticker", "date", "action", "source"],
+        )
     context.log.info(
         f"upserted {len(frame)} price rows from {source.name}; {refused} quarantined; raw.prices holds {total}"
     )
@@ -202,8 +241,8 @@ def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
             "rows_stored": len(frame),
             "dagster/row_count": total,
             "tickers": frame["ticker"].nunique(),
-            "first_date": str(frame["date"].min().date()),
-            "last_date": str(frame["date"].max().date()),
+            "first_date": str(frame["date"].min().date()) if len(frame) else "nothing new",
+            "last_date": str(frame["date"].max().date()) if len(frame) else "nothing new",
             "repaired": int((frame["flags"] != "").sum()),
         },
     )

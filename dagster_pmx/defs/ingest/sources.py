@@ -25,8 +25,10 @@ class PriceSource(ABC):
     name: str
 
     @abstractmethod
-    def prices(self, tickers: list[str] | None = None) -> pd.DataFrame:
-        """Daily prices with :data:`PRICE_COLUMNS`; ``tickers=None`` means all."""
+    def prices(self, tickers: list[str] | None = None, since: dict | None = None) -> pd.DataFrame:
+        """Daily prices with :data:`PRICE_COLUMNS`; ``tickers=None`` means all. ``since`` maps a
+        ticker to its last stored session: a source that can fetch incrementally sends only the
+        sessions after it; file sources send everything (the upsert makes the rest a no-op)."""
 
     def macro(self) -> pd.DataFrame:
         """Macro series with :data:`MACRO_COLUMNS` (none by default)."""
@@ -61,7 +63,7 @@ class BundledSource(PriceSource):
 
     name = "bundled"
 
-    def prices(self, tickers: list[str] | None = None) -> pd.DataFrame:
+    def prices(self, tickers: list[str] | None = None, since: dict | None = None) -> pd.DataFrame:
         from arch.data import sp500
         from skfolio.datasets import load_sp500_dataset, load_sp500_index
 
@@ -131,7 +133,7 @@ class CsvFolderSource(PriceSource):
                 return con.execute("select * from read_parquet(?)", [str(path)]).df()
         return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
 
-    def prices(self, tickers: list[str] | None = None) -> pd.DataFrame:
+    def prices(self, tickers: list[str] | None = None, since: dict | None = None) -> pd.DataFrame:
         frames = []
         paths = sorted(p for pattern in self.PATTERNS for p in self.folder.glob(pattern))
         for path in paths:
@@ -150,10 +152,75 @@ class CsvFolderSource(PriceSource):
         return out.reset_index(drop=True)
 
 
-def make_source(kind: str, csv_dir: str = "") -> PriceSource:
-    """The source named by ``PMX_SOURCE``: ``bundled`` (default) or ``csv``."""
+class ApiSource(PriceSource):
+    """A market-data API (:mod:`dagster_pmx.defs.ingest.clients`) behind the source interface.
+
+    Fetches each ticker after its last stored session (``since``); a ticker the API refuses
+    permanently (an invalid symbol) is skipped and listed in ``failures``; if every ticker is
+    refused (a bad key, no access) the ingest stops with that error. Splits and dividends the
+    API returns are kept in ``actions``.
+    """
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.name = client.name
+        self.actions = pd.DataFrame(columns=["ticker", "date", "action", "value"])
+        self.failures: dict[str, str] = {}
+
+    def prices(self, tickers: list[str] | None = None, since: dict | None = None) -> pd.DataFrame:
+        from dagster_pmx.defs.ingest.clients import PermanentError
+
+        if not tickers:
+            raise ValueError(f"source {self.name!r} needs a universe: set PMX_TICKERS")
+        since = since or {}
+        frames, actions, self.failures = [], [], {}
+        for ticker in tickers:
+            try:
+                bars, acts = self.client.fetch(ticker, since.get(ticker))
+            except PermanentError as err:
+                self.failures[ticker] = str(err)
+                continue
+            frames.append(bars)
+            actions.append(acts)
+        if len(self.failures) == len(tickers):
+            raise PermanentError(f"{self.name} refused every ticker: {next(iter(self.failures.values()))}")
+        self.actions = pd.concat(actions, ignore_index=True) if actions else self.actions
+        out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PRICE_COLUMNS[:-1])
+        return out.assign(source=self.name)[PRICE_COLUMNS]
+
+
+#: Seconds between two calls of each API (its free tier: Yahoo unpublished, Alpha Vantage 5 a
+#: minute, Finnhub 60 a minute).
+MIN_INTERVAL = {"yahoo": 0.5, "alphavantage": 12.0, "finnhub": 1.0}
+
+
+def make_api_source(kind: str, cache_dir: str | Path | None = None, environ: dict | None = None) -> ApiSource:
+    """An API source configured from the environment: keys ``PMX_ALPHAVANTAGE_API_KEY`` and
+    ``PMX_FINNHUB_API_KEY``, and ``PMX_<SOURCE>_BASE_URL`` to point a client elsewhere (a proxy,
+    or the recorded responses the tests serve)."""
+    import os
+
+    from dagster_pmx.defs.ingest import clients
+
+    env = os.environ if environ is None else environ
+    fetcher = clients.HttpFetcher(kind, MIN_INTERVAL[kind], cache_dir=Path(cache_dir) if cache_dir else None)
+    base = env.get(f"PMX_{kind.upper()}_BASE_URL") or None
+    if kind == "yahoo":
+        return ApiSource(clients.YahooClient(fetcher, base_url=base))
+    if kind == "alphavantage":
+        function = env.get("PMX_ALPHAVANTAGE_FUNCTION") or "TIME_SERIES_DAILY"
+        key = env.get("PMX_ALPHAVANTAGE_API_KEY", "")
+        return ApiSource(clients.AlphaVantageClient(fetcher, key, function=function, base_url=base))
+    return ApiSource(clients.FinnhubClient(fetcher, env.get("PMX_FINNHUB_API_KEY", ""), base_url=base))
+
+
+def make_source(kind: str, csv_dir: str = "", cache_dir: str | Path | None = None) -> PriceSource:
+    """The source named by ``PMX_SOURCE``: ``bundled`` (default), ``csv``, ``yahoo``,
+    ``alphavantage`` or ``finnhub``."""
     if kind == "bundled":
         return BundledSource()
     if kind == "csv":
         return CsvFolderSource(csv_dir)
-    raise ValueError(f"unknown source {kind!r}; expected 'bundled' or 'csv'")
+    if kind in MIN_INTERVAL:
+        return make_api_source(kind, cache_dir)
+    raise ValueError(f"unknown source {kind!r}; expected bundled, csv, yahoo, alphavantage or finnhub")
