@@ -127,13 +127,16 @@ def screen_source(
     since = since or {}
     frame = source.prices(tickers, since=since)
     refused = getattr(source, "failures", {})  # reported with the API's own reason by the caller
-    silent = [t for t in tickers if t not in since and t not in refused] if tickers else None
+    sent = set(frame["ticker"].astype(str).str.strip().str.upper()) if len(frame) else set()
+    silent = [t for t in tickers or [] if t not in sent and t not in since and t not in refused]
     sessions = exchange_sessions(frame["date"]) if len(frame) else None
     parts = []
     names = frame["source"].unique() if len(frame) else [source.name]
-    for name in names:
+    for i, name in enumerate(names):
         rows = frame[frame["source"] == name].drop(columns="source")
-        parts.append(screen_prices(normalise_columns(rows), name, sessions=sessions, now=now, requested=silent))
+        # a ticker is silent when no part of the source sent it: reported once, with the first part
+        asked = silent if i == 0 else None
+        parts.append(screen_prices(normalise_columns(rows), name, sessions=sessions, now=now, requested=asked))
     return Screened(
         clean=pd.concat([p.clean for p in parts], ignore_index=True),
         quarantine=pd.concat([p.quarantine for p in parts], ignore_index=True),
