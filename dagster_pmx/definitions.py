@@ -48,7 +48,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
             ]
         ),
         asset_checks=dg.load_asset_checks_from_modules([ingest_checks, portfolio_checks, governance_checks]),
-        jobs=[jobs.daily_refresh_job, jobs.weekly_retrain_job],
+        jobs=[jobs.daily_refresh_job, jobs.weekly_retrain_job, jobs.refresh_tickers_job],
         schedules=[jobs.daily_refresh_schedule, jobs.weekly_retrain_schedule],
         resources={**default_resources(), **(resources or {})},
         # One step at a time in the run's own process: DuckDB admits a single writing process.

@@ -302,3 +302,29 @@ def test_a_crash_between_batches_leaves_whole_tickers_and_the_next_run_completes
         _table(reference, f"select {columns} from raw.prices order by all"),
     )
     assert _table(wh, "select count(*) n from raw.prices_audit")["n"].iloc[0] == 0  # nothing was rewritten
+
+
+def test_run_config_refreshes_only_the_chosen_ticker(tmp_path, warehouse):
+    from dagster_pmx.defs.ingest.assets import IngestConfig
+
+    folder = tmp_path / "csv"
+    for ticker in ("AAA", "BBB"):
+        _csv(folder, f"{ticker}.csv", _prices(5))
+    settings = PmxSettings(source="csv", csv_dir=str(folder), benchmark="AAA")
+    list(raw_prices(dg.build_asset_context(), warehouse=warehouse, settings=settings))
+    for ticker in ("AAA", "BBB"):  # both files now carry a corrected last session
+        _csv(folder, f"{ticker}.csv", _prices(5).assign(Close=lambda f: f["Close"].where(f.index != 4, 104.5)))
+    config = IngestConfig(tickers=["bbb"])
+    list(raw_prices(dg.build_asset_context(), warehouse=warehouse, settings=settings, config=config))
+    last = _table(warehouse, "select ticker, close from raw.prices where date = '2020-01-08' order by 1")
+    assert last["close"].tolist() == [104.0, 104.5]  # AAA untouched, BBB refreshed
+    assert _table(warehouse, "select ticker from raw.prices_audit")["ticker"].tolist() == ["BBB"]
+
+
+def test_the_refresh_job_reaches_the_backtest():
+    from dagster_pmx.definitions import defs
+
+    job = defs.resolve_job_def("refresh_tickers")
+    keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert {"raw/prices", "raw/quarantine", "marts/data_quality", "marts/backtest_summary"} <= keys
+    assert "raw/macro" not in keys

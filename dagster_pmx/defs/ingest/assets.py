@@ -172,6 +172,24 @@ def store_findings(warehouse: Warehouse, screened: Screened) -> tuple[int, int]:
         return len(q), int(con.execute("select count(*) from raw.quarantine").fetchone()[0])
 
 
+class IngestConfig(dg.Config):
+    """Run config of the ingest (Launchpad in the UI, or ``run_config``): refresh or backfill
+    some tickers, or read another source, without touching the environment. Empty fields keep
+    the ``PMX_*`` settings. The rest of the warehouse is left as it is (the upsert only adds and
+    corrects rows)."""
+
+    tickers: list[str] = []
+    source: str = ""
+    start_date: str = ""
+    end_date: str = ""
+
+    def apply(self, settings: PmxSettings) -> PmxSettings:
+        changes = {k: v for k, v in (("source", self.source), ("start_date", self.start_date)) if v}
+        if self.end_date:
+            changes["end_date"] = self.end_date
+        return settings.model_copy(update=changes) if changes else settings
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
@@ -203,10 +221,15 @@ def store_findings(warehouse: Warehouse, screened: Screened) -> tuple[int, int]:
     ],
     pool="warehouse",
 )
-def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
+def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: IngestConfig):
+    settings = config.apply(settings)
     source = make_source(settings.source, settings.csv_dir, Path(warehouse.abs_path).parent / "cache")
-    universe = settings.ticker_list + [settings.benchmark] if settings.ticker_list else None
-    since = last_sessions(warehouse, source.name)
+    if config.tickers:
+        universe = [t.strip().upper() for t in config.tickers]
+    else:
+        universe = settings.ticker_list + [settings.benchmark] if settings.ticker_list else None
+    # a backfill (a start date in the run config) fetches its range again; otherwise only what is new
+    since = {} if config.start_date else last_sessions(warehouse, source.name)
     screened = screen_source(source, universe, since=since)
     failures = getattr(source, "failures", {})
     if failures:
@@ -215,6 +238,8 @@ def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
         ).assign(detail=list(failures.values()))
         screened = Screened(screened.clean, screened.quarantine, pd.concat([screened.report, refused]))
     frame = select_prices(screened.clean, settings)
+    if config.tickers:  # the benchmark is not added to a refresh of chosen tickers
+        frame = frame[frame["ticker"].isin(universe)]
     if frame.empty and not since:
         raise ValueError(f"source {source.name!r} returned no usable prices for the configured universe and dates")
     # one transaction per ticker: a crash between batches leaves whole tickers stored or untouched,

@@ -11,6 +11,14 @@ daily_refresh_job = dg.define_asset_job(
     "signals, allocations and backtest.",
 )
 
+refresh_tickers_job = dg.define_asset_job(
+    "refresh_tickers",
+    selection=dg.AssetSelection.assets(["raw", "prices"], ["raw", "quarantine"], ["raw", "ingest_report"]).downstream(),
+    description="Refresh or backfill chosen tickers, then rebuild everything downstream. In the Launchpad set "
+    "ops.raw_prices.config: tickers (e.g. [AAPL]), and start_date / end_date for a backfill of that range; "
+    "stored rows of other tickers are kept.",
+)
+
 weekly_retrain_job = dg.define_asset_job(
     "weekly_retrain",
     selection=dg.AssetSelection.groups("forecasting").downstream(),
