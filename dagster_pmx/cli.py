@@ -78,7 +78,9 @@ Where to look next
   SQL : make sql Q="select * from marts.model_scores order by horizon, dm_stat"   (read-only prompt: make sql)
         any DuckDB >= 2.0 client works too: duckdb -readonly {warehouse}
   Py  : duckdb.connect("{warehouse}", read_only=True).sql("select * from marts.signals limit 5")
-  UI  : make ui   (Dagster UI on http://127.0.0.1:3000: asset graph, runs, checks, schedules)""")
+  UI  : make ui   (Dagster UI on http://127.0.0.1:3000: asset graph, runs, checks, schedules)
+  Report: {Path(warehouse).parent / "reports" / "tearsheet.html"}   (equity, drawdown, rolling Sharpe, allocation)
+  Data quality: make sql Q="select * from marts.data_quality"   (quarantined rows: raw.quarantine)""")
 
 
 def main(argv: list[str] | None = None) -> int:
