@@ -251,3 +251,15 @@ def test_keys_come_from_the_environment_only():
         make_api_source("finnhub", environ={})
     source = make_api_source("alphavantage", environ={"PMX_ALPHAVANTAGE_API_KEY": KEY})
     assert isinstance(source, ApiSource) and source.name == "alphavantage"
+
+
+def test_a_spent_call_budget_stops_before_the_next_request(server):
+    server.add("/query", (200, fixture("alphavantage_daily_IBM.json")))
+    f = fetcher("alphavantage")
+    f.budget = 2
+    client = clients.AlphaVantageClient(f, KEY, base_url=server.url)
+    client.fetch("IBM")
+    client.fetch("IBM")
+    with pytest.raises(clients.PermanentError, match="budget of 2 calls"):
+        client.fetch("IBM")
+    assert len(server.requests) == 2

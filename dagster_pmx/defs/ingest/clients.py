@@ -2,7 +2,9 @@
 
 All three share one :class:`HttpFetcher`:
 
-* a **rate limit** per source (a minimum interval between calls, from its free tier's budget);
+* a **rate limit** per source (a minimum interval between calls) and a **call budget** per run
+  (Alpha Vantage's free tier allows 25 calls a day): a spent budget stops the ingest with a
+  clear error instead of burning the key;
 * **retries** with exponential backoff and full jitter for transient failures (HTTP 429 and
   5xx, a connection error or timeout, a truncated body, Alpha Vantage's HTTP-200 rate-limit
   payloads ``Note`` / ``Information``), and **fail-fast** for permanent ones (HTTP 401/403/404,
@@ -84,6 +86,7 @@ class HttpFetcher:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     classify: Callable[[object], Exception | None] = lambda body: None
+    budget: int | None = None
     _last: float = field(default=-1e18, init=False)
     calls: int = field(default=0, init=False)
 
@@ -114,6 +117,8 @@ class HttpFetcher:
                 pause = self.retry.delay(attempt - 1)
                 log.warning("%s: retry %d of %s in %.1fs after %s", self.source, attempt, shown, pause, last_error)
                 self.sleep(pause)
+            if self.budget is not None and self.calls >= self.budget:
+                raise PermanentError(f"{self.source}: the budget of {self.budget} calls for this run is spent")
             self._wait_turn()
             self.calls += 1
             try:

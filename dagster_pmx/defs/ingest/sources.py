@@ -192,6 +192,8 @@ class ApiSource(PriceSource):
 #: Seconds between two calls of each API (its free tier: Yahoo unpublished, Alpha Vantage 5 a
 #: minute, Finnhub 60 a minute).
 MIN_INTERVAL = {"yahoo": 0.5, "alphavantage": 12.0, "finnhub": 1.0}
+#: Calls one ingest run may make (Alpha Vantage's free tier: 25 a day; the others have none).
+BUDGET = {"alphavantage": 25}
 
 
 def make_api_source(kind: str, cache_dir: str | Path | None = None, environ: dict | None = None) -> ApiSource:
@@ -203,7 +205,9 @@ def make_api_source(kind: str, cache_dir: str | Path | None = None, environ: dic
     from dagster_pmx.defs.ingest import clients
 
     env = os.environ if environ is None else environ
-    fetcher = clients.HttpFetcher(kind, MIN_INTERVAL[kind], cache_dir=Path(cache_dir) if cache_dir else None)
+    fetcher = clients.HttpFetcher(
+        kind, MIN_INTERVAL[kind], cache_dir=Path(cache_dir) if cache_dir else None, budget=BUDGET.get(kind)
+    )
     base = env.get(f"PMX_{kind.upper()}_BASE_URL") or None
     if kind == "yahoo":
         return ApiSource(clients.YahooClient(fetcher, base_url=base))
