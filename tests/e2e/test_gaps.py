@@ -68,13 +68,20 @@ def test_no_return_or_window_spans_the_gap(gapped):
     assert pd.isna(targets["fwd_return_1d"].iloc[i - 1]) and pd.isna(targets["fwd_return_5d"].iloc[i - 5])
 
 
-def test_a_null_price_is_stopped_at_the_gate(tmp_path):
+def test_a_null_price_is_quarantined_and_becomes_a_gap(tmp_path):
     folder = tmp_path / "csv"
     folder.mkdir()
     aaa = _series(1)
     aaa.loc[100, "close"] = np.nan
     _write(folder, "AAA", aaa)
+    _write(folder, "BBB", _series(2))  # priced that day: the session stays in the calendar
     path, result = _build_features(tmp_path, folder)
-    assert not result.success
-    tables = set(read(path, "select table_schema || '.' || table_name t from information_schema.tables")["t"])
-    assert "marts.features" not in tables
+    assert result.success
+    quarantine = read(path, "select date, reason from raw.quarantine")
+    day = pd.Timestamp(aaa.loc[100, "date"])
+    assert quarantine["reason"].tolist() == ["missing_close"] and quarantine["date"].iloc[0] == day
+    # the session is a row without a price: no return into or out of it, as with a missing session
+    sql = "select date, has_price, simple_return from intermediate.int_returns where ticker = 'AAA' order by date"
+    r = read(path, sql).set_index("date")
+    assert not r.loc[day, "has_price"] and pd.isna(r.loc[day, "simple_return"])
+    assert pd.isna(r["simple_return"].iloc[r.index.get_loc(day) + 1])
