@@ -58,9 +58,8 @@ def upsert(warehouse: Warehouse, table: str, ddl: str, frame: pd.DataFrame, colu
         con.execute(ddl)
         # warehouses created before ingested_at existed: their rows count as ingested long ago
         con.execute(f"alter table {table} add column if not exists ingested_at timestamp")
-        for column in columns:
-            if column == "flags":
-                con.execute(f"alter table {table} add column if not exists flags varchar")
+        if "flags" in columns:  # warehouses from before the data-quality wall
+            con.execute(f"alter table {table} add column if not exists flags varchar")
         con.execute(
             f"create table if not exists {table}_audit as "
             f"select *, now()::timestamp as replaced_at from {table} limit 0"

@@ -9,6 +9,7 @@ from dagster_pmx.defs.backtest.engine import backtester, load_market
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.allocation import BOND, barbell_book, risk_parity_book
 from python_models.barbell import BarbellPolicy, risky_share
+from python_models.performance import PERIODS_PER_YEAR
 from python_models.risk_limits import DrawdownPolicy, apply_drawdown_control
 from python_models.safe_sleeve import bond_share, bond_total_returns, daily_from_monthly, yield_change_forecast
 from python_models.sizing import CASH, confidence_scale, kelly_book
@@ -154,7 +155,7 @@ def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
     probs = warehouse.query("select date, regime, probability from ml.regime_probabilities")
     probs = probs.pivot(index="date", columns="regime", values="probability").sort_index()
     bench = market.returns[settings.benchmark]
-    market_vol = bench.rolling(MARKET_VOL_WINDOW, min_periods=MARKET_VOL_WINDOW).std() * np.sqrt(252)
+    market_vol = bench.rolling(MARKET_VOL_WINDOW, min_periods=MARKET_VOL_WINDOW).std() * np.sqrt(PERIODS_PER_YEAR)
     policy = BarbellPolicy.linear(probs.shape[1], target_vol=settings.barbell_target_vol)
     share = risky_share(probs.loc[probs.index >= governed["date"].min()], market_vol, policy)
     sleeve = warehouse.query("select date, bond_share from ml.safe_sleeve")
