@@ -163,6 +163,15 @@ def _frame(rows: list[dict], ticker: str, since: pd.Timestamp | None) -> pd.Data
     return frame.sort_values("date").reset_index(drop=True) if len(frame) else frame
 
 
+def _unix_range(since: pd.Timestamp | None, until: pd.Timestamp | None) -> tuple[int, int, bool]:
+    """Unix seconds from the session after ``since`` (or the beginning) to ``until`` (or tomorrow),
+    and whether the range is closed (ends before today), so its answer may be cached."""
+    today = pd.Timestamp.now().normalize()
+    start = 0 if since is None else int((since + pd.Timedelta(days=1)).timestamp())
+    end = int((until or today + pd.Timedelta(days=1)).timestamp())
+    return start, end, until is not None and until < today
+
+
 def _new_york_dates(seconds) -> pd.DatetimeIndex:
     """Session dates of Unix times inside the session (Yahoo stamps bars at the open)."""
     stamps = pd.to_datetime(pd.Series(seconds, dtype="int64"), unit="s", utc=True)
@@ -205,10 +214,8 @@ class YahooClient:
     def fetch(
         self, ticker: str, since: pd.Timestamp | None = None, until: pd.Timestamp | None = None
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        start = 0 if since is None else int((since + pd.Timedelta(days=1)).timestamp())
-        end = int((until or pd.Timestamp.now().normalize() + pd.Timedelta(days=1)).timestamp())
+        start, end, closed = _unix_range(since, until)
         params = {"period1": start, "period2": end, "interval": "1d", "events": "div,split"}
-        closed = until is not None and until < pd.Timestamp.now().normalize()
         body = self.fetcher.get_json(f"{self.base_url}/v8/finance/chart/{ticker}", params, cacheable=closed)
         result = (body.get("chart", {}).get("result") or [None])[0]
         if not result or not result.get("timestamp"):
@@ -346,10 +353,8 @@ class FinnhubClient:
     def fetch(
         self, ticker: str, since: pd.Timestamp | None = None, until: pd.Timestamp | None = None
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        start = 0 if since is None else int((since + pd.Timedelta(days=1)).timestamp())
-        end = int((until or pd.Timestamp.now().normalize() + pd.Timedelta(days=1)).timestamp())
+        start, end, closed = _unix_range(since, until)
         params = {"symbol": ticker, "resolution": "D", "from": start, "to": end, "token": self.api_key}
-        closed = until is not None and until < pd.Timestamp.now().normalize()
         body = self.fetcher.get_json(f"{self.base_url}/api/v1/stock/candle", params, cacheable=closed)
         empty = pd.DataFrame(columns=ACTION_FIELDS)
         if body.get("s") == "no_data" or not body.get("t"):
