@@ -278,8 +278,10 @@ list(assets.raw_prices(dg.build_asset_context(), warehouse=Warehouse(path=sys.ar
 
 
 def test_a_crash_between_batches_leaves_whole_tickers_and_the_next_run_completes(tmp_path):
+    import os
     import subprocess
     import sys
+    from pathlib import Path
 
     folder = tmp_path / "csv"
     for i, ticker in enumerate(["AAA", "BBB", "CCC"]):
@@ -287,7 +289,11 @@ def test_a_crash_between_batches_leaves_whole_tickers_and_the_next_run_completes
     crashed, clean = tmp_path / "crashed.duckdb", tmp_path / "clean.duckdb"
     script = tmp_path / "crash.py"
     script.write_text(CRASH)
-    run = subprocess.run([sys.executable, str(script), str(crashed), str(folder)], capture_output=True, text=True)
+    root = str(Path(__file__).resolve().parents[2])  # the child imports pmx however pytest was started
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run(
+        [sys.executable, str(script), str(crashed), str(folder)], capture_output=True, text=True, env=env
+    )
     assert run.returncode == 9, run.stderr
     wh = Warehouse(path=str(crashed))
     after_crash = _table(wh, "select ticker, count(*) n from raw.prices group by 1 order by 1")
