@@ -29,6 +29,7 @@ BENCHMARK = "benchmark"
                 dg.AssetKey(["ml", "safe_sleeve"]),
                 dg.AssetKey(["intermediate", "int_returns"]),
                 dg.AssetKey(["intermediate", "int_risk_free"]),
+                dg.AssetKey(["marts", "features"]),
             ],
             description="Daily gross return, costs, net return, equity, drawdown, turnover and exposure per "
             "strategy. Weights decided at the close of t are traded per PMX_EXECUTION (default: the close of t+1) "

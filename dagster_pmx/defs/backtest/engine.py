@@ -15,9 +15,6 @@ from python_models.allocation import BOND
 from python_models.backtest import CostModel, run_backtest
 from python_models.sizing import CASH
 
-#: Sessions of trailing returns behind the volatility the impact law uses.
-IMPACT_VOL_WINDOW = 21
-
 
 @dataclass(frozen=True)
 class Market:
@@ -26,7 +23,7 @@ class Market:
     returns: pd.DataFrame  # close-to-close simple returns, BOND (the safe sleeve's proxy) included
     open_returns: pd.DataFrame  # adjusted open / previous adjusted close - 1 (NaN without an open)
     dollar_volume: pd.DataFrame  # close x volume (NaN without a volume)
-    volatility: pd.DataFrame  # std of the previous IMPACT_VOL_WINDOW returns
+    volatility: pd.DataFrame  # daily std of the last 21 log returns (marts.features.realized_vol_21 / sqrt(252))
     cash_rate: pd.Series
 
     def impact_priced(self, tickers) -> bool:
@@ -38,17 +35,20 @@ class Market:
 
 def load_market(warehouse: Warehouse, start) -> Market:
     """Read returns, opens, volumes and the cash rate from ``start`` (the first decision date) on."""
+    # dollar volume and the 21-session volatility come from the feature library, where dbt computes them
     rows = warehouse.query(
         """
-        select ticker, date, simple_return,
-               open * adj_close / close / lag(adj_close) over (partition by ticker order by date) - 1 as open_return,
-               close * volume as dollar_volume
-        from intermediate.int_returns
+        select r.ticker, r.date, r.simple_return,
+               r.open * r.adj_close / r.close / lag(r.adj_close) over (partition by r.ticker order by r.date) - 1
+                   as open_return,
+               f.dollar_volume,
+               f.realized_vol_21 / sqrt(252) as volatility
+        from intermediate.int_returns r
+        left join marts.features f on f.ticker = r.ticker and f.date = r.date
         """
     )
     wide = {c: rows.pivot(index="date", columns="ticker", values=c).sort_index() for c in rows.columns[2:]}
     returns = wide["simple_return"]
-    volatility = returns.rolling(IMPACT_VOL_WINDOW, min_periods=5).std().shift(1)
     sleeve = warehouse.query("select date, bond_return from ml.safe_sleeve")
     returns[BOND] = pd.Series(sleeve["bond_return"].to_numpy(), index=pd.DatetimeIndex(sleeve["date"])).reindex(
         returns.index
@@ -58,7 +58,7 @@ def load_market(warehouse: Warehouse, start) -> Market:
         returns=returns.loc[keep],
         open_returns=wide["open_return"].loc[keep],
         dollar_volume=wide["dollar_volume"].loc[keep],
-        volatility=volatility.loc[keep],
+        volatility=wide["volatility"].loc[keep],
         cash_rate=cash_rates(warehouse),
     )
 

@@ -9,15 +9,12 @@ from dagster_pmx.defs.backtest.engine import backtester, load_market
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.allocation import BOND, barbell_book, risk_parity_book
 from python_models.barbell import BarbellPolicy, risky_share
-from python_models.performance import PERIODS_PER_YEAR
 from python_models.risk_limits import DrawdownPolicy, apply_drawdown_control
 from python_models.safe_sleeve import bond_share, bond_total_returns, daily_from_monthly, yield_change_forecast
 from python_models.sizing import CASH, confidence_scale, kelly_book
 
 #: Strategies meant to be traded: the design's risk limits (drawdown control) apply to them.
 CONTROLLED = ("governed", "barbell", "risk_parity")
-#: Sessions of benchmark returns behind the market volatility the barbell reads.
-MARKET_VOL_WINDOW = 21
 
 
 @dg.asset(
@@ -99,6 +96,8 @@ def _wide(rows: pd.DataFrame) -> pd.DataFrame:
                 dg.AssetKey(["ml", "safe_sleeve"]),
                 dg.AssetKey(["intermediate", "int_returns"]),
                 dg.AssetKey(["intermediate", "int_risk_free"]),
+                dg.AssetKey(["intermediate", "int_market"]),
+                dg.AssetKey(["marts", "features"]),
             ],
             description="Target weights decided at each decision's close, per strategy. 'governed': per-asset "
             "fractional Kelly (fraction x mu / sigma^2) on marts.signals' tradable rows, shrunk by confidence "
@@ -154,8 +153,9 @@ def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
 
     probs = warehouse.query("select date, regime, probability from ml.regime_probabilities")
     probs = probs.pivot(index="date", columns="regime", values="probability").sort_index()
-    bench = market.returns[settings.benchmark]
-    market_vol = bench.rolling(MARKET_VOL_WINDOW, min_periods=MARKET_VOL_WINDOW).std() * np.sqrt(PERIODS_PER_YEAR)
+    # the benchmark's annualised 21-session volatility, as dbt computes it for the features
+    vol = warehouse.query("select date, market_vol_21 from intermediate.int_market")
+    market_vol = pd.Series(vol["market_vol_21"].to_numpy(), index=pd.DatetimeIndex(vol["date"]))
     policy = BarbellPolicy.linear(probs.shape[1], target_vol=settings.barbell_target_vol)
     share = risky_share(probs.loc[probs.index >= governed["date"].min()], market_vol, policy)
     sleeve = warehouse.query("select date, bond_share from ml.safe_sleeve")
