@@ -38,6 +38,11 @@ def test_bond_return_matches_repricing_a_zero_coupon_bond():
     # the proxy's carry is y / 12 (simple), the exact one compounds: the gap is second order
     assert abs(approx - exact) < 5e-4
     assert approx < 0 and exact < 0  # a 12 bp rise costs a 10-year bond about 1.1 %
+    # each term by hand: carry y0 / 12, duration -d dy, convexity c dy^2 / 2 (its sign matters: +1.6e-4 here)
+    dy = y1 - y0
+    assert_allclose(approx, y0 / 12 - d * dy + 0.5 * c * dy**2, rtol=1e-12)
+    flat = bond_total_returns(pd.Series([y0, y1], index=months(2)), duration=d, convexity=0.0).iloc[1]
+    assert_allclose(approx - flat, 0.5 * c * dy**2, rtol=1e-9)
 
 
 def test_daily_returns_compound_to_the_month():
