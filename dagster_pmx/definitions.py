@@ -14,9 +14,12 @@ from dagster_pmx.defs.governance import assets as governance_assets
 from dagster_pmx.defs.governance import checks as governance_checks
 from dagster_pmx.defs.ingest import assets as ingest_assets
 from dagster_pmx.defs.ingest import checks as ingest_checks
-from dagster_pmx.defs.operations import jobs
+from dagster_pmx.defs.operations import checks as operations_checks
+from dagster_pmx.defs.operations import jobs, sensors
 from dagster_pmx.defs.portfolio import assets as portfolio_assets
 from dagster_pmx.defs.portfolio import checks as portfolio_checks
+from dagster_pmx.defs.trading import assets as trading_assets
+from dagster_pmx.defs.trading import checks as trading_checks
 from dagster_pmx.defs.transform import assets as transform_assets
 from dagster_pmx.defs.transform.project import DBT_EXECUTABLE, dbt_project
 from dagster_pmx.defs.validation import assets as validation_assets
@@ -45,11 +48,15 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
                 backtest_assets,
                 backtest_reports,
                 validation_assets,
+                trading_assets,
             ]
         ),
-        asset_checks=dg.load_asset_checks_from_modules([ingest_checks, portfolio_checks, governance_checks]),
+        asset_checks=dg.load_asset_checks_from_modules(
+            [ingest_checks, portfolio_checks, governance_checks, trading_checks, operations_checks]
+        ),
         jobs=[jobs.daily_refresh_job, jobs.weekly_retrain_job, jobs.refresh_tickers_job],
         schedules=[jobs.daily_refresh_schedule, jobs.weekly_retrain_schedule],
+        sensors=[sensors.alert_on_run_failure],
         resources={**default_resources(), **(resources or {})},
         # One step at a time in the run's own process: DuckDB admits a single writing process.
         executor=dg.in_process_executor,

@@ -86,6 +86,13 @@ class PmxSettings(dg.ConfigurableResource):
     barbell_target_vol: float = 0.15  # market volatility above which the risky sleeve shrinks
     drawdown_de_risk: float = 0.15  # drawdown that halves the risky positions
     drawdown_stop: float = 0.25  # drawdown that closes them (emergency stop)
+    freshness_sessions: int = 1  # sessions marts.prices and marts.signals may lag the last published one
+    as_of: str = ""  # wall-clock time the freshness checks compare against (ISO, UTC); empty: now
+    paper_strategies: str = "barbell"  # comma-separated strategies the paper broker trades
+    paper_start: str = ""  # first session of a new paper ledger; empty: 63 sessions before the last one
+    paper_lot_size: int = 1
+    paper_min_trade: float = 1_000.0  # smallest order value sent (a full exit always is)
+    paper_participation: float = 0.10  # largest fill as a share of the session's dollar volume
     workers: int = 2
     models: str = ""  # comma-separated forecaster names, "all", or empty for the default set
     full_refresh: bool = False  # rebuild the incremental dbt models from scratch

@@ -17,13 +17,17 @@ decisions to a calendar (every k-th decision, or the last decision of each week 
 The uninvested remainder ``1 - sum(w)`` is cash and earns ``cash_rate`` (negative cash, a
 levered book, pays it).
 
-Costs, as fractions of equity, at each trade: ``(commission_bps + half_spread_bps) / 1e4``
-per unit of turnover, plus market impact by the square-root law when traded value and
+Costs at each trade: ``(commission_bps + half_spread_bps) / 1e4`` per unit of turnover (a
+fraction of the book's value when it trades), plus market impact by the square-root law when traded value and
 volume are known: ``impact_coefficient * sigma * sqrt(participation)`` per unit traded,
 where ``participation = |trade| * book value / dollar volume`` of the session and ``sigma``
 the asset's daily volatility. The book value for participation is ``aum`` times the equity
 compounded *before* costs (so the whole path stays vectorised; the difference is the
-second-order effect of costs on the book's size).
+second-order effect of costs on the book's size). A cost is paid when the book trades; the
+``cost`` column restates it as a fraction of the previous close's equity, grown to the close with
+the book (``(1 + gross_return)`` times the cost at the trade), so ``net_return = gross_return -
+cost`` is the exact session return of a book that pays its costs in cash; the paper broker's
+NAV checks this.
 
 The core works on a grid of steps: with ``next_open`` each session is two steps (overnight
 and intraday) and trades happen between them.
@@ -58,6 +62,11 @@ class CostModel:
     def proportional(self) -> float:
         """Fraction of traded value paid as commission plus half-spread."""
         return (self.commission_bps + self.half_spread_bps) / 1e4
+
+    def impact_rate(self, participation, sigma):
+        """Impact per unit of traded value, by the square-root law: ``coefficient * sigma *
+        sqrt(participation)`` (participation: traded value over the session's dollar volume)."""
+        return self.impact_coefficient * sigma * np.sqrt(participation)
 
 
 def _simulate(trade: np.ndarray, targets: np.ndarray, r: np.ndarray, rf: np.ndarray):
@@ -243,8 +252,10 @@ def run_backtest(
             raise ValueError("dollar volume and volatility must be known and positive wherever the book trades")
         with np.errstate(divide="ignore", invalid="ignore"):
             participation = np.where(needed, traded * aum * vol_base[:, None] / dv, 0.0)
-            impact = (costs.impact_coefficient * np.nan_to_num(sigma) * np.sqrt(participation) * traded).sum(axis=1)
-    cost = costs.proportional * turnover + impact
+            impact = (costs.impact_rate(participation, np.nan_to_num(sigma)) * traded).sum(axis=1)
+    # turnover is a fraction of the book's value when it trades; paid then, a cost lowers the session's
+    # close by itself grown to the close, and `cost` restates that as a fraction of the previous close
+    cost = (costs.proportional * turnover + impact) * (1.0 + gross)
     net = gross - cost
     equity = np.cumprod(1.0 + net)
     daily = pd.DataFrame(

@@ -135,3 +135,27 @@ def page(title: str, summary: pd.DataFrame, sections: dict[str, dict[str, bytes]
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def line_plot(lines: dict[str, pd.Series], title: str, ylabel: str = "") -> bytes:
+    """PNG of a few series on one axis (a small plot for an asset's metadata)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3))
+    for name, series in lines.items():
+        ax.plot(pd.DatetimeIndex(series.index), series.to_numpy(dtype=float), label=name, lw=1.2)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if len(lines) > 1:
+        ax.legend(loc="best", fontsize=8)
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+def markdown_image(name: str, png: bytes) -> str:
+    """A markdown image with the PNG embedded, for Dagster's markdown metadata."""
+    return f"![{name}]({data_uri(png)})"

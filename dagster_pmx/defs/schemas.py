@@ -359,3 +359,84 @@ BACKTEST_PERIODS = _schema(
     ("sharpe", "double", "Annualised Sharpe ratio (zero risk-free rate)."),
     ("max_drawdown", "double", "Max drawdown within the period, from its own start (<= 0)."),
 )
+
+_LEDGER = (
+    ("run_id", "varchar", "Dagster run that booked the row (append-only: rows are never updated)."),
+    ("booked_at", "timestamp", "When it was booked (UTC)."),
+)
+
+PAPER_ORDERS = _schema(
+    ("strategy", "varchar", "Strategy whose target weights the order follows."),
+    ("order_id", "varchar", "strategy:decision date:ticker; unique."),
+    ("decision_date", "date", "Close at which the order was sized and placed; it executes in the next session."),
+    ("ticker", "varchar", "Ticker; BOND is the safe sleeve's bond proxy."),
+    ("quantity", "double", "Shares (whole lots), negative to sell."),
+    ("reference_price", "double", "Mark the order was sized at."),
+    ("target_weight", "double", "Target weight of the ticker in the decision."),
+    *_LEDGER,
+)
+
+PAPER_FILLS = _schema(
+    ("strategy", "varchar", "Strategy."),
+    ("order_id", "varchar", "The order filled (one fill row per order)."),
+    ("date", "date", "Session of execution."),
+    ("ticker", "varchar", "Ticker."),
+    ("quantity", "double", "Shares filled, negative for a sale; 0 when cancelled."),
+    ("price", "double", "Execution price (the session's close or open mark)."),
+    ("value", "double", "quantity x price."),
+    ("commission", "double", "Commission plus half-spread paid, in currency."),
+    ("impact_cost", "double", "Square-root market impact paid, in currency (0 without volumes)."),
+    ("status", "varchar", "filled, partial or cancelled."),
+    ("reason", "varchar", "Why partial or cancelled: participation, cash, lot or no_price."),
+    *_LEDGER,
+)
+
+PAPER_POSITIONS = _schema(
+    ("strategy", "varchar", "Strategy."),
+    ("date", "date", "Session; one row per position held at its close."),
+    ("ticker", "varchar", "Ticker."),
+    ("quantity", "double", "Shares held."),
+    ("price", "double", "Mark at the close (total-return: dividends reinvested)."),
+    ("value", "double", "quantity x price."),
+    *_LEDGER,
+)
+
+PAPER_CASH = _schema(
+    ("strategy", "varchar", "Strategy."),
+    ("date", "date", "Session."),
+    ("opening_cash", "double", "Cash at the previous close."),
+    ("interest", "double", "Cash rate earned over the session."),
+    ("purchases", "double", "Value bought."),
+    ("sales", "double", "Value sold."),
+    ("costs", "double", "Commission, half-spread and impact paid."),
+    ("cash", "double", "Cash at the close: opening + interest - purchases + sales - costs."),
+    *_LEDGER,
+)
+
+PAPER_NAV = _schema(
+    ("strategy", "varchar", "Strategy."),
+    ("date", "date", "Session; booked once."),
+    ("cash", "double", "Cash at the close."),
+    ("positions_value", "double", "Positions marked at the close."),
+    ("nav", "double", "cash + positions_value."),
+    ("daily_return", "double", "NAV over the previous close's NAV, minus one."),
+    ("costs", "double", "Costs paid in the session."),
+    ("turnover", "double", "Value traded over the previous NAV."),
+    *_LEDGER,
+)
+
+PAPER_TRACKING = _schema(
+    ("strategy", "varchar", "Strategy traded on paper."),
+    ("date", "date", "Booked session."),
+    ("paper_return", "double", "Paper NAV return of the session (marts.paper_nav)."),
+    (
+        "backtest_return",
+        "double",
+        "Net return of the backtest of the same decisions over the same sessions, from cash.",
+    ),
+    ("return_gap", "double", "paper_return - backtest_return."),
+    ("paper_cost", "double", "Paper costs over the previous NAV."),
+    ("backtest_cost", "double", "Backtest costs as a fraction of equity."),
+    ("paper_equity", "double", "Paper NAV over the starting capital."),
+    ("backtest_equity", "double", "Backtest equity from 1 at the same start."),
+)

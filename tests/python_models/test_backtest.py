@@ -38,7 +38,8 @@ def _reference(weights, returns, rf, execution, every, on=None, bps=10.0):
             if s in trades:
                 turnover = np.abs(trades[s] - held).sum()
                 held = trades[s]
-        rows.append((gross, turnover, gross - turnover * bps / 1e4))
+        # the cost is paid when the book trades and would have grown with it to the close
+        rows.append((gross, turnover, gross - turnover * bps / 1e4 * (1 + gross)))
     return pd.DataFrame(rows, columns=["gross_return", "turnover", "net_return"], index=returns.index)
 
 

@@ -1,0 +1,1 @@
+"""trading domain of the pmx asset graph: the paper broker's ledger."""
