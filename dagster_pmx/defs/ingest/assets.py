@@ -39,6 +39,9 @@ create table if not exists raw.macro (
     ingested_at timestamp, primary key (series_id, date, source)
 )"""
 
+#: Steps that reach the network retry the whole step with backoff (the HTTP client also retries each call).
+NETWORK_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
 
 def upsert(warehouse: Warehouse, table: str, ddl: str, frame: pd.DataFrame, columns: list[str], key: list[str]) -> int:
     """Insert new rows and replace changed ones, keyed by ``key``; returns the table's row count.
@@ -219,6 +222,7 @@ class IngestConfig(dg.Config):
         ),
     ],
     pool="warehouse",
+    retry_policy=NETWORK_RETRY,
 )
 def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: IngestConfig):
     settings = config.apply(settings)
@@ -291,6 +295,7 @@ def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
     group_name="ingest",
     metadata={"dagster/column_schema": schemas.RAW_MACRO},
     pool="warehouse",
+    retry_policy=NETWORK_RETRY,
     kinds={"duckdb", "python"},
     description="Monthly macro series (Fama–French factors and risk-free rate, Moody's AAA/BAA yields, "
     "core CPI) in their published units. Idempotent upsert keyed by (series_id, date, source).",

@@ -1,8 +1,9 @@
 """Jobs and schedules: a daily refresh after the US close and a weekly retrain."""
 
-from __future__ import annotations
-
 import dagster as dg
+import pandas as pd
+
+from dagster_pmx.defs.operations.calendar import EXCHANGE_TZ, is_session
 
 daily_refresh_job = dg.define_asset_job(
     "daily_refresh",
@@ -25,13 +26,19 @@ weekly_retrain_job = dg.define_asset_job(
     description="Refit every forecaster over the walk-forward folds and rebuild everything downstream.",
 )
 
-daily_refresh_schedule = dg.ScheduleDefinition(
+@dg.schedule(
     name="daily_refresh_after_close",
     job=daily_refresh_job,
     cron_schedule="30 18 * * 1-5",
-    execution_timezone="America/New_York",
-    description="Weekdays 18:30 New York, after the close.",
+    execution_timezone=EXCHANGE_TZ,
+    description="Weekdays 18:30 New York, after the close; skipped on NYSE holidays.",
 )
+def daily_refresh_schedule(context: dg.ScheduleEvaluationContext):
+    day = pd.Timestamp(context.scheduled_execution_time).tz_convert(EXCHANGE_TZ).normalize().tz_localize(None)
+    if not is_session(day):
+        return dg.SkipReason(f"{day.date()} is not an NYSE session: nothing to refresh")
+    return dg.RunRequest(run_key=f"daily_refresh:{day.date()}", tags={"pmx/session": str(day.date())})
+
 
 weekly_retrain_schedule = dg.ScheduleDefinition(
     name="weekly_retrain_saturday",
