@@ -33,7 +33,7 @@ def main() -> int:
     defs = build_definitions({"warehouse": Warehouse(path=path), "settings": settings})
     instance = dg.DagsterInstance.ephemeral()
     started = time.perf_counter()
-    result = defs.resolve_job_def("daily_refresh").execute_in_process(
+    result = defs.resolve_job_def("full_build").execute_in_process(
         instance=instance, raise_on_error=False, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     )
     total = time.perf_counter() - started

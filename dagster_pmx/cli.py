@@ -1,6 +1,6 @@
 """``python -m dagster_pmx.cli``: materialize the whole graph and print the backtest summary.
 
-Runs the ``daily_refresh`` job in this process against ``$DAGSTER_HOME`` (so the run
+Runs the ``full_build`` job in this process against ``$DAGSTER_HOME`` (so the run
 shows up in the Dagster UI) and the warehouse at ``$PMX_WAREHOUSE``.
 """
 
@@ -85,7 +85,7 @@ Where to look next
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--job", default="daily_refresh")
+    parser.add_argument("--job", default="full_build")
     parser.add_argument(
         "--full-refresh",
         action="store_true",

@@ -54,7 +54,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         asset_checks=dg.load_asset_checks_from_modules(
             [ingest_checks, portfolio_checks, governance_checks, trading_checks, operations_checks]
         ),
-        jobs=[jobs.daily_refresh_job, jobs.weekly_retrain_job, jobs.refresh_tickers_job],
+        jobs=[jobs.full_build_job, jobs.daily_refresh_job, jobs.weekly_retrain_job, jobs.refresh_tickers_job],
         schedules=[jobs.daily_refresh_schedule, jobs.weekly_retrain_schedule],
         sensors=[sensors.alert_on_run_failure],
         resources={**default_resources(), **(resources or {})},

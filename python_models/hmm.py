@@ -187,14 +187,21 @@ class GaussianHmm(Forecaster):
 
 
 def walk_forward_regimes(
-    returns: pd.Series, train_window: int, refit_every: int, gap: int, model: GaussianHmm | None = None
+    returns: pd.Series,
+    train_window: int,
+    refit_every: int,
+    gap: int,
+    model: GaussianHmm | None = None,
+    since: pd.Timestamp | None = None,
 ):
     """Filtered regime probabilities per session, each from a fit that ended before it.
 
     The HMM is refitted every ``refit_every`` sessions on the ``train_window`` returns that
     end ``gap`` sessions earlier (the forecasters' purge and embargo); between refits its
     forward filter runs on with the parameters fixed. Returns a long frame
-    ``date, regime, probability, train_end``: one row per session and regime.
+    ``date, regime, probability, train_end``: one row per session and regime. With ``since``,
+    only the sessions after it, from the folds that hold them (the rows a full run gives them):
+    the daily refresh's cost is one fold, not the history.
     """
     from python_models.walk_forward import WalkForwardConfig, walk_forward_folds
 
@@ -202,7 +209,10 @@ def walk_forward_regimes(
     r = validate_returns(returns)
     config = WalkForwardConfig(train_window=train_window, refit_every=refit_every, purge=gap, embargo=0)
     frames = []
+    first_new = 0 if since is None else int(r.index.searchsorted(pd.Timestamp(since), side="right"))
     for fold in walk_forward_folds(len(r), 0, config):
+        if fold.test_end <= first_new:
+            continue
         fit = model.fit(r.iloc[fold.train_start : fold.train_end])
         probs = fit.filtered_probabilities(r.iloc[fold.train_start : fold.test_end]).iloc[
             -(fold.test_end - fold.test_start) :
@@ -212,5 +222,8 @@ def walk_forward_regimes(
         long["train_end"] = r.index[fold.train_end - 1]
         frames.append(long)
     if not frames:
+        if since is not None:
+            return pd.DataFrame(columns=["date", "regime", "probability", "train_end"])
         raise ValueError(f"{len(r)} returns are too few for a {train_window}-session window plus a {gap}-session gap")
-    return pd.concat(frames, ignore_index=True).sort_values(["date", "regime"], ignore_index=True)
+    out = pd.concat(frames, ignore_index=True).sort_values(["date", "regime"], ignore_index=True)
+    return out if since is None else out[out["date"] > pd.Timestamp(since)].reset_index(drop=True)

@@ -20,6 +20,9 @@ from threadpoolctl import threadpool_limits
 
 from python_models.base import Forecaster, PanelForecaster, validate_horizons, validate_panel, validate_returns
 
+#: The ticker a pooled model's fit is stored under (one fit for every ticker).
+POOLED = "*"
+
 #: Forecast and target horizons in sessions; dbt receives them as var target_horizons.
 DEFAULT_HORIZONS: tuple[int, ...] = (1, 5, 21, 63)
 
@@ -75,6 +78,17 @@ class Fold:
     train_end: int
     test_start: int
     test_end: int
+
+
+@dataclass(frozen=True)
+class FoldFit:
+    """A fitted model and the sample it was fitted on (the harness keeps each run's last one:
+    the fit the daily refresh forecasts new origins with)."""
+
+    fit: object  # FitResult or PanelFitResult
+    train_start: pd.Timestamp
+    train_end: pd.Timestamp
+    converged: bool
 
 
 def walk_forward_folds(n: int, first_test: int, config: WalkForwardConfig) -> Iterator[Fold]:
@@ -135,16 +149,18 @@ def run_walk_forward(
             fits = None  # one bad window: fit them one by one below
     if fits is None:
         fits = map(_fit_or_none(forecaster), windows)
-    failed = 0
+    failed, last = 0, None
     for fold, fit in zip(folds, fits, strict=True):
         if fit is None:  # the model cannot be estimated on this window: no forecasts for its origins
             failed += 1
             continue
+        converged = bool(fit.diagnostics.get("converged", 1.0))
+        last = FoldFit(fit, dates[fold.train_start], dates[fold.train_end - 1], converged)
         origins = dates[fold.test_start : fold.test_end]
         frame = fit.forecast(r.iloc[: fold.test_end], origins, config.horizons).to_frame()
         frame["train_start"] = dates[fold.train_start]
         frame["train_end"] = dates[fold.train_end - 1]
-        frame["converged"] = bool(fit.diagnostics.get("converged", 1.0))
+        frame["converged"] = converged
         frames.append(frame)
     if not frames:
         return pd.DataFrame(
@@ -164,6 +180,7 @@ def run_walk_forward(
         )
     out = pd.concat(frames, ignore_index=True)
     out.attrs["failed_fits"] = failed
+    out.attrs["last_fit"] = last
     out["target_date"] = _target_dates(dates, out["asof_date"], out["horizon"])
     return out
 
@@ -207,7 +224,7 @@ def run_pooled(
     if forecaster.refit_every:
         config = replace(config, refit_every=forecaster.refit_every)
     day = p["date"].to_numpy()
-    frames, importances, failed = [], [], 0
+    frames, importances, failed, last = [], [], 0, None
     for fold in walk_forward_folds(len(dates), first, config):
         lo, hi = dates[fold.train_start], dates[fold.train_end - 1]
         train = p[(day >= lo.to_datetime64()) & (day <= hi.to_datetime64())]
@@ -219,6 +236,7 @@ def run_pooled(
             )
             failed += 1
             continue
+        last = FoldFit(fit, lo, hi, bool(fit.diagnostics.get("converged", 1.0)))
         seen = p[day <= dates[fold.test_end - 1].to_datetime64()]
         for ticker, fc in fit.forecast(seen, dates[fold.test_start : fold.test_end], config.horizons).items():
             frame = fc.to_frame()
@@ -239,6 +257,7 @@ def run_pooled(
         target[rows] = _target_dates(own, out["asof_date"].iloc[rows], out["horizon"].iloc[rows])
     out["target_date"] = target
     out.attrs["failed_fits"] = failed
+    out.attrs["last_fit"] = last
     imp = (
         pd.concat(importances, ignore_index=True)
         if importances
@@ -272,17 +291,20 @@ def _one(args: tuple) -> tuple[pd.DataFrame, float, int]:
     # Small matrices: multithreaded BLAS only spins (statsmodels' fits run ~4x slower with it).
     with threadpool_limits(limits=1):
         out = run_walk_forward(forecaster, returns, config, start)
-    failed = int(out.attrs.get("failed_fits", 0))
+    failed, last = int(out.attrs.get("failed_fits", 0)), out.attrs.get("last_fit")
+    out.attrs = {}
     out.insert(0, "ticker", ticker)
     out.insert(0, "model", forecaster.name)
-    return out, time.perf_counter() - started, failed
+    return out, time.perf_counter() - started, failed, last
 
 
 def _pooled_one(forecaster: PanelForecaster, panel: pd.DataFrame, config, start) -> tuple:
     started = time.perf_counter()
     out, importances = run_pooled(forecaster, panel, config, start)
+    failed, last = int(out.attrs.get("failed_fits", 0)), out.attrs.get("last_fit")
+    out.attrs = {}
     out.insert(0, "model", forecaster.name)
-    return out, time.perf_counter() - started, int(out.attrs.get("failed_fits", 0)), importances
+    return out, time.perf_counter() - started, failed, importances, last
 
 
 def run_panel(
@@ -295,6 +317,7 @@ def run_panel(
     stats: dict | None = None,
     features: pd.DataFrame | None = None,
     importances: list | None = None,
+    fits: dict | None = None,
 ) -> pd.DataFrame:
     """Walk-forward forecasts of every model on every ticker.
 
@@ -321,16 +344,20 @@ def run_panel(
         features: one row per ticker and session, the returns joined onto it.
     importances : list, optional
         Pooled models' feature importances (frames with a ``model`` column) are appended to it.
+    fits : dict, optional
+        Filled with each run's last :class:`FoldFit`, keyed by ``(model, ticker)`` (ticker
+        :data:`POOLED` for a pooled model).
     """
     missing = {"ticker", "date", "log_return"} - set(returns.columns)
     if missing:
         raise ValueError(f"returns frame lacks columns {sorted(missing)}")
     pooled = [f for f in forecasters if isinstance(f, PanelForecaster)]
     single = [f for f in forecasters if not isinstance(f, PanelForecaster)]
-    tasks = []
+    tasks, keys = [], []
     for ticker, group in returns.sort_values(["ticker", "date"]).groupby("ticker", sort=True):
         series = pd.Series(group["log_return"].to_numpy(float), index=pd.DatetimeIndex(group["date"]), name=ticker)
         tasks += [(f, ticker, series, config, start) for f in single]
+        keys += [(f.name, ticker) for f in single]
     total = len(tasks) + len(pooled)
     results = []
     if workers > 1 and len(tasks) > 1:
@@ -350,20 +377,23 @@ def run_panel(
     if pooled:
         panel = pooled_panel(returns, features if any(f.needs_features for f in pooled) else None)
         for forecaster in pooled:
-            frame, seconds, failed, imp = _pooled_one(forecaster, panel, config, start)
-            results.append((frame, seconds, failed))
+            frame, seconds, failed, imp, last = _pooled_one(forecaster, panel, config, start)
+            results.append((frame, seconds, failed, last))
+            keys.append((forecaster.name, POOLED))
             if importances is not None and len(imp):
                 importances.append(imp.assign(model=forecaster.name))
             if progress:
                 progress(len(results), total)
+    if fits is not None:
+        fits.update({key: r[3] for key, r in zip(keys, results, strict=True) if r[3] is not None})
     if stats is not None:
-        for frame, seconds, failed in results:
+        for frame, seconds, failed, _ in results:
             if len(frame):
                 entry = stats.setdefault(frame["model"].iloc[0], {"fits": 0, "failed": 0, "seconds": 0.0})
                 entry["fits"] += int(frame["train_end"].nunique())  # a pooled model: one fit for all tickers
                 entry["failed"] += failed
                 entry["seconds"] += seconds
-    frames = [f for f, _, _ in results if len(f)]
+    frames = [r[0] for r in results if len(r[0])]
     if not frames:
         raise ValueError("no ticker has enough history for one walk-forward fold; lower train_window or start earlier")
     return pd.concat(frames, ignore_index=True)
@@ -380,3 +410,138 @@ def pooled_panel(returns: pd.DataFrame, features: pd.DataFrame | None) -> pd.Dat
     feats = features.drop(columns=["log_return"], errors="ignore").assign(date=lambda f: pd.to_datetime(f["date"]))
     feats = feats[feats["ticker"].isin(base["ticker"].unique())]
     return feats.merge(base, on=["ticker", "date"], how="left")
+
+
+def forecast_from_fits(
+    fits: dict[tuple[str, str], FoldFit],
+    returns: pd.DataFrame,
+    after: dict[tuple[str, str], pd.Timestamp],
+    horizons: Sequence[int] = DEFAULT_HORIZONS,
+    features: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Forecasts from the origins after ``after[(model, ticker)]`` with stored fits, refitting nothing.
+
+    What the daily refresh runs: each stored fit (:class:`FoldFit`, keyed as
+    :func:`run_panel` keys them) forecasts the sessions its run has not forecast yet, each
+    from returns up to that origin. While those origins lie in the fold the fit was made for,
+    the rows are the walk-forward's own.
+
+    Parameters
+    ----------
+    fits : dict
+        ``(model, ticker) -> FoldFit``; ticker :data:`POOLED` for a pooled model.
+    returns : pandas.DataFrame
+        Long frame (``ticker``, ``date``, ``log_return``) covering each fit's sample and the
+        new origins.
+    after : dict
+        ``(model, ticker) -> last origin already forecast``; a pooled model's key carries
+        the last origin it forecast for any ticker.
+    horizons : sequence of int
+    features : pandas.DataFrame, optional
+        The pooled models' feature rows, as :func:`run_panel` takes them.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`run_panel`'s columns (``model`` and ``ticker`` first).
+    """
+    frames = []
+    series = {
+        ticker: pd.Series(g["log_return"].to_numpy(float), index=pd.DatetimeIndex(g["date"]))
+        for ticker, g in returns.sort_values(["ticker", "date"]).groupby("ticker", sort=True)
+    }
+    panel = None
+    for (model, ticker), stored in sorted(fits.items()):
+        if (model, ticker) not in after:  # never walked forward: nothing to extend
+            continue
+        last = pd.Timestamp(after[(model, ticker)])
+        if ticker != POOLED:
+            r = series.get(ticker)
+            if r is None:
+                continue
+            origins = r.index[r.index > last]
+            if origins.empty:
+                continue
+            frame = stored.fit.forecast(r, origins, horizons).to_frame()
+            frame.insert(0, "ticker", ticker)
+            frame["target_date"] = _target_dates(r.index, frame["asof_date"], frame["horizon"])
+            parts = [frame]
+        else:
+            if panel is None:
+                panel = validate_panel(pooled_panel(returns, features))
+            dates = pd.DatetimeIndex(panel["date"].unique())
+            origins = dates[dates > last]
+            if origins.empty:
+                continue
+            parts = []
+            for name, fc in stored.fit.forecast(panel, origins, horizons).items():
+                frame = fc.to_frame()
+                frame.insert(0, "ticker", name)
+                frame["target_date"] = _target_dates(series[name].index, frame["asof_date"], frame["horizon"])
+                finite = np.isfinite(frame["y_pred"].to_numpy(float)) & np.isfinite(frame["y_std"].to_numpy(float))
+                parts.append(frame[finite])
+        for frame in parts:
+            frame.insert(0, "model", model)
+            frame["train_start"], frame["train_end"], frame["converged"] = (
+                stored.train_start,
+                stored.train_end,
+                stored.converged,
+            )
+            frames.append(frame)
+    columns = ["model", "ticker", "asof_date", "horizon", "y_pred", "y_lower", "y_upper", "y_std", "confidence"]
+    if not frames:
+        return pd.DataFrame(columns=[*columns, "target_date", "train_start", "train_end", "converged"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def refit_latest(
+    forecasters: Sequence[Forecaster | PanelForecaster],
+    returns: pd.DataFrame,
+    config: WalkForwardConfig,
+    features: pd.DataFrame | None = None,
+) -> dict[tuple[str, str], FoldFit]:
+    """Fit every model on the latest window, as the next walk-forward fold would: the
+    ``train_window`` sessions ending ``config.gap`` sessions before the last one (purge and
+    embargo kept, so the fit's labels cannot overlap the origins it will forecast from).
+
+    A model that cannot be fitted on a window is left out (with a warning): its stored fit
+    stays current. Keys as :func:`run_panel`'s ``fits``.
+    """
+    out: dict[tuple[str, str], FoldFit] = {}
+
+    def window(n: int) -> tuple[int, int] | None:
+        end = n - config.gap
+        start = 0 if config.expanding else end - config.train_window
+        return (start, end) if start >= 0 and end > start else None
+
+    for ticker, group in returns.sort_values(["ticker", "date"]).groupby("ticker", sort=True):
+        r = pd.Series(group["log_return"].to_numpy(float), index=pd.DatetimeIndex(group["date"]))
+        bounds = window(len(r))
+        if bounds is None:
+            continue
+        sample = r.iloc[bounds[0] : bounds[1]]
+        for forecaster in forecasters:
+            if isinstance(forecaster, PanelForecaster):
+                continue
+            with threadpool_limits(limits=1):
+                fit = _fit_or_none(forecaster)(sample)
+            if fit is not None:
+                out[(forecaster.name, ticker)] = FoldFit(
+                    fit, sample.index[0], sample.index[-1], bool(fit.diagnostics.get("converged", 1.0))
+                )
+    pooled = [f for f in forecasters if isinstance(f, PanelForecaster)]
+    if pooled:
+        panel = validate_panel(pooled_panel(returns, features if any(f.needs_features for f in pooled) else None))
+        dates = pd.DatetimeIndex(panel["date"].unique())
+        bounds = window(len(dates))
+        if bounds is not None:
+            lo, hi = dates[bounds[0]], dates[bounds[1] - 1]
+            train = panel[(panel["date"] >= lo) & (panel["date"] <= hi)]
+            for forecaster in pooled:
+                try:
+                    fit = forecaster.fit(train)
+                except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
+                    warnings.warn(f"{forecaster.name}: refit failed ({exc})", RuntimeWarning, stacklevel=2)
+                    continue
+                out[(forecaster.name, POOLED)] = FoldFit(fit, lo, hi, bool(fit.diagnostics.get("converged", 1.0)))
+    return out

@@ -24,7 +24,7 @@ SLICE = dict(
 def build(path, **overrides) -> dg.ExecuteInProcessResult:
     settings = PmxSettings(**{**SLICE, **overrides})
     defs = build_definitions({"warehouse": Warehouse(path=str(path)), "settings": settings})
-    job = defs.resolve_job_def("daily_refresh")
+    job = defs.resolve_job_def("full_build")
     return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
 
 

@@ -39,7 +39,7 @@ def test_cli_builds_the_warehouse_and_prints_the_summary(tmp_path, monkeypatch, 
     # The run is recorded in the instance the UI reads.
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
-        assert len(runs) == 1 and runs[0].job_name == "daily_refresh"
+        assert len(runs) == 1 and runs[0].job_name == "full_build"
     assert (home / "pmx-last-run.log").stat().st_size > 0
 
     # --full-refresh rebuilds the incremental models: every feature row is rewritten

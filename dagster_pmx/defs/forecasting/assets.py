@@ -4,13 +4,22 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs import schemas
+from dagster_pmx.defs.forecasting import fits as fit_store
 from dagster_pmx.defs.reads import forecasts_with_outcomes
 from dagster_pmx.resources import PmxSettings, Warehouse
+from python_models.base import PanelForecaster
 from python_models.ensemble import VARIANTS, ensemble_panel
 from python_models.hmm import GaussianHmm, walk_forward_regimes
 from python_models.metrics import score_panel
 from python_models.registry import BASELINE, forecasters
-from python_models.walk_forward import DEFAULT_HORIZONS, WalkForwardConfig, run_panel
+from python_models.walk_forward import (
+    DEFAULT_HORIZONS,
+    POOLED,
+    WalkForwardConfig,
+    forecast_from_fits,
+    refit_latest,
+    run_panel,
+)
 
 
 def walk_forward_config(settings: PmxSettings) -> WalkForwardConfig:
@@ -20,6 +29,18 @@ def walk_forward_config(settings: PmxSettings) -> WalkForwardConfig:
         refit_every=settings.refit_every,
         embargo=settings.embargo,
     )
+
+
+MODES = ("walk_forward", "incremental", "retrain")
+
+
+class ForecastRun(dg.Config):
+    """How a run forecasts: ``walk_forward`` rebuilds the whole out-of-sample history (the full
+    build); ``incremental`` forecasts only the sessions not yet forecast, with the current fits
+    (the daily refresh); ``retrain`` first refits every model on the latest window and stores the
+    new fit versions (the weekly retrain). Without stored fits, the last two walk forward."""
+
+    mode: str = "walk_forward"
 
 
 IMPORTANCE_COLUMNS = [c.name for c in schemas.FEATURE_IMPORTANCES.columns]
@@ -50,7 +71,9 @@ IMPORTANCE_COLUMNS = [c.name for c in schemas.FEATURE_IMPORTANCES.columns]
     ],
     pool="warehouse",
 )
-def base_forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
+def base_forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: ForecastRun):
+    if config.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
     returns = warehouse.query(
         "select ticker, date, log_return from intermediate.int_returns "
         "where log_return is not null and ticker <> ? order by ticker, date",
@@ -58,8 +81,9 @@ def base_forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
     )
     if settings.ticker_list:
         returns = returns[returns["ticker"].isin(settings.ticker_list)]
-    config = walk_forward_config(settings)
+    wf = walk_forward_config(settings)
     models = forecasters(settings.models or None)
+    pooled = {m.name for m in models if isinstance(m, PanelForecaster)}
     for model in models:
         if hasattr(model, "n_jobs"):  # pooled models run in this process: give them the worker cores
             model.n_jobs = settings.workers
@@ -69,9 +93,24 @@ def base_forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
             "select * exclude (refreshed_at) from marts.features where ticker <> ? order by ticker, date",
             [settings.benchmark],
         )
+    stored = {} if config.mode == "walk_forward" else fit_store.current(warehouse, [m.name for m in models])
+    if config.mode == "retrain":
+        refits = refit_latest(models, returns, wf, features)
+        fit_store.store(warehouse, refits, "retrain", context.run_id)
+        stored.update(refits)
+        context.log.info(
+            f"retrain: {len(refits)} fits on the window ending {max(f.train_end for f in refits.values())}"
+        )
+    needed = {(m.name, POOLED) for m in models if m.name in pooled}
+    needed |= {(m.name, t) for m in models if m.name not in pooled for t in returns["ticker"].unique()}
+    if config.mode != "walk_forward" and needed <= set(stored) and has_forecasts(warehouse):
+        yield from extend_forecasts(context, warehouse, stored, returns, features, pooled)
+        return
+    if config.mode != "walk_forward":
+        context.log.warning(f"{config.mode}: no stored fit for {sorted(needed - set(stored))[:5]}: walking forward")
     context.log.info(
         f"walk-forward: {len(models)} models x {returns['ticker'].nunique()} tickers, "
-        f"window {config.train_window}, refit every {config.refit_every}, gap {config.gap}"
+        f"window {wf.train_window}, refit every {wf.refit_every}, gap {wf.gap}"
     )
 
     def progress(done: int, total: int) -> None:
@@ -80,27 +119,33 @@ def base_forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
 
     stats: dict = {}
     importances: list = []
+    last_fits: dict = {}
     frame = run_panel(
         models,
         returns,
-        config,
+        wf,
         start=settings.forecast_start,
         workers=settings.workers,
         progress=progress,
         stats=stats,
         features=features,
         importances=importances,
+        fits=last_fits,
     )
+    frame["fit_id"] = fit_store.fit_ids(frame, pooled)
     rows = warehouse.replace_table("ml.base_forecasts", frame)
+    n_fits = fit_store.store(warehouse, last_fits, "walk_forward", context.run_id)
     imp = pd.concat(importances, ignore_index=True)[IMPORTANCE_COLUMNS] if importances else empty_importances()
     n_imp = warehouse.replace_table("marts.feature_importances", imp)
     yield dg.MaterializeResult(
         asset_key=["ml", "base_forecasts"],
         metadata={
             "dagster/row_count": rows,
+            "mode": "walk_forward",
             "models": ", ".join(m.name for m in models),
             "first_asof": str(frame["asof_date"].min().date()),
             "last_asof": str(frame["asof_date"].max().date()),
+            "fits_stored": n_fits,
             "fits_not_converged": int((~frame.drop_duplicates(["model", "ticker", "train_end"])["converged"]).sum()),
             **{f"fits/{name}": s["fits"] for name, s in stats.items()},
             **{f"failed_fits/{name}": s["failed"] for name, s in stats.items() if s["failed"]},
@@ -115,6 +160,80 @@ def base_forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
             "top_features": dg.MetadataValue.md(top.round(4).reset_index().to_markdown(index=False)) if n_imp else "",
         },
     )
+
+
+def existing_tables(warehouse: Warehouse) -> set[str]:
+    rows = warehouse.query("select table_schema || '.' || table_name as t from information_schema.tables")
+    return set(rows["t"])
+
+
+def has_forecasts(warehouse: Warehouse) -> bool:
+    return "ml.base_forecasts" in existing_tables(warehouse)
+
+
+def append_after(warehouse: Warehouse, table: str, frame: pd.DataFrame, since: pd.Timestamp) -> int:
+    """Replace the rows of ``table`` dated after ``since`` with ``frame`` (a rerun writes the same rows)."""
+    with warehouse.connect() as con:
+        con.register("incoming", frame)
+        con.execute("begin transaction")
+        con.execute(f"delete from {table} where date > ?", [since])
+        con.execute(f"insert into {table} by name select * from incoming")
+        con.execute("commit")
+        return int(con.execute(f"select count(*) from {table}").fetchone()[0])
+
+
+def extend_forecasts(context, warehouse: Warehouse, stored: dict, returns, features, pooled: set[str]):
+    """The daily refresh's forecasting: the sessions not yet forecast, with the current fits;
+    then the target date of earlier rows whose target session has now arrived."""
+    last = warehouse.query("select model, ticker, max(asof_date) as last from ml.base_forecasts group by all")
+    after = {(r.model, r.ticker): r.last for r in last.itertuples()}
+    for model in pooled:
+        own = last.loc[last["model"] == model, "last"]
+        if len(own):
+            after[(model, POOLED)] = own.max()
+    new = forecast_from_fits(stored, returns, after, DEFAULT_HORIZONS, features)
+    new["fit_id"] = fit_store.fit_ids(new, pooled) if len(new) else pd.Series(dtype="string")
+    with warehouse.connect() as con:
+        columns = [c[0] for c in con.execute("describe ml.base_forecasts").fetchall()]
+        con.register("incoming", new[columns] if len(new) else new.reindex(columns=columns))
+        con.execute("begin transaction")
+        # a rerun of the same day replaces its own rows: identical rows, never duplicates
+        con.execute(
+            "delete from ml.base_forecasts f using incoming i where f.model = i.model and f.ticker = i.ticker "
+            "and f.asof_date = i.asof_date and f.horizon = i.horizon"
+        )
+        con.execute("insert into ml.base_forecasts by name select * from incoming")
+        pending = con.execute(
+            "select model, ticker, asof_date, horizon from ml.base_forecasts where target_date is null"
+        ).df()
+        sessions = returns.groupby("ticker")["date"].apply(lambda d: pd.DatetimeIndex(d))
+        pending["target_date"] = pd.NaT
+        for ticker, idx in pending.groupby("ticker").groups.items():
+            if ticker in sessions.index:
+                rows = pending.loc[idx]
+                pos = sessions[ticker].get_indexer(rows["asof_date"]) + rows["horizon"].to_numpy()
+                ok = (pos >= 0) & (pos < len(sessions[ticker]))
+                pending.loc[rows.index[ok], "target_date"] = sessions[ticker][pos[ok]]
+        con.register("arrived", pending.dropna(subset=["target_date"]))
+        con.execute(
+            "update ml.base_forecasts f set target_date = a.target_date from arrived a where f.model = a.model "
+            "and f.ticker = a.ticker and f.asof_date = a.asof_date and f.horizon = a.horizon"
+        )
+        con.execute("commit")
+        total = con.execute("select count(*) from ml.base_forecasts").fetchone()[0]
+    context.log.info(f"incremental: {len(new)} new forecast rows from {len(stored)} stored fits")
+    yield dg.MaterializeResult(
+        asset_key=["ml", "base_forecasts"],
+        metadata={
+            "dagster/row_count": int(total),
+            "mode": "incremental",
+            "rows_added": len(new),
+            "new_origins": ", ".join(sorted({str(d)[:10] for d in new["asof_date"]})) if len(new) else "none",
+            "fits_used": len(stored),
+            "targets_arrived": int(pending["target_date"].notna().sum()),
+        },
+    )
+    yield dg.MaterializeResult(asset_key=["marts", "feature_importances"], metadata={"mode": "unchanged"})
 
 
 def empty_importances() -> pd.DataFrame:
@@ -135,7 +254,7 @@ def empty_importances() -> pd.DataFrame:
     "the forecasters' purge and embargo; forward filter only, never the smoother).",
 )
 def regime_probabilities(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings
+    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: ForecastRun
 ) -> dg.MaterializeResult:
     returns = warehouse.query(
         "select date, log_return from intermediate.int_returns where ticker = ? and log_return is not null "
@@ -143,12 +262,20 @@ def regime_probabilities(
         [settings.benchmark],
     )
     series = pd.Series(returns["log_return"].to_numpy(float), index=pd.DatetimeIndex(returns["date"]))
-    config, model = walk_forward_config(settings), GaussianHmm()
-    frame = walk_forward_regimes(
-        series, config.train_window, model.refit_every or config.refit_every, config.gap, model
-    )
+    wf, model = walk_forward_config(settings), GaussianHmm()
+    since = None
+    if config.mode == "incremental" and "ml.regime_probabilities" in existing_tables(warehouse):
+        since = warehouse.query("select max(date) as d from ml.regime_probabilities")["d"].iloc[0]
+        since = None if pd.isna(since) else pd.Timestamp(since)
+    frame = walk_forward_regimes(series, wf.train_window, model.refit_every or wf.refit_every, wf.gap, model, since)
     frame.insert(0, "ticker", settings.benchmark)
-    rows = warehouse.replace_table("ml.regime_probabilities", frame)
+    if since is None:
+        rows = warehouse.replace_table("ml.regime_probabilities", frame)
+    else:  # only the folds that hold the new sessions were fitted: their rows are the full run's
+        rows = append_after(warehouse, "ml.regime_probabilities", frame, since)
+        frame = warehouse.query(
+            "select * from ml.regime_probabilities where date = (select max(date) from ml.regime_probabilities)"
+        )
     latest = frame[frame["date"] == frame["date"].max()].set_index("regime")["probability"]
     return dg.MaterializeResult(
         metadata={

@@ -1,15 +1,38 @@
-"""Jobs and schedules: a daily refresh after the US close and a weekly retrain."""
+"""Jobs and schedules: the full build, a daily refresh after the US close and a weekly retrain."""
 
 import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs.operations.calendar import EXCHANGE_TZ, is_session
 
+#: Research assets: rebuilt by the full build and the weekly retrain, not every evening.
+RESEARCH = (
+    dg.AssetSelection.groups("backtest", "validation")
+    | dg.AssetSelection.assets(["marts", "model_scores"])
+    | dg.AssetSelection.assets(["marts", "paper_tracking"])
+)
+
+
+def forecast_mode(mode: str) -> dict:
+    """Run config that sets the forecasting assets' mode (see forecasting.assets.ForecastRun)."""
+    return {"ops": {op: {"config": {"mode": mode}} for op in ("base_forecasts", "ml__regime_probabilities")}}
+
+
+full_build_job = dg.define_asset_job(
+    "full_build",
+    selection=dg.AssetSelection.all(),
+    description="Everything from scratch: ingest, features and targets, the whole walk-forward history of every "
+    "forecaster (storing each model's last fit), ensembles, governance, signals, allocations, paper orders, "
+    "backtests, validation and the tearsheet. What `make run` runs.",
+)
+
 daily_refresh_job = dg.define_asset_job(
     "daily_refresh",
-    selection=dg.AssetSelection.all(),
-    description="Ingest, rebuild features and targets, run the walk-forward forecasters, ensemble, "
-    "signals, allocations and backtest.",
+    selection=dg.AssetSelection.all() - RESEARCH,
+    config=forecast_mode("incremental"),
+    description="After the close: ingest the new session, extend the features (incremental dbt models), forecast "
+    "only the new sessions with the current fits (ml.model_fits), then ensembles, governance, signals, allocations "
+    "and the paper book's fills and orders. Backtests and validation wait for the weekly retrain.",
 )
 
 refresh_tickers_job = dg.define_asset_job(
@@ -23,8 +46,12 @@ refresh_tickers_job = dg.define_asset_job(
 weekly_retrain_job = dg.define_asset_job(
     "weekly_retrain",
     selection=dg.AssetSelection.groups("forecasting").downstream(),
-    description="Refit every forecaster over the walk-forward folds and rebuild everything downstream.",
+    config=forecast_mode("retrain"),
+    description="Refit every forecaster on the latest rolling window (purge and embargo kept), store the new fit "
+    "versions in ml.model_fits, forecast any session not yet forecast with them, and rebuild everything downstream: "
+    "ensembles, governance, signals, allocations, paper book, backtests, validation and the tearsheet.",
 )
+
 
 @dg.schedule(
     name="daily_refresh_after_close",

@@ -1,0 +1,93 @@
+"""The fit store: every model's current fit, versioned, in ``ml.model_fits``.
+
+A fit is identified by what it was fitted on: ``model/ticker/train_start/train_end`` (ticker
+``*`` for a pooled model), the ``fit_id`` every forecast row carries. The full build stores
+each walk-forward run's last fit; the weekly retrain adds fits on the latest window. The
+current fit of a (model, ticker) is the one stored last; the daily refresh forecasts with it.
+Fits are pickled into the warehouse, so the file alone restores them.
+"""
+
+import json
+import pickle
+
+import pandas as pd
+
+from dagster_pmx.resources import Warehouse
+from python_models.walk_forward import FoldFit
+
+FITS_DDL = """
+create table if not exists ml.model_fits (
+    fit_id varchar primary key, model varchar not null, ticker varchar not null,
+    train_start timestamp not null, train_end timestamp not null, converged boolean,
+    fitted_by varchar not null, run_id varchar, fitted_at timestamp not null, params varchar, fit blob not null
+)"""
+
+
+def fit_id(model: str, ticker: str, train_start, train_end) -> str:
+    return f"{model}/{ticker}/{pd.Timestamp(train_start):%Y-%m-%d}/{pd.Timestamp(train_end):%Y-%m-%d}"
+
+
+def fit_ids(frame: pd.DataFrame, pooled: set[str]) -> pd.Series:
+    """The ``fit_id`` of each forecast row (``model``, ``ticker``, ``train_start``, ``train_end``)."""
+    ticker = frame["ticker"].where(~frame["model"].isin(pooled), "*")
+    start = pd.to_datetime(frame["train_start"]).dt.strftime("%Y-%m-%d")
+    end = pd.to_datetime(frame["train_end"]).dt.strftime("%Y-%m-%d")
+    return frame["model"] + "/" + ticker + "/" + start + "/" + end
+
+
+def _params(fit) -> str:
+    params = getattr(fit, "params", None)
+    if isinstance(params, pd.Series):
+        return json.dumps({str(k): float(v) for k, v in params.items() if pd.api.types.is_number(v)})
+    return "{}"
+
+
+def store(warehouse: Warehouse, fits: dict[tuple[str, str], FoldFit], fitted_by: str, run_id: str) -> int:
+    """Store fits (a fit already stored under its id becomes current again); returns how many."""
+    if not fits:
+        return 0
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    rows = pd.DataFrame(
+        [
+            {
+                "fit_id": fit_id(model, ticker, f.train_start, f.train_end),
+                "model": model,
+                "ticker": ticker,
+                "train_start": f.train_start,
+                "train_end": f.train_end,
+                "converged": f.converged,
+                "fitted_by": fitted_by,
+                "run_id": run_id,
+                "fitted_at": now,
+                "params": _params(f.fit),
+                "fit": pickle.dumps(f.fit, protocol=pickle.HIGHEST_PROTOCOL),
+            }
+            for (model, ticker), f in sorted(fits.items())
+        ]
+    )
+    with warehouse.connect() as con:
+        con.execute("create schema if not exists ml")
+        con.execute(FITS_DDL)
+        con.register("incoming", rows)
+        con.execute("begin transaction")
+        con.execute("delete from ml.model_fits where fit_id in (select fit_id from incoming)")
+        con.execute("insert into ml.model_fits by name select * from incoming")
+        con.execute("commit")
+    return len(rows)
+
+
+def current(warehouse: Warehouse, models: list[str]) -> dict[tuple[str, str], FoldFit]:
+    """The last stored fit of every (model, ticker) of ``models``; empty when none is stored."""
+    with warehouse.connect() as con:
+        con.execute("create schema if not exists ml")
+        con.execute(FITS_DDL)
+        rows = con.execute(
+            "select model, ticker, train_start, train_end, converged, fit from ml.model_fits "
+            "where model in (select unnest(?)) qualify row_number() over "
+            "(partition by model, ticker order by fitted_at desc, train_end desc) = 1",
+            [models],
+        ).fetchall()
+    return {
+        (model, ticker): FoldFit(pickle.loads(blob), pd.Timestamp(start), pd.Timestamp(end), bool(converged))
+        for model, ticker, start, end, converged, blob in rows
+    }
