@@ -1,0 +1,93 @@
+"""The daily refresh's cost against the full build's, on the default bundled data.
+
+Usage: ``python benchmarks/bench_refresh.py [--built PATH]`` (``make bench-refresh``).
+
+1. Full build (the ``full_build`` job, what `make run` runs) of the default data up to the
+   session before the last one, into a temporary warehouse; timed.
+2. One more session arrives: the ``daily_refresh`` job on that warehouse with the data's last
+   session; timed.
+
+Prints the wall time of every step of both, and refresh / full build (the issue's target is
+0.05 or less). ``--built`` reuses a warehouse from an earlier run's step 1 (it is copied, not
+changed) and times step 2 only, with the full build's time read from the file written beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import dagster as dg  # noqa: E402
+
+
+def timed(job: str, path: str, **overrides) -> tuple[float, list[tuple[str, float]], bool]:
+    from dagster_pmx.definitions import build_definitions
+    from dagster_pmx.resources import PmxSettings, Warehouse
+
+    settings = PmxSettings.from_env().model_copy(update=overrides)
+    defs = build_definitions({"warehouse": Warehouse(path=path), "settings": settings})
+    instance = dg.DagsterInstance.ephemeral()
+    from dagster_pmx.defs.operations.jobs import forecast_mode
+
+    run_config = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    if job == "daily_refresh":  # a run config given here replaces the job's own: restate its mode
+        run_config |= forecast_mode("incremental")
+    started = time.perf_counter()
+    result = defs.resolve_job_def(job).execute_in_process(
+        instance=instance, raise_on_error=False, run_config=run_config
+    )
+    total = time.perf_counter() - started
+    starts, steps = {}, []
+    for entry in instance.all_logs(result.run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            starts[event.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            steps.append((event.step_key, entry.timestamp - starts[event.step_key]))
+    return total, steps, result.success
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--built", default=None, help="warehouse built by an earlier run's step 1")
+    parser.add_argument("--keep", default=None, help="keep the step-1 warehouse at this path")
+    args = parser.parse_args()
+    tmp = tempfile.TemporaryDirectory()
+    path = str(Path(tmp.name) / "bench.duckdb")
+    if args.built:
+        shutil.copy(args.built, path)
+        full = json.loads(Path(args.built + ".json").read_text())
+        full_time, full_steps = full["seconds"], [tuple(s) for s in full["steps"]]
+    else:
+        from dagster_pmx.defs.ingest.sources import BundledSource
+
+        sessions = sorted(BundledSource().prices()["date"].unique())
+        previous = str(sessions[-2])[:10]
+        full_time, full_steps, ok = timed("full_build", path, end_date=previous)
+        if not ok:
+            print("full build FAILED")
+            return 1
+        if args.keep:
+            shutil.copy(path, args.keep)
+            Path(args.keep + ".json").write_text(json.dumps({"seconds": full_time, "steps": full_steps}))
+    refresh_time, refresh_steps, ok = timed("daily_refresh", path, end_date="")
+    print(f"{'step':<56}{'full build':>12}{'refresh':>10}")
+    refresh = dict(refresh_steps)
+    for step, seconds in full_steps:
+        print(f"{step:<56}{seconds:>12.2f}{refresh.get(step, float('nan')):>10.2f}")
+    print(f"{'total (job wall time, incl. start-up)':<56}{full_time:>12.2f}{refresh_time:>10.2f}")
+    print(f"daily refresh of one session / full build = {refresh_time / full_time:.3f} (target <= 0.05)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
