@@ -44,11 +44,23 @@ def _shrink(perf: pd.DataFrame, shrinkage: float, ready: pd.Series) -> pd.DataFr
     return weights
 
 
-def _hold(frame: pd.DataFrame, reweight_every: int) -> pd.DataFrame:
-    """Keep the rows of the re-weighting schedule (every ``reweight_every``-th) and hold them."""
-    if reweight_every == 1:
+def schedule(n: int, reweight_every: int, grid: np.ndarray | None = None) -> np.ndarray:
+    """Rows where weights are re-estimated: ``grid`` when given (a boolean mask, e.g. every k-th
+    session of the exchange calendar, so that a computation over the latest rows only re-weights
+    on the same days as one over the whole history), else every ``reweight_every``-th row."""
+    if grid is not None:
+        grid = np.asarray(grid, bool)
+        if grid.shape != (n,):
+            raise ValueError(f"grid must be a boolean mask of {n} rows, got shape {grid.shape}")
+        return grid
+    return np.arange(n) % reweight_every == 0
+
+
+def _hold(frame: pd.DataFrame, reweight_every: int, grid: np.ndarray | None = None) -> pd.DataFrame:
+    """Keep the rows of the re-weighting schedule and hold them."""
+    if reweight_every == 1 and grid is None:
         return frame
-    keep = np.arange(len(frame)) % reweight_every == 0
+    keep = schedule(len(frame), reweight_every, grid)
     return frame.where(pd.Series(keep, index=frame.index), axis=0).ffill()
 
 
@@ -59,6 +71,7 @@ def inverse_mse_weights(
     shrinkage: float = 0.5,
     min_obs: int = 21,
     reweight_every: int = 1,
+    grid: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Combination weights per origin from squared errors.
 
@@ -73,9 +86,11 @@ def inverse_mse_weights(
     window, shrinkage, min_obs, reweight_every
         Trailing errors used, weight on the equal-weight prior (0..1), the fewest realised
         errors before performance weighting starts, and origins between re-estimations.
+    grid : numpy.ndarray, optional
+        Boolean mask of the re-estimation rows (see :func:`schedule`).
     """
     _check(horizon, window, shrinkage, min_obs, reweight_every)
-    mse = _hold(sq_errors.rolling(window, min_periods=min_obs).mean().shift(horizon), reweight_every)
+    mse = _hold(sq_errors.rolling(window, min_periods=min_obs).mean().shift(horizon), reweight_every, grid)
     inv = 1.0 / mse.clip(lower=1e-18)
     return _shrink(inv.div(inv.sum(axis=1), axis=0), shrinkage, mse.notna().all(axis=1))
 
@@ -107,6 +122,7 @@ def stacking_weights(
     shrinkage: float = 0.5,
     min_obs: int = 63,
     reweight_every: int = 21,
+    grid: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Walk-forward constrained stacking weights per origin (see the module docstring).
 
@@ -119,7 +135,7 @@ def stacking_weights(
     n, m = x.shape
     out = np.full((n, m), np.nan)
     ready = np.zeros(n, bool)
-    for i in range(0, n, reweight_every):
+    for i in np.flatnonzero(schedule(n, reweight_every, grid)):
         lo, hi = max(0, i - horizon - window + 1), i - horizon + 1
         if hi - lo < min_obs:
             continue
@@ -130,7 +146,7 @@ def stacking_weights(
         out[i] = simplex_least_squares(xs[ok], ys[ok])
         ready[i] = True
     perf = pd.DataFrame(out, index=y_pred.index, columns=y_pred.columns)
-    held = _hold(perf, reweight_every)
+    held = _hold(perf, reweight_every, grid)
     return _shrink(held.fillna(1.0 / m), shrinkage, held.notna().all(axis=1))
 
 
@@ -143,6 +159,7 @@ def regime_weights(
     min_obs: int = 21,
     reweight_every: int = 1,
     prior_obs: float = 21.0,
+    grid: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Inverse regime-expected MSE weights per origin (see the module docstring).
 
@@ -167,7 +184,7 @@ def regime_weights(
     mse = sq_errors.rolling(window, min_periods=min_obs).mean().shift(horizon)
     known = np.isfinite(e).astype(float)
     e0 = np.nan_to_num(e)
-    overall = _hold(mse, reweight_every)
+    overall = _hold(mse, reweight_every, grid)
     expected = np.zeros_like(e)
     for r in range(p.shape[1]):
         # realised error mass of regime r over the trailing window, lagged by the horizon
@@ -175,7 +192,7 @@ def regime_weights(
         seen = pd.DataFrame(known * p[:, [r]]).rolling(window, min_periods=1).sum().shift(horizon).to_numpy()
         mse_r = pd.DataFrame((mass + prior_obs * mse.to_numpy()) / (seen + prior_obs), index=sq_errors.index)
         # the error tables refresh on the schedule; today's regime probabilities move the weights daily
-        expected += p[:, [r]] * _hold(mse_r, reweight_every).to_numpy()
+        expected += p[:, [r]] * _hold(mse_r, reweight_every, grid).to_numpy()
     expected = pd.DataFrame(expected, index=sq_errors.index, columns=sq_errors.columns)
     expected = expected.where(has_probs, overall, axis=0).where(overall.notna())
     inv = 1.0 / expected.clip(lower=1e-18)
@@ -235,6 +252,7 @@ def ensemble_panel(
     reweight_every: int = 21,
     methods: tuple[str, ...] = ("inverse_mse",),
     regimes: pd.DataFrame | None = None,
+    calendar: pd.DatetimeIndex | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Ensemble forecasts and weights for every (ticker, horizon) and variant.
 
@@ -248,6 +266,11 @@ def ensemble_panel(
         Variants to build, keys of :data:`VARIANTS`.
     regimes : pandas.DataFrame, optional
         ``date, regime, probability`` rows (filtered, point-in-time); required by ``regime``.
+    calendar : pandas.DatetimeIndex, optional
+        The exchange's sessions: weights are then re-estimated on every ``reweight_every``-th
+        session of it, whatever the first origin in ``forecasts`` (so the latest rows alone,
+        with ``window + horizon + reweight_every`` origins before them, give the rows the whole
+        history gives). Without it, on every ``reweight_every``-th origin.
 
     Returns
     -------
@@ -279,11 +302,17 @@ def ensemble_panel(
         y_true = wide["y_true"].iloc[:, 0]
         sq = y_pred.sub(y_true, axis=0) ** 2
         targets = g.drop_duplicates("asof_date").set_index("asof_date")["target_date"]
+        grid = None
+        if calendar is not None:
+            pos = pd.DatetimeIndex(calendar).get_indexer(pd.DatetimeIndex(sq.index))
+            if (pos < 0).any():
+                raise ValueError(f"{ticker}: forecast origins missing from the calendar")
+            grid = pos % reweight_every == 0
         for method in methods:
             if method == "inverse_mse":
-                w = inverse_mse_weights(sq, h, window, shrinkage, min_obs, reweight_every)
+                w = inverse_mse_weights(sq, h, window, shrinkage, min_obs, reweight_every, grid)
             elif method == "stacking":
-                w = stacking_weights(y_pred, y_true, h, window, shrinkage, max(min_obs, 63), reweight_every)
+                w = stacking_weights(y_pred, y_true, h, window, shrinkage, max(min_obs, 63), reweight_every, grid)
             else:
                 w = regime_weights(
                     sq,
@@ -293,6 +322,7 @@ def ensemble_panel(
                     shrinkage,
                     min_obs,
                     reweight_every,
+                    grid=grid,
                 )
             name = VARIANTS[method]
             comb = combine_forecasts(y_pred, y_std, w)

@@ -159,3 +159,20 @@ def line_plot(lines: dict[str, pd.Series], title: str, ylabel: str = "") -> byte
 def markdown_image(name: str, png: bytes) -> str:
     """A markdown image with the PNG embedded, for Dagster's markdown metadata."""
     return f"![{name}]({data_uri(png)})"
+
+
+def bar_plot(values: pd.Series, title: str, xlabel: str = "") -> bytes:
+    """PNG of one horizontal bar per index entry (a leaderboard at a glance)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = values.sort_values()
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(values) + 1.2))
+    ax.barh([str(i) for i in values.index], values.to_numpy(dtype=float), color="#4c72b0")
+    ax.axvline(0.0, color="black", lw=0.8)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)

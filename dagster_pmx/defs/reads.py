@@ -6,11 +6,15 @@ from dagster_pmx.resources import Warehouse
 
 
 def forecasts_with_outcomes(
-    warehouse: Warehouse, tables: list[str], columns: str, horizon: int | None = None
+    warehouse: Warehouse, tables: list[str], columns: str, horizon: int | None = None, since=None
 ) -> pd.DataFrame:
-    """``columns`` of the forecast ``tables`` (stacked), optionally at one horizon, with the
-    realised forward return as ``y_true`` (NULL until the target session exists)."""
-    where = f" where horizon = {int(horizon)}" if horizon is not None else ""
+    """``columns`` of the forecast ``tables`` (stacked), optionally at one horizon and from the
+    origin ``since`` on, with the realised forward return as ``y_true`` (NULL until the target
+    session exists)."""
+    filters = [f"horizon = {int(horizon)}"] if horizon is not None else []
+    if since is not None:
+        filters.append(f"asof_date >= '{pd.Timestamp(since):%Y-%m-%d}'")
+    where = (" where " + " and ".join(filters)) if filters else ""
     stacked = " union all ".join(f"select {columns} from {table}{where}" for table in tables)
     return warehouse.query(f"""
         with f as ({stacked})
@@ -32,3 +36,8 @@ def market_regimes(warehouse: Warehouse) -> pd.Series:
         "select date, arg_max(regime, probability) as regime from ml.regime_probabilities group by date order by date"
     )
     return pd.Series(rows["regime"].to_numpy(), index=pd.DatetimeIndex(rows["date"]))
+
+
+def sessions(warehouse: Warehouse) -> pd.DatetimeIndex:
+    """The exchange sessions of the data (intermediate.int_sessions)."""
+    return pd.DatetimeIndex(warehouse.query("select date from intermediate.int_sessions order by date")["date"])

@@ -96,3 +96,27 @@ def test_forecast_models_accepted_by_dbt_are_the_registry():
     column = next(c for c in forecasts["columns"] if c["name"] == "model")
     accepted = next(t["accepted_values"]["arguments"]["values"] for t in column["data_tests"] if "accepted_values" in t)
     assert set(accepted) == set(MODELS) | set(VARIANTS.values())
+
+
+def test_every_asset_and_check_says_what_it_is():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if node.is_external:
+            continue
+        assert node.description and len(node.description) > 30, key
+        assert node.group_name and node.group_name != "default", key
+        assert node.kinds, key
+    # the Python checks (dbt's generic tests are named for what they test)
+    specs = [spec for checks in defs.asset_checks for spec in checks.check_specs]
+    assert len(specs) >= 10
+    for spec in specs:
+        assert spec.description and len(spec.description) > 30, spec.name
+
+
+def test_the_daily_refresh_leaves_research_to_the_weekly_retrain():
+    daily = {k.to_user_string() for k in defs.resolve_job_def("daily_refresh").asset_layer.selected_asset_keys}
+    assert {"raw/prices", "ml/base_forecasts", "marts/signals", "marts/allocations", "marts/paper_orders"} <= daily
+    assert not daily & {"marts/backtest_daily", "marts/model_leaderboard", "reports/tearsheet"}
+    full = {k.to_user_string() for k in defs.resolve_job_def("full_build").asset_layer.selected_asset_keys}
+    assert daily < full and "reports/tearsheet" in full

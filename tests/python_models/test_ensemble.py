@@ -7,6 +7,7 @@ from numpy.testing import assert_allclose
 from scipy import optimize
 
 from python_models.ensemble import (
+    VARIANTS,
     ensemble_panel,
     inverse_mse_weights,
     regime_weights,
@@ -126,3 +127,49 @@ def test_ensemble_panel_builds_every_variant_with_weights_summing_to_one():
         ensemble_panel(pd.concat(rows), methods=("regime",))
     with pytest.raises(ValueError, match="methods"):
         ensemble_panel(pd.concat(rows), methods=("median",))
+
+
+def test_the_latest_origins_alone_give_the_whole_historys_rows_on_a_calendar_grid():
+    """What the daily refresh relies on: with the re-weighting days fixed by the calendar, the
+    last origins computed from a tail of window + horizon + 2 x reweight_every origins equal
+    the whole history's."""
+    rng = np.random.default_rng(11)
+    calendar = pd.bdate_range("2015-01-01", periods=900)
+    rows = []
+    for ticker in ("A", "B"):
+        truth = rng.normal(0, 0.01, len(calendar))
+        for model, noise in (("m1", 0.005), ("m2", 0.01), ("m3", 0.02)):
+            for h in (1, 5):
+                rows.append(
+                    pd.DataFrame(
+                        {
+                            "model": model,
+                            "ticker": ticker,
+                            "asof_date": calendar[40:],
+                            "horizon": h,
+                            "target_date": calendar[40:],
+                            "y_pred": truth[40:] + rng.normal(0, noise, len(calendar) - 40),
+                            "y_std": noise,
+                            "y_true": truth[40:],
+                        }
+                    )
+                )
+    frame = pd.concat(rows, ignore_index=True)
+    regimes = pd.DataFrame(
+        {"date": np.repeat(calendar, 2), "regime": np.tile([0, 1], len(calendar)), "probability": 0.5}
+    )
+    kwargs = dict(window=126, reweight_every=21, methods=tuple(VARIANTS), regimes=regimes, calendar=calendar)
+    whole, whole_w = ensemble_panel(frame, **kwargs)
+    since = calendar[-4]
+    first = calendar[calendar.searchsorted(since) - (126 + 5 + 2 * 21)]
+    tail, tail_w = ensemble_panel(frame[frame["asof_date"] >= first], **kwargs)
+    new = lambda f: f[f["asof_date"] > since].sort_values(["model", "ticker", "horizon", "asof_date"])  # noqa: E731
+    pd.testing.assert_frame_equal(new(tail).reset_index(drop=True), new(whole).reset_index(drop=True), rtol=1e-12)
+    key = ["ensemble", "ticker", "horizon", "model", "asof_date"]
+    got = tail_w[tail_w["asof_date"] > since].sort_values(key).reset_index(drop=True)
+    want = whole_w[whole_w["asof_date"] > since].sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_categorical=False, rtol=1e-12)
+    # without the calendar the grid moves with the first origin, and the tail's weights would differ
+    shifted, _ = ensemble_panel(frame[frame["asof_date"] >= calendar[calendar.searchsorted(first) + 3]],
+                                **{**kwargs, "calendar": None})  # fmt: skip
+    assert not np.allclose(new(shifted)["y_pred"].to_numpy(), new(whole)["y_pred"].to_numpy(), rtol=1e-9)

@@ -12,6 +12,7 @@ from python_models.allocation import BOND
 from python_models.capacity import AUM_LEVELS, capacity_curve
 from python_models.performance import period_statistics, stress_labels, summarize
 from python_models.sizing import CASH
+from python_models.tearsheet import line_plot, markdown_image
 
 BENCHMARK = "benchmark"
 
@@ -68,6 +69,13 @@ def backtest_daily(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
     table = pd.concat(parts, ignore_index=True)[[c.name for c in schemas.BACKTEST_ATTRIBUTION.columns]]
     n = warehouse.replace_table("marts.backtest_attribution", table)
     final = out.groupby("strategy")["equity"].last().round(3).to_dict()
+    shown = out[out["strategy"].isin([*CONTROLLED, BENCHMARK])].pivot(index="date", columns="strategy")
+    plots = {
+        name: dg.MetadataValue.md(
+            markdown_image(name, line_plot({s: shown[name][s] for s in shown[name].columns}, title))
+        )
+        for name, title in (("equity", "Equity (net of costs)"), ("drawdown", "Drawdown"))
+    }
     yield dg.MaterializeResult(
         asset_key=["marts", "backtest_daily"],
         metadata={
@@ -78,6 +86,7 @@ def backtest_daily(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
             "impact": "charged"
             if market.impact_priced(market.returns.columns)
             else "not charged: no volume for some tickers",
+            **plots,
         },
     )
     by_sleeve = table.groupby(["strategy", "sleeve"])["contribution"].sum().unstack().round(3)

@@ -5,7 +5,7 @@ import pandas as pd
 
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.forecasting import fits as fit_store
-from dagster_pmx.defs.reads import forecasts_with_outcomes
+from dagster_pmx.defs.reads import forecasts_with_outcomes, sessions
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.base import PanelForecaster
 from python_models.ensemble import VARIANTS, ensemble_panel
@@ -171,12 +171,14 @@ def has_forecasts(warehouse: Warehouse) -> bool:
     return "ml.base_forecasts" in existing_tables(warehouse)
 
 
-def append_after(warehouse: Warehouse, table: str, frame: pd.DataFrame, since: pd.Timestamp) -> int:
+def append_after(
+    warehouse: Warehouse, table: str, frame: pd.DataFrame, since: pd.Timestamp, column: str = "date"
+) -> int:
     """Replace the rows of ``table`` dated after ``since`` with ``frame`` (a rerun writes the same rows)."""
     with warehouse.connect() as con:
         con.register("incoming", frame)
         con.execute("begin transaction")
-        con.execute(f"delete from {table} where date > ?", [since])
+        con.execute(f"delete from {table} where {column} > ?", [since])
         con.execute(f"insert into {table} by name select * from incoming")
         con.execute("commit")
         return int(con.execute(f"select count(*) from {table}").fetchone()[0])
@@ -316,9 +318,19 @@ def regime_probabilities(
     ],
     pool="warehouse",
 )
-def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
+def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: ForecastRun):
+    calendar = sessions(warehouse)
+    since = None
+    if config.mode == "incremental" and "ml.ensemble_forecasts" in existing_tables(warehouse):
+        since = warehouse.query("select max(asof_date) as d from ml.ensemble_forecasts")["d"].iloc[0]
+        since = None if pd.isna(since) else pd.Timestamp(since)
+    first = None
+    if since is not None:
+        # enough origins before the new ones to re-estimate their weights exactly as the whole history would
+        lookback = settings.ensemble_window + max(DEFAULT_HORIZONS) + 2 * settings.ensemble_reweight_every
+        first = calendar[max(0, calendar.searchsorted(since) - lookback)]
     frame = forecasts_with_outcomes(
-        warehouse, ["ml.base_forecasts"], "model, ticker, asof_date, horizon, target_date, y_pred, y_std"
+        warehouse, ["ml.base_forecasts"], "model, ticker, asof_date, horizon, target_date, y_pred, y_std", since=first
     )
     regimes = warehouse.query("select date, regime, probability from ml.regime_probabilities")
     combined, weights = ensemble_panel(
@@ -328,9 +340,17 @@ def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
         reweight_every=settings.ensemble_reweight_every,
         methods=tuple(VARIANTS),
         regimes=regimes,
+        calendar=calendar,
     )
-    n_f = warehouse.replace_table("ml.ensemble_forecasts", combined)
-    n_w = warehouse.replace_table("ml.ensemble_weights", weights)
+    if since is None:
+        n_f = warehouse.replace_table("ml.ensemble_forecasts", combined)
+        n_w = warehouse.replace_table("ml.ensemble_weights", weights)
+    else:  # the rows after the last stored origin; the same rows the whole history gives them
+        combined = combined[combined["asof_date"] > since]
+        weights = weights[weights["asof_date"] > since]
+        n_f = append_after(warehouse, "ml.ensemble_forecasts", combined, since, column="asof_date")
+        n_w = append_after(warehouse, "ml.ensemble_weights", weights, since, column="asof_date")
+        context.log.info(f"incremental: {len(combined)} ensemble rows after {since.date()}")
     mean_w = weights.groupby(["ensemble", "model"], observed=True)["weight"].mean().round(3).unstack(0)
     yield dg.MaterializeResult(asset_key=["ml", "ensemble_forecasts"], metadata={"dagster/row_count": n_f})
     yield dg.MaterializeResult(

@@ -15,7 +15,9 @@ RESEARCH = (
 
 def forecast_mode(mode: str) -> dict:
     """Run config that sets the forecasting assets' mode (see forecasting.assets.ForecastRun)."""
-    return {"ops": {op: {"config": {"mode": mode}} for op in ("base_forecasts", "ml__regime_probabilities")}}
+    return {
+        "ops": {op: {"config": {"mode": mode}} for op in ("base_forecasts", "ml__regime_probabilities", "ensemble")}
+    }
 
 
 full_build_job = dg.define_asset_job(

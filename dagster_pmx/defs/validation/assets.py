@@ -6,6 +6,7 @@ import pandas as pd
 from dagster_pmx.defs import schemas
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.registry import BASELINE
+from python_models.tearsheet import bar_plot, markdown_image
 from python_models.validation import design_targets, leaderboard, pairwise_comparisons
 
 #: Stationary-bootstrap resamples behind every interval of the leaderboard.
@@ -94,6 +95,15 @@ def model_validation(context: dg.AssetExecutionContext, warehouse: Warehouse, se
         metadata={
             "dagster/row_count": n_b,
             "leaderboard": dg.MetadataValue.md(shown.round(4).to_markdown(index=False)),
+            "sharpe_plot": dg.MetadataValue.md(
+                markdown_image(
+                    "leaderboard",
+                    bar_plot(
+                        board[board["horizon"] == settings.signal_horizon].set_index("model")["sharpe"],
+                        f"Sharpe of each model's own book, h = {settings.signal_horizon}",
+                    ),
+                )
+            ),
         },
     )
     focus = targets[targets["subject"].isin(["governed", "ensemble", BASELINE])]
