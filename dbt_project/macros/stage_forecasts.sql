@@ -12,7 +12,8 @@ final as (
         cast(horizon as integer) as horizon,
         cast(target_date as date) as target_date,
         y_pred, y_lower, y_upper, y_std, confidence,
-        {% if has_train_end %}cast(train_end as date){% else %}cast(null as date){% endif %} as train_end
+        {% if has_train_end %}cast(train_end as date){% else %}cast(null as date){% endif %} as train_end,
+        {% if has_train_end %}fit_id{% else %}cast(null as varchar){% endif %} as fit_id
     from source
 )
 

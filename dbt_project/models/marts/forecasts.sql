@@ -32,7 +32,8 @@ final as (
         r.fwd_return as y_true,
         f.y_std,
         f.confidence,
-        f.train_end
+        f.train_end,
+        f.fit_id
     from all_forecasts as f
     left join forward_returns as r
         on r.ticker = f.ticker and r.date = f.asof_date and r.horizon = f.horizon
