@@ -99,7 +99,8 @@ def _hand_backtest(weights: pd.DataFrame, returns: pd.DataFrame, bps: float) -> 
         drifted = held * (1 + r) / (1 + gross)
         target = weights.iloc[t].to_numpy()
         turnover = np.abs(target - drifted).sum()
-        out.append((gross, turnover * bps / 1e4, turnover))
+        # paid at the close it trades at, the cost is (1 + gross) times its share of that close's value
+        out.append((gross, turnover * bps / 1e4 * (1 + gross), turnover))
         held = target
     frame = pd.DataFrame(out, columns=["gross_return", "cost", "turnover"], index=returns.index)
     frame["net_return"] = frame["gross_return"] - frame["cost"]
