@@ -238,6 +238,23 @@ def extend_forecasts(context, warehouse: Warehouse, stored: dict, returns, featu
     yield dg.MaterializeResult(asset_key=["marts", "feature_importances"], metadata={"mode": "unchanged"})
 
 
+def arrived_targets(warehouse: Warehouse, since: pd.Timestamp) -> None:
+    """Give earlier ensemble rows the target date their single models' rows have gained since."""
+    with warehouse.connect() as con:
+        con.execute(
+            """
+            update ml.ensemble_forecasts e set target_date = b.target_date
+            from (
+                select ticker, asof_date, horizon, max(target_date) as target_date from ml.base_forecasts
+                where asof_date >= ? and target_date is not null group by all
+            ) b
+            where e.target_date is null and e.ticker = b.ticker and e.asof_date = b.asof_date
+                and e.horizon = b.horizon
+            """,
+            [since],
+        )
+
+
 def empty_importances() -> pd.DataFrame:
     """marts.feature_importances with no rows but its column types."""
     types = {"varchar": "string", "bigint": "int64", "date": "datetime64[ns]", "double": "float64"}
@@ -350,6 +367,7 @@ def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
         weights = weights[weights["asof_date"] > since]
         n_f = append_after(warehouse, "ml.ensemble_forecasts", combined, since, column="asof_date")
         n_w = append_after(warehouse, "ml.ensemble_weights", weights, since, column="asof_date")
+        arrived_targets(warehouse, first)
         context.log.info(f"incremental: {len(combined)} ensemble rows after {since.date()}")
     mean_w = weights.groupby(["ensemble", "model"], observed=True)["weight"].mean().round(3).unstack(0)
     yield dg.MaterializeResult(asset_key=["ml", "ensemble_forecasts"], metadata={"dagster/row_count": n_f})
