@@ -11,7 +11,7 @@ export PMX_WAREHOUSE ?= $(CURDIR)/warehouse/pmx.duckdb
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test lint ui sql bench bench-models bench-features bench-backtest clean
+.PHONY: setup run test test-slow lint ui sql bench bench-models bench-features bench-backtest bench-refresh clean
 
 ## setup: create .venv and install the pinned dependencies (once; again when requirements change)
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
@@ -34,6 +34,10 @@ run: setup
 ## test: the test suite CI runs
 test: setup
 	$(PY) -m pytest
+
+## test-slow: the heavy tests the default run leaves out (research-only models, more point-in-time cuts)
+test-slow: setup
+	$(PY) -m pytest -m slow
 
 ## lint: ruff on the Python packages, tests and benchmarks
 lint: setup
@@ -67,3 +71,7 @@ bench-features: setup
 
 clean:
 	rm -rf dbt_project/target dbt_project/logs .pytest_cache
+
+## bench-refresh: the daily refresh of one new session over the full build, on the default data (about 12 minutes)
+bench-refresh: setup
+	$(PY) benchmarks/bench_refresh.py

@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                 instance=instance,
                 raise_on_error=False,
                 run_id=run_id,
-                run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+                # a run config replaces the job's own (the forecasting mode of the daily refresh): keep it
+                run_config={**(job.run_config or {}), "loggers": {"console": {"config": {"log_level": "ERROR"}}}},
             )
     finally:
         done.set()

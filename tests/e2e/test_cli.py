@@ -42,10 +42,15 @@ def test_cli_builds_the_warehouse_and_prints_the_summary(tmp_path, monkeypatch, 
         assert len(runs) == 1 and runs[0].job_name == "full_build"
     assert (home / "pmx-last-run.log").stat().st_size > 0
 
-    # --full-refresh rebuilds the incremental models: every feature row is rewritten
+    # --full-refresh rebuilds the incremental models: every feature row is rewritten; the daily refresh
+    # (its own forecasting mode kept by the CLI) forecasts nothing new from the stored fits
     monkeypatch.delenv("PMX_FULL_REFRESH", raising=False)
     with duckdb.connect(str(warehouse), read_only=True) as con:
         first = con.execute("select max(refreshed_at) from marts.features").fetchone()[0]
-    assert cli.main(["--full-refresh"]) == 0
+        forecasts = con.execute("select count(*) from ml.base_forecasts").fetchone()[0]
+    capsys.readouterr()
+    assert cli.main(["--full-refresh", "--job", "daily_refresh"]) == 0
+    assert "success  base_forecasts" in capsys.readouterr().out
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("select min(refreshed_at) from marts.features").fetchone()[0] > first
+        assert con.execute("select count(*) from ml.base_forecasts").fetchone()[0] == forecasts

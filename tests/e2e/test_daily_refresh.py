@@ -83,7 +83,16 @@ def test_the_daily_refresh_forecasts_only_new_sessions_with_the_stored_fits(trun
 def test_the_weekly_retrain_stores_new_fit_versions_that_later_forecasts_name(truncated, tmp_path):
     path = tmp_path / "pmx.duckdb"
     shutil.copy(truncated, path)
-    run(path, "weekly_retrain")
+    # the weekly retrain's forecasting step alone (test_definitions checks the job's selection)
+    defs = build_definitions({"warehouse": Warehouse(path=str(path)), "settings": PmxSettings(**SLICE)})
+    job = defs.resolve_job_def("weekly_retrain")
+    assert job.run_config["ops"]["base_forecasts"]["config"]["mode"] == "retrain"
+    step = job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=[dg.AssetKey(["ml", "base_forecasts"]), dg.AssetKey(["marts", "feature_importances"])],
+        run_config={"ops": {"base_forecasts": job.run_config["ops"]["base_forecasts"]}},
+    )
+    assert step.success
     fits = read(path, "select * from ml.model_fits order by fitted_at")
     retrained = fits[fits["fitted_by"] == "retrain"]
     models = read(path, "select distinct model from ml.base_forecasts")["model"]

@@ -11,7 +11,7 @@ CUTS = ["2007-03-15", "2009-10-30", "2012-06-29"]
 HORIZONS = (1, 5, 21, 63)
 
 
-@pytest.mark.parametrize("cut", CUTS)
+@pytest.mark.parametrize("cut", [pytest.param(c, marks=pytest.mark.slow) if c != "2009-10-30" else c for c in CUTS])
 def test_features_and_targets_up_to_the_cut_are_identical(full, tmp_path, cut):
     path = tmp_path / "cut.duckdb"
     assert build_features(path, PmxSettings(**{**SLICE, "end_date": cut})).success

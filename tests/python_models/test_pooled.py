@@ -150,7 +150,13 @@ def test_mssa_recovers_a_shared_signal_subspace_better_than_one_series_alone():
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the poisoned forecasts after the cut overflow
-@pytest.mark.parametrize("name", sorted(POOLED_MODELS))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n in ("sarimax_exog", "tcn_features") else n
+        for n in sorted(POOLED_MODELS)
+    ],
+)
 def test_poisoned_future_changes_no_earlier_pooled_prediction(name):
     panel = _common_signal_panel(n=5, t=1100) if name == "mssa" else _skill_panel(n=5, t=1100)
     model = POOLED_MODELS[name]()

@@ -9,6 +9,10 @@ from python_models.registry import SERIES_MODELS as MODELS
 from python_models.sarimax import Sarimax
 from python_models.walk_forward import WalkForwardConfig, run_panel, run_walk_forward, walk_forward_folds
 
+#: Research-configuration models whose fits take tens of seconds here: `make test-slow` runs them.
+HEAVY = {"sarimax_auto", "tcn"}
+NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in sorted(MODELS)]
+
 
 def test_folds_respect_window_purge_embargo_and_cadence():
     cfg = WalkForwardConfig(horizons=(1, 21), train_window=300, refit_every=50, embargo=5)
@@ -38,7 +42,7 @@ def test_bad_config_is_rejected(kwargs):
         WalkForwardConfig(**kwargs)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", NAMES)
 def test_truncated_history_gives_identical_forecasts(returns, name):
     model = MODELS[name]()
     cfg = WalkForwardConfig(horizons=(1, 5, 21), train_window=400, refit_every=60, embargo=2)
@@ -84,7 +88,7 @@ def test_panel_without_enough_history_says_so(returns):
         run_panel([RandomWalk()], long, WalkForwardConfig(train_window=756))
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", NAMES)
 def test_poisoned_future_changes_no_earlier_prediction(returns, name):
     model = MODELS[name]()
     cfg = WalkForwardConfig(horizons=(1, 5, 21), train_window=400, refit_every=60, embargo=2)
