@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pytest
 
 from dagster_pmx.resources import PmxSettings
 from tests.e2e.helpers import SLICE, build_features, read, without_stamps
@@ -58,6 +59,7 @@ def test_appending_sessions_gives_the_full_builds_rows(full, tmp_path):
     assert_marts_equal(path, full)
 
 
+@pytest.mark.slow  # three dbt runs; `make test-slow`
 def test_a_restated_price_is_recomputed_from_its_date_and_a_rerun_changes_nothing(full, tmp_path):
     path = tmp_path / "pmx.duckdb"
     shutil.copy(full, path)

@@ -1,11 +1,14 @@
 """Two sources that disagree on a session: precedence decides what marts.prices holds, and
 marts.data_quality records the disagreement."""
 
+import pytest
+
 from dagster_pmx.defs.ingest.sources import BundledSource
 from dagster_pmx.resources import PmxSettings
 from tests.e2e.helpers import build_features, read
 
 
+@pytest.mark.slow  # two feature builds; `make test-slow`
 def test_user_files_win_over_the_bundled_source_and_the_disagreement_is_recorded(tmp_path):
     path = tmp_path / "pmx.duckdb"
     base = dict(tickers="AAPL", start_date="2011-01-01", end_date="2012-12-31", forecast_start="2012-06-01")

@@ -271,6 +271,7 @@ def test_sarimax_exog_under_the_pooled_harness_reads_no_later_feature():
         run_pooled(model, panel.drop(columns="f1"), cfg)
 
 
+@pytest.mark.slow  # a research-only model; `make test-slow`
 def test_feature_tcn_learns_a_planted_feature_from_its_windows_and_sizes_intervals_out_of_sample():
     from python_models.feature_tcn import FeatureTcn
 

@@ -152,7 +152,12 @@ def base_forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
             **{f"seconds/{name}": round(s["seconds"], 2) for name, s in stats.items()},
         },
     )
-    top = imp.groupby(["horizon", "feature"])["gain"].mean().groupby("horizon").nlargest(5).droplevel(0)
+    # no pooled model in PMX_MODELS: no importances, and nothing to rank
+    top = (
+        imp.groupby(["horizon", "feature"])["gain"].mean().groupby("horizon").nlargest(5).droplevel(0)
+        if n_imp
+        else None
+    )
     yield dg.MaterializeResult(
         asset_key=["marts", "feature_importances"],
         metadata={
