@@ -19,6 +19,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dagster as dg  # noqa: E402
 
 
+def step_times(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, float, str]]:
+    """(step, seconds, SUCCESS or FAILURE) of every step of a run, in the order they ended."""
+    starts, rows = {}, []
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            starts[event.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            rows.append((event.step_key, entry.timestamp - starts[event.step_key], event.event_type_value[5:]))
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--warehouse", default=None, help="DuckDB file to build (default: a temporary one)")
@@ -37,15 +51,7 @@ def main() -> int:
         instance=instance, raise_on_error=False, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     )
     total = time.perf_counter() - started
-    starts, rows = {}, []
-    for entry in instance.all_logs(result.run_id):
-        event = entry.dagster_event
-        if event is None:
-            continue
-        if event.event_type_value == "STEP_START":
-            starts[event.step_key] = entry.timestamp
-        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-            rows.append((event.step_key, entry.timestamp - starts[event.step_key], event.event_type_value[5:]))
+    rows = step_times(instance, result.run_id)
     print(
         f"pmx pipeline benchmark: {os.cpu_count()} cores, forecast_start={settings.forecast_start}, "
         f"train_window={settings.train_window}, refit_every={settings.refit_every}, workers={settings.workers}"

@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import dagster as dg  # noqa: E402
+from bench_pipeline import step_times  # noqa: E402  (this folder is on sys.path when a script runs)
 
 
 def timed(job: str, path: str, **overrides) -> tuple[float, list[tuple[str, float]], bool]:
@@ -36,26 +37,13 @@ def timed(job: str, path: str, **overrides) -> tuple[float, list[tuple[str, floa
     settings = PmxSettings.from_env().model_copy(update=overrides)
     defs = build_definitions({"warehouse": Warehouse(path=path), "settings": settings})
     instance = dg.DagsterInstance.ephemeral()
-    from dagster_pmx.defs.operations.jobs import forecast_mode
-
-    run_config = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-    if job == "daily_refresh":  # a run config given here replaces the job's own: restate its mode
-        run_config |= forecast_mode("incremental")
+    job_def = defs.resolve_job_def(job)
+    # a run config given here replaces the job's own (the refresh's forecasting mode): keep it
+    run_config = {**(job_def.run_config or {}), "loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     started = time.perf_counter()
-    result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance, raise_on_error=False, run_config=run_config
-    )
+    result = job_def.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
     total = time.perf_counter() - started
-    starts, steps = {}, []
-    for entry in instance.all_logs(result.run_id):
-        event = entry.dagster_event
-        if event is None:
-            continue
-        if event.event_type_value == "STEP_START":
-            starts[event.step_key] = entry.timestamp
-        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-            steps.append((event.step_key, entry.timestamp - starts[event.step_key]))
-    return total, steps, result.success
+    return total, [(step, seconds) for step, seconds, _ in step_times(instance, result.run_id)], result.success
 
 
 def main() -> int:
