@@ -105,7 +105,6 @@ class PaperBroker(Broker):
         self._positions = {t: float(q) for t, q in account.positions.items() if q != 0}
         self._marks = dict(account.marks)
         self._open: list[Order] = list(open_orders)
-        self.interest = 0.0  # cash rate earned in the last session booked
 
     def account(self) -> Account:
         return Account(cash=self._cash, positions=dict(self._positions), marks=dict(self._marks))
@@ -120,8 +119,7 @@ class PaperBroker(Broker):
         at_open = self.config.fill_at == "next_open"
         if at_open:
             fills += self._execute(bar, lambda t: previous.get(t, np.nan) * (1 + _known(bar.open_return, t)))
-        self.interest = self._cash * bar.cash_rate
-        self._cash += self.interest
+        self._cash += self._cash * bar.cash_rate
         if not at_open:
             fills += self._execute(bar, lambda t: self._marks.get(t, np.nan))
         self._open = []

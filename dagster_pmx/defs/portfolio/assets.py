@@ -6,6 +6,7 @@ import pandas as pd
 
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.backtest.engine import backtester, load_market
+from dagster_pmx.defs.reads import sessions as session_calendar
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.allocation import BOND, barbell_book, risk_parity_book
 from python_models.barbell import BarbellPolicy, risky_share
@@ -34,7 +35,7 @@ def safe_sleeve(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
     macro = warehouse.query(
         "select series_id, date, value from staging.stg_macro where series_id in ('AAA', 'CPILFESL') order by date"
     )
-    sessions = pd.DatetimeIndex(warehouse.query("select date from intermediate.int_sessions order by date")["date"])
+    sessions = session_calendar(warehouse)
     series = {
         k: pd.Series(g["value"].to_numpy(), index=pd.DatetimeIndex(g["date"])) for k, g in macro.groupby("series_id")
     }

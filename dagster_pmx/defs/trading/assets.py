@@ -7,6 +7,7 @@ import pandas as pd
 
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.backtest.engine import backtester, load_market, read_books
+from dagster_pmx.defs.reads import sessions as session_calendar
 from dagster_pmx.defs.trading import ledger
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.paper_broker import PaperBroker
@@ -54,7 +55,7 @@ def paper_ledger(context: dg.AssetExecutionContext, warehouse: Warehouse, settin
     unknown = sorted(set(strategies) - set(books))
     if unknown:
         raise ValueError(f"PMX_PAPER_STRATEGIES names strategies with no allocations: {unknown}")
-    sessions = pd.DatetimeIndex(warehouse.query("select date from intermediate.int_sessions order by date")["date"])
+    sessions = session_calendar(warehouse)
     market = load_market(warehouse, sessions[0])
     closes = ledger.raw_closes(warehouse, market)
     with warehouse.connect() as con:

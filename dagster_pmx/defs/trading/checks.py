@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from dagster_pmx.defs.reads import sessions as session_calendar
 from dagster_pmx.defs.trading import ledger
 from dagster_pmx.resources import Warehouse
 from python_models.paper_trading import reconcile
@@ -17,7 +18,7 @@ from python_models.paper_trading import reconcile
     "that break.",
 )
 def paper_ledger_reconciles(warehouse: Warehouse) -> dg.AssetCheckResult:
-    sessions = pd.DatetimeIndex(warehouse.query("select date from intermediate.int_sessions order by date")["date"])
+    sessions = session_calendar(warehouse)
     breaks, booked = [], 0
     for strategy in ledger.booked_strategies(warehouse):
         book = ledger.read_ledger(warehouse, strategy)
