@@ -34,7 +34,10 @@ def timed(job: str, path: str, **overrides) -> tuple[float, list[tuple[str, floa
     from dagster_pmx.definitions import build_definitions
     from dagster_pmx.resources import PmxSettings, Warehouse
 
-    settings = PmxSettings.from_env().model_copy(update=overrides)
+    # a new resource, not model_copy(update=...): Dagster builds a resource from its constructor's config,
+    # so fields changed on a copy would be silently ignored by the job (the full build would not be cut)
+    base = PmxSettings.from_env()
+    settings = PmxSettings(**{**{name: getattr(base, name) for name in PmxSettings.model_fields}, **overrides})
     defs = build_definitions({"warehouse": Warehouse(path=path), "settings": settings})
     instance = dg.DagsterInstance.ephemeral()
     job_def = defs.resolve_job_def(job)

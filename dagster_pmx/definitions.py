@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from dagster_pmx.defs.backtest import assets as backtest_assets
 from dagster_pmx.defs.backtest import reports as backtest_reports
@@ -21,7 +20,7 @@ from dagster_pmx.defs.portfolio import checks as portfolio_checks
 from dagster_pmx.defs.trading import assets as trading_assets
 from dagster_pmx.defs.trading import checks as trading_checks
 from dagster_pmx.defs.transform import assets as transform_assets
-from dagster_pmx.defs.transform.project import DBT_EXECUTABLE, dbt_project
+from dagster_pmx.defs.transform.project import DBT_EXECUTABLE, PmxDbtCli, dbt_project
 from dagster_pmx.defs.validation import assets as validation_assets
 from dagster_pmx.resources import DEFAULT_WAREHOUSE, PmxSettings, Warehouse
 
@@ -31,7 +30,7 @@ def default_resources() -> dict:
     return {
         "warehouse": Warehouse(path=os.environ.get("PMX_WAREHOUSE") or str(DEFAULT_WAREHOUSE)),
         "settings": PmxSettings.from_env(),
-        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+        "dbt": PmxDbtCli(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
     }
 
 

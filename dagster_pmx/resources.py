@@ -55,6 +55,30 @@ class Warehouse(dg.ConfigurableResource):
             return int(con.execute(f"select count(*) from {table}").fetchone()[0])
 
 
+    def tables(self) -> set[str]:
+        """``schema.table`` of every table and view in the warehouse."""
+        rows = self.query("select table_schema || '.' || table_name as t from information_schema.tables")
+        return set(rows["t"])
+
+    def last(self, table: str, column: str = "date") -> pd.Timestamp | None:
+        """The latest ``column`` of ``table``; None when the table is missing or empty."""
+        if table not in self.tables():
+            return None
+        value = self.query(f"select max({column}) as d from {table}")["d"].iloc[0]
+        return None if pd.isna(value) else pd.Timestamp(value)
+
+    def append_after(self, table: str, frame: pd.DataFrame, since: pd.Timestamp, column: str = "date") -> int:
+        """Replace the rows of ``table`` dated after ``since`` with ``frame``, in one transaction (a rerun
+        writes the same rows); returns the table's row count."""
+        with self.connect() as con:
+            con.register("incoming", frame)
+            con.execute("begin transaction")
+            con.execute(f"delete from {table} where {column} > ?", [since])
+            con.execute(f"insert into {table} by name select * from incoming")
+            con.execute("commit")
+            return int(con.execute(f"select count(*) from {table}").fetchone()[0])
+
+
 class PmxSettings(dg.ConfigurableResource):
     """Universe, dates, model and portfolio settings. ``from_env`` reads ``PMX_*`` variables."""
 

@@ -45,10 +45,13 @@ def trailing_covariance(returns: pd.DataFrame, date, window: int = 252, min_obs:
     return list(keep), cov
 
 
-def _decision_dates(dates: pd.DatetimeIndex, every: int) -> pd.DatetimeIndex:
+def _decision_dates(dates: pd.DatetimeIndex, every: int, after=None) -> pd.DatetimeIndex:
+    """Every ``every``-th of ``dates`` from the first, and of those only the ones after ``after``
+    (the grid stays anchored at the first date, so a book extended later decides on the same days)."""
     if every < 1:
         raise ValueError(f"every must be a positive number of sessions, got {every}")
-    return pd.DatetimeIndex(sorted(dates))[::every]
+    grid = pd.DatetimeIndex(sorted(dates))[::every]
+    return grid if after is None else grid[grid > pd.Timestamp(after)]
 
 
 def barbell_book(
@@ -62,6 +65,8 @@ def barbell_book(
     min_confidence: float = 0.55,
     every: int = 5,
     window: int = 252,
+    dates: pd.DatetimeIndex | None = None,
+    after=None,
 ) -> pd.DataFrame:
     """Decisions (dates by tickers, plus :data:`BOND`) of the Kelly barbell.
 
@@ -74,13 +79,21 @@ def barbell_book(
         Daily simple returns, sessions by tickers.
     risky_share, bond_share : pandas.Series
         Per date: the barbell's largest risky gross, and the safe sleeve's share in the bond.
+    dates : pandas.DatetimeIndex, optional
+        Every signal date of the book, on which the decision grid is laid (default: the dates
+        of ``signals``).
+    after : date, optional
+        Decide only on grid dates after this one (extending a stored book); ``signals`` then
+        needs those dates only.
     """
     need = {"date", "ticker", "expected_return", "forecast_std", "confidence", "tradable"}
     if need - set(signals.columns):
         raise ValueError(f"signals lack columns {sorted(need - set(signals.columns))}")
     by_date = {d: g for d, g in signals.groupby("date")}
     rows = {}
-    for date in _decision_dates(pd.DatetimeIndex(list(by_date)), every):
+    for date in _decision_dates(pd.DatetimeIndex(list(by_date) if dates is None else dates), every, after):
+        if date not in by_date:
+            raise ValueError(f"no signals on the decision date {date.date()}")
         g = by_date[date]
         mu = g["expected_return"].to_numpy(float) * confidence_scale(g["confidence"].to_numpy(float), min_confidence)
         ok = g["tradable"].to_numpy(bool) & (mu > 0) & (g["forecast_std"].to_numpy(float) > 0)
@@ -101,19 +114,33 @@ def barbell_book(
         safe = 1.0 - sum(w.values())
         w[BOND] = safe * float(bond_share.get(date, 0.0))
         rows[date] = w
-    return pd.DataFrame.from_dict(rows, orient="index").fillna(0.0).sort_index()
+    return _frame(rows)
+
+
+def _frame(rows: dict) -> pd.DataFrame:
+    """Decisions as dates by tickers, columns sorted (sums over a row then do not depend on the
+    order tickers first appeared, so a book extended later adds up to the same bits)."""
+    frame = pd.DataFrame.from_dict(rows, orient="index").fillna(0.0).sort_index()
+    return frame.sort_index(axis=1).rename_axis(index=None, columns=None)
 
 
 def risk_parity_book(
-    returns: pd.DataFrame, dates: pd.DatetimeIndex, *, cap: float = 0.10, every: int = 5, window: int = 252
+    returns: pd.DataFrame,
+    dates: pd.DatetimeIndex,
+    *,
+    cap: float = 0.10,
+    every: int = 5,
+    window: int = 252,
+    after=None,
 ) -> pd.DataFrame:
-    """Decisions (dates by tickers) of equal-risk-contribution weights, clipped at ``cap``."""
+    """Decisions (dates by tickers) of equal-risk-contribution weights, clipped at ``cap``, on
+    every ``every``-th of ``dates`` (after ``after`` only, when given)."""
     rows = {}
-    for date in _decision_dates(dates, every):
+    for date in _decision_dates(dates, every, after):
         tickers, cov = trailing_covariance(returns, date, window)
         if not tickers:
             rows[date] = {}
             continue
         w = np.minimum(risk_parity_weights(cov), cap)
         rows[date] = dict(zip(tickers, w, strict=True))
-    return pd.DataFrame.from_dict(rows, orient="index").fillna(0.0).sort_index()
+    return _frame(rows)

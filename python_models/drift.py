@@ -23,12 +23,15 @@ def population_stability_index(reference, recent, bins: int = 10, eps: float = 1
     p, q = np.maximum(p, eps), np.maximum(q, eps)
     return float(np.sum((q - p) * np.log(q / p)))
 
+#: Sessions of the recent sample at a review.
+RECENT_WINDOW = 63
+
 
 def feature_drift(
     features: pd.DataFrame,
     review_dates,
     train_window: int = 756,
-    recent_window: int = 63,
+    recent_window: int = RECENT_WINDOW,
     threshold: float = PSI_DRIFT,
 ) -> pd.DataFrame:
     """PSI of every feature at each review date, pooled over tickers.

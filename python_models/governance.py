@@ -147,14 +147,26 @@ def daily_evidence(forecasts: pd.DataFrame, baseline: str) -> tuple[pd.DataFrame
     return loss_diff, hits
 
 
+#: Decimals the rolling accuracy is rounded to before it meets a threshold.
+ACCURACY_DECIMALS = 12
+
+
 def rolling_accuracy(hits: pd.DataFrame, window: int) -> pd.DataFrame:
-    """Mean of the daily hit rates over the last ``window`` realisation dates (full windows only)."""
-    return hits.rolling(window, min_periods=window).mean()
+    """Mean of the daily hit rates over the last ``window`` realisation dates (full windows only).
+
+    Hit rates are ratios of small integers, so an accuracy exactly at a threshold (0.45 =
+    567 / 1260) is common; a rolling mean carries a rounding error of ~1e-16 that depends on
+    how far back the series starts, which would decide such ties at random (and differently
+    for the daily refresh than for a rebuild). Rounded to :data:`ACCURACY_DECIMALS`, a tie is
+    a tie: 0.45 is not below 0.45.
+    """
+    return hits.rolling(window, min_periods=window).mean().round(ACCURACY_DECIMALS)
 
 
-def stop_flags(accuracy: pd.Series, stop: float, resume: float) -> pd.Series:
-    """Emergency-stop state per date: on when accuracy < ``stop``, off again once >= ``resume``."""
-    state, out = False, np.zeros(len(accuracy), bool)
+def stop_flags(accuracy: pd.Series, stop: float, resume: float, initial: bool = False) -> pd.Series:
+    """Emergency-stop state per date: on when accuracy < ``stop``, off again once >= ``resume``;
+    ``initial`` is the state before the first date."""
+    state, out = bool(initial), np.zeros(len(accuracy), bool)
     for i, a in enumerate(accuracy.to_numpy(float)):
         if not np.isnan(a):
             state = a < stop if not state else a < resume
@@ -248,6 +260,18 @@ def evaluate(
     return ev
 
 
+@dataclass(frozen=True)
+class GovernanceState:
+    """Where governance stood at the close of ``date``, as an earlier run left it: the promoted
+    candidate ("" while the baseline leads), each model's emergency stop, and the last review
+    (the next is ``review_every`` sessions after it)."""
+
+    date: pd.Timestamp
+    promoted: str
+    stopped: dict[str, bool]
+    last_review: pd.Timestamp
+
+
 @dataclass
 class GovernanceResult:
     """``decisions``: promote/hold/revert/stop/resume rows; ``reviews``: every candidate's
@@ -268,6 +292,7 @@ def govern(
     policy: GovernancePolicy,
     regimes: pd.Series | None = None,
     sessions: pd.DatetimeIndex | None = None,
+    state: GovernanceState | None = None,
 ) -> GovernanceResult:
     """Run the governance rules over every session, in time order.
 
@@ -282,6 +307,11 @@ def govern(
         Most likely market regime per date, for the stability term.
     sessions : pandas.DatetimeIndex, optional
         The calendar to decide on; default: the dates of ``returns``.
+    state : GovernanceState, optional
+        Resume where an earlier run stopped: decide only the sessions after ``state.date``.
+        The inputs then need to reach back only as far as those decisions read (the evidence
+        window before the next review, the accuracy window); the result holds the new
+        sessions' rows, the ones the whole history gives them.
     """
     base = policy.baseline
     if base not in hits.columns or base not in returns.columns:
@@ -290,12 +320,25 @@ def govern(
     models = sorted(set(hits.columns) & set(returns.columns))
     candidates = [m for m in models if m != base and m in loss_diff.columns]
     acc = rolling_accuracy(hits[models], policy.accuracy_window).reindex(sessions, method="ffill")
-    stopped = pd.DataFrame({m: stop_flags(acc[m], policy.stop_accuracy, policy.retrain_accuracy) for m in models})
+    before = {m: False for m in models}  # the stops at the close before the first session decided
+    promoted = ""  # the promoted candidate, or "" while the baseline leads
+    if state is None:
+        i0 = int(sessions.searchsorted(loss_diff.index.min())) if len(loss_diff) else len(sessions)
+    else:
+        if state.last_review not in sessions:
+            raise ValueError(f"the sessions must reach back to the last review {state.last_review.date()}")
+        i0 = sessions.get_loc(state.last_review) + policy.review_every
+        promoted, before = state.promoted, {m: bool(state.stopped.get(m, False)) for m in models}
+        acc = acc.loc[acc.index > state.date]
+        i0 -= len(sessions) - len(acc)
+        sessions = acc.index
+    stopped = pd.DataFrame(
+        {m: stop_flags(acc[m], policy.stop_accuracy, policy.retrain_accuracy, before[m]) for m in models},
+        index=sessions,
+    )
     thresholds = policy.thresholds()
     decisions, reviews = [], []
-    promoted = ""  # the promoted candidate, or "" while the baseline leads
     active = pd.Series("", index=sessions, dtype=object)
-    i0 = int(sessions.searchsorted(loss_diff.index.min())) if len(loss_diff) else len(sessions)
     review_set = set(range(i0, len(sessions), policy.review_every))
 
     def record(date, action, model, previous, reason, evidence=None):
@@ -314,7 +357,7 @@ def govern(
 
     for i, date in enumerate(sessions):
         for m in models:  # emergency stops and resumptions take effect at this close
-            was, now = (stopped[m].iloc[i - 1] if i else False), stopped[m].iloc[i]
+            was, now = (stopped[m].iloc[i - 1] if i else before[m]), stopped[m].iloc[i]
             if now and not was:
                 record(
                     date,

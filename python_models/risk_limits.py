@@ -112,6 +112,7 @@ def apply_drawdown_control(
     policy: DrawdownPolicy,
     safe: Iterable[str] = (),
     max_passes: int = 200,
+    initial: pd.Series | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The decisions with the drawdown control applied, and the per-session states.
 
@@ -119,9 +120,16 @@ def apply_drawdown_control(
     ``net_return`` column (the pipeline's :func:`python_models.backtest.run_backtest` with its
     settings). Returns ``(controlled_weights, states)`` where ``states`` has ``state``,
     ``scale`` and ``drawdown`` per session.
+
+    ``initial`` starts the iteration from known scales (the stored path of an earlier run;
+    sessions it lacks start at 1). The path is causal (the scale at a close depends only on
+    earlier scales), so the fixed point is unique and the start only changes how soon it is
+    reached: extending a stored path by a session takes one or two passes.
     """
     safe = list(safe)
     scales = pd.Series(1.0, index=sessions)
+    if initial is not None:
+        scales = initial.reindex(sessions).fillna(1.0).astype(float)
     for _ in range(max_passes):
         controlled = scale_book(weights, scales, safe)
         daily = run(controlled)

@@ -28,13 +28,16 @@ from python_models.confidence import (
 )
 from python_models.governance import GovernancePolicy
 
+#: Origins (per model and ticker) the trailing skill and width components read.
+CONFIDENCE_WINDOW = 252
+
 
 def model_signals(
     forecasts: pd.DataFrame,
     horizon: int,
     single_models: list[str],
     variance_ratio_z: pd.DataFrame | None = None,
-    window: int = 252,
+    window: int = CONFIDENCE_WINDOW,
     min_obs: int = 63,
 ) -> pd.DataFrame:
     """Confidence components and confidence for every model's forecast at ``horizon``.

@@ -120,6 +120,13 @@ DRAWDOWN_CONTROL = _schema(
     ("drawdown", "double", "Equity over its peak minus 1 at this close (the peak resets when a stop ends)."),
 )
 
+STRATEGY_DECISIONS = _schema(
+    ("strategy", "varchar", "A strategy the drawdown control applies to (governed, barbell, risk_parity)."),
+    ("date", "timestamp_ns", "Decision date (the close the weights were decided at)."),
+    ("ticker", "varchar", "Ticker, or BOND (the safe sleeve's bond proxy); CASH is the remainder."),
+    ("weight", "double", "Target weight before the drawdown control scaled it (zeros kept: a decision to hold none)."),
+)
+
 CAPACITY = _schema(
     ("strategy", "varchar", "A traded strategy (barbell, governed, risk_parity)."),
     ("aum", "double", "Starting book size in currency."),

@@ -179,7 +179,7 @@ def test_allocation_weights_respect_caps_and_sum_to_one(warehouse):
     # 12 tickers at the 10 % cap would be 120 %: scaled to 100 % gross, no cash left.
     np.testing.assert_allclose(risky.groupby("date")["weight"].sum(), 1.0)
     _store_allocations(warehouse, frame)
-    assert allocations_expectations(warehouse=warehouse, settings=settings).passed
+    assert allocations_expectations(dg.build_asset_check_context(), warehouse=warehouse, settings=settings).passed
 
 
 @pytest.mark.parametrize(
@@ -203,7 +203,7 @@ def test_allocation_check_fails_on_bad_weights(warehouse, mutate):
     )
     frame = kelly_book(signals)
     _store_allocations(warehouse, mutate(frame).reset_index(drop=True))
-    assert not allocations_expectations(warehouse=warehouse, settings=PmxSettings()).passed
+    assert not allocations_expectations(dg.build_asset_check_context(), warehouse=warehouse, settings=PmxSettings()).passed
 
 
 def test_settings_from_environment(monkeypatch):
@@ -334,3 +334,26 @@ def test_the_refresh_job_reaches_the_backtest():
     keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
     assert {"raw/prices", "raw/quarantine", "marts/data_quality", "marts/backtest_summary"} <= keys
     assert "raw/macro" not in keys
+
+
+def test_allocation_check_validates_the_rows_the_latest_materialization_appended(warehouse):
+    dates = pd.bdate_range("2021-01-04", periods=3)
+    signals = pd.DataFrame(
+        {"strategy": "s", "ticker": np.repeat(["A", "B"], 3), "date": np.tile(dates, 2), "expected_return": 0.01}
+    ).assign(forecast_std=0.1)
+    frame = kelly_book(signals).reset_index(drop=True)
+    old_bad = frame["weight"].where(~((frame["date"] == dates[0]) & (frame["ticker"] == "A")), 0.25)
+    _store_allocations(warehouse, frame.assign(weight=old_bad))  # over the cap, but before the append
+    instance = dg.DagsterInstance.ephemeral()
+    appended = dg.AssetMaterialization(["marts", "allocations"], metadata={"appended_after": str(dates[0].date())})
+    instance.report_runless_asset_event(appended)
+    context = dg.build_asset_check_context(instance=instance)
+    result = allocations_expectations(context, warehouse=warehouse, settings=PmxSettings())
+    assert result.passed and result.metadata["rows"].value == (frame["date"] > dates[0]).sum()
+    # a bad row the append wrote fails it; so does the old one once the whole table is rewritten
+    new_bad = old_bad.where(~((frame["date"] == dates[2]) & (frame["ticker"] == "B")), 0.25)
+    _store_allocations(warehouse, frame.assign(weight=new_bad))
+    assert not allocations_expectations(context, warehouse=warehouse, settings=PmxSettings()).passed
+    _store_allocations(warehouse, frame.assign(weight=old_bad))
+    instance.report_runless_asset_event(dg.AssetMaterialization(["marts", "allocations"]))
+    assert not allocations_expectations(context, warehouse=warehouse, settings=PmxSettings()).passed

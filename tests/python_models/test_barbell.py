@@ -182,3 +182,31 @@ def test_risk_parity_book_equals_the_programme_on_the_trailing_covariance():
         assert_allclose(book.loc[date].to_numpy(), np.minimum(risk_parity_weights(cov), 0.3), atol=1e-9)
     capped = risk_parity_book(r, dates, cap=0.2, every=10)
     assert capped.to_numpy().max() <= 0.2 and capped.sum(axis=1).max() <= 0.8 + 1e-12
+
+
+def test_books_extended_after_a_date_decide_on_the_whole_historys_grid():
+    r = market(n=340)
+    dates = r.index[260:330]
+    rng = np.random.default_rng(3)
+    signals = pd.DataFrame(
+        {
+            "date": np.repeat(dates, 4),
+            "ticker": np.tile(list("ABCD"), len(dates)),
+            "expected_return": rng.normal(0.01, 0.01, 4 * len(dates)),
+            "forecast_std": 0.05,
+            "confidence": rng.uniform(0.5, 0.9, 4 * len(dates)),
+            "tradable": True,
+        }
+    )
+    share, bond = pd.Series(0.7, index=dates), pd.Series(0.3, index=dates)
+    whole = barbell_book(signals, r, share, bond, every=5)
+    cut = dates[33]  # not on the grid: the next decision is the grid's, not the day after the cut
+    later = signals[signals["date"] > cut]
+    tail = barbell_book(later, r, share, bond, every=5, dates=dates, after=cut)
+    assert tail.index.min() == dates[35]
+    pd.testing.assert_frame_equal(tail, whole.loc[whole.index > cut, tail.columns], check_exact=True)
+    rp_whole = risk_parity_book(r, dates, every=5)
+    rp_tail = risk_parity_book(r, dates, every=5, after=cut)
+    pd.testing.assert_frame_equal(rp_tail, rp_whole.loc[rp_whole.index > cut], check_exact=True)
+    with pytest.raises(ValueError, match="no signals on the decision date"):
+        barbell_book(later[later["date"] != dates[40]], r, share, bond, every=5, dates=dates, after=cut)

@@ -8,6 +8,7 @@ from numpy.testing import assert_allclose
 
 from python_models.governance import (
     GovernancePolicy,
+    GovernanceState,
     daily_evidence,
     evaluate,
     govern,
@@ -178,3 +179,53 @@ def test_the_dm_p_value_is_bonferroni_adjusted_for_the_candidates_of_a_review():
     assert 0.005 < alone["dm_pvalue"] < 0.05 and alone["pf_uplift"] > 0.03
     assert among_ten["dm_pvalue_adjusted"] == pytest.approx(10 * alone["dm_pvalue"])
     assert alone["passes"] and not among_ten["passes"]
+
+
+def _state_at(res, date, policy=POLICY) -> GovernanceState:
+    """What a stored run holds at ``date``: the rows governance wrote up to it, read as the asset reads them."""
+    status = res.status[res.status["date"] == date]
+    leader = status.loc[status["active"], "model"]
+    promoted = leader.iloc[0] if len(leader) and leader.iloc[0] != policy.baseline else ""
+    last_review = res.reviews.loc[res.reviews["review_date"] <= date, "review_date"].max()
+    return GovernanceState(date, promoted, dict(zip(status["model"], status["stopped"], strict=True)), last_review)
+
+
+@pytest.mark.parametrize("cut", [650, 700, 860])
+def test_resuming_from_a_stored_state_gives_the_whole_historys_decisions(cut):
+    def collapsing(y, rng, t):  # promoted, then stopped and reverted: every kind of state to resume from
+        return np.where(t < 600, skill(y, rng, t), -skill(y, rng, t))
+
+    r, f = _world({"collapsing": collapsing, "noise": noise})
+    loss_diff, hits = daily_evidence(f, POLICY.baseline)
+    returns = model_strategy_returns(f, r, cost_bps=0.0)
+    whole = govern(loss_diff, hits, returns, POLICY)
+    assert {"promote", "stop", "revert", "resume"} <= set(whole.decisions["action"])
+    date = returns.index[cut]
+    state = _state_at(whole, date)
+    # the resumed run reads only a trailing window: the evidence window, the accuracy window and a margin
+    start = returns.index[max(0, returns.index.get_loc(state.last_review) - 400)]
+    window = f[f["asof_date"] >= start]
+    loss_w, hits_w = daily_evidence(window, POLICY.baseline)
+    returns_w = model_strategy_returns(window, r, cost_bps=0.0)
+    resumed = govern(loss_w, hits_w, returns_w, POLICY, sessions=returns_w.index, state=state)
+    assert resumed.active.index.min() > date
+    pd.testing.assert_series_equal(resumed.active, whole.active.loc[whole.active.index > date])
+    for name, column in (("decisions", "decision_date"), ("reviews", "review_date"), ("status", "date")):
+        expected = getattr(whole, name)
+        expected = expected[expected[column] > date].reset_index(drop=True)
+        assert len(expected) > 0, name
+        pd.testing.assert_frame_equal(getattr(resumed, name), expected, rtol=1e-10, obj=name)
+
+
+def test_an_accuracy_exactly_at_the_stop_bound_does_not_stop():
+    # hit rates 0.30, 0.60, 0.45 in turn: every 63-day mean is exactly 0.45, but a rolling mean
+    # leaves ~1e-17 below it on about half the days, which must not count as "below 0.45"
+    dates = pd.bdate_range("2015-01-01", periods=600)
+    hits = pd.DataFrame({"ensemble": 0.6, "m": np.resize([0.30, 0.60, 0.45], 600)}, index=dates)
+    assert (hits["m"].rolling(63).mean() < 0.45).sum() > 100  # the float noise the rounding removes
+    assert (rolling_accuracy(hits, 63)["m"].dropna() == 0.45).all()
+    never = pd.DataFrame({"m": np.ones(600)}, index=dates)  # no promotion: the stop rule alone acts
+    res = govern(never, hits, pd.DataFrame(0.0, index=dates, columns=["ensemble", "m"]), POLICY)
+    assert not (res.decisions["action"] == "stop").any()
+    status = res.status[(res.status["model"] == "m") & res.status["rolling_accuracy"].notna()]
+    assert not status["stopped"].any() and status["needs_retrain"].all()  # 0.45 < 0.50: flagged, not stopped

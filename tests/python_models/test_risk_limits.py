@@ -153,3 +153,29 @@ def test_safe_assets_are_held_but_not_counted_as_exposure():
     assert_allclose(safe["gross_return"], plain["gross_return"])
     assert_allclose(safe["exposure"].iloc[1], 0.3)
     assert_allclose(plain["exposure"].iloc[1], 0.8)
+
+
+def test_a_stored_path_extended_by_new_sessions_is_the_cold_starts_path():
+    returns = crash()
+    sessions = returns.index
+    weights = pd.DataFrame({"A": 0.9}, index=sessions[::5])
+
+    passes = []
+
+    def run(w):
+        passes.append(1)
+        return run_backtest(w, returns, cost_bps=10.0, execution="next_close")
+
+    cold, cold_states = apply_drawdown_control(weights, run, sessions, POLICY)
+    cold_passes = len(passes)
+    # the states stored up to session 199, extended to the end: same decisions, same path, fewer passes
+    passes.clear()
+    stored = cold_states["scale"].iloc[:200]
+    warm, warm_states = apply_drawdown_control(weights, run, sessions, POLICY, initial=stored)
+    pd.testing.assert_frame_equal(warm, cold, check_exact=True)
+    pd.testing.assert_frame_equal(warm_states, cold_states, check_exact=True)
+    assert len(passes) < cold_passes
+    # a wrong start is not trusted: the iteration still lands on the one causal path
+    wrong = pd.Series(0.5, index=sessions[:200])
+    again, again_states = apply_drawdown_control(weights, run, sessions, POLICY, initial=wrong)
+    pd.testing.assert_frame_equal(again_states, cold_states, check_exact=True)

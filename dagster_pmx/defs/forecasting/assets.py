@@ -167,26 +167,8 @@ def base_forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
     )
 
 
-def existing_tables(warehouse: Warehouse) -> set[str]:
-    rows = warehouse.query("select table_schema || '.' || table_name as t from information_schema.tables")
-    return set(rows["t"])
-
-
 def has_forecasts(warehouse: Warehouse) -> bool:
-    return "ml.base_forecasts" in existing_tables(warehouse)
-
-
-def append_after(
-    warehouse: Warehouse, table: str, frame: pd.DataFrame, since: pd.Timestamp, column: str = "date"
-) -> int:
-    """Replace the rows of ``table`` dated after ``since`` with ``frame`` (a rerun writes the same rows)."""
-    with warehouse.connect() as con:
-        con.register("incoming", frame)
-        con.execute("begin transaction")
-        con.execute(f"delete from {table} where {column} > ?", [since])
-        con.execute(f"insert into {table} by name select * from incoming")
-        con.execute("commit")
-        return int(con.execute(f"select count(*) from {table}").fetchone()[0])
+    return "ml.base_forecasts" in warehouse.tables()
 
 
 def extend_forecasts(context, warehouse: Warehouse, stored: dict, returns, features, pooled: set[str]):
@@ -288,7 +270,7 @@ def regime_probabilities(
     series = pd.Series(returns["log_return"].to_numpy(float), index=pd.DatetimeIndex(returns["date"]))
     wf, model = walk_forward_config(settings), GaussianHmm()
     since = None
-    if config.mode == "incremental" and "ml.regime_probabilities" in existing_tables(warehouse):
+    if config.mode == "incremental" and "ml.regime_probabilities" in warehouse.tables():
         since = warehouse.query("select max(date) as d from ml.regime_probabilities")["d"].iloc[0]
         since = None if pd.isna(since) else pd.Timestamp(since)
     frame = walk_forward_regimes(series, wf.train_window, model.refit_every or wf.refit_every, wf.gap, model, since)
@@ -296,7 +278,7 @@ def regime_probabilities(
     if since is None:
         rows = warehouse.replace_table("ml.regime_probabilities", frame)
     else:  # only the folds that hold the new sessions were fitted: their rows are the full run's
-        rows = append_after(warehouse, "ml.regime_probabilities", frame, since)
+        rows = warehouse.append_after("ml.regime_probabilities", frame, since)
         frame = warehouse.query(
             "select * from ml.regime_probabilities where date = (select max(date) from ml.regime_probabilities)"
         )
@@ -343,7 +325,7 @@ def regime_probabilities(
 def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: ForecastRun):
     calendar = sessions(warehouse)
     since = None
-    if config.mode == "incremental" and "ml.ensemble_forecasts" in existing_tables(warehouse):
+    if config.mode == "incremental" and "ml.ensemble_forecasts" in warehouse.tables():
         since = warehouse.query("select max(asof_date) as d from ml.ensemble_forecasts")["d"].iloc[0]
         since = None if pd.isna(since) else pd.Timestamp(since)
     first = None
@@ -370,8 +352,8 @@ def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
     else:  # the rows after the last stored origin; the same rows the whole history gives them
         combined = combined[combined["asof_date"] > since]
         weights = weights[weights["asof_date"] > since]
-        n_f = append_after(warehouse, "ml.ensemble_forecasts", combined, since, column="asof_date")
-        n_w = append_after(warehouse, "ml.ensemble_weights", weights, since, column="asof_date")
+        n_f = warehouse.append_after("ml.ensemble_forecasts", combined, since, column="asof_date")
+        n_w = warehouse.append_after("ml.ensemble_weights", weights, since, column="asof_date")
         arrived_targets(warehouse, first)
         context.log.info(f"incremental: {len(combined)} ensemble rows after {since.date()}")
     mean_w = weights.groupby(["ensemble", "model"], observed=True)["weight"].mean().round(3).unstack(0)

@@ -1,14 +1,24 @@
 """Governance assets: which model the signals follow, the audit trail, risk flags and drift."""
 
 import dagster as dg
+import pandas as pd
 
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.reads import cash_rates, forecasts_with_outcomes, market_regimes
+from dagster_pmx.defs.reads import sessions as session_calendar
+from dagster_pmx.defs.refresh import NEVER, IncrementalRun
 from dagster_pmx.resources import PmxSettings, Warehouse
+from python_models.drift import RECENT_WINDOW as DRIFT_RECENT
 from python_models.drift import feature_drift
-from python_models.governance import GovernancePolicy, daily_evidence, govern, model_strategy_returns
+from python_models.governance import (
+    GovernancePolicy,
+    GovernanceState,
+    daily_evidence,
+    govern,
+    model_strategy_returns,
+)
 from python_models.registry import MODELS
-from python_models.signals import governed_signals, model_signals
+from python_models.signals import CONFIDENCE_WINDOW, governed_signals, model_signals
 
 SIGNAL_COLUMNS = [c.name for c in schemas.GOVERNED_SIGNALS.columns]
 #: Calendar columns are known in advance and differ between any two windows by construction: no drift check.
@@ -24,8 +34,33 @@ CALENDAR_FEATURES = (
 )
 
 
+OUTPUTS = (
+    ["ml", "governed_signals"],
+    ["marts", "governance_decisions"],
+    ["marts", "governance_reviews"],
+    ["marts", "model_risk"],
+    ["marts", "feature_drift"],
+)
+
+
 def governance_policy(settings: PmxSettings) -> GovernancePolicy:
     return GovernancePolicy(baseline=settings.governance_baseline, horizon=settings.signal_horizon)
+
+
+def stored_state(warehouse: Warehouse, policy: GovernancePolicy) -> GovernanceState | None:
+    """Where the stored tables leave governance (None when they hold no run to resume): the last
+    session's stops and active model (a promoted candidate is active unless stopped, and a stop
+    reverts it the same close), and the last review."""
+    if not {".".join(key) for key in OUTPUTS} <= warehouse.tables():
+        return None
+    last, review = warehouse.last("marts.model_risk"), warehouse.last("marts.governance_reviews", "review_date")
+    if last is None or review is None:
+        return None
+    rows = warehouse.query("select model, stopped, active from marts.model_risk where date = ?", [last])
+    leader = rows.loc[rows["active"], "model"]
+    promoted = leader.iloc[0] if len(leader) and leader.iloc[0] != policy.baseline else ""
+    stopped = {m: bool(x) for m, x in zip(rows["model"], rows["stopped"], strict=True)}
+    return GovernanceState(date=last, promoted=promoted, stopped=stopped, last_review=review)
 
 
 def _spec(name: str, schema: dg.TableSchema, description: str, schema_name: str = "marts") -> dg.AssetSpec:
@@ -85,18 +120,35 @@ def _spec(name: str, schema: dg.TableSchema, description: str, schema_name: str 
     ],
     pool="warehouse",
 )
-def governance(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
+def governance(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: IncrementalRun
+):
     policy = governance_policy(settings)
+    state = stored_state(warehouse, policy) if config.incremental else None
+    calendar = session_calendar(warehouse)
+    start = None
+    if state is not None:
+        if not len(calendar) or calendar[-1] <= state.date:
+            context.log.info(f"no session after {state.date.date()}: nothing to govern")
+            for key in OUTPUTS:
+                yield dg.MaterializeResult(asset_key=key, metadata={"new_rows": 0})
+            return
+        # every input a decision after state.date reads: the evidence window before a review (with a
+        # session to enter the strategies), the forecasts realised in it, and the accuracy window
+        lookback = max(policy.evidence_window + 1, CONFIDENCE_WINDOW) + policy.accuracy_window + 2 * policy.horizon
+        start = calendar[max(0, int(calendar.searchsorted(min(state.date, state.last_review))) - lookback)]
     forecasts = forecasts_with_outcomes(
         warehouse,
         ["ml.base_forecasts", "ml.ensemble_forecasts"],
         "model, ticker, asof_date, horizon, target_date, y_pred, y_lower, y_upper, y_std",
         horizon=policy.horizon,
+        since=start,
     )
     if forecasts.empty:
         raise ValueError(f"no forecasts at the signal horizon {policy.horizon}")
     returns = warehouse.query(
-        "select date, ticker, simple_return from intermediate.int_returns where ticker <> ?", [settings.benchmark]
+        "select date, ticker, simple_return from intermediate.int_returns where ticker <> ? and date >= ?",
+        [settings.benchmark, start or NEVER],
     ).pivot(index="date", columns="ticker", values="simple_return")
     returns = returns.sort_index().fillna(0.0)
     strategy = model_strategy_returns(
@@ -110,28 +162,56 @@ def governance(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
     )
     regimes = market_regimes(warehouse)
     loss_diff, hits = daily_evidence(forecasts, policy.baseline)
-    result = govern(loss_diff, hits, strategy, policy, regimes=regimes, sessions=strategy.index)
+    result = govern(loss_diff, hits, strategy, policy, regimes=regimes, sessions=strategy.index, state=state)
 
     vr = warehouse.query(
-        "select ticker, date, variance_ratio_z_10 as z from marts.features where ticker <> ?", [settings.benchmark]
+        "select ticker, date, variance_ratio_z_10 as z from marts.features where ticker <> ? and date >= ?",
+        [settings.benchmark, start or NEVER],
     )
     singles = sorted(set(forecasts["model"]) & set(MODELS))
-    per_model = model_signals(forecasts, policy.horizon, singles, variance_ratio_z=vr)
-    signals = governed_signals(per_model, result.active, policy)[SIGNAL_COLUMNS]
-
-    features = warehouse.query(
-        "select * exclude (ticker, refreshed_at) from marts.features where ticker <> ?", [settings.benchmark]
-    ).drop(columns=list(CALENDAR_FEATURES), errors="ignore")
+    if state is not None:  # the confidence windows and the flip count reach back less far than the evidence
+        reach = CONFIDENCE_WINDOW + 2 * policy.horizon + policy.flip_window + 5
+        first = calendar[max(0, int(calendar.searchsorted(state.date)) - reach)]
+        forecasts, vr = forecasts[forecasts["asof_date"] >= first], vr[vr["date"] >= first]
+    per_model = model_signals(forecasts, policy.horizon, singles, variance_ratio_z=vr, window=CONFIDENCE_WINDOW)
+    if state is None:
+        signals = governed_signals(per_model, result.active, policy)[SIGNAL_COLUMNS]
+    else:  # the flip count reads the directions of the sessions before the new ones too
+        stored = warehouse.query(
+            "select date, coalesce(any_value(model) filter (where active), '') as model from marts.model_risk "
+            "where date >= ? group by date order by date",
+            [start],
+        )
+        before = pd.Series(stored["model"].to_numpy(), index=pd.DatetimeIndex(stored["date"]))
+        active = pd.concat([before[before.index <= state.date], result.active])
+        signals = governed_signals(per_model[per_model["asof_date"] >= start], active, policy)[SIGNAL_COLUMNS]
+        signals = signals[signals["asof_date"] > state.date]
     reviews = result.reviews["review_date"].drop_duplicates()
-    drift = feature_drift(features, reviews, train_window=settings.train_window)
+    drift = pd.DataFrame(columns=[c.name for c in schemas.FEATURE_DRIFT.columns])
+    if len(reviews):  # the drift at each new review: its recent window against the training window before
+        reach = settings.train_window + DRIFT_RECENT + policy.review_every + 5
+        first = None if state is None else calendar[max(0, int(calendar.searchsorted(reviews.min())) - reach)]
+        features = warehouse.query(
+            "select * exclude (ticker, refreshed_at) from marts.features where ticker <> ? and date >= ?",
+            [settings.benchmark, first or NEVER],
+        ).drop(columns=list(CALENDAR_FEATURES), errors="ignore")
+        drift = feature_drift(features, reviews, train_window=settings.train_window, recent_window=DRIFT_RECENT)
 
-    counts = {
-        "ml/governed_signals": warehouse.replace_table("ml.governed_signals", signals),
-        "marts/governance_decisions": warehouse.replace_table("marts.governance_decisions", result.decisions),
-        "marts/governance_reviews": warehouse.replace_table("marts.governance_reviews", result.reviews),
-        "marts/model_risk": warehouse.replace_table("marts.model_risk", result.status),
-        "marts/feature_drift": warehouse.replace_table("marts.feature_drift", drift),
+    tables = {
+        "ml/governed_signals": ("ml.governed_signals", signals, "asof_date"),
+        "marts/governance_decisions": ("marts.governance_decisions", result.decisions, "decision_date"),
+        "marts/governance_reviews": ("marts.governance_reviews", result.reviews, "review_date"),
+        "marts/model_risk": ("marts.model_risk", result.status, "date"),
+        "marts/feature_drift": ("marts.feature_drift", drift, "review_date"),
     }
+    if state is None:
+        counts = {key: warehouse.replace_table(table, frame) for key, (table, frame, _) in tables.items()}
+    else:
+        counts = {
+            key: warehouse.append_after(table, frame, state.date, column)
+            for key, (table, frame, column) in tables.items()
+        }
+        context.log.info(f"incremental: governed {len(result.active)} sessions after {state.date.date()}")
     actions = result.decisions["action"].value_counts().to_dict()
     events = result.decisions[result.decisions["action"] != "hold"][["decision_date", "action", "model", "reason"]]
     active_share = result.active.replace("", "(none)").value_counts(normalize=True).round(3)

@@ -96,10 +96,14 @@ def select_prices(frame: pd.DataFrame, settings: PmxSettings) -> pd.DataFrame:
     return out.sort_values(["ticker", "date", "source"]).reset_index(drop=True)
 
 
-def last_sessions(warehouse: Warehouse, source: str) -> dict:
-    """Each ticker's last stored session from ``source`` (empty before the first ingest)."""
+def last_sessions(warehouse: Warehouse, source: PriceSource) -> dict:
+    """Each ticker's last stored session from ``source`` (the sources its rows name; empty before the
+    first ingest)."""
+    names = list(getattr(source, "row_sources", (source.name,)))
     try:
-        rows = warehouse.query("select ticker, max(date) as last from raw.prices where source = ? group by 1", [source])
+        rows = warehouse.query(
+            "select ticker, max(date) as last from raw.prices where source in (select unnest(?)) group by 1", [names]
+        )
     except duckdb.Error:  # no warehouse or no raw.prices yet: nothing stored
         return {}
     return {t: pd.Timestamp(d) for t, d in zip(rows["ticker"], rows["last"], strict=True)}
@@ -232,7 +236,7 @@ def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
     else:
         universe = settings.ticker_list + [settings.benchmark] if settings.ticker_list else None
     # a backfill (a start date in the run config) fetches its range again; otherwise only what is new
-    since = {} if config.start_date else last_sessions(warehouse, source.name)
+    since = {} if config.start_date else last_sessions(warehouse, source)
     screened = screen_source(source, universe, since=since)
     failures = getattr(source, "failures", {})
     if failures:

@@ -62,8 +62,14 @@ class BundledSource(PriceSource):
     """
 
     name = "bundled"
+    #: the ``source`` its rows carry: the package each series comes from
+    row_sources = ("skfolio", "arch")
 
     def prices(self, tickers: list[str] | None = None, since: dict | None = None) -> pd.DataFrame:
+        """The packaged series; with ``since``, only each ticker's sessions after it. The data ship
+        inside installed packages and do not change while they are installed, so what is stored
+        needs no second look (unlike a folder of files a vendor may restate); a backfill (a start
+        date in the run config) reads its range again."""
         from arch.data import sp500
         from skfolio.datasets import load_sp500_dataset, load_sp500_index
 
@@ -83,6 +89,9 @@ class BundledSource(PriceSource):
         out = pd.concat([stocks, index, ohlcv], ignore_index=True)
         if tickers:
             out = out[out["ticker"].isin(tickers)]
+        if since:
+            last = out["ticker"].map(since)
+            out = out[last.isna() | (out["date"] > last)]
         return out.reset_index(drop=True)
 
     def macro(self) -> pd.DataFrame:

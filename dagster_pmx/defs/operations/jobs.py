@@ -13,11 +13,17 @@ RESEARCH = (
 )
 
 
+#: Assets that extend their stored history in the daily refresh (see defs.refresh.IncrementalRun).
+EXTENDED = ("governance", "allocations")
+
+
 def forecast_mode(mode: str) -> dict:
-    """Run config that sets the forecasting assets' mode (see forecasting.assets.ForecastRun)."""
-    return {
-        "ops": {op: {"config": {"mode": mode}} for op in ("base_forecasts", "ml__regime_probabilities", "ensemble")}
-    }
+    """Run config that sets the forecasting assets' mode (see forecasting.assets.ForecastRun); in
+    ``incremental`` mode governance and allocations also decide only the new sessions."""
+    ops = {op: {"config": {"mode": mode}} for op in ("base_forecasts", "ml__regime_probabilities", "ensemble")}
+    if mode == "incremental":
+        ops.update({op: {"config": {"incremental": True}} for op in EXTENDED})
+    return {"ops": ops}
 
 
 full_build_job = dg.define_asset_job(
@@ -33,8 +39,10 @@ daily_refresh_job = dg.define_asset_job(
     selection=dg.AssetSelection.all() - RESEARCH,
     config=forecast_mode("incremental"),
     description="After the close: ingest the new session, extend the features (incremental dbt models), forecast "
-    "only the new sessions with the current fits (ml.model_fits), then ensembles, governance, signals, allocations "
-    "and the paper book's fills and orders. Backtests and validation wait for the weekly retrain.",
+    "only the new sessions with the current fits (ml.model_fits), extend the ensembles, governance (resuming its "
+    "stops, promoted model and review calendar) and the allocations (resuming the books and the drawdown control), "
+    "rebuild the signals, and book the paper book's fills and orders. Backtests and validation wait for the weekly "
+    "retrain.",
 )
 
 refresh_tickers_job = dg.define_asset_job(

@@ -7,6 +7,7 @@ import pandas as pd
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.backtest.engine import backtester, load_market
 from dagster_pmx.defs.reads import sessions as session_calendar
+from dagster_pmx.defs.refresh import APPENDED_AFTER, NEVER, IncrementalRun
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.allocation import BOND, barbell_book, risk_parity_book
 from python_models.barbell import BarbellPolicy, risky_share
@@ -120,23 +121,58 @@ def _wide(rows: pd.DataFrame) -> pd.DataFrame:
             description="Per controlled strategy and session: the drawdown control's state (normal, de_risked, "
             "stopped), the scale it put on the risky positions decided at that close, and the drawdown it read.",
         ),
+        dg.AssetSpec(
+            ["ml", "strategy_decisions"],
+            group_name="portfolio",
+            kinds={"python", "duckdb"},
+            metadata={"dagster/column_schema": schemas.STRATEGY_DECISIONS},
+            deps=[dg.AssetKey(["marts", "signals"]), dg.AssetKey(["ml", "safe_sleeve"])],
+            description="The controlled strategies' decisions before the drawdown control scaled them (every "
+            "decision date, zeros kept): what the books would hold without the risk limits, and the state the "
+            "daily refresh extends instead of re-deciding the whole history.",
+        ),
     ],
     pool="warehouse",
 )
-def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
-    signals = warehouse.query("""
+def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: IncrementalRun):
+    stored = {"marts.drawdown_control", "ml.strategy_decisions", "marts.allocations"}
+    since = warehouse.last("marts.drawdown_control") if config.incremental else None
+    if since is not None and not stored <= warehouse.tables():
+        since = None
+    signals = warehouse.query(
+        """
         select 'governed' as strategy, ticker, date,
                case when tradable then expected_return else 0 end as expected_return, forecast_std,
                confidence, tradable
         from marts.signals
+        where date > ?
         union all
         select f.model as strategy, f.ticker, f.asof_date as date, f.y_pred, f.y_std, null, null
         from marts.forecasts f
-        where f.horizon = (select max(horizon) from marts.signals)
-    """)
-    if signals.empty:
+        where f.horizon = (select max(horizon) from marts.signals) and f.asof_date > ?
+        """,
+        [since or NEVER] * 2,
+    )
+    if signals.empty and since is None:
         raise ValueError("marts.signals is empty: nothing to allocate")
+    if signals.empty:
+        context.log.info(f"no signals after {since.date()}: nothing to decide")
+        for key in (["marts", "allocations"], ["marts", "drawdown_control"], ["ml", "strategy_decisions"]):
+            yield dg.MaterializeResult(asset_key=key, metadata={"new_rows": 0, APPENDED_AFTER: str(since.date())})
+        return
     signals["date"] = pd.to_datetime(signals["date"])
+    # the whole history's decision dates, first date and tickers: an extension lays the same grid
+    signal_dates = pd.DatetimeIndex(warehouse.query("select distinct date from marts.signals order by 1")["date"])
+    universe = warehouse.query(
+        """
+        select min(first) as first, list_distinct(flatten(list(tickers))) as tickers from (
+            select min(date) as first, list(distinct ticker) as tickers from marts.signals
+            union all
+            select min(asof_date), list(distinct ticker) from marts.forecasts
+            where horizon = (select max(horizon) from marts.signals)
+        )
+        """
+    ).iloc[0]
     # the governed book's Kelly bet shrinks with its signal's confidence (2c - 1, 0 below 0.55)
     sized = signals.drop(columns=["confidence", "tradable"])
     governed_rows = (signals["strategy"] == "governed").to_numpy()
@@ -147,9 +183,10 @@ def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
         settings.position_cap,
         settings.max_gross,
     )
-    market = load_market(warehouse, signals["date"].min())
+    market = load_market(warehouse, universe["first"])
     stocks = market.returns.drop(columns=[BOND, settings.benchmark], errors="ignore")
-    stocks = stocks[[t for t in stocks.columns if t in set(signals["ticker"])]]
+    signal_tickers = set(universe["tickers"])
+    stocks = stocks[[t for t in stocks.columns if t in signal_tickers]]
     governed = signals[signals["strategy"] == "governed"]
 
     probs = warehouse.query("select date, regime, probability from ml.regime_probabilities")
@@ -158,7 +195,7 @@ def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
     vol = warehouse.query("select date, market_vol_21 from intermediate.int_market")
     market_vol = pd.Series(vol["market_vol_21"].to_numpy(), index=pd.DatetimeIndex(vol["date"]))
     policy = BarbellPolicy.linear(probs.shape[1], target_vol=settings.barbell_target_vol)
-    share = risky_share(probs.loc[probs.index >= governed["date"].min()], market_vol, policy)
+    share = risky_share(probs.loc[probs.index >= signal_dates.min()], market_vol, policy)
     sleeve = warehouse.query("select date, bond_share from ml.safe_sleeve")
     bond = pd.Series(sleeve["bond_share"].to_numpy(), index=pd.DatetimeIndex(sleeve["date"]))
     wide = {
@@ -170,27 +207,47 @@ def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
             fraction=settings.kelly_fraction,
             cap=settings.position_cap,
             every=settings.rebalance_every,
+            dates=signal_dates,
+            after=since,
         ),
         "risk_parity": risk_parity_book(
-            stocks,
-            pd.DatetimeIndex(governed["date"].unique()),
-            cap=settings.position_cap,
-            every=settings.rebalance_every,
+            stocks, signal_dates, cap=settings.position_cap, every=settings.rebalance_every, after=since
         ),
         "governed": _wide(books[books["strategy"] == "governed"]),
     }
+    scales = None
+    if since is not None:  # extend the stored books and the drawdown control's path
+        old = warehouse.query("select strategy, date, ticker, weight from ml.strategy_decisions")
+        old["date"] = pd.to_datetime(old["date"])
+        wide = {s: pd.concat([_decisions(old, s), w]).fillna(0.0).sort_index(axis=1) for s, w in wide.items()}
+        scales = warehouse.query("select strategy, date, scale from marts.drawdown_control")
+        scales = scales.pivot(index="date", columns="strategy", values="scale")
     run = backtester(settings, market)
     control = DrawdownPolicy(de_risk_at=settings.drawdown_de_risk, stop_at=settings.drawdown_stop)
     frames, states = [books[books["strategy"] != "governed"]], []
     for strategy in CONTROLLED:
-        controlled, state = apply_drawdown_control(wide[strategy], run, market.returns.index, control, safe=[BOND])
+        initial = None if scales is None or strategy not in scales else scales[strategy]
+        controlled, state = apply_drawdown_control(
+            wide[strategy], run, market.returns.index, control, safe=[BOND], initial=initial
+        )
         frames.append(_long(strategy, controlled))
         states.append(state.rename_axis("date").reset_index().assign(strategy=strategy))
     table = pd.concat(frames, ignore_index=True)[["strategy", "date", "ticker", "weight", "sleeve"]]
     table = table.sort_values(["strategy", "date", "ticker"]).reset_index(drop=True)
-    rows = warehouse.replace_table("marts.allocations", table)
     control_rows = pd.concat(states, ignore_index=True)[[c.name for c in schemas.DRAWDOWN_CONTROL.columns]]
-    n_control = warehouse.replace_table("marts.drawdown_control", control_rows)
+    new_decisions = _decision_rows(wide)
+    if since is None:
+        rows = warehouse.replace_table("marts.allocations", table)
+        n_control = warehouse.replace_table("marts.drawdown_control", control_rows)
+        n_decisions = warehouse.replace_table("ml.strategy_decisions", new_decisions)
+    else:  # only the new sessions' rows: the stored path before them is the one this run started from
+        table = table[table["date"] > since]
+        control_rows = control_rows[control_rows["date"] > since]
+        new_decisions = new_decisions[new_decisions["date"] > since]
+        rows = warehouse.append_after("marts.allocations", table, since)
+        n_control = warehouse.append_after("marts.drawdown_control", control_rows, since)
+        n_decisions = warehouse.append_after("ml.strategy_decisions", new_decisions, since)
+        context.log.info(f"incremental: {len(table)} allocation rows after {since.date()}")
     risky = table[table["sleeve"] == "risky"]
     gross = risky.groupby(["strategy", "date"])["weight"].sum().groupby("strategy").mean().round(3)
     episodes = control_rows.assign(
@@ -200,7 +257,11 @@ def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
     )
     yield dg.MaterializeResult(
         asset_key=["marts", "allocations"],
-        metadata={"dagster/row_count": rows, "mean_gross_exposure": str(gross.to_dict())},
+        metadata={
+            "dagster/row_count": rows,
+            "mean_gross_exposure": str(gross.to_dict()),
+            **({} if since is None else {APPENDED_AFTER: str(since.date())}),
+        },
     )
     yield dg.MaterializeResult(
         asset_key=["marts", "drawdown_control"],
@@ -212,3 +273,21 @@ def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
             ),
         },
     )
+    yield dg.MaterializeResult(asset_key=["ml", "strategy_decisions"], metadata={"dagster/row_count": n_decisions})
+
+
+def _decision_rows(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The controlled strategies' decisions as ``ml.strategy_decisions`` rows (zeros kept)."""
+    frames = [
+        w.rename_axis(index="date", columns="ticker").stack().rename("weight").reset_index().assign(strategy=s)
+        for s, w in wide.items()
+        if len(w)
+    ]
+    columns = [c.name for c in schemas.STRATEGY_DECISIONS.columns]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def _decisions(rows: pd.DataFrame, strategy: str) -> pd.DataFrame:
+    """One strategy's stored decisions as dates by tickers."""
+    own = rows[rows["strategy"] == strategy]
+    return own.pivot(index="date", columns="ticker", values="weight").rename_axis(index=None, columns=None)

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from dagster_pmx.defs.gates import check_result
+from dagster_pmx.defs.refresh import NEVER, appended_after
 from dagster_pmx.resources import PmxSettings, Warehouse
 from expectations import allocations as allocation_suite
 from expectations import signals as signal_suite
@@ -18,14 +19,22 @@ def signals_expectations(warehouse: Warehouse) -> dg.AssetCheckResult:
     return check_result(signal_suite.check(frame), len(frame))
 
 
+ALLOCATIONS = dg.AssetKey(["marts", "allocations"])
+
+
 @dg.asset_check(
-    asset=dg.AssetKey(["marts", "allocations"]),
+    asset=ALLOCATIONS,
     blocking=True,
     description="GX: weights present and finite, each within the position cap, gross exposure "
-    "within the limit, weights plus cash sum to one per (strategy, date).",
+    "within the limit, weights plus cash sum to one per (strategy, date). Validates the rows the latest "
+    "materialization wrote (the daily refresh's new sessions; the rows before passed when they were written).",
 )
-def allocations_expectations(warehouse: Warehouse, settings: PmxSettings) -> dg.AssetCheckResult:
-    frame = warehouse.query("select * from marts.allocations")
+def allocations_expectations(
+    context: dg.AssetCheckExecutionContext, warehouse: Warehouse, settings: PmxSettings
+) -> dg.AssetCheckResult:
+    # the rows the latest materialization wrote: the whole table, or the daily refresh's new sessions
+    after = appended_after(context, ALLOCATIONS)
+    frame = warehouse.query("select * from marts.allocations where date > ?", [after or NEVER])
     return check_result(allocation_suite.check(frame, settings.position_cap, settings.max_gross), len(frame))
 
 
