@@ -54,7 +54,6 @@ class Warehouse(dg.ConfigurableResource):
             con.execute("commit")
             return int(con.execute(f"select count(*) from {table}").fetchone()[0])
 
-
     def tables(self) -> set[str]:
         """``schema.table`` of every table and view in the warehouse."""
         rows = self.query("select table_schema || '.' || table_name as t from information_schema.tables")

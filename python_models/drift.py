@@ -23,6 +23,7 @@ def population_stability_index(reference, recent, bins: int = 10, eps: float = 1
     p, q = np.maximum(p, eps), np.maximum(q, eps)
     return float(np.sum((q - p) * np.log(q / p)))
 
+
 #: Sessions of the recent sample at a review.
 RECENT_WINDOW = 63
 

@@ -203,7 +203,8 @@ def test_allocation_check_fails_on_bad_weights(warehouse, mutate):
     )
     frame = kelly_book(signals)
     _store_allocations(warehouse, mutate(frame).reset_index(drop=True))
-    assert not allocations_expectations(dg.build_asset_check_context(), warehouse=warehouse, settings=PmxSettings()).passed
+    context = dg.build_asset_check_context()
+    assert not allocations_expectations(context, warehouse=warehouse, settings=PmxSettings()).passed
 
 
 def test_settings_from_environment(monkeypatch):

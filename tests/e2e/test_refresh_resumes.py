@@ -41,9 +41,15 @@ def resume(path, asset, tables: dict[str, str], sessions_back: int) -> pd.Timest
     with duckdb.connect(str(path)) as con:
         for name, column in tables.items():
             con.execute(f"delete from {name} where {column} > ?", [cut])
-    warehouse, settings = Warehouse(path=str(path)), PmxSettings(**SLICE)
-    list(asset(dg.build_asset_context(), warehouse=warehouse, settings=settings, config=IncrementalRun(incremental=True)))
+    list(incremental(asset, path))
     return cut
+
+
+def incremental(asset, path):
+    """The asset as the daily refresh runs it, called as a plain function."""
+    warehouse, settings = Warehouse(path=str(path)), PmxSettings(**SLICE)
+    config = IncrementalRun(incremental=True)
+    return asset(dg.build_asset_context(), warehouse=warehouse, settings=settings, config=config)
 
 
 @pytest.fixture
@@ -69,17 +75,18 @@ def test_allocations_resumed_after_a_cut_write_the_full_builds_rows(full, copy):
         pd.testing.assert_frame_equal(table(copy, name), table(full, name), check_exact=True, obj=name)
     states = table(copy, "marts.drawdown_control")
     assert set(states.loc[states["date"] > cut, "strategy"]) == {"governed", "barbell", "risk_parity"}
-    barbell = read(copy, "select distinct date from ml.strategy_decisions where strategy = 'barbell' and date > ?", [cut])
+    barbell = read(
+        copy,
+        "select distinct date from ml.strategy_decisions where strategy = 'barbell' and date > ?",
+        [cut],
+    )
     assert len(barbell) >= 25  # every fifth session of the 150 resumed
 
 
 def test_a_refresh_with_nothing_new_writes_nothing(copy):
     before = {name: table(copy, name) for name in [*GOVERNANCE, *ALLOCATIONS]}
-    warehouse, settings = Warehouse(path=str(copy)), PmxSettings(**SLICE)
     for asset in (governance, allocations):
-        results = list(
-            asset(dg.build_asset_context(), warehouse=warehouse, settings=settings, config=IncrementalRun(incremental=True))
-        )
+        results = list(incremental(asset, copy))
         assert [getattr(r.metadata["new_rows"], "value", r.metadata["new_rows"]) for r in results] == [0] * len(results)
     for name, frame in before.items():
         pd.testing.assert_frame_equal(table(copy, name), frame, obj=name)

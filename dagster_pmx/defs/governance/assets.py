@@ -120,9 +120,7 @@ def _spec(name: str, schema: dg.TableSchema, description: str, schema_name: str 
     ],
     pool="warehouse",
 )
-def governance(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: IncrementalRun
-):
+def governance(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: IncrementalRun):
     policy = governance_policy(settings)
     state = stored_state(warehouse, policy) if config.incremental else None
     calendar = session_calendar(warehouse)
