@@ -1,5 +1,10 @@
 """Building the whole graph into a temporary warehouse, and reading it back."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
 import duckdb
 import pandas as pd
@@ -7,6 +12,7 @@ import pandas as pd
 from dagster_pmx.definitions import build_definitions
 from dagster_pmx.resources import PmxSettings, Warehouse
 
+DBT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 TICKERS = "AAPL,JPM,XOM"
 CUT = "2011-06-30"
 SLICE = dict(
@@ -49,3 +55,18 @@ def build_features(path, settings: PmxSettings) -> dg.ExecuteInProcessResult:
 
 def without_stamps(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=[c for c in STAMPS if c in frame.columns])
+
+
+def dbt_run(path, tmp_path, *flags: str, part: str = "--exclude") -> None:
+    """``dbt run`` of the feature models (``part="--select"``: the post-forecast ones) with ``flags``."""
+    env = {**os.environ, "PMX_WAREHOUSE": str(path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    command = [str(Path(sys.executable).with_name("dbt")), "run", "--quiet", part, "tag:post_forecast"]
+    command += [
+        "--project-dir",
+        str(DBT_DIR),
+        "--profiles-dir",
+        str(DBT_DIR),
+        "--target-path",
+        str(tmp_path / "target"),
+    ]
+    subprocess.run([*command, *flags], env=env, cwd=DBT_DIR, check=True)

@@ -13,7 +13,7 @@ from numpy.testing import assert_allclose
 
 from dagster_pmx.definitions import build_definitions
 from dagster_pmx.resources import PmxSettings, Warehouse
-from tests.e2e.helpers import CUT, SLICE, read, without_stamps
+from tests.e2e.helpers import CUT, SLICE, dbt_run, read, without_stamps
 
 REFRESHED = "2011-07-15"  # ten sessions after the truncated build's last one
 KEY = ["model", "ticker", "asof_date", "horizon"]
@@ -66,6 +66,15 @@ def test_the_daily_refresh_forecasts_only_new_sessions_with_the_stored_fits(trun
     pd.testing.assert_frame_equal(
         read(path, regimes, [REFRESHED]), read(full, regimes, [REFRESHED]), check_exact=False, rtol=1e-9
     )
+    # marts.forecasts, extended by the refresh (its origins of the last 120 days recomputed), is what a rebuild gives
+    rebuilt = tmp_path / "rebuilt.duckdb"
+    shutil.copy(path, rebuilt)
+    dbt_run(rebuilt, tmp_path, "--full-refresh", part="--select")
+    everything = "select * from marts.forecasts order by model, ticker, asof_date, horizon"
+    pd.testing.assert_frame_equal(read(path, everything), read(rebuilt, everything))
+    assert read(path, "select count(*) n from marts.forecasts where y_true is not null and asof_date > ?", [CUT])[
+        "n"
+    ].iloc[0]  # the new origins' one-session targets arrived within the refresh
     # signals, allocations and the paper book reach the new session
     for table in ("marts.signals", "marts.allocations", "marts.paper_nav"):
         assert read(path, f"select max(date) as d from {table}")["d"].iloc[0] == pd.Timestamp(REFRESHED), table

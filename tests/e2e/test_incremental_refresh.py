@@ -1,19 +1,14 @@
 """Incremental refresh: appending sessions or restating a price gives the full build's rows."""
 
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
 
 from dagster_pmx.resources import PmxSettings
-from tests.e2e.helpers import SLICE, build_features, read, without_stamps
+from tests.e2e.helpers import SLICE, build_features, dbt_run, read, without_stamps
 
-DBT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 MARTS = {"features": "ticker, date", "targets": "ticker, date", "prices": "ticker, date"}
 
 
@@ -26,20 +21,6 @@ def assert_marts_equal(a, b) -> None:
         x, y = mart(a, name), mart(b, name)
         assert len(x) == len(y) > 0, name
         pd.testing.assert_frame_equal(x, y, check_exact=False, rtol=1e-10, atol=1e-12, check_dtype=False, obj=name)
-
-
-def dbt_run(path, tmp_path, *flags: str) -> None:
-    env = {**os.environ, "PMX_WAREHOUSE": str(path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    command = [str(Path(sys.executable).with_name("dbt")), "run", "--quiet", "--exclude", "tag:post_forecast"]
-    command += [
-        "--project-dir",
-        str(DBT_DIR),
-        "--profiles-dir",
-        str(DBT_DIR),
-        "--target-path",
-        str(tmp_path / "target"),
-    ]
-    subprocess.run([*command, *flags], env=env, cwd=DBT_DIR, check=True)
 
 
 def test_appending_sessions_gives_the_full_builds_rows(full, tmp_path):

@@ -14,7 +14,7 @@ RESEARCH = (
 
 
 #: Assets that extend their stored history in the daily refresh (see defs.refresh.IncrementalRun).
-EXTENDED = ("governance", "allocations")
+EXTENDED = ("governance", "dbt_signals", "allocations")
 
 
 def forecast_mode(mode: str) -> dict:

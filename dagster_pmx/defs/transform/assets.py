@@ -20,6 +20,7 @@ import dagster as dg
 import yaml
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
+from dagster_pmx.defs.refresh import IncrementalRun
 from dagster_pmx.defs.transform.project import dbt_env, dbt_project, ensure_manifest
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.walk_forward import DEFAULT_HORIZONS
@@ -49,11 +50,7 @@ MANIFEST = ensure_manifest()
 
 
 def _build(
-    context: dg.AssetExecutionContext,
-    dbt: DbtCliResource,
-    warehouse: Warehouse,
-    settings: PmxSettings,
-    config: DbtBuildConfig,
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse, settings: PmxSettings, full: bool
 ):
     # profiles.yml reads the warehouse path from PMX_WAREHOUSE; the resource is its only source.
     os.environ.update(dbt_env(warehouse.abs_path))
@@ -66,7 +63,7 @@ def _build(
     # (a refresh then skips re-parsing the project, several seconds of every dbt step)
     changed = {k: v for k, v in wanted.items() if DBT_VARS.get(k) != v}
     args = ["build"] + (["--vars", json.dumps(changed)] if changed else [])
-    args += ["--full-refresh"] if config.full_refresh or settings.full_refresh else []
+    args += ["--full-refresh"] if full or settings.full_refresh else []
     yield from dbt.cli(args, context=context).stream()
 
 
@@ -86,7 +83,7 @@ def dbt_features(
     config: DbtBuildConfig,
 ):
     """Staging views, daily returns, marts.prices, marts.features and marts.targets (incremental)."""
-    yield from _build(context, dbt, warehouse, settings, config)
+    yield from _build(context, dbt, warehouse, settings, config.full_refresh)
 
 
 @dbt_assets(
@@ -102,7 +99,8 @@ def dbt_signals(
     dbt: DbtCliResource,
     warehouse: Warehouse,
     settings: PmxSettings,
-    config: DbtBuildConfig,
+    config: IncrementalRun,
 ):
-    """marts.forecasts (all models with realised values) and marts.signals (ensemble)."""
-    yield from _build(context, dbt, warehouse, settings, config)
+    """marts.forecasts (all models with realised values) and marts.signals (the governed signal). The daily
+    refresh (``incremental: true``) extends marts.forecasts with the recent origins; otherwise it is rebuilt."""
+    yield from _build(context, dbt, warehouse, settings, not config.incremental)

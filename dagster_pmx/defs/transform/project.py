@@ -31,6 +31,11 @@ class PmxDbtCli(DbtCliResource):
         return None
 
 
+#: dbt's own log file only for errors: at its default (debug, every statement) writing it costs 1–2 s
+#: a build; the events at info level and above, errors included, are in the Dagster run's logs.
+DBT_GLOBAL_FLAGS = ["--log-level-file", "error"]
+
+
 def dbt_env(warehouse_path: str | Path) -> dict[str, str]:
     """Variables a dbt process needs to write to ``warehouse_path`` (profiles.yml reads PMX_WAREHOUSE)."""
     return {"PMX_WAREHOUSE": str(Path(warehouse_path).resolve()), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}

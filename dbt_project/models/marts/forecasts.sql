@@ -37,6 +37,10 @@ final as (
     from all_forecasts as f
     left join forward_returns as r
         on r.ticker = f.ticker and r.date = f.asof_date and r.horizon = f.horizon
+    {% if is_incremental() %}
+    -- the new origins, and the recent ones whose target session may have arrived (63 sessions < 120 days)
+    where f.asof_date >= (select max(asof_date) from {{ this }}) - interval 120 day
+    {% endif %}
 )
 
 select * from final
