@@ -20,7 +20,8 @@ from dagster_pmx.defs.portfolio import checks as portfolio_checks
 from dagster_pmx.defs.trading import assets as trading_assets
 from dagster_pmx.defs.trading import checks as trading_checks
 from dagster_pmx.defs.transform import assets as transform_assets
-from dagster_pmx.defs.transform.project import DBT_EXECUTABLE, DBT_GLOBAL_FLAGS, PmxDbtCli, dbt_project
+from dagster_pmx.defs.transform.dbt_cli import DBT_GLOBAL_FLAGS, PmxDbtCli
+from dagster_pmx.defs.transform.project import DBT_EXECUTABLE, dbt_project
 from dagster_pmx.defs.validation import assets as validation_assets
 from dagster_pmx.resources import DEFAULT_WAREHOUSE, PmxSettings, Warehouse
 
@@ -30,7 +31,12 @@ def default_resources() -> dict:
     return {
         "warehouse": Warehouse(path=os.environ.get("PMX_WAREHOUSE") or str(DEFAULT_WAREHOUSE)),
         "settings": PmxSettings.from_env(),
-        "dbt": PmxDbtCli(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE, global_config_flags=DBT_GLOBAL_FLAGS),
+        "dbt": PmxDbtCli(
+            project_dir=dbt_project,
+            dbt_executable=DBT_EXECUTABLE,
+            global_config_flags=DBT_GLOBAL_FLAGS,
+            in_process=os.environ.get("PMX_DBT_IN_PROCESS", "1").strip().lower() not in ("0", "false", "no"),
+        ),
     }
 
 

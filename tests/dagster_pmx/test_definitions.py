@@ -120,3 +120,35 @@ def test_the_daily_refresh_leaves_research_to_the_weekly_retrain():
     assert not daily & {"marts/backtest_daily", "marts/model_leaderboard", "reports/tearsheet"}
     full = {k.to_user_string() for k in defs.resolve_job_def("full_build").asset_layer.selected_asset_keys}
     assert daily < full and "reports/tearsheet" in full
+
+
+def test_the_dbt_tests_the_daily_refresh_leaves_out_are_repeated_on_marts_features():
+    import json
+
+    from dagster_pmx.defs.transform.assets import MANIFEST, REPEATED_ON_MARTS, repeated_test_checks
+
+    manifest = json.loads(MANIFEST.read_text())
+
+    def signature(node):  # what a test checks, whatever model it is attached to
+        meta = node.get("test_metadata", {})
+        kwargs = {k: v for k, v in meta.get("kwargs", {}).items() if k not in ("model", "column_name")}
+        return meta.get("name"), node.get("column_name"), json.dumps(kwargs, sort_keys=True)
+
+    tests = [n for n in manifest["nodes"].values() if n["resource_type"] == "test"]
+    on_features = {signature(n) for n in tests if n["depends_on"]["nodes"] == ["model.pmx.features"]}
+    left_out = [n for n in tests if n["original_file_path"] == REPEATED_ON_MARTS]
+    assert len(left_out) >= 60
+    assert all(n["depends_on"]["nodes"][0].startswith("model.pmx.int_features_") for n in left_out)
+    missing = [n["name"] for n in left_out if signature(n) not in on_features]
+    assert not missing, f"left out of the daily refresh but not repeated on marts.features: {missing}"
+
+    from dagster_pmx.defs.operations.jobs import daily_refresh_job, full_build_job
+
+    graph = defs.resolve_asset_graph()
+    keys = set(repeated_test_checks())
+    assert len(keys) == len(left_out)
+    full_checks = full_build_job.selection.resolve_checks(graph)
+    daily_checks = daily_refresh_job.selection.resolve_checks(graph)
+    assert keys <= full_checks and not keys & daily_checks
+    assert {k for k in full_checks if k.asset_key == dg.AssetKey(["marts", "features"])} <= daily_checks
+    assert daily_checks <= full_checks - keys and len(daily_checks) >= 200  # every other dbt test and GX gate

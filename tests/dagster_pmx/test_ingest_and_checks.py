@@ -263,16 +263,16 @@ import dagster as dg
 from dagster_pmx.defs.ingest import assets
 from dagster_pmx.resources import PmxSettings, Warehouse
 
-real, calls = assets.upsert, []
+real, calls = assets.write_batch, []
 
-def upsert_then_die(*args, **kwargs):
+def write_then_die(*args, **kwargs):
     out = real(*args, **kwargs)
     calls.append(1)
     if len(calls) == 2:
         os._exit(9)  # killed between batches: no cleanup, no exception handling
     return out
 
-assets.upsert = upsert_then_die
+assets.write_batch = write_then_die
 settings = PmxSettings(source="csv", csv_dir=sys.argv[2], benchmark="AAA")
 list(assets.raw_prices(dg.build_asset_context(), warehouse=Warehouse(path=sys.argv[1]), settings=settings))
 """

@@ -43,14 +43,24 @@ create table if not exists raw.macro (
 NETWORK_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
-def upsert(warehouse: Warehouse, table: str, ddl: str, frame: pd.DataFrame, columns: list[str], key: list[str]) -> int:
+def upsert(
+    warehouse: Warehouse,
+    table: str,
+    ddl: str,
+    frame: pd.DataFrame,
+    columns: list[str],
+    key: list[str],
+    batch_by: str | None = None,
+) -> int:
     """Insert new rows and replace changed ones, keyed by ``key``; returns the table's row count.
 
     Only rows that are new or whose values differ from the stored ones are written, stamped
     with ``ingested_at``: re-sending the same rows changes nothing (the incremental dbt
     models read ``ingested_at`` to find what changed). Rows already stored and absent from
     ``frame`` are kept. A stored row that is replaced is first copied, as it was, into
-    ``<table>_audit`` with ``replaced_at``. The audit copy and the write are one transaction.
+    ``<table>_audit`` with ``replaced_at``. The audit copy and the write are one transaction;
+    with ``batch_by``, one transaction per value of that column (a crash between batches
+    leaves whole batches stored or untouched, and a rerun completes the rest).
     """
     values = [c for c in columns if c not in key]
     on = " and ".join(f"stored.{c} = incoming.{c}" for c in key)
@@ -67,20 +77,30 @@ def upsert(warehouse: Warehouse, table: str, ddl: str, frame: pd.DataFrame, colu
             f"create table if not exists {table}_audit as "
             f"select *, now()::timestamp as replaced_at from {table} limit 0"
         )
-        con.register("incoming", frame[columns])
-        con.execute("begin transaction")
-        con.execute(
+        batches = [frame] if batch_by is None else [b for _, b in frame.groupby(batch_by, sort=True)]
+        audit = (
             f"insert into {table}_audit select stored.*, now()::timestamp from {table} as stored "
             f"join incoming on {on} where {changed}"
         )
-        con.execute(
+        write = (
             f"insert or replace into {table} ({', '.join(columns)}, ingested_at) "
             f"select {', '.join('incoming.' + c for c in columns)}, now()::timestamp from incoming "
             f"left join {table} as stored on {on} "
             f"where stored.{key[0]} is null or {changed}"
         )
-        con.execute("commit")
+        for batch in batches:
+            write_batch(con, batch[columns], [audit, write])
         return int(con.execute(f"select count(*) from {table}").fetchone()[0])
+
+
+def write_batch(con, batch: pd.DataFrame, statements: list[str]) -> None:
+    """Run ``statements`` over ``batch`` (registered as ``incoming``) in one transaction."""
+    con.register("incoming", batch)
+    con.execute("begin transaction")
+    for statement in statements:
+        con.execute(statement)
+    con.execute("commit")
+    con.unregister("incoming")
 
 
 def select_prices(frame: pd.DataFrame, settings: PmxSettings) -> pd.DataFrame:
@@ -251,9 +271,8 @@ def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
         raise ValueError(f"source {source.name!r} returned no usable prices for the configured universe and dates")
     # one transaction per ticker: a crash between batches leaves whole tickers stored or untouched,
     # and the next run (an idempotent upsert) completes the rest
-    for _, batch in frame.groupby("ticker", sort=True):
-        upsert(warehouse, "raw.prices", PRICES_DDL, batch, [*PRICE_COLUMNS, "flags"], ["ticker", "date", "source"])
-    total = int(warehouse.query("select count(*) n from raw.prices")["n"].iloc[0])
+    key = ["ticker", "date", "source"]
+    total = upsert(warehouse, "raw.prices", PRICES_DDL, frame, [*PRICE_COLUMNS, "flags"], key, batch_by="ticker")
     refused, stored = store_findings(warehouse, screened)
     actions = getattr(source, "actions", None)
     if actions is not None and len(actions):

@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs.operations.calendar import EXCHANGE_TZ, is_session
+from dagster_pmx.defs.transform.assets import repeated_test_checks
 
 #: Research assets: rebuilt by the full build and the weekly retrain, not every evening.
 RESEARCH = (
@@ -36,13 +37,14 @@ full_build_job = dg.define_asset_job(
 
 daily_refresh_job = dg.define_asset_job(
     "daily_refresh",
-    selection=dg.AssetSelection.all() - RESEARCH,
+    selection=dg.AssetSelection.all() - RESEARCH - dg.AssetSelection.checks(*repeated_test_checks()),
     config=forecast_mode("incremental"),
     description="After the close: ingest the new session, extend the features (incremental dbt models), forecast "
     "only the new sessions with the current fits (ml.model_fits), extend the ensembles, governance (resuming its "
     "stops, promoted model and review calendar) and the allocations (resuming the books and the drawdown control), "
-    "rebuild the signals, and book the paper book's fills and orders. Backtests and validation wait for the weekly "
-    "retrain.",
+    "extend marts.forecasts, rebuild marts.signals, and book the paper book's fills and orders. The dbt tests of "
+    "the intermediate feature models are left to the other jobs (marts.features repeats each of them). Backtests "
+    "and validation wait for the weekly retrain.",
 )
 
 refresh_tickers_job = dg.define_asset_job(

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DbtProject
 
 from dagster_pmx.resources import DEFAULT_WAREHOUSE, REPO_ROOT
 
@@ -17,23 +17,6 @@ DBT_DIR = REPO_ROOT / "dbt_project"
 dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 # The dbt installed beside this interpreter, whether or not the venv is on PATH.
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
-
-
-class PmxDbtCli(DbtCliResource):
-    """``DbtCliResource`` without the in-process dbt adapter it opens before every invocation.
-
-    dagster-dbt loads the project and its macros into an adapter (2–3 s a call) only to fetch
-    row counts and column metadata after the run; pmx asks for neither (its assets record
-    their own row counts), and with no adapter dagster-dbt skips that work by design.
-    """
-
-    def _initialize_dbt_core_adapter(self, args):  # noqa: ARG002 (dagster-dbt's signature)
-        return None
-
-
-#: dbt's own log file only for errors: at its default (debug, every statement) writing it costs 1–2 s
-#: a build; the events at info level and above, errors included, are in the Dagster run's logs.
-DBT_GLOBAL_FLAGS = ["--log-level-file", "error"]
 
 
 def dbt_env(warehouse_path: str | Path) -> dict[str, str]:

@@ -1,0 +1,115 @@
+"""dagster-dbt's CLI resource, without the fixed costs pmx does not need.
+
+``DbtCliResource`` spends seconds around every ``dbt build`` before dbt does any work, which
+matters to the daily refresh (two dbt steps of a job that should take seconds):
+
+* it asks the ``dbt`` executable for its version (``dbt --version``, a new Python process
+  importing dbt: ~2.5 s) — the installed dbt-core's version is read from its package metadata;
+* it opens an in-process dbt adapter (loading the project's macros, 2–3 s) only to fetch row
+  counts and column metadata after the run, which pmx does not ask for — none is opened, and
+  dagster-dbt then skips that work by design;
+* it starts dbt as a subprocess, which imports dbt again (~2 s) — with ``in_process`` (the
+  default) the build runs in this process through ``dbtRunner``, dbt's documented programmatic
+  entry point, and dagster-dbt reads its events exactly as it reads the subprocess's JSON log.
+
+The in-process path swaps the ``subprocess`` module dagster-dbt's invocation uses for the
+length of one ``cli`` call (dagster-dbt has no hook for a runner of its own); ``in_process:
+false`` (``PMX_DBT_IN_PROCESS=0``) restores the plain subprocess.
+"""
+
+import io
+import os
+import subprocess
+from collections.abc import Sequence
+from functools import cached_property
+from importlib.metadata import version as installed_version
+from types import SimpleNamespace
+
+import orjson
+from dagster_dbt import DbtCliResource
+from dagster_dbt.core import dbt_cli_invocation
+from packaging import version
+
+#: dbt's own log file only for errors: at its default (debug, every statement) writing it costs 1–2 s
+#: a build; the events at info level and above, errors included, are in the Dagster run's logs.
+DBT_GLOBAL_FLAGS = ["--log-level-file", "error"]
+
+
+class InProcessDbt:
+    """A dbt invocation run to completion in this process, shaped like the finished ``Popen`` that
+    dagster-dbt reads: ``stdout`` holds one JSON event per line (what ``DBT_LOG_FORMAT=json``
+    prints), ``wait()`` returns dbt's exit code (0 success, 1 a failed node, 2 an error)."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str], cwd, **_):
+        from dbt.cli.main import dbtRunner
+        from dbt_common.events.functions import msg_to_dict
+
+        lines: list[bytes] = []
+
+        def record(event) -> None:
+            if event.info.level != "debug":
+                lines.append(orjson.dumps(msg_to_dict(event)) + b"\n")
+
+        saved_env, saved_cwd = dict(os.environ), os.getcwd()
+        # dbt reads its target and log paths, profiles dir and the warehouse from the environment
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(cwd)
+        try:
+            # --quiet: the events reach dagster-dbt through the callback, not twice through stdout
+            result = dbtRunner(callbacks=[record]).invoke(["--quiet", *args[1:]])
+        finally:
+            _close_duckdb()
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+        self.args = list(args)
+        self.returncode = 0 if result.success else (2 if result.exception is not None else 1)
+        if result.exception is not None:
+            error = {"info": {"name": "MainEncounteredError", "level": "error", "msg": str(result.exception)}}
+            lines.append(orjson.dumps({**error, "data": {}}) + b"\n")
+        self.stdout = io.BytesIO(b"".join(lines))
+
+    def wait(self, timeout=None) -> int:  # noqa: ARG002 (Popen's signature)
+        return self.returncode
+
+    def poll(self) -> int:
+        return self.returncode
+
+    def send_signal(self, sig) -> None:  # the run has finished: nothing to interrupt
+        pass
+
+
+def _close_duckdb() -> None:
+    """dbt-duckdb keeps its DuckDB connection open in the process after a run; the warehouse's own
+    (read-only) connections could not open the file beside it. Close it."""
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    if DuckDBConnectionManager._ENV is not None:
+        DuckDBConnectionManager._ENV.close()
+    DuckDBConnectionManager.close_all_connections()
+
+
+class PmxDbtCli(DbtCliResource):
+    """``DbtCliResource`` that runs dbt in this process and skips the version probe and the adapter
+    handle (see the module docstring)."""
+
+    in_process: bool = True
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        return version.parse(installed_version("dbt-core"))
+
+    def _initialize_dbt_core_adapter(self, args):  # noqa: ARG002 (dagster-dbt's signature)
+        return None
+
+    def cli(self, args, **kwargs):
+        if not self.in_process:
+            return super().cli(args, **kwargs)
+        shim = SimpleNamespace(Popen=InProcessDbt, PIPE=subprocess.PIPE, STDOUT=subprocess.STDOUT)
+        saved = dbt_cli_invocation.subprocess
+        dbt_cli_invocation.subprocess = shim
+        try:
+            return super().cli(args, **kwargs)
+        finally:
+            dbt_cli_invocation.subprocess = saved
