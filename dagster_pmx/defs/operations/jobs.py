@@ -4,7 +4,6 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs.operations.calendar import EXCHANGE_TZ, is_session
-from dagster_pmx.defs.transform.assets import repeated_test_checks
 
 #: Research assets: rebuilt by the full build and the weekly retrain, not every evening.
 RESEARCH = (
@@ -24,6 +23,7 @@ def forecast_mode(mode: str) -> dict:
     ops = {op: {"config": {"mode": mode}} for op in ("base_forecasts", "ml__regime_probabilities", "ensemble")}
     if mode == "incremental":
         ops.update({op: {"config": {"incremental": True}} for op in EXTENDED})
+        ops["dbt_features"] = {"config": {"repeated_tests": False}}
     return {"ops": ops}
 
 
@@ -37,7 +37,7 @@ full_build_job = dg.define_asset_job(
 
 daily_refresh_job = dg.define_asset_job(
     "daily_refresh",
-    selection=dg.AssetSelection.all() - RESEARCH - dg.AssetSelection.checks(*repeated_test_checks()),
+    selection=dg.AssetSelection.all() - RESEARCH,
     config=forecast_mode("incremental"),
     description="After the close: ingest the new session, extend the features (incremental dbt models), forecast "
     "only the new sessions with the current fits (ml.model_fits), extend the ensembles, governance (resuming its "

@@ -29,6 +29,9 @@ from python_models.walk_forward import DEFAULT_HORIZONS
 class DbtBuildConfig(dg.Config):
     full_refresh: bool = False
     """Rebuild incremental models from scratch (after deleting raw rows or changing a model's SQL)."""
+    repeated_tests: bool = True
+    """Run the intermediate feature models' tests, which marts.features repeats column for column (so a
+    failure names the model that caused it). The daily refresh turns them off: 71 dbt tests fewer."""
 
 
 class PmxTranslator(DagsterDbtTranslator):
@@ -52,7 +55,12 @@ MANIFEST = ensure_manifest()
 
 
 def _build(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse, settings: PmxSettings, full: bool
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: Warehouse,
+    settings: PmxSettings,
+    full: bool,
+    exclude: tuple[str, ...] = (),
 ):
     # profiles.yml reads the warehouse path from PMX_WAREHOUSE; the resource is its only source.
     os.environ.update(dbt_env(warehouse.abs_path))
@@ -66,6 +74,8 @@ def _build(
     changed = {k: v for k, v in wanted.items() if DBT_VARS.get(k) != v}
     args = ["build"] + (["--vars", json.dumps(changed)] if changed else [])
     args += ["--full-refresh"] if full or settings.full_refresh else []
+    for selector in exclude:  # added to the asset definition's own --exclude (dbt takes their union)
+        args += ["--exclude", selector]
     yield from dbt.cli(args, context=context).stream()
 
 
@@ -85,7 +95,9 @@ def dbt_features(
     config: DbtBuildConfig,
 ):
     """Staging views, daily returns, marts.prices, marts.features and marts.targets (incremental)."""
-    yield from _build(context, dbt, warehouse, settings, config.full_refresh)
+    # the tests defined in that file, not the models it documents (path: alone would match those too)
+    repeated = () if config.repeated_tests else (f"path:{REPEATED_ON_MARTS},resource_type:test",)
+    yield from _build(context, dbt, warehouse, settings, config.full_refresh, repeated)
 
 
 @dbt_assets(
@@ -106,16 +118,3 @@ def dbt_signals(
     """marts.forecasts (all models with realised values) and marts.signals (the governed signal). The daily
     refresh (``incremental: true``) extends marts.forecasts with the recent origins; otherwise it is rebuilt."""
     yield from _build(context, dbt, warehouse, settings, not config.incremental)
-
-
-def repeated_test_checks() -> list[dg.AssetCheckKey]:
-    """The asset checks of the dbt tests in :data:`REPEATED_ON_MARTS`. The daily refresh leaves them out
-    (the marts' copies run; 71 dbt nodes and check events fewer); every other job runs them, so a failure
-    still points at the intermediate model that caused it."""
-    manifest = json.loads(MANIFEST.read_text())
-    names = {
-        node["name"]
-        for node in manifest["nodes"].values()
-        if node["resource_type"] == "test" and node["original_file_path"] == REPEATED_ON_MARTS
-    }
-    return [spec.key for spec in dbt_features.check_specs if spec.key.name in names]
