@@ -41,3 +41,9 @@ def market_regimes(warehouse: Warehouse) -> pd.Series:
 def sessions(warehouse: Warehouse) -> pd.DatetimeIndex:
     """The exchange sessions of the data (intermediate.int_sessions)."""
     return pd.DatetimeIndex(warehouse.query("select date from intermediate.int_sessions order by date")["date"])
+
+
+def sessions_back(calendar: pd.DatetimeIndex, date, count: int) -> pd.Timestamp:
+    """The session ``count`` sessions before ``date`` in ``calendar`` (its first session if there are fewer):
+    where an incremental step starts reading so that its windows see what a rebuild's see."""
+    return calendar[max(0, int(calendar.searchsorted(pd.Timestamp(date))) - count)]

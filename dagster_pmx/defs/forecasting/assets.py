@@ -5,7 +5,7 @@ import pandas as pd
 
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.forecasting import fits as fit_store
-from dagster_pmx.defs.reads import forecasts_with_outcomes, sessions
+from dagster_pmx.defs.reads import forecasts_with_outcomes, sessions, sessions_back
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.base import PanelForecaster
 from python_models.ensemble import VARIANTS, ensemble_panel
@@ -332,7 +332,7 @@ def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
     if since is not None:
         # enough origins before the new ones to re-estimate their weights exactly as the whole history would
         lookback = settings.ensemble_window + max(DEFAULT_HORIZONS) + 2 * settings.ensemble_reweight_every
-        first = calendar[max(0, calendar.searchsorted(since) - lookback)]
+        first = sessions_back(calendar, since, lookback)
     frame = forecasts_with_outcomes(
         warehouse, ["ml.base_forecasts"], "model, ticker, asof_date, horizon, target_date, y_pred, y_std", since=first
     )

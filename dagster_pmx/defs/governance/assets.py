@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs import schemas
-from dagster_pmx.defs.reads import cash_rates, forecasts_with_outcomes, market_regimes
+from dagster_pmx.defs.reads import cash_rates, forecasts_with_outcomes, market_regimes, sessions_back
 from dagster_pmx.defs.reads import sessions as session_calendar
 from dagster_pmx.defs.refresh import NEVER, IncrementalRun
 from dagster_pmx.resources import PmxSettings, Warehouse
@@ -134,7 +134,7 @@ def governance(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
         # every input a decision after state.date reads: the evidence window before a review (with a
         # session to enter the strategies), the forecasts realised in it, and the accuracy window
         lookback = max(policy.evidence_window + 1, CONFIDENCE_WINDOW) + policy.accuracy_window + 2 * policy.horizon
-        start = calendar[max(0, int(calendar.searchsorted(min(state.date, state.last_review))) - lookback)]
+        start = sessions_back(calendar, min(state.date, state.last_review), lookback)
     forecasts = forecasts_with_outcomes(
         warehouse,
         ["ml.base_forecasts", "ml.ensemble_forecasts"],
@@ -169,7 +169,7 @@ def governance(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
     singles = sorted(set(forecasts["model"]) & set(MODELS))
     if state is not None:  # the confidence windows and the flip count reach back less far than the evidence
         reach = CONFIDENCE_WINDOW + 2 * policy.horizon + policy.flip_window + 5
-        first = calendar[max(0, int(calendar.searchsorted(state.date)) - reach)]
+        first = sessions_back(calendar, state.date, reach)
         forecasts, vr = forecasts[forecasts["asof_date"] >= first], vr[vr["date"] >= first]
     per_model = model_signals(forecasts, policy.horizon, singles, variance_ratio_z=vr, window=CONFIDENCE_WINDOW)
     if state is None:
@@ -182,13 +182,13 @@ def governance(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
         )
         before = pd.Series(stored["model"].to_numpy(), index=pd.DatetimeIndex(stored["date"]))
         active = pd.concat([before[before.index <= state.date], result.active])
-        signals = governed_signals(per_model[per_model["asof_date"] >= start], active, policy)[SIGNAL_COLUMNS]
+        signals = governed_signals(per_model, active, policy)[SIGNAL_COLUMNS]
         signals = signals[signals["asof_date"] > state.date]
     reviews = result.reviews["review_date"].drop_duplicates()
     drift = pd.DataFrame(columns=[c.name for c in schemas.FEATURE_DRIFT.columns])
     if len(reviews):  # the drift at each new review: its recent window against the training window before
         reach = settings.train_window + DRIFT_RECENT + policy.review_every + 5
-        first = None if state is None else calendar[max(0, int(calendar.searchsorted(reviews.min())) - reach)]
+        first = None if state is None else sessions_back(calendar, reviews.min(), reach)
         features = warehouse.query(
             "select * exclude (ticker, refreshed_at) from marts.features where ticker <> ? and date >= ?",
             [settings.benchmark, first or NEVER],
