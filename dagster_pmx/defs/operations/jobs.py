@@ -18,8 +18,10 @@ EXTENDED = ("governance", "dbt_signals", "allocations")
 
 
 def forecast_mode(mode: str) -> dict:
-    """Run config that sets the forecasting assets' mode (see forecasting.assets.ForecastRun); in
-    ``incremental`` mode governance and allocations also decide only the new sessions."""
+    """Run config that sets the forecasting assets' mode (see forecasting.assets.ForecastRun). In
+    ``incremental`` mode (the daily refresh) governance, allocations and marts.forecasts also extend their
+    stored history (defs.refresh.IncrementalRun), and the feature build leaves out the dbt tests that
+    marts.features repeats."""
     ops = {op: {"config": {"mode": mode}} for op in ("base_forecasts", "ml__regime_probabilities", "ensemble")}
     if mode == "incremental":
         ops.update({op: {"config": {"incremental": True}} for op in EXTENDED})
