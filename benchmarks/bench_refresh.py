@@ -5,7 +5,7 @@ Usage: ``python benchmarks/bench_refresh.py [--built PATH]`` (``make bench-refre
 1. Full build (the ``full_build`` job, what `make run` runs) of the default data up to the
    session before the last one, into a temporary warehouse; timed.
 2. One more session arrives: the ``daily_refresh`` job on that warehouse with the data's last
-   session; timed.
+   session, in a new process (as the scheduler runs it: nothing warm from step 1); timed.
 
 Prints the wall time of every step of both, and refresh / full build (the issue's target is
 0.05 or less). ``--built`` reuses a warehouse from an earlier run's step 1 (it is copied, not
@@ -53,7 +53,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--built", default=None, help="warehouse built by an earlier run's step 1")
     parser.add_argument("--keep", default=None, help="keep the step-1 warehouse at this path")
+    parser.add_argument("--refresh-only", default=None, help=argparse.SUPPRESS)  # the child process of step 2
     args = parser.parse_args()
+    if args.refresh_only:
+        seconds, steps, ok = timed("daily_refresh", args.refresh_only, end_date="")
+        print(json.dumps({"seconds": seconds, "steps": steps, "ok": ok}))
+        return 0
     tmp = tempfile.TemporaryDirectory()
     path = str(Path(tmp.name) / "bench.duckdb")
     # as in production, the code location (and its dbt parse) is set up for the warehouse it runs on,
@@ -83,7 +88,15 @@ def main() -> int:
         if args.keep:
             shutil.copy(path, args.keep)
             Path(args.keep + ".json").write_text(json.dumps({"seconds": full_time, "steps": full_steps}))
-    refresh_time, refresh_steps, ok = timed("daily_refresh", path, end_date="")
+    # the refresh in a process of its own, as a scheduled run gets one (nothing warm from the full build)
+    child = subprocess.run(
+        [sys.executable, __file__, "--refresh-only", path], capture_output=True, text=True, env=os.environ
+    )
+    if child.returncode != 0:
+        print(child.stdout[-3000:], child.stderr[-3000:])
+        return 1
+    refresh = json.loads(child.stdout.strip().splitlines()[-1])
+    refresh_time, refresh_steps, ok = refresh["seconds"], [tuple(s) for s in refresh["steps"]], refresh["ok"]
     print(f"{'step':<56}{'full build':>12}{'refresh':>10}")
     refresh = dict(refresh_steps)
     for step, seconds in full_steps:
