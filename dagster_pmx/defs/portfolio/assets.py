@@ -219,7 +219,9 @@ def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
     if since is not None:  # extend the stored books and the drawdown control's path
         old = warehouse.query("select strategy, date, ticker, weight from ml.strategy_decisions")
         old["date"] = pd.to_datetime(old["date"])
-        wide = {s: pd.concat([_decisions(old, s), w]).fillna(0.0).sort_index(axis=1) for s, w in wide.items()}
+        wide = {
+            s: pd.concat([_wide(old[old["strategy"] == s]), w]).fillna(0.0).sort_index(axis=1) for s, w in wide.items()
+        }
         scales = warehouse.query("select strategy, date, scale from marts.drawdown_control")
         scales = scales.pivot(index="date", columns="strategy", values="scale")
     run = backtester(settings, market)
@@ -235,18 +237,18 @@ def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
     table = pd.concat(frames, ignore_index=True)[["strategy", "date", "ticker", "weight", "sleeve"]]
     table = table.sort_values(["strategy", "date", "ticker"]).reset_index(drop=True)
     control_rows = pd.concat(states, ignore_index=True)[[c.name for c in schemas.DRAWDOWN_CONTROL.columns]]
-    new_decisions = _decision_rows(wide)
+    decisions = _decision_rows(wide)
     if since is None:
         rows = warehouse.replace_table("marts.allocations", table)
         n_control = warehouse.replace_table("marts.drawdown_control", control_rows)
-        n_decisions = warehouse.replace_table("ml.strategy_decisions", new_decisions)
+        n_decisions = warehouse.replace_table("ml.strategy_decisions", decisions)
     else:  # only the new sessions' rows: the stored path before them is the one this run started from
         table = table[table["date"] > since]
         control_rows = control_rows[control_rows["date"] > since]
-        new_decisions = new_decisions[new_decisions["date"] > since]
+        decisions = decisions[decisions["date"] > since]
         rows = warehouse.append_after("marts.allocations", table, since)
         n_control = warehouse.append_after("marts.drawdown_control", control_rows, since)
-        n_decisions = warehouse.append_after("ml.strategy_decisions", new_decisions, since)
+        n_decisions = warehouse.append_after("ml.strategy_decisions", decisions, since)
         context.log.info(f"incremental: {len(table)} allocation rows after {since.date()}")
     risky = table[table["sleeve"] == "risky"]
     gross = risky.groupby(["strategy", "date"])["weight"].sum().groupby("strategy").mean().round(3)
@@ -285,9 +287,3 @@ def _decision_rows(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
     ]
     columns = [c.name for c in schemas.STRATEGY_DECISIONS.columns]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
-
-
-def _decisions(rows: pd.DataFrame, strategy: str) -> pd.DataFrame:
-    """One strategy's stored decisions as dates by tickers."""
-    own = rows[rows["strategy"] == strategy]
-    return own.pivot(index="date", columns="ticker", values="weight").rename_axis(index=None, columns=None)
