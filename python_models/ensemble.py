@@ -20,6 +20,8 @@ between; until ``min_obs`` errors of every model are realised they are equal.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
@@ -57,11 +59,16 @@ def schedule(n: int, reweight_every: int, grid: np.ndarray | None = None) -> np.
 
 
 def _hold(frame: pd.DataFrame, reweight_every: int, grid: np.ndarray | None = None) -> pd.DataFrame:
-    """Keep the rows of the re-weighting schedule and hold them."""
+    """Keep the rows of the re-weighting schedule and hold them (per column, the last value that is
+    not NaN on a scheduled row: ``frame.where(keep).ffill()``, in NumPy because it runs per panel)."""
     if reweight_every == 1 and grid is None:
         return frame
-    keep = schedule(len(frame), reweight_every, grid)
-    return frame.where(pd.Series(keep, index=frame.index), axis=0).ffill()
+    values = frame.to_numpy(float)
+    keep = schedule(len(frame), reweight_every, grid)[:, None] & ~np.isnan(values)
+    rows = np.maximum.accumulate(np.where(keep, np.arange(len(frame))[:, None], -1), axis=0)
+    held = np.take_along_axis(values, np.maximum(rows, 0), axis=0)
+    held[rows < 0] = np.nan
+    return pd.DataFrame(held, index=frame.index, columns=frame.columns)
 
 
 def inverse_mse_weights(
@@ -185,18 +192,42 @@ def regime_weights(
     known = np.isfinite(e).astype(float)
     e0 = np.nan_to_num(e)
     overall = _hold(mse, reweight_every, grid)
-    expected = np.zeros_like(e)
-    for r in range(p.shape[1]):
-        # realised error mass of regime r over the trailing window, lagged by the horizon
-        mass = pd.DataFrame(e0 * p[:, [r]]).rolling(window, min_periods=1).sum().shift(horizon).to_numpy()
-        seen = pd.DataFrame(known * p[:, [r]]).rolling(window, min_periods=1).sum().shift(horizon).to_numpy()
-        mse_r = pd.DataFrame((mass + prior_obs * mse.to_numpy()) / (seen + prior_obs), index=sq_errors.index)
-        # the error tables refresh on the schedule; today's regime probabilities move the weights daily
-        expected += p[:, [r]] * _hold(mse_r, reweight_every, grid).to_numpy()
-    expected = pd.DataFrame(expected, index=sq_errors.index, columns=sq_errors.columns)
-    expected = expected.where(has_probs, overall, axis=0).where(overall.notna())
+    n, m = e.shape
+    regimes_n = p.shape[1]
+    # per regime r (column blocks of m): realised error mass and the observations seen over the trailing
+    # window, lagged by the horizon; one rolling sum over all blocks (each column is summed on its own)
+    by_regime = np.hstack([e0 * p[:, [r]] for r in range(regimes_n)] + [known * p[:, [r]] for r in range(regimes_n)])
+    sums = pd.DataFrame(by_regime).rolling(window, min_periods=1).sum().shift(horizon).to_numpy()
+    mass, seen = sums[:, : regimes_n * m], sums[:, regimes_n * m :]
+    mse_r = (mass + prior_obs * np.tile(mse.to_numpy(), regimes_n)) / (seen + prior_obs)
+    # the error tables refresh on the schedule; today's regime probabilities move the weights daily
+    held = _hold(pd.DataFrame(mse_r), reweight_every, grid).to_numpy().reshape(n, regimes_n, m)
+    expected = (held * p[:, :, None]).sum(axis=1) if regimes_n else np.zeros_like(e)
+    unconditional = overall.to_numpy()
+    expected = np.where(has_probs.to_numpy()[:, None], expected, unconditional)
+    expected = pd.DataFrame(
+        np.where(np.isnan(unconditional), np.nan, expected), index=sq_errors.index, columns=sq_errors.columns
+    )
     inv = 1.0 / expected.clip(lower=1e-18)
     return _shrink(inv.div(inv.sum(axis=1), axis=0), shrinkage, expected.notna().all(axis=1))
+
+
+def _mixture(weights: np.ndarray, y_pred: np.ndarray, y_std: np.ndarray, level: float) -> dict[str, np.ndarray]:
+    # C order: each row's sums then do not depend on how many rows are combined together
+    weights, y_pred, y_std = (np.ascontiguousarray(a, float) for a in (weights, y_pred, y_std))
+    mean = (weights * y_pred).sum(axis=1)
+    second = (weights * (y_std**2 + y_pred**2)).sum(axis=1)
+    std = np.sqrt(np.maximum(second - mean**2, 0.0))
+    z = stats.norm.ppf(0.5 + level / 2.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        confidence = stats.norm.cdf(np.abs(mean) / np.where(std > 0, std, np.nan))
+    return {
+        "y_pred": mean,
+        "y_std": std,
+        "y_lower": mean - z * std,
+        "y_upper": mean + z * std,
+        "confidence": confidence,
+    }
 
 
 def combine_forecasts(
@@ -208,15 +239,10 @@ def combine_forecasts(
     ``sqrt(sum w (s^2 + m^2) - mean^2)``; the interval and ``confidence`` (probability the
     realised return has the forecast's sign) treat the mixture as normal.
     """
-    mean = (weights * y_pred).sum(axis=1)
-    second = (weights * (y_std**2 + y_pred**2)).sum(axis=1)
-    std = np.sqrt(np.maximum(second - mean**2, 0.0))
-    z = stats.norm.ppf(0.5 + level / 2.0)
-    confidence = stats.norm.cdf(np.abs(mean) / std.where(std > 0))
-    return pd.DataFrame(
-        {"y_pred": mean, "y_std": std, "y_lower": mean - z * std, "y_upper": mean + z * std, "confidence": confidence},
-        index=y_pred.index,
-    )
+    columns = list(y_pred.columns)
+    if list(y_std.columns) != columns or list(weights.columns) != columns:
+        raise ValueError("y_pred, y_std and weights must have the same model columns")
+    return pd.DataFrame(_mixture(weights.to_numpy(), y_pred.to_numpy(), y_std.to_numpy(), level), index=y_pred.index)
 
 
 def regime_table(regimes: pd.DataFrame) -> pd.DataFrame:
@@ -244,6 +270,57 @@ FORECAST_COLUMNS = [
 WEIGHT_COLUMNS = ["ensemble", "ticker", "horizon", "asof_date", "model", "weight"]
 
 
+class _Chunk(NamedTuple):
+    """One variant's weights and combination inputs for one (ticker, horizon), at the origins returned."""
+
+    name: str
+    ticker: str
+    horizon: int
+    origins: pd.Index
+    models: list[str]
+    weights: np.ndarray
+    y_pred: np.ndarray
+    y_std: np.ndarray
+    targets: np.ndarray
+
+
+def _long_tables(chunks: list[_Chunk], forecasts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ensemble forecasts and the long weights (one row per origin and model, models in the
+    order of each chunk's columns) of all chunks, built at once: per chunk, pandas' reshaping
+    costs more than the weights themselves."""
+    rows = np.array([len(c.origins) for c in chunks], dtype=np.int64)
+    n_models = np.array([len(c.models) for c in chunks], dtype=np.int64)
+    origin_dtype = forecasts["asof_date"].dtype
+
+    def stacked(values: list[np.ndarray], dtype=None) -> np.ndarray:
+        return np.concatenate(values).astype(dtype) if values else np.array([], dtype=dtype)
+
+    mixed = [_mixture(c.weights, c.y_pred, c.y_std, INTERVAL_LEVEL) for c in chunks]
+    ensemble = pd.DataFrame(
+        {
+            "model": np.repeat([c.name for c in chunks], rows).astype(object),
+            "ticker": np.repeat([c.ticker for c in chunks], rows).astype(object),
+            "asof_date": stacked([c.origins.to_numpy() for c in chunks], origin_dtype),
+            "horizon": np.repeat([c.horizon for c in chunks], rows).astype(np.int64),
+            "target_date": stacked([c.targets for c in chunks], forecasts["target_date"].dtype),
+            **{col: stacked([m[col] for m in mixed], float) for col in FORECAST_COLUMNS[5:]},
+        }
+    )
+    # melt's order: model by model, every origin of the chunk under each
+    long_rows = rows * n_models
+    weights = pd.DataFrame(
+        {
+            "ensemble": np.repeat([c.name for c in chunks], long_rows).astype(object),
+            "ticker": np.repeat([c.ticker for c in chunks], long_rows).astype(object),
+            "horizon": np.repeat([c.horizon for c in chunks], long_rows).astype(np.int64),
+            "asof_date": stacked([np.tile(c.origins.to_numpy(), len(c.models)) for c in chunks], origin_dtype),
+            "model": stacked([np.repeat(np.asarray(c.models, object), len(c.origins)) for c in chunks], object),
+            "weight": stacked([c.weights.T.ravel() for c in chunks], float),
+        }
+    )
+    return ensemble[FORECAST_COLUMNS], weights[WEIGHT_COLUMNS]
+
+
 def ensemble_panel(
     forecasts: pd.DataFrame,
     window: int = 252,
@@ -253,6 +330,7 @@ def ensemble_panel(
     methods: tuple[str, ...] = ("inverse_mse",),
     regimes: pd.DataFrame | None = None,
     calendar: pd.DatetimeIndex | None = None,
+    after: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Ensemble forecasts and weights for every (ticker, horizon) and variant.
 
@@ -271,6 +349,9 @@ def ensemble_panel(
         session of it, whatever the first origin in ``forecasts`` (so the latest rows alone,
         with ``window + horizon + reweight_every`` origins before them, give the rows the whole
         history gives). Without it, on every ``reweight_every``-th origin.
+    after : pandas.Timestamp, optional
+        Return only the origins after this date (an incremental run's new rows); the weights of
+        those origins are still estimated from all of ``forecasts``.
 
     Returns
     -------
@@ -293,7 +374,7 @@ def ensemble_panel(
         "ticker": pd.CategoricalDtype(sorted(forecasts["ticker"].unique())),
         "model": pd.CategoricalDtype(sorted(forecasts["model"].unique())),
     }
-    out, wts = [], []
+    chunks = []
     for (ticker, horizon), g in forecasts.groupby(["ticker", "horizon"], sort=True):
         h = int(horizon)
         wide = g.pivot(index="asof_date", columns="model", values=["y_pred", "y_std", "y_true"]).sort_index()
@@ -308,6 +389,7 @@ def ensemble_panel(
             if (pos < 0).any():
                 raise ValueError(f"{ticker}: forecast origins missing from the calendar")
             grid = pos % reweight_every == 0
+        new_rows = np.ones(len(sq), bool) if after is None else np.asarray(sq.index > after)
         for method in methods:
             if method == "inverse_mse":
                 w = inverse_mse_weights(sq, h, window, shrinkage, min_obs, reweight_every, grid)
@@ -324,20 +406,19 @@ def ensemble_panel(
                     reweight_every,
                     grid=grid,
                 )
-            name = VARIANTS[method]
-            comb = combine_forecasts(y_pred, y_std, w)
-            comb = (
-                comb.assign(model=name, ticker=ticker, horizon=h, target_date=targets.reindex(comb.index))
-                .rename_axis("asof_date")
-                .reset_index()
+            chunks.append(
+                _Chunk(
+                    VARIANTS[method],
+                    ticker,
+                    h,
+                    sq.index[new_rows],
+                    list(w.columns),
+                    w.to_numpy(float)[new_rows],
+                    y_pred.to_numpy(float)[new_rows],
+                    y_std.to_numpy(float)[new_rows],
+                    targets.reindex(sq.index[new_rows]).to_numpy(),
+                )
             )
-            out.append(comb)
-            long_w = (
-                w.rename_axis("asof_date")
-                .reset_index()
-                .melt(id_vars="asof_date", var_name="model", value_name="weight")
-            )
-            wts.append(long_w.assign(ensemble=name, ticker=ticker, horizon=h).astype(as_cat))
-    ensemble = pd.concat(out, ignore_index=True)[FORECAST_COLUMNS]
-    weights = pd.concat(wts, ignore_index=True)[WEIGHT_COLUMNS]
+    ensemble, weights = _long_tables(chunks, forecasts)
+    weights = weights.astype(as_cat)
     return ensemble, weights

@@ -8,6 +8,7 @@ from scipy import optimize
 
 from python_models.ensemble import (
     VARIANTS,
+    _hold,
     ensemble_panel,
     inverse_mse_weights,
     regime_weights,
@@ -169,7 +170,27 @@ def test_the_latest_origins_alone_give_the_whole_historys_rows_on_a_calendar_gri
     got = tail_w[tail_w["asof_date"] > since].sort_values(key).reset_index(drop=True)
     want = whole_w[whole_w["asof_date"] > since].sort_values(key).reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want, check_categorical=False, rtol=1e-12)
+    # after=: only the new origins come back, and they are the same rows
+    only_new, only_new_w = ensemble_panel(frame[frame["asof_date"] >= first], **kwargs, after=since)
+    assert only_new["asof_date"].min() > since and len(only_new) == len(new(whole))
+    pd.testing.assert_frame_equal(new(only_new).reset_index(drop=True), new(tail).reset_index(drop=True))
+    got_after = only_new_w.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got_after, got, check_categorical=False)
     # without the calendar the grid moves with the first origin, and the tail's weights would differ
     shifted, _ = ensemble_panel(frame[frame["asof_date"] >= calendar[calendar.searchsorted(first) + 3]],
                                 **{**kwargs, "calendar": None})  # fmt: skip
     assert not np.allclose(new(shifted)["y_pred"].to_numpy(), new(whole)["y_pred"].to_numpy(), rtol=1e-9)
+
+
+def test_holding_the_scheduled_rows_is_pandas_mask_then_forward_fill():
+    """The NumPy hold keeps, per column, the last non-NaN value of a scheduled row (a scheduled NaN
+    keeps the previous one; nothing before the first value)."""
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(40, 3))
+    values[rng.random((40, 3)) < 0.3] = np.nan
+    frame = pd.DataFrame(values, index=DATES[:40], columns=["a", "b", "c"])
+    grid = rng.random(40) < 0.25
+    want = frame.where(pd.Series(grid, index=frame.index), axis=0).ffill()
+    pd.testing.assert_frame_equal(_hold(frame, 5, grid), want)
+    every_fifth = frame.where(pd.Series(np.arange(40) % 5 == 0, index=frame.index), axis=0).ffill()
+    pd.testing.assert_frame_equal(_hold(frame, 5), every_fifth)

@@ -345,13 +345,12 @@ def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
         methods=tuple(VARIANTS),
         regimes=regimes,
         calendar=calendar,
+        after=since,
     )
     if since is None:
         n_f = warehouse.replace_table("ml.ensemble_forecasts", combined)
         n_w = warehouse.replace_table("ml.ensemble_weights", weights)
     else:  # the rows after the last stored origin; the same rows the whole history gives them
-        combined = combined[combined["asof_date"] > since]
-        weights = weights[weights["asof_date"] > since]
         n_f = warehouse.append_after("ml.ensemble_forecasts", combined, since, column="asof_date")
         n_w = warehouse.append_after("ml.ensemble_weights", weights, since, column="asof_date")
         arrived_targets(warehouse, first)

@@ -76,7 +76,11 @@ def _build(
     args += ["--full-refresh"] if full or settings.full_refresh else []
     for selector in exclude:  # added to the asset definition's own --exclude (dbt takes their union)
         args += ["--exclude", selector]
-    yield from dbt.cli(args, context=context).stream()
+    if getattr(dbt, "in_process", False):  # dbt-duckdb shares this process's open warehouse
+        yield from dbt.cli(args, context=context).stream()
+        return
+    with warehouse.released():  # a dbt subprocess must open the file itself
+        yield from dbt.cli(args, context=context).stream()
 
 
 @dbt_assets(
