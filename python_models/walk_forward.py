@@ -157,7 +157,9 @@ def run_walk_forward(
         converged = bool(fit.diagnostics.get("converged", 1.0))
         last = FoldFit(fit, dates[fold.train_start], dates[fold.train_end - 1], converged)
         origins = dates[fold.test_start : fold.test_end]
-        frame = fit.forecast(r.iloc[: fold.test_end], origins, config.horizons).to_frame()
+        # from the fit's own sample on: a model's filter (ARMA state, GARCH variance, HMM regime) starts
+        # where its estimation did, so a forecast's cost and value do not depend on older history
+        frame = fit.forecast(r.iloc[fold.train_start : fold.test_end], origins, config.horizons).to_frame()
         frame["train_start"] = dates[fold.train_start]
         frame["train_end"] = dates[fold.train_end - 1]
         frame["converged"] = converged
@@ -423,8 +425,9 @@ def forecast_from_fits(
 
     What the daily refresh runs: each stored fit (:class:`FoldFit`, keyed as
     :func:`run_panel` keys them) forecasts the sessions its run has not forecast yet, each
-    from returns up to that origin. While those origins lie in the fold the fit was made for,
-    the rows are the walk-forward's own.
+    from the returns of the fit's sample start up to that origin (so a refresh reads a bounded
+    history, however long the series). While those origins lie in the fold the fit was made
+    for, the rows are the walk-forward's own.
 
     Parameters
     ----------
@@ -462,7 +465,8 @@ def forecast_from_fits(
             origins = r.index[r.index > last]
             if origins.empty:
                 continue
-            frame = stored.fit.forecast(r, origins, horizons).to_frame()
+            # from the fit's sample on, as run_walk_forward forecasts: the same rows
+            frame = stored.fit.forecast(r[r.index >= stored.train_start], origins, horizons).to_frame()
             frame.insert(0, "ticker", ticker)
             frame["target_date"] = _target_dates(r.index, frame["asof_date"], frame["horizon"])
             parts = [frame]

@@ -46,7 +46,8 @@ def test_cli_builds_the_warehouse_and_prints_the_summary(tmp_path, monkeypatch, 
 
     # --full-refresh rebuilds the incremental models: every feature row is rewritten; the daily refresh
     # (its own forecasting mode kept by the CLI) forecasts nothing new from the stored fits
-    monkeypatch.delenv("PMX_FULL_REFRESH", raising=False)
+    # set (to "no") through monkeypatch, so the "1" the CLI sets is removed after this test
+    monkeypatch.setenv("PMX_FULL_REFRESH", "0")
     with duckdb.connect(str(warehouse), read_only=True) as con:
         first = con.execute("select max(refreshed_at) from marts.features").fetchone()[0]
         forecasts = con.execute("select count(*) from ml.base_forecasts").fetchone()[0]

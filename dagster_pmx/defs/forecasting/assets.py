@@ -74,26 +74,17 @@ IMPORTANCE_COLUMNS = [c.name for c in schemas.FEATURE_IMPORTANCES.columns]
 def base_forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: ForecastRun):
     if config.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
-    returns = warehouse.query(
-        "select ticker, date, log_return from intermediate.int_returns "
-        "where log_return is not null and ticker <> ? order by ticker, date",
-        [settings.benchmark],
-    )
-    if settings.ticker_list:
-        returns = returns[returns["ticker"].isin(settings.ticker_list)]
     wf = walk_forward_config(settings)
     models = forecasters(settings.models or None)
     pooled = {m.name for m in models if isinstance(m, PanelForecaster)}
     for model in models:
         if hasattr(model, "n_jobs"):  # pooled models run in this process: give them the worker cores
             model.n_jobs = settings.workers
-    features = None
-    if any(getattr(m, "needs_features", False) for m in models):
-        features = warehouse.query(
-            "select * exclude (refreshed_at) from marts.features where ticker <> ? order by ticker, date",
-            [settings.benchmark],
-        )
     stored = {} if config.mode == "walk_forward" else fit_store.current(warehouse, [m.name for m in models])
+    # extending stored fits reads from the earliest of their samples on (a fit forecasts from its sample's
+    # start): the refresh's reads stay the same size however long the history grows
+    since = min((f.train_start for f in stored.values()), default=None) if config.mode == "incremental" else None
+    returns, features = model_inputs(warehouse, settings, models, since)
     if config.mode == "retrain":
         refits = refit_latest(models, returns, wf, features)
         fit_store.store(warehouse, refits, "retrain", context.run_id)
@@ -108,6 +99,8 @@ def base_forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
         return
     if config.mode != "walk_forward":
         context.log.warning(f"{config.mode}: no stored fit for {sorted(needed - set(stored))[:5]}: walking forward")
+        if since is not None:  # the walk-forward starts from the whole history
+            returns, features = model_inputs(warehouse, settings, models)
     context.log.info(
         f"walk-forward: {len(models)} models x {returns['ticker'].nunique()} tickers, "
         f"window {wf.train_window}, refit every {wf.refit_every}, gap {wf.gap}"
@@ -167,6 +160,27 @@ def base_forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
     )
 
 
+def model_inputs(
+    warehouse: Warehouse, settings: PmxSettings, models: list, since: pd.Timestamp | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The returns of the universe (and the features, where a model needs them) from ``since`` on."""
+    after = "" if since is None else f" and date >= '{pd.Timestamp(since):%Y-%m-%d}'"
+    returns = warehouse.query(
+        "select ticker, date, log_return from intermediate.int_returns "
+        f"where log_return is not null and ticker <> ?{after} order by ticker, date",
+        [settings.benchmark],
+    )
+    if settings.ticker_list:
+        returns = returns[returns["ticker"].isin(settings.ticker_list)]
+    features = None
+    if any(getattr(m, "needs_features", False) for m in models):
+        features = warehouse.query(
+            f"select * exclude (refreshed_at) from marts.features where ticker <> ?{after} order by ticker, date",
+            [settings.benchmark],
+        )
+    return returns, features
+
+
 def has_forecasts(warehouse: Warehouse) -> bool:
     return "ml.base_forecasts" in warehouse.tables()
 
@@ -200,8 +214,9 @@ def extend_forecasts(context, warehouse: Warehouse, stored: dict, returns, featu
         for ticker, idx in pending.groupby("ticker").groups.items():
             if ticker in sessions.index:
                 rows = pending.loc[idx]
-                pos = sessions[ticker].get_indexer(rows["asof_date"]) + rows["horizon"].to_numpy()
-                ok = (pos >= 0) & (pos < len(sessions[ticker]))
+                at = sessions[ticker].get_indexer(rows["asof_date"])  # -1: an origin before the rows read
+                pos = at + rows["horizon"].to_numpy()
+                ok = (at >= 0) & (pos < len(sessions[ticker]))
                 pending.loc[rows.index[ok], "target_date"] = sessions[ticker][pos[ok]]
         con.register("arrived", pending.dropna(subset=["target_date"]))
         con.execute(

@@ -32,7 +32,7 @@ from packaging import version
 
 #: dbt's own log file only for errors: at its default (debug, every statement) writing it costs 1–2 s
 #: a build; the events at info level and above, errors included, are in the Dagster run's logs.
-DBT_GLOBAL_FLAGS = ["--log-level-file", "error"]
+DBT_GLOBAL_FLAGS = ["--log-level-file", "error", "--no-write-json"]
 
 
 class InProcessDbt:
