@@ -59,8 +59,13 @@ def without_stamps(frame: pd.DataFrame) -> pd.DataFrame:
 
 def dbt_run(path, tmp_path, *flags: str, part: str = "--exclude") -> None:
     """``dbt run`` of the feature models (``part="--select"``: the post-forecast ones) with ``flags``."""
+    dbt(path, tmp_path, "run", "--quiet", part, "tag:post_forecast", *flags, check=True)
+
+
+def dbt(path, tmp_path, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+    """The dbt command ``args`` on the warehouse at ``path`` (its artifacts under ``tmp_path``)."""
     env = {**os.environ, "PMX_WAREHOUSE": str(path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    command = [str(Path(sys.executable).with_name("dbt")), "run", "--quiet", part, "tag:post_forecast"]
+    command = [str(Path(sys.executable).with_name("dbt")), *args]
     command += [
         "--project-dir",
         str(DBT_DIR),
@@ -69,4 +74,4 @@ def dbt_run(path, tmp_path, *flags: str, part: str = "--exclude") -> None:
         "--target-path",
         str(tmp_path / "target"),
     ]
-    subprocess.run([*command, *flags], env=env, cwd=DBT_DIR, check=True)
+    return subprocess.run(command, env=env, cwd=DBT_DIR, check=check, capture_output=not check, text=True)

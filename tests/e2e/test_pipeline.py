@@ -9,7 +9,7 @@ from numpy.testing import assert_allclose
 
 from python_models.ensemble import VARIANTS
 from python_models.registry import DEFAULT_MODELS
-from tests.e2e.helpers import CUT, SLICE, STAMPS, build, read
+from tests.e2e.helpers import CUT, SLICE, STAMPS, build, dbt, read
 
 
 def test_every_mart_is_populated(full):
@@ -334,3 +334,27 @@ def test_barbell_risk_limits_attribution_and_tearsheet(full):
     assert capacity["sharpe"].isna().all()  # nothing is made up where impact cannot be priced
     page = (full.parent / "reports" / "tearsheet.html").read_text()
     assert page.count("<img") >= 12 and "Model leaderboard" in page
+
+
+def test_a_value_outside_its_declared_range_fails_the_models_range_test(full, tmp_path):
+    """Ranges are column metadata checked by one columns_in_range test per model (see its macro): the full
+    build passed them; one out-of-range value (or an infinity) on a copy fails marts.features' test and names
+    the column."""
+    import shutil
+
+    import duckdb
+
+    path = tmp_path / "pmx.duckdb"
+    shutil.copy(full, path)
+    select = ["test", "--select", "columns_in_range_features_"]
+    assert dbt(path, tmp_path, *select).returncode == 0
+    first_row = "where rowid = (select min(rowid) from marts.features)"
+    with duckdb.connect(str(path)) as con:
+        con.execute(f"update marts.features set rsi_14 = 100.5 {first_row}")
+    failed = dbt(path, tmp_path, *select, "--store-failures")
+    assert failed.returncode == 1 and "FAIL 1" in failed.stdout
+    with duckdb.connect(str(path)) as con:
+        stored = con.execute("select range_column, range_value from dbt_test__audit.columns_in_range_features_")
+        assert stored.fetchall() == [("rsi_14", 100.5)]
+        con.execute(f"update marts.features set rsi_14 = 50, beta_63 = 'inf' {first_row}")
+    assert "FAIL 1" in dbt(path, tmp_path, *select).stdout
