@@ -20,8 +20,8 @@ import pandas as pd
 
 from dagster_pmx.defs.backtest.engine import backtester, load_market, read_books
 from dagster_pmx.resources import DEFAULT_WAREHOUSE, PmxSettings, Warehouse
-from python_models.allocation import BOND
-from python_models.performance import summarize
+from python_models.backtest.performance import summarize
+from python_models.portfolio.allocation import BOND
 
 
 def main() -> None:

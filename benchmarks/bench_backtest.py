@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from python_models.backtest import run_backtest
+from python_models.backtest.engine import run_backtest
 
 FEE_BPS = 10.0
 

@@ -1,6 +1,6 @@
 """Forecaster speed on the default (bundled) data: refits per second, and batched SSA.
 
-1. For every single-series model in ``python_models.registry.SERIES_MODELS``: the
+1. For every single-series model in ``python_models.forecasters.registry.SERIES_MODELS``: the
    walk-forward of the default settings (756-session window, refit every 63 sessions or the
    model's own cadence, horizons 1/5/21/63, forecasts from 2005) on the first ``--tickers``
    stocks, in this process with one BLAS thread. Prints refits, seconds (fits and
@@ -28,11 +28,17 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from dagster_pmx.defs.ingest.sources import BundledSource
-from python_models.array_module import gpu_module
-from python_models.registry import POOLED_MODELS
-from python_models.registry import SERIES_MODELS as MODELS
-from python_models.ssa import Samossa, fit_windows, fit_windows_naive, page_matrices
-from python_models.walk_forward import WalkForwardConfig, pooled_panel, run_pooled, run_walk_forward, walk_forward_folds
+from python_models.evaluation.walk_forward import (
+    WalkForwardConfig,
+    pooled_panel,
+    run_pooled,
+    run_walk_forward,
+    walk_forward_folds,
+)
+from python_models.forecasters.array_module import gpu_module
+from python_models.forecasters.registry import POOLED_MODELS
+from python_models.forecasters.registry import SERIES_MODELS as MODELS
+from python_models.forecasters.ssa import Samossa, fit_windows, fit_windows_naive, page_matrices
 
 
 def default_returns() -> dict[str, pd.Series]:

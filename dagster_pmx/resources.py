@@ -146,7 +146,7 @@ class PmxSettings(dg.ConfigurableResource):
     half_spread_bps: float = 2.0  # paid on every trade on top of the commission
     impact_coefficient: float = 0.1  # square-root impact law; charged only where volume is known
     aum: float = 10_000_000.0  # starting book in currency, for participation in volume
-    execution: str = "next_close"  # close, next_close or next_open (see python_models.backtest)
+    execution: str = "next_close"  # close, next_close or next_open (see python_models.backtest.engine)
     rebalance_every: int = 5  # sessions between decisions of the barbell and risk-parity books
     bond_duration: float = 10.0  # modified duration of the safe sleeve's bond proxy
     barbell_target_vol: float = 0.15  # market volatility above which the risky sleeve shrinks

@@ -33,7 +33,7 @@ RAW_QUARANTINE = _schema(
     ("ticker", "varchar", "Ticker as received (upper-cased)."),
     ("date", "date", "Session as parsed (NULL when the date did not parse)."),
     ("source", "varchar", "Source that sent the row."),
-    ("reason", "varchar", "Rule that refused it (python_models.data_quality)."),
+    ("reason", "varchar", "Rule that refused it (python_models.data_quality.wall)."),
     ("detail", "varchar", "What the rule saw."),
     ("row_json", "varchar", "The row as received, JSON (values as text)."),
     ("quarantined_at", "timestamp", "When it was first refused."),
@@ -58,7 +58,7 @@ RAW_MACRO = _schema(
 )
 
 MODEL_SCORES = _schema(
-    ("model", "varchar", "Model scored (a name from python_models.registry.MODELS, or ensemble)."),
+    ("model", "varchar", "Model scored (a name from python_models.forecasters.registry.MODELS, or ensemble)."),
     ("ticker", "varchar", "Ticker."),
     ("horizon", "bigint", "Forecast horizon in sessions."),
     ("n_obs", "bigint", "Realised out-of-sample forecasts scored."),
@@ -265,7 +265,7 @@ _EVIDENCE = (
         "score",
         "double",
         "Selection score in [0, 1]: 0.35 profit factor + 0.25 Sharpe + 0.20 drawdown + 0.20 "
-        "stability terms (python_models.governance.selection_score); 0.5 = level with the baseline.",
+        "stability terms (python_models.governance.policy.selection_score); 0.5 = level with the baseline.",
     ),
     (
         "passes",
@@ -288,7 +288,11 @@ GOVERNANCE_DECISIONS = _schema(
     ("rolling_accuracy", "double", "The model's rolling directional accuracy (63 realised dates) at the date."),
     ("reason", "varchar", "Why, in words: the criteria met or failed."),
     *_EVIDENCE,
-    ("thresholds", "varchar", "Every threshold of the policy in force (python_models.governance.GovernancePolicy)."),
+    (
+        "thresholds",
+        "varchar",
+        "Every threshold of the policy in force (python_models.governance.policy.GovernancePolicy).",
+    ),
 )
 
 GOVERNANCE_REVIEWS = _schema(
@@ -329,7 +333,7 @@ GOVERNED_SIGNALS = _schema(
     ("width", "double", "Confidence component: 1 / (1 + width / trailing median width)."),
     ("fit", "double", "Confidence component: 0.5 + clip(5 R2, -0.5, 0.5), trailing out-of-sample R2."),
     ("variance_ratio", "double", "Confidence component: Phi(|z|) of the VR(10) statistic."),
-    ("confidence", "double", "Weighted mean of the components (python_models.confidence), in [0, 1]."),
+    ("confidence", "double", "Weighted mean of the components (python_models.governance.confidence), in [0, 1]."),
     ("direction", "bigint", "sign(y_pred)."),
     ("flips", "bigint", "Direction changes over the last 21 sessions."),
     ("tradable", "boolean", "May trade: a model is active, confidence >= 0.55, flips <= 4."),

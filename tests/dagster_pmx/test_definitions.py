@@ -88,8 +88,8 @@ def test_no_feature_or_forecast_reads_the_future():
 def test_forecast_models_accepted_by_dbt_are_the_registry():
     import yaml
 
-    from python_models.ensemble import VARIANTS
-    from python_models.registry import MODELS
+    from python_models.forecasters.ensemble import VARIANTS
+    from python_models.forecasters.registry import MODELS
 
     marts = yaml.safe_load((Path(__file__).resolve().parents[2] / "dbt_project/models/marts/_marts.yml").read_text())
     forecasts = next(m for m in marts["models"] if m["name"] == "forecasts")

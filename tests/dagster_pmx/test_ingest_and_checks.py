@@ -11,7 +11,7 @@ from dagster_pmx.defs.ingest.checks import raw_prices_expectations
 from dagster_pmx.defs.ingest.sources import BundledSource, CsvFolderSource, _yyyymm_to_date
 from dagster_pmx.defs.portfolio.checks import allocations_expectations
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.sizing import kelly_book
+from python_models.portfolio.sizing import kelly_book
 
 
 def _csv(folder, name, frame):

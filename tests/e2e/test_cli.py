@@ -4,7 +4,7 @@ import dagster as dg
 import duckdb
 
 from dagster_pmx import cli
-from python_models.ensemble import VARIANTS
+from python_models.forecasters.ensemble import VARIANTS
 
 #: A single-series model, a GARCH and the pooled XGBoost (feature importances) keep the build short.
 MODELS = ("random_walk", "garch", "xgboost")

@@ -14,8 +14,8 @@ from dagster_pmx.defs.backtest.engine import cost_model, load_market
 from dagster_pmx.defs.trading import ledger
 from dagster_pmx.defs.trading.checks import paper_ledger_reconciles
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.backtest import run_backtest
-from python_models.paper_trading import Ledger
+from python_models.backtest.engine import run_backtest
+from python_models.trading.paper_trading import Ledger
 from tests.e2e.helpers import SLICE, read
 
 LEDGER = [f"marts.paper_{name}" for name in ledger.SCHEMAS]

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from python_models.ensemble import VARIANTS
-from python_models.registry import DEFAULT_MODELS
+from python_models.forecasters.ensemble import VARIANTS
+from python_models.forecasters.registry import DEFAULT_MODELS
 from tests.e2e.helpers import CUT, SLICE, STAMPS, build, dbt, read
 
 
@@ -240,7 +240,7 @@ def test_targets_match_an_independent_pandas_computation(full):
 def test_ensemble_weights_and_signal_confidence(full):
     from scipy import stats
 
-    from python_models.confidence import CONFIDENCE_WEIGHTS
+    from python_models.governance.confidence import CONFIDENCE_WEIGHTS
 
     w = read(
         full,
@@ -304,7 +304,7 @@ def test_backtest_periods_compound_the_daily_returns(full):
 
 
 def test_barbell_risk_limits_attribution_and_tearsheet(full):
-    from python_models.risk_limits import DrawdownPolicy, drawdown_states
+    from python_models.portfolio.risk_limits import DrawdownPolicy, drawdown_states
 
     alloc = read(full, "select * from marts.allocations where strategy = 'barbell'")
     risky = alloc[alloc["sleeve"] == "risky"].groupby("date")["weight"].sum()

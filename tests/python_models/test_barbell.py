@@ -6,16 +6,16 @@ import pytest
 from numpy.testing import assert_allclose
 from sklearn.covariance import ledoit_wolf
 
-from python_models.allocation import BOND, barbell_book, risk_parity_book, trailing_covariance
-from python_models.barbell import BarbellPolicy, risky_share
-from python_models.safe_sleeve import (
+from python_models.portfolio.allocation import BOND, barbell_book, risk_parity_book, trailing_covariance
+from python_models.portfolio.barbell import BarbellPolicy, risky_share
+from python_models.portfolio.safe_sleeve import (
     PUBLICATION_LAG_MONTHS,
     bond_share,
     bond_total_returns,
     daily_from_monthly,
     yield_change_forecast,
 )
-from python_models.sizing import confidence_scale, kelly_portfolio, risk_parity_weights
+from python_models.portfolio.sizing import confidence_scale, kelly_portfolio, risk_parity_weights
 
 
 def months(n, start="1970-01-01"):

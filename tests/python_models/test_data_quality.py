@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from python_models.data_quality import SchemaError, normalise_columns, screen_prices
+from python_models.data_quality.wall import SchemaError, normalise_columns, screen_prices
 
 SESSIONS = pd.bdate_range("2021-01-04", periods=40)
 NOW = pd.Timestamp("2021-06-01 20:00", tz="America/New_York")

@@ -6,7 +6,7 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import optimize
 
-from python_models.ensemble import (
+from python_models.forecasters.ensemble import (
     VARIANTS,
     _hold,
     ensemble_panel,

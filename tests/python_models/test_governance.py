@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from python_models.governance import (
+from python_models.governance.policy import (
     GovernancePolicy,
     GovernanceState,
     daily_evidence,

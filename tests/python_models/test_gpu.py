@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from python_models.array_module import gpu_module
-from python_models.ssa import fit_windows
+from python_models.forecasters.array_module import gpu_module
+from python_models.forecasters.ssa import fit_windows
 
 pytestmark = pytest.mark.skipif(gpu_module() is np, reason="no CUDA device (CuPy absent or no GPU): CPU path only")
 

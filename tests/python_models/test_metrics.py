@@ -7,7 +7,7 @@ import statsmodels.api as sm
 from numpy.testing import assert_allclose
 from scipy import stats
 
-from python_models import metrics
+from python_models.evaluation import metrics
 
 
 @pytest.fixture

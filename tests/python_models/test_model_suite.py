@@ -6,10 +6,10 @@ import pytest
 from arch import arch_model
 from numpy.testing import assert_allclose
 
-from python_models.garch import Garch
-from python_models.hmm import GaussianHmm
-from python_models.registry import BASELINE, DEFAULT_MODELS, MODELS, forecasters
-from python_models.ssa import Samossa, fit_windows, fit_windows_naive, stabilise
+from python_models.forecasters.garch import Garch
+from python_models.forecasters.hmm import GaussianHmm
+from python_models.forecasters.registry import BASELINE, DEFAULT_MODELS, MODELS, forecasters
+from python_models.forecasters.ssa import Samossa, fit_windows, fit_windows_naive, stabilise
 
 HORIZONS = (1, 5, 21, 63)
 
@@ -169,7 +169,7 @@ def test_registry_builds_named_sets_and_guards_the_baseline():
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_sarimax_auto_selects_the_ar1_it_was_given(seed):
-    from python_models.sarimax import Sarimax
+    from python_models.forecasters.sarimax import Sarimax
 
     fit = Sarimax(order="auto").fit(_ar1(1500, 0.5, seed, constant=0.0002))
     assert fit.order == (1, 0, 0)
@@ -179,7 +179,7 @@ def test_sarimax_auto_selects_the_ar1_it_was_given(seed):
 
 
 def test_sarimax_falls_back_when_its_fixed_order_does_not_converge(monkeypatch):
-    from python_models.sarimax import Sarimax
+    from python_models.forecasters.sarimax import Sarimax
 
     model = Sarimax()
     real = Sarimax._fit_order
@@ -199,7 +199,7 @@ def test_sarimax_falls_back_when_its_fixed_order_does_not_converge(monkeypatch):
 
 
 def test_sarimax_rejects_unbounded_or_differenced_orders():
-    from python_models.sarimax import Sarimax
+    from python_models.forecasters.sarimax import Sarimax
 
     with pytest.raises(ValueError, match="bounded search"):
         Sarimax(order="auto", max_order=9)
@@ -210,7 +210,7 @@ def test_sarimax_rejects_unbounded_or_differenced_orders():
 def test_bayesian_ridge_matches_sklearn_and_learns_an_ar1():
     from sklearn.linear_model import BayesianRidge
 
-    from python_models.linear import BayesianRidgeForecaster, forward_sums, return_features
+    from python_models.forecasters.linear import BayesianRidgeForecaster, forward_sums, return_features
 
     returns = _ar1(3000, 0.3, seed=0)
     train = returns.iloc[:1500]
@@ -234,7 +234,7 @@ def test_bayesian_ridge_matches_sklearn_and_learns_an_ar1():
 
 
 def test_cusum_places_a_planted_level_shift_within_a_few_sessions():
-    from python_models.changepoint import cusum_changepoints
+    from python_models.forecasters.changepoint import cusum_changepoints
 
     for seed in range(10):
         x = np.random.default_rng(seed).normal(0, 1, 1200)
@@ -246,7 +246,7 @@ def test_cusum_places_a_planted_level_shift_within_a_few_sessions():
 
 
 def test_ssa_cusum_restarts_after_a_volatility_break_and_not_without_one():
-    from python_models.changepoint import SsaCusum
+    from python_models.forecasters.changepoint import SsaCusum
 
     rng = np.random.default_rng(1)
     calm = rng.normal(0, 0.01, 1000)
@@ -260,7 +260,7 @@ def test_ssa_cusum_restarts_after_a_volatility_break_and_not_without_one():
 
 
 def test_tcn_learns_an_ar1_and_refits_bit_for_bit():
-    from python_models.neural import TemporalConvNet, select_device
+    from python_models.forecasters.neural import TemporalConvNet, select_device
 
     returns = _ar1(3000, 0.3, seed=0)
     fit = TemporalConvNet().fit(returns.iloc[:756])
@@ -275,7 +275,7 @@ def test_tcn_learns_an_ar1_and_refits_bit_for_bit():
 
 
 def test_a_forecast_for_a_horizon_the_model_was_not_fitted_for_is_refused():
-    from python_models.linear import BayesianRidgeForecaster
+    from python_models.forecasters.linear import BayesianRidgeForecaster
 
     fit = BayesianRidgeForecaster(horizons=(1, 5)).fit(_ar1(600, 0.3, seed=0))
     returns = _ar1(700, 0.3, seed=0)

@@ -7,10 +7,10 @@ from arch import arch_model
 from numpy.testing import assert_allclose
 from statsmodels.tsa.statespace.sarimax import SARIMAX
 
-from python_models.base import ReturnForecast, validate_returns
-from python_models.garch import Garch
-from python_models.random_walk import RandomWalk
-from python_models.sarimax import Sarimax
+from python_models.forecasters.base import ReturnForecast, validate_returns
+from python_models.forecasters.garch import Garch
+from python_models.forecasters.random_walk import RandomWalk
+from python_models.forecasters.sarimax import Sarimax
 
 HORIZONS = (1, 5, 21, 63)
 

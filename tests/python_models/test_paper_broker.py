@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from python_models.backtest import CostModel, run_backtest
-from python_models.broker import Account, Order, SessionBar
-from python_models.paper_broker import PaperBroker, PaperConfig
-from python_models.paper_trading import orders_for_targets, reconcile, trade_sessions
+from python_models.backtest.engine import CostModel, run_backtest
+from python_models.trading.broker import Account, Order, SessionBar
+from python_models.trading.paper_broker import PaperBroker, PaperConfig
+from python_models.trading.paper_trading import orders_for_targets, reconcile, trade_sessions
 
 D0, D1, D2 = pd.Timestamp("2024-01-02"), pd.Timestamp("2024-01-03"), pd.Timestamp("2024-01-04")
 

@@ -6,12 +6,12 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import stats
 
-from python_models.boosting import PooledXgboost, feature_columns, forward_returns
-from python_models.mssa import Mssa
-from python_models.random_walk import RandomWalk
-from python_models.registry import POOLED_MODELS, forecasters
-from python_models.ssa import fit_windows, page_matrices
-from python_models.walk_forward import WalkForwardConfig, run_panel, run_pooled
+from python_models.evaluation.walk_forward import WalkForwardConfig, run_panel, run_pooled
+from python_models.forecasters.boosting import PooledXgboost, feature_columns, forward_returns
+from python_models.forecasters.mssa import Mssa
+from python_models.forecasters.random_walk import RandomWalk
+from python_models.forecasters.registry import POOLED_MODELS, forecasters
+from python_models.forecasters.ssa import fit_windows, page_matrices
 
 SIGMA = 0.2 / np.sqrt(252)  # daily volatility behind realized_vol_21 = 0.2
 CFG = WalkForwardConfig(horizons=(1, 5), train_window=600, refit_every=200, embargo=2)
@@ -226,7 +226,7 @@ def test_registry_builds_pooled_models_by_name():
 def test_sarimax_exog_recovers_the_regressor_and_forecasts_like_statsmodels():
     from statsmodels.tsa.statespace.sarimax import SARIMAX
 
-    from python_models.sarimax import Sarimax
+    from python_models.forecasters.sarimax import Sarimax
 
     frame = _skill_panel(n=1, t=900, slope=0.4, seed=5, drift=0.0003).set_index("date")
     returns = frame["log_return"].iloc[1:700]
@@ -273,7 +273,7 @@ def test_sarimax_exog_under_the_pooled_harness_reads_no_later_feature():
 
 @pytest.mark.slow  # a research-only model; `make test-slow`
 def test_feature_tcn_learns_a_planted_feature_from_its_windows_and_sizes_intervals_out_of_sample():
-    from python_models.feature_tcn import FeatureTcn
+    from python_models.forecasters.feature_tcn import FeatureTcn
 
     panel = _skill_panel()
     out, _ = run_pooled(FeatureTcn(features=("f1", "f2"), horizons=(1, 5)), panel, CFG)

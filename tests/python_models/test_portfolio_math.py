@@ -6,10 +6,10 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import stats
 
-from python_models.backtest import run_backtest
-from python_models.ensemble import combine_forecasts, ensemble_panel, inverse_mse_weights
-from python_models.performance import summarize
-from python_models.sizing import kelly_weights
+from python_models.backtest.engine import run_backtest
+from python_models.backtest.performance import summarize
+from python_models.forecasters.ensemble import combine_forecasts, ensemble_panel, inverse_mse_weights
+from python_models.portfolio.sizing import kelly_weights
 
 DATES = pd.bdate_range("2021-01-04", periods=300)
 
@@ -166,7 +166,7 @@ def test_summary_statistics_match_hand_formulas():
 def test_performance_statistics_agree_with_empyrical():
     import empyrical as ep
 
-    from python_models.performance import cagr, max_drawdown, max_drawdown_duration
+    from python_models.backtest.performance import cagr, max_drawdown, max_drawdown_duration
 
     rng = np.random.default_rng(21)
     idx = pd.bdate_range("2010-01-01", periods=1500)
@@ -202,7 +202,7 @@ def test_hit_rate_counts_days_that_beat_cash_when_excess_returns_are_given():
 def test_period_statistics_by_year_agree_with_empyrical_and_stress_windows_are_labelled():
     import empyrical as ep
 
-    from python_models.performance import period_statistics, sharpe_ratio, stress_labels
+    from python_models.backtest.performance import period_statistics, sharpe_ratio, stress_labels
 
     rng = np.random.default_rng(31)
     idx = pd.bdate_range("2007-06-01", "2010-06-30")

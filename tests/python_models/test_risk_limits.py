@@ -5,8 +5,14 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from python_models.backtest import run_backtest
-from python_models.risk_limits import STATES, DrawdownPolicy, apply_drawdown_control, drawdown_states, scale_book
+from python_models.backtest.engine import run_backtest
+from python_models.portfolio.risk_limits import (
+    STATES,
+    DrawdownPolicy,
+    apply_drawdown_control,
+    drawdown_states,
+    scale_book,
+)
 
 POLICY = DrawdownPolicy(de_risk_at=0.15, re_risk_at=0.10, de_risk_scale=0.5, stop_at=0.25, stop_sessions=3)
 
@@ -117,7 +123,7 @@ def test_contributions_sum_to_the_gross_return_in_every_execution_mode():
 
 
 def test_capacity_decays_with_the_book_by_the_square_root_law():
-    from python_models.capacity import capacity, capacity_curve
+    from python_models.backtest.capacity import capacity, capacity_curve
 
     rng = np.random.default_rng(5)
     idx = pd.bdate_range("2018-01-01", periods=500)
@@ -125,7 +131,7 @@ def test_capacity_decays_with_the_book_by_the_square_root_law():
     w = pd.DataFrame(rng.uniform(0.1, 0.5, (500, 2)), index=idx, columns=["a", "b"])  # trades every day
     dv = pd.DataFrame(5e7, index=idx, columns=["a", "b"])
     vol = pd.DataFrame(0.01, index=idx, columns=["a", "b"])
-    from python_models.backtest import CostModel
+    from python_models.backtest.engine import CostModel
 
     costs = CostModel(commission_bps=1.0, impact_coefficient=0.5)
 

@@ -8,11 +8,11 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import stats
 
-from python_models.confidence import CONFIDENCE_WEIGHTS, signal_confidence, trailing_skill, width_score
-from python_models.drift import feature_drift, population_stability_index
-from python_models.governance import GovernancePolicy
-from python_models.metrics import dm_test
-from python_models.signals import flip_count, governed_signals, model_signals
+from python_models.evaluation.metrics import dm_test
+from python_models.governance.confidence import CONFIDENCE_WEIGHTS, signal_confidence, trailing_skill, width_score
+from python_models.governance.drift import feature_drift, population_stability_index
+from python_models.governance.policy import GovernancePolicy
+from python_models.governance.signals import flip_count, governed_signals, model_signals
 
 DATES = pd.bdate_range("2019-01-01", periods=400)
 

@@ -6,7 +6,7 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import optimize
 
-from python_models.sizing import confidence_scale, kelly_portfolio, kelly_weights, risk_parity_weights
+from python_models.portfolio.sizing import confidence_scale, kelly_portfolio, kelly_weights, risk_parity_weights
 
 
 def _cov(seed=0, n=4):

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 from numpy.testing import assert_allclose
 
-from python_models.performance import drawdown_path
-from python_models.tearsheet import PLOTS, figures, monthly_returns, page, rolling_sharpe
+from python_models.backtest.performance import drawdown_path
+from python_models.backtest.tearsheet import PLOTS, figures, monthly_returns, page, rolling_sharpe
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

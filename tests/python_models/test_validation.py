@@ -6,7 +6,7 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import stats
 
-from python_models.validation import bootstrap_interval, leaderboard, pairwise_comparisons, sharpe_ratio
+from python_models.evaluation.comparison import bootstrap_interval, leaderboard, pairwise_comparisons, sharpe_ratio
 
 
 def _forecasts(n_dates=300, tickers=("A", "B", "C"), seed=0) -> pd.DataFrame:
@@ -98,7 +98,7 @@ def test_leaderboard_ranks_by_loss_and_signs_dm_against_the_baseline():
 
 
 def test_bootstrap_pvalue_matches_the_normal_approximation_for_iid_data():
-    from python_models.validation import bootstrap_pvalue
+    from python_models.evaluation.comparison import bootstrap_pvalue
 
     rng = np.random.default_rng(11)
     x = (rng.uniform(size=3000) < 0.56).astype(float)
@@ -111,7 +111,7 @@ def test_bootstrap_pvalue_matches_the_normal_approximation_for_iid_data():
 
 
 def test_design_targets_report_accuracy_and_hit_rate_against_the_design_thresholds():
-    from python_models.validation import design_targets
+    from python_models.evaluation.comparison import design_targets
 
     rng = np.random.default_rng(12)
     dates = pd.bdate_range("2015-01-01", periods=400)

@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from python_models.random_walk import RandomWalk
-from python_models.registry import SERIES_MODELS as MODELS
-from python_models.sarimax import Sarimax
-from python_models.walk_forward import WalkForwardConfig, run_panel, run_walk_forward, walk_forward_folds
+from python_models.evaluation.walk_forward import WalkForwardConfig, run_panel, run_walk_forward, walk_forward_folds
+from python_models.forecasters.random_walk import RandomWalk
+from python_models.forecasters.registry import SERIES_MODELS as MODELS
+from python_models.forecasters.sarimax import Sarimax
 
 #: Research-configuration models whose fits take tens of seconds here: `make test-slow` runs them.
 HEAVY = {"sarimax_auto", "tcn"}

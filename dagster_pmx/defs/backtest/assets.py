@@ -8,11 +8,11 @@ from dagster_pmx.defs.backtest.engine import backtester, load_market, read_books
 from dagster_pmx.defs.portfolio.assets import CONTROLLED
 from dagster_pmx.defs.reads import market_regimes
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.allocation import BOND
-from python_models.capacity import AUM_LEVELS, capacity_curve
-from python_models.performance import period_statistics, stress_labels, summarize
-from python_models.sizing import CASH
-from python_models.tearsheet import line_plot, markdown_image
+from python_models.backtest.capacity import AUM_LEVELS, capacity_curve
+from python_models.backtest.performance import period_statistics, stress_labels, summarize
+from python_models.backtest.tearsheet import line_plot, markdown_image
+from python_models.portfolio.allocation import BOND
+from python_models.portfolio.sizing import CASH
 
 BENCHMARK = "benchmark"
 

@@ -11,9 +11,9 @@ import pandas as pd
 
 from dagster_pmx.defs.reads import cash_rates
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.allocation import BOND
-from python_models.backtest import CostModel, run_backtest
-from python_models.sizing import CASH
+from python_models.backtest.engine import CostModel, run_backtest
+from python_models.portfolio.allocation import BOND
+from python_models.portfolio.sizing import CASH
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ import pandas as pd
 
 from dagster_pmx.defs.backtest.assets import BENCHMARK
 from dagster_pmx.resources import Warehouse
-from python_models.allocation import BOND
-from python_models.sizing import CASH
-from python_models.tearsheet import data_uri, figures, page
+from python_models.backtest.tearsheet import data_uri, figures, page
+from python_models.portfolio.allocation import BOND
+from python_models.portfolio.sizing import CASH
 
 #: Strategies the tearsheet draws (the traded ones); the summary table lists every strategy.
 TEARSHEET_STRATEGIES = ("barbell", "governed", "risk_parity")

@@ -7,12 +7,8 @@ from dagster_pmx.defs import schemas
 from dagster_pmx.defs.forecasting import fits as fit_store
 from dagster_pmx.defs.reads import forecasts_with_outcomes, sessions, sessions_back
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.base import PanelForecaster
-from python_models.ensemble import VARIANTS, ensemble_panel
-from python_models.hmm import GaussianHmm, walk_forward_regimes
-from python_models.metrics import score_panel
-from python_models.registry import BASELINE, forecasters
-from python_models.walk_forward import (
+from python_models.evaluation.metrics import score_panel
+from python_models.evaluation.walk_forward import (
     DEFAULT_HORIZONS,
     POOLED,
     WalkForwardConfig,
@@ -20,6 +16,10 @@ from python_models.walk_forward import (
     refit_latest,
     run_panel,
 )
+from python_models.forecasters.base import PanelForecaster
+from python_models.forecasters.ensemble import VARIANTS, ensemble_panel
+from python_models.forecasters.hmm import GaussianHmm, walk_forward_regimes
+from python_models.forecasters.registry import BASELINE, forecasters
 
 
 def walk_forward_config(settings: PmxSettings) -> WalkForwardConfig:

@@ -7,13 +7,65 @@ current fit of a (model, ticker) is the one stored last; the daily refresh forec
 Fits are pickled into the warehouse, so the file alone restores them.
 """
 
+import io
 import json
 import pickle
 
 import pandas as pd
 
 from dagster_pmx.resources import Warehouse
-from python_models.walk_forward import FoldFit
+from python_models.evaluation.walk_forward import FoldFit
+
+#: Modules of the flat ``python_models`` layout (before 0.2) and where they live now: fits pickled by
+#: an older release still load (CHANGELOG.md, "0.2").
+RENAMED_MODULES = {
+    "python_models.base": "python_models.forecasters.base",
+    "python_models.random_walk": "python_models.forecasters.random_walk",
+    "python_models.garch": "python_models.forecasters.garch",
+    "python_models.sarimax": "python_models.forecasters.sarimax",
+    "python_models.ssa": "python_models.forecasters.ssa",
+    "python_models.mssa": "python_models.forecasters.mssa",
+    "python_models.changepoint": "python_models.forecasters.changepoint",
+    "python_models.boosting": "python_models.forecasters.boosting",
+    "python_models.linear": "python_models.forecasters.linear",
+    "python_models.neural": "python_models.forecasters.neural",
+    "python_models.feature_tcn": "python_models.forecasters.feature_tcn",
+    "python_models.hmm": "python_models.forecasters.hmm",
+    "python_models.registry": "python_models.forecasters.registry",
+    "python_models.array_module": "python_models.forecasters.array_module",
+    "python_models.ensemble": "python_models.forecasters.ensemble",
+    "python_models.walk_forward": "python_models.evaluation.walk_forward",
+    "python_models.metrics": "python_models.evaluation.metrics",
+    "python_models.validation": "python_models.evaluation.comparison",
+    "python_models.governance": "python_models.governance.policy",
+    "python_models.drift": "python_models.governance.drift",
+    "python_models.confidence": "python_models.governance.confidence",
+    "python_models.signals": "python_models.governance.signals",
+    "python_models.allocation": "python_models.portfolio.allocation",
+    "python_models.barbell": "python_models.portfolio.barbell",
+    "python_models.sizing": "python_models.portfolio.sizing",
+    "python_models.risk_limits": "python_models.portfolio.risk_limits",
+    "python_models.safe_sleeve": "python_models.portfolio.safe_sleeve",
+    "python_models.backtest": "python_models.backtest.engine",
+    "python_models.performance": "python_models.backtest.performance",
+    "python_models.capacity": "python_models.backtest.capacity",
+    "python_models.tearsheet": "python_models.backtest.tearsheet",
+    "python_models.broker": "python_models.trading.broker",
+    "python_models.paper_broker": "python_models.trading.paper_broker",
+    "python_models.paper_trading": "python_models.trading.paper_trading",
+    "python_models.data_quality": "python_models.data_quality.wall",
+}
+
+
+class _FitUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        return super().find_class(RENAMED_MODULES.get(module, module), name)
+
+
+def load_fit(blob: bytes):
+    """A stored fit, unpickled; classes pickled under the flat layout resolve to their new modules."""
+    return _FitUnpickler(io.BytesIO(blob)).load()
+
 
 FITS_DDL = """
 create table if not exists ml.model_fits (
@@ -88,6 +140,6 @@ def current(warehouse: Warehouse, models: list[str]) -> dict[tuple[str, str], Fo
             [models],
         ).fetchall()
     return {
-        (model, ticker): FoldFit(pickle.loads(blob), pd.Timestamp(start), pd.Timestamp(end), bool(converged))
+        (model, ticker): FoldFit(load_fit(blob), pd.Timestamp(start), pd.Timestamp(end), bool(converged))
         for model, ticker, start, end, converged, blob in rows
     }

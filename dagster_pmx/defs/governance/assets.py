@@ -8,17 +8,17 @@ from dagster_pmx.defs.reads import cash_rates, forecasts_with_outcomes, market_r
 from dagster_pmx.defs.reads import sessions as session_calendar
 from dagster_pmx.defs.refresh import NEVER, IncrementalRun
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.drift import RECENT_WINDOW as DRIFT_RECENT
-from python_models.drift import feature_drift
-from python_models.governance import (
+from python_models.forecasters.registry import MODELS
+from python_models.governance.drift import RECENT_WINDOW as DRIFT_RECENT
+from python_models.governance.drift import feature_drift
+from python_models.governance.policy import (
     GovernancePolicy,
     GovernanceState,
     daily_evidence,
     govern,
     model_strategy_returns,
 )
-from python_models.registry import MODELS
-from python_models.signals import CONFIDENCE_WINDOW, governed_signals, model_signals
+from python_models.governance.signals import CONFIDENCE_WINDOW, governed_signals, model_signals
 
 SIGNAL_COLUMNS = [c.name for c in schemas.GOVERNED_SIGNALS.columns]
 #: Calendar columns are known in advance and differ between any two windows by construction: no drift check.

@@ -10,7 +10,7 @@ import pandas as pd
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.ingest.sources import MACRO_COLUMNS, PRICE_COLUMNS, PriceSource, make_source
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.data_quality import Screened, normalise_columns, screen_prices
+from python_models.data_quality.wall import Screened, normalise_columns, screen_prices
 
 PRICES_DDL = """
 create table if not exists raw.prices (
@@ -224,7 +224,7 @@ class IngestConfig(dg.Config):
             kinds={"duckdb", "python"},
             metadata={"dagster/column_schema": schemas.RAW_PRICES},
             description="Daily prices per (ticker, date, source) from the configured source (default: real data "
-            "bundled in skfolio and arch), through the data-quality wall (python_models.data_quality): clean and "
+            "bundled in skfolio and arch), through the data-quality wall (python_models.data_quality.wall): clean and "
             "repaired rows (with flags) are upserted idempotently keyed by (ticker, date, source); a replaced row "
             "is kept in raw.prices_audit.",
         ),

@@ -9,11 +9,16 @@ from dagster_pmx.defs.backtest.engine import backtester, load_market
 from dagster_pmx.defs.reads import sessions as session_calendar
 from dagster_pmx.defs.refresh import APPENDED_AFTER, NEVER, IncrementalRun
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.allocation import BOND, barbell_book, risk_parity_book
-from python_models.barbell import BarbellPolicy, risky_share
-from python_models.risk_limits import DrawdownPolicy, apply_drawdown_control
-from python_models.safe_sleeve import bond_share, bond_total_returns, daily_from_monthly, yield_change_forecast
-from python_models.sizing import CASH, confidence_scale, kelly_book
+from python_models.portfolio.allocation import BOND, barbell_book, risk_parity_book
+from python_models.portfolio.barbell import BarbellPolicy, risky_share
+from python_models.portfolio.risk_limits import DrawdownPolicy, apply_drawdown_control
+from python_models.portfolio.safe_sleeve import (
+    bond_share,
+    bond_total_returns,
+    daily_from_monthly,
+    yield_change_forecast,
+)
+from python_models.portfolio.sizing import CASH, confidence_scale, kelly_book
 
 #: Strategies meant to be traded: the design's risk limits (drawdown control) apply to them.
 CONTROLLED = ("governed", "barbell", "risk_parity")
@@ -30,7 +35,7 @@ CONTROLLED = ("governed", "barbell", "risk_parity")
     "Moody's AAA yield (carry plus duration and convexity on the monthly yield change, spread over the month's "
     "sessions), and the share of the sleeve held in it, from a walk-forward forecast of the coming month's yield "
     "change (last known yield and core-CPI inflation changes, both used two months after their month). "
-    "python_models.safe_sleeve documents the proxy and its limits.",
+    "python_models.portfolio.safe_sleeve documents the proxy and its limits.",
 )
 def safe_sleeve(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings) -> dg.MaterializeResult:
     macro = warehouse.query(

@@ -10,9 +10,9 @@ from dagster_pmx.defs.backtest.engine import backtester, load_market, read_books
 from dagster_pmx.defs.reads import sessions as session_calendar
 from dagster_pmx.defs.trading import ledger
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.paper_broker import PaperBroker
-from python_models.paper_trading import trade_sessions
-from python_models.tearsheet import line_plot, markdown_image
+from python_models.backtest.tearsheet import line_plot, markdown_image
+from python_models.trading.paper_broker import PaperBroker
+from python_models.trading.paper_trading import trade_sessions
 
 LEDGER_DEPS = [
     dg.AssetKey(["marts", "allocations"]),

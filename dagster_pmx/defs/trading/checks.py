@@ -6,7 +6,7 @@ import pandas as pd
 from dagster_pmx.defs.reads import sessions as session_calendar
 from dagster_pmx.defs.trading import ledger
 from dagster_pmx.resources import Warehouse
-from python_models.paper_trading import reconcile
+from python_models.trading.paper_trading import reconcile
 
 
 @dg.asset_check(

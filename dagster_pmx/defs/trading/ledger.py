@@ -13,10 +13,10 @@ import pandas as pd
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.backtest.engine import Market, cost_model
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.allocation import BOND
-from python_models.broker import Account, Order, SessionBar
-from python_models.paper_broker import PaperConfig
-from python_models.paper_trading import Ledger
+from python_models.portfolio.allocation import BOND
+from python_models.trading.broker import Account, Order, SessionBar
+from python_models.trading.paper_broker import PaperConfig
+from python_models.trading.paper_trading import Ledger
 
 SCHEMAS = {
     "orders": schemas.PAPER_ORDERS,
@@ -162,7 +162,7 @@ def append(warehouse: Warehouse, ledgers: dict[str, Ledger], run_id: str) -> dic
 
 
 def read_ledger(warehouse: Warehouse, strategy: str) -> Ledger:
-    """One strategy's whole ledger, as :func:`python_models.paper_trading.reconcile` reads it."""
+    """One strategy's whole ledger, as :func:`python_models.trading.paper_trading.reconcile` reads it."""
     frames = {
         name: warehouse.query(f"select * from {table(name)} where strategy = ? order by {KEYS[name]}", [strategy])
         for name in SCHEMAS

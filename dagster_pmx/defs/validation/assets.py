@@ -5,9 +5,9 @@ import pandas as pd
 
 from dagster_pmx.defs import schemas
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.registry import BASELINE
-from python_models.tearsheet import bar_plot, markdown_image
-from python_models.validation import design_targets, leaderboard, pairwise_comparisons
+from python_models.backtest.tearsheet import bar_plot, markdown_image
+from python_models.evaluation.comparison import design_targets, leaderboard, pairwise_comparisons
+from python_models.forecasters.registry import BASELINE
 
 #: Stationary-bootstrap resamples behind every interval of the leaderboard.
 BOOTSTRAP_REPS = 500

@@ -1,0 +1,2 @@
+"""Backtesting: the weight-based backtester (execution timing, costs, cash), performance statistics,
+capacity at several book sizes, and the tearsheet."""

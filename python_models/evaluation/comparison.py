@@ -1,0 +1,251 @@
+"""Statistical validation across models: pairwise Diebold–Mariano and paired t-tests, and
+stationary-bootstrap confidence intervals for Sharpe ratios and directional accuracy.
+
+Pairwise tests pool the universe: for each horizon and pair of models, the realised
+forecasts both made (same ticker, same origin) give a loss differential per observation
+``e_a^2 - e_b^2``; its cross-sectional mean per origin date is one time series, and the
+Diebold–Mariano test (HLN correction, lag ``h - 1``) runs on it, so the dependence between
+stocks on the same day and the overlap of h-session forecasts are both accounted for. The
+paired t-test on the per-observation differentials is reported beside it as the simpler
+test many readers expect; it treats observations as independent and so overstates
+significance (the DM p-value is the one to trust).
+
+Bootstrap intervals use the stationary bootstrap (Politis and Romano) of ``arch``, with a
+mean block length given in sessions, on a series in time order: daily net returns for a
+Sharpe ratio, the daily share of correct signs for directional accuracy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from python_models.backtest.performance import sharpe_ratio
+from python_models.evaluation.metrics import directional_accuracy, dm_test, sign_hits
+
+
+def pairwise_comparisons(forecasts: pd.DataFrame) -> pd.DataFrame:
+    """Diebold–Mariano and paired t-tests for every pair of models, per horizon.
+
+    Parameters
+    ----------
+    forecasts : pandas.DataFrame
+        Long frame: ``model, ticker, asof_date, horizon, y_pred, y_true``; unrealised rows
+        (NaN ``y_true``) are dropped.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (horizon, model_a, model_b) with model_a < model_b: ``n_dates``,
+        ``n_obs``, ``mse_a``, ``mse_b``, ``dm_stat``, ``dm_pvalue`` (negative: model_a has
+        the lower loss), ``t_stat``, ``t_pvalue``.
+    """
+    missing = {"model", "ticker", "asof_date", "horizon", "y_pred", "y_true"} - set(forecasts.columns)
+    if missing:
+        raise ValueError(f"forecasts lack columns {sorted(missing)}")
+    done = forecasts.dropna(subset=["y_true", "y_pred"])
+    rows = []
+    for horizon, g in done.groupby("horizon", sort=True):
+        loss = g.assign(loss=(g["y_pred"] - g["y_true"]) ** 2).pivot_table(
+            index=["asof_date", "ticker"], columns="model", values="loss", aggfunc="first"
+        )
+        models = sorted(loss.columns)
+        for i, a in enumerate(models):
+            for b in models[i + 1 :]:
+                pair = loss[[a, b]].dropna()
+                if pair.index.get_level_values("asof_date").nunique() < 3:
+                    continue
+                diff = pair[a] - pair[b]
+                daily = diff.groupby(level="asof_date").mean().sort_index()
+                dm_stat, dm_p = dm_test(daily.to_numpy(), int(horizon))
+                t_stat, t_p = stats.ttest_rel(pair[a], pair[b]) if diff.std() > 0 else (np.nan, np.nan)
+                rows.append(
+                    {
+                        "horizon": int(horizon),
+                        "model_a": a,
+                        "model_b": b,
+                        "n_dates": int(len(daily)),
+                        "n_obs": int(len(pair)),
+                        "mse_a": float(pair[a].mean()),
+                        "mse_b": float(pair[b].mean()),
+                        "dm_stat": dm_stat,
+                        "dm_pvalue": dm_p,
+                        "t_stat": float(t_stat),
+                        "t_pvalue": float(t_p),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def _bootstrap(series, statistic, block: float, reps: int, seed: int) -> tuple[float, np.ndarray]:
+    """``statistic`` of the series and of ``reps`` stationary-bootstrap resamples (arch)."""
+    from arch.bootstrap import StationaryBootstrap
+
+    x = np.asarray(series, dtype=float)
+    if x.ndim != 1 or x.size < 10 or not np.all(np.isfinite(x)):
+        raise ValueError("bootstrap needs at least 10 finite observations in a 1-d series")
+    bs = StationaryBootstrap(block, x, seed=np.random.default_rng(seed))
+    return float(statistic(x)), np.array([statistic(data[0][0]) for data in bs.bootstrap(reps)])
+
+
+def bootstrap_interval(
+    series, statistic, block: float = 21.0, reps: int = 1000, level: float = 0.90, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile interval of ``statistic(series)`` under the stationary bootstrap.
+
+    Parameters
+    ----------
+    series : array-like
+        Observations in time order (finite).
+    statistic : callable
+        Maps a 1-d array to a float.
+    block : float
+        Mean block length in observations (dependence the resampling keeps).
+    reps, level, seed
+        Resamples, central coverage and the seed of the generator.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    _, draws = _bootstrap(series, statistic, block, reps, seed)
+    draws = draws[np.isfinite(draws)]
+    tail = (1 - level) / 2
+    return float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail))
+
+
+def daily_hit_rate(frame: pd.DataFrame) -> pd.Series:
+    """Share of forecasts with the realised sign per origin date (realised rows only)."""
+    done = frame.dropna(subset=["y_true", "y_pred"])
+    hits = sign_hits(done["y_true"].to_numpy(), done["y_pred"].to_numpy())
+    return pd.Series(hits, index=done["asof_date"].to_numpy()).groupby(level=0).mean().sort_index()
+
+
+def leaderboard(
+    forecasts: pd.DataFrame,
+    comparisons: pd.DataFrame,
+    daily: pd.DataFrame | None,
+    baseline: str,
+    reps: int = 1000,
+    level: float = 0.90,
+) -> pd.DataFrame:
+    """Models ranked per horizon by pooled mean squared error, with evidence.
+
+    Columns: ``horizon, rank, model, n_obs, mse, mse_ratio`` (to ``baseline``),
+    ``directional_accuracy`` and its bootstrap interval ``da_low``/``da_high`` (daily hit
+    rates, mean block = the horizon, at least 5), ``dm_stat``/``dm_pvalue`` against the
+    baseline (from ``comparisons``; negative = lower loss), and ``sharpe`` with
+    ``sharpe_low``/``sharpe_high`` of the model's strategy from ``daily`` (``strategy, date,
+    net_return``; the same for every horizon, NaN without a backtest).
+    """
+    done = forecasts.dropna(subset=["y_true", "y_pred"])
+    sharpe = {}
+    if daily is not None:
+        for strategy, g in daily.sort_values("date").groupby("strategy"):
+            r = g["net_return"].to_numpy(float)
+            sharpe[strategy] = (sharpe_ratio(r), *bootstrap_interval(r, sharpe_ratio, 21.0, reps, level))
+    rows = []
+    for (horizon, model), g in done.groupby(["horizon", "model"], sort=True):
+        hits = daily_hit_rate(g)
+        da_low, da_high = bootstrap_interval(hits.to_numpy(), np.mean, max(5.0, float(horizon)), reps, level)
+        rows.append(
+            {
+                "horizon": int(horizon),
+                "model": model,
+                "n_obs": int(len(g)),
+                "mse": float(np.mean((g["y_pred"] - g["y_true"]) ** 2)),
+                "directional_accuracy": directional_accuracy(g["y_true"], g["y_pred"]),
+                "da_low": da_low,
+                "da_high": da_high,
+                **dict(zip(("sharpe", "sharpe_low", "sharpe_high"), sharpe.get(model, (np.nan,) * 3), strict=True)),
+            }
+        )
+    board = pd.DataFrame(rows)
+    base_mse = board[board["model"] == baseline].set_index("horizon")["mse"]
+    board["mse_ratio"] = board["mse"] / board["horizon"].map(base_mse)
+    vs = _against(comparisons, baseline)
+    board = board.merge(vs, on=["horizon", "model"], how="left")
+    board["rank"] = board.groupby("horizon")["mse"].rank(method="min").astype(int)
+    columns = ["horizon", "rank", "model", "n_obs", "mse", "mse_ratio", "directional_accuracy", "da_low", "da_high"]
+    columns += ["dm_stat", "dm_pvalue", "sharpe", "sharpe_low", "sharpe_high"]
+    return board.sort_values(["horizon", "rank", "model"])[columns].reset_index(drop=True)
+
+
+def _against(comparisons: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Each model's DM statistic against ``baseline``, signed so negative = model better."""
+    a = comparisons[comparisons["model_b"] == baseline].rename(columns={"model_a": "model"})
+    b = comparisons[comparisons["model_a"] == baseline].rename(columns={"model_b": "model"})
+    b = b.assign(dm_stat=-b["dm_stat"])
+    return pd.concat([a, b])[["horizon", "model", "dm_stat", "dm_pvalue"]]
+
+
+def bootstrap_pvalue(series, statistic, null: float, block: float = 21.0, reps: int = 1000, seed: int = 0) -> float:
+    """One-sided p-value of H0: ``statistic <= null`` under the stationary bootstrap.
+
+    The bootstrap distribution of ``theta* - theta_hat`` stands in for that of ``theta_hat -
+    theta``; the p-value is the share of resamples with ``theta* - theta_hat >= theta_hat -
+    null`` (Hall's centred percentile test), so a point estimate at the null gives about 0.5.
+    """
+    theta, draws = _bootstrap(series, statistic, block, reps, seed)
+    return float(np.mean(draws - theta >= theta - null))
+
+
+#: The original design's targets: directional accuracy of the signal and hit rate of the strategy.
+DESIGN_TARGETS = {"directional_accuracy": 0.55, "hit_rate": 0.52}
+
+
+def design_targets(
+    forecasts: pd.DataFrame, daily: pd.DataFrame, horizon: int, reps: int = 1000, level: float = 0.90
+) -> pd.DataFrame:
+    """The design's targets per model or strategy, with bootstrap intervals and p-values.
+
+    Parameters
+    ----------
+    forecasts : pandas.DataFrame
+        ``model, ticker, asof_date, y_pred, y_true`` at ``horizon`` (any subject name in
+        ``model``, e.g. the governed signals' tradable rows as ``governed``).
+    daily : pandas.DataFrame
+        ``strategy, date, net_return`` of the backtests, and ``excess_return`` (over the
+        cash rate) when cash earns interest: the hit rate then counts days beating cash.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``metric, subject, horizon, n, value, target, low, high, pvalue_target`` (H0: value
+        <= target), ``pvalue_chance`` (H0: value <= 0.5), ``met`` (value > target) and
+        ``significant`` (pvalue_target < 0.05). Directional accuracy is the mean of the daily
+        shares of right signs (resampled in blocks of the horizon); hit rate is the share of
+        positive days among days with a non-zero net (or excess) return (blocks of 21 days).
+    """
+    rows = []
+    for subject, g in forecasts.dropna(subset=["y_true", "y_pred"]).groupby("model", sort=True):
+        rows.append(
+            _target_row(
+                "directional_accuracy", subject, horizon, daily_hit_rate(g).to_numpy(), max(5.0, horizon), reps, level
+            )
+        )
+    for strategy, g in daily.sort_values("date").groupby("strategy", sort=True):
+        r = g["excess_return" if "excess_return" in g.columns else "net_return"].to_numpy(float)
+        wins = (r[r != 0] > 0).astype(float)
+        rows.append(_target_row("hit_rate", strategy, None, wins, 21.0, reps, level))
+    return pd.DataFrame(rows)
+
+
+def _target_row(metric, subject, horizon, x, block, reps, level) -> dict:
+    target = DESIGN_TARGETS[metric]
+    value = float(np.mean(x))
+    low, high = bootstrap_interval(x, np.mean, block, reps, level)
+    p_target = bootstrap_pvalue(x, np.mean, target, block, reps)
+    return {
+        "metric": metric,
+        "subject": subject,
+        "horizon": horizon,
+        "n": int(len(x)),
+        "value": value,
+        "target": target,
+        "low": low,
+        "high": high,
+        "pvalue_target": p_target,
+        "pvalue_chance": bootstrap_pvalue(x, np.mean, 0.5, block, reps),
+        "met": bool(value > target),
+        "significant": bool(p_target < 0.05),
+    }

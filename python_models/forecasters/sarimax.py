@@ -1,0 +1,326 @@
+"""ARMA/SARIMAX on daily log returns via statsmodels, with fast multi-origin forecasts.
+
+Refitting at every origin would cost one optimisation per session. Instead the fitted
+parameters are held fixed and the Kalman filter is run once over the history: the
+predicted state at each origin gives every horizon's mean by iterating the transition
+equation, and the state covariance gives the variance of the cumulative return.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+from python_models.evaluation.metrics import ljung_box
+from python_models.forecasters.base import (
+    FitResult,
+    Forecaster,
+    PanelFitResult,
+    PanelForecaster,
+    ReturnForecast,
+    by_ticker,
+    check_origins,
+    validate_horizons,
+    validate_panel,
+    validate_returns,
+)
+
+_SCALE = 100.0
+
+
+def _fixed(ssm, name: str) -> np.ndarray:
+    """A system matrix at time 0 (ARMA models are time-invariant)."""
+    m = ssm[name]
+    time_dims = {
+        "design": 3,
+        "obs_cov": 3,
+        "transition": 3,
+        "selection": 3,
+        "state_cov": 3,
+        "obs_intercept": 2,
+        "state_intercept": 2,
+    }[name]
+    return m[..., 0] if m.ndim == time_dims else m
+
+
+@dataclass(frozen=True)
+class ExogScaler:
+    """Exogenous regressors of a SARIMAX fit: feature columns lagged one session (the value
+    at the previous close, so the regressor of every return is known before it), centred
+    and scaled by the training window's mean and standard deviation; a missing value is
+    set to that mean (0 after scaling)."""
+
+    names: tuple[str, ...]
+    centre: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, exog: pd.DataFrame, index: pd.Index, names: Sequence[str]) -> ExogScaler:
+        raw = _lagged(exog, index, names)
+        centre, scale = np.nanmean(raw, axis=0), np.nanstd(raw, axis=0)
+        if not np.all(np.isfinite(scale) & (scale > 0)):
+            raise ValueError(f"an exogenous column is constant or empty over the training window: {list(names)}")
+        return cls(tuple(names), centre, scale)
+
+    def transform(self, exog: pd.DataFrame | None, index: pd.Index, lag: int = 1) -> np.ndarray:
+        """Scaled regressors of the returns dated ``index`` (features ``lag`` sessions earlier)."""
+        if exog is None:
+            raise ValueError(f"this SARIMAX has regressors {list(self.names)}: pass exog")
+        return np.nan_to_num((_lagged(exog, index, self.names, lag) - self.centre) / self.scale, nan=0.0)
+
+    def current(self, exog: pd.DataFrame | None, dates: pd.Index) -> np.ndarray:
+        """Scaled features at ``dates`` themselves: the regressors of the session after each."""
+        return self.transform(exog, dates, lag=0)
+
+
+def _lagged(exog: pd.DataFrame, index: pd.Index, names: Sequence[str], lag: int = 1) -> np.ndarray:
+    """Feature values ``lag`` sessions of ``index`` before each date (NaN where unknown)."""
+    missing = set(names) - set(exog.columns)
+    if missing:
+        raise ValueError(f"exog lacks columns {sorted(missing)}")
+    values = exog[list(names)].reindex(index)
+    return (values.shift(lag) if lag else values).to_numpy(float)
+
+
+@dataclass
+class SarimaxResult(FitResult):
+    order: tuple[int, int, int] = (1, 0, 1)
+    trend: str = "c"
+    #: exogenous regressors (see :class:`ExogScaler`); none for a plain ARMA
+    exog: ExogScaler | None = None
+
+    def _model(self, returns: pd.Series, exog: pd.DataFrame | None = None) -> SARIMAX:
+        x = None if self.exog is None else self.exog.transform(exog, returns.index)
+        named = None if x is None else pd.DataFrame(x, columns=list(self.exog.names))
+        return SARIMAX(_SCALE * returns.to_numpy(), exog=named, order=self.order, trend=self.trend)
+
+    def forecast(
+        self, returns: pd.Series, origins: pd.Index, horizons: Sequence[int], exog: pd.DataFrame | None = None
+    ) -> ReturnForecast:
+        """As :meth:`FitResult.forecast`; a model with regressors also needs ``exog`` (the
+        feature columns by date). The regressor of session ``t + 1`` is known at ``t``
+        (features lagged one session); for later steps it is held at that value."""
+        pos = check_origins(returns, origins)
+        hs = validate_horizons(horizons)
+        history = returns.iloc[: pos.max() + 1]
+        model = self._model(history, exog)
+        filtered = model.filter(self.params.to_numpy())
+        ssm = model.ssm
+        T, Z, c, d, R, Q, H = (
+            _fixed(ssm, n)
+            for n in ("transition", "design", "state_intercept", "obs_intercept", "selection", "state_cov", "obs_cov")
+        )
+        z = Z[0]
+        h_max = max(hs)
+        # a_{t+1|t} for every origin t is column t + 1 of predicted_state.
+        state = filtered.filter_results.predicted_state[:, pos + 1]
+        # regressors enter the observation intercept; with none it is constant
+        if self.exog is None:
+            offset = d[0]
+        else:  # the regressor of t + 1 is the feature at t: known at the origin
+            offset = self.exog.current(exog, history.index[pos]) @ self.params[list(self.exog.names)].to_numpy()
+        step_mean = np.empty((len(pos), h_max))
+        for k in range(h_max):
+            step_mean[:, k] = offset + z @ state
+            state = T @ state + c[:, None]
+        cum_var = self._cumulative_variance(
+            filtered.filter_results.predicted_state_cov[:, :, pos.min() + 1], T, z, R @ Q @ R.T, H[0, 0], h_max
+        )
+        idx = np.asarray(hs) - 1
+        mean = np.cumsum(step_mean, axis=1)[:, idx] / _SCALE
+        var = np.tile(cum_var[idx], (len(pos), 1)) / _SCALE**2
+        return ReturnForecast(pd.Index(origins), hs, mean, var)
+
+    @staticmethod
+    def _cumulative_variance(
+        P1: np.ndarray, T: np.ndarray, z: np.ndarray, RQR: np.ndarray, obs_var: float, h_max: int
+    ) -> np.ndarray:
+        """Var(y_1 + ... + y_h) for h = 1..h_max given the one-step state covariance P1.
+
+        Cov(y_i, y_j) = z T^(j-i) P_i z' for i < j, plus the observation variance on the
+        diagonal. The ARMA filter's covariance converges within a few sessions, so the
+        path from the first origin of a block serves every origin in it (and does not
+        depend on how far the block's data extends).
+        """
+        P = [P1]
+        for _ in range(h_max - 1):
+            P.append(T @ P[-1] @ T.T + RQR)
+        out = np.empty(h_max)
+        total = 0.0
+        carried = np.zeros_like(z)  # v_j = sum_{i<j} T^(j-i) P_i z', so v_{j+1} = T (v_j + P_j z')
+        for j in range(h_max):
+            total += float(z @ P[j] @ z) + obs_var + 2.0 * float(z @ carried)
+            carried = T @ (carried + P[j] @ z)
+            out[j] = total
+        return out
+
+
+class Sarimax(Forecaster):
+    """ARMA(p, q) with a constant (SARIMAX with d = 0) on daily log returns.
+
+    Parameters
+    ----------
+    order : tuple of int, or "auto"
+        (p, 0, q); "auto" selects it per fit by AIC over p, q <= ``max_order`` among fits
+        that converged, falling back to ARMA(1, 1) and then to the constant-only model when
+        none did (the guardrails of an automated search). A fixed order that does not
+        converge falls back the same way; ``diagnostics["p"]``/``["q"]`` say what was used.
+    trend : str
+        statsmodels trend ("c": constant).
+    max_order : int
+        Largest p and q tried by "auto".
+    exog_names : sequence of str
+        Feature columns used as regressors (lagged one session; :class:`ExogScaler`).
+        Empty: a plain ARMA. :class:`SarimaxExog` runs it over a panel of features.
+    """
+
+    FALLBACKS: tuple[tuple[int, int, int], ...] = ((1, 0, 1), (0, 0, 0))
+
+    def __init__(
+        self,
+        order: tuple[int, int, int] | str = (1, 0, 1),
+        trend: str = "c",
+        max_order: int = 2,
+        exog_names: Sequence[str] = (),
+    ) -> None:
+        if order == "auto":
+            if not 0 <= max_order <= 4:
+                raise ValueError(f"max_order must be in [0, 4] (a bounded search), got {max_order}")
+            self.order, self.name = "auto", "sarimax_auto"
+        else:
+            if len(order) != 3 or any(o < 0 for o in order):
+                raise ValueError(f"SARIMAX order must be three non-negative ints, got {order}")
+            if order[1] != 0:
+                raise ValueError("pmx models returns, which are already differenced: use d = 0")
+            self.order, self.name = tuple(order), "sarimax"
+        self.trend, self.max_order, self.exog_names = trend, max_order, tuple(exog_names)
+
+    def _fit_order(self, r: pd.Series, order: tuple[int, int, int], x: np.ndarray | None = None):
+        named = None if x is None else pd.DataFrame(x, columns=list(self.exog_names))  # parameters named after them
+        model = SARIMAX(_SCALE * r.to_numpy(), exog=named, order=order, trend=self.trend)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = model.fit(disp=False)
+        converged = bool(res.mle_retvals.get("converged", True)) if res.mle_retvals else True
+        return model, res, converged and bool(np.isfinite(res.aic))
+
+    def fit(self, returns: pd.Series, exog: pd.DataFrame | None = None) -> SarimaxResult:
+        """Estimate on ``returns``; with :attr:`exog_names` set, ``exog`` holds those feature
+        columns by date (see :class:`ExogScaler`)."""
+        r = validate_returns(returns, min_obs=60)
+        scaler = ExogScaler.fit(exog, r.index, self.exog_names) if self.exog_names else None
+        x = None if scaler is None else scaler.transform(exog, r.index)
+        if self.order == "auto":
+            candidates = [(p, 0, q) for p in range(self.max_order + 1) for q in range(self.max_order + 1)]
+            fits = [(order, *self._fit_order(r, order, x)) for order in candidates]
+            good = [f for f in fits if f[3]]
+            if good:
+                order, model, res, converged = min(good, key=lambda f: f[2].aic)
+            else:
+                order, model, res, converged = next(
+                    (f for f in ((o, *self._fit_order(r, o, x)) for o in self.FALLBACKS) if f[3]), fits[0]
+                )
+        else:
+            order = self.order
+            model, res, converged = self._fit_order(r, order, x)
+            if not converged:
+                # a fit the optimiser did not finish can sit near a unit root with a large
+                # constant, and its multi-step forecasts then explode (seen on RRC, 2006)
+                for fallback in self.FALLBACKS:
+                    if fallback == order:
+                        continue
+                    candidate = (fallback, *self._fit_order(r, fallback, x))
+                    if candidate[3]:
+                        order, model, res, converged = candidate
+                        break
+        resid = np.asarray(res.resid)[order[0] :]  # skip the filter's first, unconditioned residuals
+        return SarimaxResult(
+            params=pd.Series(res.params, index=model.param_names),
+            diagnostics={
+                "aic": float(res.aic),
+                "bic": float(res.bic),
+                "loglik": float(res.llf),
+                "ljung_box_pvalue": ljung_box(resid)[1],
+                "p": float(order[0]),
+                "q": float(order[2]),
+                "converged": float(converged),
+            },
+            order=order,
+            trend=self.trend,
+            exog=scaler,
+        )
+
+
+#: Default regressors: the market's return over the last session (lead-lag) and the stock's
+#: own 21-session volatility (a risk premium), both from marts.features.
+DEFAULT_EXOG: tuple[str, ...] = ("market_return_1d", "realized_vol_21")
+
+
+@dataclass
+class SarimaxExogResult(PanelFitResult):
+    """One :class:`SarimaxResult` with regressors per ticker of the training window."""
+
+    fits: dict[str, SarimaxResult] = field(default_factory=dict)
+
+    def forecast(self, panel: pd.DataFrame, origins: pd.Index, horizons: Sequence[int]) -> dict[str, ReturnForecast]:
+        wanted, out = pd.DatetimeIndex(origins), {}
+        for ticker, frame, returns in by_ticker(validate_panel(panel), self.fits):
+            own = wanted[wanted.isin(returns.index)]
+            if len(own):
+                out[ticker] = self.fits[ticker].forecast(returns, own, horizons, exog=frame)
+        return out
+
+
+class SarimaxExog(PanelForecaster):
+    """ARMA(1, 1) with exogenous regressors from marts.features, one fit per ticker.
+
+    Single-series in its estimation but fed from the feature panel, so it runs under the
+    pooled harness. Multi-step forecasts hold each regressor at its value at the origin
+    (nothing later is known); their variance ignores the regressors' own uncertainty.
+
+    Parameters
+    ----------
+    exog_names : sequence of str
+        Feature columns used as regressors.
+    order : tuple of int
+        ARMA order (p, 0, q); a fit that does not converge falls back as in :class:`Sarimax`.
+    """
+
+    needs_features = True
+
+    def __init__(self, exog_names: Sequence[str] = DEFAULT_EXOG, order: tuple[int, int, int] = (1, 0, 1)) -> None:
+        if not exog_names:
+            raise ValueError("SarimaxExog needs at least one exogenous column; use Sarimax without")
+        self.model = Sarimax(order=order, exog_names=exog_names)
+        self.name = "sarimax_exog"
+
+    def check_columns(self, panel: pd.DataFrame) -> None:
+        missing = set(self.model.exog_names) - set(panel.columns)
+        if missing:
+            raise ValueError(f"panel lacks the exogenous columns {sorted(missing)}")
+
+    def fit(self, panel: pd.DataFrame) -> SarimaxExogResult:
+        p = validate_panel(panel)
+        self.check_columns(p)
+        fits, failed = {}, 0
+        for ticker, frame, returns in by_ticker(p):
+            if len(returns) < 0.9 * len(frame):  # mostly missing in this window: sit it out
+                continue
+            try:
+                fits[ticker] = self.model.fit(returns, exog=frame)
+            except (ValueError, np.linalg.LinAlgError):
+                failed += 1
+        if not fits:
+            raise ValueError("no ticker could be fitted in this window")
+        converged = np.mean([f.diagnostics["converged"] for f in fits.values()])
+        betas = pd.DataFrame({t: f.params[list(self.model.exog_names)] for t, f in fits.items()}).T
+        return SarimaxExogResult(
+            params=betas.mean().add_prefix("mean_beta_"),
+            diagnostics={"tickers": float(len(fits)), "failed": float(failed), "converged": float(converged == 1.0)},
+            fits=fits,
+        )

@@ -1,0 +1,105 @@
+"""Confidence of a trading signal: a documented blend of evidence, in [0, 1].
+
+Every component is scaled so that 0.5 means "no evidence either way" and 1 means strong
+evidence for the signal; the confidence is their weighted mean (weights in
+:data:`CONFIDENCE_WEIGHTS`, summing to one), so it lies in [0, 1] and equals 0.5 when
+nothing speaks for or against the signal. The design's trading threshold of 0.55 therefore
+asks for evidence beyond a coin flip.
+
+=============  =====  ==========================================================================
+component      share  definition (every input known at the signal's close)
+=============  =====  ==========================================================================
+probability    0.30   ``Phi(|mu| / sigma)``: the forecast's own probability of the right sign
+accuracy       0.25   trailing directional accuracy of the model for this ticker and horizon
+                      (last ``window`` realised forecasts; 0.5 before ``min_obs`` of them)
+agreement      0.15   share of the single models whose forecast has the signal's sign
+width          0.10   ``1 / (1 + w / median(w))``: interval width against its trailing median
+fit            0.10   ``0.5 + clip(5 R2, -0.5, 0.5)``: trailing out-of-sample explained variance
+                      ``R2 = 1 - sum(e^2) / sum(y^2)`` of the model (0.5 before ``min_obs``)
+variance_ratio 0.10   ``Phi(|z|)``: Lo–MacKinlay evidence against a random walk (z of VR(10))
+=============  =====  ==========================================================================
+
+Fit diagnostics are out-of-sample explained variance, not AIC: AIC compares models fitted
+to the same data and has no scale that carries across models and tickers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from python_models.evaluation.metrics import sign_hits
+
+CONFIDENCE_WEIGHTS = {
+    "probability": 0.30,
+    "accuracy": 0.25,
+    "agreement": 0.15,
+    "width": 0.10,
+    "fit": 0.10,
+    "variance_ratio": 0.10,
+}
+NEUTRAL = 0.5
+
+
+def trailing_skill(
+    y_pred: pd.Series, y_true: pd.Series, horizon: int, window: int = 252, min_obs: int = 63
+) -> pd.DataFrame:
+    """Trailing directional accuracy and explained-variance score per origin.
+
+    ``y_pred`` and ``y_true`` are indexed by consecutive origins of one (model, ticker,
+    horizon); the value at origin ``i`` is realised ``horizon`` rows later, so row ``i``
+    uses origins up to ``i - horizon`` only. Returns columns ``accuracy`` and ``fit``
+    (both neutral 0.5 until ``min_obs`` realised forecasts exist).
+    """
+    if horizon < 1 or window < 1 or min_obs < 1:
+        raise ValueError("horizon, window and min_obs must be positive")
+    done = y_true.notna() & y_pred.notna()
+    hit = sign_hits(y_true, y_pred).astype(float).where(done)
+    roll = dict(window=window, min_periods=min_obs)
+    accuracy = hit.rolling(**roll).mean().shift(horizon)
+    sse = ((y_pred - y_true) ** 2).where(done).rolling(**roll).sum().shift(horizon)
+    sst = (y_true**2).where(done).rolling(**roll).sum().shift(horizon)
+    r2 = 1.0 - sse / sst.where(sst > 0)
+    fit = NEUTRAL + (5.0 * r2).clip(-0.5, 0.5)
+    return pd.DataFrame({"accuracy": accuracy.fillna(NEUTRAL), "fit": fit.fillna(NEUTRAL)}, index=y_pred.index)
+
+
+def width_score(width: pd.Series, window: int = 252, min_obs: int = 21) -> pd.Series:
+    """``1 / (1 + w / median)`` with the median of the trailing ``window`` widths (this one included)."""
+    median = width.rolling(window, min_periods=min_obs).median()
+    return (1.0 / (1.0 + width / median.where(median > 0))).fillna(NEUTRAL)
+
+
+def signal_confidence(components: pd.DataFrame, weights: dict[str, float] | None = None) -> pd.Series:
+    """Weighted mean of the components (each in [0, 1]; missing ones count as neutral).
+
+    Raises
+    ------
+    ValueError
+        If a component is missing from ``components``, lies outside [0, 1], or the
+        weights do not sum to one.
+    """
+    weights = weights or CONFIDENCE_WEIGHTS
+    if not np.isclose(sum(weights.values()), 1.0):
+        raise ValueError(f"confidence weights must sum to 1, got {sum(weights.values())}")
+    missing = set(weights) - set(components.columns)
+    if missing:
+        raise ValueError(f"confidence components missing: {sorted(missing)}")
+    values = components[list(weights)].astype(float).fillna(NEUTRAL)
+    if ((values < 0) | (values > 1)).any().any():
+        raise ValueError("confidence components must lie in [0, 1]")
+    return values @ pd.Series(weights)
+
+
+def probability_score(mean, std) -> np.ndarray:
+    """``Phi(|mu| / sigma)``; neutral where sigma is missing or zero."""
+    mean, std = np.asarray(mean, float), np.asarray(std, float)
+    ok = np.isfinite(mean) & np.isfinite(std) & (std > 0)
+    return np.where(ok, stats.norm.cdf(np.abs(mean) / np.where(ok, std, 1.0)), NEUTRAL)
+
+
+def variance_ratio_score(z) -> np.ndarray:
+    """``Phi(|z|)``; neutral where z is missing."""
+    z = np.asarray(z, float)
+    return np.where(np.isfinite(z), stats.norm.cdf(np.abs(np.nan_to_num(z))), NEUTRAL)

@@ -1,0 +1,504 @@
+"""Model selection and model-risk governance: promote, hold, revert, stop, resume.
+
+A *baseline* model (by default the inverse-MSE ensemble) is always available as the
+automatic fallback. Every ``review_every`` sessions each other model (a *candidate*) is
+judged on the trailing ``evidence_window`` sessions against the baseline, using only
+forecasts already realised and strategy returns already earned at the review's close:
+
+* **loss** — Diebold–Mariano (HLN) on the daily cross-sectional mean of the squared-error
+  differential (candidate minus baseline), one-sided: the candidate must have *lower* loss
+  with a p-value below ``alpha`` after a Bonferroni adjustment for the number of candidates
+  judged at the review (reviews over time are not adjusted for: each is a new decision);
+* **profit factor** of the candidate's own Kelly strategy at least ``min_pf_uplift`` (3 %)
+  above the baseline's;
+* **drawdown** of the candidate's strategy at most ``max_dd_increase`` (50 %) deeper than
+  the baseline's.
+
+A candidate that meets all three is *promoted*, the best by :func:`selection_score` if
+several do. A promoted model is kept (*hold*) while it still beats the baseline (lower
+mean loss, profit factor not below the baseline's, drawdown within the bound) and is
+*reverted* to the baseline at the first review where it does not.
+
+Every session, each model's rolling directional accuracy over the last
+``accuracy_window`` realised dates is monitored: below ``stop_accuracy`` (0.45) the model
+is *stopped* at once (emergency stop; if it is the promoted model, the baseline takes over
+the same day); it *resumes* when the rolling accuracy is back at ``retrain_accuracy``
+(0.50) or above. Below ``retrain_accuracy`` a model is flagged for retraining. When the
+baseline itself is stopped and no promoted model is running, nothing trades.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from python_models.backtest.engine import run_backtest
+from python_models.backtest.performance import max_drawdown, profit_factor, sharpe_ratio
+from python_models.evaluation.metrics import dm_test, sign_hits
+from python_models.portfolio.sizing import kelly_book
+
+#: Shares of the selection score; see :func:`selection_score`.
+SCORE_WEIGHTS = {"profit_factor": 0.35, "sharpe": 0.25, "drawdown": 0.20, "stability": 0.20}
+
+
+#: Evidence on a candidate against the baseline, as :func:`evaluate` returns it.
+EVIDENCE_COLUMNS = [
+    "n_dates",
+    "mean_loss_diff",
+    "dm_stat",
+    "dm_pvalue",
+    "dm_pvalue_adjusted",
+    "profit_factor",
+    "baseline_profit_factor",
+    "pf_uplift",
+    "max_drawdown",
+    "baseline_max_drawdown",
+    "dd_increase",
+    "sharpe",
+    "baseline_sharpe",
+    "stability",
+    "score",
+    "passes",
+    "retains",
+]
+DECISION_COLUMNS = [
+    "decision_date",
+    "action",
+    "model",
+    "previous_model",
+    "rolling_accuracy",
+    "reason",
+    *EVIDENCE_COLUMNS,
+    "thresholds",
+]
+REVIEW_COLUMNS = ["review_date", "model", *EVIDENCE_COLUMNS, "stopped"]
+_FLAGS = {"passes": "boolean", "retains": "boolean"}
+
+
+@dataclass(frozen=True)
+class GovernancePolicy:
+    """Thresholds in force; every decision row records them."""
+
+    baseline: str = "ensemble"
+    horizon: int = 21
+    alpha: float = 0.05
+    min_pf_uplift: float = 0.03
+    max_dd_increase: float = 0.50
+    review_every: int = 63
+    evidence_window: int = 504
+    min_evidence: int = 252
+    accuracy_window: int = 63
+    stop_accuracy: float = 0.45
+    retrain_accuracy: float = 0.50
+    min_confidence: float = 0.55
+    flip_window: int = 21
+    max_flips: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must lie in (0, 1), got {self.alpha}")
+        if not 0 <= self.stop_accuracy <= self.retrain_accuracy <= 1:
+            raise ValueError("need 0 <= stop_accuracy <= retrain_accuracy <= 1")
+        if min(self.horizon, self.review_every, self.evidence_window, self.min_evidence, self.accuracy_window) < 1:
+            raise ValueError("horizon, review_every, evidence_window, min_evidence, accuracy_window must be positive")
+        if self.min_evidence > self.evidence_window:
+            raise ValueError("min_evidence cannot exceed evidence_window")
+        if self.max_dd_increase < 0:
+            raise ValueError("max_dd_increase must be non-negative")
+
+    def thresholds(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
+
+
+def daily_evidence(forecasts: pd.DataFrame, baseline: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per realisation date: loss differentials against the baseline and hit rates.
+
+    Parameters
+    ----------
+    forecasts : pandas.DataFrame
+        ``model, ticker, asof_date, target_date, y_pred, y_true`` of one horizon; rows
+        without ``y_true`` are ignored.
+
+    Returns
+    -------
+    (loss_diff, hits)
+        Both indexed by ``target_date`` (the session a forecast is realised, when it becomes
+        evidence). ``loss_diff[c]`` is the mean over tickers of ``e_c^2 - e_baseline^2`` on
+        the (ticker, origin) pairs both forecast; ``hits[m]`` the share of model ``m``'s
+        forecasts realised that day with the right sign.
+    """
+    need = {"model", "ticker", "asof_date", "target_date", "y_pred", "y_true"}
+    if need - set(forecasts.columns):
+        raise ValueError(f"forecasts lack columns {sorted(need - set(forecasts.columns))}")
+    done = forecasts.dropna(subset=["y_true", "y_pred"])
+    if baseline not in set(done["model"]):
+        raise ValueError(f"baseline {baseline!r} has no realised forecasts")
+    done = done.assign(
+        loss=(done["y_pred"] - done["y_true"]) ** 2,
+        hit=sign_hits(done["y_true"], done["y_pred"]).astype(float),
+    )
+    hits = done.pivot_table(index="target_date", columns="model", values="hit", aggfunc="mean").sort_index()
+    loss = done.pivot_table(index=["target_date", "ticker", "asof_date"], columns="model", values="loss")
+    diff = loss.drop(columns=baseline).sub(loss[baseline], axis=0)
+    loss_diff = diff.groupby(level="target_date").mean().sort_index()
+    hits.columns.name = loss_diff.columns.name = None
+    return loss_diff, hits
+
+
+#: Decimals the rolling accuracy is rounded to before it meets a threshold.
+ACCURACY_DECIMALS = 12
+
+
+def rolling_accuracy(hits: pd.DataFrame, window: int) -> pd.DataFrame:
+    """Mean of the daily hit rates over the last ``window`` realisation dates (full windows only).
+
+    Hit rates are ratios of small integers, so an accuracy exactly at a threshold (0.45 =
+    567 / 1260) is common; a rolling mean carries a rounding error of ~1e-16 that depends on
+    how far back the series starts, which would decide such ties at random (and differently
+    for the daily refresh than for a rebuild). Rounded to :data:`ACCURACY_DECIMALS`, a tie is
+    a tie: 0.45 is not below 0.45.
+    """
+    return hits.rolling(window, min_periods=window).mean().round(ACCURACY_DECIMALS)
+
+
+def stop_flags(accuracy: pd.Series, stop: float, resume: float, initial: bool = False) -> pd.Series:
+    """Emergency-stop state per date: on when accuracy < ``stop``, off again once >= ``resume``;
+    ``initial`` is the state before the first date."""
+    state, out = bool(initial), np.zeros(len(accuracy), bool)
+    for i, a in enumerate(accuracy.to_numpy(float)):
+        if not np.isnan(a):
+            state = a < stop if not state else a < resume
+        out[i] = state
+    return pd.Series(out, index=accuracy.index)
+
+
+def _stability(cand: pd.Series, base: pd.Series, regimes: pd.Series | None) -> float:
+    """Share of calendar years (>= 63 sessions) and of regimes (>= 21 sessions) in which the
+    candidate's mean daily return beats the baseline's; the mean of the two shares."""
+    diff = cand - base
+    shares = []
+    years = diff.groupby(diff.index.year)
+    wins = [g.mean() > 0 for _, g in years if len(g) >= 63]
+    if wins:
+        shares.append(float(np.mean(wins)))
+    if regimes is not None:
+        lab = regimes.reindex(diff.index)
+        wins = [g.mean() > 0 for _, g in diff.groupby(lab) if len(g) >= 21]
+        if wins:
+            shares.append(float(np.mean(wins)))
+    return float(np.mean(shares)) if shares else 0.5
+
+
+def selection_score(pf_uplift: float, sharpe_gain: float, dd_increase: float, stability: float) -> float:
+    """Weighted score in [0, 1] (0.5: no better nor worse than the baseline).
+
+    ``0.35 clip(0.5 + 2.5 pf_uplift) + 0.25 clip(0.5 + sharpe_gain / 2) + 0.20 clip(0.5 -
+    dd_increase) + 0.20 stability``, each term clipped to [0, 1]: +20 % profit factor, +1
+    Sharpe, or a drawdown half as deep each score full marks.
+    """
+    parts = {
+        "profit_factor": 0.5 + 2.5 * pf_uplift,
+        "sharpe": 0.5 + sharpe_gain / 2.0,
+        "drawdown": 0.5 - dd_increase,
+        "stability": stability,
+    }
+    return float(sum(SCORE_WEIGHTS[k] * np.clip(v, 0.0, 1.0) for k, v in parts.items() if np.isfinite(v)))
+
+
+def evaluate(
+    candidate: str,
+    loss_diff: pd.Series,
+    returns: pd.DataFrame,
+    baseline: str,
+    policy: GovernancePolicy,
+    regimes: pd.Series | None = None,
+    n_tests: int = 1,
+) -> dict:
+    """Evidence on one candidate against the baseline over one review window.
+
+    ``loss_diff`` and ``returns`` must already be cut to the window (the caller decides the
+    dates); ``returns`` has a column per model. ``n_tests`` candidates are judged at the
+    same review, so the DM p-value is Bonferroni-adjusted (``min(1, n_tests p)``) before it
+    meets ``alpha``. Returns the evidence with ``passes`` (the promotion bar) and
+    ``retains`` (the bar to stay promoted).
+    """
+    d = loss_diff.dropna()
+    rc, rb = returns[candidate].dropna(), returns[baseline].dropna()
+    rc, rb = rc.align(rb, join="inner")
+    ev = {"model": candidate, "n_dates": int(len(d)), "mean_loss_diff": float(d.mean()) if len(d) else np.nan}
+    if len(d) >= 3 and d.std() > 0:
+        stat, p2 = dm_test(d.to_numpy(), policy.horizon)
+        ev["dm_stat"], ev["dm_pvalue"] = stat, p2 / 2.0 if stat < 0 else 1.0 - p2 / 2.0
+    else:
+        ev["dm_stat"], ev["dm_pvalue"] = np.nan, 1.0
+    ev["dm_pvalue_adjusted"] = min(1.0, ev["dm_pvalue"] * max(1, n_tests))
+    pf_c, pf_b = profit_factor(rc), profit_factor(rb)
+    dd_c, dd_b = max_drawdown(rc), max_drawdown(rb)
+    ev.update(
+        profit_factor=pf_c,
+        baseline_profit_factor=pf_b,
+        pf_uplift=pf_c / pf_b - 1.0 if pf_b > 0 else np.nan,
+        max_drawdown=dd_c,
+        baseline_max_drawdown=dd_b,
+        dd_increase=abs(dd_c) / abs(dd_b) - 1.0 if dd_b < 0 else (np.inf if dd_c < 0 else 0.0),
+        sharpe=sharpe_ratio(rc) if len(rc) > 1 else np.nan,
+        baseline_sharpe=sharpe_ratio(rb) if len(rb) > 1 else np.nan,
+        stability=_stability(rc, rb, regimes) if len(rc) else np.nan,
+    )
+    ev["score"] = selection_score(
+        ev["pf_uplift"], ev["sharpe"] - ev["baseline_sharpe"], ev["dd_increase"], ev["stability"]
+    )
+    enough = len(d) >= policy.min_evidence
+    pf_ok = np.isfinite(ev["pf_uplift"]) and ev["pf_uplift"] >= policy.min_pf_uplift
+    dd_ok = ev["dd_increase"] <= policy.max_dd_increase
+    ev["passes"] = bool(enough and ev["dm_pvalue_adjusted"] < policy.alpha and pf_ok and dd_ok)
+    ev["retains"] = bool(
+        enough and ev["mean_loss_diff"] < 0 and np.isfinite(ev["pf_uplift"]) and ev["pf_uplift"] >= 0 and dd_ok
+    )
+    return ev
+
+
+@dataclass(frozen=True)
+class GovernanceState:
+    """Where governance stood at the close of ``date``, as an earlier run left it: the promoted
+    candidate ("" while the baseline leads), each model's emergency stop, and the last review
+    (the next is ``review_every`` sessions after it)."""
+
+    date: pd.Timestamp
+    promoted: str
+    stopped: dict[str, bool]
+    last_review: pd.Timestamp
+
+
+@dataclass
+class GovernanceResult:
+    """``decisions``: promote/hold/revert/stop/resume rows; ``reviews``: every candidate's
+    evidence at every review; ``status``: per (model, date) rolling accuracy, stop and
+    retrain flags; ``active``: the model signals use at each date's close (empty string:
+    nothing may trade)."""
+
+    decisions: pd.DataFrame
+    reviews: pd.DataFrame
+    status: pd.DataFrame
+    active: pd.Series
+
+
+def govern(
+    loss_diff: pd.DataFrame,
+    hits: pd.DataFrame,
+    returns: pd.DataFrame,
+    policy: GovernancePolicy,
+    regimes: pd.Series | None = None,
+    sessions: pd.DatetimeIndex | None = None,
+    state: GovernanceState | None = None,
+) -> GovernanceResult:
+    """Run the governance rules over every session, in time order.
+
+    Parameters
+    ----------
+    loss_diff, hits
+        From :func:`daily_evidence` (indexed by realisation date).
+    returns : pandas.DataFrame
+        Daily net returns of each model's strategy (a return dated ``t`` is earned over
+        session ``t``, so it is known at ``t``'s close).
+    regimes : pandas.Series, optional
+        Most likely market regime per date, for the stability term.
+    sessions : pandas.DatetimeIndex, optional
+        The calendar to decide on; default: the dates of ``returns``.
+    state : GovernanceState, optional
+        Resume where an earlier run stopped: decide only the sessions after ``state.date``.
+        The inputs then need to reach back only as far as those decisions read (the evidence
+        window before the next review, the accuracy window); the result holds the new
+        sessions' rows, the ones the whole history gives them.
+    """
+    base = policy.baseline
+    if base not in hits.columns or base not in returns.columns:
+        raise ValueError(f"baseline {base!r} needs hit rates and strategy returns")
+    sessions = pd.DatetimeIndex(sessions if sessions is not None else returns.index).sort_values()
+    models = sorted(set(hits.columns) & set(returns.columns))
+    candidates = [m for m in models if m != base and m in loss_diff.columns]
+    acc = rolling_accuracy(hits[models], policy.accuracy_window).reindex(sessions, method="ffill")
+    before = {m: False for m in models}  # the stops at the close before the first session decided
+    promoted = ""  # the promoted candidate, or "" while the baseline leads
+    if state is None:
+        i0 = int(sessions.searchsorted(loss_diff.index.min())) if len(loss_diff) else len(sessions)
+    else:
+        if state.last_review not in sessions:
+            raise ValueError(f"the sessions must reach back to the last review {state.last_review.date()}")
+        i0 = sessions.get_loc(state.last_review) + policy.review_every
+        promoted, before = state.promoted, {m: bool(state.stopped.get(m, False)) for m in models}
+        acc = acc.loc[acc.index > state.date]
+        i0 -= len(sessions) - len(acc)
+        sessions = acc.index
+    stopped = pd.DataFrame(
+        {m: stop_flags(acc[m], policy.stop_accuracy, policy.retrain_accuracy, before[m]) for m in models},
+        index=sessions,
+    )
+    thresholds = policy.thresholds()
+    decisions, reviews = [], []
+    active = pd.Series("", index=sessions, dtype=object)
+    review_set = set(range(i0, len(sessions), policy.review_every))
+
+    def record(date, action, model, previous, reason, evidence=None):
+        decisions.append(
+            {
+                "decision_date": date,
+                "action": action,
+                "model": model,
+                "previous_model": previous,
+                "rolling_accuracy": float(acc.at[date, model]) if model in acc.columns else np.nan,
+                "reason": reason,
+                "thresholds": thresholds,
+                **(evidence or {}),
+            }
+        )
+
+    for i, date in enumerate(sessions):
+        for m in models:  # emergency stops and resumptions take effect at this close
+            was, now = (stopped[m].iloc[i - 1] if i else before[m]), stopped[m].iloc[i]
+            if now and not was:
+                record(
+                    date,
+                    "stop",
+                    m,
+                    m,
+                    f"rolling directional accuracy {acc.at[date, m]:.4f} < {policy.stop_accuracy}",
+                )
+                if m == promoted:
+                    record(date, "revert", base, m, f"emergency stop of the promoted model {m}")
+                    promoted = ""
+            elif was and not now:
+                record(
+                    date,
+                    "resume",
+                    m,
+                    m,
+                    f"rolling directional accuracy {acc.at[date, m]:.4f} >= {policy.retrain_accuracy}",
+                )
+        if i in review_set:
+            window_ld = loss_diff.loc[:date].tail(policy.evidence_window)
+            window_r = returns.loc[:date].tail(policy.evidence_window)
+            evs = []
+            for c in candidates:
+                ev = evaluate(c, window_ld[c], window_r, base, policy, regimes, n_tests=len(candidates))
+                ev["stopped"] = bool(stopped.at[date, c])
+                ev["passes"] = ev["passes"] and not ev["stopped"]
+                ev["retains"] = ev["retains"] and not ev["stopped"]
+                evs.append(ev)
+                reviews.append({"review_date": date, **ev})
+            by_model = {e["model"]: e for e in evs}
+            if promoted:
+                ev = by_model[promoted]
+                if ev["retains"]:
+                    record(date, "hold", promoted, promoted, f"{promoted} still beats {base}", _evidence(ev))
+                else:
+                    record(
+                        date,
+                        "revert",
+                        base,
+                        promoted,
+                        f"{promoted} no longer beats {base}: " + _failures(ev, policy, retain=True),
+                        _evidence(ev),
+                    )
+                    promoted = ""
+            else:
+                passing = sorted((e for e in evs if e["passes"]), key=lambda e: -e["score"])
+                if passing:
+                    best = passing[0]
+                    promoted = best["model"]
+                    record(
+                        date,
+                        "promote",
+                        promoted,
+                        base,
+                        f"{promoted} met the bar (score {best['score']:.3f})",
+                        _evidence(best),
+                    )
+                elif evs:
+                    best = max(evs, key=lambda e: e["score"])
+                    record(
+                        date,
+                        "hold",
+                        base,
+                        base,
+                        f"no candidate met the bar; best {best['model']}: " + _failures(best, policy),
+                        _evidence(best),
+                    )
+        leader = promoted or base
+        if not stopped.at[date, leader]:
+            active.iloc[i] = leader
+        elif not stopped.at[date, base]:
+            active.iloc[i] = base
+    status = (
+        acc.stack(future_stack=True)
+        .rename("rolling_accuracy")
+        .rename_axis(["date", "model"])
+        .reset_index()
+        .merge(stopped.stack().rename("stopped").rename_axis(["date", "model"]).reset_index(), on=["date", "model"])
+    )
+    status["needs_retrain"] = status["rolling_accuracy"] < policy.retrain_accuracy
+    status["active"] = status["model"].to_numpy() == active.reindex(status["date"]).to_numpy()
+    return GovernanceResult(
+        decisions=pd.DataFrame(decisions, columns=DECISION_COLUMNS).astype(_FLAGS),
+        reviews=pd.DataFrame(reviews, columns=REVIEW_COLUMNS).astype({**_FLAGS, "stopped": bool}),
+        status=status[["model", "date", "rolling_accuracy", "stopped", "needs_retrain", "active"]],
+        active=active,
+    )
+
+
+def _evidence(ev: dict) -> dict:
+    return {k: v for k, v in ev.items() if k not in ("model", "stopped")}
+
+
+def _failures(ev: dict, policy: GovernancePolicy, retain: bool = False) -> str:
+    out = []
+    if ev["n_dates"] < policy.min_evidence:
+        out.append(f"{ev['n_dates']} evidence dates < {policy.min_evidence}")
+    if retain:
+        if not ev["mean_loss_diff"] < 0:
+            out.append("loss not below the baseline's")
+        if not (np.isfinite(ev["pf_uplift"]) and ev["pf_uplift"] >= 0):
+            out.append(f"profit factor uplift {ev['pf_uplift']:.2%} < 0")
+    else:
+        if not ev["dm_pvalue_adjusted"] < policy.alpha:
+            out.append(
+                f"DM p = {ev['dm_pvalue']:.3f} (Bonferroni-adjusted {ev['dm_pvalue_adjusted']:.3f}) >= {policy.alpha}"
+            )
+        if not (np.isfinite(ev["pf_uplift"]) and ev["pf_uplift"] >= policy.min_pf_uplift):
+            out.append(f"profit factor uplift {ev['pf_uplift']:.2%} < {policy.min_pf_uplift:.0%}")
+    if not ev["dd_increase"] <= policy.max_dd_increase:
+        out.append(f"drawdown increase {ev['dd_increase']:.0%} > {policy.max_dd_increase:.0%}")
+    if ev.get("stopped"):
+        out.append("emergency-stopped")
+    return "; ".join(out) or "none"
+
+
+def model_strategy_returns(
+    forecasts: pd.DataFrame,
+    returns: pd.DataFrame,
+    fraction: float = 0.5,
+    cap: float = 0.10,
+    max_gross: float = 1.0,
+    cost_bps: float = 10.0,
+    cash_rate: pd.Series | None = None,
+) -> pd.DataFrame:
+    """Daily net return of each model's own Kelly strategy (the evidence on profit factor,
+    drawdown and Sharpe): the same sizing and backtest as ``marts.allocations`` and
+    ``marts.backtest_daily`` use for single-model strategies.
+
+    ``forecasts`` has ``model, ticker, asof_date, y_pred, y_std`` at the signal horizon;
+    ``returns`` is sessions by tickers of simple returns; cash earns ``cash_rate``. Returns sessions by models,
+    from each model's first decision on.
+    """
+    signals = forecasts.rename(
+        columns={"model": "strategy", "asof_date": "date", "y_pred": "expected_return", "y_std": "forecast_std"}
+    )
+    book = kelly_book(signals, fraction, cap, max_gross)
+    out = {}
+    for model, g in book[book["sleeve"] == "risky"].groupby("strategy"):
+        weights = g.pivot(index="date", columns="ticker", values="weight")
+        panel = returns.loc[returns.index >= weights.index.min()]
+        out[model] = run_backtest(weights, panel, cost_bps=cost_bps, cash_rate=cash_rate)["net_return"]
+    return pd.DataFrame(out)
