@@ -16,6 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import ibis
 import pandas as pd
 from pydantic import PrivateAttr
 
@@ -80,6 +81,13 @@ class Warehouse(dg.ConfigurableResource):
             yield con
         finally:
             con.close()
+
+    @contextmanager
+    def ibis(self, read_only: bool = True) -> Iterator[ibis.BaseBackend]:
+        """An ibis DuckDB backend over :meth:`connect`: reads written as ibis expressions run in the
+        database, and only their result reaches pandas (``expr.to_pandas()`` inside the block)."""
+        with self.connect(read_only=read_only) as con:
+            yield ibis.duckdb.from_connection(con)
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         """Run a read-only query and return its result as a DataFrame."""
