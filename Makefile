@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PMX := $(VENV)/bin/pmx
 STAMP := $(VENV)/.pmx-installed
 
 export PYTHONPATH := $(CURDIR)
@@ -11,17 +12,26 @@ export PMX_WAREHOUSE ?= $(CURDIR)/warehouse/pmx.duckdb
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test test-slow lint ui sql bench bench-models bench-features bench-backtest bench-refresh clean
+.PHONY: setup lock run test test-slow check lint typecheck ui sql docs bench bench-models bench-features bench-backtest bench-refresh clean
 
-## setup: create .venv and install the pinned dependencies (once; again when requirements change)
+## setup: create .venv, install the locked dependencies and pmx itself (editable: the `pmx` command)
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
-$(STAMP): requirements.txt
-	@echo "pmx: creating $(VENV) and installing pinned dependencies (a few minutes the first time)"
+$(STAMP): requirements.lock pyproject.toml
+	@echo "pmx: creating $(VENV) and installing the locked dependencies (a few minutes the first time)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
+
+## lock: re-resolve requirements.lock from pyproject.toml (runtime + test + lint groups) with uv;
+## TORCH_WHEELS is a folder (or index) holding the CPU build of torch, so the lock pins torch==X+cpu
+TORCH_WHEELS ?= /opt/wheels
+lock:
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra lint --python-version 3.11 \
+		--find-links $(TORCH_WHEELS) --no-annotate --custom-compile-command "make lock" -o requirements.lock
 
 $(DAGSTER_HOME)/dagster.yaml: dagster_pmx/dagster.yaml
 	@mkdir -p $(DAGSTER_HOME)
@@ -29,7 +39,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster_pmx/dagster.yaml
 
 ## run: materialize the whole asset graph on the bundled data and print the backtest summary
 run: setup
-	$(PY) -m dagster_pmx.cli $(ARGS)
+	$(PMX) run $(ARGS)
 
 ## test: the test suite CI runs
 test: setup
@@ -39,18 +49,29 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -m slow
 
-## lint: ruff on the Python packages, tests and benchmarks
+## check: lint, format and type checks (what CI runs before the tests)
+check: lint typecheck
+
+## lint: ruff's linter and formatter check on the Python packages, tests and benchmarks
 lint: setup
 	$(VENV)/bin/ruff check python_models dagster_pmx expectations benchmarks tests dbt_project/models
 	$(VENV)/bin/ruff format --check python_models dagster_pmx expectations benchmarks tests dbt_project/models
 
+## typecheck: mypy on the numerical library (configuration in pyproject.toml)
+typecheck: setup
+	$(VENV)/bin/mypy
+
 ## ui: Dagster UI on http://127.0.0.1:3000 for this code location
 ui: setup
-	$(VENV)/bin/dagster dev -m dagster_pmx.definitions -h 127.0.0.1 -p 3000
+	$(PMX) ui
 
 ## sql: read-only SQL on the warehouse, e.g. make sql Q="select * from marts.backtest_summary"
 sql: setup
-	$(PY) -m dagster_pmx.sql $(if $(Q),"$(Q)",)
+	$(PMX) sql $(if $(Q),"$(Q)",)
+
+## docs: dbt's documentation site for the warehouse (every mart with its columns and lineage)
+docs: setup
+	$(PMX) docs
 
 ## bench: time each stage of the pipeline on the default data
 bench: setup

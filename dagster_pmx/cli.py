@@ -1,7 +1,10 @@
-"""``python -m dagster_pmx.cli``: materialize the whole graph and print the backtest summary.
+"""The ``pmx`` command (``pip install .``; the make targets call it).
 
-Runs the ``full_build`` job in this process against ``$DAGSTER_HOME`` (so the run
-shows up in the Dagster UI) and the warehouse at ``$PMX_WAREHOUSE``.
+``pmx run [--job JOB] [--full-refresh]`` materializes a job (``full_build`` by default) in this
+process against ``$DAGSTER_HOME`` (so the run shows up in the Dagster UI) and prints the backtest
+summary; ``pmx sql`` is a read-only SQL prompt on the warehouse; ``pmx ui`` serves the Dagster UI;
+``pmx docs`` builds dbt's documentation site; ``pmx jobs`` lists the jobs and schedules.
+``python -m dagster_pmx.cli`` with no command (or only ``run``'s options) is ``pmx run``.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -83,15 +88,8 @@ Where to look next
   Data quality: make sql Q="select * from marts.data_quality"   (quarantined rows: raw.quarantine)""")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--job", default="full_build")
-    parser.add_argument(
-        "--full-refresh",
-        action="store_true",
-        help="rebuild the incremental dbt models from scratch (after deleting raw rows or changing a model's SQL)",
-    )
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """``pmx run``: materialize one job in this process and print what it built."""
     if args.full_refresh:
         os.environ["PMX_FULL_REFRESH"] = "1"
 
@@ -135,6 +133,87 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print_summary(warehouse)
     return 0
+
+
+def sql(args: argparse.Namespace) -> int:
+    """``pmx sql``: one read-only statement, or a prompt."""
+    from dagster_pmx import sql as sql_prompt
+
+    return sql_prompt.main(args.statement)
+
+
+def ui(args: argparse.Namespace) -> int:
+    """``pmx ui``: the Dagster UI (``dagster dev``) for this code location, on loopback by default."""
+    dagster = Path(sys.executable).with_name("dagster")
+    command = [str(dagster), "dev", "-m", "dagster_pmx.definitions", "-h", args.host, "-p", str(args.port)]
+    return subprocess.call(command)
+
+
+def docs(args: argparse.Namespace) -> int:  # noqa: ARG001
+    """``pmx docs``: dbt's documentation site for the warehouse (every model, source and column)."""
+    from dagster_pmx.defs.transform.docs import build_docs
+
+    build_docs()
+    return 0
+
+
+def jobs(args: argparse.Namespace) -> int:  # noqa: ARG001
+    """``pmx jobs``: the jobs ``pmx run --job`` accepts, and the schedules that start them."""
+    from dagster_pmx.definitions import build_definitions
+
+    defs = build_definitions()
+    schedules = {s.job_name: s for s in defs.schedules or []}
+    for job in defs.jobs or []:
+        schedule = schedules.get(job.name)
+        first_sentence = (job.description or "").split(". ")[0].strip().rstrip(".")
+        when = (
+            f"\n{'':<19}schedule {schedule.name}: {schedule.cron_schedule} ({schedule.execution_timezone})"
+            if schedule
+            else ""
+        )
+        print(f"{job.name:<18} {first_sentence}{when}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="pmx", description="pmx: a SQL-centric warehouse for portfolio research.")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+    run_cmd = commands.add_parser("run", help="materialize a job (full_build by default) and print the summary")
+    run_cmd.add_argument("--job", default="full_build", help="the job to run (`pmx jobs` lists them)")
+    run_cmd.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild the incremental dbt models from scratch (after deleting raw rows or changing a model's SQL)",
+    )
+    run_cmd.set_defaults(handler=run)
+    sql_cmd = commands.add_parser("sql", help="read-only SQL on the warehouse: one statement, or a prompt")
+    sql_cmd.add_argument("statement", nargs="*", help="a statement; none opens a prompt")
+    sql_cmd.set_defaults(handler=sql)
+    ui_cmd = commands.add_parser("ui", help="the Dagster UI for this code location")
+    ui_cmd.add_argument("--host", default="127.0.0.1")
+    ui_cmd.add_argument("--port", type=int, default=3000)
+    ui_cmd.set_defaults(handler=ui)
+    commands.add_parser("docs", help="build dbt's documentation site of the warehouse").set_defaults(handler=docs)
+    commands.add_parser("jobs", help="list the jobs and their schedules").set_defaults(handler=jobs)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("--job") or argv[0] == "--full-refresh":
+        argv = ["run", *argv]  # `python -m dagster_pmx.cli [--job ...]`, as before the subcommands
+    args = parser().parse_args(argv)
+    ensure_dagster_home()
+    return int(args.handler(args))
+
+
+def ensure_dagster_home() -> None:
+    """``$DAGSTER_HOME`` (default ``./.dagster_home``) exists and holds pmx's instance settings."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    settings = home / "dagster.yaml"
+    if not settings.exists():
+        shutil.copyfile(Path(__file__).with_name("dagster.yaml"), settings)
 
 
 if __name__ == "__main__":

@@ -1,46 +1,81 @@
-"""Reads of the warehouse that more than one domain's assets share."""
+"""Reads of the warehouse that more than one domain's assets share, as ibis expressions.
 
+Filters, joins and aggregations run in DuckDB; only the result reaches pandas. Dates come back as
+``datetime64[us]``, as DuckDB's own ``.df()`` returns them, so the library sees the same frames
+whichever way a read is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ibis
 import pandas as pd
 
 from dagster_pmx.resources import Warehouse
 
 
+def as_pandas(expr: ibis.Table) -> pd.DataFrame:
+    """``expr`` executed, with date and timestamp columns as ``datetime64[us]`` (ibis returns seconds for DATE)."""
+    frame = expr.to_pandas()
+    for name, dtype in expr.schema().items():
+        if dtype.is_date() or dtype.is_timestamp():
+            frame[name] = frame[name].astype("datetime64[us]")
+    return frame
+
+
 def forecasts_with_outcomes(
-    warehouse: Warehouse, tables: list[str], columns: str, horizon: int | None = None, since=None
+    warehouse: Warehouse, tables: Sequence[str], columns: str | Sequence[str], horizon: int | None = None, since=None
 ) -> pd.DataFrame:
-    """``columns`` of the forecast ``tables`` (stacked), optionally at one horizon and from the
-    origin ``since`` on, with the realised forward return as ``y_true`` (NULL until the target
-    session exists)."""
-    filters = [f"horizon = {int(horizon)}"] if horizon is not None else []
-    if since is not None:
-        filters.append(f"asof_date >= '{pd.Timestamp(since):%Y-%m-%d}'")
-    where = (" where " + " and ".join(filters)) if filters else ""
-    stacked = " union all ".join(f"select {columns} from {table}{where}" for table in tables)
-    return warehouse.query(f"""
-        with f as ({stacked})
-        select f.*, r.fwd_return as y_true
-        from f left join intermediate.int_forward_returns r
-            on r.ticker = f.ticker and r.date = f.asof_date and r.horizon = f.horizon
-    """)
+    """``columns`` of the forecast ``tables`` (``schema.table``, stacked), optionally at one horizon and
+    from the origin ``since`` on, with the realised forward return as ``y_true`` (NULL until the target
+    session exists). ``columns`` is a list of names or one comma-separated string."""
+    if isinstance(columns, str):
+        columns = [c.strip() for c in columns.split(",")]
+    with warehouse.ibis() as db:
+        parts = []
+        for name in tables:
+            schema, table = name.split(".")
+            t = db.table(table, database=schema)
+            if horizon is not None:
+                t = t.filter(t.horizon == int(horizon))
+            if since is not None:
+                t = t.filter(t.asof_date >= pd.Timestamp(since).date())
+            parts.append(t.select(*columns))
+        forecasts = ibis.union(*parts) if len(parts) > 1 else parts[0]
+        realised = db.table("int_forward_returns", database="intermediate")
+        joined = forecasts.left_join(
+            realised,
+            [
+                forecasts.ticker == realised.ticker,
+                forecasts.asof_date == realised.date,
+                forecasts.horizon == realised.horizon,
+            ],
+        ).select(*[forecasts[c] for c in columns], y_true=realised.fwd_return)
+        return as_pandas(joined)
 
 
 def cash_rates(warehouse: Warehouse) -> pd.Series:
     """Per-session cash rate from intermediate.int_risk_free (sessions without a known rate: 0)."""
-    rf = warehouse.query("select date, rf_daily from intermediate.int_risk_free order by date")
+    with warehouse.ibis() as db:
+        t = db.table("int_risk_free", database="intermediate")
+        rf = as_pandas(t.select("date", "rf_daily").order_by("date"))
     return pd.Series(rf["rf_daily"].fillna(0.0).to_numpy(), index=pd.DatetimeIndex(rf["date"]))
 
 
 def market_regimes(warehouse: Warehouse) -> pd.Series:
     """The HMM's most likely filtered market regime per session (0 calmest), from ml.regime_probabilities."""
-    rows = warehouse.query(
-        "select date, arg_max(regime, probability) as regime from ml.regime_probabilities group by date order by date"
-    )
+    with warehouse.ibis() as db:
+        t = db.table("regime_probabilities", database="ml")
+        rows = as_pandas(t.group_by("date").aggregate(regime=t.regime.argmax(t.probability)).order_by("date"))
     return pd.Series(rows["regime"].to_numpy(), index=pd.DatetimeIndex(rows["date"]))
 
 
 def sessions(warehouse: Warehouse) -> pd.DatetimeIndex:
     """The exchange sessions of the data (intermediate.int_sessions)."""
-    return pd.DatetimeIndex(warehouse.query("select date from intermediate.int_sessions order by date")["date"])
+    with warehouse.ibis() as db:
+        t = db.table("int_sessions", database="intermediate")
+        return pd.DatetimeIndex(as_pandas(t.select("date").order_by("date"))["date"])
 
 
 def sessions_back(calendar: pd.DatetimeIndex, date, count: int) -> pd.Timestamp:

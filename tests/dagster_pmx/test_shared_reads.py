@@ -1,0 +1,80 @@
+"""The shared reads (ibis expressions) return what the plain SQL they replaced returns, dtypes included."""
+
+import duckdb
+import pandas as pd
+import pytest
+
+from dagster_pmx.defs import reads
+from dagster_pmx.resources import Warehouse
+
+SETUP = """
+create schema intermediate; create schema ml;
+create table intermediate.int_sessions as
+    select d::date as date from range(date '2020-01-01', date '2020-03-01', interval 1 day) t(d);
+create table intermediate.int_risk_free as
+    select date, case when day(date) = 5 then null else random() / 1000 end as rf_daily from intermediate.int_sessions;
+create table ml.regime_probabilities as
+    select date, r as regime, random() as probability from intermediate.int_sessions, range(3) t(r);
+create table intermediate.int_forward_returns as
+    select tk as ticker, date, h::integer as horizon, random() as fwd_return
+    from intermediate.int_sessions, (values ('A'), ('B')) t(tk), (values (1), (5)) u(h) where date < '2020-02-20';
+create table ml.base_forecasts as
+    select 'm' || m as model, tk as ticker, date as asof_date, h::integer as horizon,
+        (date + interval (h) day)::date as target_date, random() as y_pred, random() as y_std,
+        random() as y_lower, random() as y_upper
+    from intermediate.int_sessions, (values ('A'), ('B')) t(tk), (values (1), (5)) u(h), range(2) v(m);
+create table ml.ensemble_forecasts as
+    select 'ensemble' as model, * exclude (model) from ml.base_forecasts where model = 'm0';
+"""
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    path = tmp_path_factory.mktemp("reads") / "w.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("select setseed(0.5)")
+        con.execute(SETUP)
+    return Warehouse(path=str(path))
+
+
+def sql(warehouse: Warehouse, query: str) -> pd.DataFrame:
+    with duckdb.connect(warehouse.path, read_only=True) as con:
+        return con.execute(query).df()
+
+
+@pytest.mark.parametrize(
+    ("tables", "horizon", "since"),
+    [(["ml.base_forecasts"], None, "2020-01-15"), (["ml.base_forecasts", "ml.ensemble_forecasts"], 5, None)],
+)
+def test_forecasts_with_outcomes_equals_the_sql_join(warehouse, tables, horizon, since):
+    columns = "model, ticker, asof_date, horizon, target_date, y_pred, y_std"
+    filters = [f"horizon = {horizon}"] if horizon else []
+    filters += [f"asof_date >= '{since}'"] if since else []
+    where = (" where " + " and ".join(filters)) if filters else ""
+    stacked = " union all ".join(f"select {columns} from {t}{where}" for t in tables)
+    expected = sql(
+        warehouse,
+        f"with f as ({stacked}) select f.*, r.fwd_return as y_true from f left join intermediate.int_forward_returns r "
+        "on r.ticker = f.ticker and r.date = f.asof_date and r.horizon = f.horizon",
+    )
+    got = reads.forecasts_with_outcomes(warehouse, tables, columns, horizon=horizon, since=since)
+    order = ["model", "ticker", "asof_date", "horizon"]
+    assert got["y_true"].isna().any() and got["y_true"].notna().any()
+    pd.testing.assert_frame_equal(
+        got.sort_values(order).reset_index(drop=True), expected.sort_values(order).reset_index(drop=True)
+    )
+
+
+def test_cash_rates_regimes_and_sessions_equal_the_sql(warehouse):
+    rf = sql(warehouse, "select date, rf_daily from intermediate.int_risk_free order by date")
+    expected = pd.Series(rf["rf_daily"].fillna(0.0).to_numpy(), index=pd.DatetimeIndex(rf["date"]))
+    pd.testing.assert_series_equal(reads.cash_rates(warehouse), expected)
+    rows = sql(
+        warehouse,
+        "select date, arg_max(regime, probability) as regime from ml.regime_probabilities group by date order by date",
+    )
+    pd.testing.assert_series_equal(
+        reads.market_regimes(warehouse), pd.Series(rows["regime"].to_numpy(), index=pd.DatetimeIndex(rows["date"]))
+    )
+    dates = sql(warehouse, "select date from intermediate.int_sessions order by date")["date"]
+    pd.testing.assert_index_equal(reads.sessions(warehouse), pd.DatetimeIndex(dates))
