@@ -78,6 +78,17 @@ def sessions(warehouse: Warehouse) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(as_pandas(t.select("date").order_by("date"))["date"])
 
 
+def last_date(warehouse: Warehouse, table: str, exclude_ticker: str | None = None) -> pd.Timestamp | None:
+    """The latest ``date`` of ``schema.table`` (leaving out one ticker, e.g. the benchmark); None when empty."""
+    schema, name = table.split(".")
+    with warehouse.ibis() as db:
+        t = db.table(name, database=schema)
+        if exclude_ticker is not None:
+            t = t.filter(t.ticker != exclude_ticker)
+        value = t.date.max().execute()
+    return None if value is None or pd.isna(value) else pd.Timestamp(value)
+
+
 def sessions_back(calendar: pd.DatetimeIndex, date, count: int) -> pd.Timestamp:
     """The session ``count`` sessions before ``date`` in ``calendar`` (its first session if there are fewer):
     where an incremental step starts reading so that its windows see what a rebuild's see."""

@@ -78,3 +78,12 @@ def test_cash_rates_regimes_and_sessions_equal_the_sql(warehouse):
     )
     dates = sql(warehouse, "select date from intermediate.int_sessions order by date")["date"]
     pd.testing.assert_index_equal(reads.sessions(warehouse), pd.DatetimeIndex(dates))
+
+
+def test_last_date_leaves_out_one_ticker_and_is_none_on_an_empty_table(warehouse, tmp_path):
+    expected = sql(warehouse, "select max(date) as d from intermediate.int_forward_returns where ticker <> 'B'")["d"]
+    assert reads.last_date(warehouse, "intermediate.int_forward_returns", exclude_ticker="B") == expected.iloc[0]
+    empty = Warehouse(path=str(tmp_path / "empty.duckdb"))
+    with duckdb.connect(empty.path) as con:
+        con.execute("create schema marts; create table marts.signals (ticker varchar, date date)")
+    assert reads.last_date(empty, "marts.signals") is None

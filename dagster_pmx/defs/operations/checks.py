@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs.operations.calendar import last_published_session, sessions_between
+from dagster_pmx.defs.reads import last_date
 from dagster_pmx.resources import PmxSettings, Warehouse
 
 
@@ -47,8 +48,7 @@ def freshness(table: str, last, settings: PmxSettings) -> dg.AssetCheckResult:
     "at most PMX_FRESHNESS_SESSIONS behind. Warning severity.",
 )
 def prices_are_fresh(warehouse: Warehouse, settings: PmxSettings) -> dg.AssetCheckResult:
-    last = warehouse.query("select max(date) as d from marts.prices where ticker <> ?", [settings.benchmark])["d"]
-    return freshness("marts.prices", last.iloc[0], settings)
+    return freshness("marts.prices", last_date(warehouse, "marts.prices", exclude_ticker=settings.benchmark), settings)
 
 
 @dg.asset_check(
@@ -57,5 +57,4 @@ def prices_are_fresh(warehouse: Warehouse, settings: PmxSettings) -> dg.AssetChe
     "behind (signals lag when forecasting has not run on the latest prices). Warning severity.",
 )
 def signals_are_fresh(warehouse: Warehouse, settings: PmxSettings) -> dg.AssetCheckResult:
-    last = warehouse.query("select max(date) as d from marts.signals")["d"]
-    return freshness("marts.signals", last.iloc[0], settings)
+    return freshness("marts.signals", last_date(warehouse, "marts.signals"), settings)
