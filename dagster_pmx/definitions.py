@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
+from dagster_pmx.config import load_config
 from dagster_pmx.defs.backtest import assets as backtest_assets
 from dagster_pmx.defs.backtest import reports as backtest_reports
 from dagster_pmx.defs.forecasting import assets as forecasting_assets
@@ -23,19 +22,21 @@ from dagster_pmx.defs.transform import assets as transform_assets
 from dagster_pmx.defs.transform.dbt_cli import DBT_GLOBAL_FLAGS, PmxDbtCli
 from dagster_pmx.defs.transform.project import DBT_EXECUTABLE, dbt_project
 from dagster_pmx.defs.validation import assets as validation_assets
-from dagster_pmx.resources import DEFAULT_WAREHOUSE, PmxSettings, Warehouse
+from dagster_pmx.resources import Warehouse
 
 
 def default_resources() -> dict:
-    """Resources configured from the environment (PMX_WAREHOUSE and the PMX_* settings)."""
+    """Resources configured by ``pmx.toml`` (or ``$PMX_CONFIG``) and the ``PMX_*`` variables that override it
+    (:mod:`dagster_pmx.config`): the warehouse path, the settings and whether dbt runs in this process."""
+    config = load_config()
     return {
-        "warehouse": Warehouse(path=os.environ.get("PMX_WAREHOUSE") or str(DEFAULT_WAREHOUSE)),
-        "settings": PmxSettings.from_env(),
+        "warehouse": Warehouse(path=config.warehouse),
+        "settings": config.pmx_settings(),
         "dbt": PmxDbtCli(
             project_dir=dbt_project,
             dbt_executable=DBT_EXECUTABLE,
             global_config_flags=DBT_GLOBAL_FLAGS,
-            in_process=os.environ.get("PMX_DBT_IN_PROCESS", "1").strip().lower() not in ("0", "false", "no"),
+            in_process=config.dbt_in_process,
         ),
     }
 

@@ -1,4 +1,4 @@
-"""Resources: the DuckDB warehouse and the pipeline settings, both configured by environment.
+"""Resources: the DuckDB warehouse and the pipeline settings, both configured by pmx.toml and PMX_* variables.
 
 DuckDB admits one writing process at a time. The code location uses the in-process executor
 and one run at a time (see README, "Warehouse writes"): a run's process opens the warehouse
@@ -9,7 +9,6 @@ script) each method opens the file, does its work and closes it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -130,7 +129,8 @@ class Warehouse(dg.ConfigurableResource):
 
 
 class PmxSettings(dg.ConfigurableResource):
-    """Universe, dates, model and portfolio settings. ``from_env`` reads ``PMX_*`` variables."""
+    """Universe, dates, model and portfolio settings. ``from_env`` reads them from ``pmx.toml`` and
+    ``PMX_*`` variables (:mod:`dagster_pmx.config`); docs/configuration.md documents each one."""
 
     tickers: str = ""  # comma-separated; empty means every ticker of the source
     benchmark: str = "SP500"
@@ -173,22 +173,18 @@ class PmxSettings(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> PmxSettings:
-        values = {}
-        for name, info in cls.model_fields.items():
-            var = f"PMX_{name.upper()}"
-            raw = os.environ.get(var, "").strip()
-            if not raw:
-                continue
-            if info.annotation is bool:
-                if raw.lower() not in ("1", "true", "yes", "0", "false", "no"):
-                    raise ValueError(f"{var}={raw!r} is not a boolean (1/0, true/false, yes/no)")
-                values[name] = raw.lower() in ("1", "true", "yes")
-                continue
-            try:
-                values[name] = info.annotation(raw) if info.annotation in (int, float) else raw
-            except ValueError:
-                raise ValueError(f"{var}={raw!r} is not a valid {info.annotation.__name__}") from None
-        return cls(**values)
+        """The settings of ``pmx.toml`` (or ``$PMX_CONFIG``) overridden by ``PMX_*`` variables.
+
+        See :func:`dagster_pmx.config.load_config`; with neither, the defaults above.
+
+        Raises
+        ------
+        ValueError
+            An unknown key in the file, or a bad value, naming the key and where it came from.
+        """
+        from dagster_pmx.config import load_config
+
+        return load_config().pmx_settings()
 
     @property
     def ticker_list(self) -> list[str]:

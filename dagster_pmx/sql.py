@@ -13,7 +13,7 @@ import sys
 
 import duckdb
 
-from dagster_pmx.resources import DEFAULT_WAREHOUSE
+from dagster_pmx.config import load_config
 
 
 def run(con: duckdb.DuckDBPyConnection, statement: str) -> None:
@@ -26,7 +26,7 @@ def run(con: duckdb.DuckDBPyConnection, statement: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    path = os.environ.get("PMX_WAREHOUSE") or str(DEFAULT_WAREHOUSE)
+    path = load_config().warehouse  # pmx.toml, overridden by PMX_WAREHOUSE
     if not os.path.exists(path):
         print(f"no warehouse at {path}: run `make run` first", file=sys.stderr)
         return 1

@@ -206,14 +206,14 @@ BUDGET = {"alphavantage": 25}
 
 
 def make_api_source(kind: str, cache_dir: str | Path | None = None, environ: dict | None = None) -> ApiSource:
-    """An API source configured from the environment: keys ``PMX_ALPHAVANTAGE_API_KEY`` and
-    ``PMX_FINNHUB_API_KEY``, and ``PMX_<SOURCE>_BASE_URL`` to point a client elsewhere (a proxy,
-    or the recorded responses the tests serve)."""
-    import os
-
+    """An API source configured by the ``[sources]`` settings and the environment: keys
+    ``PMX_ALPHAVANTAGE_API_KEY`` and ``PMX_FINNHUB_API_KEY`` (environment only), and
+    ``<source>_base_url`` (``PMX_<SOURCE>_BASE_URL``) to point a client elsewhere (a proxy, or the
+    recorded responses the tests serve). ``environ`` replaces both (tests)."""
+    from dagster_pmx.config import load_config
     from dagster_pmx.defs.ingest import clients
 
-    env = os.environ if environ is None else environ
+    env = load_config().environ() if environ is None else environ
     fetcher = clients.HttpFetcher(
         kind, MIN_INTERVAL[kind], cache_dir=Path(cache_dir) if cache_dir else None, budget=BUDGET.get(kind)
     )

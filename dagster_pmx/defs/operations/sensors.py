@@ -1,24 +1,26 @@
 """Alerts: a sensor that reports every failed run.
 
 Each failure is appended as one JSON line to ``$DAGSTER_HOME/alerts/run_failures.jsonl``
-(PMX_ALERT_FILE overrides the path) and, when PMX_ALERT_WEBHOOK is set, posted there as JSON
+(the ``alert_file`` setting overrides the path) and, when ``alert_webhook`` is set, posted there as JSON
 (a Slack or Teams incoming webhook accepts the ``text`` field), with three tries and backoff.
 The sensor runs in the Dagster daemon: `make ui` starts one; turn the sensor on in the UI
 (Automation) or leave it on by default as shipped.
 """
 
 import json
-import os
 import time
 import urllib.request
 from pathlib import Path
 
 import dagster as dg
 
+from dagster_pmx.config import load_config
+
 
 def alert_file() -> Path:
-    home = os.environ.get("DAGSTER_HOME") or "."
-    return Path(os.environ.get("PMX_ALERT_FILE") or Path(home) / "alerts" / "run_failures.jsonl")
+    """Where failures are recorded: the ``alert_file`` setting (pmx.toml, PMX_ALERT_FILE), else
+    ``$DAGSTER_HOME/alerts/run_failures.jsonl``."""
+    return load_config().alert_file()
 
 
 def failure_record(context: dg.RunFailureSensorContext) -> dict:
@@ -52,7 +54,7 @@ def post(url: str, record: dict, tries: int = 3, delay: float = 2.0) -> None:
 @dg.run_failure_sensor(
     name="alert_on_run_failure",
     description="Records every failed run (job, failed steps, error) in $DAGSTER_HOME/alerts/run_failures.jsonl "
-    "and posts it to PMX_ALERT_WEBHOOK when set.",
+    "and posts it to the alert_webhook setting (PMX_ALERT_WEBHOOK) when set.",
     default_status=dg.DefaultSensorStatus.RUNNING,
     monitor_all_code_locations=False,
 )
@@ -63,6 +65,6 @@ def alert_on_run_failure(context: dg.RunFailureSensorContext) -> None:
     with path.open("a") as out:
         out.write(json.dumps(record) + "\n")
     context.log.info(record["text"])
-    url = os.environ.get("PMX_ALERT_WEBHOOK")
+    url = load_config().alert_webhook
     if url:
         post(url, record)
