@@ -14,18 +14,18 @@ Run: ``PYTHONPATH=. .venv/bin/python benchmarks/ablate_portfolio.py``
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import pandas as pd
 
+from dagster_pmx.config import load_config
 from dagster_pmx.defs.backtest.engine import backtester, load_market, read_books
-from dagster_pmx.resources import DEFAULT_WAREHOUSE, PmxSettings, Warehouse
+from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.backtest.performance import summarize
 from python_models.portfolio.allocation import BOND
 
 
 def main() -> None:
-    warehouse = Warehouse(path=os.environ.get("PMX_WAREHOUSE") or str(DEFAULT_WAREHOUSE))
+    warehouse = Warehouse(path=load_config().warehouse)
     settings = PmxSettings.from_env()
     books = read_books(warehouse, ["barbell", "governed", "risk_parity"])
     market = load_market(warehouse, min(b.index.min() for b in books.values()))

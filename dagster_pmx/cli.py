@@ -3,7 +3,9 @@
 ``pmx run [--job JOB] [--full-refresh]`` materializes a job (``full_build`` by default) in this
 process against ``$DAGSTER_HOME`` (so the run shows up in the Dagster UI) and prints the backtest
 summary; ``pmx sql`` is a read-only SQL prompt on the warehouse; ``pmx ui`` serves the Dagster UI;
-``pmx docs`` builds dbt's documentation site; ``pmx jobs`` lists the jobs and schedules.
+``pmx docs`` builds dbt's documentation site; ``pmx jobs`` lists the jobs and schedules;
+``pmx config`` prints every setting in force and where it came from (pmx.toml, a ``PMX_*`` variable,
+or the default). The warehouse is the one pmx.toml / ``PMX_WAREHOUSE`` names.
 ``python -m dagster_pmx.cli`` with no command (or only ``run``'s options) is ``pmx run``.
 """
 
@@ -175,6 +177,13 @@ def jobs(args: argparse.Namespace) -> int:  # noqa: ARG001
     return 0
 
 
+def config(args: argparse.Namespace) -> int:  # noqa: ARG001
+    """``pmx config``: every setting in force and where it came from."""
+    from dagster_pmx.config import main as print_config
+
+    return int(print_config() or 0)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="pmx", description="pmx: a SQL-centric warehouse for portfolio research.")
     commands = top.add_subparsers(dest="command", metavar="COMMAND")
@@ -195,6 +204,9 @@ def parser() -> argparse.ArgumentParser:
     ui_cmd.set_defaults(handler=ui)
     commands.add_parser("docs", help="build dbt's documentation site of the warehouse").set_defaults(handler=docs)
     commands.add_parser("jobs", help="list the jobs and their schedules").set_defaults(handler=jobs)
+    commands.add_parser("config", help="print every setting in force and where it came from").set_defaults(
+        handler=config
+    )
     return top
 
 

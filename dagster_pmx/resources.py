@@ -1,7 +1,7 @@
 """Resources: the DuckDB warehouse and the pipeline settings, both configured by pmx.toml and PMX_* variables.
 
 DuckDB admits one writing process at a time. The code location uses the in-process executor
-and one run at a time (see README, "Warehouse writes"): a run's process opens the warehouse
+and one run at a time (docs/operating.md, "Warehouse writes never collide"): a run's process opens the warehouse
 once, when Dagster sets its resources up, and closes it when the run ends. Every method here
 works on a cursor of that database. Outside a run (an asset called as a plain function, a
 script) each method opens the file, does its work and closes it.
