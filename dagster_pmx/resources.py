@@ -9,6 +9,7 @@ script) each method opens the file, does its work and closes it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,18 @@ import ibis
 import pandas as pd
 from pydantic import PrivateAttr
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+
+def project_root() -> Path:
+    """The folder holding ``dbt_project/`` and ``warehouse/``: ``$PMX_PROJECT_DIR`` if set, else the
+    checkout this package runs from (``make setup``'s editable install), else the current directory
+    (a ``pip install .`` into site-packages, run from a clone)."""
+    if os.environ.get("PMX_PROJECT_DIR"):
+        return Path(os.environ["PMX_PROJECT_DIR"]).expanduser().resolve()
+    checkout = Path(__file__).resolve().parent.parent
+    return checkout if (checkout / "dbt_project").is_dir() else Path.cwd().resolve()
+
+
+REPO_ROOT = project_root()
 DEFAULT_WAREHOUSE = REPO_ROOT / "warehouse" / "pmx.duckdb"
 
 
