@@ -39,6 +39,7 @@ def validate(frame: pd.DataFrame, suite_name: str, expectations: list) -> Valida
     for r in result.results:
         if not r.success:
             cfg = r.expectation_config
+            assert cfg is not None  # a suite's results carry the expectation they ran
             kwargs = cfg.kwargs
             failures.append(
                 {

@@ -140,6 +140,52 @@ def test_raw_prices_gate_still_fails_on_a_table_corrupted_behind_the_wall(tmp_pa
     assert not result.passed and "close" in result.description
 
 
+def _stored(n=6):
+    """Rows as raw.prices holds them after the wall."""
+    closes = 100.0 + np.arange(n)
+    return pd.DataFrame(
+        {
+            "ticker": "AAA",
+            "date": pd.bdate_range("2020-01-02", periods=n),
+            "open": closes,
+            "high": closes + 1,
+            "low": closes - 1,
+            "close": closes,
+            "adj_close": closes,
+            "volume": 1000.0,
+            "source": "csv",
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "rule, corrupt",
+    [
+        ("bad_date", lambda f: f.assign(date=f["date"].where(f.index != 2))),
+        ("missing_close", lambda f: f.assign(close=f["close"].where(f.index != 2))),
+        *[
+            ("non_positive_price", lambda f, c=c: f.assign(**{c: f[c].where(f.index != 2, -1.0)}))
+            for c in ("open", "high", "low", "close", "adj_close")
+        ],
+        ("inconsistent_ohlc", lambda f: f.assign(high=f["high"].where(f.index != 2, f["low"] - 1))),
+        ("duplicate_conflict", lambda f: pd.concat([f, f.iloc[[2]].assign(close=101.5)], ignore_index=True)),
+    ],
+)
+def test_the_gate_checks_again_each_wall_rule_a_stored_table_can_show(rule, corrupt):
+    """The raw/prices suite is built from the wall's rules table: a stored row the wall refuses for a gated
+    rule fails the gate, on the expectations built from that rule's row of the table."""
+    from expectations import raw_prices as suite
+    from expectations.runner import validate
+    from python_models.data_quality.wall import screen_prices
+
+    assert suite.check(_stored()).success
+    bad = corrupt(_stored())
+    assert rule in set(screen_prices(bad.drop(columns="source"), "csv").quarantine["reason"])
+    assert not suite.check(bad).success
+    own = [suite.expectation(g) for name, g in suite.gates() if name == rule]
+    assert own and not validate(bad, "own", own).success
+
+
 def test_parquet_and_long_files_are_read_and_a_missing_ticker_is_reported(tmp_path, warehouse):
     folder = tmp_path / "files"
     folder.mkdir()

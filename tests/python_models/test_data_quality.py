@@ -1,13 +1,18 @@
 """The data-quality wall: every defect gets the outcome it should, and every row is accounted for."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from numpy.testing import assert_allclose
 
+from python_models.data_quality.rules import RULES
 from python_models.data_quality.wall import SchemaError, normalise_columns, screen_prices
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SESSIONS = pd.bdate_range("2021-01-04", periods=40)
 NOW = pd.Timestamp("2021-06-01 20:00", tz="America/New_York")
@@ -203,3 +208,66 @@ def test_schema_drift_is_mapped_or_refused():
     assert set(long["ticker"]) == {"AAA", "BBB"} and "adj_close" in long.columns
     result = screen_prices(long, "test", sessions=SESSIONS, now=NOW)
     assert len(result.clean) == 80 and result.quarantine.empty
+
+
+def test_the_rules_table_names_every_reason_and_flag_once_in_the_order_applied():
+    names = [rule.name for rule in RULES]
+    assert len(names) == len(set(names))
+    assert [r.name for r in RULES if r.outcome == "quarantine"] == [
+        "non_numeric",
+        "bad_date",
+        "missing_close",
+        "non_positive_price",
+        "inconsistent_ohlc",
+        "duplicate_conflict",
+        "unfinished_bar",
+        "unit_jump",
+        "split_jump",
+        "adj_close_mismatch",
+    ]
+    assert [r.name for r in RULES if r.outcome == "repair"] == ["timezone_shifted", "zero_volume_move"]
+    assert [r.name for r in RULES if r.outcome == "collapse"] == ["duplicate_identical"]
+
+
+def _accepted_values(model):
+    """The accepted_values of a dbt model's column tests anywhere under dbt_project/models."""
+    found = {}
+    for path in (ROOT / "dbt_project" / "models").rglob("*.yml"):
+        for entry in (yaml.safe_load(path.read_text()) or {}).get("models", []):
+            if entry.get("name") != model:
+                continue
+            for column in entry.get("columns", []):
+                for test in column.get("data_tests", []) or []:
+                    if isinstance(test, dict) and "accepted_values" in test:
+                        spec = test["accepted_values"]
+                        found[column["name"]] = set((spec.get("arguments") or spec)["values"])
+    return found
+
+
+def test_the_warehouse_accepts_exactly_the_reasons_and_findings_the_wall_gives():
+    """dbt's accepted_values on the quarantine and the report guard other tables, but must name what the wall
+    can write: the rules table is the one list."""
+    reasons = {r.name for r in RULES if r.outcome == "quarantine"}
+    findings = {"missing_session", "no_data"} | {r.name for r in RULES if r.outcome in ("repair", "collapse")}
+    assert _accepted_values("stg_quarantine").get("reason", reasons) == reasons
+    assert _accepted_values("stg_ingest_report").get("check_name", findings) == findings
+
+
+def test_a_row_refused_for_its_move_still_counts_as_the_session_before_the_next():
+    # a one-day glitch in the adjusted close: that day jumps by a split ratio, and so does the day after,
+    # judged against it (a unit-jump row, by contrast, leaves the series)
+    frame = clean_frame()
+    frame.loc[20, "adj_close"] /= 2
+    assert reasons(screen(frame)) == {str(SESSIONS[20].date()): "split_jump", str(SESSIONS[21].date()): "split_jump"}
+    frame = clean_frame()
+    frame.loc[20, ["open", "high", "low", "close", "adj_close"]] *= 100
+    assert reasons(screen(frame)) == {str(SESSIONS[20].date()): "unit_jump"}
+
+
+def test_a_copy_of_an_unfinished_bar_is_collapsed_and_quarantined_with_it():
+    frame = clean_frame()
+    twice = pd.concat([frame, frame.iloc[[39]]], ignore_index=True)
+    during = SESSIONS[39].tz_localize("America/New_York") + pd.Timedelta(hours=11)
+    result = screen_prices(normalise_columns(twice), "test", sessions=SESSIONS, now=during)
+    assert result.quarantine["reason"].tolist() == ["unfinished_bar"] * 2 and len(result.clean) == 39
+    assert result.report.loc[result.report["check_name"] == "duplicate_identical", "count"].tolist() == [1]

@@ -1,6 +1,7 @@
 """Ingest assets: raw prices through the data-quality wall, and macro series, upserted idempotently
 into schema ``raw``; quarantined rows, the ingest report and an audit of replaced rows beside them."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -8,6 +9,7 @@ import duckdb
 import pandas as pd
 
 from dagster_pmx.defs import schemas
+from dagster_pmx.defs.ingest import reads
 from dagster_pmx.defs.ingest.sources import MACRO_COLUMNS, PRICE_COLUMNS, PriceSource, make_source
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.data_quality.wall import Screened, normalise_columns, screen_prices
@@ -90,7 +92,12 @@ def upsert(
         )
         for batch in batches:
             write_batch(con, batch[columns], [audit, write])
-        return int(con.execute(f"select count(*) from {table}").fetchone()[0])
+        return row_count(con, table)
+
+
+def row_count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    """Rows of ``table`` as the write's own connection sees them (part of the write, not a separate read)."""
+    return int(con.execute(f"select count(*) from {table}").fetchall()[0][0])
 
 
 def write_batch(con, batch: pd.DataFrame, statements: list[str]) -> None:
@@ -114,19 +121,6 @@ def select_prices(frame: pd.DataFrame, settings: PmxSettings) -> pd.DataFrame:
     if settings.end_date:
         out = out[out["date"] <= pd.Timestamp(settings.end_date)]
     return out.sort_values(["ticker", "date", "source"]).reset_index(drop=True)
-
-
-def last_sessions(warehouse: Warehouse, source: PriceSource) -> dict:
-    """Each ticker's last stored session from ``source`` (the sources its rows name; empty before the
-    first ingest)."""
-    names = list(getattr(source, "row_sources", (source.name,)))
-    try:
-        rows = warehouse.query(
-            "select ticker, max(date) as last from raw.prices where source in (select unnest(?)) group by 1", [names]
-        )
-    except duckdb.Error:  # no warehouse or no raw.prices yet: nothing stored
-        return {}
-    return {t: pd.Timestamp(d) for t, d in zip(rows["ticker"], rows["last"], strict=True)}
 
 
 def exchange_sessions(dates: pd.Series) -> pd.DatetimeIndex | None:
@@ -195,7 +189,7 @@ def store_findings(warehouse: Warehouse, screened: Screened) -> tuple[int, int]:
             "from incoming_r"
         )
         con.execute("commit")
-        return len(q), int(con.execute("select count(*) from raw.quarantine").fetchone()[0])
+        return len(q), row_count(con, "raw.quarantine")
 
 
 class IngestConfig(dg.Config):
@@ -251,24 +245,7 @@ class IngestConfig(dg.Config):
 def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: IngestConfig):
     settings = config.apply(settings)
     source = make_source(settings.source, settings.csv_dir, Path(warehouse.abs_path).parent / "cache")
-    if config.tickers:
-        universe = [t.strip().upper() for t in config.tickers]
-    else:
-        universe = settings.ticker_list + [settings.benchmark] if settings.ticker_list else None
-    # a backfill (a start date in the run config) fetches its range again; otherwise only what is new
-    since = {} if config.start_date else last_sessions(warehouse, source)
-    screened = screen_source(source, universe, since=since)
-    failures = getattr(source, "failures", {})
-    if failures:
-        refused = pd.DataFrame(
-            {"ticker": list(failures), "source": source.name, "check_name": "no_data", "count": 0}
-        ).assign(detail=list(failures.values()))
-        screened = Screened(screened.clean, screened.quarantine, pd.concat([screened.report, refused]))
-    frame = select_prices(screened.clean, settings)
-    if config.tickers:  # the benchmark is not added to a refresh of chosen tickers
-        frame = frame[frame["ticker"].isin(universe)]
-    if frame.empty and not since:
-        raise ValueError(f"source {source.name!r} returned no usable prices for the configured universe and dates")
+    screened, frame = screen_run(warehouse, settings, config, source)
     # one transaction per ticker: a crash between batches leaves whole tickers stored or untouched,
     # and the next run (an idempotent upsert) completes the rest
     key = ["ticker", "date", "source"]
@@ -287,7 +264,47 @@ def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
     context.log.info(
         f"upserted {len(frame)} price rows from {source.name}; {refused} quarantined; raw.prices holds {total}"
     )
-    by_reason = screened.quarantine.groupby("reason").size().to_dict()
+    yield from materializations(screened, frame, total, refused, stored)
+
+
+def screen_run(
+    warehouse: Warehouse, settings: PmxSettings, config: IngestConfig, source: PriceSource
+) -> tuple[Screened, pd.DataFrame]:
+    """What one run of the ingest makes of ``source``: everything it sends for the run's universe through the
+    wall (with the tickers the API refused reported), and the clean rows to store (the configured universe
+    and dates). Raises ValueError when a first ingest finds nothing to store."""
+    universe: list[str] | None
+    if config.tickers:
+        universe = [t.strip().upper() for t in config.tickers]
+    else:
+        universe = settings.ticker_list + [settings.benchmark] if settings.ticker_list else None
+    # a backfill (a start date in the run config) fetches its range again; otherwise only what is new
+    row_sources = list(getattr(source, "row_sources", (source.name,)))
+    since = {} if config.start_date else reads.last_sessions(warehouse, row_sources)
+    screened = with_refusals(screen_source(source, universe, since=since), source)
+    frame = select_prices(screened.clean, settings)
+    if config.tickers:  # the benchmark is not added to a refresh of chosen tickers
+        frame = frame[frame["ticker"].isin(universe)]
+    if frame.empty and not since:
+        raise ValueError(f"source {source.name!r} returned no usable prices for the configured universe and dates")
+    return screened, frame
+
+
+def with_refusals(screened: Screened, source: PriceSource) -> Screened:
+    """``screened`` with the tickers the source's API refused reported as ``no_data``, with the API's reason."""
+    failures = getattr(source, "failures", {})
+    if not failures:
+        return screened
+    refused = pd.DataFrame(
+        {"ticker": list(failures), "source": source.name, "check_name": "no_data", "count": 0}
+    ).assign(detail=list(failures.values()))
+    return Screened(screened.clean, screened.quarantine, pd.concat([screened.report, refused]))
+
+
+def materializations(
+    screened: Screened, frame: pd.DataFrame, total: int, refused: int, stored: int
+) -> Iterator[dg.MaterializeResult]:
+    """The three tables' materializations: what arrived, what was stored, refused and reported."""
     yield dg.MaterializeResult(
         asset_key=["raw", "prices"],
         metadata={
@@ -300,6 +317,7 @@ def raw_prices(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
             "repaired": int((frame["flags"] != "").sum()),
         },
     )
+    by_reason = screened.quarantine.groupby("reason").size().to_dict()
     yield dg.MaterializeResult(
         asset_key=["raw", "quarantine"],
         metadata={"dagster/row_count": stored, "quarantined_now": refused, "reasons": str(by_reason)},

@@ -1,0 +1,114 @@
+"""Before the rules: map a source's columns onto the wall's, and parse the values it sent.
+
+Schema drift (renamed, missing or MultiIndex columns) is handled by :func:`normalise_columns`:
+known aliases are renamed, yfinance-style ``(field, ticker)`` columns are unstacked, and a frame
+without a date or close column is refused with :class:`SchemaError`. :func:`parse_values` turns
+the text a source may send into numbers and New York session dates; what does not parse becomes
+NaN / NaT, for the rules to refuse with the row as it was received.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+PRICE_FIELDS = ("open", "high", "low", "close", "adj_close", "volume")
+COLUMNS = ("ticker", "date", *PRICE_FIELDS, "source")
+
+ALIASES = {
+    "adj close": "adj_close",
+    "adjclose": "adj_close",
+    "adjusted_close": "adj_close",
+    "adjusted close": "adj_close",
+    "adj_close": "adj_close",
+    "symbol": "ticker",
+    "timestamp": "date",
+    "datetime": "date",
+    "vol": "volume",
+}
+#: The exchange's timezone: a timezone-aware timestamp is read as the session it falls in there.
+EXCHANGE_TZ = "America/New_York"
+
+
+class SchemaError(ValueError):
+    """The frame lacks a column the wall cannot do without, or has columns it cannot map."""
+
+
+def normalise_columns(frame: pd.DataFrame, ticker: str | None = None) -> pd.DataFrame:
+    """Lower-case, snake-case and de-alias the columns; unstack ``(field, ticker)`` MultiIndex
+    columns (yfinance's multi-ticker layout) into a long frame; move a date index into a column.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Prices as a source sent them.
+    ticker : str, optional
+        The frame's ticker when it has no ticker column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``ticker``, ``date`` and every price field (NaN where the source has none; ``adj_close``
+        is the close when the source sends no adjusted close), plus any other columns it had.
+
+    Raises
+    ------
+    SchemaError
+        When ``date`` or ``close`` is missing, columns collide once mapped, or there is no ticker.
+    """
+    out = frame.copy()
+    if isinstance(out.columns, pd.MultiIndex):
+        if out.columns.nlevels != 2:
+            raise SchemaError(f"cannot read {out.columns.nlevels}-level columns")
+        fields = {str(v).strip().lower() for v in out.columns.get_level_values(0)}
+        level = 0 if fields & {"close", "adj close", "open"} else 1
+        out = out.stack(level=1 - level, future_stack=True).rename_axis([out.index.name or "date", "ticker"])
+        out = out.reset_index()
+    elif isinstance(out.index, pd.DatetimeIndex) or str(out.index.name).lower() in ("date", "datetime", "timestamp"):
+        out = out.rename_axis(out.index.name or "date").reset_index()
+    names = []
+    for c in out.columns:
+        key = str(c).strip().lower()
+        key = ALIASES.get(key, key).replace(" ", "_")
+        names.append(ALIASES.get(key, key))
+    out.columns = pd.Index(names)
+    if out.columns.duplicated().any():
+        raise SchemaError(f"columns collide after normalising: {sorted(out.columns[out.columns.duplicated()])}")
+    missing = {"date", "close"} - set(out.columns)
+    if missing:
+        raise SchemaError(f"missing required columns {sorted(missing)}; got {list(frame.columns)[:12]}")
+    if "ticker" not in out.columns:
+        if ticker is None:
+            raise SchemaError("no ticker column and no ticker given")
+        out["ticker"] = ticker
+    if "adj_close" not in out.columns:
+        out["adj_close"] = out["close"]
+    for col in ("open", "high", "low", "volume"):
+        if col not in out.columns:
+            out[col] = np.nan
+    return out
+
+
+def parse_values(received: pd.DataFrame) -> pd.DataFrame:
+    """The received rows with tickers upper-cased, price fields as floats and dates as New York sessions.
+
+    Parameters
+    ----------
+    received : pandas.DataFrame
+        Rows through :func:`normalise_columns`; values may be text.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The same rows and index; a value that does not parse is NaN (a price field) or NaT (the date).
+        A timezone-aware timestamp is converted to New York time before its day is taken.
+    """
+    data = received.copy()
+    data["ticker"] = data["ticker"].astype(str).str.strip().str.upper()
+    for col in PRICE_FIELDS:
+        data[col] = pd.to_numeric(data[col], errors="coerce").astype(float)
+    dates = pd.to_datetime(data["date"], errors="coerce", utc=False, format="mixed")
+    if getattr(dates.dt, "tz", None) is not None:
+        dates = dates.dt.tz_convert(EXCHANGE_TZ).dt.tz_localize(None)
+    data["date"] = dates.dt.normalize()
+    return data
