@@ -1,8 +1,8 @@
 """Reads of the warehouse that more than one domain's assets share, as ibis expressions.
 
 Filters, joins and aggregations run in DuckDB; only the result reaches pandas. Dates come back as
-``datetime64[us]``, as DuckDB's own ``.df()`` returns them, so the library sees the same frames
-whichever way a read is written.
+``datetime64[us]``, as DuckDB's own ``.df()`` returns them (:func:`as_pandas`), so the library sees
+the same frames whichever way a read is written.
 """
 
 from __future__ import annotations
@@ -10,18 +10,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import ibis
+import ibis.expr.datatypes as dt
 import pandas as pd
 
 from dagster_pmx.resources import Warehouse
 
 
 def as_pandas(expr: ibis.Table) -> pd.DataFrame:
-    """``expr`` executed, with date and timestamp columns as ``datetime64[us]`` (ibis returns seconds for DATE)."""
+    """``expr`` executed, with DATE columns as ``datetime64[us]`` as DuckDB's ``.df()`` returns them (ibis
+    returns seconds); timestamps keep their own unit (``[us]``, or ``[ns]`` for TIMESTAMP_NS), as there."""
     frame = expr.to_pandas()
     for name, dtype in expr.schema().items():
-        if dtype.is_date() or dtype.is_timestamp():
+        if dtype.is_date():
             frame[name] = frame[name].astype("datetime64[us]")
     return frame
+
+
+def union_all(parts: Sequence[ibis.Table]) -> ibis.Table:
+    """The rows of every part (UNION ALL), each column cast to the type that holds every part's, as SQL's
+    UNION ALL does (TIMESTAMP and TIMESTAMP_NS give TIMESTAMP_NS); ibis itself refuses differing types."""
+    if len(parts) == 1:
+        return parts[0]
+    columns = parts[0].columns
+    common = {c: dt.highest_precedence([p.schema()[c] for p in parts]) for c in columns}
+    return ibis.union(*[p.select(*[p[c].cast(common[c]).name(c) for c in columns]) for p in parts])
 
 
 def forecasts_with_outcomes(
@@ -42,7 +54,7 @@ def forecasts_with_outcomes(
             if since is not None:
                 t = t.filter(t.asof_date >= pd.Timestamp(since).date())
             parts.append(t.select(*columns))
-        forecasts = ibis.union(*parts) if len(parts) > 1 else parts[0]
+        forecasts = union_all(parts)
         realised = db.table("int_forward_returns", database="intermediate")
         joined = forecasts.left_join(
             realised,

@@ -20,11 +20,12 @@ create table intermediate.int_forward_returns as
     from intermediate.int_sessions, (values ('A'), ('B')) t(tk), (values (1), (5)) u(h) where date < '2020-02-20';
 create table ml.base_forecasts as
     select 'm' || m as model, tk as ticker, date as asof_date, h::integer as horizon,
-        (date + interval (h) day)::date as target_date, random() as y_pred, random() as y_std,
+        (date + interval (h) day)::timestamp as target_date, random() as y_pred, random() as y_std,
         random() as y_lower, random() as y_upper
     from intermediate.int_sessions, (values ('A'), ('B')) t(tk), (values (1), (5)) u(h), range(2) v(m);
-create table ml.ensemble_forecasts as
-    select 'ensemble' as model, * exclude (model) from ml.base_forecasts where model = 'm0';
+create table ml.ensemble_forecasts as  -- as the ensembles store it: target_date in nanoseconds
+    select 'ensemble' as model, * exclude (model, target_date), target_date::timestamp_ns as target_date
+    from ml.base_forecasts where model = 'm0';
 """
 
 
