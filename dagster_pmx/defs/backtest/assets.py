@@ -1,4 +1,5 @@
-"""Backtest assets: daily returns of every strategy and the benchmark, and their summary."""
+"""Backtest assets: daily returns of every strategy and the benchmark, and their summary. The per-period
+breakdown, marts.backtest_periods, is a dbt model on marts.backtest_daily (dbt_project/models/marts)."""
 
 import dagster as dg
 import pandas as pd
@@ -6,10 +7,9 @@ import pandas as pd
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.backtest.engine import backtester, load_market, read_books
 from dagster_pmx.defs.portfolio.assets import CONTROLLED
-from dagster_pmx.defs.reads import market_regimes
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.backtest.capacity import AUM_LEVELS, capacity_curve
-from python_models.backtest.performance import period_statistics, stress_labels, summarize
+from python_models.backtest.performance import summarize
 from python_models.backtest.tearsheet import line_plot, markdown_image
 from python_models.portfolio.allocation import BOND
 from python_models.portfolio.sizing import CASH
@@ -165,41 +165,6 @@ def backtest_summary(context: dg.AssetExecutionContext, warehouse: Warehouse) ->
     shown = table.set_index("strategy")[["sharpe", "cagr", "max_drawdown", "information_ratio"]].round(3)
     return dg.MaterializeResult(
         metadata={"dagster/row_count": n, "summary": dg.MetadataValue.md(shown.reset_index().to_markdown(index=False))}
-    )
-
-
-@dg.asset(
-    key=["marts", "backtest_periods"],
-    group_name="backtest",
-    metadata={"dagster/column_schema": schemas.BACKTEST_PERIODS},
-    pool="warehouse",
-    kinds={"python", "duckdb"},
-    deps=[dg.AssetKey(["marts", "backtest_daily"]), dg.AssetKey(["ml", "regime_probabilities"])],
-    description="Every strategy broken down by calendar year, by market regime (the HMM's most likely filtered "
-    "regime of the session, 0 calmest) and by stress window (2000-02, 2008-09, 2020; a window outside the "
-    "backtest has no row): sessions, compounded return, annualised volatility and Sharpe, max drawdown within.",
-)
-def backtest_periods(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    daily = warehouse.query("select strategy, date, net_return from marts.backtest_daily order by date")
-    regime = market_regimes(warehouse)
-    frames = []
-    for strategy, g in daily.groupby("strategy", sort=True):
-        r = pd.Series(g["net_return"].to_numpy(), index=pd.DatetimeIndex(g["date"]))
-        labels = {
-            "year": pd.Series(r.index.year, index=r.index),
-            "regime": regime.reindex(r.index).map(lambda k: f"regime {int(k)}", na_action="ignore"),
-            "stress": stress_labels(r.index),
-        }
-        for kind, lab in labels.items():
-            frames.append(period_statistics(r, lab).assign(strategy=strategy, breakdown=kind))
-    table = pd.concat(frames, ignore_index=True)[[c.name for c in schemas.BACKTEST_PERIODS.columns]]
-    n = warehouse.replace_table("marts.backtest_periods", table)
-    stress = table[table["breakdown"] == "stress"].pivot(index="strategy", columns="period", values="total_return")
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": n,
-            "stress_returns": dg.MetadataValue.md(stress.round(3).reset_index().to_markdown(index=False)),
-        }
     )
 
 

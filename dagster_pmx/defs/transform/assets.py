@@ -1,9 +1,12 @@
-"""dbt models as Dagster assets, in two parts around the Python forecasters.
+"""dbt models as Dagster assets, in three parts around the Python assets.
 
 ``dbt_features`` builds staging, returns, ``marts.prices``, ``marts.features`` and
 ``marts.targets``; ``dbt_signals`` (models tagged ``post_forecast``) builds
-``marts.forecasts`` and ``marts.signals`` from the forecasters' output. Each runs
-``dbt build``, so dbt's tests run with the models and show as asset checks.
+``marts.forecasts`` and ``marts.signals`` from the forecasters' output; ``dbt_backtest`` (models
+tagged ``backtest``, which are ``post_forecast`` too) builds ``marts.backtest_periods`` from the
+backtest's daily returns. Each runs ``dbt build``, so dbt's tests run with the models and show as
+asset checks. The tables Python writes are dbt sources (``dbt_sources.py``), mapped to the keys of
+the Python assets that write them.
 
 The per-(ticker, date) models are incremental (``dbt_project/macros/incremental.sql``):
 a run recomputes only what changed in ``raw.prices`` since the last one. Run config
@@ -17,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 import yaml
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
@@ -44,7 +48,8 @@ class PmxTranslator(DagsterDbtTranslator):
         return dg.AssetKey([schema, dbt_resource_props["name"]])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        return "signals" if "post_forecast" in dbt_resource_props.get("tags", []) else "transform"
+        tags = dbt_resource_props.get("tags", [])
+        return "backtest" if "backtest" in tags else "signals" if "post_forecast" in tags else "transform"
 
 
 DBT_VARS = yaml.safe_load((dbt_project.project_dir / "dbt_project.yml").read_text())["vars"]
@@ -61,7 +66,10 @@ def _build(
     settings: PmxSettings,
     full: bool,
     exclude: tuple[str, ...] = (),
+    after=None,
 ):
+    """``dbt build`` of the asset's selection; ``after`` (a function of the build's events, which returns
+    them) sees every event once dbt has finished, in this process and with the warehouse open again."""
     # profiles.yml reads the warehouse path from PMX_WAREHOUSE; the resource is its only source.
     os.environ.update(dbt_env(warehouse.abs_path))
     wanted = {
@@ -77,10 +85,16 @@ def _build(
     for selector in exclude:  # added to the asset definition's own --exclude (dbt takes their union)
         args += ["--exclude", selector]
     if getattr(dbt, "in_process", False):  # dbt-duckdb shares this process's open warehouse
-        yield from dbt.cli(args, context=context).stream()
+        events = dbt.cli(args, context=context).stream()
+        yield from after(list(events)) if after else events
         return
     with warehouse.released():  # a dbt subprocess must open the file itself
-        yield from dbt.cli(args, context=context).stream()
+        events = dbt.cli(args, context=context).stream()
+        if not after:
+            yield from events
+            return
+        events = list(events)
+    yield from after(events)
 
 
 @dbt_assets(
@@ -108,6 +122,7 @@ def dbt_features(
     manifest=MANIFEST,
     project=dbt_project,
     select="tag:post_forecast",
+    exclude="tag:backtest",
     name="dbt_signals",
     dagster_dbt_translator=TRANSLATOR,
     pool="warehouse",
@@ -122,3 +137,36 @@ def dbt_signals(
     """marts.forecasts (all models with realised values) and marts.signals (the governed signal). The daily
     refresh (``incremental: true``) extends marts.forecasts with the recent origins; otherwise it is rebuilt."""
     yield from _build(context, dbt, warehouse, settings, not config.incremental)
+
+
+BACKTEST_PERIODS = dg.AssetKey(["marts", "backtest_periods"])
+
+
+@dbt_assets(
+    manifest=MANIFEST,
+    project=dbt_project,
+    select="tag:backtest",
+    name="dbt_backtest",
+    dagster_dbt_translator=TRANSLATOR,
+    pool="warehouse",
+)
+def dbt_backtest(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: Warehouse, settings: PmxSettings):
+    """marts.backtest_periods: every strategy's daily net returns by year, market regime and stress window."""
+
+    def stress_returns(events):
+        periods = context.assets_def.get_output_name_for_asset_key(BACKTEST_PERIODS)
+        for event in events:
+            if isinstance(event, dg.Output) and event.output_name == periods:
+                event = event.with_metadata({**event.metadata, "stress_returns": _stress_returns(warehouse)})
+            yield event
+
+    yield from _build(context, dbt, warehouse, settings, False, after=stress_returns)
+
+
+def _stress_returns(warehouse: Warehouse) -> dg.MetadataValue:
+    """Each strategy's compounded return in each stress window, as a table for the asset's page."""
+    rows = warehouse.query(
+        "select strategy, period, total_return from marts.backtest_periods where breakdown = 'stress'"
+    )
+    table = rows.pivot(index="strategy", columns="period", values="total_return").round(3)
+    return dg.MetadataValue.md(pd.DataFrame(table).reset_index().to_markdown(index=False))

@@ -15,6 +15,14 @@ matters to the daily refresh (two dbt steps of a job that should take seconds):
 The in-process path swaps the ``subprocess`` module dagster-dbt's invocation uses for the
 length of one ``cli`` call (dagster-dbt has no hook for a runner of its own); ``in_process:
 false`` (``PMX_DBT_IN_PROCESS=0``) restores the plain subprocess.
+
+dagster-dbt has no public hook for any of the three, so this module relies on its internals:
+``DbtCliResource._cli_version`` and ``DbtCliResource._initialize_dbt_core_adapter`` (overridden),
+the ``subprocess`` module of ``dagster_dbt.core.dbt_cli_invocation`` and the ``Popen`` interface
+``DbtCliInvocation`` reads (imitated by ``InProcessDbt``), and dbt-duckdb's
+``DuckDBConnectionManager._ENV``. ``tests/dagster_pmx/test_dbt_cli_overrides.py`` guards each one:
+it fails, naming what to re-check, when the installed versions differ from ``CHECKED_AGAINST``
+or when an internal is no longer there in the shape relied upon.
 """
 
 import io
@@ -29,6 +37,10 @@ import orjson
 from dagster_dbt import DbtCliResource
 from dagster_dbt.core import dbt_cli_invocation
 from packaging import version
+
+#: The versions whose internals this module was checked against (an exact dagster-dbt release; dbt-core's
+#: and dbt-duckdb's minor series). Another version: re-check each override, then update this.
+CHECKED_AGAINST = {"dagster-dbt": "0.29.27", "dbt-core": "1.11", "dbt-duckdb": "1.11"}
 
 #: dbt's own log file only for errors: at its default (debug, every statement) writing it costs 1–2 s
 #: a build; the events at info level and above, errors included, are in the Dagster run's logs.

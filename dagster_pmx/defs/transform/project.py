@@ -1,4 +1,4 @@
-"""The dbt project and its manifest (parsed on first use if missing)."""
+"""The dbt project, its packages (installed from disk) and its manifest (parsed on first use if missing)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from dagster_dbt import DbtProject
 
 from dagster_pmx.resources import DEFAULT_WAREHOUSE, REPO_ROOT
@@ -24,6 +25,37 @@ def dbt_env(warehouse_path: str | Path) -> dict[str, str]:
     return {"PMX_WAREHOUSE": str(Path(warehouse_path).resolve()), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
 
 
+def _dbt(*args: str) -> None:
+    """The dbt command ``args`` on the project, quietly (its errors still print)."""
+    subprocess.run(
+        [DBT_EXECUTABLE, *args, "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)],
+        check=True,
+        env={**os.environ, **dbt_env(os.environ.get("PMX_WAREHOUSE", DEFAULT_WAREHOUSE))},
+        cwd=DBT_DIR,
+    )
+
+
+def missing_packages() -> list[str]:
+    """The packages of ``packages.yml`` that ``dbt_packages/`` lacks (or holds as a broken link, as a moved
+    checkout leaves them: ``dbt deps`` links a local package by its absolute path)."""
+    declared = yaml.safe_load((DBT_DIR / "packages.yml").read_text()).get("packages") or []
+    missing = []
+    for package in declared:
+        if "local" not in package:
+            raise ValueError(f"dbt_project/packages.yml: {package} is not vendored (`- local: <path>`); no hub here")
+        name = yaml.safe_load((DBT_DIR / package["local"] / "dbt_project.yml").read_text())["name"]
+        if not (DBT_DIR / "dbt_packages" / name / "dbt_project.yml").is_file():
+            missing.append(name)
+    return missing
+
+
+def ensure_packages() -> None:
+    """Install the vendored packages (``dbt deps``: from disk, no network) when ``dbt_packages/`` lacks one.
+    dbt refuses to parse a project whose packages are not installed."""
+    if missing_packages():
+        _dbt("deps")
+
+
 def _sources_newer_than(manifest: Path) -> bool:
     if not manifest.exists():
         return True
@@ -31,27 +63,26 @@ def _sources_newer_than(manifest: Path) -> bool:
     files = [
         DBT_DIR / "dbt_project.yml",
         DBT_DIR / "profiles.yml",
+        DBT_DIR / "packages.yml",
         *DBT_DIR.glob("models/**/*"),
         *DBT_DIR.glob("macros/**/*"),
         *DBT_DIR.glob("tests/**/*"),
+        *DBT_DIR.glob("vendor/**/*"),
     ]
     return any(f.is_file() and f.stat().st_mtime > built for f in files)
 
 
 def ensure_manifest() -> Path:
-    """Parse the dbt project when its manifest is missing or older than a model, macro or
-    config file, so definitions always load and never describe a stale project."""
+    """Install the vendored dbt packages if missing, and parse the dbt project when its manifest is missing
+    or older than a model, macro, package or config file, so definitions always load and never describe a
+    stale project."""
     manifest = dbt_project.manifest_path
     manifest.parent.mkdir(parents=True, exist_ok=True)
     # one parse at a time: processes loading the definitions together (pytest -n) would
     # otherwise read a manifest another is still writing
     with open(manifest.parent / ".parse.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        ensure_packages()
         if _sources_newer_than(manifest):
-            subprocess.run(
-                [DBT_EXECUTABLE, "parse", "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)],
-                check=True,
-                env={**os.environ, **dbt_env(os.environ.get("PMX_WAREHOUSE", DEFAULT_WAREHOUSE))},
-                cwd=DBT_DIR,
-            )
+            _dbt("parse")
     return manifest

@@ -1,0 +1,81 @@
+"""dbt's documentation site for the warehouse: every dbt model and every table Python writes (declared as dbt
+sources, ``dbt_sources.py``), with their documented columns and the lineage between them.
+
+``build_docs()`` runs ``dbt docs generate --static``. It works before any run: without a warehouse (or while a
+run holds it) the catalog is left empty, and the site still shows every model and source with the columns
+their YAML documents; after a run the catalog adds each table's actual column types. Open
+``<target>/static_index.html`` (one self-contained file), or serve the folder with ``dbt docs serve``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import duckdb
+
+from dagster_pmx.defs.transform.project import DBT_DIR, DBT_EXECUTABLE, dbt_project, ensure_packages
+from dagster_pmx.resources import DEFAULT_WAREHOUSE
+
+#: Where the site goes by default (inside dbt's own target folder: git-ignored, removed by ``make clean``).
+DOCS_DIR = DBT_DIR / "target" / "docs"
+
+
+def _catalog_source(warehouse: Path) -> str | None:
+    """Why the catalog must stay empty, or None when dbt may read ``warehouse``'s catalog."""
+    if not warehouse.is_file():
+        return f"no warehouse at {warehouse} yet"
+    try:
+        duckdb.connect(str(warehouse), read_only=True).close()
+    except duckdb.Error as err:  # another process (a run) holds the file
+        return f"the warehouse is in use ({str(err).splitlines()[0]})"
+    return None
+
+
+def docs_command(target: Path, empty_catalog: bool) -> list[str]:
+    """The dbt command that builds the site into ``target``."""
+    command = [DBT_EXECUTABLE, "docs", "generate", "--static"]
+    command += ["--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target-path", str(target)]
+    return command + (["--empty-catalog"] if empty_catalog else [])
+
+
+def build_docs(target: str | Path | None = None, warehouse: str | Path | None = None, quiet: bool = False) -> Path:
+    """Build dbt's documentation site into ``target`` (default ``dbt_project/target/docs``) from the warehouse at
+    ``warehouse`` (default ``$PMX_WAREHOUSE``, else ``warehouse/pmx.duckdb``), and return the site's page.
+
+    The warehouse is only read, and never created: without one the catalog is empty."""
+    target = Path(target or DOCS_DIR).resolve()
+    warehouse = Path(warehouse or os.environ.get("PMX_WAREHOUSE") or DEFAULT_WAREHOUSE).expanduser().resolve()
+    ensure_packages()
+    target.mkdir(parents=True, exist_ok=True)
+    # dbt's partial parse state from the last parse: dbt reuses what still holds, and parses the rest
+    parsed = dbt_project.manifest_path.parent / "partial_parse.msgpack"
+    if parsed.is_file() and not (target / parsed.name).exists():
+        shutil.copy(parsed, target / parsed.name)
+    why_empty = _catalog_source(warehouse)
+    env = {
+        **os.environ,
+        # an in-memory database when the catalog stays empty: dbt-duckdb would create a missing file
+        "PMX_WAREHOUSE": ":memory:" if why_empty else str(warehouse),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
+    command = docs_command(target, empty_catalog=why_empty is not None)
+    done = subprocess.run(command, env=env, cwd=DBT_DIR, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"`{' '.join(command)}` failed:\n{done.stdout[-4000:]}{done.stderr[-2000:]}")
+    page = target / "static_index.html"
+    if not quiet:
+        print(f"dbt docs: {page}")
+        print(f"  catalog: {'empty, ' + why_empty if why_empty else warehouse}")
+        print(f"  serve it: dbt docs serve --project-dir {DBT_DIR} --profiles-dir {DBT_DIR} --target-path {target}")
+    return page
+
+
+def main() -> None:
+    build_docs()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""The dagster-dbt and dbt-duckdb internals ``dagster_pmx/defs/transform/dbt_cli.py`` relies on.
+
+dagster-dbt offers no public hook to skip its version probe and adapter handle, or to run dbt in this
+process, so ``PmxDbtCli`` overrides two private methods and swaps the ``subprocess`` module of dagster-dbt's
+invocation. Each test below pins one of those internals: a failure names what changed and what to re-check.
+"""
+
+import ast
+import inspect
+import subprocess
+from functools import cached_property
+from importlib.metadata import version as installed_version
+
+import pytest
+from dagster_dbt import DbtCliResource
+from dagster_dbt.core import dbt_cli_invocation
+from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
+from packaging import version
+
+from dagster_pmx.defs.transform.dbt_cli import CHECKED_AGAINST, InProcessDbt, PmxDbtCli
+from dagster_pmx.defs.transform.project import DBT_DIR, DBT_EXECUTABLE
+
+RECHECK = (
+    "dagster_pmx/defs/transform/dbt_cli.py relies on internals of dagster-dbt and dbt-duckdb, checked against "
+    f"{CHECKED_AGAINST}. Re-check each override (this file lists them), then update CHECKED_AGAINST."
+)
+
+
+def _source_tree(obj) -> ast.AST:
+    return ast.parse(inspect.cleandoc("\n" + inspect.getsource(obj)))
+
+
+def _attributes_of(tree: ast.AST, *chain: str) -> set[str]:
+    """The attributes read on the name chain (``self.process`` -> {"wait", "stdout", ...}) in ``tree``."""
+
+    def dotted(node) -> tuple[str, ...]:
+        if isinstance(node, ast.Name):
+            return (node.id,)
+        if isinstance(node, ast.Attribute):
+            return (*dotted(node.value), node.attr)
+        return ()
+
+    return {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and dotted(n.value) == chain}
+
+
+def _calls(tree: ast.AST, method: str) -> list[ast.Call]:
+    """The calls of ``<something>.method(...)`` in ``tree``."""
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == method
+    ]
+
+
+@pytest.mark.parametrize("package", sorted(CHECKED_AGAINST))
+def test_the_installed_versions_are_those_the_overrides_were_checked_against(package):
+    installed = installed_version(package)
+    checked = CHECKED_AGAINST[package]
+    # an exact release ("0.29.27"), or a minor series ("1.11" admits 1.11.x)
+    series = checked.count(".") == 1 and installed.startswith(f"{checked}.")
+    assert installed == checked or series, f"{package} {installed} is installed. {RECHECK}"
+
+
+def test_the_version_probe_is_the_private_cached_property_cli_reads():
+    assert isinstance(inspect.getattr_static(DbtCliResource, "_cli_version"), cached_property), RECHECK
+    assert isinstance(inspect.getattr_static(PmxDbtCli, "_cli_version"), cached_property)
+    assert "_cli_version" in _attributes_of(_source_tree(DbtCliResource.cli), "self"), RECHECK
+    probe = PmxDbtCli(project_dir=str(DBT_DIR), dbt_executable=DBT_EXECUTABLE)._cli_version
+    assert probe == version.parse(installed_version("dbt-core")) and probe.major < 2  # dbt-core, not dbt Fusion
+
+
+def test_the_adapter_handle_is_the_private_method_cli_calls_with_the_args():
+    parent = inspect.signature(DbtCliResource._initialize_dbt_core_adapter)
+    assert list(parent.parameters) == ["self", "args"], RECHECK
+    assert list(inspect.signature(PmxDbtCli._initialize_dbt_core_adapter).parameters) == ["self", "args"]
+    calls = _calls(_source_tree(DbtCliResource.cli), "_initialize_dbt_core_adapter")
+    assert len(calls) == 1 and len(calls[0].args) == 1 and not calls[0].keywords, RECHECK
+    # without a handle dagster-dbt skips the post-run metadata queries pmx does not ask for
+    assert "adapter" in inspect.signature(DbtCliInvocation.run).parameters, RECHECK
+
+
+def test_the_invocation_starts_dbt_through_its_modules_subprocess_with_what_the_shim_provides():
+    assert dbt_cli_invocation.subprocess is subprocess, RECHECK
+    module = ast.parse(inspect.getsource(dbt_cli_invocation))
+    # the shim PmxDbtCli.cli puts in the module's place has Popen, PIPE and STDOUT only
+    assert _attributes_of(module, "subprocess") <= {"Popen", "PIPE", "STDOUT"}, RECHECK
+    popens = _calls(_source_tree(DbtCliInvocation.run), "Popen")
+    assert len(popens) == 1 and not popens[0].args, RECHECK
+    accepted = set(inspect.signature(InProcessDbt).parameters) - {"_"}
+    keywords = {k.arg for k in popens[0].keywords}
+    # InProcessDbt takes args, env and cwd (stdout/stderr go to its own buffer through **_)
+    assert {"args", "env", "cwd"} <= keywords <= accepted | {"stdout", "stderr"}, RECHECK
+
+
+def test_the_invocation_reads_only_the_popen_interface_in_process_dbt_imitates():
+    used = _attributes_of(ast.parse(inspect.getsource(dbt_cli_invocation)), "self", "process")
+    provided = {"args", "returncode", "stdout", "wait", "poll", "send_signal"}
+    assert used <= provided, f"DbtCliInvocation now reads process.{sorted(used - provided)}. {RECHECK}"
+
+
+def test_dbt_duckdb_keeps_its_process_wide_environment_where_close_duckdb_closes_it():
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    assert "_ENV" in vars(DuckDBConnectionManager), RECHECK
+    assert callable(getattr(DuckDBConnectionManager, "close_all_connections", None)), RECHECK
+
+
+def test_dbt_runner_and_its_event_callbacks_are_there():
+    from dbt.cli.main import dbtRunner
+    from dbt_common.events.functions import msg_to_dict
+
+    assert "callbacks" in inspect.signature(dbtRunner).parameters, RECHECK
+    assert callable(msg_to_dict)
