@@ -35,6 +35,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from dagster_pmx.defs.transform.project import ensure_packages
+
 ROOT = Path(__file__).resolve().parent.parent
 DBT_DIR = ROOT / "dbt_project"
 DBT = str(Path(sys.executable).with_name("dbt"))
@@ -160,6 +162,7 @@ def main() -> int:
             f"synthetic universe: {args.tickers} tickers + index x {args.years} years = {rows:,} rows "
             f"(generated and loaded in {time.perf_counter() - t0:.1f} s); {os.cpu_count()} cores"
         )
+        ensure_packages()  # the vendored dbt_utils, linked offline (`dbt deps`) on a fresh clone
         dbt("parse", "", path, target)
         # the Qlib-comparable set: int_features_trend computes these 14 and ret_lag_4/5;
         # median of three rebuilds, as dbt's start-up time varies

@@ -153,9 +153,10 @@ def ui(args: argparse.Namespace) -> int:
 
 def docs(args: argparse.Namespace) -> int:  # noqa: ARG001
     """``pmx docs``: dbt's documentation site for the warehouse (every model, source and column)."""
+    from dagster_pmx.config import load_config
     from dagster_pmx.defs.transform.docs import build_docs
 
-    build_docs()
+    build_docs(warehouse=load_config().warehouse)
     return 0
 
 

@@ -360,17 +360,6 @@ DESIGN_TARGETS = _schema(
     ("significant", "boolean", "pvalue_target < 0.05: the target is met beyond sampling noise."),
 )
 
-BACKTEST_PERIODS = _schema(
-    ("strategy", "varchar", "Strategy, or benchmark."),
-    ("breakdown", "varchar", "year, regime (HMM's most likely filtered regime, 0 calmest) or stress (window)."),
-    ("period", "varchar", "The year, 'regime k', or the stress window's name."),
-    ("sessions", "bigint", "Sessions of the strategy in the period."),
-    ("total_return", "double", "Compounded net return over those sessions."),
-    ("volatility", "double", "Annualised standard deviation of daily net returns."),
-    ("sharpe", "double", "Annualised Sharpe ratio (zero risk-free rate)."),
-    ("max_drawdown", "double", "Max drawdown within the period, from its own start (<= 0)."),
-)
-
 _LEDGER = (
     ("run_id", "varchar", "Dagster run that booked the row (append-only: rows are never updated)."),
     ("booked_at", "timestamp", "When it was booked (UTC)."),

@@ -11,7 +11,8 @@ from pathlib import Path
 import yaml
 from dagster_dbt import DbtProject
 
-from dagster_pmx.resources import DEFAULT_WAREHOUSE, REPO_ROOT
+from dagster_pmx.config import load_config
+from dagster_pmx.resources import REPO_ROOT
 
 DBT_DIR = REPO_ROOT / "dbt_project"
 
@@ -30,7 +31,7 @@ def _dbt(*args: str) -> None:
     subprocess.run(
         [DBT_EXECUTABLE, *args, "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)],
         check=True,
-        env={**os.environ, **dbt_env(os.environ.get("PMX_WAREHOUSE", DEFAULT_WAREHOUSE))},
+        env={**os.environ, **dbt_env(load_config().warehouse)},
         cwd=DBT_DIR,
     )
 
