@@ -28,13 +28,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from dagster_pmx.defs.ingest.sources import BundledSource
-from python_models.evaluation.walk_forward import (
-    WalkForwardConfig,
-    pooled_panel,
-    run_pooled,
-    run_walk_forward,
-    walk_forward_folds,
-)
+from python_models.evaluation.panel import pooled_panel, run_pooled
+from python_models.evaluation.walk_forward import WalkForwardConfig, run_walk_forward, walk_forward_folds
 from python_models.forecasters.array_module import gpu_module
 from python_models.forecasters.registry import POOLED_MODELS
 from python_models.forecasters.registry import SERIES_MODELS as MODELS

@@ -85,7 +85,9 @@ def _bootstrap(series, statistic, block: float, reps: int, seed: int) -> tuple[f
     x = np.asarray(series, dtype=float)
     if x.ndim != 1 or x.size < 10 or not np.all(np.isfinite(x)):
         raise ValueError("bootstrap needs at least 10 finite observations in a 1-d series")
-    bs = StationaryBootstrap(block, x, seed=np.random.default_rng(seed))
+    # arch annotates block_size as int, but the stationary bootstrap's mean block length may be any real > 0
+    # (it restarts a block with probability 1 / block_size)
+    bs = StationaryBootstrap(block, x, seed=np.random.default_rng(seed))  # type: ignore[arg-type]
     return float(statistic(x)), np.array([statistic(data[0][0]) for data in bs.bootstrap(reps)])
 
 

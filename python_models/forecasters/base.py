@@ -9,7 +9,7 @@ forecast origins without refitting (the parameters stay fixed, the information s
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +18,10 @@ from scipy import stats
 
 #: Central coverage of every prediction interval written by pmx.
 INTERVAL_LEVEL = 0.90
+
+#: Forecast and target horizons in sessions; dbt receives them as var target_horizons. Here, not in the
+#: walk-forward harness, because the models default to them and the harness imports the models' interface.
+DEFAULT_HORIZONS: tuple[int, ...] = (1, 5, 21, 63)
 
 
 def validate_returns(returns: pd.Series, min_obs: int = 30) -> pd.Series:
@@ -62,7 +66,7 @@ def validate_horizons(horizons: Sequence[int]) -> tuple[int, ...]:
     return hs
 
 
-def validate_fitted_horizons(horizons: Sequence[int], fitted: Sequence[int]) -> tuple[int, ...]:
+def validate_fitted_horizons(horizons: Sequence[int], fitted: Collection[int]) -> tuple[int, ...]:
     """Horizons as :func:`validate_horizons` does, for a model fitted on ``fitted`` only
     (one output or error variance per horizon): raise ValueError for any other."""
     hs = validate_horizons(horizons)
@@ -158,6 +162,8 @@ class Forecaster(ABC):
     """A model specification. Subclasses set :attr:`name` and implement :meth:`fit`."""
 
     name: str = "forecaster"
+    #: sessions between refits in the walk-forward harness where the model sets its own cadence
+    refit_every: int | None = None
 
     @abstractmethod
     def fit(self, returns: pd.Series) -> FitResult:
@@ -232,7 +238,7 @@ class PanelFitResult(ABC):
 
 class PanelForecaster(ABC):
     """A pooled model: one fit across every ticker of a training window (see
-    :func:`python_models.evaluation.walk_forward.run_pooled`). Subclasses set :attr:`name`."""
+    :func:`python_models.evaluation.panel.run_pooled`). Subclasses set :attr:`name`."""
 
     name: str = "panel_forecaster"
     refit_every: int | None = None

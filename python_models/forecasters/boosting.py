@@ -27,13 +27,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+if TYPE_CHECKING:  # xgboost is imported when a model is fitted
+    import xgboost
+
 from python_models.backtest.performance import PERIODS_PER_YEAR
-from python_models.evaluation.walk_forward import DEFAULT_HORIZONS
 from python_models.forecasters.base import (
+    DEFAULT_HORIZONS,
     PanelFitResult,
     PanelForecaster,
     ReturnForecast,
@@ -95,7 +99,7 @@ def daily_scale(panel: pd.DataFrame) -> np.ndarray:
 class XgboostResult(PanelFitResult):
     """One booster per horizon and the validation error scale ``s2`` of each."""
 
-    boosters: dict[int, object] = field(default_factory=dict)
+    boosters: dict[int, xgboost.Booster] = field(default_factory=dict)
     error_scale: dict[int, float] = field(default_factory=dict)
     features: list[str] = field(default_factory=list)
 

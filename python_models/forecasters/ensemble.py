@@ -20,196 +20,38 @@ between; until ``min_obs`` errors of every model are realised they are equal.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import stats
 
 from python_models.forecasters.base import INTERVAL_LEVEL
+from python_models.forecasters.ensemble_weights import (
+    inverse_mse_weights,
+    regime_weights,
+    schedule,
+    simplex_least_squares,
+    stacking_weights,
+)
+
+__all__ = [
+    "FORECAST_COLUMNS",
+    "VARIANTS",
+    "WEIGHT_COLUMNS",
+    "combine_forecasts",
+    "ensemble_panel",
+    "inverse_mse_weights",
+    "regime_table",
+    "regime_weights",
+    "schedule",
+    "simplex_least_squares",
+    "stacking_weights",
+]
 
 #: Variant name -> model name written to the forecast tables.
 VARIANTS = {"inverse_mse": "ensemble", "stacking": "ensemble_stacking", "regime": "ensemble_regime"}
-
-
-def _check(horizon: int, window: int, shrinkage: float, min_obs: int, reweight_every: int) -> None:
-    if not 0.0 <= shrinkage <= 1.0:
-        raise ValueError(f"shrinkage must lie in [0, 1], got {shrinkage}")
-    if min(horizon, window, min_obs, reweight_every) < 1:
-        raise ValueError("horizon, window, min_obs and reweight_every must be positive")
-
-
-def _shrink(perf: pd.DataFrame, shrinkage: float, ready: pd.Series) -> pd.DataFrame:
-    m = perf.shape[1]
-    weights = (1.0 - shrinkage) * perf + shrinkage / m
-    weights.loc[~ready] = 1.0 / m
-    return weights
-
-
-def schedule(n: int, reweight_every: int, grid: np.ndarray | None = None) -> np.ndarray:
-    """Rows where weights are re-estimated: ``grid`` when given (a boolean mask, e.g. every k-th
-    session of the exchange calendar, so that a computation over the latest rows only re-weights
-    on the same days as one over the whole history), else every ``reweight_every``-th row."""
-    if grid is not None:
-        grid = np.asarray(grid, bool)
-        if grid.shape != (n,):
-            raise ValueError(f"grid must be a boolean mask of {n} rows, got shape {grid.shape}")
-        return grid
-    return np.arange(n) % reweight_every == 0
-
-
-def _hold(frame: pd.DataFrame, reweight_every: int, grid: np.ndarray | None = None) -> pd.DataFrame:
-    """Keep the rows of the re-weighting schedule and hold them (per column, the last value that is
-    not NaN on a scheduled row: ``frame.where(keep).ffill()``, in NumPy because it runs per panel)."""
-    if reweight_every == 1 and grid is None:
-        return frame
-    values = frame.to_numpy(float)
-    keep = schedule(len(frame), reweight_every, grid)[:, None] & ~np.isnan(values)
-    rows = np.maximum.accumulate(np.where(keep, np.arange(len(frame))[:, None], -1), axis=0)
-    held = np.take_along_axis(values, np.maximum(rows, 0), axis=0)
-    held[rows < 0] = np.nan
-    return pd.DataFrame(held, index=frame.index, columns=frame.columns)
-
-
-def inverse_mse_weights(
-    sq_errors: pd.DataFrame,
-    horizon: int,
-    window: int = 252,
-    shrinkage: float = 0.5,
-    min_obs: int = 21,
-    reweight_every: int = 1,
-    grid: np.ndarray | None = None,
-) -> pd.DataFrame:
-    """Combination weights per origin from squared errors.
-
-    Parameters
-    ----------
-    sq_errors : pandas.DataFrame
-        Index: consecutive forecast origins (sessions); columns: models; values: squared
-        error of the ``horizon``-session forecast made at that origin (NaN if unrealised).
-    horizon : int
-        The error at origin ``i`` is known ``horizon`` rows later, so it enters the
-        weights from row ``i + horizon`` on.
-    window, shrinkage, min_obs, reweight_every
-        Trailing errors used, weight on the equal-weight prior (0..1), the fewest realised
-        errors before performance weighting starts, and origins between re-estimations.
-    grid : numpy.ndarray, optional
-        Boolean mask of the re-estimation rows (see :func:`schedule`).
-    """
-    _check(horizon, window, shrinkage, min_obs, reweight_every)
-    mse = _hold(sq_errors.rolling(window, min_periods=min_obs).mean().shift(horizon), reweight_every, grid)
-    inv = 1.0 / mse.clip(lower=1e-18)
-    return _shrink(inv.div(inv.sum(axis=1), axis=0), shrinkage, mse.notna().all(axis=1))
-
-
-def simplex_least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``argmin ||x w - y||`` over ``w >= 0, sum(w) = 1``.
-
-    Solved exactly as a non-negative least-squares problem: with ``w = v + e_k`` removed
-    by substitution the equality constraint would break non-negativity, so instead the
-    constraint is appended as a heavily weighted row (the penalty method, exact to about
-    1e-9 in the weights at this scale) and the solution renormalised.
-    """
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if x.ndim != 2 or y.shape != (x.shape[0],):
-        raise ValueError(f"x must be (n, m) and y (n,), got {x.shape} and {y.shape}")
-    scale = max(float(np.sqrt(np.mean(x**2))), 1e-12) * 1e4 * np.sqrt(x.shape[0])
-    a = np.vstack([x, np.full((1, x.shape[1]), scale)])
-    b = np.append(y, scale)
-    w, _ = optimize.nnls(a, b, maxiter=50 * x.shape[1])
-    total = w.sum()
-    return w / total if total > 0 else np.full(x.shape[1], 1.0 / x.shape[1])
-
-
-def stacking_weights(
-    y_pred: pd.DataFrame,
-    y_true: pd.Series,
-    horizon: int,
-    window: int = 252,
-    shrinkage: float = 0.5,
-    min_obs: int = 63,
-    reweight_every: int = 21,
-    grid: np.ndarray | None = None,
-) -> pd.DataFrame:
-    """Walk-forward constrained stacking weights per origin (see the module docstring).
-
-    At a re-weighting origin ``i`` the regression uses the origins ``i - horizon - window
-    + 1 .. i - horizon`` whose realised value is known (the same information as the
-    inverse-MSE weights); fewer than ``min_obs`` usable rows give equal weights.
-    """
-    _check(horizon, window, shrinkage, min_obs, reweight_every)
-    x, y = y_pred.to_numpy(float), y_true.to_numpy(float)
-    n, m = x.shape
-    out = np.full((n, m), np.nan)
-    ready = np.zeros(n, bool)
-    for i in np.flatnonzero(schedule(n, reweight_every, grid)):
-        lo, hi = max(0, i - horizon - window + 1), i - horizon + 1
-        if hi - lo < min_obs:
-            continue
-        xs, ys = x[lo:hi], y[lo:hi]
-        ok = np.isfinite(ys) & np.isfinite(xs).all(axis=1)
-        if ok.sum() < min_obs:
-            continue
-        out[i] = simplex_least_squares(xs[ok], ys[ok])
-        ready[i] = True
-    perf = pd.DataFrame(out, index=y_pred.index, columns=y_pred.columns)
-    held = _hold(perf, reweight_every, grid)
-    return _shrink(held.fillna(1.0 / m), shrinkage, held.notna().all(axis=1))
-
-
-def regime_weights(
-    sq_errors: pd.DataFrame,
-    regimes: pd.DataFrame,
-    horizon: int,
-    window: int = 252,
-    shrinkage: float = 0.5,
-    min_obs: int = 21,
-    reweight_every: int = 1,
-    prior_obs: float = 21.0,
-    grid: np.ndarray | None = None,
-) -> pd.DataFrame:
-    """Inverse regime-expected MSE weights per origin (see the module docstring).
-
-    Parameters
-    ----------
-    sq_errors : pandas.DataFrame
-        As for :func:`inverse_mse_weights`.
-    regimes : pandas.DataFrame
-        Filtered regime probabilities known at each origin (rows: origins of ``sq_errors``,
-        columns: regimes). Origins without probabilities fall back to the unconditional MSE.
-    prior_obs : float
-        Pseudo-observations of the model's overall MSE added to each regime's average, so a
-        regime seen a few times in the window does not swing the weights.
-    """
-    _check(horizon, window, shrinkage, min_obs, reweight_every)
-    if prior_obs < 0:
-        raise ValueError(f"prior_obs must be >= 0, got {prior_obs}")
-    probs = regimes.reindex(sq_errors.index)
-    has_probs = probs.notna().all(axis=1)
-    p = probs.fillna(0.0).to_numpy(float)
-    e = sq_errors.to_numpy(float)
-    mse = sq_errors.rolling(window, min_periods=min_obs).mean().shift(horizon)
-    known = np.isfinite(e).astype(float)
-    e0 = np.nan_to_num(e)
-    overall = _hold(mse, reweight_every, grid)
-    n, m = e.shape
-    regimes_n = p.shape[1]
-    # per regime r (column blocks of m): realised error mass and the observations seen over the trailing
-    # window, lagged by the horizon; one rolling sum over all blocks (each column is summed on its own)
-    by_regime = np.hstack([e0 * p[:, [r]] for r in range(regimes_n)] + [known * p[:, [r]] for r in range(regimes_n)])
-    sums = pd.DataFrame(by_regime).rolling(window, min_periods=1).sum().shift(horizon).to_numpy()
-    mass, seen = sums[:, : regimes_n * m], sums[:, regimes_n * m :]
-    mse_r = (mass + prior_obs * np.tile(mse.to_numpy(), regimes_n)) / (seen + prior_obs)
-    # the error tables refresh on the schedule; today's regime probabilities move the weights daily
-    held = _hold(pd.DataFrame(mse_r), reweight_every, grid).to_numpy().reshape(n, regimes_n, m)
-    expected = (held * p[:, :, None]).sum(axis=1) if regimes_n else np.zeros_like(e)
-    unconditional = overall.to_numpy()
-    expected = np.where(has_probs.to_numpy()[:, None], expected, unconditional)
-    expected = pd.DataFrame(
-        np.where(np.isnan(unconditional), np.nan, expected), index=sq_errors.index, columns=sq_errors.columns
-    )
-    inv = 1.0 / expected.clip(lower=1e-18)
-    return _shrink(inv.div(inv.sum(axis=1), axis=0), shrinkage, expected.notna().all(axis=1))
 
 
 def _mixture(weights: np.ndarray, y_pred: np.ndarray, y_std: np.ndarray, level: float) -> dict[str, np.ndarray]:
@@ -359,6 +201,44 @@ def ensemble_panel(
         ``ensemble`` has the forecast columns, ``model`` naming the variant; ``weights``
         has ``ensemble, ticker, horizon, asof_date, model, weight``.
     """
+    _check_inputs(forecasts, methods, regimes)
+    wide_regimes = regime_table(regimes) if regimes is not None else None
+    # categorical keys keep the long weights table (rows: variants x models x origins) small
+    as_cat = {
+        "ensemble": pd.CategoricalDtype([VARIANTS[m] for m in methods]),
+        "ticker": pd.CategoricalDtype(sorted(forecasts["ticker"].unique())),
+        "model": pd.CategoricalDtype(sorted(forecasts["model"].unique())),
+    }
+    settings = _Weighting(window, shrinkage, min_obs, reweight_every)
+    chunks = []
+    for (ticker, horizon), g in forecasts.groupby(["ticker", "horizon"], sort=True):
+        h = int(horizon)
+        wide = _wide(g)
+        grid = None if calendar is None else _grid(calendar, wide.sq.index, reweight_every, ticker)
+        new_rows = np.ones(len(wide.sq), bool) if after is None else np.asarray(wide.sq.index > after)
+        origins = wide.sq.index[new_rows]
+        for method in methods:
+            w = settings.weights(method, wide, h, grid, wide_regimes)
+            chunks.append(
+                _Chunk(
+                    VARIANTS[method],
+                    ticker,
+                    h,
+                    origins,
+                    list(w.columns),
+                    w.to_numpy(float)[new_rows],
+                    wide.y_pred.to_numpy(float)[new_rows],
+                    wide.y_std.to_numpy(float)[new_rows],
+                    wide.targets.reindex(origins).to_numpy(),
+                )
+            )
+    ensemble, weights = _long_tables(chunks, forecasts)
+    weights = weights.astype(as_cat)
+    return ensemble, weights
+
+
+def _check_inputs(forecasts: pd.DataFrame, methods: tuple[str, ...], regimes: pd.DataFrame | None) -> None:
+    """Raise ValueError for a missing column, an unknown variant, or the regime variant without regimes."""
     need = {"model", "ticker", "asof_date", "horizon", "target_date", "y_pred", "y_std", "y_true"}
     if need - set(forecasts.columns):
         raise ValueError(f"forecasts lack columns {sorted(need - set(forecasts.columns))}")
@@ -367,58 +247,69 @@ def ensemble_panel(
         raise ValueError(f"methods must be a non-empty subset of {sorted(VARIANTS)}, got {sorted(methods)}")
     if "regime" in methods and regimes is None:
         raise ValueError("the regime variant needs the regime probabilities")
-    wide_regimes = regime_table(regimes) if regimes is not None else None
-    # categorical keys keep the long weights table (rows: variants x models x origins) small
-    as_cat = {
-        "ensemble": pd.CategoricalDtype([VARIANTS[m] for m in methods]),
-        "ticker": pd.CategoricalDtype(sorted(forecasts["ticker"].unique())),
-        "model": pd.CategoricalDtype(sorted(forecasts["model"].unique())),
-    }
-    chunks = []
-    for (ticker, horizon), g in forecasts.groupby(["ticker", "horizon"], sort=True):
-        h = int(horizon)
-        wide = g.pivot(index="asof_date", columns="model", values=["y_pred", "y_std", "y_true"]).sort_index()
-        wide = wide.dropna(subset=[c for c in wide.columns if c[0] != "y_true"])  # origins all models share
-        y_pred, y_std = wide["y_pred"], wide["y_std"]
-        y_true = wide["y_true"].iloc[:, 0]
-        sq = y_pred.sub(y_true, axis=0) ** 2
-        targets = g.drop_duplicates("asof_date").set_index("asof_date")["target_date"]
-        grid = None
-        if calendar is not None:
-            pos = pd.DatetimeIndex(calendar).get_indexer(pd.DatetimeIndex(sq.index))
-            if (pos < 0).any():
-                raise ValueError(f"{ticker}: forecast origins missing from the calendar")
-            grid = pos % reweight_every == 0
-        new_rows = np.ones(len(sq), bool) if after is None else np.asarray(sq.index > after)
-        for method in methods:
-            if method == "inverse_mse":
-                w = inverse_mse_weights(sq, h, window, shrinkage, min_obs, reweight_every, grid)
-            elif method == "stacking":
-                w = stacking_weights(y_pred, y_true, h, window, shrinkage, max(min_obs, 63), reweight_every, grid)
-            else:
-                w = regime_weights(
-                    sq,
-                    wide_regimes.reindex(pd.DatetimeIndex(sq.index)).set_axis(sq.index),
-                    h,
-                    window,
-                    shrinkage,
-                    min_obs,
-                    reweight_every,
-                    grid=grid,
-                )
-            chunks.append(
-                _Chunk(
-                    VARIANTS[method],
-                    ticker,
-                    h,
-                    sq.index[new_rows],
-                    list(w.columns),
-                    w.to_numpy(float)[new_rows],
-                    y_pred.to_numpy(float)[new_rows],
-                    y_std.to_numpy(float)[new_rows],
-                    targets.reindex(sq.index[new_rows]).to_numpy(),
-                )
+
+
+class _Wide(NamedTuple):
+    """One (ticker, horizon)'s forecasts as origins x models, at the origins every model has."""
+
+    y_pred: pd.DataFrame
+    y_std: pd.DataFrame
+    y_true: pd.Series
+    sq: pd.DataFrame  # squared errors (NaN while unrealised)
+    targets: pd.Series  # target date per origin
+
+
+def _wide(group: pd.DataFrame) -> _Wide:
+    wide = group.pivot(index="asof_date", columns="model", values=["y_pred", "y_std", "y_true"]).sort_index()
+    wide = wide.dropna(subset=[c for c in wide.columns if c[0] != "y_true"])  # origins all models share
+    y_pred, y_true = wide["y_pred"], wide["y_true"].iloc[:, 0]
+    targets = group.drop_duplicates("asof_date").set_index("asof_date")["target_date"]
+    return _Wide(y_pred, wide["y_std"], y_true, y_pred.sub(y_true, axis=0) ** 2, targets)
+
+
+def _grid(calendar: pd.DatetimeIndex, origins: pd.Index, reweight_every: int, ticker: str) -> np.ndarray:
+    """The re-weighting rows: origins on every ``reweight_every``-th session of the calendar."""
+    pos = pd.DatetimeIndex(calendar).get_indexer(pd.DatetimeIndex(origins))
+    if (pos < 0).any():
+        raise ValueError(f"{ticker}: forecast origins missing from the calendar")
+    return pos % reweight_every == 0
+
+
+@dataclass(frozen=True)
+class _Weighting:
+    """The settings every variant's weights share."""
+
+    window: int
+    shrinkage: float
+    min_obs: int
+    reweight_every: int
+
+    def weights(
+        self, method: str, wide: _Wide, h: int, grid: np.ndarray | None, regimes: pd.DataFrame | None
+    ) -> pd.DataFrame:
+        """The weights of variant ``method`` at every origin of ``wide``."""
+        if method == "inverse_mse":
+            return inverse_mse_weights(wide.sq, h, self.window, self.shrinkage, self.min_obs, self.reweight_every, grid)
+        if method == "stacking":  # a regression needs more rows than an average before it is trusted
+            return stacking_weights(
+                wide.y_pred,
+                wide.y_true,
+                h,
+                self.window,
+                self.shrinkage,
+                max(self.min_obs, 63),
+                self.reweight_every,
+                grid,
             )
-    ensemble, weights = _long_tables(chunks, forecasts)
-    weights = weights.astype(as_cat)
-    return ensemble, weights
+        if regimes is None:
+            raise ValueError("the regime variant needs the regime probabilities")
+        return regime_weights(
+            wide.sq,
+            regimes.reindex(pd.DatetimeIndex(wide.sq.index)).set_axis(wide.sq.index),
+            h,
+            self.window,
+            self.shrinkage,
+            self.min_obs,
+            self.reweight_every,
+            grid=grid,
+        )

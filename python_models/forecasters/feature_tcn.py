@@ -19,12 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from python_models.evaluation.walk_forward import DEFAULT_HORIZONS
+if TYPE_CHECKING:  # torch is imported when a network is trained or run
+    import torch
+
 from python_models.forecasters.base import (
+    DEFAULT_HORIZONS,
     PanelFitResult,
     PanelForecaster,
     ReturnForecast,
@@ -58,7 +62,7 @@ def _windows(values: np.ndarray, ends: np.ndarray, lookback: int) -> np.ndarray:
 class FeatureTcnResult(PanelFitResult):
     """The network, the feature standardisation and the validation error scales."""
 
-    network: object = None
+    network: torch.nn.Module | None = None  # None until trained (fit builds the result in two steps)
     features: tuple[str, ...] = ()
     centre: np.ndarray | None = None
     scale: np.ndarray | None = None
@@ -73,6 +77,9 @@ class FeatureTcnResult(PanelFitResult):
     def forecast(self, panel: pd.DataFrame, origins: pd.Index, horizons: Sequence[int]) -> dict[str, ReturnForecast]:
         import torch
 
+        if self.network is None or self.error_scale is None:
+            raise ValueError("the feature TCN has not been trained")
+        network, error_scale = self.network, self.error_scale
         hs = validate_fitted_horizons(horizons, self.fit_horizons)
         cols = [self.fit_horizons.index(h) for h in hs]
         p = validate_panel(panel)
@@ -86,9 +93,9 @@ class FeatureTcnResult(PanelFitResult):
                 continue
             x = _windows(self.standardise(rows), ends, self.lookback)  # rows up to each origin only
             with torch.no_grad():
-                pred = self.network(torch.as_tensor(x, dtype=torch.float32)).numpy().astype(float)[:, cols]
+                pred = network(torch.as_tensor(x, dtype=torch.float32)).numpy().astype(float)[:, cols]
             scale = sigma[ends, None] * np.sqrt(np.asarray(hs, dtype=float))[None, :]
-            out[ticker] = ReturnForecast(dates[ends], hs, pred * scale, self.error_scale[cols][None, :] * scale**2)
+            out[ticker] = ReturnForecast(dates[ends], hs, pred * scale, error_scale[cols][None, :] * scale**2)
         return out
 
 
@@ -159,7 +166,7 @@ class FeatureTcn(PanelForecaster):
         dates = pd.DatetimeIndex(p["date"].unique())
         cut = dates[int(len(dates) * (1 - self.validation))]
         h_max = max(self.horizons)
-        parts = {"fit": ([], []), "val": ([], [])}
+        parts: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {"fit": ([], []), "val": ([], [])}
         for _, rows in p.groupby("ticker", sort=True):
             day = pd.DatetimeIndex(rows["date"])
             sigma = daily_scale(rows)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -28,11 +29,18 @@ from python_models.forecasters.base import (
 _SCALE = 100.0
 
 
+#: arch's names of the innovation distributions.
+Distribution = Literal["normal", "gaussian", "t", "studentst", "skewstudent", "skewt", "ged", "generalized error"]
+
 #: arch's vol and asymmetry order for each member of the family, and pmx's model name.
-FAMILY = {"GARCH": ("GARCH", 0, "garch"), "GJR": ("GARCH", 1, "gjr_garch"), "EGARCH": ("EGARCH", 1, "egarch")}
+FAMILY: dict[str, tuple[Literal["GARCH", "EGARCH"], int, str]] = {
+    "GARCH": ("GARCH", 0, "garch"),
+    "GJR": ("GARCH", 1, "gjr_garch"),
+    "EGARCH": ("EGARCH", 1, "egarch"),
+}
 
 
-def _arch(returns: pd.Series, vol: str, p: int, q: int, dist: str):
+def _arch(returns: pd.Series, vol: str, p: int, q: int, dist: Distribution):
     arch_vol, o, _ = FAMILY[vol]
     return arch_model(_SCALE * returns, mean="Constant", vol=arch_vol, p=p, o=o, q=q, dist=dist)
 
@@ -72,7 +80,7 @@ class GarchResult(FitResult):
 
     p: int = 1
     q: int = 1
-    dist: str = "t"
+    dist: Distribution = "t"
     vol: str = "GARCH"
     simulations: int = 500
     seed: int = 0
@@ -134,7 +142,9 @@ class Garch(Forecaster):
         Paths of EGARCH's simulated multi-step forecasts.
     """
 
-    def __init__(self, p: int = 1, q: int = 1, dist: str = "t", vol: str = "GARCH", simulations: int = 500) -> None:
+    def __init__(
+        self, p: int = 1, q: int = 1, dist: Distribution = "t", vol: str = "GARCH", simulations: int = 500
+    ) -> None:
         if p < 1 or q < 0:
             raise ValueError(f"GARCH orders must satisfy p >= 1, q >= 0; got p={p}, q={q}")
         if vol not in FAMILY:

@@ -17,14 +17,17 @@ forward recursion.
 
 from __future__ import annotations
 
+import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.stats import multivariate_normal
 
+from python_models.evaluation.walk_forward import WalkForwardConfig, walk_forward_folds
 from python_models.forecasters.base import (
     FitResult,
     Forecaster,
@@ -34,6 +37,46 @@ from python_models.forecasters.base import (
     validate_returns,
 )
 
+#: Where hmmlearn's EM reports ("Model is not converging", a degenerate covariance) go, at INFO: into the
+#: run's log. hmmlearn logs them as warnings, which Python prints on the terminal when nothing handles them.
+log = logging.getLogger(__name__)
+
+#: The hmmlearn loggers a GaussianHMM fit writes to.
+HMMLEARN_LOGGERS = ("hmmlearn.base", "hmmlearn.hmm")
+
+
+class _ToModuleLog(logging.Filter):
+    """Logs a record of hmmlearn's again on :data:`log`, at INFO and naming the window being fitted,
+    and drops the original (a logger's filter runs before any handler, the last-resort one included)."""
+
+    def __init__(self, first: pd.Timestamp, last: pd.Timestamp, covariance_type: str) -> None:
+        super().__init__()
+        self.first, self.last, self.covariance_type = first, last, covariance_type
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        log.info(
+            "HMM EM (%s covariances) on %s..%s: %s",
+            self.covariance_type,
+            f"{self.first:%Y-%m-%d}",
+            f"{self.last:%Y-%m-%d}",
+            record.getMessage(),
+        )
+        return False
+
+
+@contextmanager
+def hmmlearn_logs_to_module_log(first: pd.Timestamp, last: pd.Timestamp, covariance_type: str) -> Iterator[None]:
+    """For the length of the block, hmmlearn's log records go to :data:`log` (see :class:`_ToModuleLog`)."""
+    reroute = _ToModuleLog(first, last, covariance_type)
+    loggers = [logging.getLogger(name) for name in HMMLEARN_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(reroute)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(reroute)
+
 
 def regime_features(returns: pd.Series, vol_window: int = 10) -> pd.DataFrame:
     """(log return, log trailing volatility) per session; NaN until the window is full."""
@@ -41,18 +84,18 @@ def regime_features(returns: pd.Series, vol_window: int = 10) -> pd.DataFrame:
     return pd.DataFrame({"log_return": returns, "log_vol": np.log(vol.where(vol > 0))})
 
 
-@dataclass
+@dataclass(kw_only=True)  # keyword-only: the fitted arrays have no default, FitResult's fields do
 class HmmResult(FitResult):
     """State means/covariances (ordered calm to turbulent), transition matrix, start probabilities."""
 
-    means: np.ndarray | None = None  # (K, 2)
-    covars: np.ndarray | None = None  # (K, 2, 2)
-    transmat: np.ndarray | None = None  # (K, K)
-    startprob: np.ndarray | None = None  # (K,)
+    means: np.ndarray  # (K, 2)
+    covars: np.ndarray  # (K, 2, 2)
+    transmat: np.ndarray  # (K, K)
+    startprob: np.ndarray  # (K,)
     vol_window: int = 10
     filter_start: pd.Timestamp | None = None  # the filter starts where the training sample did
-    centre: np.ndarray | None = None  # feature standardisation of the training sample
-    scale: np.ndarray | None = None
+    centre: np.ndarray  # feature standardisation of the training sample
+    scale: np.ndarray
 
     def filtered_probabilities(self, returns: pd.Series) -> pd.DataFrame:
         """P(state at t | sessions up to t) for every session with features, one column per regime."""
@@ -154,7 +197,7 @@ class GaussianHmm(Forecaster):
                 tol=1e-4,
             )
             try:
-                with warnings.catch_warnings():
+                with warnings.catch_warnings(), hmmlearn_logs_to_module_log(r.index[0], r.index[-1], covariance_type):
                     warnings.simplefilter("ignore")  # hmmlearn warns on non-monotone EM steps near convergence
                     model.fit(x)
                 break
@@ -210,8 +253,6 @@ def walk_forward_regimes(
     only the sessions after it, from the folds that hold them (the rows a full run gives them):
     the daily refresh's cost is one fold, not the history.
     """
-    from python_models.evaluation.walk_forward import WalkForwardConfig, walk_forward_folds
-
     model = model or GaussianHmm()
     r = validate_returns(returns)
     config = WalkForwardConfig(train_window=train_window, refit_every=refit_every, purge=gap, embargo=0)

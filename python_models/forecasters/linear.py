@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from python_models.evaluation.walk_forward import DEFAULT_HORIZONS
+if TYPE_CHECKING:  # sklearn is imported when a model is fitted
+    from sklearn.linear_model import BayesianRidge
+
 from python_models.forecasters.base import (
+    DEFAULT_HORIZONS,
     FitResult,
     Forecaster,
     ReturnForecast,
@@ -53,7 +57,7 @@ def forward_sums(returns: pd.Series | pd.DataFrame, horizon: int) -> pd.Series |
 class BayesianRidgeResult(FitResult):
     """One fitted BayesianRidge per horizon, with the feature standardisation."""
 
-    models: dict[int, object] = field(default_factory=dict)
+    models: dict[int, BayesianRidge] = field(default_factory=dict)
     centre: np.ndarray | None = None
     scale: np.ndarray | None = None
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from python_models.evaluation.walk_forward import DEFAULT_HORIZONS
 from python_models.forecasters.array_module import gpu_module
 from python_models.forecasters.base import (
+    DEFAULT_HORIZONS,
     PanelFitResult,
     PanelForecaster,
     ReturnForecast,

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from python_models.evaluation.walk_forward import DEFAULT_HORIZONS
+if TYPE_CHECKING:  # torch is imported when a network is trained or run
+    import torch
+
 from python_models.forecasters.base import (
+    DEFAULT_HORIZONS,
     FitResult,
     Forecaster,
     ReturnForecast,
@@ -109,16 +113,16 @@ def train_network(
         torch.set_num_threads(threads)
 
 
-@dataclass
+@dataclass(kw_only=True)  # keyword-only: the network has no default, FitResult's fields do
 class TcnResult(FitResult):
     """The trained network (on the CPU), its standardisation and in-sample error variances."""
 
-    network: object = None
+    network: torch.nn.Module
     lookback: int = 63
     centre: float = 0.0
     scale: float = 1.0
     fit_horizons: tuple[int, ...] = ()
-    error_var: np.ndarray | None = None
+    error_var: np.ndarray
     device: str = "cpu"
 
     def forecast(self, returns: pd.Series, origins: pd.Index, horizons: Sequence[int]) -> ReturnForecast:

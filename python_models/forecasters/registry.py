@@ -44,7 +44,7 @@ POOLED_MODELS: dict[str, Callable[[], PanelForecaster]] = {
     "tcn_features": FeatureTcn,
 }
 
-MODELS: dict[str, Callable[[], Forecaster | PanelForecaster]] = SERIES_MODELS | POOLED_MODELS
+MODELS: dict[str, Callable[[], Forecaster | PanelForecaster]] = {**SERIES_MODELS, **POOLED_MODELS}
 
 #: What `make run` fits: every model whose walk-forward fits the default time budget
 #: (EGARCH's simulated multi-step forecasts and SARIMAX's nine-fit order search do not;

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -95,8 +96,9 @@ class SarimaxResult(FitResult):
     exog: ExogScaler | None = None
 
     def _model(self, returns: pd.Series, exog: pd.DataFrame | None = None) -> SARIMAX:
-        x = None if self.exog is None else self.exog.transform(exog, returns.index)
-        named = None if x is None else pd.DataFrame(x, columns=list(self.exog.names))
+        named = None
+        if self.exog is not None:
+            named = pd.DataFrame(self.exog.transform(exog, returns.index), columns=list(self.exog.names))
         return SARIMAX(_SCALE * returns.to_numpy(), exog=named, order=self.order, trend=self.trend)
 
     def forecast(
@@ -188,16 +190,17 @@ class Sarimax(Forecaster):
         max_order: int = 2,
         exog_names: Sequence[str] = (),
     ) -> None:
+        self.order: tuple[int, int, int] | str
         if order == "auto":
             if not 0 <= max_order <= 4:
                 raise ValueError(f"max_order must be in [0, 4] (a bounded search), got {max_order}")
             self.order, self.name = "auto", "sarimax_auto"
         else:
-            if len(order) != 3 or any(o < 0 for o in order):
+            if isinstance(order, str) or len(order) != 3 or any(o < 0 for o in order):
                 raise ValueError(f"SARIMAX order must be three non-negative ints, got {order}")
             if order[1] != 0:
                 raise ValueError("pmx models returns, which are already differenced: use d = 0")
-            self.order, self.name = tuple(order), "sarimax"
+            self.order, self.name = cast(tuple[int, int, int], tuple(order)), "sarimax"
         self.trend, self.max_order, self.exog_names = trend, max_order, tuple(exog_names)
 
     def _fit_order(self, r: pd.Series, order: tuple[int, int, int], x: np.ndarray | None = None):
@@ -226,7 +229,7 @@ class Sarimax(Forecaster):
                     (f for f in ((o, *self._fit_order(r, o, x)) for o in self.FALLBACKS) if f[3]), fits[0]
                 )
         else:
-            order = self.order
+            order = cast(tuple[int, int, int], self.order)  # not "auto": the three ints __init__ checked
             model, res, converged = self._fit_order(r, order, x)
             if not converged:
                 # a fit the optimiser did not finish can sit near a unit root with a large

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from python_models.evaluation.walk_forward import DEFAULT_HORIZONS
 from python_models.forecasters.array_module import gpu_module, to_numpy, xp_for
 from python_models.forecasters.base import (
+    DEFAULT_HORIZONS,
     FitResult,
     Forecaster,
     ReturnForecast,
@@ -180,16 +180,8 @@ def fit_windows(
         recurrent formula; the residual AR(1) and error variances stay per series.
     """
     xp = xp or xp_for(levels)
-    levels = xp.asarray(levels, dtype=xp.float64)
-    if levels.ndim != 2:
-        raise ValueError(f"levels must be 2-D (windows x sessions), got shape {levels.shape}")
+    levels = _checked_levels(levels, rows, energy, xp)
     b, t = levels.shape
-    if not 3 <= rows <= t // 3:
-        raise ValueError(f"Page matrix rows must be in [3, {t // 3}] for windows of {t} sessions, got {rows}")
-    if not 0 < energy <= 1:
-        raise ValueError(f"energy must be in (0, 1], got {energy}")
-    if not bool(xp.all(xp.isfinite(levels))):
-        raise ValueError("levels contain NaN or infinite values")
     hs = validate_horizons(horizons)
     x = levels - xp.mean(levels, axis=1, keepdims=True)  # centred: the window's mean level is 0
     page = page_matrices(x, rows)
@@ -236,6 +228,21 @@ def fit_windows(
     )
 
 
+def _checked_levels(levels, rows: int, energy: float, xp):
+    """``levels`` as a float64 array of ``xp``, or ValueError if it cannot be fitted with ``rows`` and ``energy``."""
+    levels = xp.asarray(levels, dtype=xp.float64)
+    if levels.ndim != 2:
+        raise ValueError(f"levels must be 2-D (windows x sessions), got shape {levels.shape}")
+    t = levels.shape[1]
+    if not 3 <= rows <= t // 3:
+        raise ValueError(f"Page matrix rows must be in [3, {t // 3}] for windows of {t} sessions, got {rows}")
+    if not 0 < energy <= 1:
+        raise ValueError(f"energy must be in (0, 1], got {energy}")
+    if not bool(xp.all(xp.isfinite(levels))):
+        raise ValueError("levels contain NaN or infinite values")
+    return levels
+
+
 def fit_windows_naive(levels: np.ndarray, rows: int, horizons: Sequence[int] = DEFAULT_HORIZONS, energy: float = 0.9):
     """The same fit one window at a time, the basis from ``numpy.linalg.svd`` of each Page
     matrix: the reference the batched version is tested and benchmarked against."""
@@ -256,18 +263,30 @@ def fit_windows_naive(levels: np.ndarray, rows: int, horizons: Sequence[int] = D
         phi = np.clip(np.sum(resid[:, 1:] * resid[:, :-1], axis=1) / np.sum(resid[:, :-1] ** 2, axis=1), -0.99, 0.99)
         error_var = _in_sample_error_var(x, projection, beta, phi, rows, hs, rows - 1, x.shape[1] - 1 - max(hs), np)
         fits.append((beta[0], projection[0], phi[0], rank, share[rank - 1], resid.var(), error_var[0]))
-    names = ("beta", "projection", "phi", "rank", "energy", "residual_var", "error_var")
-    return SsaFit(*(np.stack([np.asarray(f[i]) for f in fits]) for i in range(len(names))), horizons=hs)
+
+    def stacked(i: int) -> np.ndarray:
+        return np.stack([np.asarray(f[i]) for f in fits])
+
+    return SsaFit(
+        beta=stacked(0),
+        projection=stacked(1),
+        phi=stacked(2),
+        rank=stacked(3),
+        energy=stacked(4),
+        residual_var=stacked(5),
+        error_var=stacked(6),
+        horizons=hs,
+    )
 
 
-@dataclass
+@dataclass(kw_only=True)  # keyword-only: the fitted arrays have no default, FitResult's fields do
 class SamossaResult(FitResult):
     """One SAMoSSA fit; ``params`` holds beta (``beta_1`` oldest), phi and the rank."""
 
     rows: int = 21
     window: int = 0  # levels in the training window (one more than its returns)
-    projection: np.ndarray | None = None
-    error_var: np.ndarray | None = None
+    projection: np.ndarray
+    error_var: np.ndarray
     error_horizons: tuple[int, ...] = ()
 
     def forecast(self, returns: pd.Series, origins: pd.Index, horizons: Sequence[int]) -> ReturnForecast:

@@ -8,13 +8,13 @@ from scipy import optimize
 
 from python_models.forecasters.ensemble import (
     VARIANTS,
-    _hold,
     ensemble_panel,
     inverse_mse_weights,
     regime_weights,
     simplex_least_squares,
     stacking_weights,
 )
+from python_models.forecasters.ensemble_weights import _hold
 
 DATES = pd.bdate_range("2020-01-01", periods=400)
 

@@ -6,7 +6,8 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import stats
 
-from python_models.evaluation.walk_forward import WalkForwardConfig, run_panel, run_pooled
+from python_models.evaluation.panel import run_panel, run_pooled
+from python_models.evaluation.walk_forward import POOLED, WalkForwardConfig
 from python_models.forecasters.boosting import PooledXgboost, feature_columns, forward_returns
 from python_models.forecasters.mssa import Mssa
 from python_models.forecasters.random_walk import RandomWalk
@@ -187,14 +188,17 @@ def test_poisoned_future_changes_no_earlier_pooled_prediction(name):
 def test_run_panel_mixes_series_and_pooled_models_and_counts_fits():
     panel = _skill_panel(n=3, t=900)
     returns, feats = panel[["ticker", "date", "log_return"]], panel.drop(columns="log_return")
-    stats, importances = {}, []
     model = PooledXgboost(horizons=(1, 5), max_rounds=40)
-    out = run_panel([RandomWalk(), model], returns, CFG, stats=stats, features=feats, importances=importances)
+    run = run_panel([RandomWalk(), model], returns, CFG, features=feats)
+    out = run.forecasts
     assert set(out["model"]) == {"random_walk", "xgboost"}
     # 900 sessions, first origin 600 + gap 7: XGBoost refits every 126 (its own cadence), the random walk every 200
-    assert stats["xgboost"]["fits"] == out.loc[out["model"] == "xgboost", "train_end"].nunique() == 3
-    assert stats["random_walk"]["fits"] == 3 * 2  # one fit per ticker and fold
-    assert len(importances) == 1 and set(importances[0]["model"]) == {"xgboost"}
+    assert run.stats["xgboost"].fits == out.loc[out["model"] == "xgboost", "train_end"].nunique() == 3
+    assert run.stats["random_walk"].fits == 3 * 2  # one fit per ticker and fold
+    assert set(run.importances["model"]) == {"xgboost"}
+    # the last fit of each run, keyed as the fit store keys them (a pooled model under POOLED)
+    assert set(run.fits) == {("random_walk", t) for t in returns["ticker"].unique()} | {("xgboost", POOLED)}
+    assert run.fits[("xgboost", POOLED)].train_end == out.loc[out["model"] == "xgboost", "train_end"].max()
     with pytest.raises(ValueError, match="realized_vol_21"):
         run_panel([model], returns, CFG, features=feats.drop(columns="realized_vol_21"))
 

@@ -13,6 +13,7 @@ import pickle
 
 import pandas as pd
 
+from dagster_pmx.defs.forecasting.reads import current_fits
 from dagster_pmx.resources import Warehouse
 from python_models.evaluation.walk_forward import FoldFit
 
@@ -130,16 +131,13 @@ def store(warehouse: Warehouse, fits: dict[tuple[str, str], FoldFit], fitted_by:
 
 def current(warehouse: Warehouse, models: list[str]) -> dict[tuple[str, str], FoldFit]:
     """The last stored fit of every (model, ticker) of ``models``; empty when none is stored."""
-    with warehouse.connect() as con:
+    with warehouse.connect() as con:  # the table may not exist yet: an empty store
         con.execute("create schema if not exists ml")
         con.execute(FITS_DDL)
-        rows = con.execute(
-            "select model, ticker, train_start, train_end, converged, fit from ml.model_fits "
-            "where model in (select unnest(?)) qualify row_number() over "
-            "(partition by model, ticker order by fitted_at desc, train_end desc) = 1",
-            [models],
-        ).fetchall()
+    rows = current_fits(warehouse, models)
     return {
-        (model, ticker): FoldFit(load_fit(blob), pd.Timestamp(start), pd.Timestamp(end), bool(converged))
-        for model, ticker, start, end, converged, blob in rows
+        (r.model, r.ticker): FoldFit(
+            load_fit(r.fit), pd.Timestamp(r.train_start), pd.Timestamp(r.train_end), bool(r.converged)
+        )
+        for r in rows.itertuples()
     }

@@ -4,6 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs import schemas
+from dagster_pmx.defs.forecasting.reads import validation_inputs
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.backtest.tearsheet import bar_plot, markdown_image
 from python_models.evaluation.comparison import design_targets, leaderboard, pairwise_comparisons
@@ -54,29 +55,9 @@ BOOTSTRAP_REPS = 500
     pool="warehouse",
 )
 def model_validation(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
-    forecasts = warehouse.query(
-        "select model, ticker, asof_date, horizon, y_pred, y_true from marts.forecasts where y_true is not null"
-    )
-    daily = warehouse.query("select strategy, date, net_return, excess_return from marts.backtest_daily order by date")
+    forecasts, daily, governed = validation_inputs(warehouse, BASELINE)
     comparisons = pairwise_comparisons(forecasts)
     board = leaderboard(forecasts, comparisons, daily, BASELINE, reps=BOOTSTRAP_REPS)
-    governed = warehouse.query(
-        """
-        select 'governed' as model, s.ticker, s.date as asof_date, s.expected_return as y_pred, f.y_true
-        from marts.signals s
-        join marts.forecasts f on f.model = s.model and f.ticker = s.ticker and f.asof_date = s.date
-            and f.horizon = s.horizon
-        where s.tradable and f.y_true is not null
-        union all
-        -- the control: the random walk's forecasts on exactly the rows the governed signals traded
-        select 'random_walk@governed' as model, s.ticker, s.date, f.y_pred, f.y_true
-        from marts.signals s
-        join marts.forecasts f on f.model = ? and f.ticker = s.ticker and f.asof_date = s.date
-            and f.horizon = s.horizon
-        where s.tradable and f.y_true is not null
-        """,
-        [BASELINE],
-    )
     at_signal = forecasts[forecasts["horizon"] == settings.signal_horizon]
     targets = design_targets(
         pd.concat([at_signal, governed], ignore_index=True), daily, settings.signal_horizon, reps=BOOTSTRAP_REPS

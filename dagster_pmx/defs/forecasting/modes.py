@@ -1,0 +1,268 @@
+"""The three ways ``ml.base_forecasts`` is brought up to date, one function each.
+
+``walk_forward`` (the full build) rebuilds the whole out-of-sample history and stores each run's
+last fit; ``incremental`` (the daily refresh) forecasts only the sessions not yet forecast, with the
+stored fits; ``retrain`` (the weekly retrain) first refits every model on the latest window, stores
+those fits, then extends as ``incremental`` does. Without a stored fit for every (model, ticker) the
+last two fall back to a walk-forward. Each yields the ``ml.base_forecasts`` and
+``marts.feature_importances`` results of the multi-asset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TypeAlias
+
+import dagster as dg
+import pandas as pd
+
+from dagster_pmx.defs import schemas
+from dagster_pmx.defs.forecasting import fits as fit_store
+from dagster_pmx.defs.forecasting import reads
+from dagster_pmx.resources import PmxSettings, Warehouse
+from python_models.evaluation.panel import PanelRun, run_panel
+from python_models.evaluation.refresh import forecast_from_fits, refit_latest
+from python_models.evaluation.walk_forward import DEFAULT_HORIZONS, POOLED, FoldFit, WalkForwardConfig
+from python_models.forecasters.base import Forecaster, PanelForecaster
+from python_models.forecasters.registry import forecasters
+
+Model: TypeAlias = Forecaster | PanelForecaster
+Inputs: TypeAlias = tuple[pd.DataFrame, pd.DataFrame | None]
+Results: TypeAlias = Iterator[dg.MaterializeResult]
+
+IMPORTANCE_COLUMNS = [c.name for c in schemas.FEATURE_IMPORTANCES.columns]
+
+
+def walk_forward_config(settings: PmxSettings) -> WalkForwardConfig:
+    return WalkForwardConfig(
+        horizons=DEFAULT_HORIZONS,
+        train_window=settings.train_window,
+        refit_every=settings.refit_every,
+        embargo=settings.embargo,
+    )
+
+
+def configured_models(settings: PmxSettings) -> list[Model]:
+    """The models of ``PMX_MODELS``, the pooled ones given the worker cores (they run in this process)."""
+    models = forecasters(settings.models or None)
+    for model in models:
+        if hasattr(model, "n_jobs"):
+            model.n_jobs = settings.workers
+    return models
+
+
+def model_inputs(
+    warehouse: Warehouse, settings: PmxSettings, models: list[Model], since: pd.Timestamp | None = None
+) -> Inputs:
+    """The returns of the universe (and the features, where a model needs them) from ``since`` on."""
+    needs_features = any(getattr(m, "needs_features", False) for m in models)
+    return reads.model_inputs(warehouse, settings.benchmark, settings.ticker_list, since, needs_features)
+
+
+def walk_forward(
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    settings: PmxSettings,
+    models: list[Model],
+    inputs: Inputs | None = None,
+) -> Results:
+    """The full build: every model walked forward over the whole history (``inputs`` when already read)."""
+    returns, features = inputs if inputs is not None else model_inputs(warehouse, settings, models)
+    wf = walk_forward_config(settings)
+    context.log.info(
+        f"walk-forward: {len(models)} models x {returns['ticker'].nunique()} tickers, "
+        f"window {wf.train_window}, refit every {wf.refit_every}, gap {wf.gap}"
+    )
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 10) == 0:
+            context.log.info(f"progress: {done}/{total} walk-forward runs (model x ticker) done")
+
+    run = run_panel(
+        models,
+        returns,
+        wf,
+        start=settings.forecast_start,
+        workers=settings.workers,
+        progress=progress,
+        features=features,
+    )
+    frame = run.forecasts
+    frame["fit_id"] = fit_store.fit_ids(frame, _pooled(models))
+    rows = warehouse.replace_table("ml.base_forecasts", frame)
+    n_fits = fit_store.store(warehouse, run.fits, "walk_forward", context.run_id)
+    imp = run.importances[IMPORTANCE_COLUMNS] if run.importances is not None else empty_importances()
+    n_imp = warehouse.replace_table("marts.feature_importances", imp)
+    yield dg.MaterializeResult(
+        asset_key=["ml", "base_forecasts"], metadata=_walk_forward_metadata(run, models, rows, n_fits)
+    )
+    # no pooled model in PMX_MODELS: no importances, and nothing to rank
+    top = (
+        imp.groupby(["horizon", "feature"])["gain"].mean().groupby("horizon").nlargest(5).droplevel(0)
+        if n_imp
+        else None
+    )
+    yield dg.MaterializeResult(
+        asset_key=["marts", "feature_importances"],
+        metadata={
+            "dagster/row_count": n_imp,
+            "top_features": dg.MetadataValue.md(top.round(4).reset_index().to_markdown(index=False))
+            if top is not None
+            else "",
+        },
+    )
+
+
+def _walk_forward_metadata(run: PanelRun, models: list[Model], rows: int, n_fits: int) -> dict:
+    frame = run.forecasts
+    return {
+        "dagster/row_count": rows,
+        "mode": "walk_forward",
+        "models": ", ".join(m.name for m in models),
+        "first_asof": str(frame["asof_date"].min().date()),
+        "last_asof": str(frame["asof_date"].max().date()),
+        "fits_stored": n_fits,
+        "fits_not_converged": int((~frame.drop_duplicates(["model", "ticker", "train_end"])["converged"]).sum()),
+        **{f"fits/{name}": s.fits for name, s in run.stats.items()},
+        **{f"failed_fits/{name}": s.failed for name, s in run.stats.items() if s.failed},
+        **{f"seconds/{name}": round(s.seconds, 2) for name, s in run.stats.items()},
+    }
+
+
+def incremental(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, models: list[Model]
+) -> Results:
+    """The daily refresh: the sessions not yet forecast, with the current fits."""
+    stored = fit_store.current(warehouse, [m.name for m in models])
+    # extending stored fits reads from the earliest of their samples on (a fit forecasts from its sample's
+    # start): the refresh's reads stay the same size however long the history grows
+    since = min((f.train_start for f in stored.values()), default=None)
+    returns, features = model_inputs(warehouse, settings, models, since)
+    if _can_extend(context, warehouse, "incremental", models, stored, returns):
+        yield from extend_forecasts(context, warehouse, stored, returns, features, _pooled(models))
+        return
+    # the walk-forward starts from the whole history
+    inputs = model_inputs(warehouse, settings, models) if since is not None else (returns, features)
+    yield from walk_forward(context, warehouse, settings, models, inputs)
+
+
+def retrain(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, models: list[Model]
+) -> Results:
+    """The weekly retrain: every model refitted on the latest window and stored, then the refresh's extension."""
+    stored = fit_store.current(warehouse, [m.name for m in models])
+    returns, features = model_inputs(warehouse, settings, models)
+    refits = refit_latest(models, returns, walk_forward_config(settings), features)
+    fit_store.store(warehouse, refits, "retrain", context.run_id)
+    stored.update(refits)
+    context.log.info(f"retrain: {len(refits)} fits on the window ending {max(f.train_end for f in refits.values())}")
+    if _can_extend(context, warehouse, "retrain", models, stored, returns):
+        yield from extend_forecasts(context, warehouse, stored, returns, features, _pooled(models))
+        return
+    yield from walk_forward(context, warehouse, settings, models, (returns, features))
+
+
+#: What ``base_forecasts`` runs in each mode of :class:`~dagster_pmx.defs.forecasting.assets.ForecastRun`.
+MODE_RUNS: dict[str, Callable[[dg.AssetExecutionContext, Warehouse, PmxSettings, list[Model]], Results]] = {
+    "walk_forward": walk_forward,
+    "incremental": incremental,
+    "retrain": retrain,
+}
+MODES = tuple(MODE_RUNS)
+
+
+def _pooled(models: list[Model]) -> set[str]:
+    return {m.name for m in models if isinstance(m, PanelForecaster)}
+
+
+def _can_extend(
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    mode: str,
+    models: list[Model],
+    stored: dict[tuple[str, str], FoldFit],
+    returns: pd.DataFrame,
+) -> bool:
+    """Whether every (model, ticker) has a stored fit and there are forecasts to extend; if not, says why."""
+    pooled = _pooled(models)
+    needed = {(m.name, POOLED) for m in models if m.name in pooled}
+    needed |= {(m.name, t) for m in models if m.name not in pooled for t in returns["ticker"].unique()}
+    if needed <= set(stored) and "ml.base_forecasts" in warehouse.tables():
+        return True
+    context.log.warning(f"{mode}: no stored fit for {sorted(needed - set(stored))[:5]}: walking forward")
+    return False
+
+
+def extend_forecasts(
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    stored: dict[tuple[str, str], FoldFit],
+    returns: pd.DataFrame,
+    features: pd.DataFrame | None,
+    pooled: set[str],
+) -> Results:
+    """The daily refresh's forecasting: the sessions not yet forecast, with the current fits;
+    then the target date of earlier rows whose target session has now arrived."""
+    last, columns = reads.forecast_state(warehouse)
+    after = {(r.model, r.ticker): r.last for r in last.itertuples()}
+    for model in pooled:
+        own = last.loc[last["model"] == model, "last"]
+        if len(own):
+            after[(model, POOLED)] = own.max()
+    new = forecast_from_fits(stored, returns, after, DEFAULT_HORIZONS, features)
+    new["fit_id"] = fit_store.fit_ids(new, pooled) if len(new) else pd.Series(dtype="string")
+    with warehouse.connect() as con:
+        con.register("incoming", new[columns] if len(new) else new.reindex(columns=columns))
+        con.execute("begin transaction")
+        # a rerun of the same day replaces its own rows: identical rows, never duplicates
+        con.execute(
+            "delete from ml.base_forecasts f using incoming i where f.model = i.model and f.ticker = i.ticker "
+            "and f.asof_date = i.asof_date and f.horizon = i.horizon"
+        )
+        con.execute("insert into ml.base_forecasts by name select * from incoming")
+        # read inside the transaction, in SQL: the rows still without a target include those just inserted
+        pending = con.execute(
+            "select model, ticker, asof_date, horizon from ml.base_forecasts where target_date is null"
+        ).df()
+        arrived = arrived_targets(pending, returns)
+        con.register("arrived", arrived)
+        con.execute(
+            "update ml.base_forecasts f set target_date = a.target_date from arrived a where f.model = a.model "
+            "and f.ticker = a.ticker and f.asof_date = a.asof_date and f.horizon = a.horizon"
+        )
+        con.execute("commit")
+        total = con.execute("select count(*) from ml.base_forecasts").fetchall()[0][0]
+    context.log.info(f"incremental: {len(new)} new forecast rows from {len(stored)} stored fits")
+    yield dg.MaterializeResult(
+        asset_key=["ml", "base_forecasts"],
+        metadata={
+            "dagster/row_count": int(total),
+            "mode": "incremental",
+            "rows_added": len(new),
+            "new_origins": ", ".join(sorted({str(d)[:10] for d in new["asof_date"]})) if len(new) else "none",
+            "fits_used": len(stored),
+            "targets_arrived": len(arrived),
+        },
+    )
+    yield dg.MaterializeResult(asset_key=["marts", "feature_importances"], metadata={"mode": "unchanged"})
+
+
+def arrived_targets(pending: pd.DataFrame, returns: pd.DataFrame) -> pd.DataFrame:
+    """The ``pending`` rows (``model, ticker, asof_date, horizon``) whose target session is now in
+    ``returns``, with that session as ``target_date``."""
+    sessions = returns.groupby("ticker")["date"].apply(lambda d: pd.DatetimeIndex(d))
+    pending["target_date"] = pd.NaT
+    for ticker, idx in pending.groupby("ticker").groups.items():
+        if ticker in sessions.index:
+            rows = pending.loc[idx]
+            at = sessions[ticker].get_indexer(rows["asof_date"])  # -1: an origin before the rows read
+            pos = at + rows["horizon"].to_numpy()
+            ok = (at >= 0) & (pos < len(sessions[ticker]))
+            pending.loc[rows.index[ok], "target_date"] = sessions[ticker][pos[ok]]
+    return pending.dropna(subset=["target_date"])
+
+
+def empty_importances() -> pd.DataFrame:
+    """marts.feature_importances with no rows but its column types."""
+    types = {"varchar": "string", "bigint": "int64", "date": "datetime64[ns]", "double": "float64"}
+    return pd.DataFrame({c.name: pd.Series(dtype=types[c.type]) for c in schemas.FEATURE_IMPORTANCES.columns})

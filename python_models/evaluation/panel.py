@@ -1,0 +1,342 @@
+"""Walk-forward over a whole universe: every single-series model on every ticker, and pooled models
+(one fit per fold across every ticker) on the panel.
+
+The folds, purge and embargo are those of :mod:`.walk_forward`; :func:`run_panel` spreads the
+(model, ticker) runs over worker processes and returns a :class:`PanelRun`.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from logging.handlers import QueueHandler, QueueListener
+from multiprocessing.pool import Pool
+from typing import Any, NamedTuple, TypeAlias
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from python_models.evaluation.walk_forward import (
+    POOLED,
+    FoldFit,
+    WalkForwardConfig,
+    converged,
+    run_walk_forward,
+    target_dates,
+    walk_forward_folds,
+)
+from python_models.forecasters.base import Forecaster, PanelForecaster, validate_panel
+
+#: A first forecast origin, as :func:`run_walk_forward` takes it.
+Start: TypeAlias = pd.Timestamp | str | None
+
+#: The logger every python_models module logs under; worker processes send its records to the parent.
+LOGGER = "python_models"
+
+#: Columns of a pooled model's forecasts before their target dates are attached.
+POOLED_COLUMNS = ["ticker", "asof_date", "horizon", "y_pred", "y_lower", "y_upper", "y_std", "confidence"]
+#: Columns of a pooled model's feature importances, one row per fit, horizon and feature.
+FIT_IMPORTANCE_COLUMNS = ["horizon", "feature", "gain", "splits", "train_start", "train_end"]
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """The work one model did in a :func:`run_panel` call.
+
+    Attributes
+    ----------
+    fits : int
+        Refits made (a pooled model's one fit per fold serves every ticker).
+    failed : int
+        Windows the model could not be fitted on (their origins get no forecast).
+    seconds : float
+        Time spent fitting and forecasting, summed over workers.
+    """
+
+    fits: int
+    failed: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PanelRun:
+    """What :func:`run_panel` returns.
+
+    Attributes
+    ----------
+    forecasts : pandas.DataFrame
+        The columns of :func:`~python_models.evaluation.walk_forward.run_walk_forward` with
+        ``model`` and ``ticker`` first.
+    stats : dict
+        ``model -> ModelStats``, in the order the runs finished.
+    fits : dict
+        Each run's last :class:`FoldFit`, keyed by ``(model, ticker)`` (ticker :data:`POOLED`
+        for a pooled model).
+    importances : pandas.DataFrame or None
+        The pooled models' feature importances with a ``model`` column; None when no model has them.
+    """
+
+    forecasts: pd.DataFrame
+    stats: dict[str, ModelStats]
+    fits: dict[tuple[str, str], FoldFit]
+    importances: pd.DataFrame | None
+
+
+class _Run(NamedTuple):
+    """One (model, ticker) walk-forward, or one pooled model's, as a worker returns it."""
+
+    key: tuple[str, str]
+    frame: pd.DataFrame
+    seconds: float
+    failed: int
+    last: FoldFit | None
+
+
+def run_pooled(
+    forecaster: PanelForecaster,
+    panel: pd.DataFrame,
+    config: WalkForwardConfig,
+    start: pd.Timestamp | str | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Out-of-sample forecasts of a pooled model: one fit per fold across every ticker.
+
+    Folds are laid on the panel's session calendar (every date any ticker has) exactly as
+    :func:`walk_forward_folds` lays them on one series: the fit sees the panel rows of its
+    training window only, and the forecasts from each origin see rows up to that origin's
+    fold end (a model reads no row after the origin it forecasts from; the leakage test
+    poisons everything later).
+
+    Returns
+    -------
+    forecasts : pandas.DataFrame
+        The columns of :func:`run_walk_forward` plus ``ticker`` first. ``target_date`` is
+        the session ``h`` returns later in that ticker's own series. ``attrs`` as there.
+    importances : pandas.DataFrame
+        Feature importances per fit (``train_end``, ``horizon``, ``feature``, ``gain``,
+        ``splits``); empty for a model without them.
+    """
+    p = validate_panel(panel)
+    forecaster.check_columns(p)
+    dates = pd.DatetimeIndex(p["date"].unique())
+    first = 0 if start is None else int(dates.searchsorted(pd.Timestamp(start)))
+    if forecaster.refit_every:
+        config = replace(config, refit_every=forecaster.refit_every)
+    day = p["date"].to_numpy()
+    frames, importances, failed, last = [], [], 0, None
+    for fold in walk_forward_folds(len(dates), first, config):
+        lo, hi = dates[fold.train_start], dates[fold.train_end - 1]
+        train = p[(day >= lo.to_datetime64()) & (day <= hi.to_datetime64())]
+        try:
+            fit = forecaster.fit(train)
+        except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
+            warnings.warn(
+                f"{forecaster.name}: fit on {lo.date()}..{hi.date()} failed ({exc})", RuntimeWarning, stacklevel=2
+            )
+            failed += 1
+            continue
+        last = FoldFit(fit, lo, hi, converged(fit))
+        seen = p[day <= dates[fold.test_end - 1].to_datetime64()]
+        for ticker, fc in fit.forecast(seen, dates[fold.test_start : fold.test_end], config.horizons).items():
+            frame = fc.to_frame()
+            frame.insert(0, "ticker", ticker)
+            frame["train_start"], frame["train_end"] = lo, hi
+            frame["converged"] = last.converged
+            frames.append(frame)
+        if fit.importances is not None:
+            importances.append(fit.importances.assign(train_start=lo, train_end=hi))
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=POOLED_COLUMNS)
+    out = out[np.isfinite(out["y_pred"].to_numpy(float)) & np.isfinite(out["y_std"].to_numpy(float))]
+    out = out.sort_values(["ticker", "asof_date", "horizon"], kind="stable").reset_index(drop=True)
+    out["target_date"] = _own_target_dates(out, p)
+    out.attrs["failed_fits"] = failed
+    out.attrs["last_fit"] = last
+    imp = pd.concat(importances, ignore_index=True) if importances else pd.DataFrame(columns=FIT_IMPORTANCE_COLUMNS)
+    return out, imp
+
+
+def _own_target_dates(forecasts: pd.DataFrame, panel: pd.DataFrame) -> np.ndarray:
+    """Each row's target date in its ticker's own series (the sessions it has a return for)."""
+    observed = panel[panel["log_return"].notna()]
+    target = np.full(len(forecasts), np.datetime64("NaT"), dtype="datetime64[ns]")
+    for ticker, rows in forecasts.groupby("ticker", sort=False).indices.items():
+        own = pd.DatetimeIndex(observed.loc[observed["ticker"] == ticker, "date"])
+        target[rows] = target_dates(own, forecasts["asof_date"].iloc[rows], forecasts["horizon"].iloc[rows])
+    return target
+
+
+def pooled_panel(returns: pd.DataFrame, features: pd.DataFrame | None) -> pd.DataFrame:
+    """The panel pooled models see: ``features`` rows (every ticker and session) with
+    ``log_return`` joined on (NaN for a session without one), or the returns alone."""
+    base = returns[["ticker", "date", "log_return"]].assign(date=lambda f: pd.to_datetime(f["date"]))
+    if features is None:
+        return base
+    if not {"ticker", "date"} <= set(features.columns):
+        raise ValueError("features frame needs columns ticker and date")
+    feats = features.drop(columns=["log_return"], errors="ignore").assign(date=lambda f: pd.to_datetime(f["date"]))
+    feats = feats[feats["ticker"].isin(base["ticker"].unique())]
+    return feats.merge(base, on=["ticker", "date"], how="left")
+
+
+def run_panel(
+    forecasters: Sequence[Forecaster | PanelForecaster],
+    returns: pd.DataFrame,
+    config: WalkForwardConfig,
+    start: pd.Timestamp | str | None = None,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    features: pd.DataFrame | None = None,
+) -> PanelRun:
+    """Walk-forward forecasts of every model on every ticker.
+
+    Parameters
+    ----------
+    forecasters : sequence of Forecaster or PanelForecaster
+        Single-series models run per (model, ticker); pooled models run once each over
+        the whole panel (:func:`run_pooled`).
+    returns : pandas.DataFrame
+        Long frame with columns ``ticker``, ``date``, ``log_return``.
+    config, start
+        As in :func:`run_walk_forward`.
+    workers : int
+        Processes to spread (model, ticker) pairs over; 1 runs in this process.
+        Results do not depend on it.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each (model, ticker) pair or pooled model.
+    features : pandas.DataFrame, optional
+        Long frame (``ticker``, ``date``, feature columns) for pooled models that read
+        features: one row per ticker and session, the returns joined onto it.
+
+    Returns
+    -------
+    PanelRun
+        The forecasts, the work per model, each run's last fit and the feature importances.
+    """
+    missing = {"ticker", "date", "log_return"} - set(returns.columns)
+    if missing:
+        raise ValueError(f"returns frame lacks columns {sorted(missing)}")
+    pooled = [f for f in forecasters if isinstance(f, PanelForecaster)]
+    single = [f for f in forecasters if not isinstance(f, PanelForecaster)]
+    tasks = [(f, ticker, series, config, start) for ticker, series in series_by_ticker(returns).items() for f in single]
+    total = len(tasks) + len(pooled)
+    results: list[_Run] = []
+
+    def finished(run: _Run) -> None:
+        results.append(run)
+        if progress:
+            progress(len(results), total)
+
+    if workers > 1 and len(tasks) > 1:
+        with _worker_pool(workers) as pool:
+            for run in pool.imap(_one, tasks, chunksize=1):
+                finished(run)
+    else:
+        for task in tasks:
+            finished(_one(task))
+    importances = []
+    if pooled:
+        panel = pooled_panel(returns, features if any(f.needs_features for f in pooled) else None)
+        for forecaster in pooled:
+            run, imp = _pooled_one(forecaster, panel, config, start)
+            if len(imp):
+                importances.append(imp.assign(model=forecaster.name))
+            finished(run)
+    frames = [r.frame for r in results if len(r.frame)]
+    if not frames:
+        raise ValueError("no ticker has enough history for one walk-forward fold; lower train_window or start earlier")
+    return PanelRun(
+        forecasts=pd.concat(frames, ignore_index=True),
+        stats=_stats(results),
+        fits={r.key: r.last for r in results if r.last is not None},
+        importances=pd.concat(importances, ignore_index=True) if importances else None,
+    )
+
+
+def series_by_ticker(returns: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each ticker's log returns as a date-indexed series, tickers in sorted order."""
+    return {
+        ticker: pd.Series(group["log_return"].to_numpy(float), index=pd.DatetimeIndex(group["date"]), name=ticker)
+        for ticker, group in returns.sort_values(["ticker", "date"]).groupby("ticker", sort=True)
+    }
+
+
+def _stats(results: list[_Run]) -> dict[str, ModelStats]:
+    """Refits, failed windows and seconds per model, over the runs that gave forecasts."""
+    totals: dict[str, ModelStats] = {}
+    for run in results:
+        if len(run.frame):
+            model = run.frame["model"].iloc[0]
+            seen = totals.get(model, ModelStats(0, 0, 0.0))
+            fits = int(run.frame["train_end"].nunique())  # a pooled model: one fit for all tickers
+            totals[model] = ModelStats(seen.fits + fits, seen.failed + run.failed, seen.seconds + run.seconds)
+    return totals
+
+
+def _one(args: tuple[Forecaster, str, pd.Series, WalkForwardConfig, Start]) -> _Run:
+    forecaster, ticker, returns, config, start = args
+    started = time.perf_counter()
+    # Small matrices: multithreaded BLAS only spins (statsmodels' fits run ~4x slower with it).
+    with threadpool_limits(limits=1):
+        out = run_walk_forward(forecaster, returns, config, start)
+    failed, last = int(out.attrs.get("failed_fits", 0)), out.attrs.get("last_fit")
+    out.attrs = {}
+    out.insert(0, "ticker", ticker)
+    out.insert(0, "model", forecaster.name)
+    return _Run((forecaster.name, ticker), out, time.perf_counter() - started, failed, last)
+
+
+def _pooled_one(
+    forecaster: PanelForecaster, panel: pd.DataFrame, config: WalkForwardConfig, start: Start
+) -> tuple[_Run, pd.DataFrame]:
+    started = time.perf_counter()
+    out, importances = run_pooled(forecaster, panel, config, start)
+    failed, last = int(out.attrs.get("failed_fits", 0)), out.attrs.get("last_fit")
+    out.attrs = {}
+    out.insert(0, "model", forecaster.name)
+    return _Run((forecaster.name, POOLED), out, time.perf_counter() - started, failed, last), importances
+
+
+@contextmanager
+def _worker_pool(workers: int) -> Iterator[Pool]:
+    """A process pool whose workers hand their :data:`LOGGER` records to this process, where the run's
+    logging is set up (the logging cookbook's queue pattern): a worker's log lines reach the run log,
+    not the terminal the worker inherited."""
+    # spawn, not fork: the parent may run threads (Dagster, the CLI watcher) whose locks a fork would copy.
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    listener = QueueListener(queue, _Relay())
+    level = logging.getLogger(LOGGER).getEffectiveLevel()
+    listener.start()
+    try:
+        with context.Pool(processes=workers, initializer=_log_to_queue, initargs=(queue, level)) as pool:
+            yield pool
+            # let the workers exit on their own: each flushes the records it queued before it ends
+            pool.close()
+            pool.join()
+    finally:
+        listener.stop()
+        queue.close()
+
+
+def _log_to_queue(queue: Any, level: int) -> None:
+    """Worker start-up: :data:`LOGGER` records at the parent's level go to the parent, and only there."""
+    logger = logging.getLogger(LOGGER)
+    logger.setLevel(level)
+    logger.addHandler(QueueHandler(queue))
+    logger.propagate = False
+
+
+class _Relay(logging.Handler):
+    """Hands a record from a worker to this process's logger of the same name (and so to its handlers)."""
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        logging.getLogger(record.name).handle(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # handle() does the work
+        pass
