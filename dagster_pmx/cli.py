@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -90,6 +92,23 @@ Where to look next
   Data quality: make sql Q="select * from marts.data_quality"   (quarantined rows: raw.quarantine)""")
 
 
+@contextlib.contextmanager
+def library_log_to(stream) -> Iterator[None]:
+    """``python_models``' log records (hmmlearn's convergence notes, worker processes' too) go to ``stream``
+    for the length of the block: the run's log file, not the terminal."""
+    library = logging.getLogger("python_models")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    level = library.level
+    library.addHandler(handler)
+    library.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        library.removeHandler(handler)
+        library.setLevel(level)
+
+
 def run(args: argparse.Namespace) -> int:
     """``pmx run``: materialize one job in this process and print what it built."""
     if args.full_refresh:
@@ -111,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"pmx: dbt and step output in {log_path}", flush=True)
     watcher.start()
     try:
-        with open(log_path, "w") as log, contextlib.redirect_stdout(log):
+        with open(log_path, "w") as log, contextlib.redirect_stdout(log), library_log_to(log):
             result = job.execute_in_process(
                 instance=instance,
                 raise_on_error=False,
