@@ -17,17 +17,9 @@ decisions to a calendar (every k-th decision, or the last decision of each week 
 The uninvested remainder ``1 - sum(w)`` is cash and earns ``cash_rate`` (negative cash, a
 levered book, pays it).
 
-Costs at each trade: ``(commission_bps + half_spread_bps) / 1e4`` per unit of turnover (a
-fraction of the book's value when it trades), plus market impact by the square-root law when traded value and
-volume are known: ``impact_coefficient * sigma * sqrt(participation)`` per unit traded,
-where ``participation = |trade| * book value / dollar volume`` of the session and ``sigma``
-the asset's daily volatility. The book value for participation is ``aum`` times the equity
-compounded *before* costs (so the whole path stays vectorised; the difference is the
-second-order effect of costs on the book's size). A cost is paid when the book trades; the
-``cost`` column restates it as a fraction of the previous close's equity, grown to the close with
-the book (``(1 + gross_return)`` times the cost at the trade), so ``net_return = gross_return -
-cost`` is the exact session return of a book that pays its costs in cash; the paper broker's
-NAV checks this.
+Costs at each trade (commission, half-spread and square-root market impact) are
+:mod:`python_models.backtest.costs`'s; ``net_return = gross_return - cost`` is the exact session
+return of a book that pays its costs in cash (the paper broker's NAV checks this).
 
 The core works on a grid of steps: with ``next_open`` each session is two steps (overnight
 and intraday) and trades happen between them.
@@ -36,37 +28,15 @@ and intraday) and trades happen between them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import numpy as np
 import pandas as pd
 
+from python_models.backtest.costs import CostModel, session_costs
 from python_models.backtest.performance import drawdown_path
 
 EXECUTIONS = ("close", "next_close", "next_open")
-
-
-@dataclass(frozen=True)
-class CostModel:
-    """Trading costs: commission and half-spread in bps of traded value, and the coefficient
-    of the square-root impact law (0 switches impact off)."""
-
-    commission_bps: float = 10.0
-    half_spread_bps: float = 0.0
-    impact_coefficient: float = 0.0
-
-    def __post_init__(self) -> None:
-        if min(self.commission_bps, self.half_spread_bps, self.impact_coefficient) < 0:
-            raise ValueError("cost parameters must be non-negative")
-
-    @property
-    def proportional(self) -> float:
-        """Fraction of traded value paid as commission plus half-spread."""
-        return (self.commission_bps + self.half_spread_bps) / 1e4
-
-    def impact_rate(self, participation, sigma):
-        """Impact per unit of traded value, by the square-root law: ``coefficient * sigma *
-        sqrt(participation)`` (participation: traded value over the session's dollar volume)."""
-        return self.impact_coefficient * sigma * np.sqrt(participation)
 
 
 def _simulate(trade: np.ndarray, targets: np.ndarray, r: np.ndarray, rf: np.ndarray):
@@ -115,6 +85,183 @@ def _decisions(weights: pd.DataFrame, sessions: pd.DatetimeIndex, rebalance: int
     if int(rebalance) < 1:
         raise ValueError(f"rebalance must be a positive int, 'W' or 'M', got {rebalance!r}")
     return w.iloc[:: int(rebalance)]
+
+
+@dataclass(frozen=True)
+class _Path:
+    """Per session: gross return, holdings, trades (fractions of the book), each position's part of the
+    gross return (plus cash's), and the book's value at the trade relative to the start, before costs."""
+
+    gross: np.ndarray
+    held: np.ndarray
+    delta: np.ndarray
+    part: np.ndarray
+    size_at_trade: np.ndarray
+
+
+def _check_inputs(weights: pd.DataFrame, returns: pd.DataFrame, cost_bps: float, execution: str, aum: float) -> None:
+    """Reject inputs the backtest cannot value: unknown execution, unsorted sessions, tickers or
+    dates without returns, non-finite weights, a non-positive book."""
+    if cost_bps < 0:
+        raise ValueError(f"cost_bps must be non-negative, got {cost_bps}")
+    if execution not in EXECUTIONS:
+        raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
+    if not returns.index.is_monotonic_increasing or returns.index.has_duplicates:
+        raise ValueError("returns index must be sorted sessions without duplicates")
+    missing = weights.columns.difference(returns.columns)
+    if len(missing):
+        raise ValueError(f"weights name tickers without returns: {list(missing)[:5]}")
+    if not np.all(np.isfinite(weights.fillna(0.0).to_numpy(dtype=float))):
+        raise ValueError("weights must be finite")
+    unknown = weights.index.difference(returns.index)
+    if len(unknown):
+        raise ValueError(f"weights dated on sessions missing from returns: {list(unknown)[:3]}")
+    if aum <= 0:
+        raise ValueError(f"aum must be positive, got {aum}")
+
+
+def _trades(
+    weights: pd.DataFrame, returns: pd.DataFrame, rebalance: int | str, execution: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Timing and calendar: the decisions kept by ``rebalance``, moved to the session they are
+    traded at under ``execution``. Returns ``(target, trade)``: per session the weights traded to
+    (sessions by tickers) and whether the book trades."""
+    sessions, tickers = returns.index, returns.columns
+    chosen = _decisions(weights, sessions, rebalance)
+    at = sessions.get_indexer(chosen.index) + (0 if execution == "close" else 1)
+    keep = at < len(sessions)  # a decision on the last session is never traded when execution lags
+    target = np.zeros((len(sessions), len(tickers)))
+    trade = np.zeros(len(sessions), bool)
+    target[at[keep]] = chosen.reindex(columns=tickers).fillna(0.0).to_numpy(float)[keep]
+    trade[at[keep]] = True
+    return target, trade
+
+
+def _close_path(trade: np.ndarray, target: np.ndarray, r: np.ndarray, rf: np.ndarray) -> _Path:
+    """The path when the book trades at closes: one step per session."""
+    g, entering, delta = _simulate(trade, target, r, rf)
+    part = np.column_stack([entering * r, (1.0 - entering.sum(axis=1)) * rf])
+    return _Path(gross=g, held=entering, delta=delta, part=part, size_at_trade=np.cumprod(1.0 + g))
+
+
+def _open_path(
+    trade: np.ndarray,
+    target: np.ndarray,
+    r: np.ndarray,
+    rf: np.ndarray,
+    returns: pd.DataFrame,
+    open_returns: pd.DataFrame | None,
+) -> _Path:
+    """The path when the book trades at the next open: each session an overnight step (the old
+    book) and an intraday one (the new book), the trade between them."""
+    if open_returns is None:
+        raise ValueError("execution 'next_open' needs open_returns (open / previous close - 1)")
+    on = open_returns.reindex(index=returns.index, columns=returns.columns).to_numpy(dtype=float)
+    if np.isnan(on[trade]).any():
+        raise ValueError("open prices are missing on sessions where the book trades at the open")
+    on = np.nan_to_num(on)
+    intraday = (1.0 + r) / (1.0 + on) - 1.0
+    n_sessions, n_tickers = r.shape
+    grid_r = np.empty((2 * n_sessions, n_tickers))
+    grid_r[0::2], grid_r[1::2] = on, intraday
+    grid_rf = np.zeros(2 * n_sessions)
+    grid_rf[1::2] = rf  # cash accrues over the session, once
+    grid_trade = np.zeros(2 * n_sessions, bool)
+    grid_trade[0::2] = trade  # traded at the open: after the overnight step
+    grid_target = np.repeat(target, 2, axis=0)
+    g, entering, delta = _simulate(grid_trade, grid_target, grid_r, grid_rf)
+    gross = (1.0 + g[0::2]) * (1.0 + g[1::2]) - 1.0
+    step = np.column_stack([entering * grid_r, (1.0 - entering.sum(axis=1)) * grid_rf])
+    part = step[0::2] + (1.0 + g[0::2])[:, None] * step[1::2]
+    # value at the open relative to the previous close, for the participation of the trade
+    size_at_trade = np.concatenate([[1.0], np.cumprod(1.0 + gross)[:-1]]) * (1.0 + g[0::2])
+    # held: the book over the intraday part, after the open's trade
+    return _Path(gross=gross, held=entering[1::2], delta=delta[0::2], part=part, size_at_trade=size_at_trade)
+
+
+def _daily(
+    path: _Path,
+    turnover: np.ndarray,
+    impact: np.ndarray,
+    cost: np.ndarray,
+    rf: np.ndarray,
+    returns: pd.DataFrame,
+    safe_assets: tuple[str, ...],
+) -> pd.DataFrame:
+    """The results per session: returns, costs, equity, drawdown, exposure and cash."""
+    held, net = path.held, path.gross - cost
+    return pd.DataFrame(
+        {
+            "gross_return": path.gross,
+            "cost": cost,
+            "net_return": net,
+            "excess_return": net - rf,
+            "equity": np.cumprod(1.0 + net),
+            "drawdown": drawdown_path(net),
+            "turnover": turnover,
+            "impact_cost": impact,
+            "exposure": np.abs(held[:, ~returns.columns.isin(list(safe_assets))]).sum(axis=1),
+            "cash_weight": 1.0 - held.sum(axis=1),
+        },
+        index=returns.index,
+    )
+
+
+@overload
+def run_backtest(
+    weights: pd.DataFrame,
+    returns: pd.DataFrame,
+    cost_bps: float = ...,
+    *,
+    costs: CostModel | None = ...,
+    execution: str = ...,
+    rebalance: int | str = ...,
+    cash_rate: pd.Series | None = ...,
+    open_returns: pd.DataFrame | None = ...,
+    dollar_volume: pd.DataFrame | None = ...,
+    volatility: pd.DataFrame | None = ...,
+    aum: float = ...,
+    contributions: Literal[False] = ...,
+    safe_assets: tuple[str, ...] = ...,
+) -> pd.DataFrame: ...
+
+
+@overload
+def run_backtest(
+    weights: pd.DataFrame,
+    returns: pd.DataFrame,
+    cost_bps: float = ...,
+    *,
+    costs: CostModel | None = ...,
+    execution: str = ...,
+    rebalance: int | str = ...,
+    cash_rate: pd.Series | None = ...,
+    open_returns: pd.DataFrame | None = ...,
+    dollar_volume: pd.DataFrame | None = ...,
+    volatility: pd.DataFrame | None = ...,
+    aum: float = ...,
+    contributions: Literal[True],
+    safe_assets: tuple[str, ...] = ...,
+) -> tuple[pd.DataFrame, pd.DataFrame]: ...
+
+
+@overload
+def run_backtest(
+    weights: pd.DataFrame,
+    returns: pd.DataFrame,
+    cost_bps: float = ...,
+    *,
+    costs: CostModel | None = ...,
+    execution: str = ...,
+    rebalance: int | str = ...,
+    cash_rate: pd.Series | None = ...,
+    open_returns: pd.DataFrame | None = ...,
+    dollar_volume: pd.DataFrame | None = ...,
+    volatility: pd.DataFrame | None = ...,
+    aum: float = ...,
+    contributions: bool = ...,
+    safe_assets: tuple[str, ...] = ...,
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]: ...
 
 
 def run_backtest(
@@ -182,97 +329,19 @@ def run_backtest(
         plus the intraday part grown by the overnight return). Rows sum to ``gross_return``.
     """
     costs = costs or CostModel(commission_bps=cost_bps)
-    if cost_bps < 0:
-        raise ValueError(f"cost_bps must be non-negative, got {cost_bps}")
-    if execution not in EXECUTIONS:
-        raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
-    if not returns.index.is_monotonic_increasing or returns.index.has_duplicates:
-        raise ValueError("returns index must be sorted sessions without duplicates")
-    missing = weights.columns.difference(returns.columns)
-    if len(missing):
-        raise ValueError(f"weights name tickers without returns: {list(missing)[:5]}")
-    if not np.all(np.isfinite(weights.fillna(0.0).to_numpy(dtype=float))):
-        raise ValueError("weights must be finite")
-    unknown = weights.index.difference(returns.index)
-    if len(unknown):
-        raise ValueError(f"weights dated on sessions missing from returns: {list(unknown)[:3]}")
-    if aum <= 0:
-        raise ValueError(f"aum must be positive, got {aum}")
+    _check_inputs(weights, returns, cost_bps, execution, aum)
     sessions = returns.index
-    tickers = returns.columns
     r = returns.fillna(0.0).to_numpy(dtype=float)
     rf = np.zeros(len(sessions)) if cash_rate is None else cash_rate.reindex(sessions).fillna(0.0).to_numpy(float)
-    chosen = _decisions(weights, sessions, rebalance)
-    at = sessions.get_indexer(chosen.index) + (0 if execution == "close" else 1)
-    keep = at < len(sessions)  # a decision on the last session is never traded when execution lags
-    target = np.zeros((len(sessions), len(tickers)))
-    trade = np.zeros(len(sessions), bool)
-    target[at[keep]] = chosen.reindex(columns=tickers).fillna(0.0).to_numpy(float)[keep]
-    trade[at[keep]] = True
-
+    target, trade = _trades(weights, returns, rebalance, execution)
     if execution == "next_open":
-        if open_returns is None:
-            raise ValueError("execution 'next_open' needs open_returns (open / previous close - 1)")
-        on = open_returns.reindex(index=sessions, columns=tickers).to_numpy(dtype=float)
-        if np.isnan(on[trade]).any():
-            raise ValueError("open prices are missing on sessions where the book trades at the open")
-        on = np.nan_to_num(on)
-        intraday = (1.0 + r) / (1.0 + on) - 1.0
-        grid_r = np.empty((2 * len(sessions), len(tickers)))
-        grid_r[0::2], grid_r[1::2] = on, intraday
-        grid_rf = np.zeros(2 * len(sessions))
-        grid_rf[1::2] = rf  # cash accrues over the session, once
-        grid_trade = np.zeros(2 * len(sessions), bool)
-        grid_trade[0::2] = trade  # traded at the open: after the overnight step
-        grid_target = np.repeat(target, 2, axis=0)
-        g, entering, delta = _simulate(grid_trade, grid_target, grid_r, grid_rf)
-        gross = (1.0 + g[0::2]) * (1.0 + g[1::2]) - 1.0
-        step = np.column_stack([entering * grid_r, (1.0 - entering.sum(axis=1)) * grid_rf])
-        part = step[0::2] + (1.0 + g[0::2])[:, None] * step[1::2]
-        held = entering[1::2]  # the book over the intraday part, after the open's trade
-        delta = delta[0::2]
-        # value at the open relative to the previous close, for the participation of the trade
-        size_at_trade = 1.0 + g[0::2]
-        vol_base = np.concatenate([[1.0], np.cumprod(1.0 + gross)[:-1]]) * size_at_trade
+        path = _open_path(trade, target, r, rf, returns, open_returns)
     else:
-        g, entering, delta = _simulate(trade, target, r, rf)
-        gross, held = g, entering
-        part = np.column_stack([entering * r, (1.0 - entering.sum(axis=1)) * rf])
-        vol_base = np.cumprod(1.0 + gross)
-    traded = np.abs(delta)
-    turnover = traded.sum(axis=1)
-    impact = np.zeros(len(sessions))
-    if costs.impact_coefficient > 0:
-        if dollar_volume is None or volatility is None:
-            raise ValueError("market impact needs dollar_volume and volatility")
-        dv = dollar_volume.reindex(index=sessions, columns=tickers).to_numpy(dtype=float)
-        sigma = volatility.reindex(index=sessions, columns=tickers).to_numpy(dtype=float)
-        needed = traded > 0
-        if (~np.isfinite(dv[needed]) | (dv[needed] <= 0) | ~np.isfinite(sigma[needed])).any():
-            raise ValueError("dollar volume and volatility must be known and positive wherever the book trades")
-        with np.errstate(divide="ignore", invalid="ignore"):
-            participation = np.where(needed, traded * aum * vol_base[:, None] / dv, 0.0)
-            impact = (costs.impact_rate(participation, np.nan_to_num(sigma)) * traded).sum(axis=1)
-    # turnover is a fraction of the book's value when it trades; paid then, a cost lowers the session's
-    # close by itself grown to the close, and `cost` restates that as a fraction of the previous close
-    cost = (costs.proportional * turnover + impact) * (1.0 + gross)
-    net = gross - cost
-    equity = np.cumprod(1.0 + net)
-    daily = pd.DataFrame(
-        {
-            "gross_return": gross,
-            "cost": cost,
-            "net_return": net,
-            "excess_return": net - rf,
-            "equity": equity,
-            "drawdown": drawdown_path(net),
-            "turnover": turnover,
-            "impact_cost": impact,
-            "exposure": np.abs(held[:, ~tickers.isin(list(safe_assets))]).sum(axis=1),
-            "cash_weight": 1.0 - held.sum(axis=1),
-        },
-        index=sessions,
+        path = _close_path(trade, target, r, rf)
+    turnover, impact, cost = session_costs(
+        path.delta, path.gross, path.size_at_trade, costs, returns, dollar_volume, volatility, aum
     )
+    daily = _daily(path, turnover, impact, cost, rf, returns, safe_assets)
     if not contributions:
         return daily
-    return daily, pd.DataFrame(part, index=sessions, columns=[*tickers, "CASH"])
+    return daily, pd.DataFrame(path.part, index=sessions, columns=[*returns.columns, "CASH"])

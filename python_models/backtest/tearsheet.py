@@ -11,16 +11,22 @@ from __future__ import annotations
 import base64
 import html
 import io
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Sessions behind the rolling Sharpe ratio (half a year).
 ROLLING_WINDOW = 126
 PLOTS = ("equity", "drawdown", "rolling_sharpe", "monthly_returns", "allocation")
 
 
-def _png(fig) -> bytes:
+def _png(fig: Figure) -> bytes:
+    """The figure as PNG bytes; the figure is closed (a report draws many)."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -43,39 +49,45 @@ def rolling_sharpe(net: pd.Series, window: int = ROLLING_WINDOW) -> pd.Series:
     return roll.mean() / roll.std() * np.sqrt(252.0)
 
 
-def figures(
-    strategy: str, daily: pd.DataFrame, benchmark: pd.DataFrame, sleeves: pd.DataFrame | None = None
-) -> dict[str, bytes]:
-    """PNG images of one strategy, keyed by :data:`PLOTS`.
-
-    ``daily`` and ``benchmark`` are indexed by session with ``net_return``, ``equity`` and
-    ``drawdown``; ``sleeves`` (optional) holds weights by sleeve or ticker group over time.
-    """
+def _pyplot() -> ModuleType:
+    """matplotlib's pyplot on the Agg backend (no display: images only)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = {}
-    fig, ax = plt.subplots(figsize=(9, 3.2))
+    return plt
+
+
+def _equity_plot(strategy: str, daily: pd.DataFrame, benchmark: pd.DataFrame) -> bytes:
+    """Equity against the benchmark, log scale."""
+    fig, ax = _pyplot().subplots(figsize=(9, 3.2))
     ax.plot(daily.index, daily["equity"], label=strategy, lw=1.2)
     ax.plot(benchmark.index, benchmark["equity"], label="benchmark (S&P 500)", lw=1.0, color="grey")
     ax.set_yscale("log")
     ax.set_title(f"{strategy}: equity (log scale), start = 1")
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
-    out["equity"] = _png(fig)
+    return _png(fig)
 
-    fig, ax = plt.subplots(figsize=(9, 2.6))
+
+def _drawdown_plot(strategy: str, daily: pd.DataFrame, benchmark: pd.DataFrame) -> bytes:
+    """Drawdown from the peak, the benchmark's as a line."""
+    from matplotlib.ticker import PercentFormatter
+
+    fig, ax = _pyplot().subplots(figsize=(9, 2.6))
     ax.fill_between(daily.index, daily["drawdown"], 0.0, color="firebrick", alpha=0.5, label=strategy)
     ax.plot(benchmark.index, benchmark["drawdown"], color="grey", lw=0.8, label="benchmark")
     ax.set_title(f"{strategy}: drawdown from peak")
-    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.legend(loc="lower left")
     ax.grid(alpha=0.3)
-    out["drawdown"] = _png(fig)
+    return _png(fig)
 
-    fig, ax = plt.subplots(figsize=(9, 2.6))
+
+def _sharpe_plot(strategy: str, daily: pd.DataFrame, benchmark: pd.DataFrame) -> bytes:
+    """Rolling Sharpe ratio against the benchmark's."""
+    fig, ax = _pyplot().subplots(figsize=(9, 2.6))
     ax.plot(daily.index, rolling_sharpe(daily["net_return"]), lw=1.0, label=strategy)
     ax.plot(benchmark.index, rolling_sharpe(benchmark["net_return"]), lw=0.8, color="grey", label="benchmark")
     ax.axhline(0.0, color="black", lw=0.6)
@@ -84,10 +96,13 @@ def figures(
     ax.set_title(f"{strategy}: rolling {ROLLING_WINDOW}-session Sharpe ratio (axis cut at -6 and 8)")
     ax.legend(loc="lower left")
     ax.grid(alpha=0.3)
-    out["rolling_sharpe"] = _png(fig)
+    return _png(fig)
 
+
+def _monthly_plot(strategy: str, daily: pd.DataFrame) -> bytes:
+    """Heatmap of the monthly net returns, years by months, each cell labelled in %."""
     table = monthly_returns(daily["net_return"])
-    fig, ax = plt.subplots(figsize=(9, 0.28 * len(table) + 1.2))
+    fig, ax = _pyplot().subplots(figsize=(9, 0.28 * len(table) + 1.2))
     limit = max(float(np.nanmax(np.abs(table.to_numpy()))), 1e-6) if table.notna().any().any() else 1.0
     ax.imshow(table.to_numpy(), cmap="RdYlGn", vmin=-limit, vmax=limit, aspect="auto")
     ax.set_xticks(range(12), ["J", "F", "M", "A", "M", "J", "J", "A", "S", "O", "N", "D"])
@@ -96,16 +111,36 @@ def figures(
         if np.isfinite(v):
             ax.text(j, i, f"{100 * v:.1f}", ha="center", va="center", fontsize=6)
     ax.set_title(f"{strategy}: monthly net return, %")
-    out["monthly_returns"] = _png(fig)
+    return _png(fig)
 
+
+def _allocation_plot(strategy: str, sleeves: pd.DataFrame) -> bytes:
+    """The book's weights by sleeve (or ticker group) over time, stacked."""
+    fig, ax = _pyplot().subplots(figsize=(9, 2.8))
+    ax.stackplot(sleeves.index, sleeves.clip(lower=0.0).T.to_numpy(), labels=list(sleeves.columns), alpha=0.85)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{strategy}: allocation (share of equity, monthly mean of decisions)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def figures(
+    strategy: str, daily: pd.DataFrame, benchmark: pd.DataFrame, sleeves: pd.DataFrame | None = None
+) -> dict[str, bytes]:
+    """PNG images of one strategy, keyed by :data:`PLOTS`.
+
+    ``daily`` and ``benchmark`` are indexed by session with ``net_return``, ``equity`` and
+    ``drawdown``; ``sleeves`` (optional) holds weights by sleeve or ticker group over time.
+    """
+    out = {
+        "equity": _equity_plot(strategy, daily, benchmark),
+        "drawdown": _drawdown_plot(strategy, daily, benchmark),
+        "rolling_sharpe": _sharpe_plot(strategy, daily, benchmark),
+        "monthly_returns": _monthly_plot(strategy, daily),
+    }
     if sleeves is not None and not sleeves.empty:
-        fig, ax = plt.subplots(figsize=(9, 2.8))
-        ax.stackplot(sleeves.index, sleeves.clip(lower=0.0).T.to_numpy(), labels=list(sleeves.columns), alpha=0.85)
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{strategy}: allocation (share of equity, monthly mean of decisions)")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
-        ax.grid(alpha=0.3)
-        out["allocation"] = _png(fig)
+        out["allocation"] = _allocation_plot(strategy, sleeves)
     return out
 
 
@@ -139,12 +174,7 @@ def page(title: str, summary: pd.DataFrame, sections: dict[str, dict[str, bytes]
 
 def line_plot(lines: dict[str, pd.Series], title: str, ylabel: str = "") -> bytes:
     """PNG of a few series on one axis (a small plot for an asset's metadata)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 3))
+    fig, ax = _pyplot().subplots(figsize=(8, 3))
     for name, series in lines.items():
         ax.plot(pd.DatetimeIndex(series.index), series.to_numpy(dtype=float), label=name, lw=1.2)
     ax.set_title(title)
@@ -163,13 +193,8 @@ def markdown_image(name: str, png: bytes) -> str:
 
 def bar_plot(values: pd.Series, title: str, xlabel: str = "") -> bytes:
     """PNG of one horizontal bar per index entry (a leaderboard at a glance)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     values = values.sort_values()
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(values) + 1.2))
+    fig, ax = _pyplot().subplots(figsize=(7, 0.3 * len(values) + 1.2))
     ax.barh([str(i) for i in values.index], values.to_numpy(dtype=float), color="#4c72b0")
     ax.axvline(0.0, color="black", lw=0.8)
     ax.set_title(title)

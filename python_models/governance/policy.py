@@ -1,4 +1,4 @@
-"""Model selection and model-risk governance: promote, hold, revert, stop, resume.
+"""Model selection and model-risk governance: the policy's thresholds and the evidence it reads.
 
 A *baseline* model (by default the inverse-MSE ensemble) is always available as the
 automatic fallback. Every ``review_every`` sessions each other model (a *candidate*) is
@@ -25,11 +25,18 @@ is *stopped* at once (emergency stop; if it is the promoted model, the baseline 
 the same day); it *resumes* when the rolling accuracy is back at ``retrain_accuracy``
 (0.50) or above. Below ``retrain_accuracy`` a model is flagged for retraining. When the
 baseline itself is stopped and no promoted model is running, nothing trades.
+
+This module holds the thresholds (:class:`GovernancePolicy`) and the evidence a decision
+reads (:func:`daily_evidence`, :func:`rolling_accuracy`, :func:`evaluate`,
+:func:`model_strategy_returns`); :mod:`python_models.governance.governor` applies the rules
+session by session, and :mod:`python_models.governance.resume` says where a daily refresh
+picks them up.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,6 +49,9 @@ from python_models.portfolio.sizing import kelly_book
 #: Shares of the selection score; see :func:`selection_score`.
 SCORE_WEIGHTS = {"profit_factor": 0.35, "sharpe": 0.25, "drawdown": 0.20, "stability": 0.20}
 
+#: Evidence on one candidate at one review (:func:`evaluate`): the :data:`EVIDENCE_COLUMNS`
+#: and the candidate's ``model`` name.
+Evidence = dict[str, Any]
 
 #: Evidence on a candidate against the baseline, as :func:`evaluate` returns it.
 EVIDENCE_COLUMNS = [
@@ -63,18 +73,6 @@ EVIDENCE_COLUMNS = [
     "passes",
     "retains",
 ]
-DECISION_COLUMNS = [
-    "decision_date",
-    "action",
-    "model",
-    "previous_model",
-    "rolling_accuracy",
-    "reason",
-    *EVIDENCE_COLUMNS,
-    "thresholds",
-]
-REVIEW_COLUMNS = ["review_date", "model", *EVIDENCE_COLUMNS, "stopped"]
-_FLAGS = {"passes": "boolean", "retains": "boolean"}
 
 
 @dataclass(frozen=True)
@@ -109,6 +107,7 @@ class GovernancePolicy:
             raise ValueError("max_dd_increase must be non-negative")
 
     def thresholds(self) -> str:
+        """Every threshold as ``name=value``, comma-separated: the record a decision row keeps."""
         return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
 
 
@@ -163,17 +162,6 @@ def rolling_accuracy(hits: pd.DataFrame, window: int) -> pd.DataFrame:
     return hits.rolling(window, min_periods=window).mean().round(ACCURACY_DECIMALS)
 
 
-def stop_flags(accuracy: pd.Series, stop: float, resume: float, initial: bool = False) -> pd.Series:
-    """Emergency-stop state per date: on when accuracy < ``stop``, off again once >= ``resume``;
-    ``initial`` is the state before the first date."""
-    state, out = bool(initial), np.zeros(len(accuracy), bool)
-    for i, a in enumerate(accuracy.to_numpy(float)):
-        if not np.isnan(a):
-            state = a < stop if not state else a < resume
-        out[i] = state
-    return pd.Series(out, index=accuracy.index)
-
-
 def _stability(cand: pd.Series, base: pd.Series, regimes: pd.Series | None) -> float:
     """Share of calendar years (>= 63 sessions) and of regimes (>= 21 sessions) in which the
     candidate's mean daily return beats the baseline's; the mean of the two shares."""
@@ -215,7 +203,7 @@ def evaluate(
     policy: GovernancePolicy,
     regimes: pd.Series | None = None,
     n_tests: int = 1,
-) -> dict:
+) -> Evidence:
     """Evidence on one candidate against the baseline over one review window.
 
     ``loss_diff`` and ``returns`` must already be cut to the window (the caller decides the
@@ -227,7 +215,7 @@ def evaluate(
     d = loss_diff.dropna()
     rc, rb = returns[candidate].dropna(), returns[baseline].dropna()
     rc, rb = rc.align(rb, join="inner")
-    ev = {"model": candidate, "n_dates": int(len(d)), "mean_loss_diff": float(d.mean()) if len(d) else np.nan}
+    ev: Evidence = {"model": candidate, "n_dates": int(len(d)), "mean_loss_diff": float(d.mean()) if len(d) else np.nan}
     if len(d) >= 3 and d.std() > 0:
         stat, p2 = dm_test(d.to_numpy(), policy.horizon)
         ev["dm_stat"], ev["dm_pvalue"] = stat, p2 / 2.0 if stat < 0 else 1.0 - p2 / 2.0
@@ -260,199 +248,9 @@ def evaluate(
     return ev
 
 
-@dataclass(frozen=True)
-class GovernanceState:
-    """Where governance stood at the close of ``date``, as an earlier run left it: the promoted
-    candidate ("" while the baseline leads), each model's emergency stop, and the last review
-    (the next is ``review_every`` sessions after it)."""
-
-    date: pd.Timestamp
-    promoted: str
-    stopped: dict[str, bool]
-    last_review: pd.Timestamp
-
-
-@dataclass
-class GovernanceResult:
-    """``decisions``: promote/hold/revert/stop/resume rows; ``reviews``: every candidate's
-    evidence at every review; ``status``: per (model, date) rolling accuracy, stop and
-    retrain flags; ``active``: the model signals use at each date's close (empty string:
-    nothing may trade)."""
-
-    decisions: pd.DataFrame
-    reviews: pd.DataFrame
-    status: pd.DataFrame
-    active: pd.Series
-
-
-def govern(
-    loss_diff: pd.DataFrame,
-    hits: pd.DataFrame,
-    returns: pd.DataFrame,
-    policy: GovernancePolicy,
-    regimes: pd.Series | None = None,
-    sessions: pd.DatetimeIndex | None = None,
-    state: GovernanceState | None = None,
-) -> GovernanceResult:
-    """Run the governance rules over every session, in time order.
-
-    Parameters
-    ----------
-    loss_diff, hits
-        From :func:`daily_evidence` (indexed by realisation date).
-    returns : pandas.DataFrame
-        Daily net returns of each model's strategy (a return dated ``t`` is earned over
-        session ``t``, so it is known at ``t``'s close).
-    regimes : pandas.Series, optional
-        Most likely market regime per date, for the stability term.
-    sessions : pandas.DatetimeIndex, optional
-        The calendar to decide on; default: the dates of ``returns``.
-    state : GovernanceState, optional
-        Resume where an earlier run stopped: decide only the sessions after ``state.date``.
-        The inputs then need to reach back only as far as those decisions read (the evidence
-        window before the next review, the accuracy window); the result holds the new
-        sessions' rows, the ones the whole history gives them.
-    """
-    base = policy.baseline
-    if base not in hits.columns or base not in returns.columns:
-        raise ValueError(f"baseline {base!r} needs hit rates and strategy returns")
-    sessions = pd.DatetimeIndex(sessions if sessions is not None else returns.index).sort_values()
-    models = sorted(set(hits.columns) & set(returns.columns))
-    candidates = [m for m in models if m != base and m in loss_diff.columns]
-    acc = rolling_accuracy(hits[models], policy.accuracy_window).reindex(sessions, method="ffill")
-    before = {m: False for m in models}  # the stops at the close before the first session decided
-    promoted = ""  # the promoted candidate, or "" while the baseline leads
-    if state is None:
-        i0 = int(sessions.searchsorted(loss_diff.index.min())) if len(loss_diff) else len(sessions)
-    else:
-        if state.last_review not in sessions:
-            raise ValueError(f"the sessions must reach back to the last review {state.last_review.date()}")
-        i0 = sessions.get_loc(state.last_review) + policy.review_every
-        promoted, before = state.promoted, {m: bool(state.stopped.get(m, False)) for m in models}
-        acc = acc.loc[acc.index > state.date]
-        i0 -= len(sessions) - len(acc)
-        sessions = acc.index
-    stopped = pd.DataFrame(
-        {m: stop_flags(acc[m], policy.stop_accuracy, policy.retrain_accuracy, before[m]) for m in models},
-        index=sessions,
-    )
-    thresholds = policy.thresholds()
-    decisions, reviews = [], []
-    active = pd.Series("", index=sessions, dtype=object)
-    review_set = set(range(i0, len(sessions), policy.review_every))
-
-    def record(date, action, model, previous, reason, evidence=None):
-        decisions.append(
-            {
-                "decision_date": date,
-                "action": action,
-                "model": model,
-                "previous_model": previous,
-                "rolling_accuracy": float(acc.at[date, model]) if model in acc.columns else np.nan,
-                "reason": reason,
-                "thresholds": thresholds,
-                **(evidence or {}),
-            }
-        )
-
-    for i, date in enumerate(sessions):
-        for m in models:  # emergency stops and resumptions take effect at this close
-            was, now = (stopped[m].iloc[i - 1] if i else before[m]), stopped[m].iloc[i]
-            if now and not was:
-                record(
-                    date,
-                    "stop",
-                    m,
-                    m,
-                    f"rolling directional accuracy {acc.at[date, m]:.4f} < {policy.stop_accuracy}",
-                )
-                if m == promoted:
-                    record(date, "revert", base, m, f"emergency stop of the promoted model {m}")
-                    promoted = ""
-            elif was and not now:
-                record(
-                    date,
-                    "resume",
-                    m,
-                    m,
-                    f"rolling directional accuracy {acc.at[date, m]:.4f} >= {policy.retrain_accuracy}",
-                )
-        if i in review_set:
-            window_ld = loss_diff.loc[:date].tail(policy.evidence_window)
-            window_r = returns.loc[:date].tail(policy.evidence_window)
-            evs = []
-            for c in candidates:
-                ev = evaluate(c, window_ld[c], window_r, base, policy, regimes, n_tests=len(candidates))
-                ev["stopped"] = bool(stopped.at[date, c])
-                ev["passes"] = ev["passes"] and not ev["stopped"]
-                ev["retains"] = ev["retains"] and not ev["stopped"]
-                evs.append(ev)
-                reviews.append({"review_date": date, **ev})
-            by_model = {e["model"]: e for e in evs}
-            if promoted:
-                ev = by_model[promoted]
-                if ev["retains"]:
-                    record(date, "hold", promoted, promoted, f"{promoted} still beats {base}", _evidence(ev))
-                else:
-                    record(
-                        date,
-                        "revert",
-                        base,
-                        promoted,
-                        f"{promoted} no longer beats {base}: " + _failures(ev, policy, retain=True),
-                        _evidence(ev),
-                    )
-                    promoted = ""
-            else:
-                passing = sorted((e for e in evs if e["passes"]), key=lambda e: -e["score"])
-                if passing:
-                    best = passing[0]
-                    promoted = best["model"]
-                    record(
-                        date,
-                        "promote",
-                        promoted,
-                        base,
-                        f"{promoted} met the bar (score {best['score']:.3f})",
-                        _evidence(best),
-                    )
-                elif evs:
-                    best = max(evs, key=lambda e: e["score"])
-                    record(
-                        date,
-                        "hold",
-                        base,
-                        base,
-                        f"no candidate met the bar; best {best['model']}: " + _failures(best, policy),
-                        _evidence(best),
-                    )
-        leader = promoted or base
-        if not stopped.at[date, leader]:
-            active.iloc[i] = leader
-        elif not stopped.at[date, base]:
-            active.iloc[i] = base
-    status = (
-        acc.stack(future_stack=True)
-        .rename("rolling_accuracy")
-        .rename_axis(["date", "model"])
-        .reset_index()
-        .merge(stopped.stack().rename("stopped").rename_axis(["date", "model"]).reset_index(), on=["date", "model"])
-    )
-    status["needs_retrain"] = status["rolling_accuracy"] < policy.retrain_accuracy
-    status["active"] = status["model"].to_numpy() == active.reindex(status["date"]).to_numpy()
-    return GovernanceResult(
-        decisions=pd.DataFrame(decisions, columns=DECISION_COLUMNS).astype(_FLAGS),
-        reviews=pd.DataFrame(reviews, columns=REVIEW_COLUMNS).astype({**_FLAGS, "stopped": bool}),
-        status=status[["model", "date", "rolling_accuracy", "stopped", "needs_retrain", "active"]],
-        active=active,
-    )
-
-
-def _evidence(ev: dict) -> dict:
-    return {k: v for k, v in ev.items() if k not in ("model", "stopped")}
-
-
-def _failures(ev: dict, policy: GovernancePolicy, retain: bool = False) -> str:
+def failures(ev: Evidence, policy: GovernancePolicy, retain: bool = False) -> str:
+    """Why ``ev`` falls short of the promotion bar (``retain``: of the bar to stay promoted), as
+    the reason a decision row records; "none" when it does not."""
     out = []
     if ev["n_dates"] < policy.min_evidence:
         out.append(f"{ev['n_dates']} evidence dates < {policy.min_evidence}")

@@ -3,7 +3,7 @@
 For every model and (ticker, date) at the signal horizon the confidence components of
 :mod:`python_models.governance.confidence` are computed from information known at that close. The
 signal of a date is the row of the model governance has made active at that date
-(:func:`python_models.governance.policy.govern`); it may trade only if
+(:func:`python_models.governance.governor.govern`); it may trade only if
 
 * a model is active (not every model emergency-stopped),
 * its confidence is at least the policy's ``min_confidence`` (0.55), and

@@ -90,7 +90,7 @@ def barbell_book(
     if need - set(signals.columns):
         raise ValueError(f"signals lack columns {sorted(need - set(signals.columns))}")
     by_date = {d: g for d, g in signals.groupby("date")}
-    rows = {}
+    rows: dict[pd.Timestamp, dict[str, float]] = {}
     for date in _decision_dates(pd.DatetimeIndex(list(by_date) if dates is None else dates), every, after):
         if date not in by_date:
             raise ValueError(f"no signals on the decision date {date.date()}")
@@ -100,7 +100,7 @@ def barbell_book(
         tickers, cov = trailing_covariance(returns, date, window)
         ok &= g["ticker"].isin(tickers).to_numpy()
         share = float(risky_share.get(date, 0.0))
-        w = {}
+        w: dict[str, float] = {}
         if ok.any() and share > 0:
             chosen = g.loc[ok, "ticker"].tolist()
             idx = [tickers.index(t) for t in chosen]
@@ -117,7 +117,7 @@ def barbell_book(
     return _frame(rows)
 
 
-def _frame(rows: dict) -> pd.DataFrame:
+def _frame(rows: dict[pd.Timestamp, dict[str, float]]) -> pd.DataFrame:
     """Decisions as dates by tickers, columns sorted (sums over a row then do not depend on the
     order tickers first appeared, so a book extended later adds up to the same bits)."""
     frame = pd.DataFrame.from_dict(rows, orient="index").fillna(0.0).sort_index()
@@ -135,7 +135,7 @@ def risk_parity_book(
 ) -> pd.DataFrame:
     """Decisions (dates by tickers) of equal-risk-contribution weights, clipped at ``cap``, on
     every ``every``-th of ``dates`` (after ``after`` only, when given)."""
-    rows = {}
+    rows: dict[pd.Timestamp, dict[str, float]] = {}
     for date in _decision_dates(dates, every, after):
         tickers, cov = trailing_covariance(returns, date, window)
         if not tickers:

@@ -16,7 +16,7 @@ return). Sales are filled before purchases. A fill is
 * rounded toward zero to whole lots; nothing is filled for a ticker without a price in the
   session (cancelled, reason ``no_price``).
 
-Costs are :class:`python_models.backtest.engine.CostModel`'s: commission plus half-spread on the
+Costs are :class:`python_models.backtest.costs.CostModel`'s: commission plus half-spread on the
 traded value, and square-root impact where dollar volume and volatility are known.
 Cash earns the session's cash rate on what it held over the session (after an open fill,
 before a close fill), as in the backtester.
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from python_models.backtest.engine import CostModel
+from python_models.backtest.costs import CostModel
 from python_models.trading.broker import CANCELLED, FILLED, PARTIAL, Account, Broker, Fill, Order, SessionBar
 
 FILL_TIMES = ("next_close", "next_open")

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from python_models.backtest.engine import CostModel, run_backtest
+from python_models.backtest.costs import CostModel
+from python_models.backtest.engine import run_backtest
 from python_models.backtest.performance import sharpe_ratio
 
 DATES = pd.bdate_range("2020-01-01", periods=300)

@@ -6,16 +6,23 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
+from python_models.governance import resume
+from python_models.governance.governor import (
+    DecisionLog,
+    GovernanceState,
+    decide,
+    govern,
+    leader,
+    starting_point,
+    stop_flags,
+)
 from python_models.governance.policy import (
     GovernancePolicy,
-    GovernanceState,
     daily_evidence,
     evaluate,
-    govern,
     model_strategy_returns,
     rolling_accuracy,
     selection_score,
-    stop_flags,
 )
 
 N, TICKERS = 1000, [f"T{i}" for i in range(8)]
@@ -183,11 +190,9 @@ def test_the_dm_p_value_is_bonferroni_adjusted_for_the_candidates_of_a_review():
 
 def _state_at(res, date, policy=POLICY) -> GovernanceState:
     """What a stored run holds at ``date``: the rows governance wrote up to it, read as the asset reads them."""
-    status = res.status[res.status["date"] == date]
-    leader = status.loc[status["active"], "model"]
-    promoted = leader.iloc[0] if len(leader) and leader.iloc[0] != policy.baseline else ""
+    status = res.status[res.status["date"] == date][["model", "stopped", "active"]]
     last_review = res.reviews.loc[res.reviews["review_date"] <= date, "review_date"].max()
-    return GovernanceState(date, promoted, dict(zip(status["model"], status["stopped"], strict=True)), last_review)
+    return resume.state_from_status(status, date, last_review, policy.baseline)
 
 
 @pytest.mark.parametrize("cut", [650, 700, 860])
@@ -229,3 +234,76 @@ def test_an_accuracy_exactly_at_the_stop_bound_does_not_stop():
     assert not (res.decisions["action"] == "stop").any()
     status = res.status[(res.status["model"] == "m") & res.status["rolling_accuracy"].notna()]
     assert not status["stopped"].any() and status["needs_retrain"].all()  # 0.45 < 0.50: flagged, not stopped
+
+
+def test_the_state_left_at_a_close_names_the_promoted_model_only_when_it_is_not_the_baseline():
+    date, review = pd.Timestamp("2020-03-02"), pd.Timestamp("2020-02-03")
+    rows = pd.DataFrame(
+        {"model": ["ensemble", "m", "n"], "stopped": [False, False, True], "active": [False, True, False]}
+    )
+    state = resume.state_from_status(rows, date, review, "ensemble")
+    assert state == GovernanceState(date, "m", {"ensemble": False, "m": False, "n": True}, review)
+    assert resume.state_from_status(rows.assign(active=[True, False, False]), date, review, "ensemble").promoted == ""
+    assert resume.state_from_status(rows.assign(active=False), date, review, "ensemble").promoted == ""  # all stopped
+
+
+def test_a_resumed_run_reads_back_exactly_as_far_as_its_windows_reach():
+    calendar = pd.bdate_range("2015-01-01", periods=2000)
+    policy = GovernancePolicy()  # evidence 504, accuracy 63, horizon 21, flip window 21, review every 63
+    state = GovernanceState(calendar[1500], "", {}, calendar[1480])
+    # the evidence window (+ 1 to enter the strategies) before the last review, the accuracy window, 2 horizons
+    assert resume.evidence_start(calendar, state, policy) == calendar[1480 - (505 + 63 + 42)]
+    # the confidence window (252 origins), 2 horizons, the flip window and a margin before the state's close
+    assert resume.signals_start(calendar, state, policy) == calendar[1500 - (252 + 42 + 21 + 5)]
+    assert (
+        resume.drift_start(calendar, calendar[1543], policy, train_window=756) == calendar[1543 - (756 + 63 + 63 + 5)]
+    )
+    early = GovernanceState(calendar[100], "", {}, calendar[90])
+    assert resume.evidence_start(calendar, early, policy) == calendar[0]  # fewer sessions: from the first
+    assert resume.sessions_before(calendar, calendar[10], 3) == calendar[7]
+    assert resume.has_new_sessions(calendar, state) and not resume.has_new_sessions(calendar[:1501], state)
+    assert not resume.has_new_sessions(calendar[:0], state)
+
+
+def test_the_active_history_joins_the_stored_sessions_to_the_new_ones():
+    dates = pd.bdate_range("2020-01-01", periods=6)
+    stored = pd.Series(["ensemble", "m", "", "m", "x"], index=dates[:5])  # rows after the cut are stale
+    new = pd.Series(["ensemble", "ensemble"], index=dates[4:])
+    state = GovernanceState(dates[3], "m", {}, dates[0])
+    got = resume.active_history(stored, state, new)
+    pd.testing.assert_series_equal(got, pd.Series(["ensemble", "m", "", "m", "ensemble", "ensemble"], index=dates))
+
+
+def test_a_run_starts_at_the_first_evidence_or_on_the_stored_review_grid():
+    days = pd.bdate_range("2020-01-01", periods=300)
+    acc = pd.DataFrame({"ensemble": 0.6, "m": 0.5}, index=days)
+    fresh = starting_point(acc, days[40], POLICY, None)
+    assert fresh.first_review == 40 and fresh.promoted == "" and fresh.stopped == {"ensemble": False, "m": False}
+    assert starting_point(acc, None, POLICY, None).first_review == 300  # no evidence: never a review
+    state = GovernanceState(days[130], "m", {"m": True}, days[119])
+    resumed = starting_point(acc, days[40], POLICY, state)
+    assert resumed.accuracy.index[0] == days[131]
+    assert resumed.accuracy.index[resumed.first_review] == days[119 + POLICY.review_every]
+    assert resumed.promoted == "m" and resumed.stopped == {"ensemble": False, "m": True}
+    with pytest.raises(ValueError, match="last review"):
+        starting_point(acc, None, POLICY, GovernanceState(days[130], "", {}, pd.Timestamp("2019-01-01")))
+
+
+def test_the_decision_rule_and_the_leader():
+    day = pd.Timestamp("2020-06-01")
+    log = DecisionLog(pd.DataFrame({"ensemble": [0.6], "a": [0.55], "b": [0.5]}, index=[day]), "t")
+    ev = {"n_dates": 300, "mean_loss_diff": -1.0, "dm_pvalue": 0.01, "dm_pvalue_adjusted": 0.02, "pf_uplift": 0.1}
+    ev |= {"dd_increase": 0.0, "stopped": False}
+    a = {"model": "a", "score": 0.6, "passes": True, "retains": True, **ev}
+    b = {"model": "b", "score": 0.7, "passes": True, "retains": False, **ev}
+    assert decide(log, day, [a, b], "", POLICY) == "b"  # the best score among those that pass
+    assert decide(log, day, [a, b], "a", POLICY) == "a"  # a promoted model that still retains is held
+    assert decide(log, day, [a, b], "b", POLICY) == ""  # ... and reverted when it does not
+    assert decide(log, day, [{**a, "passes": False}], "", POLICY) == ""
+    assert [d["action"] for d in log.decisions] == ["promote", "hold", "revert", "hold"]
+    assert [d["model"] for d in log.decisions] == ["b", "a", "ensemble", "ensemble"]
+    assert all("stopped" not in d for d in log.decisions)  # the evidence without the stop flag
+    assert log.decisions[0]["rolling_accuracy"] == 0.5 and log.decisions[0]["thresholds"] == "t"
+    assert leader("m", "ensemble", {"m": False, "ensemble": False}) == "m"
+    assert leader("m", "ensemble", {"m": True, "ensemble": False}) == "ensemble"
+    assert leader("", "ensemble", {"ensemble": True}) == ""

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from python_models.backtest.engine import CostModel, run_backtest
+from python_models.backtest.costs import CostModel
+from python_models.backtest.engine import run_backtest
 from python_models.trading.broker import Account, Order, SessionBar
 from python_models.trading.paper_broker import PaperBroker, PaperConfig
 from python_models.trading.paper_trading import orders_for_targets, reconcile, trade_sessions

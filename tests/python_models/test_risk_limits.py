@@ -131,7 +131,7 @@ def test_capacity_decays_with_the_book_by_the_square_root_law():
     w = pd.DataFrame(rng.uniform(0.1, 0.5, (500, 2)), index=idx, columns=["a", "b"])  # trades every day
     dv = pd.DataFrame(5e7, index=idx, columns=["a", "b"])
     vol = pd.DataFrame(0.01, index=idx, columns=["a", "b"])
-    from python_models.backtest.engine import CostModel
+    from python_models.backtest.costs import CostModel
 
     costs = CostModel(commission_bps=1.0, impact_coefficient=0.5)
 

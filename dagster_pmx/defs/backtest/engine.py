@@ -11,7 +11,8 @@ import pandas as pd
 
 from dagster_pmx.defs.reads import cash_rates
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.backtest.engine import CostModel, run_backtest
+from python_models.backtest.costs import CostModel
+from python_models.backtest.engine import run_backtest
 from python_models.portfolio.allocation import BOND
 from python_models.portfolio.sizing import CASH
 

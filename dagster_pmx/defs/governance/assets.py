@@ -1,26 +1,32 @@
-"""Governance assets: which model the signals follow, the audit trail, risk flags and drift."""
+"""Governance assets: which model the signals follow, the audit trail, risk flags and drift.
+
+The asset reads (:mod:`dagster_pmx.defs.governance.reads`), calls the library and writes: a
+full build governs every session and replaces the tables; the daily refresh resumes from the
+state the tables hold (:mod:`python_models.governance.resume`) and appends the new sessions.
+"""
+
+from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs import schemas
-from dagster_pmx.defs.reads import cash_rates, forecasts_with_outcomes, market_regimes, sessions_back
+from dagster_pmx.defs.governance import reads
+from dagster_pmx.defs.governance.reads import OUTPUTS
+from dagster_pmx.defs.reads import cash_rates, forecasts_with_outcomes, market_regimes
 from dagster_pmx.defs.reads import sessions as session_calendar
-from dagster_pmx.defs.refresh import NEVER, IncrementalRun
+from dagster_pmx.defs.refresh import IncrementalRun
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.forecasters.registry import MODELS
+from python_models.governance import resume
 from python_models.governance.drift import RECENT_WINDOW as DRIFT_RECENT
 from python_models.governance.drift import feature_drift
-from python_models.governance.policy import (
-    GovernancePolicy,
-    GovernanceState,
-    daily_evidence,
-    govern,
-    model_strategy_returns,
-)
+from python_models.governance.governor import GovernanceResult, GovernanceState, govern
+from python_models.governance.policy import GovernancePolicy, daily_evidence, model_strategy_returns
 from python_models.governance.signals import CONFIDENCE_WINDOW, governed_signals, model_signals
 
 SIGNAL_COLUMNS = [c.name for c in schemas.GOVERNED_SIGNALS.columns]
+DRIFT_COLUMNS = [c.name for c in schemas.FEATURE_DRIFT.columns]
 #: Calendar columns are known in advance and differ between any two windows by construction: no drift check.
 CALENDAR_FEATURES = (
     "day_of_week",
@@ -32,35 +38,14 @@ CALENDAR_FEATURES = (
     "pre_holiday",
     "post_holiday",
 )
-
-
-OUTPUTS = (
-    ["ml", "governed_signals"],
-    ["marts", "governance_decisions"],
-    ["marts", "governance_reviews"],
-    ["marts", "model_risk"],
-    ["marts", "feature_drift"],
-)
+#: The forecast tables governance chooses among, and the columns it reads of them.
+FORECAST_TABLES = ["ml.base_forecasts", "ml.ensemble_forecasts"]
+FORECAST_COLUMNS = "model, ticker, asof_date, horizon, target_date, y_pred, y_lower, y_upper, y_std"
 
 
 def governance_policy(settings: PmxSettings) -> GovernancePolicy:
+    """The policy in force: the settings' baseline and signal horizon, the documented thresholds."""
     return GovernancePolicy(baseline=settings.governance_baseline, horizon=settings.signal_horizon)
-
-
-def stored_state(warehouse: Warehouse, policy: GovernancePolicy) -> GovernanceState | None:
-    """Where the stored tables leave governance (None when they hold no run to resume): the last
-    session's stops and active model (a promoted candidate is active unless stopped, and a stop
-    reverts it the same close), and the last review."""
-    if not {".".join(key) for key in OUTPUTS} <= warehouse.tables():
-        return None
-    last, review = warehouse.last("marts.model_risk"), warehouse.last("marts.governance_reviews", "review_date")
-    if last is None or review is None:
-        return None
-    rows = warehouse.query("select model, stopped, active from marts.model_risk where date = ?", [last])
-    leader = rows.loc[rows["active"], "model"]
-    promoted = leader.iloc[0] if len(leader) and leader.iloc[0] != policy.baseline else ""
-    stopped = {m: bool(x) for m, x in zip(rows["model"], rows["stopped"], strict=True)}
-    return GovernanceState(date=last, promoted=promoted, stopped=stopped, last_review=review)
 
 
 def _spec(name: str, schema: dg.TableSchema, description: str, schema_name: str = "marts") -> dg.AssetSpec:
@@ -120,35 +105,86 @@ def _spec(name: str, schema: dg.TableSchema, description: str, schema_name: str 
     ],
     pool="warehouse",
 )
-def governance(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: IncrementalRun):
+def governance(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: IncrementalRun
+) -> Iterator[dg.MaterializeResult]:
+    """Govern every session (full build), or the sessions after the stored state (daily refresh)."""
     policy = governance_policy(settings)
-    state = stored_state(warehouse, policy) if config.incremental else None
+    state = reads.stored_state(warehouse, policy) if config.incremental else None
+    if state is None:
+        yield from _full_build(context, warehouse, settings, policy)
+    else:
+        yield from _resume(context, warehouse, settings, policy, state)
+
+
+def _full_build(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, policy: GovernancePolicy
+) -> Iterator[dg.MaterializeResult]:
+    """Govern every session from scratch and replace the tables."""
+    forecasts = _forecasts(warehouse, policy, since=None)
+    result = _govern(warehouse, settings, policy, forecasts, since=None, state=None)
+    per_model = _model_signals(forecasts, reads.variance_ratios(warehouse, settings.benchmark, None), policy)
+    signals = governed_signals(per_model, result.active, policy)[SIGNAL_COLUMNS]
+    drift = _drift(warehouse, settings, result.reviews, since=None)
+    tables = _tables(signals, result, drift)
+    counts = {key: warehouse.replace_table(table, frame) for key, (table, frame, _) in tables.items()}
+    yield from _materializations(context, counts, result, signals, drift)
+
+
+def _resume(
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    settings: PmxSettings,
+    policy: GovernancePolicy,
+    state: GovernanceState,
+) -> Iterator[dg.MaterializeResult]:
+    """Govern the sessions after the stored ``state`` only, and replace the rows after it."""
     calendar = session_calendar(warehouse)
-    start = None
-    if state is not None:
-        if not len(calendar) or calendar[-1] <= state.date:
-            context.log.info(f"no session after {state.date.date()}: nothing to govern")
-            for key in OUTPUTS:
-                yield dg.MaterializeResult(asset_key=key, metadata={"new_rows": 0})
-            return
-        # every input a decision after state.date reads: the evidence window before a review (with a
-        # session to enter the strategies), the forecasts realised in it, and the accuracy window
-        lookback = max(policy.evidence_window + 1, CONFIDENCE_WINDOW) + policy.accuracy_window + 2 * policy.horizon
-        start = sessions_back(calendar, min(state.date, state.last_review), lookback)
+    if not resume.has_new_sessions(calendar, state):
+        context.log.info(f"no session after {state.date.date()}: nothing to govern")
+        for key in OUTPUTS:
+            yield dg.MaterializeResult(asset_key=key, metadata={"new_rows": 0})
+        return
+    start = resume.evidence_start(calendar, state, policy)
+    forecasts = _forecasts(warehouse, policy, since=start)
+    result = _govern(warehouse, settings, policy, forecasts, since=start, state=state)
+    first = resume.signals_start(calendar, state, policy)
+    per_model = _model_signals(forecasts, reads.variance_ratios(warehouse, settings.benchmark, first), policy, first)
+    active = resume.active_history(reads.stored_active(warehouse, start), state, result.active)
+    signals = governed_signals(per_model, active, policy)[SIGNAL_COLUMNS]
+    signals = signals[signals["asof_date"] > state.date]
+    reviews = result.reviews["review_date"]
+    since = resume.drift_start(calendar, reviews.min(), policy, settings.train_window) if len(reviews) else None
+    drift = _drift(warehouse, settings, result.reviews, since)
+    counts = {
+        key: warehouse.append_after(table, frame, state.date, column)
+        for key, (table, frame, column) in _tables(signals, result, drift).items()
+    }
+    context.log.info(f"incremental: governed {len(result.active)} sessions after {state.date.date()}")
+    yield from _materializations(context, counts, result, signals, drift)
+
+
+def _forecasts(warehouse: Warehouse, policy: GovernancePolicy, since: pd.Timestamp | None) -> pd.DataFrame:
+    """Every model's forecasts at the signal horizon from the origin ``since`` on, with outcomes."""
     forecasts = forecasts_with_outcomes(
-        warehouse,
-        ["ml.base_forecasts", "ml.ensemble_forecasts"],
-        "model, ticker, asof_date, horizon, target_date, y_pred, y_lower, y_upper, y_std",
-        horizon=policy.horizon,
-        since=start,
+        warehouse, FORECAST_TABLES, FORECAST_COLUMNS, horizon=policy.horizon, since=since
     )
     if forecasts.empty:
         raise ValueError(f"no forecasts at the signal horizon {policy.horizon}")
-    returns = warehouse.query(
-        "select date, ticker, simple_return from intermediate.int_returns where ticker <> ? and date >= ?",
-        [settings.benchmark, start or NEVER],
-    ).pivot(index="date", columns="ticker", values="simple_return")
-    returns = returns.sort_index().fillna(0.0)
+    return forecasts
+
+
+def _govern(
+    warehouse: Warehouse,
+    settings: PmxSettings,
+    policy: GovernancePolicy,
+    forecasts: pd.DataFrame,
+    since: pd.Timestamp | None,
+    state: GovernanceState | None,
+) -> GovernanceResult:
+    """The policy over the sessions of the returns from ``since`` on (after ``state`` when resuming):
+    each model's own Kelly strategy and its forecasts' losses and hits are the evidence."""
+    returns = reads.stock_returns(warehouse, settings.benchmark, since)
     strategy = model_strategy_returns(
         forecasts,
         returns,
@@ -160,56 +196,53 @@ def governance(context: dg.AssetExecutionContext, warehouse: Warehouse, settings
     )
     regimes = market_regimes(warehouse)
     loss_diff, hits = daily_evidence(forecasts, policy.baseline)
-    result = govern(loss_diff, hits, strategy, policy, regimes=regimes, sessions=strategy.index, state=state)
+    return govern(loss_diff, hits, strategy, policy, regimes=regimes, sessions=strategy.index, state=state)
 
-    vr = warehouse.query(
-        "select ticker, date, variance_ratio_z_10 as z from marts.features where ticker <> ? and date >= ?",
-        [settings.benchmark, start or NEVER],
-    )
-    singles = sorted(set(forecasts["model"]) & set(MODELS))
-    if state is not None:  # the confidence windows and the flip count reach back less far than the evidence
-        reach = CONFIDENCE_WINDOW + 2 * policy.horizon + policy.flip_window + 5
-        first = sessions_back(calendar, state.date, reach)
-        forecasts, vr = forecasts[forecasts["asof_date"] >= first], vr[vr["date"] >= first]
-    per_model = model_signals(forecasts, policy.horizon, singles, variance_ratio_z=vr, window=CONFIDENCE_WINDOW)
-    if state is None:
-        signals = governed_signals(per_model, result.active, policy)[SIGNAL_COLUMNS]
-    else:  # the flip count reads the directions of the sessions before the new ones too
-        stored = warehouse.query(
-            "select date, coalesce(any_value(model) filter (where active), '') as model from marts.model_risk "
-            "where date >= ? group by date order by date",
-            [start],
-        )
-        before = pd.Series(stored["model"].to_numpy(), index=pd.DatetimeIndex(stored["date"]))
-        active = pd.concat([before[before.index <= state.date], result.active])
-        signals = governed_signals(per_model, active, policy)[SIGNAL_COLUMNS]
-        signals = signals[signals["asof_date"] > state.date]
-    reviews = result.reviews["review_date"].drop_duplicates()
-    drift = pd.DataFrame(columns=[c.name for c in schemas.FEATURE_DRIFT.columns])
-    if len(reviews):  # the drift at each new review: its recent window against the training window before
-        reach = settings.train_window + DRIFT_RECENT + policy.review_every + 5
-        first = None if state is None else sessions_back(calendar, reviews.min(), reach)
-        features = warehouse.query(
-            "select * exclude (ticker, refreshed_at) from marts.features where ticker <> ? and date >= ?",
-            [settings.benchmark, first or NEVER],
-        ).drop(columns=list(CALENDAR_FEATURES), errors="ignore")
-        drift = feature_drift(features, reviews, train_window=settings.train_window, recent_window=DRIFT_RECENT)
 
-    tables = {
+def _model_signals(
+    forecasts: pd.DataFrame, variance_ratio: pd.DataFrame, policy: GovernancePolicy, first: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """Every model's signal and confidence at the signal horizon, for the origins from ``first`` on
+    (the confidence windows and the flip count reach back less far than the evidence)."""
+    singles = sorted(set(forecasts["model"]) & set(MODELS))  # the models whose signs count as agreement
+    if first is not None:
+        forecasts = forecasts[forecasts["asof_date"] >= first]
+    return model_signals(forecasts, policy.horizon, singles, variance_ratio_z=variance_ratio, window=CONFIDENCE_WINDOW)
+
+
+def _drift(
+    warehouse: Warehouse, settings: PmxSettings, reviews: pd.DataFrame, since: pd.Timestamp | None
+) -> pd.DataFrame:
+    """Feature drift at each review of ``reviews``: its recent window against the training window
+    before it, from the features from ``since`` on."""
+    dates = reviews["review_date"].drop_duplicates()
+    if not len(dates):
+        return pd.DataFrame(columns=DRIFT_COLUMNS)
+    features = reads.drift_features(warehouse, settings.benchmark, since, CALENDAR_FEATURES)
+    return feature_drift(features, dates, train_window=settings.train_window, recent_window=DRIFT_RECENT)
+
+
+def _tables(
+    signals: pd.DataFrame, result: GovernanceResult, drift: pd.DataFrame
+) -> dict[str, tuple[str, pd.DataFrame, str]]:
+    """Each output as ``key: (table, rows, date column)``."""
+    return {
         "ml/governed_signals": ("ml.governed_signals", signals, "asof_date"),
         "marts/governance_decisions": ("marts.governance_decisions", result.decisions, "decision_date"),
         "marts/governance_reviews": ("marts.governance_reviews", result.reviews, "review_date"),
         "marts/model_risk": ("marts.model_risk", result.status, "date"),
         "marts/feature_drift": ("marts.feature_drift", drift, "review_date"),
     }
-    if state is None:
-        counts = {key: warehouse.replace_table(table, frame) for key, (table, frame, _) in tables.items()}
-    else:
-        counts = {
-            key: warehouse.append_after(table, frame, state.date, column)
-            for key, (table, frame, column) in tables.items()
-        }
-        context.log.info(f"incremental: governed {len(result.active)} sessions after {state.date.date()}")
+
+
+def _materializations(
+    context: dg.AssetExecutionContext,
+    counts: dict[str, int],
+    result: GovernanceResult,
+    signals: pd.DataFrame,
+    drift: pd.DataFrame,
+) -> Iterator[dg.MaterializeResult]:
+    """One materialization per output with its row count, and what a reviewer looks at first."""
     actions = result.decisions["action"].value_counts().to_dict()
     events = result.decisions[result.decisions["action"] != "hold"][["decision_date", "action", "model", "reason"]]
     active_share = result.active.replace("", "(none)").value_counts(normalize=True).round(3)

@@ -1,27 +1,48 @@
-"""Allocation: the safe sleeve's bond proxy, and target weights per strategy under the risk limits."""
+"""Allocation: the safe sleeve's bond proxy, and target weights per strategy under the risk limits.
+
+The assets read (:mod:`dagster_pmx.defs.portfolio.reads`), call the library and write. The
+allocations asset's full build decides every date and replaces its tables; the daily refresh
+decides the dates after the last stored one, extends the stored books and the drawdown control's
+path (:mod:`python_models.portfolio.books`) and appends the new rows.
+"""
+
+from collections.abc import Iterator
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from dagster_pmx.defs import schemas
-from dagster_pmx.defs.backtest.engine import backtester, load_market
+from dagster_pmx.defs.backtest.engine import Market, backtester, load_market
+from dagster_pmx.defs.portfolio import reads
 from dagster_pmx.defs.reads import sessions as session_calendar
-from dagster_pmx.defs.refresh import APPENDED_AFTER, NEVER, IncrementalRun
+from dagster_pmx.defs.refresh import APPENDED_AFTER, IncrementalRun
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.portfolio.allocation import BOND, barbell_book, risk_parity_book
 from python_models.portfolio.barbell import BarbellPolicy, risky_share
-from python_models.portfolio.risk_limits import DrawdownPolicy, apply_drawdown_control
+from python_models.portfolio.books import (
+    allocation_table,
+    book_of,
+    control_books,
+    decision_rows,
+    extend_books,
+    kelly_signals,
+)
+from python_models.portfolio.risk_limits import DrawdownPolicy
 from python_models.portfolio.safe_sleeve import (
     bond_share,
     bond_total_returns,
     daily_from_monthly,
     yield_change_forecast,
 )
-from python_models.portfolio.sizing import CASH, confidence_scale, kelly_book
+from python_models.portfolio.sizing import kelly_book
 
 #: Strategies meant to be traded: the design's risk limits (drawdown control) apply to them.
 CONTROLLED = ("governed", "barbell", "risk_parity")
+#: The tables the allocations asset writes.
+OUTPUTS = (["marts", "allocations"], ["marts", "drawdown_control"], ["ml", "strategy_decisions"])
+DRAWDOWN_COLUMNS = [c.name for c in schemas.DRAWDOWN_CONTROL.columns]
+DECISION_COLUMNS = [c.name for c in schemas.STRATEGY_DECISIONS.columns]
 
 
 @dg.asset(
@@ -38,13 +59,8 @@ CONTROLLED = ("governed", "barbell", "risk_parity")
     "python_models.portfolio.safe_sleeve documents the proxy and its limits.",
 )
 def safe_sleeve(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings) -> dg.MaterializeResult:
-    macro = warehouse.query(
-        "select series_id, date, value from staging.stg_macro where series_id in ('AAA', 'CPILFESL') order by date"
-    )
+    series = reads.macro_series(warehouse, ("AAA", "CPILFESL"))
     sessions = session_calendar(warehouse)
-    series = {
-        k: pd.Series(g["value"].to_numpy(), index=pd.DatetimeIndex(g["date"])) for k, g in macro.groupby("series_id")
-    }
     frame = pd.DataFrame({"date": sessions})
     if "AAA" not in series or "CPILFESL" not in series:
         # a source without macro series (a CSV folder): the safe sleeve is cash alone
@@ -71,22 +87,6 @@ def safe_sleeve(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
             "bond_to": str(held.max().date()) if len(held) else "never",
         }
     )
-
-
-def _long(strategy: str, wide: pd.DataFrame) -> pd.DataFrame:
-    """Decisions (dates by tickers) as allocation rows of the positions held, with the CASH remainder."""
-    long = wide.rename_axis(index="date", columns="ticker").stack().rename("weight").reset_index()
-    long = long[long["weight"] != 0]  # positions only: a ticker first bought later adds no rows before
-    cash = (1.0 - wide.sum(axis=1)).rename("weight").rename_axis("date").reset_index().assign(ticker=CASH)
-    out = pd.concat([long, cash], ignore_index=True).assign(strategy=strategy)
-    out["sleeve"] = np.where(out["ticker"].isin([CASH, BOND]), "safe", "risky")
-    return out
-
-
-def _wide(rows: pd.DataFrame) -> pd.DataFrame:
-    """Allocation rows of one strategy as decisions, CASH left implicit."""
-    held = rows[rows["ticker"] != CASH]
-    return held.pivot(index="date", columns="ticker", values="weight").fillna(0.0).rename_axis(columns=None)
 
 
 @dg.multi_asset(
@@ -139,122 +139,122 @@ def _wide(rows: pd.DataFrame) -> pd.DataFrame:
     ],
     pool="warehouse",
 )
-def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: IncrementalRun):
-    stored = {"marts.drawdown_control", "ml.strategy_decisions", "marts.allocations"}
-    since = warehouse.last("marts.drawdown_control") if config.incremental else None
-    if since is not None and not stored <= warehouse.tables():
-        since = None
-    signals = warehouse.query(
-        """
-        select 'governed' as strategy, ticker, date,
-               case when tradable then expected_return else 0 end as expected_return, forecast_std,
-               confidence, tradable
-        from marts.signals
-        where date > ?
-        union all
-        select f.model as strategy, f.ticker, f.asof_date as date, f.y_pred, f.y_std, null, null
-        from marts.forecasts f
-        where f.horizon = (select max(horizon) from marts.signals) and f.asof_date > ?
-        """,
-        [since or NEVER] * 2,
-    )
-    if signals.empty and since is None:
+def allocations(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: IncrementalRun
+) -> Iterator[dg.MaterializeResult]:
+    """Decide every date (full build), or the dates after the stored ones (daily refresh)."""
+    since = reads.resume_date(warehouse) if config.incremental else None
+    if since is None:
+        yield from _full_build(warehouse, settings)
+    else:
+        yield from _resume(context, warehouse, settings, since)
+
+
+def _full_build(warehouse: Warehouse, settings: PmxSettings) -> Iterator[dg.MaterializeResult]:
+    """Decide every date of the signals' history and replace the tables."""
+    inputs = reads.signal_inputs(warehouse, None)
+    if inputs is None:
         raise ValueError("marts.signals is empty: nothing to allocate")
-    if signals.empty:
+    books, wide, market = _decide(warehouse, settings, inputs, after=None)
+    table, control_rows = _control(settings, market, books, wide, stored_scales=None)
+    counts = (
+        warehouse.replace_table("marts.allocations", table),
+        warehouse.replace_table("marts.drawdown_control", control_rows),
+        warehouse.replace_table("ml.strategy_decisions", _decision_rows(wide)),
+    )
+    yield from _materializations(counts, table, control_rows, since=None)
+
+
+def _resume(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, since: pd.Timestamp
+) -> Iterator[dg.MaterializeResult]:
+    """Decide the dates after ``since`` only, extend the stored books and the drawdown control's path,
+    and replace the rows after ``since``."""
+    inputs = reads.signal_inputs(warehouse, since)
+    if inputs is None:
         context.log.info(f"no signals after {since.date()}: nothing to decide")
-        for key in (["marts", "allocations"], ["marts", "drawdown_control"], ["ml", "strategy_decisions"]):
+        for key in OUTPUTS:
             yield dg.MaterializeResult(asset_key=key, metadata={"new_rows": 0, APPENDED_AFTER: str(since.date())})
         return
-    signals["date"] = pd.to_datetime(signals["date"])
-    # the whole history's decision dates, first date and tickers: an extension lays the same grid
-    signal_dates = pd.DatetimeIndex(warehouse.query("select distinct date from marts.signals order by 1")["date"])
-    universe = warehouse.query(
-        """
-        select min(first) as first, list_distinct(flatten(list(tickers))) as tickers from (
-            select min(date) as first, list(distinct ticker) as tickers from marts.signals
-            union all
-            select min(asof_date), list(distinct ticker) from marts.forecasts
-            where horizon = (select max(horizon) from marts.signals)
-        )
-        """
-    ).iloc[0]
-    # the governed book's Kelly bet shrinks with its signal's confidence (2c - 1, 0 below 0.55)
-    sized = signals.drop(columns=["confidence", "tradable"])
-    governed_rows = (signals["strategy"] == "governed").to_numpy()
-    sized.loc[governed_rows, "expected_return"] *= confidence_scale(signals.loc[governed_rows, "confidence"])
-    books = kelly_book(
-        sized,
-        settings.kelly_fraction,
-        settings.position_cap,
-        settings.max_gross,
+    books, new, market = _decide(warehouse, settings, inputs, after=since)
+    wide = extend_books(new, reads.stored_decisions(warehouse))
+    table, control_rows = _control(settings, market, books, wide, stored_scales=reads.stored_scales(warehouse))
+    # only the new sessions' rows: the stored path before them is the one this run started from
+    table, control_rows, decisions = (f[f["date"] > since] for f in (table, control_rows, _decision_rows(wide)))
+    counts = (
+        warehouse.append_after("marts.allocations", table, since),
+        warehouse.append_after("marts.drawdown_control", control_rows, since),
+        warehouse.append_after("ml.strategy_decisions", decisions, since),
     )
-    market = load_market(warehouse, universe["first"])
-    stocks = market.returns.drop(columns=[BOND, settings.benchmark], errors="ignore")
-    signal_tickers = set(universe["tickers"])
-    stocks = stocks[[t for t in stocks.columns if t in signal_tickers]]
-    governed = signals[signals["strategy"] == "governed"]
+    context.log.info(f"incremental: {len(table)} allocation rows after {since.date()}")
+    yield from _materializations(counts, table, control_rows, since)
 
-    probs = warehouse.query("select date, regime, probability from ml.regime_probabilities")
-    probs = probs.pivot(index="date", columns="regime", values="probability").sort_index()
-    # the benchmark's annualised 21-session volatility, as dbt computes it for the features
-    vol = warehouse.query("select date, market_vol_21 from intermediate.int_market")
-    market_vol = pd.Series(vol["market_vol_21"].to_numpy(), index=pd.DatetimeIndex(vol["date"]))
+
+def _decide(
+    warehouse: Warehouse, settings: PmxSettings, inputs: reads.SignalInputs, after: pd.Timestamp | None
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], Market]:
+    """Every strategy's decisions on the dates of the signals read (those after ``after``).
+
+    Returns the per-asset Kelly books as allocation rows, the controlled strategies' decisions
+    before the drawdown control (dates by tickers, on the whole history's grid), and the market
+    they are valued on.
+    """
+    signals, grid = inputs.signals, inputs.grid  # the whole history's grid: an extension lays the same
+    books = kelly_book(kelly_signals(signals), settings.kelly_fraction, settings.position_cap, settings.max_gross)
+    market = load_market(warehouse, inputs.first)
+    stocks = market.returns.drop(columns=[BOND, settings.benchmark], errors="ignore")
+    stocks = stocks[[t for t in stocks.columns if t in inputs.tickers]]
+    probs = reads.regime_probabilities(warehouse)
     policy = BarbellPolicy.linear(probs.shape[1], target_vol=settings.barbell_target_vol)
-    share = risky_share(probs.loc[probs.index >= signal_dates.min()], market_vol, policy)
-    sleeve = warehouse.query("select date, bond_share from ml.safe_sleeve")
-    bond = pd.Series(sleeve["bond_share"].to_numpy(), index=pd.DatetimeIndex(sleeve["date"]))
+    share = risky_share(probs.loc[probs.index >= grid.min()], reads.market_volatility(warehouse), policy)
     wide = {
         "barbell": barbell_book(
-            governed,
+            signals[signals["strategy"] == "governed"],
             stocks,
             share,
-            bond,
+            reads.bond_shares(warehouse),
             fraction=settings.kelly_fraction,
             cap=settings.position_cap,
             every=settings.rebalance_every,
-            dates=signal_dates,
-            after=since,
+            dates=grid,
+            after=after,
         ),
         "risk_parity": risk_parity_book(
-            stocks, signal_dates, cap=settings.position_cap, every=settings.rebalance_every, after=since
+            stocks, grid, cap=settings.position_cap, every=settings.rebalance_every, after=after
         ),
-        "governed": _wide(books[books["strategy"] == "governed"]),
+        "governed": book_of(books[books["strategy"] == "governed"]),
     }
-    scales = None
-    if since is not None:  # extend the stored books and the drawdown control's path
-        old = warehouse.query("select strategy, date, ticker, weight from ml.strategy_decisions")
-        old["date"] = pd.to_datetime(old["date"])
-        wide = {
-            s: pd.concat([_wide(old[old["strategy"] == s]), w]).fillna(0.0).sort_index(axis=1) for s, w in wide.items()
-        }
-        scales = warehouse.query("select strategy, date, scale from marts.drawdown_control")
-        scales = scales.pivot(index="date", columns="strategy", values="scale")
+    return books, wide, market
+
+
+def _control(
+    settings: PmxSettings,
+    market: Market,
+    books: pd.DataFrame,
+    wide: dict[str, pd.DataFrame],
+    stored_scales: pd.DataFrame | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The drawdown control on the controlled strategies' decisions (from the stored path when
+    resuming): the allocation rows of every strategy, and the control's per-session states."""
     run = backtester(settings, market)
-    control = DrawdownPolicy(de_risk_at=settings.drawdown_de_risk, stop_at=settings.drawdown_stop)
-    frames, states = [books[books["strategy"] != "governed"]], []
-    for strategy in CONTROLLED:
-        initial = None if scales is None or strategy not in scales else scales[strategy]
-        controlled, state = apply_drawdown_control(
-            wide[strategy], run, market.returns.index, control, safe=[BOND], initial=initial
-        )
-        frames.append(_long(strategy, controlled))
-        states.append(state.rename_axis("date").reset_index().assign(strategy=strategy))
-    table = pd.concat(frames, ignore_index=True)[["strategy", "date", "ticker", "weight", "sleeve"]]
-    table = table.sort_values(["strategy", "date", "ticker"]).reset_index(drop=True)
-    control_rows = pd.concat(states, ignore_index=True)[[c.name for c in schemas.DRAWDOWN_CONTROL.columns]]
-    decisions = _decision_rows(wide)
-    if since is None:
-        rows = warehouse.replace_table("marts.allocations", table)
-        n_control = warehouse.replace_table("marts.drawdown_control", control_rows)
-        n_decisions = warehouse.replace_table("ml.strategy_decisions", decisions)
-    else:  # only the new sessions' rows: the stored path before them is the one this run started from
-        table = table[table["date"] > since]
-        control_rows = control_rows[control_rows["date"] > since]
-        decisions = decisions[decisions["date"] > since]
-        rows = warehouse.append_after("marts.allocations", table, since)
-        n_control = warehouse.append_after("marts.drawdown_control", control_rows, since)
-        n_decisions = warehouse.append_after("ml.strategy_decisions", decisions, since)
-        context.log.info(f"incremental: {len(table)} allocation rows after {since.date()}")
+    policy = DrawdownPolicy(de_risk_at=settings.drawdown_de_risk, stop_at=settings.drawdown_stop)
+    controlled = {s: wide[s] for s in CONTROLLED}
+    rows, states = control_books(controlled, run, market.returns.index, policy, stored_scales)
+    table = allocation_table([books[books["strategy"] != "governed"], *rows])
+    return table, pd.concat(states, ignore_index=True)[DRAWDOWN_COLUMNS]
+
+
+def _decision_rows(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The controlled strategies' decisions as ``ml.strategy_decisions`` rows (zeros kept)."""
+    return decision_rows(wide)[DECISION_COLUMNS]
+
+
+def _materializations(
+    counts: tuple[int, int, int], table: pd.DataFrame, control_rows: pd.DataFrame, since: pd.Timestamp | None
+) -> Iterator[dg.MaterializeResult]:
+    """One materialization per table with its row count, the books' mean gross exposure and the
+    drawdown control's episodes."""
+    rows, n_control, n_decisions = counts
     risky = table[table["sleeve"] == "risky"]
     gross = risky.groupby(["strategy", "date"])["weight"].sum().groupby("strategy").mean().round(3)
     episodes = control_rows.assign(
@@ -281,14 +281,3 @@ def allocations(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
         },
     )
     yield dg.MaterializeResult(asset_key=["ml", "strategy_decisions"], metadata={"dagster/row_count": n_decisions})
-
-
-def _decision_rows(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The controlled strategies' decisions as ``ml.strategy_decisions`` rows (zeros kept)."""
-    frames = [
-        w.rename_axis(index="date", columns="ticker").stack().rename("weight").reset_index().assign(strategy=s)
-        for s, w in wide.items()
-        if len(w)
-    ]
-    columns = [c.name for c in schemas.STRATEGY_DECISIONS.columns]
-    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
