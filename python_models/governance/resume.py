@@ -16,12 +16,7 @@ from python_models.governance.drift import RECENT_WINDOW
 from python_models.governance.governor import GovernanceState
 from python_models.governance.policy import GovernancePolicy
 from python_models.governance.signals import CONFIDENCE_WINDOW
-
-
-def sessions_before(calendar: pd.DatetimeIndex, date: pd.Timestamp, count: int) -> pd.Timestamp:
-    """The session ``count`` sessions before ``date`` in ``calendar`` (its first session if there
-    are fewer)."""
-    return calendar[max(0, int(calendar.searchsorted(pd.Timestamp(date))) - count)]
+from python_models.sessions import sessions_before
 
 
 def state_from_status(

@@ -6,9 +6,9 @@ import ibis
 import pandas as pd
 import pytest
 
-from dagster_pmx.defs.frames import as_frame
 from dagster_pmx.defs.governance import reads as governance
 from dagster_pmx.defs.portfolio import reads as portfolio
+from dagster_pmx.defs.reads import frame
 from dagster_pmx.resources import Warehouse
 from python_models.governance.governor import GovernanceState
 from python_models.governance.policy import GovernancePolicy
@@ -86,7 +86,7 @@ def test_nullable_integer_and_boolean_columns_come_back_as_duckdb_gives_them(war
     )
     with warehouse.ibis() as db:
         t = db.table("features", database="marts")
-        got = as_frame(
+        got = frame(
             t.select(
                 "ticker",
                 "date",

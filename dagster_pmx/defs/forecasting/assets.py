@@ -6,13 +6,14 @@ import pandas as pd
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.forecasting import reads
 from dagster_pmx.defs.forecasting.modes import MODE_RUNS, MODES, configured_models, walk_forward_config
-from dagster_pmx.defs.reads import forecasts_with_outcomes, sessions, sessions_back
+from dagster_pmx.defs.reads import forecasts_with_outcomes, sessions
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.evaluation.metrics import score_panel
 from python_models.forecasters.base import DEFAULT_HORIZONS
 from python_models.forecasters.ensemble import VARIANTS, ensemble_panel
 from python_models.forecasters.hmm import GaussianHmm, walk_forward_regimes
 from python_models.forecasters.registry import BASELINE
+from python_models.sessions import sessions_before
 
 
 class ForecastRun(dg.Config):
@@ -145,7 +146,7 @@ def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
     if since is not None:
         # enough origins before the new ones to re-estimate their weights exactly as the whole history would
         lookback = settings.ensemble_window + max(DEFAULT_HORIZONS) + 2 * settings.ensemble_reweight_every
-        first = sessions_back(calendar, since, lookback)
+        first = sessions_before(calendar, since, lookback)
     frame = forecasts_with_outcomes(
         warehouse, ["ml.base_forecasts"], "model, ticker, asof_date, horizon, target_date, y_pred, y_std", since=first
     )

@@ -14,28 +14,8 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
+from dagster_pmx.defs.reads import frame
 from dagster_pmx.resources import Warehouse
-
-
-def frame(expr: ir.Table) -> pd.DataFrame:
-    """``expr`` executed, with the dtypes DuckDB's ``.df()`` gives where Arrow's differ: a date or timestamp as
-    ``datetime64[us]`` (a TIMESTAMP_NS stays in nanoseconds), an integer or boolean column that holds NULLs
-    as a nullable ``Int``/``boolean`` (Arrow gives float64 and object).
-
-    Through Arrow, not ``expr.to_pandas()``: ibis's own conversion costs ~40 ms more on a wide frame
-    (``marts.features``), which the daily refresh would pay on every run.
-    """
-    out = expr.to_pyarrow().to_pandas(date_as_object=False)
-    for name, dtype in expr.schema().items():
-        column = out[name]
-        if dtype.is_date() or (dtype.is_timestamp() and dtype.scale != 9):
-            if column.dtype != "datetime64[us]":
-                out[name] = column.astype("datetime64[us]")
-        elif dtype.is_integer() and column.dtype.kind == "f":
-            out[name] = column.astype(f"Int{dtype.nbytes * 8}")
-        elif dtype.is_boolean() and column.dtype == object:
-            out[name] = column.astype("boolean")
-    return out
 
 
 def _latest(column: ir.Column) -> pd.Timestamp | None:

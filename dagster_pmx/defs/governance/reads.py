@@ -1,6 +1,6 @@
 """What the governance assets read from the warehouse, as ibis expressions.
 
-Filters run in DuckDB and only the rows a step needs reach pandas; :func:`~dagster_pmx.defs.frames.as_frame` returns
+Filters run in DuckDB and only the rows a step needs reach pandas; :func:`~dagster_pmx.defs.reads.frame` returns
 dates as ``datetime64[us]``, so the frames are the ones the library received when these reads
 were SQL. ``since`` is the first session a resumed run needs (None: the whole history).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from dagster_pmx.defs.frames import as_frame
+from dagster_pmx.defs.reads import frame
 from dagster_pmx.resources import Warehouse
 from python_models.governance.governor import GovernanceState
 from python_models.governance.policy import GovernancePolicy
@@ -35,7 +35,7 @@ def stored_state(warehouse: Warehouse, policy: GovernancePolicy) -> GovernanceSt
         return None
     with warehouse.ibis() as db:
         t = db.table("model_risk", database="marts")
-        rows = as_frame(t.filter(t.date == last).select("model", "stopped", "active"))
+        rows = frame(t.filter(t.date == last).select("model", "stopped", "active"))
     return state_from_status(rows, last, review, policy.baseline)
 
 
@@ -47,7 +47,7 @@ def stock_returns(warehouse: Warehouse, benchmark: str, since: pd.Timestamp | No
         t = t.filter(t.ticker != benchmark)
         if since is not None:
             t = t.filter(t.date >= pd.Timestamp(since))
-        rows = as_frame(t.select("date", "ticker", "simple_return"))
+        rows = frame(t.select("date", "ticker", "simple_return"))
     returns = rows.pivot(index="date", columns="ticker", values="simple_return")
     return returns.sort_index().fillna(0.0)
 
@@ -60,7 +60,7 @@ def variance_ratios(warehouse: Warehouse, benchmark: str, since: pd.Timestamp | 
         t = t.filter(t.ticker != benchmark)
         if since is not None:
             t = t.filter(t.date >= pd.Timestamp(since))
-        return as_frame(t.select("ticker", "date", z=t.variance_ratio_z_10))
+        return frame(t.select("ticker", "date", z=t.variance_ratio_z_10))
 
 
 def stored_active(warehouse: Warehouse, since: pd.Timestamp) -> pd.Series:
@@ -68,7 +68,7 @@ def stored_active(warehouse: Warehouse, since: pd.Timestamp) -> pd.Series:
     every model stopped)."""
     with warehouse.ibis() as db:
         t = db.table("model_risk", database="marts")
-        rows = as_frame(
+        rows = frame(
             t.filter(t.date >= pd.Timestamp(since))
             .group_by("date")
             .aggregate(model=t.model.max(where=t.active).fill_null(""))  # one active model a session at most
@@ -88,4 +88,4 @@ def drift_features(
         if since is not None:
             t = t.filter(t.date >= pd.Timestamp(since))
         # drop() compiles to one `* exclude (...)`: a select of each of ~60 columns costs ~20 ms to compile
-        return as_frame(t.drop("ticker", "refreshed_at", *[c for c in leave_out if c in t.columns]))
+        return frame(t.drop("ticker", "refreshed_at", *[c for c in leave_out if c in t.columns]))

@@ -5,16 +5,8 @@ import duckdb
 import ibis.common.exceptions
 import pandas as pd
 
+from dagster_pmx.defs.reads import frame
 from dagster_pmx.resources import Warehouse
-
-
-def _as_duckdb_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Give ibis's datetimes (``datetime64[s]`` for a DATE) the microsecond unit DuckDB's own ``.df()``
-    gives them, so that a frame read either way is the same frame."""
-    for col in frame.columns:
-        if pd.api.types.is_datetime64_dtype(frame[col]):
-            frame[col] = frame[col].astype("datetime64[us]")
-    return frame
 
 
 def last_sessions(warehouse: Warehouse, sources: list[str]) -> dict[str, pd.Timestamp]:
@@ -24,7 +16,7 @@ def last_sessions(warehouse: Warehouse, sources: list[str]) -> dict[str, pd.Time
         with warehouse.ibis() as db:
             prices = db.table("prices", database="raw")
             rows = prices.filter(prices.source.isin(sources)).group_by("ticker").aggregate(last=prices.date.max())
-            last = _as_duckdb_frame(rows.to_pandas())
+            last = frame(rows)
     except (duckdb.Error, ibis.common.exceptions.TableNotFound):
         return {}
     return {t: pd.Timestamp(d) for t, d in zip(last["ticker"], last["last"], strict=True)}
@@ -33,4 +25,4 @@ def last_sessions(warehouse: Warehouse, sources: list[str]) -> dict[str, pd.Time
 def stored_prices(warehouse: Warehouse, columns: list[str]) -> pd.DataFrame:
     """``columns`` of every row of ``raw.prices``."""
     with warehouse.ibis() as db:
-        return _as_duckdb_frame(db.table("prices", database="raw").select(*columns).to_pandas())
+        return frame(db.table("prices", database="raw").select(*columns))

@@ -1,6 +1,6 @@
 """What the portfolio assets read from the warehouse, as ibis expressions.
 
-Filters and aggregations run in DuckDB and only their result reaches pandas; :func:`as_frame`
+Filters and aggregations run in DuckDB and only their result reaches pandas; :func:`~dagster_pmx.defs.reads.frame`
 gives the dtypes DuckDB's ``.df()`` gave, so the library receives the frames it received when
 these reads were SQL.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import ibis
 import pandas as pd
 
-from dagster_pmx.defs.frames import as_frame
+from dagster_pmx.defs.reads import frame
 from dagster_pmx.resources import Warehouse
 
 #: The tables the allocations asset writes: a resumed run extends all of them.
@@ -30,7 +30,7 @@ def macro_series(warehouse: Warehouse, series: tuple[str, ...]) -> dict[str, pd.
     """Each of the staged macro ``series`` that has values, by date."""
     with warehouse.ibis() as db:
         t = db.table("stg_macro", database="staging")
-        rows = as_frame(t.filter(t.series_id.isin(list(series))).select("series_id", "date", "value").order_by("date"))
+        rows = frame(t.filter(t.series_id.isin(list(series))).select("series_id", "date", "value").order_by("date"))
     return {
         k: pd.Series(g["value"].to_numpy(), index=pd.DatetimeIndex(g["date"])) for k, g in rows.groupby("series_id")
     }
@@ -80,12 +80,12 @@ def signal_inputs(warehouse: Warehouse, since: pd.Timestamp | None) -> SignalInp
             confidence=ibis.null("float64"),
             tradable=ibis.null("boolean"),
         )
-        signals = as_frame(governed.union(own, distinct=False))
+        signals = frame(governed.union(own, distinct=False))
         if signals.empty:
             return None
-        grid = pd.DatetimeIndex(as_frame(s.select("date").distinct().order_by("date"))["date"])
+        grid = pd.DatetimeIndex(frame(s.select("date").distinct().order_by("date"))["date"])
         both = s.select("ticker", "date").union(models.select("ticker", date=f.asof_date), distinct=False)
-        universe = as_frame(both.aggregate(first=both.date.min(), tickers=both.ticker.collect(distinct=True)))
+        universe = frame(both.aggregate(first=both.date.min(), tickers=both.ticker.collect(distinct=True)))
     return SignalInputs(signals, grid, pd.Timestamp(universe["first"].iloc[0]), set(universe["tickers"].iloc[0]))
 
 
@@ -93,7 +93,7 @@ def regime_probabilities(warehouse: Warehouse) -> pd.DataFrame:
     """The HMM's filtered market-regime probabilities, sessions by regimes."""
     with warehouse.ibis() as db:
         t = db.table("regime_probabilities", database="ml")
-        probs = as_frame(t.select("date", "regime", "probability"))
+        probs = frame(t.select("date", "regime", "probability"))
     return probs.pivot(index="date", columns="regime", values="probability").sort_index()
 
 
@@ -101,7 +101,7 @@ def market_volatility(warehouse: Warehouse) -> pd.Series:
     """The benchmark's annualised 21-session volatility per session, as dbt computes it for the features."""
     with warehouse.ibis() as db:
         t = db.table("int_market", database="intermediate")
-        vol = as_frame(t.select("date", "market_vol_21"))
+        vol = frame(t.select("date", "market_vol_21"))
     return pd.Series(vol["market_vol_21"].to_numpy(), index=pd.DatetimeIndex(vol["date"]))
 
 
@@ -109,7 +109,7 @@ def bond_shares(warehouse: Warehouse) -> pd.Series:
     """The safe sleeve's share in the bond proxy per session (ml.safe_sleeve)."""
     with warehouse.ibis() as db:
         t = db.table("safe_sleeve", database="ml")
-        sleeve = as_frame(t.select("date", "bond_share"))
+        sleeve = frame(t.select("date", "bond_share"))
     return pd.Series(sleeve["bond_share"].to_numpy(), index=pd.DatetimeIndex(sleeve["date"]))
 
 
@@ -117,12 +117,12 @@ def stored_decisions(warehouse: Warehouse) -> pd.DataFrame:
     """The stored ``ml.strategy_decisions`` rows (``strategy, date, ticker, weight``)."""
     with warehouse.ibis() as db:
         t = db.table("strategy_decisions", database="ml")
-        return as_frame(t.select("strategy", "date", "ticker", "weight"))
+        return frame(t.select("strategy", "date", "ticker", "weight"))
 
 
 def stored_scales(warehouse: Warehouse) -> pd.DataFrame:
     """The stored drawdown control's scale per session (rows) and strategy (columns)."""
     with warehouse.ibis() as db:
         t = db.table("drawdown_control", database="marts")
-        scales = as_frame(t.select("strategy", "date", "scale"))
+        scales = frame(t.select("strategy", "date", "scale"))
     return scales.pivot(index="date", columns="strategy", values="scale")
