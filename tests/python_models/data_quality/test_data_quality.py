@@ -12,7 +12,7 @@ from numpy.testing import assert_allclose
 from python_models.data_quality.rules import RULES
 from python_models.data_quality.wall import SchemaError, normalise_columns, screen_prices
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 SESSIONS = pd.bdate_range("2021-01-04", periods=40)
 NOW = pd.Timestamp("2021-06-01 20:00", tz="America/New_York")

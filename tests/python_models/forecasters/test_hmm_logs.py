@@ -12,7 +12,7 @@ from python_models.evaluation.panel import run_panel
 from python_models.evaluation.walk_forward import WalkForwardConfig
 from python_models.forecasters.hmm import GaussianHmm
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def not_converging(extra: int = 0) -> pd.Series:
@@ -38,7 +38,7 @@ def test_a_process_without_logging_set_up_prints_nothing():
     # as `make run`'s worker processes are: no handler anywhere, so a warning would go to the terminal
     code = (
         "from python_models.forecasters.hmm import GaussianHmm\n"
-        "from tests.python_models.test_hmm_logs import not_converging\n"
+        "from tests.python_models.forecasters.test_hmm_logs import not_converging\n"
         "GaussianHmm().fit(not_converging())\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
