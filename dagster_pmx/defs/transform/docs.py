@@ -16,8 +16,8 @@ from pathlib import Path
 
 import duckdb
 
+from dagster_pmx.config import load_config
 from dagster_pmx.defs.transform.project import DBT_DIR, DBT_EXECUTABLE, dbt_project, ensure_packages
-from dagster_pmx.resources import DEFAULT_WAREHOUSE
 
 #: Where the site goes by default (inside dbt's own target folder: git-ignored, removed by ``make clean``).
 DOCS_DIR = DBT_DIR / "target" / "docs"
@@ -43,11 +43,12 @@ def docs_command(target: Path, empty_catalog: bool) -> list[str]:
 
 def build_docs(target: str | Path | None = None, warehouse: str | Path | None = None, quiet: bool = False) -> Path:
     """Build dbt's documentation site into ``target`` (default ``dbt_project/target/docs``) from the warehouse at
-    ``warehouse`` (default ``$PMX_WAREHOUSE``, else ``warehouse/pmx.duckdb``), and return the site's page.
+    ``warehouse`` (default: the configured one, pmx.toml's ``warehouse`` or ``$PMX_WAREHOUSE``), and return the
+    site's page.
 
     The warehouse is only read, and never created: without one the catalog is empty."""
     target = Path(target or DOCS_DIR).resolve()
-    warehouse = Path(warehouse or os.environ.get("PMX_WAREHOUSE") or DEFAULT_WAREHOUSE).expanduser().resolve()
+    warehouse = Path(warehouse or load_config().warehouse).expanduser().resolve()
     ensure_packages()
     target.mkdir(parents=True, exist_ok=True)
     # dbt's partial parse state from the last parse: dbt reuses what still holds, and parses the rest
