@@ -6,6 +6,7 @@ import pandas as pd
 
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.backtest.engine import backtester, load_market, read_books
+from dagster_pmx.defs.backtest.reads import daily_results, signal_models
 from dagster_pmx.defs.portfolio.assets import CONTROLLED
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.backtest.capacity import AUM_LEVELS, capacity_curve
@@ -99,13 +100,6 @@ def backtest_daily(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
     )
 
 
-def signal_models(warehouse: Warehouse) -> pd.DataFrame:
-    """The model behind marts.signals per (ticker, date): governed and barbell trade these."""
-    rows = warehouse.query("select ticker, date, model from marts.signals order by date")
-    rows["date"] = pd.to_datetime(rows["date"])
-    return rows
-
-
 def attribution(strategy: str, contributions: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
     """Per-session contributions summed by year, sleeve, ticker and the model behind each position."""
     long = (
@@ -147,9 +141,7 @@ def attribution(strategy: str, contributions: pd.DataFrame, models: pd.DataFrame
     "volatility, annual turnover, mean exposure, start and end date.",
 )
 def backtest_summary(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    daily = warehouse.query(
-        "select strategy, date, net_return, excess_return, turnover, exposure from marts.backtest_daily order by date"
-    )
+    daily = daily_results(warehouse, ["net_return", "excess_return", "turnover", "exposure"])
     bench = daily[daily["strategy"] == BENCHMARK].set_index("date")["net_return"]
     rows = []
     for strategy, g in daily.groupby("strategy", sort=True):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from dagster_pmx.defs.backtest.reads import allocation_rows, bond_returns, market_rows
 from dagster_pmx.defs.reads import cash_rates
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.backtest.costs import CostModel
@@ -36,24 +37,10 @@ class Market:
 
 def load_market(warehouse: Warehouse, start) -> Market:
     """Read returns, opens, volumes and the cash rate from ``start`` (the first decision date) on."""
-    # dollar volume and the 21-session volatility come from the feature library, where dbt computes them
-    rows = warehouse.query(
-        """
-        select r.ticker, r.date, r.simple_return,
-               r.open * r.adj_close / r.close / lag(r.adj_close) over (partition by r.ticker order by r.date) - 1
-                   as open_return,
-               f.dollar_volume,
-               f.realized_vol_21 / sqrt(252) as volatility
-        from intermediate.int_returns r
-        left join marts.features f on f.ticker = r.ticker and f.date = r.date
-        """
-    )
+    rows = market_rows(warehouse)
     wide = {c: rows.pivot(index="date", columns="ticker", values=c).sort_index() for c in rows.columns[2:]}
     returns = wide["simple_return"]
-    sleeve = warehouse.query("select date, bond_return from ml.safe_sleeve")
-    returns[BOND] = pd.Series(sleeve["bond_return"].to_numpy(), index=pd.DatetimeIndex(sleeve["date"])).reindex(
-        returns.index
-    )
+    returns[BOND] = bond_returns(warehouse).reindex(returns.index)
     keep = returns.index >= pd.Timestamp(start)
     return Market(
         returns=returns.loc[keep],
@@ -102,10 +89,7 @@ def read_books(warehouse: Warehouse, strategies: list[str] | None = None) -> dic
 
     Every date with a row is a decision, so a date that is all CASH (nothing held) stays a
     decision to sell everything rather than vanishing and letting the book drift."""
-    where = ""
-    if strategies:
-        where = " where strategy in (" + ", ".join(f"'{s}'" for s in strategies) + ")"
-    alloc = warehouse.query(f"select strategy, date, ticker, weight from marts.allocations{where}")
+    alloc = allocation_rows(warehouse, strategies)
     alloc["date"] = pd.to_datetime(alloc["date"])
     books = {}
     for strategy, g in alloc.groupby("strategy"):

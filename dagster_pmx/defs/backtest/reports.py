@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs.backtest.assets import BENCHMARK
+from dagster_pmx.defs.backtest.reads import allocation_rows, tearsheet_inputs
 from dagster_pmx.resources import Warehouse
 from python_models.backtest.tearsheet import data_uri, figures, page
 from python_models.portfolio.allocation import BOND
@@ -43,25 +44,15 @@ def sleeve_weights(alloc: pd.DataFrame, top: int = 5) -> pd.DataFrame:
     "plots are also this asset's metadata.",
 )
 def tearsheet(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    daily = warehouse.query(
-        "select strategy, date, net_return, equity, drawdown from marts.backtest_daily order by date"
-    )
+    daily, summary, leaderboard = tearsheet_inputs(warehouse)
     daily["date"] = pd.to_datetime(daily["date"])
-    summary = warehouse.query(
-        "select strategy, sharpe, sortino, cagr, volatility, max_drawdown, calmar, information_ratio, turnover, "
-        "exposure from marts.backtest_summary order by sharpe desc"
-    )
-    leaderboard = warehouse.query(
-        "select horizon, rank, model, mse_ratio, directional_accuracy, da_low, da_high from marts.model_leaderboard "
-        "order by horizon, rank"
-    )
     bench = daily[daily["strategy"] == BENCHMARK].set_index("date")
     sections = {}
     for strategy in TEARSHEET_STRATEGIES:
         own = daily[daily["strategy"] == strategy].set_index("date")
         if own.empty:
             continue
-        alloc = warehouse.query("select date, ticker, weight from marts.allocations where strategy = ?", [strategy])
+        alloc = allocation_rows(warehouse, [strategy])[["date", "ticker", "weight"]]
         sections[strategy] = figures(strategy, own, bench, sleeve_weights(alloc))
     if not sections:
         raise ValueError(f"marts.backtest_daily holds none of {TEARSHEET_STRATEGIES}")

@@ -197,23 +197,3 @@ def test_hit_rate_counts_days_that_beat_cash_when_excess_returns_are_given():
     zero = pd.Series(0.0, index=idx)
     assert summarize(net, zero, zero)["hit_rate"] == pytest.approx(5 / 6)  # interest counts as wins
     assert summarize(net, zero, zero, excess_return=excess)["hit_rate"] == pytest.approx(2 / 3)
-
-
-def test_period_statistics_by_year_agree_with_empyrical_and_stress_windows_are_labelled():
-    import empyrical as ep
-
-    from python_models.backtest.performance import period_statistics, sharpe_ratio, stress_labels
-
-    rng = np.random.default_rng(31)
-    idx = pd.bdate_range("2007-06-01", "2010-06-30")
-    r = pd.Series(rng.normal(0.0002, 0.015, len(idx)), index=idx)
-    years = period_statistics(r, pd.Series(idx.year, index=idx)).set_index("period")
-    agg = ep.aggregate_returns(r, "yearly")
-    assert_allclose(years["total_return"].to_numpy(), agg.to_numpy(), rtol=1e-12)
-    y2009 = r[r.index.year == 2009]
-    assert_allclose(years.loc["2009", "sharpe"], sharpe_ratio(y2009))
-    assert_allclose(years.loc["2009", "max_drawdown"], ep.max_drawdown(y2009), rtol=1e-12)
-    assert years.loc["2009", "sessions"] == len(y2009)
-    stress = period_statistics(r, stress_labels(idx)).set_index("period")
-    assert list(stress.index) == ["2008-2009 financial crisis"]  # the only window this sample covers
-    assert stress.iloc[0]["sessions"] == ((idx >= "2008-01-01") & (idx <= "2009-12-31")).sum()

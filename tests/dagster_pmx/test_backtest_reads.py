@@ -1,0 +1,120 @@
+"""The backtest and report reads (ibis expressions) return what the SQL they replaced returned, dtypes
+and NULLs included."""
+
+import duckdb
+import pandas as pd
+import pytest
+
+from dagster_pmx.defs.backtest import reads
+from dagster_pmx.resources import Warehouse
+
+SETUP = """
+create schema intermediate; create schema marts; create schema ml;
+create table intermediate.int_returns as
+    select tk as ticker, d::date as date, random() / 100 as simple_return,
+        case when tk = 'B' then null else 10 + random() end as open,
+        10 + random() as close, 10 + random() as adj_close
+    from range(date '2020-01-01', date '2020-03-01', interval 1 day) t(d), (values ('A'), ('B')) u(tk);
+create table marts.features as
+    select ticker, date, case when ticker = 'A' then random() * 1e6 end as dollar_volume,
+        random() as realized_vol_21, now()::timestamp as refreshed_at
+    from intermediate.int_returns where day(date) <> 7;
+create table ml.safe_sleeve as select distinct date, random() / 1000 as bond_return from intermediate.int_returns;
+create table marts.allocations as
+    select s as strategy, date::timestamp as date, ticker, random() as weight
+    from intermediate.int_returns, (values ('barbell'), ('governed'), ('risk_parity')) v(s);
+create table marts.signals as select ticker, date, 'm' || (day(date) % 3) as model from intermediate.int_returns;
+create table marts.backtest_daily as
+    select strategy, date, random() as net_return, random() as excess_return, random() as turnover,
+        random() as exposure, 1 + random() as equity, -random() as drawdown
+    from marts.allocations group by strategy, date;
+create table marts.backtest_summary as
+    select strategy, case when strategy = 'governed' then null else random() end as sharpe, random() as sortino,
+        random() as cagr, random() as volatility, -random() as max_drawdown, random() as calmar,
+        random() as information_ratio, random() as turnover, random() as exposure
+    from (select distinct strategy from marts.allocations);
+create table marts.model_leaderboard as
+    select h as horizon, r as rank, 'm' || r as model, random() as mse_ratio, random() as directional_accuracy,
+        random() as da_low, random() as da_high
+    from (values (21), (1)) a(h), range(3) b(r);
+"""
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    path = tmp_path_factory.mktemp("backtest_reads") / "w.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("select setseed(0.25)")
+        con.execute(SETUP)
+    return Warehouse(path=str(path))
+
+
+def sql(warehouse: Warehouse, query: str) -> pd.DataFrame:
+    with duckdb.connect(warehouse.path, read_only=True) as con:
+        return con.execute(query).df()
+
+
+def by(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return frame.sort_values(keys).reset_index(drop=True)
+
+
+def test_market_rows_equal_the_sql_join_and_window(warehouse):
+    expected = sql(
+        warehouse,
+        """
+        select r.ticker, r.date, r.simple_return,
+               r.open * r.adj_close / r.close / lag(r.adj_close) over (partition by r.ticker order by r.date) - 1
+                   as open_return,
+               f.dollar_volume,
+               f.realized_vol_21 / sqrt(252) as volatility
+        from intermediate.int_returns r
+        left join marts.features f on f.ticker = r.ticker and f.date = r.date
+        """,
+    )
+    got = reads.market_rows(warehouse)
+    assert got["open_return"].isna().any() and got["volatility"].isna().any()
+    pd.testing.assert_frame_equal(by(got, ["ticker", "date"]), by(expected, ["ticker", "date"]))
+
+
+def test_sleeve_allocations_signals_and_daily_equal_the_sql(warehouse):
+    sleeve = sql(warehouse, "select date, bond_return from ml.safe_sleeve")
+    expected = pd.Series(sleeve["bond_return"].to_numpy(), index=pd.DatetimeIndex(sleeve["date"]))
+    pd.testing.assert_series_equal(reads.bond_returns(warehouse).sort_index(), expected.sort_index())
+    keys = ["strategy", "date", "ticker"]
+    alloc = sql(warehouse, "select strategy, date, ticker, weight from marts.allocations")
+    pd.testing.assert_frame_equal(by(reads.allocation_rows(warehouse), keys), by(alloc, keys))
+    some = sql(warehouse, "select strategy, date, ticker, weight from marts.allocations where strategy in ('barbell')")
+    pd.testing.assert_frame_equal(by(reads.allocation_rows(warehouse, ["barbell"]), keys), by(some, keys))
+    signals = sql(warehouse, "select ticker, date, model from marts.signals order by date")
+    got = reads.signal_models(warehouse)
+    assert got["date"].is_monotonic_increasing
+    pd.testing.assert_frame_equal(by(got, ["ticker", "date"]), by(signals, ["ticker", "date"]))
+    daily = sql(
+        warehouse,
+        "select strategy, date, net_return, excess_return, turnover, exposure from marts.backtest_daily order by date",
+    )
+    got = reads.daily_results(warehouse, ["net_return", "excess_return", "turnover", "exposure"])
+    pd.testing.assert_frame_equal(by(got, ["strategy", "date"]), by(daily, ["strategy", "date"]))
+
+
+def test_tearsheet_inputs_equal_the_sql_in_its_order(warehouse):
+    daily, summary, leaderboard = reads.tearsheet_inputs(warehouse)
+    expected = sql(warehouse, "select strategy, date, net_return, equity, drawdown from marts.backtest_daily")
+    pd.testing.assert_frame_equal(by(daily, ["strategy", "date"]), by(expected, ["strategy", "date"]))
+    pd.testing.assert_frame_equal(
+        summary,
+        sql(
+            warehouse,
+            "select strategy, sharpe, sortino, cagr, volatility, max_drawdown, calmar, information_ratio, turnover, "
+            "exposure from marts.backtest_summary order by sharpe desc",
+        ),
+    )
+    assert summary["sharpe"].isna().iloc[-1]  # NULLs last, as DuckDB's order by puts them
+    pd.testing.assert_frame_equal(
+        leaderboard,
+        sql(
+            warehouse,
+            "select horizon, rank, model, mse_ratio, directional_accuracy, da_low, da_high "
+            "from marts.model_leaderboard order by horizon, rank",
+        ),
+    )
