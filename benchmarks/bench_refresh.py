@@ -64,8 +64,9 @@ def main() -> int:
     # as in production, the code location (and its dbt parse) is set up for the warehouse it runs on,
     # so dbt's partial parsing applies; the parse is set-up, not part of either timing
     os.environ["PMX_WAREHOUSE"] = path
-    from dagster_pmx.defs.transform.project import DBT_DIR, DBT_EXECUTABLE, dbt_env
+    from dagster_pmx.defs.transform.project import DBT_DIR, DBT_EXECUTABLE, dbt_env, ensure_packages
 
+    ensure_packages()  # the vendored dbt_utils, linked offline (`dbt deps`) on a fresh clone
     subprocess.run(
         [DBT_EXECUTABLE, "parse", "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)],
         check=True,
