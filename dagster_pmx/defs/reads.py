@@ -21,7 +21,8 @@ def frame(expr: ir.Table) -> pd.DataFrame:
     """``expr`` executed, with the dtypes DuckDB's own ``.df()`` gives, so a read written in ibis hands the
     library the frame its SQL did: a DATE or TIMESTAMP as ``datetime64[us]`` (a TIMESTAMP_NS stays in
     nanoseconds), an integer or boolean column holding NULLs as pandas' nullable ``IntN`` / ``boolean``
-    (Arrow gives ``float64`` and ``object``).
+    (Arrow gives ``float64`` and ``object``), a text column without a value as ``object`` holding None
+    (Arrow gives pandas' ``str``), a DECIMAL as ``float64``.
 
     Through Arrow rather than ``expr.to_pandas()``: ibis's own conversion costs ~30-40 ms more on a wide
     frame (``marts.features``), which the daily refresh would pay on every run.
@@ -36,6 +37,11 @@ def frame(expr: ir.Table) -> pd.DataFrame:
             out[name] = column.astype(f"{'U' if dtype.is_unsigned_integer() else ''}Int{dtype.nbytes * 8}")
         elif dtype.is_boolean() and column.dtype == object:
             out[name] = column.astype("boolean")
+        elif dtype.is_string() and not column.notna().any():
+            # .df() gives a text column without a value (an empty result, all NULL) as object holding None
+            out[name] = pd.Series([None] * len(column), index=column.index, dtype=object)
+        elif dtype.is_decimal():
+            out[name] = column.astype("float64")  # .df() gives DECIMAL as float64, Arrow as Decimal objects
     return out
 
 

@@ -88,3 +88,15 @@ def test_last_date_leaves_out_one_ticker_and_is_none_on_an_empty_table(warehouse
     with duckdb.connect(empty.path) as con:
         con.execute("create schema marts; create table marts.signals (ticker varchar, date date)")
     assert reads.last_date(empty, "marts.signals") is None
+
+
+def test_frame_gives_text_without_values_and_decimals_as_duckdb_does(tmp_path):
+    odd = Warehouse(path=str(tmp_path / "odd.duckdb"))
+    with duckdb.connect(odd.path) as con:
+        con.execute(
+            "create table t as select null::varchar as empty_text, 'a' as text, 1.25::decimal(9, 2) as amount, "
+            "null::integer as missing_int from range(3)"
+        )
+    with odd.ibis() as db:
+        got = reads.frame(db.table("t"))
+    pd.testing.assert_frame_equal(got, sql(odd, "select * from t"))

@@ -89,3 +89,28 @@ def drift_features(
             t = t.filter(t.date >= pd.Timestamp(since))
         # drop() compiles to one `* exclude (...)`: a select of each of ~60 columns costs ~20 ms to compile
         return frame(t.drop("ticker", "refreshed_at", *[c for c in leave_out if c in t.columns]))
+
+
+def ungoverned_signals(warehouse: Warehouse) -> pd.DataFrame:
+    """``ticker, date, model, confidence, stopped, active`` of each tradable row of marts.signals that governance
+    does not allow, by date and ticker: its model not in marts.model_risk at that date, stopped, not the active
+    one, or its confidence under the 0.55 minimum (``stopped, active`` NULL where marts.model_risk has no row)."""
+    with warehouse.ibis() as db:
+        s = db.table("signals", database="marts")
+        r = db.table("model_risk", database="marts")
+        joined = s.left_join(r, [r.model == s.model, r.date == s.date])
+        rows = joined.filter(s.tradable & (r.model.isnull() | r.stopped | ~r.active | (s.confidence < 0.55))).select(
+            s.ticker, s.date, s.model, s.confidence, r.stopped, r.active
+        )
+        return frame(rows.order_by(["date", "ticker"]))
+
+
+def ungated_allocations(warehouse: Warehouse) -> pd.DataFrame:
+    """``date, ticker, weight, block_reason`` of each nonzero risky weight of the governed strategy in
+    marts.allocations whose signal in marts.signals may not trade, by date and ticker."""
+    with warehouse.ibis() as db:
+        a = db.table("allocations", database="marts")
+        s = db.table("signals", database="marts")
+        joined = a.join(s, [s.ticker == a.ticker, s.date == a.date])
+        rows = joined.filter(a.strategy == "governed", a.sleeve == "risky", a.weight != 0, ~s.tradable)
+        return frame(rows.select(a.date, a.ticker, a.weight, s.block_reason).order_by(["date", "ticker"]))

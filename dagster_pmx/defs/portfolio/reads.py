@@ -126,3 +126,70 @@ def stored_scales(warehouse: Warehouse) -> pd.DataFrame:
         t = db.table("drawdown_control", database="marts")
         scales = frame(t.select("strategy", "date", "scale"))
     return scales.pivot(index="date", columns="strategy", values="scale")
+
+
+def stored_signals(warehouse: Warehouse) -> pd.DataFrame:
+    """Every row and column of marts.signals (what its expectations validate)."""
+    with warehouse.ibis() as db:
+        return frame(db.table("signals", database="marts"))
+
+
+def allocations_after(warehouse: Warehouse, after: pd.Timestamp) -> pd.DataFrame:
+    """Every column of the marts.allocations rows dated after ``after``."""
+    with warehouse.ibis() as db:
+        t = db.table("allocations", database="marts")
+        return frame(t.filter(t.date > pd.Timestamp(after)))
+
+
+def price_staleness(warehouse: Warehouse) -> pd.DataFrame:
+    """``strategy, date, max_sessions_since_price`` per decision of marts.allocations: over its nonzero risky
+    weights, the most sessions since the ticker's last price at that close (1,000,000 for a ticker with no
+    price up to then, or none in intermediate.int_returns)."""
+    with warehouse.ibis() as db:
+        r = db.table("int_returns", database="intermediate")
+        s = db.table("int_sessions", database="intermediate")
+        stamped = r.join(s, r.date == s.date).select(r.ticker, r.date, s.session_index, r.has_price)
+        priced = ibis.ifelse(stamped.has_price, stamped.session_index, ibis.null("int64"))
+        since_price = stamped.session_index - priced.max().over(
+            ibis.cumulative_window(group_by="ticker", order_by="date")
+        )
+        last_price = stamped.select("ticker", "date", sessions_since_price=since_price)
+        a = db.table("allocations", database="marts")
+        a = a.filter(a.sleeve == "risky", a.weight != 0)
+        joined = a.left_join(last_price, [a.ticker == last_price.ticker, a.date == last_price.date])
+        return frame(
+            joined.group_by([a.strategy, a.date]).aggregate(
+                max_sessions_since_price=last_price.sessions_since_price.fill_null(1_000_000).max()
+            )
+        )
+
+
+def drawdown_control_violations(warehouse: Warehouse, max_gross: float) -> pd.DataFrame:
+    """``strategy, date, state, scale, gross, undecided`` of each session of marts.drawdown_control whose
+    control marts.allocations breaks, by strategy and date: risky gross (``gross``, NULL where nothing
+    risky was decided) above the scale times ``max_gross``, or no decision (``undecided``) on a session
+    where the scale changed."""
+    with warehouse.ibis() as db:
+        a = db.table("allocations", database="marts")
+        day = a.date.cast("date")
+        risky = (
+            a.filter(a.sleeve == "risky").group_by([a.strategy, day.name("date")]).aggregate(gross=a.weight.abs().sum())
+        )
+        decided = a.select(a.strategy, date=day).distinct()
+        c = db.table("drawdown_control", database="marts")
+        states = c.select(
+            "strategy",
+            "state",
+            "scale",
+            date=c.date.cast("date"),
+            previous_scale=c.scale.lag().over(group_by="strategy", order_by=c.date),
+        )
+        joined = states.left_join(
+            risky, [states.strategy == risky.strategy, states.date == risky.date], rname="{name}_risky"
+        ).left_join(decided, [states.strategy == decided.strategy, states.date == decided.date], rname="{name}_decided")
+        undecided = decided.date.isnull()
+        rows = joined.filter(
+            (risky.gross.fill_null(0) > states.scale * max_gross + 1e-9)
+            | ((states.previous_scale != states.scale) & undecided)
+        ).select(states.strategy, states.date, states.state, states.scale, risky.gross, undecided=undecided)
+        return frame(rows.order_by(["strategy", "date"]))

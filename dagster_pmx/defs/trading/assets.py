@@ -8,7 +8,7 @@ import pandas as pd
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.backtest.engine import backtester, load_market, read_books
 from dagster_pmx.defs.reads import sessions as session_calendar
-from dagster_pmx.defs.trading import ledger
+from dagster_pmx.defs.trading import ledger, reads
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.backtest.tearsheet import line_plot, markdown_image
 from python_models.trading.paper_broker import PaperBroker
@@ -75,13 +75,10 @@ def paper_ledger(context: dg.AssetExecutionContext, warehouse: Warehouse, settin
         booked[strategy] = dates
         context.log.info(f"{strategy}: {len(dates)} sessions to book after {state.last or 'a new ledger'}")
     counts = ledger.append(warehouse, ledgers, context.run_id)
-    nav = warehouse.query(f"select strategy, date, nav from {ledger.table('nav')} order by date")
+    nav, rows = reads.ledger_summary(warehouse, ledger.SCHEMAS)
     latest = nav.groupby("strategy")["nav"].last().round(2).to_dict()
     for name in ledger.SCHEMAS:
-        metadata = {
-            "rows_appended": counts[name],
-            "dagster/row_count": int(warehouse.query(f"select count(*) as n from {ledger.table(name)}")["n"].iloc[0]),
-        }
+        metadata = {"rows_appended": counts[name], "dagster/row_count": rows[name]}
         if name == "nav":
             metadata |= {
                 "sessions_booked": str({s: len(d) for s, d in booked.items()}),

@@ -12,6 +12,7 @@ import pandas as pd
 
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.backtest.engine import Market, cost_model
+from dagster_pmx.defs.trading import reads
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.portfolio.allocation import BOND
 from python_models.trading.broker import Account, Order, SessionBar
@@ -63,9 +64,8 @@ def paper_config(settings: PmxSettings, market: Market, tickers) -> PaperConfig:
 
 def raw_closes(warehouse: Warehouse, market: Market) -> pd.DataFrame:
     """Raw closes (sessions by tickers) and the bond proxy's level, first marks of new positions."""
-    rows = warehouse.query("select ticker, date, close from intermediate.int_returns where close is not null")
+    rows, sleeve = reads.price_marks(warehouse)
     closes = rows.pivot(index="date", columns="ticker", values="close").reindex(market.returns.index)
-    sleeve = warehouse.query("select date, bond_return from ml.safe_sleeve order by date")
     bond = pd.Series(sleeve["bond_return"].to_numpy(float), index=pd.DatetimeIndex(sleeve["date"]))
     # the level is compounded from the sleeve's first known return, so it does not depend on the start
     bond = bond.loc[bond.first_valid_index() :] if bond.notna().any() else bond.iloc[:0]
@@ -100,19 +100,13 @@ class State:
 
 def load_state(warehouse: Warehouse, strategy: str, closes: pd.DataFrame) -> State:
     """The account at the last booked close and the orders placed then (they fill next session)."""
-    last = warehouse.query(f"select max(date) as d from {table('nav')} where strategy = ?", [strategy])["d"].iloc[0]
-    if pd.isna(last):
+    booked = reads.booked_state(warehouse, strategy)
+    if booked is None:
         return State(last=None)
-    last = pd.Timestamp(last)
-    nav = warehouse.query(f"select nav, cash from {table('nav')} where strategy = ? and date = ?", [strategy, last])
-    held = warehouse.query(
-        f"select ticker, quantity, price from {table('positions')} where strategy = ? and date = ?", [strategy, last]
-    )
+    nav, held, orders = booked
+    last = pd.Timestamp(nav["date"].iloc[0])
     marks = closes.loc[last].dropna().to_dict() if last in closes.index else {}
     marks.update(dict(zip(held["ticker"], held["price"], strict=False)))
-    orders = warehouse.query(
-        f"select * from {table('orders')} where strategy = ? and decision_date = ? order by ticker", [strategy, last]
-    )
     open_orders = tuple(
         Order(
             order_id=o.order_id,
@@ -163,21 +157,14 @@ def append(warehouse: Warehouse, ledgers: dict[str, Ledger], run_id: str) -> dic
 
 def read_ledger(warehouse: Warehouse, strategy: str) -> Ledger:
     """One strategy's whole ledger, as :func:`python_models.trading.paper_trading.reconcile` reads it."""
-    frames = {
-        name: warehouse.query(f"select * from {table(name)} where strategy = ? order by {KEYS[name]}", [strategy])
-        for name in SCHEMAS
-    }
-    for frame in frames.values():
-        for column in ("date", "decision_date"):
-            if column in frame.columns:
-                frame[column] = pd.to_datetime(frame[column])
+    frames = reads.ledger_rows(warehouse, strategy, KEYS)  # dates as datetime64[us], as the reconciliation reads
     return Ledger(**frames)
 
 
 def booked_strategies(warehouse: Warehouse) -> list[str]:
     with warehouse.connect() as con:
         ensure_tables(con)
-    return warehouse.query(f"select distinct strategy from {table('nav')} order by 1")["strategy"].tolist()
+    return reads.booked_strategies(warehouse)
 
 
 def first_session(sessions: pd.DatetimeIndex, settings: PmxSettings) -> pd.Timestamp:
