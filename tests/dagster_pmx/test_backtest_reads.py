@@ -1,12 +1,11 @@
 """The backtest and report reads (ibis expressions) return what the SQL they replaced returned, dtypes
 and NULLs included."""
 
-import duckdb
 import pandas as pd
 import pytest
 
 from dagster_pmx.defs.backtest import reads
-from dagster_pmx.resources import Warehouse
+from tests.dagster_pmx.read_checks import seeded_warehouse, sql
 
 SETUP = """
 create schema intermediate; create schema marts; create schema ml;
@@ -42,16 +41,7 @@ create table marts.model_leaderboard as
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    path = tmp_path_factory.mktemp("backtest_reads") / "w.duckdb"
-    with duckdb.connect(str(path)) as con:
-        con.execute("select setseed(0.25)")
-        con.execute(SETUP)
-    return Warehouse(path=str(path))
-
-
-def sql(warehouse: Warehouse, query: str) -> pd.DataFrame:
-    with duckdb.connect(warehouse.path, read_only=True) as con:
-        return con.execute(query).df()
+    return seeded_warehouse(tmp_path_factory.mktemp("backtest_reads") / "w.duckdb", SETUP, seed=0.25)
 
 
 def by(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from dagster_pmx.defs.reads import frame
 from dagster_pmx.resources import Warehouse
 from python_models.governance.governor import GovernanceState
 from python_models.governance.policy import GovernancePolicy
+from tests.dagster_pmx.read_checks import seeded_warehouse, sql
 
 SETUP = """
 create schema intermediate; create schema marts; create schema ml; create schema staging;
@@ -63,16 +64,7 @@ SINCE = pd.Timestamp("2020-02-10")
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    path = tmp_path_factory.mktemp("domain_reads") / "w.duckdb"
-    with duckdb.connect(str(path)) as con:
-        con.execute("select setseed(0.25)")
-        con.execute(SETUP)
-    return Warehouse(path=str(path))
-
-
-def sql(warehouse: Warehouse, query: str, params: list | None = None) -> pd.DataFrame:
-    with duckdb.connect(warehouse.path, read_only=True) as con:
-        return con.execute(query, params or []).df()
+    return seeded_warehouse(tmp_path_factory.mktemp("domain_reads") / "w.duckdb", SETUP, seed=0.25)
 
 
 def series(frame: pd.DataFrame, value: str) -> pd.Series:

@@ -1,13 +1,12 @@
 """The forecasting and validation reads (ibis expressions) return what the SQL they replaced returned,
 dtypes and row order included."""
 
-import duckdb
 import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal, assert_series_equal
 
 from dagster_pmx.defs.forecasting import reads
-from dagster_pmx.resources import Warehouse
+from tests.dagster_pmx.read_checks import seeded_warehouse, sql
 
 SETUP = """
 create schema intermediate; create schema marts; create schema ml;
@@ -54,16 +53,7 @@ create table marts.signals as
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    path = tmp_path_factory.mktemp("reads") / "w.duckdb"
-    with duckdb.connect(str(path)) as con:
-        con.execute("select setseed(0.25)")
-        con.execute(SETUP)
-    return Warehouse(path=str(path))
-
-
-def sql(warehouse: Warehouse, query: str, params: list | None = None) -> pd.DataFrame:
-    with duckdb.connect(warehouse.path, read_only=True) as con:
-        return con.execute(query, params or []).df()
+    return seeded_warehouse(tmp_path_factory.mktemp("reads") / "w.duckdb", SETUP, seed=0.25)
 
 
 @pytest.mark.parametrize("since", [None, pd.Timestamp("2020-02-10")])

@@ -6,6 +6,7 @@ import pytest
 
 from dagster_pmx.defs import reads
 from dagster_pmx.resources import Warehouse
+from tests.dagster_pmx.read_checks import seeded_warehouse, sql
 
 SETUP = """
 create schema intermediate; create schema ml;
@@ -31,16 +32,7 @@ create table ml.ensemble_forecasts as  -- as the ensembles store it: target_date
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    path = tmp_path_factory.mktemp("reads") / "w.duckdb"
-    with duckdb.connect(str(path)) as con:
-        con.execute("select setseed(0.5)")
-        con.execute(SETUP)
-    return Warehouse(path=str(path))
-
-
-def sql(warehouse: Warehouse, query: str) -> pd.DataFrame:
-    with duckdb.connect(warehouse.path, read_only=True) as con:
-        return con.execute(query).df()
+    return seeded_warehouse(tmp_path_factory.mktemp("reads") / "w.duckdb", SETUP, seed=0.5)
 
 
 @pytest.mark.parametrize(

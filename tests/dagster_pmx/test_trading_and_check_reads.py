@@ -16,6 +16,7 @@ from dagster_pmx.defs.trading import ledger
 from dagster_pmx.defs.trading import reads as trading
 from dagster_pmx.resources import Warehouse
 from python_models.trading.broker import Account, Order
+from tests.dagster_pmx.read_checks import sql
 
 SETUP = """
 create schema intermediate; create schema ml;
@@ -165,11 +166,6 @@ def warehouse(tmp_path_factory):
 def empty(tmp_path_factory):
     """A warehouse whose ledger tables exist and hold nothing."""
     return build(tmp_path_factory.mktemp("empty_ledger") / "w.duckdb")
-
-
-def sql(warehouse: Warehouse, query: str, params: list | None = None) -> pd.DataFrame:
-    with duckdb.connect(warehouse.path, read_only=True) as con:
-        return con.execute(query, params or []).df()
 
 
 def by(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
