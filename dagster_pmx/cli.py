@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -235,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0].startswith("--job") or argv[0] == "--full-refresh":
         argv = ["run", *argv]  # `python -m dagster_pmx.cli [--job ...]`, as before the subcommands
     args = parser().parse_args(argv)
+    if args.handler in (jobs, config) and hasattr(signal, "SIGPIPE"):
+        # `pmx jobs | head` ends quietly, as a Unix listing does; not for runs, whose HTTP clients must see
+        # a closed connection as an error to retry rather than die of the signal
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     ensure_dagster_home()
     return int(args.handler(args))
 
