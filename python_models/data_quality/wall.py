@@ -17,20 +17,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from python_models.data_quality.normalise import COLUMNS, PRICE_FIELDS, SchemaError, normalise_columns
-from python_models.data_quality.report import REPORT_COLUMNS, findings
+from python_models.data_quality.normalise import PRICE_FIELDS
+from python_models.data_quality.report import findings
 from python_models.data_quality.rules import RULES, Outcome, Rule
 from python_models.data_quality.screening import Screening
 
 __all__ = [
-    "COLUMNS",
-    "PRICE_FIELDS",
     "QUARANTINE_COLUMNS",
-    "REPORT_COLUMNS",
-    "RULES",
-    "SchemaError",
     "Screened",
-    "normalise_columns",
     "screen_prices",
 ]
 

@@ -30,7 +30,6 @@ from python_models.forecasters.base import (
 )
 
 __all__ = [
-    "DEFAULT_HORIZONS",
     "FORECAST_COLUMNS",
     "POOLED",
     "Fold",

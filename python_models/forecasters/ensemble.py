@@ -31,8 +31,6 @@ from python_models.forecasters.base import INTERVAL_LEVEL
 from python_models.forecasters.ensemble_weights import (
     inverse_mse_weights,
     regime_weights,
-    schedule,
-    simplex_least_squares,
     stacking_weights,
 )
 
@@ -42,12 +40,7 @@ __all__ = [
     "WEIGHT_COLUMNS",
     "combine_forecasts",
     "ensemble_panel",
-    "inverse_mse_weights",
     "regime_table",
-    "regime_weights",
-    "schedule",
-    "simplex_least_squares",
-    "stacking_weights",
 ]
 
 #: Variant name -> model name written to the forecast tables.

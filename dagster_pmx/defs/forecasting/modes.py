@@ -22,8 +22,8 @@ from dagster_pmx.defs.forecasting import reads
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.evaluation.panel import PanelRun, run_panel
 from python_models.evaluation.refresh import forecast_from_fits, refit_latest
-from python_models.evaluation.walk_forward import DEFAULT_HORIZONS, POOLED, FoldFit, WalkForwardConfig
-from python_models.forecasters.base import Forecaster, PanelForecaster
+from python_models.evaluation.walk_forward import POOLED, FoldFit, WalkForwardConfig
+from python_models.forecasters.base import DEFAULT_HORIZONS, Forecaster, PanelForecaster
 from python_models.forecasters.registry import forecasters
 
 Model: TypeAlias = Forecaster | PanelForecaster

@@ -12,7 +12,8 @@ from dagster_pmx.defs import schemas
 from dagster_pmx.defs.ingest import reads
 from dagster_pmx.defs.ingest.sources import MACRO_COLUMNS, PRICE_COLUMNS, PriceSource, make_source
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.data_quality.wall import Screened, normalise_columns, screen_prices
+from python_models.data_quality.normalise import normalise_columns
+from python_models.data_quality.wall import Screened, screen_prices
 
 PRICES_DDL = """
 create table if not exists raw.prices (

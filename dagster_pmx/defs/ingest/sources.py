@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from python_models.data_quality.wall import SchemaError, normalise_columns
+from python_models.data_quality.normalise import SchemaError, normalise_columns
 
 PRICE_COLUMNS = ["ticker", "date", "open", "high", "low", "close", "adj_close", "volume", "source"]
 MACRO_COLUMNS = ["series_id", "date", "value", "unit", "source"]
@@ -120,7 +120,7 @@ class CsvFolderSource(PriceSource):
     Schema: ``date`` and ``close`` are required; ``open``, ``high``, ``low``, ``adj_close``
     (defaults to ``close``) and ``volume`` are optional; ``ticker`` (or ``symbol``) when a file
     holds several tickers. Names are case-insensitive and common aliases are mapped (``Adj
-    Close``, ``adjusted_close``, ``timestamp``...; see :func:`python_models.data_quality.wall.normalise_columns`).
+    Close``, ``adjusted_close``, ``timestamp``...; see :func:`python_models.data_quality.normalise.normalise_columns`).
     Values are read as text and typed by the data-quality wall, so a value that does not parse
     is quarantined with its row rather than failing the whole file. A file without ``date`` or
     ``close`` is refused with an error naming it.

@@ -27,7 +27,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from dagster_pmx.defs.refresh import IncrementalRun
 from dagster_pmx.defs.transform.project import dbt_env, dbt_project, ensure_manifest
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.evaluation.walk_forward import DEFAULT_HORIZONS
+from python_models.forecasters.base import DEFAULT_HORIZONS
 
 
 class DbtBuildConfig(dg.Config):

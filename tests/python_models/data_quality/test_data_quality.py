@@ -9,8 +9,9 @@ import pytest
 import yaml
 from numpy.testing import assert_allclose
 
+from python_models.data_quality.normalise import SchemaError, normalise_columns
 from python_models.data_quality.rules import RULES
-from python_models.data_quality.wall import SchemaError, normalise_columns, screen_prices
+from python_models.data_quality.wall import screen_prices
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -6,15 +6,14 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import optimize
 
-from python_models.forecasters.ensemble import (
-    VARIANTS,
-    ensemble_panel,
+from python_models.forecasters.ensemble import VARIANTS, ensemble_panel
+from python_models.forecasters.ensemble_weights import (
+    _hold,
     inverse_mse_weights,
     regime_weights,
     simplex_least_squares,
     stacking_weights,
 )
-from python_models.forecasters.ensemble_weights import _hold
 
 DATES = pd.bdate_range("2020-01-01", periods=400)
 

@@ -8,7 +8,8 @@ from scipy import stats
 
 from python_models.backtest.engine import run_backtest
 from python_models.backtest.performance import summarize
-from python_models.forecasters.ensemble import combine_forecasts, ensemble_panel, inverse_mse_weights
+from python_models.forecasters.ensemble import combine_forecasts, ensemble_panel
+from python_models.forecasters.ensemble_weights import inverse_mse_weights
 from python_models.portfolio.sizing import kelly_weights
 
 DATES = pd.bdate_range("2021-01-04", periods=300)
