@@ -82,6 +82,45 @@ MODEL_SCORES = _schema(
     ),
 )
 
+BASE_FORECASTS = _schema(
+    ("model", "varchar", "Single model (a name from python_models.forecasters.registry.MODELS)."),
+    ("ticker", "varchar", "Ticker forecast."),
+    ("asof_date", "timestamp", "Session at whose close the forecast was made; it uses no later information."),
+    ("horizon", "bigint", "Sessions ahead (1, 5, 21, 63)."),
+    ("y_pred", "double", "Expected simple return from the close of asof_date to the close of target_date."),
+    ("y_lower", "double", "Lower bound of the central 90 % prediction interval (simple return)."),
+    ("y_upper", "double", "Upper bound of the central 90 % prediction interval (simple return)."),
+    ("y_std", "double", "Predictive standard deviation of the simple return."),
+    ("confidence", "double", "Predictive probability that the realised return has the sign of y_pred."),
+    ("train_start", "timestamp", "First session of the fit's training window."),
+    ("train_end", "timestamp", "Last session of the fit's training window (before asof_date, purged)."),
+    ("converged", "boolean", "Whether the fit's estimation converged (true for models without the diagnostic)."),
+    ("target_date", "timestamp_ns", "The session horizon sessions after asof_date; NULL while beyond the data."),
+    ("fit_id", "varchar", "The fit behind the row, a key of ml.model_fits."),
+)
+
+ENSEMBLE_FORECASTS = _schema(
+    ("model", "varchar", "ensemble, ensemble_stacking or ensemble_regime."),
+    ("ticker", "varchar", "Ticker forecast."),
+    ("asof_date", "timestamp", "Session at whose close the combination was made."),
+    ("horizon", "bigint", "Sessions ahead."),
+    ("target_date", "timestamp_ns", "The session horizon sessions after asof_date; NULL while beyond the data."),
+    ("y_pred", "double", "Combined expected simple return over the horizon."),
+    ("y_lower", "double", "Lower bound of the central 90 % prediction interval."),
+    ("y_upper", "double", "Upper bound of the central 90 % prediction interval."),
+    ("y_std", "double", "Predictive standard deviation of the combination."),
+    ("confidence", "double", "Predictive probability that the realised return has the sign of y_pred."),
+)
+
+ENSEMBLE_WEIGHTS = _schema(
+    ("ensemble", "varchar", "The combination: ensemble, ensemble_stacking or ensemble_regime."),
+    ("ticker", "varchar", "Ticker."),
+    ("horizon", "bigint", "Sessions ahead."),
+    ("asof_date", "timestamp", "Session at whose close the weights apply."),
+    ("model", "varchar", "Single model weighted."),
+    ("weight", "double", "The model's weight in the combination (the weights of a row's combination sum to 1)."),
+)
+
 REGIME_PROBABILITIES = _schema(
     ("ticker", "varchar", "Series the regimes describe (the benchmark index: the market's regime)."),
     ("date", "timestamp_ns", "Session the probability is filtered at (uses sessions up to and including it)."),

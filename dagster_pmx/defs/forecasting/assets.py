@@ -33,6 +33,7 @@ class ForecastRun(dg.Config):
             group_name="forecasting",
             kinds={"python", "duckdb"},
             deps=[dg.AssetKey(["intermediate", "int_returns"]), dg.AssetKey(["marts", "features"])],
+            metadata={"dagster/column_schema": schemas.BASE_FORECASTS},
             description="Out-of-sample forecasts of every model in PMX_MODELS (default: random walk, GARCH(1,1)-t, "
             "GJR-GARCH-t, ARMA(1,1) via SARIMAX, SAMoSSA, Gaussian HMM, Bayesian ridge, XGBoost pooled across "
             "tickers on marts.features) for horizons 1/5/21/63 under walk-forward validation: rolling window, refit "
@@ -121,6 +122,7 @@ def regime_probabilities(
                 dg.AssetKey(["intermediate", "int_forward_returns"]),
                 dg.AssetKey(["ml", "regime_probabilities"]),
             ],
+            metadata={"dagster/column_schema": schemas.ENSEMBLE_FORECASTS},
             description="Three combinations of the single models, each from errors realised by its asof_date only, "
             "re-weighted every PMX_ENSEMBLE_REWEIGHT_EVERY sessions and shrunk toward equal weights: 'ensemble' "
             "(inverse trailing MSE), 'ensemble_stacking' (walk-forward least squares with non-negative weights "
@@ -132,6 +134,7 @@ def regime_probabilities(
             group_name="forecasting",
             kinds={"python", "duckdb"},
             deps=[dg.AssetKey(["ml", "base_forecasts"]), dg.AssetKey(["intermediate", "int_forward_returns"])],
+            metadata={"dagster/column_schema": schemas.ENSEMBLE_WEIGHTS},
             description="Each ensemble's weight on each model per (ticker, horizon, asof_date): column 'ensemble' "
             "names the combination, 'model' the single model.",
         ),

@@ -40,47 +40,6 @@ SCHEMAS = {
 
 Column = tuple[str, str, str]  # name, type, description
 
-#: Columns of Python tables whose asset declares no column schema yet. Their home is defs/schemas.py and the
-#: asset's ``dagster/column_schema`` metadata: once the asset declares them, a test asks to delete the entry.
-UNDECLARED_COLUMNS: dict[str, list[Column]] = {
-    "ml.base_forecasts": [
-        ("model", "varchar", "Single model (a name from python_models.forecasters.registry.MODELS)."),
-        ("ticker", "varchar", "Ticker forecast."),
-        ("asof_date", "timestamp", "Session at whose close the forecast was made; it uses no later information."),
-        ("horizon", "bigint", "Sessions ahead (1, 5, 21, 63)."),
-        ("y_pred", "double", "Expected simple return from the close of asof_date to the close of target_date."),
-        ("y_lower", "double", "Lower bound of the central 90 % prediction interval (simple return)."),
-        ("y_upper", "double", "Upper bound of the central 90 % prediction interval (simple return)."),
-        ("y_std", "double", "Predictive standard deviation of the simple return."),
-        ("confidence", "double", "Predictive probability that the realised return has the sign of y_pred."),
-        ("train_start", "timestamp", "First session of the fit's training window."),
-        ("train_end", "timestamp", "Last session of the fit's training window (before asof_date, purged)."),
-        ("converged", "boolean", "Whether the fit's estimation converged (true for models without the diagnostic)."),
-        ("target_date", "timestamp_ns", "The session horizon sessions after asof_date; NULL while beyond the data."),
-        ("fit_id", "varchar", "The fit behind the row, a key of ml.model_fits."),
-    ],
-    "ml.ensemble_forecasts": [
-        ("model", "varchar", "ensemble, ensemble_stacking or ensemble_regime."),
-        ("ticker", "varchar", "Ticker forecast."),
-        ("asof_date", "timestamp", "Session at whose close the combination was made."),
-        ("horizon", "bigint", "Sessions ahead."),
-        ("target_date", "timestamp_ns", "The session horizon sessions after asof_date; NULL while beyond the data."),
-        ("y_pred", "double", "Combined expected simple return over the horizon."),
-        ("y_lower", "double", "Lower bound of the central 90 % prediction interval."),
-        ("y_upper", "double", "Upper bound of the central 90 % prediction interval."),
-        ("y_std", "double", "Predictive standard deviation of the combination."),
-        ("confidence", "double", "Predictive probability that the realised return has the sign of y_pred."),
-    ],
-    "ml.ensemble_weights": [
-        ("ensemble", "varchar", "The combination: ensemble, ensemble_stacking or ensemble_regime."),
-        ("ticker", "varchar", "Ticker."),
-        ("horizon", "bigint", "Sessions ahead."),
-        ("asof_date", "timestamp", "Session at whose close the weights apply."),
-        ("model", "varchar", "Single model weighted."),
-        ("weight", "double", "The model's weight in the combination (the weights of a row's combination sum to 1)."),
-    ],
-}
-
 #: Tables Python writes beside an asset's own table (no asset of their own): description and columns.
 SIDE_TABLES: dict[str, tuple[str, list[Column]]] = {
     "ml.model_fits": (
@@ -158,8 +117,6 @@ def python_tables(specs: list[dg.AssetSpec] | None = None) -> list[Table]:
         schema = spec.metadata.get("dagster/column_schema")
         if schema is not None:
             columns = [(c.name, c.type, c.description or "") for c in schema.columns]
-        elif name in UNDECLARED_COLUMNS:
-            columns = UNDECLARED_COLUMNS[name]
         else:
             raise ValueError(f"asset {key.to_user_string()} declares no column schema: add one to defs/schemas.py")
         tables[name] = Table(*key.path, spec.description or "", columns)
