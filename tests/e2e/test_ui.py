@@ -71,11 +71,23 @@ RUNS = "{ runsOrError { ... on Runs { results { runId } } } }"
 ASSETS = "{ assetNodes { assetKey { path } groupName description } }"
 
 
-def dismiss_welcome(page) -> None:
-    """A new browser profile is greeted by Dagster's community pop-up: skip it, as a user would."""
-    skip = page.get_by_role("button", name="Skip")
-    if skip.count():
-        skip.first.click()
+def dismiss_dialogs(page) -> None:
+    """Close whatever dialog Dagster lays over the page, as a user would, whenever one appears.
+
+    A new browser profile is greeted by Dagster's community pop-up, and it may open after the page has
+    settled (CI once saw it cover "Materialize all" mid-click). Playwright calls this handler before any
+    action or assertion while a Blueprint backdrop is visible, then waits for the backdrop to go.
+    """
+
+    def close(_backdrop) -> None:
+        for name in ("Skip", "Dismiss", "Close", "Got it"):
+            button = page.get_by_role("button", name=name)
+            if button.count() and button.first.is_visible():
+                button.first.click()
+                return
+        page.keyboard.press("Escape")
+
+    page.add_locator_handler(page.locator(".dagster-backdrop, .bp5-overlay-backdrop").first, close)
 
 
 def test_the_ui_shows_the_graph_and_runs_a_materialization(tmp_path):
@@ -111,8 +123,8 @@ def test_the_ui_shows_the_graph_and_runs_a_materialization(tmp_path):
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
+            dismiss_dialogs(page)
             page.goto(f"{base}/locations/dagster_pmx.definitions/asset-groups/ingest", wait_until="networkidle")
-            dismiss_welcome(page)
             for name in ("prices", "macro", "quarantine"):
                 expect(page.get_by_text(name, exact=True).first).to_be_visible(timeout=60_000)
             page.screenshot(path=shots / "ingest_graph.png")
@@ -130,7 +142,6 @@ def test_the_ui_shows_the_graph_and_runs_a_materialization(tmp_path):
             expect(page.get_by_text("Success", exact=False).first).to_be_visible(timeout=60_000)
             page.screenshot(path=shots / "run.png")
             page.goto(f"{base}/locations/dagster_pmx.definitions/asset-groups/trading", wait_until="networkidle")
-            dismiss_welcome(page)
             expect(page.get_by_text("paper_nav", exact=True).first).to_be_visible(timeout=60_000)
             page.screenshot(path=shots / "trading_graph.png")
             browser.close()
