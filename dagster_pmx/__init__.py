@@ -1,1 +1,5 @@
-"""The pmx Dagster code location."""
+"""The pmx Dagster code location, and :func:`connect`: a read-only connection to its warehouse."""
+
+from dagster_pmx.reader import connect
+
+__all__ = ["connect"]

@@ -26,8 +26,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pandas as pd
+
+from dagster_pmx.lake import Lake
+from dagster_pmx.reader import connect
 
 SUMMARY_COLUMNS = [
     "sharpe",
@@ -76,20 +78,21 @@ def _watch(instance: dg.DagsterInstance, run_id: str, started: float, done: thre
         time.sleep(1.0)
 
 
-def print_summary(warehouse: str) -> None:
-    with duckdb.connect(warehouse, read_only=True) as con:
+def print_summary(lake: Lake, folder: Path) -> None:
+    with connect(lake=lake) as con:
         summary = con.execute("select * from marts.backtest_summary order by sharpe desc").df()
     pd.set_option("display.width", 200)
     table = summary.set_index("strategy")[SUMMARY_COLUMNS + ["start_date", "end_date"]]
     print("\nmarts.backtest_summary (net of costs; benchmark = S&P 500 buy-and-hold)")
     print(table.to_string(float_format=lambda x: f"{x:,.3f}"))
     print(f"""
-Where to look next
+Where to look next (readers never wait for a run, and a run never waits for them)
   SQL : make sql Q="select * from marts.model_scores order by horizon, dm_stat"   (read-only prompt: make sql)
-        any DuckDB >= 2.0 client works too: duckdb -readonly {warehouse}
-  Py  : duckdb.connect("{warehouse}", read_only=True).sql("select * from marts.signals limit 5")
+        any DuckDB 1.5 client: {lake.attach_sql(read_only=True)}; USE pmx;
+  Py  : import dagster_pmx; dagster_pmx.connect().sql("select * from marts.signals limit 5")
+  Runs: pmx runs   (the states kept for time travel: dagster_pmx.connect(run=...), pmx sql --run ...)
   UI  : make ui   (Dagster UI on http://127.0.0.1:3000: asset graph, runs, checks, schedules)
-  Report: {Path(warehouse).parent / "reports" / "tearsheet.html"}   (equity, drawdown, rolling Sharpe, allocation)
+  Report: {folder / "reports" / "tearsheet.html"}   (equity, drawdown, rolling Sharpe, allocation)
   Data quality: make sql Q="select * from marts.data_quality"   (quarantined rows: raw.quarantine)""")
 
 
@@ -115,13 +118,17 @@ def run(args: argparse.Namespace) -> int:
     if args.full_refresh:
         os.environ["PMX_FULL_REFRESH"] = "1"
 
+    from dagster_pmx.dead_runs import process_tags, recover_dead_runs
     from dagster_pmx.definitions import build_definitions
 
     defs = build_definitions()  # reads PMX_* now, not when the module was first imported
-    warehouse = defs.resources["warehouse"].abs_path
+    warehouse = defs.resources["warehouse"]
     started = time.time()
-    print(f"pmx: materializing job {args.job!r} into {warehouse}", flush=True)
+    print(f"pmx: materializing job {args.job!r} into {warehouse.lake.catalog}", flush=True)
     instance = dg.DagsterInstance.get()
+    # a run killed with kill -9 (the OOM killer, a reboot) keeps its pool slot, and this run would wait for it forever
+    for dead in recover_dead_runs(instance):
+        print(f"pmx: released run {dead}, whose process is gone: its warehouse slot is free again", flush=True)
     job = defs.resolve_job_def(args.job)
     run_id = str(uuid.uuid4())
     done = threading.Event()
@@ -136,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
                 instance=instance,
                 raise_on_error=False,
                 run_id=run_id,
+                tags=process_tags(),  # this process's pid and host: how recover_dead_runs tells it died
                 # a run config replaces the job's own (the forecasting mode of the daily refresh): keep it
                 run_config={**(job.run_config or {}), "loggers": {"console": {"config": {"log_level": "ERROR"}}}},
             )
@@ -153,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  - {e.event_type_value} {e.step_key}: {e.message}")
     if not result.success:
         return 1
-    print_summary(warehouse)
+    print_summary(warehouse.lake, warehouse.folder)
     return 0
 
 
@@ -161,7 +169,7 @@ def sql(args: argparse.Namespace) -> int:
     """``pmx sql``: one read-only statement, or a prompt."""
     from dagster_pmx import sql as sql_prompt
 
-    return sql_prompt.main(args.statement)
+    return sql_prompt.main(args.statement, run_id=args.run, snapshot=args.snapshot)
 
 
 def ui(args: argparse.Namespace) -> int:
@@ -176,7 +184,7 @@ def docs(args: argparse.Namespace) -> int:  # noqa: ARG001
     from dagster_pmx.config import load_config
     from dagster_pmx.defs.transform.docs import build_docs
 
-    build_docs(warehouse=load_config().warehouse)
+    build_docs(lake=load_config().lake)
     return 0
 
 
@@ -218,6 +226,8 @@ def parser() -> argparse.ArgumentParser:
     run_cmd.set_defaults(handler=run)
     sql_cmd = commands.add_parser("sql", help="read-only SQL on the warehouse: one statement, or a prompt")
     sql_cmd.add_argument("statement", nargs="*", help="a statement; none opens a prompt")
+    sql_cmd.add_argument("--run", help="read the state this run left (a run id or its first characters)")
+    sql_cmd.add_argument("--snapshot", type=int, help="read this DuckLake snapshot")
     sql_cmd.set_defaults(handler=sql)
     ui_cmd = commands.add_parser("ui", help="the Dagster UI for this code location")
     ui_cmd.add_argument("--host", default="127.0.0.1")

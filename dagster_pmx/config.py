@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dagster_pmx.lake import Lake
 from dagster_pmx.resources import DEFAULT_WAREHOUSE, PmxSettings
 
 #: Variable naming the configuration file.
@@ -37,6 +38,7 @@ DEFAULT_FILE = "pmx.toml"
 #: Sections of the file and the settings each holds; every setting is in exactly one.
 SECTIONS: dict[str, tuple[str, ...]] = {
     "run": ("warehouse", "workers", "full_refresh", "dbt_in_process"),
+    "storage": ("catalog", "data_path", "keep_daily", "keep_weekly", "backup_dir"),
     "data": ("source", "csv_dir", "tickers", "benchmark", "start_date", "end_date"),
     "sources": ("alphavantage_function", "yahoo_base_url", "alphavantage_base_url", "finnhub_base_url"),
     "forecasting": ("models", "forecast_start", "train_window", "refit_every", "embargo"),
@@ -60,6 +62,11 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 #: Settings that are not fields of :class:`PmxSettings` (read where they are used): type and default.
 OPERATIONAL: dict[str, tuple[type, Any]] = {
     "warehouse": (str, str(DEFAULT_WAREHOUSE)),
+    "catalog": (str, ""),  # empty: the SQLite catalog file `warehouse`; else sqlite:<file> or postgres:<dsn>
+    "data_path": (str, ""),  # empty: <warehouse>.files/
+    "keep_daily": (int, 30),  # run points kept: the last of each of this many days...
+    "keep_weekly": (int, 12),  # ...and the last of each of this many weeks
+    "backup_dir": (str, ""),  # empty: backups/ beside the warehouse
     "dbt_in_process": (bool, True),
     "alert_file": (str, ""),  # empty: $DAGSTER_HOME/alerts/run_failures.jsonl
     "alert_webhook": (str, ""),
@@ -76,7 +83,7 @@ SECRETS: dict[str, str] = {
 }
 
 #: Settings whose file value is a path, made relative to the file's folder.
-PATHS = ("warehouse", "csv_dir", "alert_file")
+PATHS = ("warehouse", "data_path", "backup_dir", "csv_dir", "alert_file")
 #: Comma-separated settings; the file may give them as an array of strings instead.
 LISTS = ("tickers", "models", "paper_strategies")
 #: Words that mark a key as a secret however it is spelled.
@@ -127,6 +134,11 @@ def _url(v: str) -> str | None:
 
 CHECKS: dict[str, Callable[[Any], str | None]] = {
     "workers": _at_least(1),
+    "keep_daily": _at_least(1),
+    "keep_weekly": _at_least(0),
+    "catalog": lambda v: (
+        None if v == "" or v.startswith(("sqlite:", "postgres:")) else "must start with sqlite: or postgres:"
+    ),  # noqa: E501
     "source": _one_of(*SOURCES),
     "start_date": _timestamp,
     "end_date": _timestamp,
@@ -222,8 +234,18 @@ class PmxConfig:
 
     @property
     def warehouse(self) -> str:
-        """Path of the DuckDB warehouse."""
+        """Path of the warehouse's catalog file (the DuckLake's SQLite catalog by default)."""
         return self.values["warehouse"]
+
+    @property
+    def lake(self) -> Lake:
+        """Where the warehouse's DuckLake catalog and data files are."""
+        return Lake.at(self.values["warehouse"], self.values["catalog"], self.values["data_path"])
+
+    @property
+    def backup_dir(self) -> Path:
+        """Folder ``pmx backup`` copies restore points to: ``backup_dir``, else ``backups/`` beside the warehouse."""
+        return Path(self.values["backup_dir"] or Path(self.values["warehouse"]).parent / "backups")
 
     @property
     def dbt_in_process(self) -> bool:

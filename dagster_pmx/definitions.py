@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from dagster_pmx import dead_runs
 from dagster_pmx.config import load_config
 from dagster_pmx.defs.backtest import assets as backtest_assets
 from dagster_pmx.defs.backtest import reports as backtest_reports
@@ -30,7 +31,9 @@ def default_resources() -> dict:
     (:mod:`dagster_pmx.config`): the warehouse path, the settings and whether dbt runs in this process."""
     config = load_config()
     return {
-        "warehouse": Warehouse(path=config.warehouse),
+        "warehouse": Warehouse(
+            path=config.warehouse, catalog=config.values["catalog"], data_path=config.values["data_path"]
+        ),
         "settings": config.pmx_settings(),
         "dbt": PmxDbtCli(
             project_dir=dbt_project,
@@ -62,7 +65,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         ),
         jobs=[jobs.full_build_job, jobs.daily_refresh_job, jobs.weekly_retrain_job, jobs.refresh_tickers_job],
         schedules=[jobs.daily_refresh_schedule, jobs.weekly_retrain_schedule],
-        sensors=[sensors.alert_on_run_failure],
+        sensors=[sensors.alert_on_run_failure, dead_runs.dead_runs_sensor],
         resources={**default_resources(), **(resources or {})},
         # One step at a time in the run's own process: DuckDB admits a single writing process.
         executor=dg.in_process_executor,

@@ -1,10 +1,10 @@
-"""Resources: the DuckDB warehouse and the pipeline settings, both configured by pmx.toml and PMX_* variables.
+"""Resources: the warehouse (a DuckLake) and the pipeline settings, both configured by pmx.toml and PMX_* variables.
 
-DuckDB admits one writing process at a time. The code location uses the in-process executor
-and one run at a time (docs/operating.md, "Warehouse writes never collide"): a run's process opens the warehouse
-once, when Dagster sets its resources up, and closes it when the run ends. Every method here
-works on a cursor of that database. Outside a run (an asset called as a plain function, a
-script) each method opens the file, does its work and closes it.
+A run's process attaches the lake once, when Dagster sets its resources up, and detaches it when
+the run ends; every method here works on a cursor of that connection, and each write is one
+DuckLake transaction (a snapshot readers may see). Readers never open this resource: they attach
+the lake read-only at a run point (:mod:`dagster_pmx.reader`). Outside a run (an asset called as a
+plain function, a script) each method attaches the lake, does its work and detaches it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ import ibis
 import pandas as pd
 from pydantic import PrivateAttr
 
+from dagster_pmx import run_points
+from dagster_pmx.lake import ALIAS, Lake, current_snapshot, transaction, use
+
 
 def project_root() -> Path:
     """The folder holding ``dbt_project/`` and ``warehouse/``: ``$PMX_PROJECT_DIR`` if set, else the
@@ -32,45 +35,70 @@ def project_root() -> Path:
 
 
 REPO_ROOT = project_root()
-DEFAULT_WAREHOUSE = REPO_ROOT / "warehouse" / "pmx.duckdb"
+DEFAULT_WAREHOUSE = REPO_ROOT / "warehouse" / "pmx.ducklake"
 
 
 class Warehouse(dg.ConfigurableResource):
-    """The DuckDB file that holds every schema (raw, staging, intermediate, ml, marts)."""
+    """The DuckLake that holds every schema (raw, staging, intermediate, ml, marts, ops).
+
+    ``path`` is its SQLite catalog file (the default, embedded set-up); ``catalog`` and ``data_path``
+    name a shared catalog (PostgreSQL) and data folder instead (docs/warehouse.md, "A team").
+    """
 
     path: str = str(DEFAULT_WAREHOUSE)
+    catalog: str = ""
+    data_path: str = ""
     _run_database: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
 
     @property
     def abs_path(self) -> str:
         return str(Path(self.path).expanduser().resolve())
 
+    @property
+    def lake(self) -> Lake:
+        """Where the lake's catalog and files are."""
+        return Lake.at(self.abs_path, self.catalog, self.data_path)
+
+    @property
+    def folder(self) -> Path:
+        """The folder beside the catalog file: reports, the source cache and local backups live here."""
+        return Path(self.abs_path).parent
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        # Opening the file costs ~20 ms (catalog and WAL are read again), and a daily refresh makes
-        # ~190 connections: 4 s of a job that should take seconds. Held open for the run, each one is a
-        # cursor (microseconds). dbt-duckdb, run in this process, shares the same database. An asset
-        # called as a plain function has no run: it opens the file per connection, as scripts do.
+        # Attaching costs ~0.2 s (extensions and catalog are read), and a daily refresh makes ~190
+        # connections: held for the run, each one is a cursor (microseconds). dbt-duckdb, run in this
+        # process, attaches the same lake itself. An asset called as a plain function has no run: it
+        # attaches per connection, as scripts do.
         if context.dagster_run is not None:
             self.hold()
 
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:  # noqa: ARG002
-        self.release()
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        try:
+            run = context.dagster_run
+            if run is not None and self._run_database is not None and not _failed_steps(context):
+                # every step succeeded: readers move on to the state this run left (dagster_pmx.run_points)
+                with self.connect() as con:
+                    run_points.record(con, run.run_id, run.job_name)
+        finally:
+            self.release()
 
     def hold(self) -> None:
-        """Keep the database open in this process until :meth:`release` (the run's lifetime)."""
+        """Keep the lake attached in this process until :meth:`release` (the run's lifetime)."""
         if self._run_database is None:
-            Path(self.abs_path).parent.mkdir(parents=True, exist_ok=True)
-            self._run_database = duckdb.connect(self.abs_path)
+            self._run_database = self.lake.open()
 
     def release(self) -> None:
-        """Close the database :meth:`hold` opened, so another process can open the file."""
+        """Detach the lake :meth:`hold` attached."""
         if self._run_database is not None:
             self._run_database.close()
             self._run_database = None
 
     @contextmanager
     def released(self) -> Iterator[None]:
-        """The file closed for the length of the block (a dbt subprocess writes it), then held again."""
+        """The lake detached for the length of the block (a dbt subprocess writes it), then attached again.
+
+        A DuckLake admits other processes at any time; detaching only drops this process's cached
+        catalog, so the block's writes are read afresh after it."""
         held = self._run_database is not None
         self.release()
         try:
@@ -81,13 +109,13 @@ class Warehouse(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection to the warehouse; ``read_only`` is honoured where the file is opened here
-        (inside a run, the run's database is read-write and the caller's SQL says what it does)."""
+        """A connection to the lake, its tables reachable unqualified (``raw.prices``); ``read_only`` is
+        honoured where the lake is attached here (inside a run, the run's connection writes and the
+        caller's SQL says what it does)."""
         if self._run_database is not None:
-            con = self._run_database.cursor()
+            con = use(self._run_database.cursor())
         else:
-            Path(self.abs_path).parent.mkdir(parents=True, exist_ok=True)
-            con = duckdb.connect(self.abs_path, read_only=read_only)
+            con = self.lake.open(read_only=read_only and self.lake.exists())
         try:
             yield con
         finally:
@@ -110,15 +138,18 @@ class Warehouse(dg.ConfigurableResource):
         schema = table.split(".")[0]
         with self.connect() as con:
             con.execute(f"create schema if not exists {schema}")
-            con.register("incoming", frame)
-            con.execute("begin transaction")
-            con.execute(f"create or replace table {table} as select * from incoming")
-            con.execute("commit")
+            # a DuckLake has no ENUM type: pandas categoricals are stored as their values
+            categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+            con.register("incoming", frame.astype({c: frame[c].cat.categories.dtype for c in categorical}))
+            transaction(con, [(f"create or replace table {table} as select * from incoming", [])])
             return int(con.execute(f"select count(*) from {table}").fetchone()[0])
 
     def tables(self) -> set[str]:
         """``schema.table`` of every table and view in the warehouse."""
-        rows = self.query("select table_schema || '.' || table_name as t from information_schema.tables")
+        rows = self.query(
+            "select table_schema || '.' || table_name as t from information_schema.tables where table_catalog = ?",
+            [ALIAS],
+        )
         return set(rows["t"])
 
     def last(self, table: str, column: str = "date") -> pd.Timestamp | None:
@@ -133,11 +164,29 @@ class Warehouse(dg.ConfigurableResource):
         writes the same rows); returns the table's row count."""
         with self.connect() as con:
             con.register("incoming", frame)
-            con.execute("begin transaction")
-            con.execute(f"delete from {table} where {column} > ?", [since])
-            con.execute(f"insert into {table} by name select * from incoming")
-            con.execute("commit")
+            transaction(
+                con,
+                [
+                    (f"delete from {table} where {column} > ?", [since]),
+                    (f"insert into {table} by name select * from incoming", []),
+                ],
+            )
             return int(con.execute(f"select count(*) from {table}").fetchone()[0])
+
+    def snapshot(self) -> int:
+        """The lake's latest snapshot id."""
+        with self.connect(read_only=True) as con:
+            return current_snapshot(con)
+
+
+def _failed_steps(context: dg.InitResourceContext) -> int:
+    """Steps of the context's run that failed so far (a failed blocking check fails its step too)."""
+    if context.instance is None or context.dagster_run is None:
+        return 0
+    records = context.instance.get_records_for_run(
+        context.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=1
+    ).records
+    return len(records)
 
 
 class PmxSettings(dg.ConfigurableResource):

@@ -2,18 +2,18 @@
 
 ``python -m dagster_pmx.sql "select * from marts.backtest_summary"`` runs one statement;
 with no argument it reads statements (ending in ``;``) from the terminal or standard input.
-pip's ``duckdb-cli`` (1.5) cannot read files written by the DuckDB 2.0 library pmx pins, so
-this uses the library itself.
+The prompt reads the state of the last successful run (:func:`dagster_pmx.connect`), and runs
+never wait for it; ``--run ID`` / ``--snapshot N`` read an earlier state.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
 import duckdb
 
 from dagster_pmx.config import load_config
+from dagster_pmx.reader import connect
 
 
 def run(con: duckdb.DuckDBPyConnection, statement: str) -> None:
@@ -25,12 +25,15 @@ def run(con: duckdb.DuckDBPyConnection, statement: str) -> None:
         print(f"error: {exc}", file=sys.stderr)
 
 
-def main(argv: list[str]) -> int:
-    path = load_config().warehouse  # pmx.toml, overridden by PMX_WAREHOUSE
-    if not os.path.exists(path):
-        print(f"no warehouse at {path}: run `make run` first", file=sys.stderr)
+def main(argv: list[str], run_id: str | None = None, snapshot: int | None = None) -> int:
+    lake = load_config().lake  # pmx.toml, overridden by PMX_WAREHOUSE / PMX_CATALOG
+    try:
+        con = connect(lake=lake, run=run_id, snapshot=snapshot)
+    except (FileNotFoundError, LookupError) as exc:
+        print(f"pmx sql: {exc}", file=sys.stderr)
         return 1
-    with duckdb.connect(path, read_only=True) as con:
+    path = lake.catalog
+    with con:
         if argv:
             run(con, " ".join(argv))
             return 0

@@ -14,6 +14,7 @@ import pickle
 import pandas as pd
 
 from dagster_pmx.defs.forecasting.reads import current_fits
+from dagster_pmx.lake import transaction
 from dagster_pmx.resources import Warehouse
 from python_models.evaluation.walk_forward import FoldFit
 
@@ -70,7 +71,7 @@ def load_fit(blob: bytes):
 
 FITS_DDL = """
 create table if not exists ml.model_fits (
-    fit_id varchar primary key, model varchar not null, ticker varchar not null,
+    fit_id varchar not null, model varchar not null, ticker varchar not null,
     train_start timestamp not null, train_end timestamp not null, converged boolean,
     fitted_by varchar not null, run_id varchar, fitted_at timestamp not null, params varchar, fit blob not null
 )"""
@@ -122,10 +123,14 @@ def store(warehouse: Warehouse, fits: dict[tuple[str, str], FoldFit], fitted_by:
         con.execute("create schema if not exists ml")
         con.execute(FITS_DDL)
         con.register("incoming", rows)
-        con.execute("begin transaction")
-        con.execute("delete from ml.model_fits where fit_id in (select fit_id from incoming)")
-        con.execute("insert into ml.model_fits by name select * from incoming")
-        con.execute("commit")
+        # fit_id stays unique: a DuckLake has no primary keys, so an id stored again replaces its row
+        transaction(
+            con,
+            [
+                ("delete from ml.model_fits where fit_id in (select fit_id from incoming)", []),
+                ("insert into ml.model_fits by name select * from incoming", []),
+            ],
+        )
     return len(rows)
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.forecasting import fits as fit_store
 from dagster_pmx.defs.forecasting import reads
+from dagster_pmx.lake import in_transaction
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.evaluation.panel import PanelRun, run_panel
 from python_models.evaluation.refresh import forecast_from_fits, refit_latest
@@ -213,24 +214,27 @@ def extend_forecasts(
     new["fit_id"] = fit_store.fit_ids(new, pooled) if len(new) else pd.Series(dtype="string")
     with warehouse.connect() as con:
         con.register("incoming", new[columns] if len(new) else new.reindex(columns=columns))
-        con.execute("begin transaction")
-        # a rerun of the same day replaces its own rows: identical rows, never duplicates
-        con.execute(
-            "delete from ml.base_forecasts f using incoming i where f.model = i.model and f.ticker = i.ticker "
-            "and f.asof_date = i.asof_date and f.horizon = i.horizon"
-        )
-        con.execute("insert into ml.base_forecasts by name select * from incoming")
-        # read inside the transaction, in SQL: the rows still without a target include those just inserted
-        pending = con.execute(
-            "select model, ticker, asof_date, horizon from ml.base_forecasts where target_date is null"
-        ).df()
-        arrived = arrived_targets(pending, returns)
-        con.register("arrived", arrived)
-        con.execute(
-            "update ml.base_forecasts f set target_date = a.target_date from arrived a where f.model = a.model "
-            "and f.ticker = a.ticker and f.asof_date = a.asof_date and f.horizon = a.horizon"
-        )
-        con.execute("commit")
+
+        def write() -> int:
+            # a rerun of the same day replaces its own rows: identical rows, never duplicates
+            con.execute(
+                "delete from ml.base_forecasts f using incoming i where f.model = i.model "
+                "and f.ticker = i.ticker and f.asof_date = i.asof_date and f.horizon = i.horizon"
+            )
+            con.execute("insert into ml.base_forecasts by name select * from incoming")
+            # read inside the transaction, in SQL: the rows still without a target include those just inserted
+            pending = con.execute(
+                "select model, ticker, asof_date, horizon from ml.base_forecasts where target_date is null"
+            ).df()
+            arrived = arrived_targets(pending, returns)
+            con.register("arrived", arrived)
+            con.execute(
+                "update ml.base_forecasts f set target_date = a.target_date from arrived a where f.model = a.model "
+                "and f.ticker = a.ticker and f.asof_date = a.asof_date and f.horizon = a.horizon"
+            )
+            return len(arrived)
+
+        arrived = in_transaction(con, write)  # one snapshot: readers never see forecasts without their targets
         total = con.execute("select count(*) from ml.base_forecasts").fetchall()[0][0]
     context.log.info(f"incremental: {len(new)} new forecast rows from {len(stored)} stored fits")
     yield dg.MaterializeResult(
@@ -241,7 +245,7 @@ def extend_forecasts(
             "rows_added": len(new),
             "new_origins": ", ".join(sorted({str(d)[:10] for d in new["asof_date"]})) if len(new) else "none",
             "fits_used": len(stored),
-            "targets_arrived": len(arrived),
+            "targets_arrived": arrived,
         },
     )
     yield dg.MaterializeResult(asset_key=["marts", "feature_importances"], metadata={"mode": "unchanged"})

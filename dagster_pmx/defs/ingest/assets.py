@@ -11,6 +11,7 @@ import pandas as pd
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.ingest import reads
 from dagster_pmx.defs.ingest.sources import MACRO_COLUMNS, PRICE_COLUMNS, PriceSource, make_source
+from dagster_pmx.lake import transaction
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.data_quality.normalise import normalise_columns
 from python_models.data_quality.wall import Screened, screen_prices
@@ -19,7 +20,7 @@ PRICES_DDL = """
 create table if not exists raw.prices (
     ticker varchar not null, date date not null, open double, high double, low double,
     close double, adj_close double, volume double, source varchar not null, ingested_at timestamp,
-    flags varchar, primary key (ticker, date, source)
+    flags varchar
 )"""
 QUARANTINE_DDL = """
 create table if not exists raw.quarantine (
@@ -29,7 +30,7 @@ create table if not exists raw.quarantine (
 ACTIONS_DDL = """
 create table if not exists raw.corporate_actions (
     ticker varchar not null, date date not null, action varchar not null, value double, source varchar not null,
-    ingested_at timestamp, primary key (ticker, date, action, source)
+    ingested_at timestamp
 )"""
 REPORT_DDL = """
 create table if not exists raw.ingest_report (
@@ -39,7 +40,7 @@ create table if not exists raw.ingest_report (
 MACRO_DDL = """
 create table if not exists raw.macro (
     series_id varchar not null, date date not null, value double, unit varchar, source varchar not null,
-    ingested_at timestamp, primary key (series_id, date, source)
+    ingested_at timestamp
 )"""
 
 #: Steps that reach the network retry the whole step with backoff (the HTTP client also retries each call).
@@ -85,11 +86,15 @@ def upsert(
             f"insert into {table}_audit select stored.*, now()::timestamp from {table} as stored "
             f"join incoming on {on} where {changed}"
         )
+        # a DuckLake has no primary keys: MERGE on the key keeps it unique (the wall has already
+        # dropped rows repeating a key within one delivery)
         write = (
-            f"insert or replace into {table} ({', '.join(columns)}, ingested_at) "
-            f"select {', '.join('incoming.' + c for c in columns)}, now()::timestamp from incoming "
-            f"left join {table} as stored on {on} "
-            f"where stored.{key[0]} is null or {changed}"
+            f"merge into {table} as stored using (select *, now()::timestamp as ingested_at from incoming) "
+            f"as incoming on {on} "
+            f"when matched and {changed} then update set "
+            + ", ".join(f"{c} = incoming.{c}" for c in [*values, "ingested_at"])
+            + f" when not matched then insert ({', '.join(columns)}, ingested_at) "
+            f"values ({', '.join('incoming.' + c for c in [*columns, 'ingested_at'])})"
         )
         for batch in batches:
             write_batch(con, batch[columns], [audit, write])
@@ -102,12 +107,9 @@ def row_count(con: duckdb.DuckDBPyConnection, table: str) -> int:
 
 
 def write_batch(con, batch: pd.DataFrame, statements: list[str]) -> None:
-    """Run ``statements`` over ``batch`` (registered as ``incoming``) in one transaction."""
+    """Run ``statements`` over ``batch`` (registered as ``incoming``) in one transaction: one snapshot."""
     con.register("incoming", batch)
-    con.execute("begin transaction")
-    for statement in statements:
-        con.execute(statement)
-    con.execute("commit")
+    transaction(con, [(statement, []) for statement in statements])
     con.unregister("incoming")
 
 
@@ -176,20 +178,25 @@ def store_findings(warehouse: Warehouse, screened: Screened) -> tuple[int, int]:
         con.execute(REPORT_DDL)
         con.register("incoming_q", q)
         con.register("incoming_r", screened.report)
-        con.execute("begin transaction")
-        con.execute(
-            "insert into raw.quarantine "
-            "select i.ticker, i.date, i.source, i.reason, i.detail, i.row_json, now()::timestamp from incoming_q i "
-            "where not exists (select 1 from raw.quarantine s "
-            "where s.source = i.source and s.reason = i.reason and s.row_json = i.row_json)"
-        )
+        statements: list[tuple[str, list]] = [
+            (
+                "insert into raw.quarantine "
+                "select i.ticker, i.date, i.source, i.reason, i.detail, i.row_json, now()::timestamp "
+                "from incoming_q i where not exists (select 1 from raw.quarantine s "
+                "where s.source = i.source and s.reason = i.reason and s.row_json = i.row_json)",
+                [],
+            )
+        ]
         if sources:
-            con.execute("delete from raw.ingest_report where source in (select unnest(?))", [sources])
-        con.execute(
-            "insert into raw.ingest_report select ticker, source, check_name, count, detail, now()::timestamp "
-            "from incoming_r"
+            statements.append(("delete from raw.ingest_report where source in (select unnest(?))", [sources]))
+        statements.append(
+            (
+                "insert into raw.ingest_report select ticker, source, check_name, count, detail, "
+                "now()::timestamp from incoming_r",
+                [],
+            )
         )
-        con.execute("commit")
+        transaction(con, statements)
         return len(q), row_count(con, "raw.quarantine")
 
 

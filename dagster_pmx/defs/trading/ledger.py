@@ -1,8 +1,8 @@
 """The paper ledger in the warehouse: its tables, the state a broker resumes from, and appends.
 
-Each table is append-only and keyed so that the database itself refuses a second booking
-of a session (primary keys on (strategy, date) and on the order id). Every row carries the
-run that wrote it.
+Each table is append-only and keyed: an append that would book a session (strategy, date) or an
+order id a second time is refused as a whole (a DuckLake has no primary keys, so :func:`append`
+checks the keys inside its transaction). Every row carries the run that wrote it.
 """
 
 from dataclasses import dataclass
@@ -13,6 +13,7 @@ import pandas as pd
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.backtest.engine import Market, cost_model
 from dagster_pmx.defs.trading import reads
+from dagster_pmx.lake import in_transaction
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.portfolio.allocation import BOND
 from python_models.trading.broker import Account, Order, SessionBar
@@ -42,11 +43,25 @@ def table(name: str) -> str:
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the ledger's tables (with their keys) where they do not exist."""
+    """Create the ledger's tables where they do not exist."""
     con.execute("create schema if not exists marts")
     for name, schema in SCHEMAS.items():
         columns = ", ".join(f"{c.name} {c.type}" for c in schema.columns)
-        con.execute(f"create table if not exists {table(name)} ({columns}, primary key ({KEYS[name]}))")
+        con.execute(f"create table if not exists {table(name)} ({columns})")
+
+
+def refuse_booked_keys(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Raise when ``incoming`` repeats a key of table ``name``, or one already booked there."""
+    keys = KEYS[name]
+    repeated = con.execute(
+        f"select {keys} from incoming group by {keys} having count(*) > 1 "
+        f"union all select {keys} from incoming join {table(name)} using ({keys}) limit 1"
+    ).fetchall()
+    if repeated:
+        raise ValueError(
+            f"the paper ledger refused a second booking of a session or order: {table(name)} already holds "
+            f"({keys}) = {repeated[0]}"
+        )
 
 
 def paper_config(settings: PmxSettings, market: Market, tickers) -> PaperConfig:
@@ -133,8 +148,9 @@ def append(warehouse: Warehouse, ledgers: dict[str, Ledger], run_id: str) -> dic
     booked_at = pd.Timestamp.now(tz="UTC").tz_localize(None)
     with warehouse.connect() as con:
         ensure_tables(con)
-        con.execute("begin transaction")
-        try:
+
+        def write() -> None:
+            counts.update(dict.fromkeys(SCHEMAS, 0))  # a retried transaction counts afresh
             for strategy, ledger in ledgers.items():
                 for name, frame in ledger.tables().items():
                     if frame.empty:
@@ -142,16 +158,12 @@ def append(warehouse: Warehouse, ledgers: dict[str, Ledger], run_id: str) -> dic
                     rows = frame.assign(strategy=strategy, run_id=run_id, booked_at=booked_at)
                     rows = rows[[c.name for c in SCHEMAS[name].columns]]
                     con.register("incoming", rows)
+                    refuse_booked_keys(con, name)
                     con.execute(f"insert into {table(name)} select * from incoming")
                     con.unregister("incoming")
                     counts[name] += len(rows)
-            con.execute("commit")
-        except duckdb.ConstraintException as error:
-            con.execute("rollback")
-            raise ValueError(f"the paper ledger refused a second booking of a session or order: {error}") from None
-        except Exception:
-            con.execute("rollback")
-            raise
+
+        in_transaction(con, write)
     return counts
 
 

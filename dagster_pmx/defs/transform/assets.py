@@ -70,8 +70,9 @@ def _build(
 ):
     """``dbt build`` of the asset's selection; ``after`` (a function of the build's events, which returns
     them) sees every event once dbt has finished, in this process and with the warehouse open again."""
-    # profiles.yml reads the warehouse path from PMX_WAREHOUSE; the resource is its only source.
-    os.environ.update(dbt_env(warehouse.abs_path))
+    # profiles.yml reads the lake's catalog and data path from PMX_CATALOG / PMX_DATA_PATH; the
+    # resource is their only source
+    os.environ.update(dbt_env(warehouse.lake))
     wanted = {
         "benchmark_ticker": settings.benchmark,
         "target_horizons": list(DEFAULT_HORIZONS),
@@ -84,11 +85,11 @@ def _build(
     args += ["--full-refresh"] if full or settings.full_refresh else []
     for selector in exclude:  # added to the asset definition's own --exclude (dbt takes their union)
         args += ["--exclude", selector]
-    if getattr(dbt, "in_process", False):  # dbt-duckdb shares this process's open warehouse
+    if getattr(dbt, "in_process", False):  # dbt-duckdb attaches the lake in this process
         events = dbt.cli(args, context=context).stream()
         yield from after(list(events)) if after else events
         return
-    with warehouse.released():  # a dbt subprocess must open the file itself
+    with warehouse.released():  # the run's catalog cache is read afresh after the subprocess's writes
         events = dbt.cli(args, context=context).stream()
         if not after:
             yield from events

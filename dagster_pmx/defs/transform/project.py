@@ -12,6 +12,7 @@ import yaml
 from dagster_dbt import DbtProject
 
 from dagster_pmx.config import load_config
+from dagster_pmx.lake import Lake
 from dagster_pmx.resources import REPO_ROOT
 
 DBT_DIR = REPO_ROOT / "dbt_project"
@@ -21,9 +22,9 @@ dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 
 
-def dbt_env(warehouse_path: str | Path) -> dict[str, str]:
-    """Variables a dbt process needs to write to ``warehouse_path`` (profiles.yml reads PMX_WAREHOUSE)."""
-    return {"PMX_WAREHOUSE": str(Path(warehouse_path).resolve()), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+def dbt_env(lake: Lake) -> dict[str, str]:
+    """Variables a dbt process needs to build into ``lake`` (profiles.yml reads PMX_CATALOG and PMX_DATA_PATH)."""
+    return {"PMX_CATALOG": lake.catalog, "PMX_DATA_PATH": lake.data_path, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
 
 
 def _dbt(*args: str) -> None:
@@ -31,7 +32,7 @@ def _dbt(*args: str) -> None:
     subprocess.run(
         [DBT_EXECUTABLE, *args, "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)],
         check=True,
-        env={**os.environ, **dbt_env(load_config().warehouse)},
+        env={**os.environ, **dbt_env(load_config().lake)},
         cwd=DBT_DIR,
     )
 
