@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dagster_pmx.lake import Lake
 from python_models.backtest.engine import run_backtest
 
 FEE_BPS = 10.0
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--assets", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--warehouse", default=str(Path(__file__).resolve().parents[1] / "warehouse" / "pmx.duckdb"))
+    parser.add_argument("--warehouse", default=str(Path(__file__).resolve().parents[1] / "warehouse" / "pmx.ducklake"))
     args = parser.parse_args(argv)
     try:
         import vectorbt  # noqa: F401
@@ -96,9 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     if not path.exists():
         print(f"no warehouse at {path}: default-universe comparison skipped (run `make run` first)")
         return 0
-    import duckdb
 
-    with duckdb.connect(str(path), read_only=True) as con:
+    with Lake.at(path).open(read_only=True) as con:
         alloc = con.execute(
             "select date, ticker, weight from marts.allocations where strategy = 'ensemble' and sleeve = 'risky'"
         ).df()

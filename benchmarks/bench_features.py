@@ -31,11 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from dagster_pmx.defs.transform.project import ensure_packages
+from dagster_pmx.lake import Lake
 
 ROOT = Path(__file__).resolve().parent.parent
 DBT_DIR = ROOT / "dbt_project"
@@ -96,7 +96,7 @@ def synthetic_universe(n_tickers: int, years: int, seed: int = 7) -> pd.DataFram
 
 
 def load(path: Path, frame: pd.DataFrame, ingested_at: str) -> None:
-    with duckdb.connect(str(path)) as con:
+    with Lake.at(path).open() as con:
         con.execute("create schema if not exists raw")
         con.register("frame", frame)
         con.execute(

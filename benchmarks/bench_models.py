@@ -28,6 +28,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from dagster_pmx.defs.ingest.sources import BundledSource
+from dagster_pmx.lake import Lake
 from python_models.evaluation.panel import pooled_panel, run_pooled
 from python_models.evaluation.walk_forward import WalkForwardConfig, run_walk_forward, walk_forward_folds
 from python_models.forecasters.array_module import gpu_module
@@ -65,9 +66,7 @@ def time_pooled(returns: dict[str, pd.Series], warehouse: str, config: WalkForwa
     )
     features = None
     if os.path.exists(warehouse):
-        import duckdb
-
-        with duckdb.connect(warehouse, read_only=True) as con:
+        with Lake.at(warehouse).open(read_only=True) as con:
             features = con.execute("select * exclude (refreshed_at) from marts.features where ticker <> 'SP500'").df()
     print(
         f"\n{'pooled':<12} {'refits':>7} {'seconds':>9} {'refits/s':>9}   ({len(returns)} tickers per refit, 1 thread)"
@@ -140,7 +139,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tickers", type=int, default=5, help="stocks for the per-model timing (SSA uses all)")
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--warehouse", default=os.environ.get("PMX_WAREHOUSE", "warehouse/pmx.duckdb"))
+    parser.add_argument("--warehouse", default=os.environ.get("PMX_WAREHOUSE", "warehouse/pmx.ducklake"))
     args = parser.parse_args()
     returns = default_returns()
     config = WalkForwardConfig()

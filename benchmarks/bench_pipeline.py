@@ -1,7 +1,7 @@
 """Time each stage of the full pipeline on the default bundled data.
 
 Usage: ``python benchmarks/bench_pipeline.py [--warehouse PATH]`` (``make bench``). Builds into
-a temporary warehouse (the analyst's ``warehouse/pmx.duckdb`` is left alone) with the
+a temporary warehouse (the analyst's ``warehouse/pmx.ducklake`` is left alone) with the
 settings from the environment, and prints the wall time of every step and the total.
 """
 

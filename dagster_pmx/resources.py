@@ -69,12 +69,12 @@ class Warehouse(dg.ConfigurableResource):
         # connections: held for the run, each one is a cursor (microseconds). dbt-duckdb, run in this
         # process, attaches the same lake itself. An asset called as a plain function has no run: it
         # attaches per connection, as scripts do.
-        if context.dagster_run is not None:
+        if context.run is not None:
             self.hold()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         try:
-            run = context.dagster_run
+            run = context.run
             if run is not None and self._run_database is not None and not _failed_steps(context):
                 # every step succeeded: readers move on to the state this run left (dagster_pmx.run_points)
                 with self.connect() as con:
@@ -181,10 +181,10 @@ class Warehouse(dg.ConfigurableResource):
 
 def _failed_steps(context: dg.InitResourceContext) -> int:
     """Steps of the context's run that failed so far (a failed blocking check fails its step too)."""
-    if context.instance is None or context.dagster_run is None:
+    if context.instance is None or context.run is None:
         return 0
     records = context.instance.get_records_for_run(
-        context.dagster_run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=1
+        context.run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=1
     ).records
     return len(records)
 

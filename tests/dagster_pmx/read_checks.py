@@ -2,15 +2,15 @@
 
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
+from dagster_pmx.lake import Lake
 from dagster_pmx.resources import Warehouse
 
 
 def seeded_warehouse(path: Path, setup: str, seed: float = 0.25) -> Warehouse:
     """A warehouse file at ``path`` holding what ``setup`` (SQL) creates, its ``random()`` seeded."""
-    with duckdb.connect(str(path)) as con:
+    with Lake.at(path).open() as con:
         con.execute(f"select setseed({seed})")
         con.execute(setup)
     return Warehouse(path=str(path))
@@ -18,5 +18,5 @@ def seeded_warehouse(path: Path, setup: str, seed: float = 0.25) -> Warehouse:
 
 def sql(warehouse: Warehouse, query: str, params: list | None = None) -> pd.DataFrame:
     """``query`` through DuckDB's own ``.df()``: the frame the read replaced."""
-    with duckdb.connect(warehouse.path, read_only=True) as con:
+    with Lake.at(warehouse.path).open(read_only=True) as con:
         return con.execute(query, params or []).df()

@@ -230,7 +230,7 @@ def test_api_source_through_the_ingest_asset(server, tmp_path, monkeypatch):
         ),
     )
     monkeypatch.setenv("PMX_YAHOO_BASE_URL", server.url)
-    warehouse = Warehouse(path=str(tmp_path / "wh.duckdb"))
+    warehouse = Warehouse(path=str(tmp_path / "wh.ducklake"))
     settings = PmxSettings(source="yahoo", tickers="AAPL,BAD", benchmark="AAPL", start_date="2021-01-01")
     list(raw_prices(dg.build_asset_context(), warehouse=warehouse, settings=settings))
     prices = warehouse.query("select * from raw.prices order by date")

@@ -41,7 +41,7 @@ create table marts.model_leaderboard as
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    return seeded_warehouse(tmp_path_factory.mktemp("backtest_reads") / "w.duckdb", SETUP, seed=0.25)
+    return seeded_warehouse(tmp_path_factory.mktemp("backtest_reads") / "w.ducklake", SETUP, seed=0.25)
 
 
 def by(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

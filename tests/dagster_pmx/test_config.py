@@ -60,7 +60,7 @@ def test_file_values_apply(clean_env, tmp_path):
         tmp_path,
         """
 [run]
-warehouse = "w/x.duckdb"
+warehouse = "w/x.ducklake"
 dbt_in_process = false
 [data]
 tickers = ["aapl", "msft"]
@@ -84,7 +84,7 @@ yahoo_base_url = "http://127.0.0.1:9"
     assert s.ticker_list == ["AAPL", "MSFT"] and s.end_date == "2012-06-29" and s.train_window == 500
     assert s.kelly_fraction == 1.0 and isinstance(s.kelly_fraction, float) and s.execution == "next_open"
     assert s.csv_dir == str(tmp_path.resolve() / "data")  # relative to the file's folder
-    assert loaded.warehouse == str(tmp_path.resolve() / "w" / "x.duckdb") and not loaded.dbt_in_process
+    assert loaded.warehouse == str(tmp_path.resolve() / "w" / "x.ducklake") and not loaded.dbt_in_process
     assert loaded.alert_webhook == "https://hooks.example/x"
     assert loaded.environ()["PMX_YAHOO_BASE_URL"] == "http://127.0.0.1:9"
     assert loaded.origins["train_window"] == f"{loaded.file} [forecasting]"
@@ -230,21 +230,21 @@ def test_operational_settings_reach_their_users(clean_env, tmp_path, monkeypatch
 
     write(
         tmp_path,
-        '[run]\nwarehouse = "here.duckdb"\ndbt_in_process = false\n[operations]\nalert_file = "alerts.jsonl"\n'
+        '[run]\nwarehouse = "here.ducklake"\ndbt_in_process = false\n[operations]\nalert_file = "alerts.jsonl"\n'
         '[sources]\nalphavantage_function = "TIME_SERIES_DAILY_ADJUSTED"\n'
         'alphavantage_base_url = "http://127.0.0.1:9"\n[data]\nbenchmark = "RW0"\n',
     )
     resources = default_resources()
-    assert resources["warehouse"].path == str(tmp_path.resolve() / "here.duckdb")
+    assert resources["warehouse"].path == str(tmp_path.resolve() / "here.ducklake")
     assert resources["dbt"].in_process is False and resources["settings"].benchmark == "RW0"
     assert alert_file() == tmp_path.resolve() / "alerts.jsonl"
     monkeypatch.setenv("PMX_ALPHAVANTAGE_API_KEY", "k3y")
     client = make_api_source("alphavantage").client
     assert client.function == "TIME_SERIES_DAILY_ADJUSTED" and client.base_url == "http://127.0.0.1:9"
     assert client.api_key == "k3y"
-    monkeypatch.setenv("PMX_WAREHOUSE", "env.duckdb")  # a variable is relative to the current directory
+    monkeypatch.setenv("PMX_WAREHOUSE", "env.ducklake")  # a variable is relative to the current directory
     monkeypatch.setenv("PMX_ALERT_FILE", "/tmp/elsewhere.jsonl")
-    assert default_resources()["warehouse"].path == "env.duckdb"
+    assert default_resources()["warehouse"].path == "env.ducklake"
     assert alert_file() == Path("/tmp/elsewhere.jsonl")
 
 

@@ -1,10 +1,10 @@
 """The dbt resource: dbt run in this process reads and reports like the dbt subprocess."""
 
-import duckdb
 import pytest
 
 from dagster_pmx.defs.transform.dbt_cli import DBT_GLOBAL_FLAGS, PmxDbtCli
-from dagster_pmx.defs.transform.project import DBT_EXECUTABLE, dbt_project
+from dagster_pmx.defs.transform.project import DBT_EXECUTABLE, dbt_env, dbt_project
+from dagster_pmx.lake import Lake
 
 
 def _dbt(in_process: bool) -> PmxDbtCli:
@@ -22,26 +22,27 @@ def _events(invocation) -> list[dict]:
 
 @pytest.mark.parametrize("in_process", [True, False])
 def test_a_query_through_dbt_reports_its_result_and_leaves_the_warehouse_openable(tmp_path, monkeypatch, in_process):
-    path = tmp_path / "pmx.duckdb"
-    with duckdb.connect(str(path)) as con:
+    path = tmp_path / "pmx.ducklake"
+    with Lake.at(path).open() as con:
         con.execute("create schema raw; create table raw.answer as select 42 as x")
-    monkeypatch.setenv("PMX_WAREHOUSE", str(path))
-    invocation = _dbt(in_process).cli(["show", "--inline", "select x * 2 as y from raw.answer"], raise_on_error=True)
+    for name, value in dbt_env(Lake.at(path)).items():
+        monkeypatch.setenv(name, value)
+    invocation = _dbt(in_process).cli(["show", "--inline", "select x * 2 as y from pmx.raw.answer"], raise_on_error=True)
     events = _events(invocation)
     assert invocation.is_successful()
     shown = [e for e in events if e["info"]["name"] == "ShowNode"]
     assert len(shown) == 1 and "| 84 |" in shown[0]["data"]["preview"]
-    # dbt-duckdb leaves its connection open in the process it ran in: closed, the warehouse opens read-only
-    with duckdb.connect(str(path), read_only=True) as con:
+    with Lake.at(path).open(read_only=True) as con:
         assert con.execute("select x from raw.answer").fetchone() == (42,)
 
 
 @pytest.mark.parametrize("in_process", [True, False])
 def test_a_failing_dbt_command_fails_with_dbts_error(tmp_path, monkeypatch, in_process):
-    path = tmp_path / "pmx.duckdb"
-    duckdb.connect(str(path)).close()
-    monkeypatch.setenv("PMX_WAREHOUSE", str(path))
-    invocation = _dbt(in_process).cli(["show", "--inline", "select * from raw.missing"], raise_on_error=False)
+    path = tmp_path / "pmx.ducklake"
+    Lake.at(path).open().close()
+    for name, value in dbt_env(Lake.at(path)).items():
+        monkeypatch.setenv(name, value)
+    invocation = _dbt(in_process).cli(["show", "--inline", "select * from pmx.raw.missing"], raise_on_error=False)
     events = _events(invocation)
     assert not invocation.is_successful()
-    assert any(e["info"]["level"] == "error" and "raw.missing" in e["info"]["msg"] for e in events)
+    assert any(e["info"]["level"] == "error" and "missing" in e["info"]["msg"] for e in events)

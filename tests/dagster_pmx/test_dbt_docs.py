@@ -37,7 +37,7 @@ def test_every_mart_is_in_the_dbt_project_with_documented_columns():
 
 
 def test_the_docs_site_builds_before_any_run_without_creating_a_warehouse(tmp_path):
-    warehouse = tmp_path / "none" / "pmx.duckdb"
+    warehouse = tmp_path / "none" / "pmx.ducklake"
     page = build_docs(tmp_path / "docs", warehouse=warehouse, quiet=True)
     assert not warehouse.exists()
     manifest = json.loads((page.parent / "manifest.json").read_text())

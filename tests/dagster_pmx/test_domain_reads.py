@@ -1,7 +1,6 @@
 """The governance and portfolio reads (ibis expressions) return what the SQL they replaced returned,
 dtypes included: the library receives the same frames."""
 
-import duckdb
 import ibis
 import pandas as pd
 import pytest
@@ -9,6 +8,7 @@ import pytest
 from dagster_pmx.defs.governance import reads as governance
 from dagster_pmx.defs.portfolio import reads as portfolio
 from dagster_pmx.defs.reads import frame
+from dagster_pmx.lake import Lake
 from dagster_pmx.resources import Warehouse
 from python_models.governance.governor import GovernanceState
 from python_models.governance.policy import GovernancePolicy
@@ -64,7 +64,7 @@ SINCE = pd.Timestamp("2020-02-10")
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    return seeded_warehouse(tmp_path_factory.mktemp("domain_reads") / "w.duckdb", SETUP, seed=0.25)
+    return seeded_warehouse(tmp_path_factory.mktemp("domain_reads") / "w.ducklake", SETUP, seed=0.25)
 
 
 def series(frame: pd.DataFrame, value: str) -> pd.Series:
@@ -200,7 +200,7 @@ def test_the_portfolio_reads_equal_the_sql(warehouse):
 
 def test_allocations_resume_only_when_every_table_is_stored(warehouse, tmp_path):
     assert portfolio.resume_date(warehouse) == pd.Timestamp("2020-03-31")
-    partial = Warehouse(path=str(tmp_path / "partial.duckdb"))
-    with duckdb.connect(partial.path) as con:
+    partial = Warehouse(path=str(tmp_path / "partial.ducklake"))
+    with Lake.at(partial.path).open() as con:
         con.execute("create schema marts; create table marts.drawdown_control as select now()::timestamp as date")
     assert portfolio.resume_date(partial) is None

@@ -53,7 +53,7 @@ create table marts.signals as
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    return seeded_warehouse(tmp_path_factory.mktemp("reads") / "w.duckdb", SETUP, seed=0.25)
+    return seeded_warehouse(tmp_path_factory.mktemp("reads") / "w.ducklake", SETUP, seed=0.25)
 
 
 @pytest.mark.parametrize("since", [None, pd.Timestamp("2020-02-10")])

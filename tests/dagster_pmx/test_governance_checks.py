@@ -11,7 +11,7 @@ DATES = pd.bdate_range("2021-01-04", periods=3)
 
 @pytest.fixture
 def warehouse(tmp_path):
-    wh = Warehouse(path=str(tmp_path / "wh.duckdb"))
+    wh = Warehouse(path=str(tmp_path / "wh.ducklake"))
     risk = pd.DataFrame(
         {
             "model": ["ensemble"] * 3 + ["xgboost"] * 3,

@@ -36,7 +36,7 @@ def _prices(n=5, start="2020-01-02", close=100.0):
 
 @pytest.fixture
 def warehouse(tmp_path):
-    return Warehouse(path=str(tmp_path / "wh.duckdb"))
+    return Warehouse(path=str(tmp_path / "wh.ducklake"))
 
 
 def _table(warehouse, sql):
@@ -333,7 +333,7 @@ def test_a_crash_between_batches_leaves_whole_tickers_and_the_next_run_completes
     folder = tmp_path / "csv"
     for i, ticker in enumerate(["AAA", "BBB", "CCC"]):
         _csv(folder, f"{ticker}.csv", _prices(30, close=100.0 + 10 * i))
-    crashed, clean = tmp_path / "crashed.duckdb", tmp_path / "clean.duckdb"
+    crashed, clean = tmp_path / "crashed.ducklake", tmp_path / "clean.ducklake"
     script = tmp_path / "crash.py"
     script.write_text(CRASH)
     root = str(Path(__file__).resolve().parents[2])  # the child imports pmx however pytest was started

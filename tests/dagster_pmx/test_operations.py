@@ -41,7 +41,7 @@ def test_the_last_published_session_waits_for_the_evening_and_skips_holidays():
 
 @pytest.fixture
 def warehouse(tmp_path):
-    wh = Warehouse(path=str(tmp_path / "wh.duckdb"))
+    wh = Warehouse(path=str(tmp_path / "wh.ducklake"))
     days = pd.to_datetime(["2024-07-01", "2024-07-02", "2024-07-03"])
     wh.replace_table("marts.prices", pd.DataFrame({"ticker": "AAPL", "date": days, "close": 1.0}))
     wh.replace_table("marts.signals", pd.DataFrame({"ticker": "AAPL", "date": days[:1]}))

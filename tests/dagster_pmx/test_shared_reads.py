@@ -1,10 +1,10 @@
 """The shared reads (ibis expressions) return what the plain SQL they replaced returns, dtypes included."""
 
-import duckdb
 import pandas as pd
 import pytest
 
 from dagster_pmx.defs import reads
+from dagster_pmx.lake import Lake
 from dagster_pmx.resources import Warehouse
 from tests.dagster_pmx.read_checks import seeded_warehouse, sql
 
@@ -32,7 +32,7 @@ create table ml.ensemble_forecasts as  -- as the ensembles store it: target_date
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    return seeded_warehouse(tmp_path_factory.mktemp("reads") / "w.duckdb", SETUP, seed=0.5)
+    return seeded_warehouse(tmp_path_factory.mktemp("reads") / "w.ducklake", SETUP, seed=0.5)
 
 
 @pytest.mark.parametrize(
@@ -76,15 +76,15 @@ def test_cash_rates_regimes_and_sessions_equal_the_sql(warehouse):
 def test_last_date_leaves_out_one_ticker_and_is_none_on_an_empty_table(warehouse, tmp_path):
     expected = sql(warehouse, "select max(date) as d from intermediate.int_forward_returns where ticker <> 'B'")["d"]
     assert reads.last_date(warehouse, "intermediate.int_forward_returns", exclude_ticker="B") == expected.iloc[0]
-    empty = Warehouse(path=str(tmp_path / "empty.duckdb"))
-    with duckdb.connect(empty.path) as con:
+    empty = Warehouse(path=str(tmp_path / "empty.ducklake"))
+    with Lake.at(empty.path).open() as con:
         con.execute("create schema marts; create table marts.signals (ticker varchar, date date)")
     assert reads.last_date(empty, "marts.signals") is None
 
 
 def test_frame_gives_text_without_values_and_decimals_as_duckdb_does(tmp_path):
-    odd = Warehouse(path=str(tmp_path / "odd.duckdb"))
-    with duckdb.connect(odd.path) as con:
+    odd = Warehouse(path=str(tmp_path / "odd.ducklake"))
+    with Lake.at(odd.path).open() as con:
         con.execute(
             "create table t as select null::varchar as empty_text, 'a' as text, 1.25::decimal(9, 2) as amount, "
             "null::integer as missing_int from range(3)"

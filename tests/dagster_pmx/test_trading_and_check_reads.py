@@ -5,7 +5,6 @@ here as the reference."""
 from dataclasses import asdict
 from types import SimpleNamespace
 
-import duckdb
 import pandas as pd
 import pytest
 
@@ -14,6 +13,7 @@ from dagster_pmx.defs.portfolio import reads as portfolio
 from dagster_pmx.defs.refresh import NEVER
 from dagster_pmx.defs.trading import ledger
 from dagster_pmx.defs.trading import reads as trading
+from dagster_pmx.lake import Lake
 from dagster_pmx.resources import Warehouse
 from python_models.trading.broker import Account, Order
 from tests.dagster_pmx.read_checks import sql
@@ -150,7 +150,7 @@ UNGATED_SQL = """
 
 
 def build(path, setup: str = "") -> Warehouse:
-    with duckdb.connect(str(path)) as con:
+    with Lake.at(path).open() as con:
         con.execute("select setseed(0.125)")
         ledger.ensure_tables(con)
         con.execute(setup)
@@ -159,13 +159,13 @@ def build(path, setup: str = "") -> Warehouse:
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("trading_reads") / "w.duckdb", SETUP)
+    return build(tmp_path_factory.mktemp("trading_reads") / "w.ducklake", SETUP)
 
 
 @pytest.fixture(scope="module")
 def empty(tmp_path_factory):
     """A warehouse whose ledger tables exist and hold nothing."""
-    return build(tmp_path_factory.mktemp("empty_ledger") / "w.duckdb")
+    return build(tmp_path_factory.mktemp("empty_ledger") / "w.ducklake")
 
 
 def by(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""The warehouse resource: one open database for a run, the file per connection elsewhere."""
+"""The warehouse resource: one attached lake for a run, another process free to read and write beside it,
+and a run point recorded when (and only when) a run succeeds."""
 
 import subprocess
 import sys
@@ -8,10 +9,14 @@ import duckdb
 import pandas as pd
 import pytest
 
+from dagster_pmx import run_points
+from dagster_pmx.lake import Lake
+from dagster_pmx.reader import connect
 from dagster_pmx.resources import Warehouse
 
 OTHER_PROCESS_WRITES = (
-    "import duckdb, sys; duckdb.connect(sys.argv[1]).execute(f'insert into {sys.argv[2]} values (9)')"
+    "import sys; from dagster_pmx.lake import Lake; "
+    "Lake.at(sys.argv[1]).open().execute(f'insert into {sys.argv[2]} values (9)')"
 )
 
 
@@ -19,56 +24,65 @@ def _other_process_writes(path: str, table: str = "t") -> subprocess.CompletedPr
     return subprocess.run([sys.executable, "-c", OTHER_PROCESS_WRITES, path, table], capture_output=True, text=True)
 
 
-def test_held_database_serves_every_connection_and_released_lets_another_process_write(tmp_path):
-    warehouse = Warehouse(path=str(tmp_path / "wh.duckdb"))
+def test_held_lake_serves_every_connection_while_another_process_writes_and_reads(tmp_path):
+    warehouse = Warehouse(path=str(tmp_path / "wh.ducklake"))
     warehouse.hold()
     try:
         with warehouse.connect() as con:
             con.execute("create table t (x int)")
             con.execute("insert into t values (1)")
-        # a read-only request is a cursor of the held database: it sees the write just made
+        # a read-only request is a cursor of the held connection: it sees the write just made
         assert warehouse.query("select x from t")["x"].tolist() == [1]
-        blocked = _other_process_writes(warehouse.abs_path)
-        assert blocked.returncode != 0 and "lock" in blocked.stderr.lower()
-        with warehouse.released():
-            assert _other_process_writes(warehouse.abs_path).returncode == 0
+        # the plain DuckDB file refused this ("Could not set lock on file"); a DuckLake admits it
+        done = _other_process_writes(warehouse.abs_path)
+        assert done.returncode == 0, done.stderr
         assert warehouse.query("select x from t order by x")["x"].tolist() == [1, 9]
+        with connect(warehouse.abs_path) as reader:  # a reader beside the held writer
+            assert reader.execute("select count(*) from t").fetchone() == (2,)
     finally:
         warehouse.release()
-    # released for good: the file is opened per connection again, read-only where asked
-    with warehouse.connect(read_only=True) as con, pytest.raises(duckdb.Error, match="read-only"):
+    with warehouse.connect(read_only=True) as con, pytest.raises(duckdb.Error, match="read.only|read-only"):
         con.execute("insert into t values (3)")
-    assert _other_process_writes(warehouse.abs_path).returncode == 0
-    assert warehouse.query("select count(*) as n from t")["n"].iloc[0] == 3
 
 
-def test_a_run_holds_the_warehouse_open_and_closes_it_at_the_end(tmp_path):
-    path = str(tmp_path / "wh.duckdb")
-    seen = {}
+def test_a_successful_run_records_a_run_point_and_a_failed_run_does_not(tmp_path):
+    path = str(tmp_path / "wh.ducklake")
 
     @dg.asset
     def writes(warehouse: Warehouse) -> None:
         warehouse.replace_table("raw.t", pd.DataFrame({"x": [1, 2]}))
 
     @dg.asset(deps=[writes])
-    def reads(warehouse: Warehouse) -> None:
-        seen["rows"] = int(warehouse.query("select count(*) as n from raw.t")["n"].iloc[0])
-        # the run's process holds the file read-write: it cannot be opened again with other settings
-        with pytest.raises(duckdb.ConnectionException, match="different configuration"):
-            duckdb.connect(path, read_only=True)
+    def fails_after_writing(warehouse: Warehouse) -> None:
+        warehouse.replace_table("raw.u", pd.DataFrame({"x": [3]}))
+        raise RuntimeError("the run fails after one more write")
 
-    result = dg.materialize([writes, reads], resources={"warehouse": Warehouse(path=path)})
-    assert result.success and seen["rows"] == 2
-    assert _other_process_writes(path, "raw.t").returncode == 0
+    good = dg.materialize([writes], resources={"warehouse": Warehouse(path=path)})
+    assert good.success
+    with Lake.at(path).open(read_only=True) as con:
+        points = run_points.run_points(con)
+    assert points["run_id"].tolist() == [good.run_id]
+    bad = dg.materialize(
+        [writes, fails_after_writing], resources={"warehouse": Warehouse(path=path)}, raise_on_error=False
+    )
+    assert not bad.success
+    with Lake.at(path).open(read_only=True) as con:
+        assert run_points.run_points(con)["run_id"].tolist() == [good.run_id]
+        assert con.execute("select count(*) from raw.u").fetchone() == (1,)  # committed, but past the run point
+    # a reader stays on the state the successful run left: raw.u did not exist then
+    with connect(path) as reader:
+        assert reader.execute("select count(*) from raw.t").fetchone() == (2,)
+        with pytest.raises(duckdb.CatalogException):
+            reader.execute("select * from raw.u")
 
 
-def test_a_dbt_subprocess_gets_the_file_while_the_run_holds_it(tmp_path):
-    """With PMX_DBT_IN_PROCESS=0 dbt is another process: the dbt step closes the run's database for it."""
+def test_a_dbt_subprocess_writes_while_the_run_holds_the_lake(tmp_path):
+    """With PMX_DBT_IN_PROCESS=0 dbt is another process; the run sees its writes when it goes on."""
     from dagster_pmx.defs.transform.assets import _build
     from dagster_pmx.resources import PmxSettings
 
-    path = str(tmp_path / "wh.duckdb")
-    with duckdb.connect(path) as con:
+    path = str(tmp_path / "wh.ducklake")
+    with Lake.at(path).open() as con:
         con.execute("create schema raw; create table raw.t (x int)")
 
     class SubprocessDbt:  # stands in for dagster-dbt's subprocess invocation
@@ -85,6 +99,6 @@ def test_a_dbt_subprocess_gets_the_file_while_the_run_holds_it(tmp_path):
     @dg.asset
     def dbt_step(context: dg.AssetExecutionContext, warehouse: Warehouse) -> None:
         list(_build(context, SubprocessDbt(), warehouse, PmxSettings(), full=False))
-        assert warehouse.query("select x from raw.t")["x"].tolist() == [9]  # held again, sees dbt's write
+        assert warehouse.query("select x from raw.t")["x"].tolist() == [9]  # sees dbt's write
 
     assert dg.materialize([dbt_step], resources={"warehouse": Warehouse(path=path)}).success

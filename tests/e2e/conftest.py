@@ -7,7 +7,7 @@ from tests.e2e.helpers import CUT, build
 
 @pytest.fixture(scope="session")
 def full(tmp_path_factory):
-    path = tmp_path_factory.mktemp("full") / "pmx.duckdb"
+    path = tmp_path_factory.mktemp("full") / "pmx.ducklake"
     result = build(path)
     assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     return path
@@ -15,6 +15,6 @@ def full(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def truncated(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cut") / "pmx.duckdb"
+    path = tmp_path_factory.mktemp("cut") / "pmx.ducklake"
     assert build(path, end_date=CUT).success
     return path

@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pandas as pd
 
 from dagster_pmx.definitions import build_definitions
+from dagster_pmx.lake import Lake
 from dagster_pmx.resources import PmxSettings, Warehouse
 
 DBT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -39,7 +39,7 @@ STAMPS = ("refreshed_at", "ingested_at")
 
 
 def read(path, sql, params=None) -> pd.DataFrame:
-    with duckdb.connect(str(path), read_only=True) as con:
+    with Lake.at(path).open(read_only=True) as con:
         return con.execute(sql, params or []).df()
 
 

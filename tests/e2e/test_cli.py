@@ -1,9 +1,9 @@
 """The README's first command: `python -m dagster_pmx.cli` builds the graph and prints the summary."""
 
 import dagster as dg
-import duckdb
 
 from dagster_pmx import cli
+from dagster_pmx.lake import Lake
 from python_models.forecasters.ensemble import VARIANTS
 
 #: A single-series model, a GARCH and the pooled XGBoost (feature importances) keep the build short.
@@ -13,7 +13,7 @@ MODELS = ("random_walk", "garch", "xgboost")
 def test_cli_builds_the_warehouse_and_prints_the_summary(tmp_path, monkeypatch, capsys):
     home = tmp_path / "dagster_home"
     home.mkdir()
-    warehouse = tmp_path / "pmx.duckdb"
+    warehouse = tmp_path / "pmx.ducklake"
     env = {
         "DAGSTER_HOME": str(home),
         "PMX_WAREHOUSE": str(warehouse),
@@ -34,7 +34,7 @@ def test_cli_builds_the_warehouse_and_prints_the_summary(tmp_path, monkeypatch, 
     for strategy in (*MODELS, *VARIANTS.values(), "governed", "barbell", "risk_parity", "benchmark"):
         assert strategy in out
     assert "sharpe" in out and "profit_factor" in out and "make sql" in out
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with Lake.at(warehouse).open(read_only=True) as con:
         assert (
             con.execute("select count(*) from marts.backtest_summary").fetchone()[0] == len(MODELS) + len(VARIANTS) + 4
         )
@@ -48,12 +48,12 @@ def test_cli_builds_the_warehouse_and_prints_the_summary(tmp_path, monkeypatch, 
     # (its own forecasting mode kept by the CLI) forecasts nothing new from the stored fits
     # set (to "no") through monkeypatch, so the "1" the CLI sets is removed after this test
     monkeypatch.setenv("PMX_FULL_REFRESH", "0")
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with Lake.at(warehouse).open(read_only=True) as con:
         first = con.execute("select max(refreshed_at) from marts.features").fetchone()[0]
         forecasts = con.execute("select count(*) from ml.base_forecasts").fetchone()[0]
     capsys.readouterr()
     assert cli.main(["--full-refresh", "--job", "daily_refresh"]) == 0
     assert "success  base_forecasts" in capsys.readouterr().out
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with Lake.at(warehouse).open(read_only=True) as con:
         assert con.execute("select min(refreshed_at) from marts.features").fetchone()[0] > first
         assert con.execute("select count(*) from ml.base_forecasts").fetchone()[0] == forecasts

@@ -32,7 +32,7 @@ def forecasts(path) -> pd.DataFrame:
 
 
 def test_the_daily_refresh_forecasts_only_new_sessions_with_the_stored_fits(truncated, full, tmp_path):
-    path = tmp_path / "pmx.duckdb"
+    path = tmp_path / "pmx.ducklake"
     shutil.copy(truncated, path)
     before = forecasts(path)
     fits = read(path, "select fit_id, model, ticker, train_end, fitted_by from ml.model_fits")
@@ -67,7 +67,7 @@ def test_the_daily_refresh_forecasts_only_new_sessions_with_the_stored_fits(trun
         read(path, regimes, [REFRESHED]), read(full, regimes, [REFRESHED]), check_exact=False, rtol=1e-9
     )
     # marts.forecasts, extended by the refresh (its origins of the last 120 days recomputed), is what a rebuild gives
-    rebuilt = tmp_path / "rebuilt.duckdb"
+    rebuilt = tmp_path / "rebuilt.ducklake"
     shutil.copy(path, rebuilt)
     dbt_run(rebuilt, tmp_path, "--full-refresh", part="--select")
     everything = "select * from marts.forecasts order by model, ticker, asof_date, horizon"
@@ -90,7 +90,7 @@ def test_the_daily_refresh_forecasts_only_new_sessions_with_the_stored_fits(trun
 
 
 def test_the_weekly_retrain_stores_new_fit_versions_that_later_forecasts_name(truncated, tmp_path):
-    path = tmp_path / "pmx.duckdb"
+    path = tmp_path / "pmx.ducklake"
     shutil.copy(truncated, path)
     # the weekly retrain's forecasting step alone (test_definitions checks the job's selection)
     defs = build_definitions({"warehouse": Warehouse(path=str(path)), "settings": PmxSettings(**SLICE)})

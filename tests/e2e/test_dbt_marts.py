@@ -77,7 +77,7 @@ def test_backtest_periods_break_the_daily_returns_down_by_year_regime_and_stress
 
 
 def test_the_docs_site_after_a_run_shows_every_table_with_the_columns_it_has(full, tmp_path):
-    warehouse = tmp_path / "pmx.duckdb"
+    warehouse = tmp_path / "pmx.ducklake"
     shutil.copy(full, warehouse)  # dbt opens the file it describes read-write
     page = build_docs(tmp_path / "docs", warehouse=warehouse, quiet=True)
     manifest = json.loads((page.parent / "manifest.json").read_text())

@@ -74,7 +74,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         **os.environ,
         **SLICE,
         "DAGSTER_HOME": str(home),
-        "PMX_WAREHOUSE": str(tmp_path / "pmx.duckdb"),
+        "PMX_WAREHOUSE": str(tmp_path / "pmx.ducklake"),
         "PYTHONPATH": str(REPO),
         "DAGSTER_DISABLE_TELEMETRY": "1",
     }

@@ -13,7 +13,7 @@ HORIZONS = (1, 5, 21, 63)
 
 @pytest.mark.parametrize("cut", [pytest.param(c, marks=pytest.mark.slow) if c != "2009-10-30" else c for c in CUTS])
 def test_features_and_targets_up_to_the_cut_are_identical(full, tmp_path, cut):
-    path = tmp_path / "cut.duckdb"
+    path = tmp_path / "cut.ducklake"
     assert build_features(path, PmxSettings(**{**SLICE, "end_date": cut})).success
     a = without_stamps(read(full, f"select * from marts.features where date <= '{cut}' order by ticker, date"))
     b = without_stamps(read(path, "select * from marts.features order by ticker, date"))

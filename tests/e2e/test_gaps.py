@@ -22,7 +22,7 @@ def _series(seed: int) -> pd.DataFrame:
 
 
 def _build_features(tmp_path, folder):
-    path = tmp_path / "pmx.duckdb"
+    path = tmp_path / "pmx.ducklake"
     settings = PmxSettings(source="csv", csv_dir=str(folder), benchmark="AAA", start_date="2015-01-01")
     return path, build_features(path, settings)
 

@@ -2,10 +2,10 @@
 
 import shutil
 
-import duckdb
 import pandas as pd
 import pytest
 
+from dagster_pmx.lake import Lake
 from dagster_pmx.resources import PmxSettings
 from tests.e2e.helpers import SLICE, build_features, dbt_run, read, without_stamps
 
@@ -24,7 +24,7 @@ def assert_marts_equal(a, b) -> None:
 
 
 def test_appending_sessions_gives_the_full_builds_rows(full, tmp_path):
-    path = tmp_path / "pmx.duckdb"
+    path = tmp_path / "pmx.ducklake"
     assert build_features(path, PmxSettings(**{**SLICE, "end_date": "2012-06-28"})).success
     before = read(path, "select max(refreshed_at) as at from marts.features")["at"].iloc[0]
     # one new session, as the daily refresh sees it
@@ -42,9 +42,9 @@ def test_appending_sessions_gives_the_full_builds_rows(full, tmp_path):
 
 @pytest.mark.slow  # three dbt runs; `make test-slow`
 def test_a_restated_price_is_recomputed_from_its_date_and_a_rerun_changes_nothing(full, tmp_path):
-    path = tmp_path / "pmx.duckdb"
+    path = tmp_path / "pmx.ducklake"
     shutil.copy(full, path)
-    with duckdb.connect(str(path)) as con:
+    with Lake.at(path).open() as con:
         changed = con.execute(
             "update raw.prices set adj_close = adj_close * 1.05, ingested_at = now()::timestamp "
             "where ticker = 'JPM' and date = '2010-03-15' returning source"
@@ -62,7 +62,7 @@ def test_a_restated_price_is_recomputed_from_its_date_and_a_rerun_changes_nothin
     old = read(full, around, ["2010-03-12", "2010-03-16"])
     assert abs((1 + jpm["ret_1d"].iloc[1]) / (1 + old["ret_1d"].iloc[1]) - 1.05) < 1e-9
 
-    rebuilt = tmp_path / "rebuilt.duckdb"
+    rebuilt = tmp_path / "rebuilt.ducklake"
     shutil.copy(path, rebuilt)
     dbt_run(rebuilt, tmp_path, "--full-refresh")
     assert_marts_equal(path, rebuilt)

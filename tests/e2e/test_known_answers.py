@@ -34,7 +34,7 @@ def synthetic(tmp_path_factory):
     series["REVERT"] = _ar1(-0.3, rng)
     for name, r in series.items():
         _prices(r).to_csv(folder / f"{name}.csv", index=False)
-    path = tmp / "pmx.duckdb"
+    path = tmp / "pmx.ducklake"
     settings = PmxSettings(source="csv", csv_dir=str(folder), benchmark="RW0", start_date="2010-01-01")
     assert build_features(path, settings).success
     return read(path, "select * from marts.features")

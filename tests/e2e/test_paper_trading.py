@@ -3,7 +3,6 @@
 import shutil
 
 import dagster as dg
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +12,7 @@ from dagster_pmx.definitions import build_definitions
 from dagster_pmx.defs.backtest.engine import cost_model, load_market
 from dagster_pmx.defs.trading import ledger
 from dagster_pmx.defs.trading.checks import paper_ledger_reconciles
+from dagster_pmx.lake import Lake
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.backtest.engine import run_backtest
 from python_models.trading.paper_trading import Ledger
@@ -73,7 +73,7 @@ def test_the_paper_book_is_the_backtest_of_what_it_executed_and_tracks_the_decis
 
 
 def test_a_rerun_books_nothing_and_a_resumed_ledger_books_the_same_rows(full, tmp_path):
-    path = tmp_path / "pmx.duckdb"
+    path = tmp_path / "pmx.ducklake"
     shutil.copy(full, path)
     before = {t: read(path, f"select * from {t} order by all") for t in LEDGER}
     assert book(path).success
@@ -82,7 +82,7 @@ def test_a_rerun_books_nothing_and_a_resumed_ledger_books_the_same_rows(full, tm
 
     # the warehouse as it stood 20 sessions earlier (only a test removes ledger rows)
     cut = read(path, "select date from marts.paper_nav order by date")["date"].iloc[-21]
-    with duckdb.connect(str(path)) as con:
+    with Lake.at(path).open() as con:
         for name, table in zip(ledger.SCHEMAS, LEDGER, strict=True):
             column = "decision_date" if name == "orders" else "date"
             con.execute(f"delete from {table} where {column} > ?", [cut])
@@ -94,7 +94,7 @@ def test_a_rerun_books_nothing_and_a_resumed_ledger_books_the_same_rows(full, tm
 
 
 def test_a_session_cannot_be_booked_twice_and_a_broken_ledger_fails_the_check(full, tmp_path):
-    path = tmp_path / "pmx.duckdb"
+    path = tmp_path / "pmx.ducklake"
     shutil.copy(full, path)
     warehouse = Warehouse(path=str(path))
     stored = ledger.read_ledger(warehouse, "barbell")
@@ -106,12 +106,12 @@ def test_a_session_cannot_be_booked_twice_and_a_broken_ledger_fails_the_check(fu
     pd.testing.assert_frame_equal(ledger.read_ledger(warehouse, "barbell").nav, stored.nav)
 
     day = stored.cash["date"].iloc[10]
-    with duckdb.connect(str(path)) as con:
+    with Lake.at(path).open() as con:
         con.execute("update marts.paper_cash set interest = interest + 1000 where date = ?", [day])
     result = paper_ledger_reconciles(warehouse=warehouse)
     assert not result.passed and result.metadata["breaks"].value == 1
     assert str(day.date()) in result.metadata["first_breaks"].value
-    with duckdb.connect(str(path)) as con:
+    with Lake.at(path).open() as con:
         con.execute("update marts.paper_cash set interest = interest - 1000 where date = ?", [day])
         con.execute("delete from marts.paper_nav where date = ?", [stored.nav["date"].iloc[30]])
     result = paper_ledger_reconciles(warehouse=warehouse)

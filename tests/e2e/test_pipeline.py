@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
+from dagster_pmx.lake import Lake
 from python_models.forecasters.ensemble import VARIANTS
 from python_models.forecasters.registry import DEFAULT_MODELS
 from tests.e2e.helpers import CUT, SLICE, STAMPS, build, dbt, read
@@ -160,7 +161,7 @@ def test_defective_csv_rows_are_quarantined_and_the_clean_rows_reach_the_backtes
             g = pd.concat([g, g.iloc[[100]]])  # an identical duplicate: collapsed, reported
             g = g.sample(frac=1.0, random_state=0)  # unsorted
         g.to_csv(folder / f"{ticker}.csv", index=False)
-    path = tmp_path / "pmx.duckdb"
+    path = tmp_path / "pmx.ducklake"
     result = build(
         path,
         tickers="AAPL",
@@ -342,18 +343,16 @@ def test_a_value_outside_its_declared_range_fails_the_models_range_test(full, tm
     the column."""
     import shutil
 
-    import duckdb
-
-    path = tmp_path / "pmx.duckdb"
+    path = tmp_path / "pmx.ducklake"
     shutil.copy(full, path)
     select = ["test", "--select", "columns_in_range_features_"]
     assert dbt(path, tmp_path, *select).returncode == 0
     first_row = "where rowid = (select min(rowid) from marts.features)"
-    with duckdb.connect(str(path)) as con:
+    with Lake.at(path).open() as con:
         con.execute(f"update marts.features set rsi_14 = 100.5 {first_row}")
     failed = dbt(path, tmp_path, *select, "--store-failures")
     assert failed.returncode == 1 and "FAIL 1" in failed.stdout
-    with duckdb.connect(str(path)) as con:
+    with Lake.at(path).open() as con:
         stored = con.execute("select range_column, range_value from dbt_test__audit.columns_in_range_features_")
         assert stored.fetchall() == [("rsi_14", 100.5)]
         con.execute(f"update marts.features set rsi_14 = 50, beta_63 = 'inf' {first_row}")

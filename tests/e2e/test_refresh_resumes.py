@@ -9,13 +9,13 @@ rebalance and drawdown-control sessions, so every kind of state is read back.
 import shutil
 
 import dagster as dg
-import duckdb
 import pandas as pd
 import pytest
 
 from dagster_pmx.defs.governance.assets import governance
 from dagster_pmx.defs.portfolio.assets import allocations
 from dagster_pmx.defs.refresh import IncrementalRun
+from dagster_pmx.lake import Lake
 from dagster_pmx.resources import PmxSettings, Warehouse
 from tests.e2e.helpers import SLICE, read
 
@@ -38,7 +38,7 @@ def resume(path, asset, tables: dict[str, str], sessions_back: int) -> pd.Timest
     incrementally; returns the cut."""
     dates = read(path, "select distinct date from marts.model_risk order by date")["date"]
     cut = dates.iloc[-1 - sessions_back]
-    with duckdb.connect(str(path)) as con:
+    with Lake.at(path).open() as con:
         for name, column in tables.items():
             con.execute(f"delete from {name} where {column} > ?", [cut])
     list(incremental(asset, path))
@@ -54,7 +54,7 @@ def incremental(asset, path):
 
 @pytest.fixture
 def copy(full, tmp_path):
-    path = tmp_path / "pmx.duckdb"
+    path = tmp_path / "pmx.ducklake"
     shutil.copy(full, path)
     return path
 

@@ -10,7 +10,7 @@ from tests.e2e.helpers import build_features, read
 
 @pytest.mark.slow  # two feature builds; `make test-slow`
 def test_user_files_win_over_the_bundled_source_and_the_disagreement_is_recorded(tmp_path):
-    path = tmp_path / "pmx.duckdb"
+    path = tmp_path / "pmx.ducklake"
     base = dict(tickers="AAPL", start_date="2011-01-01", end_date="2012-12-31", forecast_start="2012-06-01")
     assert build_features(path, PmxSettings(**base)).success
     bundled = BundledSource().prices(["AAPL"])

@@ -96,7 +96,7 @@ def test_the_ui_shows_the_graph_and_runs_a_materialization(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster_pmx" / "dagster.yaml", home / "dagster.yaml")
-    warehouse = tmp_path / "pmx.duckdb"
+    warehouse = tmp_path / "pmx.ducklake"
     port = free_port()
     env = {
         **os.environ,
