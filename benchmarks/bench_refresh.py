@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import dagster as dg  # noqa: E402
 from bench_pipeline import step_times  # noqa: E402  (this folder is on sys.path when a script runs)
+
+from dagster_pmx.lake import Lake
 
 
 def timed(job: str, path: str, **overrides) -> tuple[float, list[tuple[str, float]], bool]:
@@ -74,7 +75,7 @@ def main() -> int:
         cwd=DBT_DIR,
     )
     if args.built:
-        shutil.copy(args.built, path)
+        Lake.at(args.built).copy_to(path)
         full = json.loads(Path(args.built + ".json").read_text())
         full_time, full_steps = full["seconds"], [tuple(s) for s in full["steps"]]
     else:
@@ -87,7 +88,7 @@ def main() -> int:
             print("full build FAILED")
             return 1
         if args.keep:
-            shutil.copy(path, args.keep)
+            Lake.at(path).copy_to(args.keep)
             Path(args.keep + ".json").write_text(json.dumps({"seconds": full_time, "steps": full_steps}))
     # the refresh in a process of its own, as a scheduled run gets one (nothing warm from the full build)
     child = subprocess.run(

@@ -5,7 +5,9 @@ process against ``$DAGSTER_HOME`` (so the run shows up in the Dagster UI) and pr
 summary; ``pmx sql`` is a read-only SQL prompt on the warehouse; ``pmx ui`` serves the Dagster UI;
 ``pmx docs`` builds dbt's documentation site; ``pmx jobs`` lists the jobs and schedules;
 ``pmx config`` prints every setting in force and where it came from (pmx.toml, a ``PMX_*`` variable,
-or the default). The warehouse is the one pmx.toml / ``PMX_WAREHOUSE`` names.
+or the default); ``pmx runs`` lists the run points readers and time travel reach; ``pmx backup`` and
+``pmx restore POINT`` copy the warehouse to and from restore points. The warehouse is the one pmx.toml /
+``PMX_WAREHOUSE`` names.
 ``python -m dagster_pmx.cli`` with no command (or only ``run``'s options) is ``pmx run``.
 """
 
@@ -172,6 +174,61 @@ def sql(args: argparse.Namespace) -> int:
     return sql_prompt.main(args.statement, run_id=args.run, snapshot=args.snapshot)
 
 
+def runs(args: argparse.Namespace) -> int:  # noqa: ARG001
+    """``pmx runs``: the run points kept (the states readers and time travel reach), newest first."""
+    from dagster_pmx import run_points
+    from dagster_pmx.config import load_config
+
+    lake = load_config().lake
+    try:
+        con = lake.open(read_only=True)
+    except FileNotFoundError as exc:
+        print(f"pmx runs: {exc}", file=sys.stderr)
+        return 1
+    with con:
+        points = run_points.run_points(con)
+    if points.empty:
+        print("no run point yet: no run has succeeded on this warehouse")
+        return 0
+    print(points.to_string(index=False))
+    print(
+        "\nread one: pmx sql --run RUN_ID  |  dagster_pmx.connect(run=RUN_ID)  |  SQL: ... AT (VERSION => snapshot_id)"
+    )
+    return 0
+
+
+def backup_command(args: argparse.Namespace) -> int:
+    """``pmx backup``: copy the warehouse to a new restore point (``--list``: the points there)."""
+    from dagster_pmx import backup
+    from dagster_pmx.config import load_config
+
+    config = load_config()
+    folder = Path(args.to or config.backup_dir)
+    if args.list:
+        found = backup.points(folder)
+        print(found.drop(columns="folder").to_string(index=False) if len(found) else f"no restore point in {folder}")
+        return 0
+    started = time.time()
+    point = backup.backup(config.lake, folder)
+    print(f"pmx: restore point {point} ({time.time() - started:.1f}s)")
+    return 0
+
+
+def restore_command(args: argparse.Namespace) -> int:
+    """``pmx restore POINT``: put a restore point back as the warehouse (no run may be going)."""
+    from dagster_pmx import backup
+    from dagster_pmx.config import load_config
+
+    config = load_config()
+    try:
+        catalog = backup.restore(config.lake, args.point, args.source or config.backup_dir)
+    except FileNotFoundError as exc:
+        print(f"pmx restore: {exc}", file=sys.stderr)
+        return 1
+    print(f"pmx: restored {args.point} into {catalog}")
+    return 0
+
+
 def ui(args: argparse.Namespace) -> int:
     """``pmx ui``: the Dagster UI (``dagster dev``) for this code location, on loopback by default."""
     dagster = Path(sys.executable).with_name("dagster")
@@ -229,6 +286,15 @@ def parser() -> argparse.ArgumentParser:
     sql_cmd.add_argument("--run", help="read the state this run left (a run id or its first characters)")
     sql_cmd.add_argument("--snapshot", type=int, help="read this DuckLake snapshot")
     sql_cmd.set_defaults(handler=sql)
+    commands.add_parser("runs", help="the run points kept for readers and time travel").set_defaults(handler=runs)
+    backup_cmd = commands.add_parser("backup", help="copy the warehouse to a new restore point")
+    backup_cmd.add_argument("--to", help="folder of restore points (default: pmx.toml [storage] backup_dir)")
+    backup_cmd.add_argument("--list", action="store_true", help="list the restore points there instead")
+    backup_cmd.set_defaults(handler=backup_command)
+    restore_cmd = commands.add_parser("restore", help="put a restore point back as the warehouse")
+    restore_cmd.add_argument("point", help="a restore point's name (pmx backup --list) or folder")
+    restore_cmd.add_argument("--from", dest="source", help="folder of restore points (default: backup_dir)")
+    restore_cmd.set_defaults(handler=restore_command)
     ui_cmd = commands.add_parser("ui", help="the Dagster UI for this code location")
     ui_cmd.add_argument("--host", default="127.0.0.1")
     ui_cmd.add_argument("--port", type=int, default=3000)

@@ -14,7 +14,7 @@ from dagster_pmx.defs.governance import checks as governance_checks
 from dagster_pmx.defs.ingest import assets as ingest_assets
 from dagster_pmx.defs.ingest import checks as ingest_checks
 from dagster_pmx.defs.operations import checks as operations_checks
-from dagster_pmx.defs.operations import jobs, sensors
+from dagster_pmx.defs.operations import jobs, maintenance, sensors
 from dagster_pmx.defs.portfolio import assets as portfolio_assets
 from dagster_pmx.defs.portfolio import checks as portfolio_checks
 from dagster_pmx.defs.trading import assets as trading_assets
@@ -63,8 +63,18 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         asset_checks=dg.load_asset_checks_from_modules(
             [ingest_checks, portfolio_checks, governance_checks, trading_checks, operations_checks]
         ),
-        jobs=[jobs.full_build_job, jobs.daily_refresh_job, jobs.weekly_retrain_job, jobs.refresh_tickers_job],
-        schedules=[jobs.daily_refresh_schedule, jobs.weekly_retrain_schedule],
+        jobs=[
+            jobs.full_build_job,
+            jobs.daily_refresh_job,
+            jobs.weekly_retrain_job,
+            jobs.refresh_tickers_job,
+            maintenance.warehouse_maintenance_job,
+        ],
+        schedules=[
+            jobs.daily_refresh_schedule,
+            jobs.weekly_retrain_schedule,
+            maintenance.warehouse_maintenance_schedule,
+        ],
         sensors=[sensors.alert_on_run_failure, dead_runs.dead_runs_sensor],
         resources={**default_resources(), **(resources or {})},
         # One step at a time in the run's own process: DuckDB admits a single writing process.

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import re
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -136,12 +138,29 @@ class Lake:
 
     def attach_sql(self, alias: str = ALIAS, read_only: bool = False, snapshot: int | None = None) -> str:
         """The ``ATTACH`` statement any DuckDB 1.5 client runs to open this lake."""
-        options = [f"DATA_PATH {_quote(self.data_path)}"]
+        # the catalog remembers the data path it was created with; a copied or restored lake, or another
+        # machine's mount of shared storage, reads its files where they are now (relative paths are kept)
+        options = [f"DATA_PATH {_quote(self.data_path)}", "OVERRIDE_DATA_PATH true"]
         if read_only:
             options.append("READ_ONLY")
         if snapshot is not None:
             options.append(f"SNAPSHOT_VERSION {int(snapshot)}")
         return f"ATTACH {_quote('ducklake:' + self.catalog)} AS {alias} ({', '.join(options)})"
+
+    def copy_to(self, warehouse: str | Path) -> Lake:
+        """A copy of this (SQLite) lake as the catalog file ``warehouse``, its data files in
+        ``<warehouse>.files/``: the catalog through SQLite's online backup, each data file hard-linked
+        where it can be (DuckLake never rewrites one) and copied otherwise. Returns the copy."""
+        if self.sqlite_file is None or "://" in self.data_path:
+            raise ValueError("only a SQLite catalog with local data files is copied this way")
+        copy = Lake.at(warehouse)
+        assert copy.sqlite_file is not None
+        copy.sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(self.sqlite_file, timeout=60)) as live:
+            with contextlib.closing(sqlite3.connect(copy.sqlite_file)) as target:
+                live.backup(target)
+        shutil.copytree(self.data_path, copy.data_path, copy_function=_link_or_copy, dirs_exist_ok=True)
+        return copy
 
     def open(self, read_only: bool = False, snapshot: int | None = None) -> duckdb.DuckDBPyConnection:
         """A new in-memory DuckDB with this lake attached as :data:`ALIAS` and in use.
@@ -164,6 +183,13 @@ class Lake:
             con.close()
             raise
         return con
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copy2(source, target)
 
 
 def write_ahead_log(file: Path) -> None:

@@ -27,7 +27,9 @@ def test_a_query_through_dbt_reports_its_result_and_leaves_the_warehouse_openabl
         con.execute("create schema raw; create table raw.answer as select 42 as x")
     for name, value in dbt_env(Lake.at(path)).items():
         monkeypatch.setenv(name, value)
-    invocation = _dbt(in_process).cli(["show", "--inline", "select x * 2 as y from pmx.raw.answer"], raise_on_error=True)
+    invocation = _dbt(in_process).cli(
+        ["show", "--inline", "select x * 2 as y from pmx.raw.answer"], raise_on_error=True
+    )
     events = _events(invocation)
     assert invocation.is_successful()
     shown = [e for e in events if e["info"]["name"] == "ShowNode"]

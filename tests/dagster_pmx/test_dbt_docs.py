@@ -5,6 +5,7 @@ import json
 from dagster_pmx.definitions import defs
 from dagster_pmx.defs.transform.assets import MANIFEST
 from dagster_pmx.defs.transform.docs import build_docs
+from dagster_pmx.lake import Lake
 
 #: The analyst-facing contract of the design: at least these.
 CONTRACT = {
@@ -38,7 +39,7 @@ def test_every_mart_is_in_the_dbt_project_with_documented_columns():
 
 def test_the_docs_site_builds_before_any_run_without_creating_a_warehouse(tmp_path):
     warehouse = tmp_path / "none" / "pmx.ducklake"
-    page = build_docs(tmp_path / "docs", warehouse=warehouse, quiet=True)
+    page = build_docs(tmp_path / "docs", lake=Lake.at(warehouse), quiet=True)
     assert not warehouse.exists()
     manifest = json.loads((page.parent / "manifest.json").read_text())
     catalog = json.loads((page.parent / "catalog.json").read_text())

@@ -25,7 +25,7 @@ create table ml.base_forecasts as
         (date + interval (h) day)::timestamp_ns as target_date
     from intermediate.int_returns, (values (1), (5)) v(h), range(2) w(m) where ticker <> 'SPX';
 create table ml.model_fits (
-    fit_id varchar primary key, model varchar not null, ticker varchar not null, train_start timestamp not null,
+    fit_id varchar not null, model varchar not null, ticker varchar not null, train_start timestamp not null,
     train_end timestamp not null, converged boolean, fitted_by varchar not null, run_id varchar,
     fitted_at timestamp not null, params varchar, fit blob not null);
 insert into ml.model_fits values

@@ -100,7 +100,7 @@ def test_csv_source_errors_are_clear(tmp_path):
 
 def test_raw_macro_loads_bundled_series(warehouse):
     raw_macro(dg.build_asset_context(), warehouse=warehouse, settings=PmxSettings(end_date="2000-12-31"))
-    got = _table(warehouse, "select series_id, count(*) n, max(date) last from raw.macro group by 1")
+    got = _table(warehouse, "select series_id, count(*) n, max(date) as last from raw.macro group by 1")
     assert set(got["series_id"]) == {"Mkt-RF", "SMB", "HML", "RF", "AAA", "BAA", "CPILFESL"}
     assert (got["last"] <= pd.Timestamp("2000-12-31")).all()
 

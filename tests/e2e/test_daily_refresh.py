@@ -5,13 +5,12 @@ fold those fits were made for, its rows are the full build's. Re-running a day c
 The weekly retrain stores new fit versions, and the forecasts after it name them.
 """
 
-import shutil
-
 import dagster as dg
 import pandas as pd
 from numpy.testing import assert_allclose
 
 from dagster_pmx.definitions import build_definitions
+from dagster_pmx.lake import Lake
 from dagster_pmx.resources import PmxSettings, Warehouse
 from tests.e2e.helpers import CUT, SLICE, dbt_run, read, without_stamps
 
@@ -33,7 +32,7 @@ def forecasts(path) -> pd.DataFrame:
 
 def test_the_daily_refresh_forecasts_only_new_sessions_with_the_stored_fits(truncated, full, tmp_path):
     path = tmp_path / "pmx.ducklake"
-    shutil.copy(truncated, path)
+    Lake.at(truncated).copy_to(path)
     before = forecasts(path)
     fits = read(path, "select fit_id, model, ticker, train_end, fitted_by from ml.model_fits")
     assert set(fits["fitted_by"]) == {"walk_forward"} and len(fits) > 0
@@ -68,7 +67,7 @@ def test_the_daily_refresh_forecasts_only_new_sessions_with_the_stored_fits(trun
     )
     # marts.forecasts, extended by the refresh (its origins of the last 120 days recomputed), is what a rebuild gives
     rebuilt = tmp_path / "rebuilt.ducklake"
-    shutil.copy(path, rebuilt)
+    Lake.at(path).copy_to(rebuilt)
     dbt_run(rebuilt, tmp_path, "--full-refresh", part="--select")
     everything = "select * from marts.forecasts order by model, ticker, asof_date, horizon"
     pd.testing.assert_frame_equal(read(path, everything), read(rebuilt, everything))
@@ -91,7 +90,7 @@ def test_the_daily_refresh_forecasts_only_new_sessions_with_the_stored_fits(trun
 
 def test_the_weekly_retrain_stores_new_fit_versions_that_later_forecasts_name(truncated, tmp_path):
     path = tmp_path / "pmx.ducklake"
-    shutil.copy(truncated, path)
+    Lake.at(truncated).copy_to(path)
     # the weekly retrain's forecasting step alone (test_definitions checks the job's selection)
     defs = build_definitions({"warehouse": Warehouse(path=str(path)), "settings": PmxSettings(**SLICE)})
     job = defs.resolve_job_def("weekly_retrain")

@@ -3,7 +3,6 @@ site of every table."""
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -11,6 +10,7 @@ import yaml
 from numpy.testing import assert_allclose
 
 from dagster_pmx.defs.transform.docs import build_docs
+from dagster_pmx.lake import Lake
 from tests.e2e.helpers import DBT_DIR, read
 
 KEY = ["strategy", "breakdown", "period"]
@@ -77,9 +77,8 @@ def test_backtest_periods_break_the_daily_returns_down_by_year_regime_and_stress
 
 
 def test_the_docs_site_after_a_run_shows_every_table_with_the_columns_it_has(full, tmp_path):
-    warehouse = tmp_path / "pmx.ducklake"
-    shutil.copy(full, warehouse)  # dbt opens the file it describes read-write
-    page = build_docs(tmp_path / "docs", warehouse=warehouse, quiet=True)
+    warehouse = full  # a DuckLake: dbt reads it beside any other reader
+    page = build_docs(tmp_path / "docs", lake=Lake.at(warehouse), quiet=True)
     manifest = json.loads((page.parent / "manifest.json").read_text())
     catalog = json.loads((page.parent / "catalog.json").read_text())
     described = {**catalog["nodes"], **catalog["sources"]}

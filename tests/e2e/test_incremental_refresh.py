@@ -1,7 +1,5 @@
 """Incremental refresh: appending sessions or restating a price gives the full build's rows."""
 
-import shutil
-
 import pandas as pd
 import pytest
 
@@ -43,7 +41,7 @@ def test_appending_sessions_gives_the_full_builds_rows(full, tmp_path):
 @pytest.mark.slow  # three dbt runs; `make test-slow`
 def test_a_restated_price_is_recomputed_from_its_date_and_a_rerun_changes_nothing(full, tmp_path):
     path = tmp_path / "pmx.ducklake"
-    shutil.copy(full, path)
+    Lake.at(full).copy_to(path)
     with Lake.at(path).open() as con:
         changed = con.execute(
             "update raw.prices set adj_close = adj_close * 1.05, ingested_at = now()::timestamp "
@@ -63,7 +61,7 @@ def test_a_restated_price_is_recomputed_from_its_date_and_a_rerun_changes_nothin
     assert abs((1 + jpm["ret_1d"].iloc[1]) / (1 + old["ret_1d"].iloc[1]) - 1.05) < 1e-9
 
     rebuilt = tmp_path / "rebuilt.ducklake"
-    shutil.copy(path, rebuilt)
+    Lake.at(path).copy_to(rebuilt)
     dbt_run(rebuilt, tmp_path, "--full-refresh")
     assert_marts_equal(path, rebuilt)
 

@@ -1,7 +1,5 @@
 """Paper trading on the default data: the ledger reconciles, tracks the backtest, books each day once."""
 
-import shutil
-
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -74,7 +72,7 @@ def test_the_paper_book_is_the_backtest_of_what_it_executed_and_tracks_the_decis
 
 def test_a_rerun_books_nothing_and_a_resumed_ledger_books_the_same_rows(full, tmp_path):
     path = tmp_path / "pmx.ducklake"
-    shutil.copy(full, path)
+    Lake.at(full).copy_to(path)
     before = {t: read(path, f"select * from {t} order by all") for t in LEDGER}
     assert book(path).success
     for table, frame in before.items():  # nothing new to book: not one row added or changed
@@ -95,7 +93,7 @@ def test_a_rerun_books_nothing_and_a_resumed_ledger_books_the_same_rows(full, tm
 
 def test_a_session_cannot_be_booked_twice_and_a_broken_ledger_fails_the_check(full, tmp_path):
     path = tmp_path / "pmx.ducklake"
-    shutil.copy(full, path)
+    Lake.at(full).copy_to(path)
     warehouse = Warehouse(path=str(path))
     stored = ledger.read_ledger(warehouse, "barbell")
     last = stored.nav.iloc[[-1]].drop(columns=["strategy", "run_id", "booked_at"])

@@ -341,10 +341,9 @@ def test_a_value_outside_its_declared_range_fails_the_models_range_test(full, tm
     """Ranges are column metadata checked by one columns_in_range test per model (see its macro): the full
     build passed them; one out-of-range value (or an infinity) on a copy fails marts.features' test and names
     the column."""
-    import shutil
 
     path = tmp_path / "pmx.ducklake"
-    shutil.copy(full, path)
+    Lake.at(full).copy_to(path)
     select = ["test", "--select", "columns_in_range_features_"]
     assert dbt(path, tmp_path, *select).returncode == 0
     first_row = "where rowid = (select min(rowid) from marts.features)"

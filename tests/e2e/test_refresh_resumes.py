@@ -6,8 +6,6 @@ far enough back that the resumed stretch holds reviews, stops or resumptions, a 
 rebalance and drawdown-control sessions, so every kind of state is read back.
 """
 
-import shutil
-
 import dagster as dg
 import pandas as pd
 import pytest
@@ -55,7 +53,7 @@ def incremental(asset, path):
 @pytest.fixture
 def copy(full, tmp_path):
     path = tmp_path / "pmx.ducklake"
-    shutil.copy(full, path)
+    Lake.at(full).copy_to(path)
     return path
 
 

@@ -81,6 +81,9 @@ def upsert(
             f"create table if not exists {table}_audit as "
             f"select *, now()::timestamp as replaced_at from {table} limit 0"
         )
+        # a delivery may repeat a key (the same split reported for a ticker asked twice): the last row
+        # wins, as a primary key's "insert or replace" made it
+        frame = frame.drop_duplicates(subset=key, keep="last")
         batches = [frame] if batch_by is None else [b for _, b in frame.groupby(batch_by, sort=True)]
         audit = (
             f"insert into {table}_audit select stored.*, now()::timestamp from {table} as stored "
