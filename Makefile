@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup lock run test test-slow check lint typecheck ui sql docs bench bench-models bench-features bench-backtest bench-refresh clean
+.PHONY: setup lock run test test-slow check lint typecheck ui sql docs bench bench-models bench-features bench-backtest bench-refresh bench-warehouse clean
 
 ## setup: create .venv, install the locked dependencies and pmx itself (editable: the `pmx` command)
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
@@ -91,6 +91,10 @@ bench-features: setup
 
 clean:
 	rm -rf dbt_project/target dbt_project/logs .pytest_cache
+
+## bench-warehouse: reader latency beside 20 daily refreshes, and disk use with and without upkeep (about 30 minutes)
+bench-warehouse: setup
+	$(PY) benchmarks/bench_warehouse.py
 
 ## bench-refresh: the daily refresh of one new session over the full build, on the default data (about 12 minutes)
 bench-refresh: setup

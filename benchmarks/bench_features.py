@@ -111,7 +111,9 @@ def load(path: Path, frame: pd.DataFrame, ingested_at: str) -> None:
 
 def dbt(command: str, select: str, path: Path, target: Path, *flags: str) -> dict:
     """One dbt invocation; its wall time, the models' own times and the process's peak memory."""
-    env = {**os.environ, "PMX_WAREHOUSE": str(path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    from dagster_pmx.defs.transform.project import dbt_env
+
+    env = {**os.environ, **dbt_env(Lake.at(path))}
     args = [DBT, command, "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)]
     args += ["--target-path", str(target), *flags] + (["--select", select] if select else [])
     started = time.perf_counter()
@@ -152,7 +154,7 @@ def main() -> int:
     parser.add_argument("--years", type=int, default=14)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        path, target = Path(tmp) / "bench.duckdb", Path(tmp) / "target"
+        path, target = Path(tmp) / "bench.ducklake", Path(tmp) / "target"
         t0 = time.perf_counter()
         frame = synthetic_universe(args.tickers, args.years)
         held_out = sorted(frame["date"].unique())[-2:]  # appended one at a time by the daily refreshes

@@ -38,7 +38,7 @@ def main() -> int:
     parser.add_argument("--warehouse", default=None, help="DuckDB file to build (default: a temporary one)")
     args = parser.parse_args()
     tmp = tempfile.TemporaryDirectory()
-    path = args.warehouse or str(Path(tmp.name) / "bench.duckdb")
+    path = args.warehouse or str(Path(tmp.name) / "bench.ducklake")
 
     from dagster_pmx.definitions import build_definitions
     from dagster_pmx.resources import PmxSettings, Warehouse

@@ -61,7 +61,7 @@ def main() -> int:
         print(json.dumps({"seconds": seconds, "steps": steps, "ok": ok}))
         return 0
     tmp = tempfile.TemporaryDirectory()
-    path = str(Path(tmp.name) / "bench.duckdb")
+    path = str(Path(tmp.name) / "bench.ducklake")
     # as in production, the code location (and its dbt parse) is set up for the warehouse it runs on,
     # so dbt's partial parsing applies; the parse is set-up, not part of either timing
     os.environ["PMX_WAREHOUSE"] = path
@@ -71,7 +71,7 @@ def main() -> int:
     subprocess.run(
         [DBT_EXECUTABLE, "parse", "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)],
         check=True,
-        env={**os.environ, **dbt_env(path)},
+        env={**os.environ, **dbt_env(Lake.at(path))},
         cwd=DBT_DIR,
     )
     if args.built:

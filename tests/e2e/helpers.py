@@ -9,6 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.definitions import build_definitions
+from dagster_pmx.defs.transform.project import dbt_env
 from dagster_pmx.lake import Lake
 from dagster_pmx.resources import PmxSettings, Warehouse
 
@@ -64,7 +65,7 @@ def dbt_run(path, tmp_path, *flags: str, part: str = "--exclude") -> None:
 
 def dbt(path, tmp_path, *args: str, check: bool = False) -> subprocess.CompletedProcess:
     """The dbt command ``args`` on the warehouse at ``path`` (its artifacts under ``tmp_path``)."""
-    env = {**os.environ, "PMX_WAREHOUSE": str(path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    env = {**os.environ, **dbt_env(Lake.at(path))}
     command = [str(Path(sys.executable).with_name("dbt")), *args]
     command += [
         "--project-dir",

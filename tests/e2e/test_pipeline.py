@@ -346,7 +346,7 @@ def test_a_value_outside_its_declared_range_fails_the_models_range_test(full, tm
     Lake.at(full).copy_to(path)
     select = ["test", "--select", "columns_in_range_features_"]
     assert dbt(path, tmp_path, *select).returncode == 0
-    first_row = "where rowid = (select min(rowid) from marts.features)"
+    first_row = "where (ticker, date) = (select (ticker, date) from marts.features order by ticker, date limit 1)"
     with Lake.at(path).open() as con:
         con.execute(f"update marts.features set rsi_14 = 100.5 {first_row}")
     failed = dbt(path, tmp_path, *select, "--store-failures")

@@ -70,7 +70,7 @@ def _build(
 ):
     """``dbt build`` of the asset's selection; ``after`` (a function of the build's events, which returns
     them) sees every event once dbt has finished, in this process and with the warehouse open again."""
-    # profiles.yml reads the lake's catalog and data path from PMX_CATALOG / PMX_DATA_PATH; the
+    # profiles.yml reads the lake's catalog and data path from DBT_PMX_CATALOG / DBT_PMX_DATA_PATH; the
     # resource is their only source
     os.environ.update(dbt_env(warehouse.lake))
     wanted = {

@@ -23,8 +23,14 @@ DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 
 
 def dbt_env(lake: Lake) -> dict[str, str]:
-    """Variables a dbt process needs to build into ``lake`` (profiles.yml reads PMX_CATALOG and PMX_DATA_PATH)."""
-    return {"PMX_CATALOG": lake.catalog, "PMX_DATA_PATH": lake.data_path, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    """Variables a dbt process needs to build into ``lake`` (profiles.yml reads DBT_PMX_CATALOG and
+    DBT_PMX_DATA_PATH). Not PMX_CATALOG: a dbt step sets these in its own process, and a ``PMX_*``
+    variable left there would become the setting of every later run or test in that process."""
+    return {
+        "DBT_PMX_CATALOG": lake.catalog,
+        "DBT_PMX_DATA_PATH": lake.data_path,
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+    }
 
 
 def _dbt(*args: str) -> None:
