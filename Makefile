@@ -92,7 +92,7 @@ bench-features: setup
 clean:
 	rm -rf dbt_project/target dbt_project/logs .pytest_cache
 
-## bench-warehouse: reader latency beside 20 daily refreshes, and disk use with and without upkeep (about 30 minutes)
+## bench-warehouse: reader latency beside 20 daily refreshes, and disk use with and without upkeep (about 20 minutes)
 bench-warehouse: setup
 	$(PY) benchmarks/bench_warehouse.py
 

@@ -12,8 +12,8 @@ Usage: ``python benchmarks/bench_warehouse.py [--refreshes 20] [--keep-daily 5] 
    Each refresh stands for one day: its run point is dated a day after the previous one, and the
    nightly maintenance runs after it (retention ``--keep-daily`` days, ``--keep-weekly`` weeks; the
    files of expired snapshots are deleted at once, as the next night would).
-4. Disk use (catalog + data files) after every refresh, with that maintenance and, for the peer,
-   the same lake without any (``--no-peer`` skips the peer).
+4. Disk use (catalog + data files) after every refresh, before and after that upkeep; without
+   upkeep the lake would keep every byte the upkeep reclaimed (the last column, cumulated).
 """
 
 from __future__ import annotations
@@ -77,7 +77,6 @@ def main() -> int:
     parser.add_argument("--keep-weekly", type=int, default=0)
     parser.add_argument("--built", default=None, help="warehouse built by an earlier run's step 1")
     parser.add_argument("--keep", default=None, help="keep the step-1 warehouse at this path")
-    parser.add_argument("--no-peer", action="store_true", help="skip the lake without maintenance")
     parser.add_argument("--refresh-only", nargs=2, default=None, help=argparse.SUPPRESS)  # PATH END_DATE
     args = parser.parse_args()
     if args.refresh_only:
@@ -101,29 +100,26 @@ def main() -> int:
         if args.keep:
             Lake.at(path).copy_to(args.keep)
     lake = Lake.at(path)
-    peer = None if args.no_peer else lake.copy_to(Path(tmp.name) / "peer" / "bench.ducklake")
     reads, stop = Path(tmp.name) / "reads.jsonl", Path(tmp.name) / "stop"
     reader = probe(path, reads, stop)
     time.sleep(15.0)
     idle = read_lines(reads)
     base = disk(lake)[0]
     print(f"disk after the full build: {base / 1e6:.0f} MB", flush=True)
-    print(f"{'refresh':>8}{'end date':>12}{'seconds':>9}{'disk MB':>9}{'files':>7}{'peer MB':>9}{'peer files':>11}")
-    day0 = None
+    print(
+        f"{'refresh':>8}{'end date':>12}{'seconds':>9}{'MB before':>10}{'MB after':>9}{'files':>7}{'reclaimed MB':>13}"
+    )
+    day0, reclaimed = None, 0
     try:
         for i, end in enumerate(sessions[-args.refreshes :], start=1):
-            for target in [lake] + ([peer] if peer else []):
-                child = subprocess.run(
-                    [sys.executable, __file__, "--refresh-only", str(target.sqlite_file), end],
-                    capture_output=True,
-                    text=True,
-                    env={**os.environ, "PMX_WAREHOUSE": str(target.sqlite_file)},
-                )
-                if child.returncode != 0:
-                    print(child.stdout[-3000:], child.stderr[-3000:])
-                    return 1
-                if target is lake:
-                    result = json.loads(child.stdout.strip().splitlines()[-1])
+            child = subprocess.run(
+                [sys.executable, __file__, "--refresh-only", path, end], capture_output=True, text=True, env=os.environ
+            )
+            if child.returncode != 0:
+                print(child.stdout[-3000:], child.stderr[-3000:])
+                return 1
+            result = json.loads(child.stdout.strip().splitlines()[-1])
+            before = disk(lake)[0]
             with lake.open() as con:
                 # this refresh stands for day i: its run point is dated so, then the nightly upkeep runs
                 points = run_points.run_points(con)
@@ -136,10 +132,10 @@ def main() -> int:
                 run_points.expire(con, args.keep_daily, args.keep_weekly)
                 run_points.clean_files(con, grace="0 seconds")
             size, files = disk(lake)
-            peer_size, peer_files = disk(peer) if peer else (float("nan"), 0)
+            reclaimed += before - size
             print(
-                f"{i:>8}{end:>12}{result['seconds']:>9.1f}{size / 1e6:>9.0f}{files:>7}"
-                f"{peer_size / 1e6:>9.0f}{peer_files:>11}",
+                f"{i:>8}{end:>12}{result['seconds']:>9.1f}{before / 1e6:>10.0f}{size / 1e6:>9.0f}{files:>7}"
+                f"{reclaimed / 1e6:>13.0f}",
                 flush=True,
             )
     finally:
