@@ -44,6 +44,9 @@ CATALOG_EXTENSIONS = {"sqlite": "sqlite", "postgres": "postgres"}
 LOCKED = re.compile(r"database is locked|database table is locked|SQLITE_BUSY", re.IGNORECASE)
 #: Two writers committing at once: DuckLake's optimistic concurrency refuses the later commit.
 CONFLICT = re.compile(r"conflict|concurrent|database is locked", re.IGNORECASE)
+#: Two processes creating the same lake at once (a team's first runs): one of them loses the race.
+CREATING = re.compile(r"Failed to initialize DuckLake.*(duplicate key value|already exists)", re.I | re.S)
+ATTACHING = re.compile(f"{LOCKED.pattern}|{CREATING.pattern}", re.I | re.S)
 
 T = TypeVar("T")
 
@@ -177,7 +180,7 @@ class Lake:
         con = duckdb.connect()
         try:
             install_extensions(con, ("ducklake", CATALOG_EXTENSIONS[self.kind]))
-            retry(lambda: con.execute(self.attach_sql(read_only=read_only, snapshot=snapshot)))
+            retry(lambda: con.execute(self.attach_sql(read_only=read_only, snapshot=snapshot)), ATTACHING)
             con.execute(f"use {ALIAS}")
         except BaseException:
             con.close()
@@ -206,6 +209,33 @@ def use(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     ``USE`` is per cursor in DuckDB."""
     con.execute(f"use {ALIAS}")
     return con
+
+
+def ensure(con: duckdb.DuckDBPyConnection, *statements: str) -> None:
+    """Idempotent DDL (``create … if not exists``, ``add column if not exists``) outside a transaction,
+    run again when another writer created the same thing meanwhile: DuckLake refuses the second
+    creation as a conflict, and the retry then finds it there."""
+    for sql in statements:
+        retry(lambda sql=sql: con.execute(sql), CONFLICT, attempts=20, wait=0.1)
+
+
+def claim_table(table: str) -> str:
+    """The one-row table whose update claims ``table`` for a transaction (see :func:`claim`)."""
+    return "ops.claim_" + table.replace(".", "_")
+
+
+def claim(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """The statement that claims ``table`` for the transaction it runs in.
+
+    DuckLake lets two transactions insert into one table at once, and a DuckLake table has no primary
+    key: two writers each adding the same new key (both upserting the benchmark's prices) would both
+    commit it. Every writer that keeps keys unique starts its transaction with this update of a
+    one-row table, so two of them always conflict; :func:`in_transaction` then runs the later one
+    again, and its ``MERGE`` now sees the other's rows. With one writer it costs one small update.
+    """
+    ensure(con, "create schema if not exists ops")
+    ensure(con, f"create table if not exists {claim_table(table)} as select 0::bigint as claims")
+    return f"update {claim_table(table)} set claims = claims + 1"
 
 
 def in_transaction(con: duckdb.DuckDBPyConnection, body: Callable[[], T]) -> T:

@@ -21,7 +21,7 @@ import pandas as pd
 from pydantic import PrivateAttr
 
 from dagster_pmx import run_points
-from dagster_pmx.lake import ALIAS, Lake, current_snapshot, transaction, use
+from dagster_pmx.lake import ALIAS, Lake, current_snapshot, ensure, transaction, use
 
 
 def project_root() -> Path:
@@ -137,7 +137,7 @@ class Warehouse(dg.ConfigurableResource):
         """Atomically replace ``schema.table`` with ``frame``; returns the row count."""
         schema = table.split(".")[0]
         with self.connect() as con:
-            con.execute(f"create schema if not exists {schema}")
+            ensure(con, f"create schema if not exists {schema}")
             # a DuckLake has no ENUM type: pandas categoricals are stored as their values
             categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
             con.register("incoming", frame.astype({c: frame[c].cat.categories.dtype for c in categorical}))

@@ -17,7 +17,7 @@ import json
 import duckdb
 import pandas as pd
 
-from dagster_pmx.lake import ALIAS, current_snapshot, in_transaction
+from dagster_pmx.lake import ALIAS, current_snapshot, ensure, in_transaction
 
 TABLE = "ops.run_points"
 DDL = f"""
@@ -36,8 +36,7 @@ def record(con: duckdb.DuckDBPyConnection, run_id: str, job: str) -> int:
     The run point's own row is one more snapshot (and carries the run id in its commit message), so
     the state readers see is exactly the run's last write.
     """
-    con.execute("create schema if not exists ops")
-    con.execute(DDL)
+    ensure(con, "create schema if not exists ops", DDL)
     snapshot = current_snapshot(con)
 
     def write() -> None:

@@ -25,7 +25,8 @@ from tests.e2e.helpers import CUT, SLICE
 from tests.e2e.reader_probe import fingerprint
 
 REPO = Path(__file__).resolve().parents[2]
-END = SLICE["end_date"]
+#: The refreshes bring six months after the cut (the slice goes on to 2012: less to forecast in the test).
+END = "2011-12-30"
 
 
 def _env(tmp_path: Path, warehouse: Path, **overrides: str) -> dict[str, str]:
@@ -67,22 +68,45 @@ def _states_of_run_points(warehouse: Path) -> dict[int, list]:
     return states
 
 
-def test_a_reader_queries_through_a_refresh_and_a_full_build_and_sees_only_whole_runs(truncated, tmp_path):
+def test_a_reader_queries_through_runs_and_a_killed_run_and_sees_only_whole_runs(truncated, tmp_path):
+    """One analyst's session beside three runs: a daily refresh killed with ``kill -9`` once raw and the
+    features are written, the same refresh again (it completes, nothing lost from raw), then a full
+    build. Every read succeeds and equals the state some run left."""
     warehouse = tmp_path / "pmx.ducklake"
     Lake.at(truncated).copy_to(warehouse)
+    with connect(str(warehouse)) as con:
+        before = fingerprint(con)
+        raw_before = con.execute("select ticker, date, source, close from raw.prices").df()
     reads, stop = tmp_path / "reads.jsonl", tmp_path / "stop"
     probe = subprocess.Popen(
         [sys.executable, "-m", "tests.e2e.reader_probe", str(warehouse), str(reads), str(stop)],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
+    refresh_env = _env(tmp_path, warehouse, end_date=END)
     try:
         deadline = time.time() + 60
         while (not reads.exists() or len(reads.read_text().splitlines()) < 4) and time.time() < deadline:
             time.sleep(0.2)
-        # the refresh brings the sessions after the cut; the full build then rebuilds every table
-        refresh = _pmx_run(_env(tmp_path, warehouse, end_date=END), "daily_refresh", tmp_path / "refresh.log")
+        killed_log = tmp_path / "killed.log"
+        killed = _pmx_run(refresh_env, "daily_refresh", killed_log)
+        deadline = time.time() + 300
+        while "success  dbt_features" not in killed_log.read_text() and time.time() < deadline:
+            assert killed.poll() is None, killed_log.read_text()[-3000:]
+            time.sleep(0.2)
+        os.killpg(killed.pid, signal.SIGKILL)  # raw and the features are written; forecasts are under way
+        killed.wait()
+        with Lake.at(warehouse).open(read_only=True) as head:
+            last_point = int(run_points.run_points(head)["snapshot_id"].iloc[0])
+            assert current_snapshot(head) > last_point  # the killed run did commit work...
+        with connect(str(warehouse)) as con:
+            assert fingerprint(con) == before  # ...which no reader sees
+        # the same refresh again: the killed run's pool slot is freed first (dagster_pmx.dead_runs)
+        refresh = _pmx_run(refresh_env, "daily_refresh", tmp_path / "refresh.log")
         assert refresh.wait(timeout=600) == 0, (tmp_path / "refresh.log").read_text()[-3000:]
+        assert "released run" in (tmp_path / "refresh.log").read_text()
+        with connect(str(warehouse)) as con:
+            raw_after = con.execute("select ticker, date, source, close from raw.prices").df()
         rebuild = _pmx_run(
             _env(tmp_path, warehouse, end_date=END, models="random_walk"), "full_build", tmp_path / "full.log"
         )
@@ -91,11 +115,14 @@ def test_a_reader_queries_through_a_refresh_and_a_full_build_and_sees_only_whole
     finally:
         stop.touch()
         probe.wait(timeout=60)
+    kept = raw_before.merge(raw_after, on=["ticker", "date", "source"], how="left", suffixes=("", "_after"))
+    assert kept["close_after"].notna().all() and (kept["close"] == kept["close_after"]).all()
+    assert len(raw_after) > len(raw_before)
     lines = [json.loads(line) for line in reads.read_text().splitlines()]
     errors = [r["error"] for r in lines if r["error"]]
     assert not errors, errors[:3]
     states = _states_of_run_points(warehouse)
-    assert len(states) >= 3  # the cut's build, the refresh, the full build
+    assert len(states) >= 3  # the cut's build, the refresh, the full build (the killed run left none)
     valid = [json.dumps(s) for s in states.values()]
     fresh = [json.dumps(r["state"]) for r in lines if r["kind"] == "fresh"]
     held = [json.dumps(r["state"]) for r in lines if r["kind"] == "held"]
@@ -103,41 +130,10 @@ def test_a_reader_queries_through_a_refresh_and_a_full_build_and_sees_only_whole
     assert len(set(fresh)) >= 2, "the fresh reader should have moved on to a later run's state"
     assert len(set(held)) == 1 and held[0] == fresh[0]  # a held connection keeps the state it opened on
     # time travel: the state before the refresh, by snapshot, is the cut's
-    first = min(states)
-    with connect(str(warehouse), snapshot=first) as con:
+    with connect(str(warehouse), snapshot=min(states)) as con:
         assert str(con.execute("select max(date) from marts.prices").fetchone()[0]) <= CUT
     with connect(str(warehouse)) as con:
         assert str(con.execute("select max(date) from marts.prices").fetchone()[0]) > CUT
-
-
-def test_a_run_killed_mid_way_leaves_readers_on_the_last_run_and_the_next_run_completes(truncated, tmp_path):
-    warehouse = tmp_path / "pmx.ducklake"
-    Lake.at(truncated).copy_to(warehouse)
-    with connect(str(warehouse)) as con:
-        before = fingerprint(con)
-        raw_before = con.execute("select ticker, date, source, close from raw.prices").df()
-    env = _env(tmp_path, warehouse, end_date=END)
-    log = tmp_path / "killed.log"
-    run = _pmx_run(env, "daily_refresh", log)
-    deadline = time.time() + 300
-    while "success  dbt_features" not in log.read_text() and time.time() < deadline:
-        assert run.poll() is None, log.read_text()[-3000:]
-        time.sleep(0.2)
-    os.killpg(run.pid, signal.SIGKILL)  # raw and the features are written; forecasts are under way
-    run.wait()
-    with Lake.at(warehouse).open(read_only=True) as head:
-        last_point = int(run_points.run_points(head)["snapshot_id"].iloc[0])
-        assert current_snapshot(head) > last_point  # the killed run did commit work...
-    with connect(str(warehouse)) as con:
-        assert fingerprint(con) == before  # ...which no reader sees
-    again = _pmx_run(env, "daily_refresh", tmp_path / "again.log")
-    assert again.wait(timeout=600) == 0, (tmp_path / "again.log").read_text()[-3000:]
-    with connect(str(warehouse)) as con:
-        after = fingerprint(con)
-        raw_after = con.execute("select ticker, date, source, close from raw.prices").df()
-    assert after != before and after[4] > before[4]
-    kept = raw_before.merge(raw_after, on=["ticker", "date", "source"], how="left", suffixes=("", "_after"))
-    assert kept["close_after"].notna().all() and (kept["close"] == kept["close_after"]).all()
 
 
 @pytest.mark.parametrize("damage", ["delete", "corrupt"])

@@ -228,12 +228,6 @@ def test_overlapping_update_and_insert_commit_both_by_retrying_the_later(postgre
         pd.testing.assert_frame_equal(table(at_once, sql), table(after_each_other, sql))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DuckLake sees no conflict between two transactions that only insert into one table, so two "
-    "upserts of the same new key both insert it (a DuckLake table has no primary key): the upsert needs a "
-    "write that makes two upserts of one table conflict (issue 19's report)",
-)
 def test_overlapping_upserts_of_the_same_new_rows_store_each_key_once(postgres_server, tmp_path, monkeypatch):
     """Two machines each ingest their tickers and the benchmark, which pmx adds to every universe: the
     benchmark's new sessions reach both upserts at once. Each key must be stored once, as when the two
@@ -370,12 +364,6 @@ def test_two_writer_processes_ingest_at_once_as_one_after_the_other(postgres_ser
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,  # a race: it may pass by luck
-    reason="two first runs at once: both create the lake (ATTACH: 'Failed to initialize DuckLake ... duplicate "
-    "key value' / 'already exists', not retried) and the same tables (create table if not exists outside "
-    "in_transaction: a DuckLake conflict, left to Dagster's 30 s step retry) (issue 19's report)",
-)
 def test_the_first_runs_of_two_machines_at_once_make_the_lake_once(postgres_server, tmp_path):
     """Two machines start the team's very first runs together, on an empty catalog: both succeed, at once
     (no step retried), and leave what the two runs leave one after the other."""
@@ -395,11 +383,19 @@ def test_the_first_runs_of_two_machines_at_once_make_the_lake_once(postgres_serv
 
 
 @pytest.mark.slow
-def test_dagster_and_dbt_build_the_features_on_a_postgres_catalog_as_on_sqlite(postgres_catalog, tmp_path):
-    """dbt attaches the lake itself (profiles.yml: ``ducklake:{{ env_var('PMX_CATALOG') }}``), here a
-    PostgreSQL catalog; the ingest and dbt's feature models then build what they build on SQLite."""
+def test_dagster_and_dbt_build_the_features_on_a_postgres_catalog_as_on_sqlite(postgres_catalog, tmp_path, monkeypatch):
+    """dbt attaches the lake itself (profiles.yml: ``ducklake:`` and the catalog dbt_env passes it), here
+    a PostgreSQL catalog; the ingest and dbt's feature models then build what they build on SQLite."""
     from dagster_pmx.definitions import build_definitions
+    from dagster_pmx.defs.transform.project import dbt_env
     from tests.e2e.helpers import SLICE
+
+    team = team_warehouse(tmp_path / "team", postgres_catalog)
+    alone = Warehouse(path=str(tmp_path / "alone" / "pmx.ducklake"))
+    # a dbt step exports the lake it builds to this process's environment: put it back afterwards, so
+    # that nothing later in the session reads a catalog whose server is gone
+    for name, value in dbt_env(team.lake).items():
+        monkeypatch.setenv(name, value)
 
     def build_features(warehouse: Warehouse) -> dg.ExecuteInProcessResult:
         defs = build_definitions({"warehouse": warehouse, "settings": PmxSettings(**SLICE)})
@@ -409,8 +405,6 @@ def test_dagster_and_dbt_build_the_features_on_a_postgres_catalog_as_on_sqlite(p
             instance=dg.DagsterInstance.ephemeral(), asset_selection=keys, raise_on_error=False
         )
 
-    team = team_warehouse(tmp_path / "team", postgres_catalog)
-    alone = Warehouse(path=str(tmp_path / "alone" / "pmx.ducklake"))
     for warehouse in (team, alone):
         result = build_features(warehouse)
         failures = [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]

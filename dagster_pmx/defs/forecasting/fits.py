@@ -14,7 +14,7 @@ import pickle
 import pandas as pd
 
 from dagster_pmx.defs.forecasting.reads import current_fits
-from dagster_pmx.lake import transaction
+from dagster_pmx.lake import ensure, transaction
 from dagster_pmx.resources import Warehouse
 from python_models.evaluation.walk_forward import FoldFit
 
@@ -120,8 +120,7 @@ def store(warehouse: Warehouse, fits: dict[tuple[str, str], FoldFit], fitted_by:
         ]
     )
     with warehouse.connect() as con:
-        con.execute("create schema if not exists ml")
-        con.execute(FITS_DDL)
+        ensure(con, "create schema if not exists ml", FITS_DDL)
         con.register("incoming", rows)
         # fit_id stays unique: a DuckLake has no primary keys, so an id stored again replaces its row
         transaction(
@@ -137,8 +136,7 @@ def store(warehouse: Warehouse, fits: dict[tuple[str, str], FoldFit], fitted_by:
 def current(warehouse: Warehouse, models: list[str]) -> dict[tuple[str, str], FoldFit]:
     """The last stored fit of every (model, ticker) of ``models``; empty when none is stored."""
     with warehouse.connect() as con:  # the table may not exist yet: an empty store
-        con.execute("create schema if not exists ml")
-        con.execute(FITS_DDL)
+        ensure(con, "create schema if not exists ml", FITS_DDL)
     rows = current_fits(warehouse, models)
     return {
         (r.model, r.ticker): FoldFit(

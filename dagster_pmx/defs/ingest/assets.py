@@ -11,7 +11,7 @@ import pandas as pd
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.ingest import reads
 from dagster_pmx.defs.ingest.sources import MACRO_COLUMNS, PRICE_COLUMNS, PriceSource, make_source
-from dagster_pmx.lake import transaction
+from dagster_pmx.lake import claim, ensure, transaction
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.data_quality.normalise import normalise_columns
 from python_models.data_quality.wall import Screened, screen_prices
@@ -71,16 +71,17 @@ def upsert(
     incoming, stored = (", ".join(f"{side}.{c}" for c in values) for side in ("incoming", "stored"))
     changed = f"row({incoming}) is distinct from row({stored})"
     with warehouse.connect() as con:
-        con.execute("create schema if not exists raw")
-        con.execute(ddl)
+        ensure(con, "create schema if not exists raw", ddl)
         # warehouses created before ingested_at existed: their rows count as ingested long ago
-        con.execute(f"alter table {table} add column if not exists ingested_at timestamp")
+        ensure(con, f"alter table {table} add column if not exists ingested_at timestamp")
         if "flags" in columns:  # warehouses from before the data-quality wall
-            con.execute(f"alter table {table} add column if not exists flags varchar")
-        con.execute(
+            ensure(con, f"alter table {table} add column if not exists flags varchar")
+        ensure(
+            con,
             f"create table if not exists {table}_audit as "
-            f"select *, now()::timestamp as replaced_at from {table} limit 0"
+            f"select *, now()::timestamp as replaced_at from {table} limit 0",
         )
+        claimed = claim(con, table)  # another writer upserting the same keys waits its turn
         # a delivery may repeat a key (the same split reported for a ticker asked twice): the last row
         # wins, as a primary key's "insert or replace" made it
         frame = frame.drop_duplicates(subset=key, keep="last")
@@ -100,7 +101,7 @@ def upsert(
             f"values ({', '.join('incoming.' + c for c in [*columns, 'ingested_at'])})"
         )
         for batch in batches:
-            write_batch(con, batch[columns], [audit, write])
+            write_batch(con, batch[columns], [claimed, audit, write])
         return row_count(con, table)
 
 
@@ -176,19 +177,19 @@ def store_findings(warehouse: Warehouse, screened: Screened) -> tuple[int, int]:
     q = screened.quarantine.assign(date=pd.to_datetime(screened.quarantine["date"]).dt.date)
     sources = sorted(set(screened.clean["source"]) | set(q["source"]) | set(screened.report["source"]))
     with warehouse.connect() as con:
-        con.execute("create schema if not exists raw")
-        con.execute(QUARANTINE_DDL)
-        con.execute(REPORT_DDL)
+        ensure(con, "create schema if not exists raw", QUARANTINE_DDL, REPORT_DDL)
+        claimed = claim(con, "raw.quarantine")  # "insert where not exists" by two writers at once
         con.register("incoming_q", q)
         con.register("incoming_r", screened.report)
         statements: list[tuple[str, list]] = [
+            (claimed, []),
             (
                 "insert into raw.quarantine "
                 "select i.ticker, i.date, i.source, i.reason, i.detail, i.row_json, now()::timestamp "
                 "from incoming_q i where not exists (select 1 from raw.quarantine s "
                 "where s.source = i.source and s.reason = i.reason and s.row_json = i.row_json)",
                 [],
-            )
+            ),
         ]
         if sources:
             statements.append(("delete from raw.ingest_report where source in (select unnest(?))", [sources]))
@@ -359,8 +360,7 @@ def raw_macro(context: dg.AssetExecutionContext, warehouse: Warehouse, settings:
     if frame.empty:
         context.log.warning("the source provides no macro series; raw.macro left as it was")
         with warehouse.connect() as con:
-            con.execute("create schema if not exists raw")
-            con.execute(MACRO_DDL)
+            ensure(con, "create schema if not exists raw", MACRO_DDL)
         return dg.MaterializeResult(metadata={"rows_received": 0})
     total = upsert(warehouse, "raw.macro", MACRO_DDL, frame, MACRO_COLUMNS, ["series_id", "date", "source"])
     return dg.MaterializeResult(

@@ -13,7 +13,7 @@ import pandas as pd
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.backtest.engine import Market, cost_model
 from dagster_pmx.defs.trading import reads
-from dagster_pmx.lake import in_transaction
+from dagster_pmx.lake import claim, ensure, in_transaction
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.portfolio.allocation import BOND
 from python_models.trading.broker import Account, Order, SessionBar
@@ -44,10 +44,10 @@ def table(name: str) -> str:
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the ledger's tables where they do not exist."""
-    con.execute("create schema if not exists marts")
+    ensure(con, "create schema if not exists marts")
     for name, schema in SCHEMAS.items():
         columns = ", ".join(f"{c.name} {c.type}" for c in schema.columns)
-        con.execute(f"create table if not exists {table(name)} ({columns})")
+        ensure(con, f"create table if not exists {table(name)} ({columns})")
 
 
 def refuse_booked_keys(con: duckdb.DuckDBPyConnection, name: str) -> None:
@@ -148,9 +148,11 @@ def append(warehouse: Warehouse, ledgers: dict[str, Ledger], run_id: str) -> dic
     booked_at = pd.Timestamp.now(tz="UTC").tz_localize(None)
     with warehouse.connect() as con:
         ensure_tables(con)
+        claimed = claim(con, "marts.paper_ledger")  # two writers booking at once: the later one re-checks
 
         def write() -> None:
             counts.update(dict.fromkeys(SCHEMAS, 0))  # a retried transaction counts afresh
+            con.execute(claimed)
             for strategy, ledger in ledgers.items():
                 for name, frame in ledger.tables().items():
                     if frame.empty:
