@@ -14,18 +14,16 @@ path with the object store's versioning; docs/warehouse.md says how. Here: the e
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from dagster_pmx import run_points
-from dagster_pmx.lake import Lake, current_snapshot
+from dagster_pmx.lake import Lake, copy_catalog, current_snapshot
 
 POINT_FILE = "point.json"
 CATALOG_FILE = "catalog.ducklake"
@@ -50,15 +48,6 @@ def points(backup_dir: str | Path) -> pd.DataFrame:
     return frame.sort_values("created_at", ascending=False, ignore_index=True)
 
 
-def _copy_catalog(source: Path, target: Path) -> None:
-    """A consistent copy of a live SQLite catalog (its write-ahead log included)."""
-    with (
-        contextlib.closing(sqlite3.connect(source, timeout=60)) as live,
-        contextlib.closing(sqlite3.connect(target)) as copy,
-    ):
-        live.backup(copy)
-
-
 def backup(lake: Lake, backup_dir: str | Path) -> Path:
     """Copy the lake to a new restore point in ``backup_dir``; returns the point's folder."""
     catalog, data = _local(lake)
@@ -76,7 +65,7 @@ def backup(lake: Lake, backup_dir: str | Path) -> Path:
     work = backup_dir / f".partial-{stamp}"
     (work / "files").mkdir(parents=True)
     # the catalog first: every file it names was written before it, so the walk below finds them all
-    _copy_catalog(catalog, work / CATALOG_FILE)
+    copy_catalog(catalog, work / CATALOG_FILE)
     copied = size = 0
     for file in sorted(p for p in data.rglob("*") if p.is_file()):
         relative = file.relative_to(data)
@@ -128,7 +117,7 @@ def restore(lake: Lake, point: str | Path, backup_dir: str | Path | None = None)
         catalog.rename(catalog.with_name(f"{catalog.name}.replaced-{stamp}"))
     for journal in (catalog.with_name(catalog.name + "-wal"), catalog.with_name(catalog.name + "-shm")):
         journal.unlink(missing_ok=True)  # the replaced catalog's log: it must not be replayed onto the point
-    _copy_catalog(folder / CATALOG_FILE, catalog)
+    copy_catalog(folder / CATALOG_FILE, catalog)
     return catalog
 
 

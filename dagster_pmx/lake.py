@@ -159,9 +159,7 @@ class Lake:
         copy = Lake.at(warehouse)
         assert copy.sqlite_file is not None
         copy.sqlite_file.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.closing(sqlite3.connect(self.sqlite_file, timeout=60)) as live:
-            with contextlib.closing(sqlite3.connect(copy.sqlite_file)) as target:
-                live.backup(target)
+        copy_catalog(self.sqlite_file, copy.sqlite_file)
         shutil.copytree(self.data_path, copy.data_path, copy_function=_link_or_copy, dirs_exist_ok=True)
         return copy
 
@@ -186,6 +184,14 @@ class Lake:
             con.close()
             raise
         return con
+
+
+def copy_catalog(source: Path, target: Path) -> None:
+    """A consistent copy of a live SQLite catalog, its write-ahead log included (SQLite's online
+    backup: no writer has to stop)."""
+    with contextlib.closing(sqlite3.connect(source, timeout=60)) as live:
+        with contextlib.closing(sqlite3.connect(target)) as copy:
+            live.backup(copy)
 
 
 def _link_or_copy(source: str, target: str) -> None:

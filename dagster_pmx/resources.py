@@ -21,7 +21,7 @@ import pandas as pd
 from pydantic import PrivateAttr
 
 from dagster_pmx import run_points
-from dagster_pmx.lake import ALIAS, Lake, current_snapshot, ensure, transaction, use
+from dagster_pmx.lake import ALIAS, Lake, ensure, transaction, use
 
 
 def project_root() -> Path:
@@ -172,11 +172,6 @@ class Warehouse(dg.ConfigurableResource):
                 ],
             )
             return int(con.execute(f"select count(*) from {table}").fetchone()[0])
-
-    def snapshot(self) -> int:
-        """The lake's latest snapshot id."""
-        with self.connect(read_only=True) as con:
-            return current_snapshot(con)
 
 
 def _failed_steps(context: dg.InitResourceContext) -> int:
