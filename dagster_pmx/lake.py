@@ -222,9 +222,7 @@ def without_inlining(con: duckdb.DuckDBPyConnection) -> None:
     from 50 to 180 ms; without inlining both stayed flat (4.5 ms and 40 ms). pmx's small tables
     (run points, claims, one-row summaries) are few, so the small files inlining saves are few too.
     """
-    limit = con.execute(
-        f"select value from {ALIAS}.options() where option_name = 'data_inlining_row_limit'"
-    ).fetchone()
+    limit = con.execute(f"select value from {ALIAS}.options() where option_name = 'data_inlining_row_limit'").fetchone()
     if limit is None or limit[0] != "0":
         ensure(con, f"call {ALIAS}.set_option('data_inlining_row_limit', 0)")
 

@@ -319,6 +319,7 @@ def write_then_die(*args, **kwargs):
     return out
 
 assets.write_batch = write_then_die
+assets.BATCH_ROWS = 30  # one ticker per transaction
 settings = PmxSettings(source="csv", csv_dir=sys.argv[2], benchmark="AAA")
 list(assets.raw_prices(dg.build_asset_context(), warehouse=Warehouse(path=sys.argv[1]), settings=settings))
 """
@@ -404,3 +405,14 @@ def test_allocation_check_validates_the_rows_the_latest_materialization_appended
     _store_allocations(warehouse, frame.assign(weight=old_bad))
     instance.report_runless_asset_event(dg.AssetMaterialization(["marts", "allocations"]))
     assert not allocations_expectations(context, warehouse=warehouse, settings=PmxSettings()).passed
+
+
+def test_ingest_batches_hold_whole_tickers_up_to_the_row_bound():
+    from dagster_pmx.defs.ingest.assets import whole_groups
+
+    frame = pd.DataFrame({"ticker": list("AAABBCCCCD"), "value": range(10)})
+    batches = whole_groups(frame, "ticker", 5)
+    # A+B fit in 5 rows; C (4) would overflow them; C+D fit; no ticker is split
+    assert [sorted(set(b["ticker"])) for b in batches] == [["A", "B"], ["C", "D"]]
+    assert pd.concat(batches).sort_index().equals(frame)
+    assert [len(b) for b in whole_groups(frame, "ticker", 2)] == [3, 2, 4, 1]  # a larger ticker alone
