@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_refresh import timed  # noqa: E402
+from bench_refresh import set_up_for, timed  # noqa: E402
 
 from dagster_pmx import run_points  # noqa: E402
 from dagster_pmx.lake import Lake  # noqa: E402
@@ -89,7 +89,7 @@ def main() -> int:
     start = sessions[-(args.refreshes + 1)]
     tmp = tempfile.TemporaryDirectory()
     path = str(Path(tmp.name) / "bench.ducklake")
-    os.environ["PMX_WAREHOUSE"] = path
+    set_up_for(path)
     if args.built:
         Lake.at(args.built).copy_to(path)
     else:
