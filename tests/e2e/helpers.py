@@ -26,6 +26,15 @@ SLICE = dict(
     ensemble_window=126,
     workers=1,
 )
+#: The slice the ``pmx`` command builds in the tests that start it as a user would (environment variables).
+CLI_SLICE = {
+    "PMX_TICKERS": "JPM,XOM",
+    "PMX_START_DATE": "2008-01-01",
+    "PMX_END_DATE": "2011-12-31",
+    "PMX_FORECAST_START": "2010-06-01",
+    "PMX_TRAIN_WINDOW": "400",
+    "PMX_WORKERS": "1",
+}
 
 
 def build(path, **overrides) -> dg.ExecuteInProcessResult:

@@ -5,6 +5,7 @@ import dagster as dg
 from dagster_pmx import cli
 from dagster_pmx.lake import Lake
 from python_models.forecasters.ensemble import VARIANTS
+from tests.e2e.helpers import CLI_SLICE
 
 #: A single-series model, a GARCH and the pooled XGBoost (feature importances) keep the build short.
 MODELS = ("random_walk", "garch", "xgboost")
@@ -17,12 +18,7 @@ def test_cli_builds_the_warehouse_and_prints_the_summary(tmp_path, monkeypatch, 
     env = {
         "DAGSTER_HOME": str(home),
         "PMX_WAREHOUSE": str(warehouse),
-        "PMX_TICKERS": "JPM,XOM",
-        "PMX_START_DATE": "2008-01-01",
-        "PMX_END_DATE": "2011-12-31",
-        "PMX_FORECAST_START": "2010-06-01",
-        "PMX_TRAIN_WINDOW": "400",
-        "PMX_WORKERS": "1",
+        **CLI_SLICE,
         "PMX_MODELS": ",".join(MODELS),  # the command is under test; the slice's fixtures fit every model
     }
     for k, v in env.items():

@@ -32,19 +32,12 @@ from dagster_pmx.dead_runs import (
     process_tags,
     recover_dead_runs,
 )
+from tests.e2e.helpers import CLI_SLICE
 
 REPO = Path(__file__).resolve().parents[2]
 POOL = "warehouse"
 #: The small slice test_cli builds (a full build of it succeeds, in about a minute).
-SLICE = {
-    "PMX_TICKERS": "JPM,XOM",
-    "PMX_START_DATE": "2008-01-01",
-    "PMX_END_DATE": "2011-12-31",
-    "PMX_FORECAST_START": "2010-06-01",
-    "PMX_TRAIN_WINDOW": "400",
-    "PMX_WORKERS": "1",
-    "PMX_MODELS": "random_walk",
-}
+SLICE = {**CLI_SLICE, "PMX_MODELS": "random_walk"}
 #: The next run in the pool: one asset in the warehouse pool, run in its own process against
 #: $DAGSTER_HOME as `pmx run` runs (execute_in_process), without pmx's slow imports.
 PROBE = textwrap.dedent(
