@@ -102,3 +102,25 @@ def test_a_dbt_subprocess_writes_while_the_run_holds_the_lake(tmp_path):
         assert warehouse.query("select x from raw.t")["x"].tolist() == [9]  # sees dbt's write
 
     assert dg.materialize([dbt_step], resources={"warehouse": Warehouse(path=path)}).success
+
+
+def test_a_writer_keeps_small_writes_out_of_the_catalog(tmp_path):
+    import sqlite3
+
+    lake = Lake.at(tmp_path / "pmx.ducklake")
+    with lake.open() as con:
+        con.execute("create schema s")
+        for i in range(3):  # a few rows each: DuckLake's default would inline them into the catalog
+            con.execute(f"create or replace table s.t as select {i} as x")
+        assert con.execute("select value from options() where option_name = 'data_inlining_row_limit'").fetchone() == (
+            "0",
+        )
+        assert con.execute("select x from s.t").fetchall() == [(2,)]
+    catalog = sqlite3.connect(lake.sqlite_file)
+    inlined = catalog.execute(
+        "select count(*) from sqlite_master where type = 'table' and name like 'ducklake_inlined_data_%' "
+        "and name != 'ducklake_inlined_data_tables'"  # the registry of such tables: one per inlined table version
+    ).fetchone()[0]
+    catalog.close()
+    assert inlined == 0
+    assert list((tmp_path / "pmx.ducklake.files").rglob("*.parquet"))  # the rows are in Parquet files
