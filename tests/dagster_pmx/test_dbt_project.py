@@ -32,5 +32,5 @@ def test_no_generic_test_of_pmx_duplicates_one_of_dbt_utils():
     ours = _generic_tests(DBT_DIR / "macros")
     theirs = _generic_tests(DBT_DIR / "vendor" / "dbt_utils" / "macros")
     assert {"expression_is_true", "unique_combination_of_columns", "accepted_range"} <= theirs
-    assert ours == {"columns_in_range"}  # one query for all of a model's declared ranges: dbt_utils has none
+    assert ours == {"column_rules"}  # one query for all of a model's declared column rules: dbt_utils has none
     assert not ours & theirs

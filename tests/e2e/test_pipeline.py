@@ -337,22 +337,31 @@ def test_barbell_risk_limits_attribution_and_tearsheet(full):
     assert page.count("<img") >= 12 and "Model leaderboard" in page
 
 
-def test_a_value_outside_its_declared_range_fails_the_models_range_test(full, tmp_path):
-    """Ranges are column metadata checked by one columns_in_range test per model (see its macro): the full
-    build passed them; one out-of-range value (or an infinity) on a copy fails marts.features' test and names
-    the column."""
+def test_a_value_breaking_its_columns_declared_rule_fails_the_models_rules_test(full, tmp_path):
+    """Not-null, accepted values and ranges are column metadata checked by one column_rules test per model
+    (see its macro): the full build passed them; on a copy, a NULL, a value outside the accepted ones and one
+    outside its range (or an infinity) each fail marts.features' test, and a failing row names rule, column
+    and value."""
 
     path = tmp_path / "pmx.ducklake"
     Lake.at(full).copy_to(path)
-    select = ["test", "--select", "columns_in_range_features_"]
+    select = ["test", "--select", "column_rules_features_"]
     assert dbt(path, tmp_path, *select).returncode == 0
     first_row = "where (ticker, date) = (select (ticker, date) from marts.features order by ticker, date limit 1)"
     with Lake.at(path).open() as con:
-        con.execute(f"update marts.features set rsi_14 = 100.5 {first_row}")
+        con.execute(f"update marts.features set rsi_14 = 100.5, has_price = null, trend_regime = 2 {first_row}")
     failed = dbt(path, tmp_path, *select, "--store-failures")
-    assert failed.returncode == 1 and "FAIL 1" in failed.stdout
+    assert failed.returncode == 1 and "FAIL 3" in failed.stdout
     with Lake.at(path).open() as con:
-        stored = con.execute("select range_column, range_value from dbt_test__audit.columns_in_range_features_")
-        assert stored.fetchall() == [("rsi_14", 100.5)]
-        con.execute(f"update marts.features set rsi_14 = 50, beta_63 = 'inf' {first_row}")
+        stored = con.execute(
+            "select broken_rule, broken_column, broken_value from dbt_test__audit.column_rules_features_ order by all"
+        )
+        assert stored.fetchall() == [
+            ("accepted_values", "trend_regime", "2"),
+            ("not_null", "has_price", None),
+            ("range", "rsi_14", "100.5"),
+        ]
+        con.execute(
+            f"update marts.features set rsi_14 = 50, has_price = true, trend_regime = 1, beta_63 = 'inf' {first_row}"
+        )
     assert "FAIL 1" in dbt(path, tmp_path, *select).stdout
