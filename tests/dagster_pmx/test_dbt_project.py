@@ -34,3 +34,39 @@ def test_no_generic_test_of_pmx_duplicates_one_of_dbt_utils():
     assert {"expression_is_true", "unique_combination_of_columns", "accepted_range"} <= theirs
     assert ours == {"column_rules"}  # one query for all of a model's declared column rules: dbt_utils has none
     assert not ours & theirs
+
+
+def _compiled_key_test(tmp_path, monkeypatch, *args: str) -> str:
+    """The SQL dbt compiles for marts.forecasts' key test in ``dbt compile <args>`` (in this process)."""
+    from dbt.cli.main import dbtRunner
+
+    from dagster_pmx.defs.transform.dbt_cli import _close_duckdb
+    from dagster_pmx.defs.transform.project import dbt_env
+    from dagster_pmx.lake import Lake
+
+    for name, value in dbt_env(Lake.at(tmp_path / "pmx.ducklake")).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(DBT_DIR)
+    target = ["--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target-path", str(tmp_path / "t")]
+    try:
+        result = dbtRunner().invoke(["--quiet", "compile", *args, *target])
+    finally:
+        _close_duckdb()
+    assert result.success, result.exception
+    (node,) = [
+        r.node for r in result.result.results if "unique_combination" in r.node.name and "forecasts" in r.node.name
+    ]
+    return node.compiled_code
+
+
+def test_an_incremental_build_of_marts_forecasts_tests_the_rows_it_rewrites_and_anything_else_every_row(
+    tmp_path, monkeypatch
+):
+    # the daily refresh's dbt_signals: the model and its tests, incremental (macros/test_scope.sql)
+    selected = _compiled_key_test(tmp_path, monkeypatch, "--select", "forecasts")
+    assert "- interval 120 day" in selected and "group by model, ticker, asof_date, horizon" in selected
+    for other in (
+        ["--select", "forecasts", "--full-refresh"],
+        ["--select", "test_name:unique_combination_of_columns"],
+    ):
+        assert "interval" not in _compiled_key_test(tmp_path, monkeypatch, *other)

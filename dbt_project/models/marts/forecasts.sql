@@ -38,8 +38,7 @@ final as (
     left join forward_returns as r
         on r.ticker = f.ticker and r.date = f.asof_date and r.horizon = f.horizon
     {% if is_incremental() %}
-    -- the new origins, and the recent ones whose target session may have arrived (63 sessions < 120 days)
-    where f.asof_date >= (select max(asof_date) from {{ this }}) - interval 120 day
+    where {{ forecasts_refresh_window(this, 'f.asof_date') }}
     {% endif %}
 )
 
