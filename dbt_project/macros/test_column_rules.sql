@@ -13,8 +13,10 @@
 {% test column_rules(model) %}
 {%- set checks = [] -%}
 {%- if execute -%}
+  {#- `model` is the relation, or a subquery of it where the test reads some rows (macros/test_scope.sql):
+      either way its text names the relation, quoted, so the match is exact -#}
   {%- for node in graph.nodes.values()
-        if node.resource_type == "model" and node.schema == model.schema and node.alias == model.identifier -%}
+        if node.resource_type == "model" and node.relation_name and node.relation_name in (model | string) -%}
     {%- for column in node.columns.values() -%}
       {%- set meta = (column.config or {}).meta or {} -%}
       {%- if meta.get("not_null") -%}

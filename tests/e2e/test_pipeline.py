@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from dagster_pmx.lake import Lake
+from dagster_pmx.lake import Lake, current_snapshot
 from python_models.forecasters.ensemble import VARIANTS
 from python_models.forecasters.registry import DEFAULT_MODELS
 from tests.e2e.helpers import CUT, SLICE, STAMPS, build, dbt, read
@@ -365,3 +365,66 @@ def test_a_value_breaking_its_columns_declared_rule_fails_the_models_rules_test(
             f"update marts.features set rsi_14 = 50, has_price = true, trend_regime = 1, beta_63 = 'inf' {first_row}"
         )
     assert "FAIL 1" in dbt(path, tmp_path, *select).stdout
+
+
+def test_a_builds_tests_of_an_incremental_model_read_the_rows_it_rewrote_and_dbt_test_reads_every_row(full, tmp_path):
+    """macros/test_scope.sql: on a copy, an old row of marts.features is broken and a parent of it changes on
+    the last session of one ticker, so an incremental build rewrites that session (with the parent's broken
+    value). The build's rules test reads the rewritten rows and fails on that one only; `dbt test` reads every
+    row and fails on both."""
+    path = tmp_path / "pmx.ducklake"
+    Lake.at(full).copy_to(path)
+    with Lake.at(path).open() as con:
+        old_row = "(ticker, date) = (select (ticker, date) from marts.features order by date, ticker limit 1)"
+        con.execute(f"update marts.features set trend_regime = 2 where {old_row}")
+        changed = "ticker = 'AAPL' and date = (select max(date) from intermediate.int_features_trend)"
+        later = "(select max(refreshed_at) from marts.features) + interval 1 second"  # changed after the build
+        con.execute(
+            f"update intermediate.int_features_trend set trend_regime = 3, refreshed_at = {later} where {changed}"
+        )
+    build = dbt(path, tmp_path, "build", "--select", "features", "--store-failures")
+    assert build.returncode == 1 and "FAIL 1 column_rules_features_" in build.stdout, build.stdout[-2000:]
+    with Lake.at(path).open() as con:
+        stored = con.execute("select broken_value, ticker from dbt_test__audit.column_rules_features_").fetchall()
+        assert stored == [("3", "AAPL")]
+        # the build rewrote the last session of every ticker (features are incremental across tickers)
+        last = con.execute("select max(date) from marts.features").fetchone()[0]
+        stamped = con.execute(
+            "select distinct date from marts.features"
+            " where refreshed_at = (select max(refreshed_at) from marts.features)"
+        )
+        assert stamped.fetchall() == [(last,)]
+    assert "FAIL 2 column_rules_features_" in dbt(path, tmp_path, "test", "--select", "column_rules_features_").stdout
+
+
+def test_a_build_leaves_a_view_whose_sql_is_unchanged_as_it_is(full, tmp_path):
+    """macros/materialization_view.sql: a view whose compiled SQL is the one it was created from (its comment
+    holds the SQL's md5) is not re-created: the catalog gets no new snapshot. A view without that comment, or a
+    --full-refresh, is re-created."""
+    path = tmp_path / "pmx.ducklake"
+    Lake.at(full).copy_to(path)
+    view = ["run", "--select", "stg_prices"]
+
+    def snapshot() -> int:
+        with Lake.at(path).open(read_only=True) as con:
+            return current_snapshot(con)
+
+    def comment() -> str | None:
+        with Lake.at(path).open(read_only=True) as con:
+            return con.execute(
+                "select comment from duckdb_views() where schema_name = 'staging' and view_name = 'stg_prices'"
+            ).fetchone()[0]
+
+    created = comment()
+    assert created.startswith("pmx view of sql md5 ")  # the full build created it
+    before = snapshot()
+    kept = dbt(path, tmp_path, *view)
+    assert kept.returncode == 0 and "unchanged" in kept.stdout, kept.stdout[-2000:]
+    assert snapshot() == before
+    with Lake.at(path).open() as con:
+        con.execute("comment on view staging.stg_prices is null")
+    for again in ([], ["--full-refresh"]):
+        rebuilt = dbt(path, tmp_path, *view, *again)
+        assert rebuilt.returncode == 0 and "unchanged" not in rebuilt.stdout, rebuilt.stdout[-2000:]
+        assert comment() == created
+    assert read(path, "select count(*) as n from staging.stg_prices")["n"].iloc[0] > 0
