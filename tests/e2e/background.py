@@ -18,7 +18,9 @@ nothing heavy until a build runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -83,7 +85,12 @@ class Background:
                     args = ["tests.e2e.background", name, str(work / "pmx.ducklake")]
                 with self.log(name).open("w") as out:
                     self.running[name] = subprocess.Popen(
-                        [sys.executable, "-m", *args], cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT
+                        [sys.executable, "-m", *args],
+                        cwd=REPO,
+                        env=self.env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,  # a group of its own: stop() ends the processes it started too
                     )
             return self.running[name]
 
@@ -102,13 +109,21 @@ class Background:
         return self.work(name)
 
     def stop(self) -> None:
-        """Kill what still runs (a session that ended, or was interrupted, before using it)."""
+        """End what still runs (a session that ended, or was interrupted, before using it): SIGTERM to each
+        piece's process group (a scenario then stops the runs it started), SIGKILL to what is left."""
         with self.lock:
             self.stopping.set()
-            for proc in self.running.values():
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+            left = [proc for proc in self.running.values() if proc.poll() is None]
+            for proc in left:
+                os.killpg(proc.pid, signal.SIGTERM)
+            for proc in left:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    pass
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         if self.thread.is_alive():
             self.thread.join(timeout=10)
 

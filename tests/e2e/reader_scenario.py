@@ -50,9 +50,13 @@ def _env(work: Path, warehouse: Path, **overrides: str) -> dict[str, str]:
     }
 
 
+#: The runs started: each in a process group of its own (``kill -9`` ends the run and what it started).
+RUNS: list[subprocess.Popen] = []
+
+
 def _pmx_run(env: dict[str, str], job: str, log: Path) -> subprocess.Popen:
     with log.open("w") as out:
-        return subprocess.Popen(
+        run = subprocess.Popen(
             [sys.executable, "-m", "dagster_pmx.cli", "run", "--job", job],
             cwd=REPO,
             env=env,
@@ -60,6 +64,20 @@ def _pmx_run(env: dict[str, str], job: str, log: Path) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    RUNS.append(run)
+    return run
+
+
+def _end_runs() -> None:
+    """Kill the runs still going (the scenario failed, or was stopped, meanwhile)."""
+    for run in RUNS:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+
+
+def _stopped(signum, frame) -> None:  # noqa: ARG001 (a signal handler's signature)
+    raise SystemExit(f"stopped by signal {signum}")
 
 
 def _finish(run: subprocess.Popen, timeout: float) -> int:
@@ -121,10 +139,12 @@ def main(truncated: Path, work: Path) -> None:
             facts["full_exit"] = _finish(_pmx_run(full_env, "full_build", work / "full.log"), 600)
             time.sleep(1.0)  # a few reads of the final state
     finally:
+        _end_runs()
         stop.touch()
         probe.wait(timeout=60)
     (work / "scenario.json").write_text(json.dumps(facts))
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _stopped)  # the session ended first (background.stop): end the runs and the probe
     main(Path(sys.argv[1]), Path(sys.argv[2]))
