@@ -28,6 +28,12 @@ def returns() -> pd.Series:
     return arma_returns()
 
 
+def pytest_collection_modifyitems(items):
+    """The tests that wait for background work (tests/e2e/background.py) run after the others, each group
+    in its usual order: the work then has the other tests' time to finish on the second core."""
+    items.sort(key=lambda item: any(fixture in FIXTURES for fixture in item.fixturenames))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def background(request, tmp_path_factory):
     """The end-to-end tests' work that runs in processes of its own (tests/e2e/background.py: the two
