@@ -32,6 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = {"full": "full", "truncated": "truncated", "cli_runs": "cli", "reader_runs": "reader"}
 #: What a piece needs done first.
 NEEDS = {"reader": "truncated"}
+#: Seconds a test waits for a piece (and what it needs) before ending it and failing: far over what each
+#: takes on a loaded 2-core machine, so a hung piece fails its tests instead of hanging the session.
+WAIT_TIMEOUT = 3600
 
 
 class Background:
@@ -94,19 +97,43 @@ class Background:
                     )
             return self.running[name]
 
-    def wait(self, name: str) -> Path:
-        """The folder ``name`` worked in, once it has succeeded."""
-        if NEEDS.get(name):
-            self.start(NEEDS[name])
+    def wait(self, name: str, timeout: float = WAIT_TIMEOUT) -> Path:
+        """The folder ``name`` worked in, once it has succeeded (and what it needs first has); fails with
+        the output of the piece that failed or ran past ``timeout`` seconds (then ended)."""
+        need = NEEDS.get(name)
+        if need:
+            self.start(need)
         proc = self.start(name)
         assert proc is not None, "the session is over"
         if proc.poll() is None:  # this core would idle: the next piece in line may start on it
             waiting = [n for n in self.queue if n not in self.running]
             if waiting:
                 self.start(waiting[0])
-        code = proc.wait()
-        assert code == 0, f"{name} failed (exit {code}); its output:\n{self.log(name).read_text()[-6000:]}"
+        deadline = time.time() + timeout
+        if need:  # its failure is the one to report (``name`` would only wait on, or fail after, it)
+            self._succeeded(need, deadline)
+        self._succeeded(name, deadline)
         return self.work(name)
+
+    def _succeeded(self, name: str, deadline: float) -> None:
+        proc = self.start(name)
+        assert proc is not None, "the session is over"
+        try:
+            code = proc.wait(timeout=max(deadline - time.time(), 0))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            raise AssertionError(f"{name} did not end in time: ended; its output:\n{self._tail(name)}") from None
+        assert code == 0, f"{name} failed (exit {code}); its output:\n{self._tail(name)}"
+
+    def _tail(self, name: str) -> str:
+        return self.log(name).read_text(errors="replace")[-6000:]
 
     def stop(self) -> None:
         """End what still runs (a session that ended, or was interrupted, before using it): SIGTERM to each
@@ -140,12 +167,12 @@ def wait_for_build(warehouse: Path, timeout: float = 1800) -> None:
 
 def build(name: str, path: str) -> int:
     """Build the warehouse ``name`` at ``path``; write its exit code beside it (``exit``) for those waiting."""
-    from tests.e2e.helpers import CUT
-    from tests.e2e.helpers import build as build_graph
-
-    overrides = {"full": {}, "truncated": {"end_date": CUT}}[name]
     code = 1
-    try:
+    try:  # the marker is written whatever happens here, an import's failure too
+        from tests.e2e.helpers import CUT
+        from tests.e2e.helpers import build as build_graph
+
+        overrides = {"full": {}, "truncated": {"end_date": CUT}}[name]
         result = build_graph(path, **overrides)
         for event in result.all_events:
             if event.event_type_value == "STEP_FAILURE":
