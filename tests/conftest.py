@@ -1,6 +1,10 @@
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.e2e.background import FIXTURES, Background
 
 
 def arma_returns(
@@ -22,3 +26,24 @@ def arma_returns(
 @pytest.fixture
 def returns() -> pd.Series:
     return arma_returns()
+
+
+def pytest_collection_modifyitems(items):
+    """The tests that wait for background work (tests/e2e/background.py) run after the others, each group
+    in its usual order: the work then has the other tests' time to finish on the second core."""
+    items.sort(key=lambda item: any(fixture in FIXTURES for fixture in item.fixturenames))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background(request, tmp_path_factory):
+    """The end-to-end tests' work that runs in processes of its own (tests/e2e/background.py: the two
+    warehouses of the slice, the command test's and the reader test's runs): what the selected tests need
+    starts as the session starts, one piece after another in the order the tests need them, and runs on
+    the second core while the tests before those run on the first."""
+    work = Background(tmp_path_factory.mktemp("background"))
+    # under pytest-xdist every worker collects every test: each then starts only what a test it runs waits for
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        needed = [FIXTURES[f] for item in request.session.items for f in item.fixturenames if f in FIXTURES]
+        work.run_in_order(list(dict.fromkeys(needed)))
+    yield work
+    work.stop()

@@ -3,14 +3,17 @@
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pandas as pd
 
 from dagster_pmx.definitions import build_definitions
 from dagster_pmx.defs.transform.project import dbt_env
-from dagster_pmx.lake import Lake
+from dagster_pmx.lake import Lake, current_snapshot
 from dagster_pmx.resources import PmxSettings, Warehouse
 
 DBT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
@@ -48,9 +51,34 @@ def build(path, **overrides) -> dg.ExecuteInProcessResult:
 STAMPS = ("refreshed_at", "ingested_at")
 
 
+#: Read-only connections to the session's warehouses, which no test writes (see :func:`held_open`).
+_HELD: dict[Path, duckdb.DuckDBPyConnection] = {}
+
+
 def read(path, sql, params=None) -> pd.DataFrame:
+    held = _HELD.get(Path(path).resolve())
+    if held is not None:
+        return held.execute(sql, params or []).df()
     with Lake.at(path).open(read_only=True) as con:
         return con.execute(sql, params or []).df()
+
+
+@contextmanager
+def held_open(path) -> Iterator[Path]:
+    """``path`` with one read-only connection held open for :func:`read`: a warehouse the tests only read
+    (the session's builds; a test that writes works on a copy) is attached once, not once a query (~0.3 s
+    each, hundreds of queries). On exit, fails if the warehouse changed meanwhile (a test wrote to it)."""
+    key = Path(path).resolve()
+    con = Lake.at(path).open(read_only=True)
+    snapshot = current_snapshot(con)
+    _HELD[key] = con
+    try:
+        yield path
+    finally:
+        del _HELD[key]
+        con.close()
+        with Lake.at(path).open(read_only=True) as fresh:
+            assert current_snapshot(fresh) == snapshot, f"a test wrote to the shared warehouse {path}"
 
 
 def build_features(path, settings: PmxSettings) -> dg.ExecuteInProcessResult:

@@ -29,20 +29,25 @@ def _build_features(tmp_path, folder):
 
 @pytest.fixture(scope="module")
 def gapped(tmp_path_factory):
+    """One feature build of both kinds of gap: BBB misses a session (row 150), and AAA's close is NULL on
+    another (row 100) while BBB is priced that day, so the session stays in the calendar."""
     tmp = tmp_path_factory.mktemp("gap")
     folder = tmp / "csv"
     folder.mkdir()
-    _write(folder, "AAA", _series(1))
+    aaa = _series(1)
+    aaa.loc[100, "close"] = np.nan
+    _write(folder, "AAA", aaa)
     bbb = _series(2)
     missing = bbb["date"].iloc[150]
     _write(folder, "BBB", bbb.drop(index=150))
     path, result = _build_features(tmp, folder)
     assert result.success
-    return path, pd.Timestamp(missing), bbb.assign(date=pd.to_datetime(bbb["date"])).set_index("date")["close"]
+    close = bbb.assign(date=pd.to_datetime(bbb["date"])).set_index("date")["close"]
+    return path, pd.Timestamp(missing), close, pd.Timestamp(aaa.loc[100, "date"])
 
 
 def test_missing_session_is_a_row_with_null_features(gapped):
-    path, missing, _ = gapped
+    path, missing, _, _ = gapped
     f = read(path, "select * from marts.features where ticker = 'BBB' order by date").set_index("date")
     assert not f.loc[missing, "has_price"]
     assert pd.isna(f.loc[missing, "ret_1d"]) and pd.isna(f.loc[missing, "realized_vol_21"])
@@ -50,7 +55,7 @@ def test_missing_session_is_a_row_with_null_features(gapped):
 
 
 def test_no_return_or_window_spans_the_gap(gapped):
-    path, missing, close = gapped
+    path, missing, close, _ = gapped
     f = read(path, "select * from marts.features where ticker = 'BBB' order by date").set_index("date")
     dates = f.index
     i = dates.get_loc(missing)
@@ -68,17 +73,9 @@ def test_no_return_or_window_spans_the_gap(gapped):
     assert pd.isna(targets["fwd_return_1d"].iloc[i - 1]) and pd.isna(targets["fwd_return_5d"].iloc[i - 5])
 
 
-def test_a_null_price_is_quarantined_and_becomes_a_gap(tmp_path):
-    folder = tmp_path / "csv"
-    folder.mkdir()
-    aaa = _series(1)
-    aaa.loc[100, "close"] = np.nan
-    _write(folder, "AAA", aaa)
-    _write(folder, "BBB", _series(2))  # priced that day: the session stays in the calendar
-    path, result = _build_features(tmp_path, folder)
-    assert result.success
+def test_a_null_price_is_quarantined_and_becomes_a_gap(gapped):
+    path, _, _, day = gapped
     quarantine = read(path, "select date, reason from raw.quarantine")
-    day = pd.Timestamp(aaa.loc[100, "date"])
     assert quarantine["reason"].tolist() == ["missing_close"] and quarantine["date"].iloc[0] == day
     # the session is a row without a price: no return into or out of it, as with a missing session
     sql = "select date, has_price, simple_return from intermediate.int_returns where ticker = 'AAA' order by date"

@@ -21,18 +21,22 @@ def assert_marts_equal(a, b) -> None:
         pd.testing.assert_frame_equal(x, y, check_exact=False, rtol=1e-10, atol=1e-12, check_dtype=False, obj=name)
 
 
-def test_appending_sessions_gives_the_full_builds_rows(full, tmp_path):
+#: The session after the truncated build's last one (helpers.CUT, 2011-06-30).
+NEXT_SESSION = "2011-07-01"
+
+
+def test_appending_sessions_gives_the_full_builds_rows(truncated, full, tmp_path):
     path = tmp_path / "pmx.ducklake"
-    assert build_features(path, PmxSettings(**{**SLICE, "end_date": "2012-06-28"})).success
+    Lake.at(truncated).copy_to(path)  # the slice built up to CUT (its features and targets by dbt_features)
     before = read(path, "select max(refreshed_at) as at from marts.features")["at"].iloc[0]
     # one new session, as the daily refresh sees it
-    assert build_features(path, PmxSettings(**{**SLICE, "end_date": "2012-06-29"})).success
+    assert build_features(path, PmxSettings(**{**SLICE, "end_date": NEXT_SESSION})).success
     touched = read(
         path,
         "select min(date) as first, count(distinct date) as n from marts.features where refreshed_at > ?",
         [before],
     )
-    assert touched["first"].iloc[0] == pd.Timestamp("2012-06-29") and touched["n"].iloc[0] == 1
+    assert touched["first"].iloc[0] == pd.Timestamp(NEXT_SESSION) and touched["n"].iloc[0] == 1
     # then the rest of the slice at once: targets up to 63 sessions back become computable
     assert build_features(path, PmxSettings(**SLICE)).success
     assert_marts_equal(path, full)

@@ -5,60 +5,25 @@ daily refresh and then a full build run in other processes (``python -m dagster_
 fails, every read equals the state some run left (never half a run), a connection held open keeps
 its state, and the earlier states stay reachable (time travel). A run killed with ``kill -9`` leaves
 readers where they were, and the next run completes with nothing lost from ``raw``.
+
+The runs are ``tests/e2e/reader_scenario.py``, a process the session starts as soon as the truncated
+build exists (tests/e2e/background.py): the test checks what it recorded.
 """
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from dagster_pmx import run_points
-from dagster_pmx.lake import Lake, current_snapshot
+from dagster_pmx.lake import Lake
 from dagster_pmx.reader import connect
-from tests.e2e.helpers import CUT, SLICE
+from tests.e2e.helpers import CUT
 from tests.e2e.reader_probe import fingerprint
 
-REPO = Path(__file__).resolve().parents[2]
-#: The refreshes bring six months after the cut (the slice goes on to 2012: less to forecast in the test).
-END = "2011-12-30"
 
-
-def _env(tmp_path: Path, warehouse: Path, **overrides: str) -> dict[str, str]:
-    home = tmp_path / "dagster_home"
-    if not home.exists():
-        home.mkdir()
-        shutil.copyfile(REPO / "dagster_pmx" / "dagster.yaml", home / "dagster.yaml")
-    settings = {f"PMX_{k.upper()}": str(v) for k, v in SLICE.items()}
-    overrides = {f"PMX_{k.upper()}": v for k, v in overrides.items()}
-    return {
-        **os.environ,
-        **settings,
-        **overrides,
-        "PMX_WAREHOUSE": str(warehouse),
-        "DAGSTER_HOME": str(home),
-        "PYTHONPATH": str(REPO),
-    }
-
-
-def _pmx_run(env: dict[str, str], job: str, log: Path) -> subprocess.Popen:
-    with log.open("w") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "dagster_pmx.cli", "run", "--job", job],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def _states_of_run_points(warehouse: Path) -> dict[int, list]:
+def _states_of_run_points(warehouse) -> dict[int, list]:
     with Lake.at(warehouse).open(read_only=True) as head:
         snapshots = run_points.run_points(head)["snapshot_id"].tolist()
     states = {}
@@ -68,57 +33,25 @@ def _states_of_run_points(warehouse: Path) -> dict[int, list]:
     return states
 
 
-def test_a_reader_queries_through_runs_and_a_killed_run_and_sees_only_whole_runs(truncated, tmp_path):
+def test_a_reader_queries_through_runs_and_a_killed_run_and_sees_only_whole_runs(reader_runs):
     """One analyst's session beside three runs: a daily refresh killed with ``kill -9`` once raw and the
     features are written, the same refresh again (it completes, nothing lost from raw), then a full
     build. Every read succeeds and equals the state some run left."""
-    warehouse = tmp_path / "pmx.ducklake"
-    Lake.at(truncated).copy_to(warehouse)
-    with connect(str(warehouse)) as con:
-        before = fingerprint(con)
-        raw_before = con.execute("select ticker, date, source, close from raw.prices").df()
-    reads, stop = tmp_path / "reads.jsonl", tmp_path / "stop"
-    probe = subprocess.Popen(
-        [sys.executable, "-m", "tests.e2e.reader_probe", str(warehouse), str(reads), str(stop)],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    refresh_env = _env(tmp_path, warehouse, end_date=END)
-    try:
-        deadline = time.time() + 60
-        while (not reads.exists() or len(reads.read_text().splitlines()) < 4) and time.time() < deadline:
-            time.sleep(0.2)
-        killed_log = tmp_path / "killed.log"
-        killed = _pmx_run(refresh_env, "daily_refresh", killed_log)
-        deadline = time.time() + 300
-        while "success  dbt_features" not in killed_log.read_text() and time.time() < deadline:
-            assert killed.poll() is None, killed_log.read_text()[-3000:]
-            time.sleep(0.2)
-        os.killpg(killed.pid, signal.SIGKILL)  # raw and the features are written; forecasts are under way
-        killed.wait()
-        with Lake.at(warehouse).open(read_only=True) as head:
-            last_point = int(run_points.run_points(head)["snapshot_id"].iloc[0])
-            assert current_snapshot(head) > last_point  # the killed run did commit work...
-        with connect(str(warehouse)) as con:
-            assert fingerprint(con) == before  # ...which no reader sees
-        # the same refresh again: the killed run's pool slot is freed first (dagster_pmx.dead_runs)
-        refresh = _pmx_run(refresh_env, "daily_refresh", tmp_path / "refresh.log")
-        assert refresh.wait(timeout=600) == 0, (tmp_path / "refresh.log").read_text()[-3000:]
-        assert "released run" in (tmp_path / "refresh.log").read_text()
-        with connect(str(warehouse)) as con:
-            raw_after = con.execute("select ticker, date, source, close from raw.prices").df()
-        rebuild = _pmx_run(
-            _env(tmp_path, warehouse, end_date=END, models="random_walk"), "full_build", tmp_path / "full.log"
-        )
-        assert rebuild.wait(timeout=600) == 0, (tmp_path / "full.log").read_text()[-3000:]
-        time.sleep(1.0)  # a few reads of the final state
-    finally:
-        stop.touch()
-        probe.wait(timeout=60)
+    work = reader_runs
+    warehouse = work / "pmx.ducklake"
+    facts = json.loads((work / "scenario.json").read_text())
+    assert facts["snapshot_after_kill"] > facts["last_run_point"]  # the killed run did commit work...
+    assert facts["state_after_kill"] == facts["state_before"]  # ...which no reader sees
+    # the same refresh again: the killed run's pool slot is freed first (dagster_pmx.dead_runs)
+    refresh_log = (work / "refresh.log").read_text()
+    assert facts["refresh_exit"] == 0, refresh_log[-3000:]
+    assert "released run" in refresh_log
+    assert facts["full_exit"] == 0, (work / "full.log").read_text()[-3000:]
+    raw_before, raw_after = pd.read_parquet(work / "raw_before.parquet"), pd.read_parquet(work / "raw_after.parquet")
     kept = raw_before.merge(raw_after, on=["ticker", "date", "source"], how="left", suffixes=("", "_after"))
     assert kept["close_after"].notna().all() and (kept["close"] == kept["close_after"]).all()
     assert len(raw_after) > len(raw_before)
-    lines = [json.loads(line) for line in reads.read_text().splitlines()]
+    lines = [json.loads(line) for line in (work / "reads.jsonl").read_text().splitlines()]
     errors = [r["error"] for r in lines if r["error"]]
     assert not errors, errors[:3]
     states = _states_of_run_points(warehouse)
