@@ -96,6 +96,6 @@ clean:
 bench-warehouse: setup
 	$(PY) benchmarks/bench_warehouse.py
 
-## bench-refresh: the daily refresh of one new session over the full build, on the default data (about 12 minutes)
+## bench-refresh: the daily refresh of one new session over the full build, three times, on the default data (about 15 minutes)
 bench-refresh: setup
 	$(PY) benchmarks/bench_refresh.py
