@@ -6,9 +6,9 @@
        their tests in a `dbt build` that selects the model read the rows dated from the first date the
        build wrote on: every row it wrote, and every stored row sharing a date (so a key written twice
        is still found). A whole build stamps every row, so its tests read every row; `dbt test` alone,
-       or a build that does not select the model, reads every row too. The daily refresh rewrites a few
-       sessions of 18 years: its tests of the feature models read ~2 % of the rows (at 500 tickers the
-       difference is most of the refresh's test time). A test with a `where` of its own keeps it.
+       or a build that does not select the model, reads every row too. A daily refresh that adds one
+       session rewrites that session of marts.features (tests/e2e/test_pipeline.py), and its tests read
+       that date's rows instead of all of them. A test with a `where` of its own keeps it.
 
     2. The placeholder `where: "__forecasts_refresh_window__"`: an incremental build of marts.forecasts
        (the daily refresh: `dbt build` without --full-refresh, with the model selected) rewrites only the
