@@ -111,3 +111,44 @@ def test_dbt_runner_and_its_event_callbacks_are_there():
 
     assert "callbacks" in inspect.signature(dbtRunner).parameters, RECHECK
     assert callable(msg_to_dict)
+
+
+def _original_default_source() -> str:
+    """dbt-common's own ``_default_source``, called from this module as its adapter calls it."""
+    from dbt_common.behavior_flags import BehaviorFlagRendered
+
+    return vars(BehaviorFlagRendered)["_default_source"].__func__()
+
+
+def test_the_behavior_flag_source_is_the_static_method_the_cheap_walk_replaces_and_it_names_the_same_module():
+    from dbt_common.behavior_flags import Behavior, BehaviorFlagRendered
+
+    from dagster_pmx.defs.transform import dbt_cli
+
+    assert isinstance(vars(BehaviorFlagRendered).get("_default_source"), staticmethod), RECHECK
+    assert "_default_source()" in inspect.getsource(BehaviorFlagRendered.__init__), RECHECK
+    saved = vars(BehaviorFlagRendered)["_default_source"]
+    try:
+        expected = Behavior([{"name": "f", "default": False, "description": "d"}], {}).f
+        dbt_cli._patch_behavior_flag_source()
+        patched = Behavior([{"name": "f", "default": False, "description": "d"}], {}).f
+    finally:
+        BehaviorFlagRendered._default_source = saved
+    # the module that created the flags: this one, as dbt-common's inspect.stack() walk finds it
+    assert patched._behavior_change_event.flag_source == expected._behavior_change_event.flag_source == __name__
+
+
+def test_in_process_dbt_runs_with_neither_of_dbts_loggers_and_still_reports_every_event(tmp_path):
+    from dbt_common.events.functions import get_event_manager
+
+    from dagster_pmx.defs.transform.dbt_cli import DBT_GLOBAL_FLAGS
+    from dagster_pmx.defs.transform.project import dbt_env
+    from dagster_pmx.lake import Lake
+
+    env = {**dbt_env(Lake.at(str(tmp_path / "w.ducklake"))), "PATH": "/usr/bin:/bin"}
+    run = InProcessDbt([DBT_EXECUTABLE, *DBT_GLOBAL_FLAGS, "ls", "--select", "stg_prices"], env=env, cwd=DBT_DIR)
+    assert run.wait() == 0
+    # dbt refuses a flag given both before and after the subcommand, so the global flags are rewritten
+    assert get_event_manager().loggers == [], "dbt formats every event for a logger that drops it"
+    # the callback still hands dagster-dbt the events: here the listed model
+    assert "stg_prices" in run.stdout.read().decode()

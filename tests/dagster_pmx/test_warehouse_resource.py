@@ -124,3 +124,31 @@ def test_a_writer_keeps_small_writes_out_of_the_catalog(tmp_path):
     catalog.close()
     assert inlined == 0
     assert list((tmp_path / "pmx.ducklake.files").rglob("*.parquet"))  # the rows are in Parquet files
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_has_finds_tables_and_views_by_name_and_agrees_with_information_schema(tmp_path, held):
+    warehouse = Warehouse(path=str(tmp_path / "wh.ducklake"))
+    if held:
+        warehouse.hold()
+    try:
+        with warehouse.connect() as con:
+            con.execute("create schema ml")
+            con.execute("create table ml.fits (x int)")
+            con.execute("create view ml.recent as select * from ml.fits")
+        listed = set(
+            warehouse.query(
+                "select table_schema || '.' || table_name as t from information_schema.tables "
+                "where table_catalog = 'pmx'"
+            )["t"]
+        )
+        for name in ("ml.fits", "ml.recent", "ml.missing", "nowhere.fits"):
+            assert warehouse.has(name) is (name in listed), name
+        assert warehouse.has("ml.fits", "ml.recent")
+        assert not warehouse.has("ml.fits", "ml.missing")
+        # a table dropped in another transaction is gone for the next lookup
+        with warehouse.connect() as con:
+            con.execute("drop view ml.recent")
+        assert not warehouse.has("ml.recent")
+    finally:
+        warehouse.release()

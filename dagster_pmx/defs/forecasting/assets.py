@@ -89,7 +89,7 @@ def update_ensemble_targets(warehouse: Warehouse, since: pd.Timestamp) -> None:
 def regime_probabilities(
     context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: ForecastRun
 ) -> dg.MaterializeResult:
-    extend = config.mode == "incremental" and "ml.regime_probabilities" in warehouse.tables()
+    extend = config.mode == "incremental" and warehouse.has("ml.regime_probabilities")
     series, since = reads.benchmark_returns(warehouse, settings.benchmark, regimes_stored=extend)
     wf, model = walk_forward_config(settings), GaussianHmm()
     frame = walk_forward_regimes(series, wf.train_window, model.refit_every or wf.refit_every, wf.gap, model, since)
@@ -143,7 +143,7 @@ def regime_probabilities(
 )
 def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: ForecastRun):
     calendar = sessions(warehouse)
-    extend = config.mode == "incremental" and "ml.ensemble_forecasts" in warehouse.tables()
+    extend = config.mode == "incremental" and warehouse.has("ml.ensemble_forecasts")
     regimes, since = reads.ensemble_inputs(warehouse, ensembles_stored=extend)
     first = None
     if since is not None:

@@ -188,7 +188,7 @@ def _can_extend(
     pooled = _pooled(models)
     needed = {(m.name, POOLED) for m in models if m.name in pooled}
     needed |= {(m.name, t) for m in models if m.name not in pooled for t in returns["ticker"].unique()}
-    if needed <= set(stored) and "ml.base_forecasts" in warehouse.tables():
+    if needed <= set(stored) and warehouse.has("ml.base_forecasts"):
         return True
     context.log.warning(f"{mode}: no stored fit for {sorted(needed - set(stored))[:5]}: walking forward")
     return False

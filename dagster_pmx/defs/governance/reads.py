@@ -28,7 +28,7 @@ OUTPUTS = (
 def stored_state(warehouse: Warehouse, policy: GovernancePolicy) -> GovernanceState | None:
     """Where the stored tables leave governance (None when they hold no run to resume): the last
     session's stops and active model, and the last review."""
-    if not {".".join(key) for key in OUTPUTS} <= warehouse.tables():
+    if not warehouse.has(*(".".join(key) for key in OUTPUTS)):
         return None
     last, review = warehouse.last("marts.model_risk"), warehouse.last("marts.governance_reviews", "review_date")
     if last is None or review is None:

@@ -23,7 +23,7 @@ def resume_date(warehouse: Warehouse) -> pd.Timestamp | None:
     """The last session the stored allocations decided (the drawdown control's last state), or None
     when a table is missing or empty: the daily refresh then rebuilds them."""
     since = warehouse.last("marts.drawdown_control")
-    return since if since is not None and set(ALLOCATION_TABLES) <= warehouse.tables() else None
+    return since if since is not None and warehouse.has(*ALLOCATION_TABLES) else None
 
 
 def macro_series(warehouse: Warehouse, series: tuple[str, ...]) -> dict[str, pd.Series]:

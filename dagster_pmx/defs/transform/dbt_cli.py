@@ -14,13 +14,18 @@ matters to the daily refresh (two dbt steps of a job that should take seconds):
 
 The in-process path swaps the ``subprocess`` module dagster-dbt's invocation uses for the
 length of one ``cli`` call (dagster-dbt has no hook for a runner of its own); ``in_process:
-false`` (``PMX_DBT_IN_PROCESS=0``) restores the plain subprocess.
+false`` (``PMX_DBT_IN_PROCESS=0``) restores the plain subprocess. In this process two more of
+dbt's own costs go (each measured with py-spy on a daily refresh, docs/benchmarks.md): its two
+loggers, which format every event as JSON only to drop it (the events reach dagster-dbt through
+a callback instead), and dbt-common's ``inspect.stack()`` walk when the adapter declares its
+behavior flags (replaced by an equivalent walk that reads no source files).
 
-dagster-dbt has no public hook for any of the three, so this module relies on its internals:
+Neither dagster-dbt nor dbt has a public hook for these, so this module relies on their internals:
 ``DbtCliResource._cli_version`` and ``DbtCliResource._initialize_dbt_core_adapter`` (overridden),
 the ``subprocess`` module of ``dagster_dbt.core.dbt_cli_invocation`` and the ``Popen`` interface
-``DbtCliInvocation`` reads (imitated by ``InProcessDbt``), and dbt-duckdb's
-``DuckDBConnectionManager._ENV``. ``tests/dagster_pmx/test_dbt_cli_overrides.py`` guards each one:
+``DbtCliInvocation`` reads (imitated by ``InProcessDbt``), dbt-duckdb's
+``DuckDBConnectionManager._ENV`` and dbt-common's ``BehaviorFlagRendered._default_source``.
+``tests/dagster_pmx/test_dbt_cli_overrides.py`` guards each one:
 it fails, naming what to re-check, when the installed versions differ from ``CHECKED_AGAINST``
 or when an internal is no longer there in the shape relied upon.
 """
@@ -28,6 +33,7 @@ or when an internal is no longer there in the shape relied upon.
 import io
 import os
 import subprocess
+import sys
 from collections.abc import Sequence
 from functools import cached_property
 from importlib.metadata import version as installed_version
@@ -46,6 +52,11 @@ CHECKED_AGAINST = {"dagster-dbt": "0.29.27", "dbt-core": "1.11", "dbt-duckdb": "
 #: a build; the events at info level and above, errors included, are in the Dagster run's logs.
 DBT_GLOBAL_FLAGS = ["--log-level-file", "error", "--no-write-json"]
 
+#: In this process dbt's events reach dagster-dbt through a callback, so neither of dbt's own loggers is
+#: needed — and each formats every event as JSON before its level filter drops it (~0.5 s a build).
+#: Errors are in the Dagster run's logs (dagster-dbt raises with their text), not in dbt.log.
+IN_PROCESS_LOGGING = ["--log-level", "none", "--log-level-file", "none"]
+
 
 class InProcessDbt:
     """A dbt invocation run to completion in this process, shaped like the finished ``Popen`` that
@@ -55,6 +66,8 @@ class InProcessDbt:
     def __init__(self, args: Sequence[str], env: dict[str, str], cwd, **_):
         from dbt.cli.main import dbtRunner
         from dbt_common.events.functions import msg_to_dict
+
+        _patch_behavior_flag_source()
 
         lines: list[bytes] = []
 
@@ -68,8 +81,7 @@ class InProcessDbt:
         os.environ.update(env)
         os.chdir(cwd)
         try:
-            # --quiet: the events reach dagster-dbt through the callback, not twice through stdout
-            result = dbtRunner(callbacks=[record]).invoke(["--quiet", *args[1:]])
+            result = dbtRunner(callbacks=[record]).invoke([*IN_PROCESS_LOGGING, *_without_logging(args[1:])])
         finally:
             _close_duckdb()
             os.chdir(saved_cwd)
@@ -90,6 +102,42 @@ class InProcessDbt:
 
     def send_signal(self, sig) -> None:  # the run has finished: nothing to interrupt
         pass
+
+
+def _behavior_flag_source() -> str:
+    """What ``BehaviorFlagRendered._default_source`` returns — the name of the first calling module outside
+    dbt-common's behavior_flags — from the frames' globals. dbt-common finds it with ``inspect.stack()``,
+    which reads the source file of every frame on the stack: under Dagster's deep stack ~0.4 s each time
+    a dbt invocation creates its adapter."""
+    from dbt_common import behavior_flags
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_globals.get("__name__")
+        # inspect.getmodule finds no module for code without a source file (``<string>``)
+        if name and name != behavior_flags.__name__ and not frame.f_code.co_filename.startswith("<"):
+            return name
+        frame = frame.f_back
+    return "Unknown"
+
+
+def _patch_behavior_flag_source() -> None:
+    from dbt_common.behavior_flags import BehaviorFlagRendered
+
+    BehaviorFlagRendered._default_source = staticmethod(_behavior_flag_source)
+
+
+def _without_logging(args: Sequence[str]) -> list[str]:
+    """``args`` less the logging flags IN_PROCESS_LOGGING sets (dbt refuses a flag given twice)."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in IN_PROCESS_LOGGING[::2]:
+            skip = True  # and its value
+        else:
+            kept.append(arg)
+    return kept
 
 
 def _close_duckdb() -> None:
