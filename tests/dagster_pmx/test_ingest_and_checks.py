@@ -416,3 +416,25 @@ def test_ingest_batches_hold_whole_tickers_up_to_the_row_bound():
     assert [sorted(set(b["ticker"])) for b in batches] == [["A", "B"], ["C", "D"]]
     assert pd.concat(batches).sort_index().equals(frame)
     assert [len(b) for b in whole_groups(frame, "ticker", 2)] == [3, 2, 4, 1]  # a larger ticker alone
+
+
+@pytest.mark.parametrize(
+    "first, last",
+    [
+        ("2022-12-20", "2022-12-28"),
+        ("2010-01-04", "2022-12-28"),
+        ("1990-01-02", "2022-12-28"),  # before the shared calendar's first session
+        ("2026-12-01", "2026-12-31"),
+    ],
+)
+def test_exchange_sessions_are_the_sessions_a_calendar_built_for_the_span_has(first, last):
+    """A span the freshness checks' calendar covers is read from it; an older one gets its own calendar:
+    either way, the sessions exchange_calendars gives for that span (a week either side)."""
+    import exchange_calendars as xcals
+
+    from dagster_pmx.defs.ingest.assets import exchange_sessions
+
+    dates = pd.Series(pd.to_datetime([first, last]))
+    week = pd.Timedelta(days=7)
+    expected = xcals.get_calendar("XNYS", start=pd.Timestamp(first) - week, end=pd.Timestamp(last) + week).sessions
+    assert exchange_sessions(dates).equals(pd.DatetimeIndex(expected))

@@ -21,6 +21,13 @@ def is_session(day) -> bool:
     return bool(_xnys().is_session(pd.Timestamp(day).normalize().tz_localize(None)))
 
 
+def covers(first, last) -> bool:
+    """Whether the process's calendar (built once, on first use: ~0.2 s, most of it the holiday rules)
+    spans ``first`` to ``last``; it reaches 20 years back and one ahead, exchange_calendars' default."""
+    cal = _xnys()
+    return cal.first_session <= pd.Timestamp(first).normalize() and pd.Timestamp(last).normalize() <= cal.last_session
+
+
 def sessions_between(first, last) -> pd.DatetimeIndex:
     """NYSE sessions from ``first`` to ``last`` (inclusive), clipped to the calendar's range."""
     cal = _xnys()
