@@ -113,13 +113,6 @@ def test_dbt_runner_and_its_event_callbacks_are_there():
     assert callable(msg_to_dict)
 
 
-def _original_default_source() -> str:
-    """dbt-common's own ``_default_source``, called from this module as its adapter calls it."""
-    from dbt_common.behavior_flags import BehaviorFlagRendered
-
-    return vars(BehaviorFlagRendered)["_default_source"].__func__()
-
-
 def test_the_behavior_flag_source_is_the_static_method_the_cheap_walk_replaces_and_it_names_the_same_module():
     from dbt_common.behavior_flags import Behavior, BehaviorFlagRendered
 
@@ -131,6 +124,7 @@ def test_the_behavior_flag_source_is_the_static_method_the_cheap_walk_replaces_a
     try:
         expected = Behavior([{"name": "f", "default": False, "description": "d"}], {}).f
         dbt_cli._patch_behavior_flag_source()
+        assert vars(BehaviorFlagRendered)["_default_source"].__func__ is dbt_cli._behavior_flag_source
         patched = Behavior([{"name": "f", "default": False, "description": "d"}], {}).f
     finally:
         BehaviorFlagRendered._default_source = saved

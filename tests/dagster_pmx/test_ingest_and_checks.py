@@ -427,14 +427,18 @@ def test_ingest_batches_hold_whole_tickers_up_to_the_row_bound():
         ("2026-12-01", "2026-12-31"),
     ],
 )
-def test_exchange_sessions_are_the_sessions_a_calendar_built_for_the_span_has(first, last):
+def test_exchange_sessions_are_the_sessions_a_calendar_built_for_the_span_has(first, last, monkeypatch):
     """A span the freshness checks' calendar covers is read from it; an older one gets its own calendar:
     either way, the sessions exchange_calendars gives for that span (a week either side)."""
     import exchange_calendars as xcals
 
     from dagster_pmx.defs.ingest.assets import exchange_sessions
+    from dagster_pmx.defs.operations.calendar import covers
 
     dates = pd.Series(pd.to_datetime([first, last]))
     week = pd.Timedelta(days=7)
     expected = xcals.get_calendar("XNYS", start=pd.Timestamp(first) - week, end=pd.Timestamp(last) + week).sessions
+    if covers(pd.Timestamp(first) - week, pd.Timestamp(last) + week):
+        # the shared calendar (built by covers above) answers: no other calendar is built
+        monkeypatch.setattr(xcals, "get_calendar", lambda *a, **k: pytest.fail("built a second calendar"))
     assert exchange_sessions(dates).equals(pd.DatetimeIndex(expected))

@@ -53,7 +53,8 @@ CHECKED_AGAINST = {"dagster-dbt": "0.29.27", "dbt-core": "1.11", "dbt-duckdb": "
 DBT_GLOBAL_FLAGS = ["--log-level-file", "error", "--no-write-json"]
 
 #: In this process dbt's events reach dagster-dbt through a callback, so neither of dbt's own loggers is
-#: needed — and each formats every event as JSON before its level filter drops it (~0.5 s a build).
+#: needed — and each formats every event as JSON before its level filter drops it (a py-spy profile of a
+#: refresh, docs/benchmarks.md).
 #: Errors are in the Dagster run's logs (dagster-dbt raises with their text), not in dbt.log.
 IN_PROCESS_LOGGING = ["--log-level", "none", "--log-level-file", "none"]
 
@@ -107,8 +108,8 @@ class InProcessDbt:
 def _behavior_flag_source() -> str:
     """What ``BehaviorFlagRendered._default_source`` returns — the name of the first calling module outside
     dbt-common's behavior_flags — from the frames' globals. dbt-common finds it with ``inspect.stack()``,
-    which reads the source file of every frame on the stack: under Dagster's deep stack ~0.4 s each time
-    a dbt invocation creates its adapter."""
+    which reads the source file of every frame on the stack, Dagster's deep one included, each time a
+    dbt invocation creates its adapter (seen in a py-spy profile of a refresh, docs/benchmarks.md)."""
     from dbt_common import behavior_flags
 
     frame = sys._getframe(1)
