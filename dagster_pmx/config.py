@@ -37,7 +37,7 @@ DEFAULT_FILE = "pmx.toml"
 
 #: Sections of the file and the settings each holds; every setting is in exactly one.
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "run": ("warehouse", "workers", "full_refresh", "dbt_in_process"),
+    "run": ("warehouse", "workers", "scheduler", "full_refresh", "dbt_in_process"),
     "storage": ("catalog", "data_path", "keep_daily", "keep_weekly", "backup_dir"),
     "data": ("source", "csv_dir", "tickers", "benchmark", "start_date", "end_date"),
     "sources": ("alphavantage_function", "yahoo_base_url", "alphavantage_base_url", "finnhub_base_url"),
@@ -128,12 +128,19 @@ def _timestamp(v: str) -> str | None:
     return "is not a date or time (ISO 8601, e.g. 2005-01-01)" if pd.isna(parsed) else None
 
 
+def _scheduler(v: str) -> str | None:
+    if not v or v.endswith(".json") or "://" in v:
+        return None
+    return "is not a Dask scheduler address (tcp://host:8786) or scheduler file (*.json)"
+
+
 def _url(v: str) -> str | None:
     return None if not v or v.startswith(("http://", "https://")) else "is not an http(s) URL"
 
 
 CHECKS: dict[str, Callable[[Any], str | None]] = {
     "workers": _at_least(1),
+    "scheduler": _scheduler,
     "keep_daily": _at_least(1),
     "keep_weekly": _at_least(0),
     "catalog": lambda v: (

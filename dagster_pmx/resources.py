@@ -229,7 +229,8 @@ class PmxSettings(dg.ConfigurableResource):
     paper_lot_size: int = 1
     paper_min_trade: float = 1_000.0  # smallest order value sent (a full exit always is)
     paper_participation: float = 0.10  # largest fill as a share of the session's dollar volume
-    workers: int = 2
+    workers: int = 2  # worker processes of the local Dask cluster; threads for XGBoost
+    scheduler: str = ""  # a Dask scheduler address or scheduler file; empty: a local cluster of `workers`
     models: str = ""  # comma-separated forecaster names, "all", or empty for the default set
     full_refresh: bool = False  # rebuild the incremental dbt models from scratch
 

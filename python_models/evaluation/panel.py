@@ -2,26 +2,22 @@
 (one fit per fold across every ticker) on the panel.
 
 The folds, purge and embargo are those of :mod:`.walk_forward`; :func:`run_panel` spreads the
-(model, ticker) runs over worker processes and returns a :class:`PanelRun`.
+(model, ticker) runs over a Dask cluster (:mod:`.cluster`) and returns a :class:`PanelRun`.
 """
 
 from __future__ import annotations
 
-import logging
-import multiprocessing as mp
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from logging.handlers import QueueHandler, QueueListener
-from multiprocessing.pool import Pool
 from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from python_models.evaluation.cluster import fan_out
 from python_models.evaluation.walk_forward import (
     POOLED,
     FoldFit,
@@ -35,9 +31,6 @@ from python_models.forecasters.base import Forecaster, PanelForecaster, validate
 
 #: A first forecast origin, as :func:`run_walk_forward` takes it.
 Start: TypeAlias = pd.Timestamp | str | None
-
-#: The logger every python_models module logs under; worker processes send its records to the parent.
-LOGGER = "python_models"
 
 #: Columns of a pooled model's forecasts before their target dates are attached.
 POOLED_COLUMNS = ["ticker", "asof_date", "horizon", "y_pred", "y_lower", "y_upper", "y_std", "confidence"]
@@ -74,7 +67,7 @@ class PanelRun:
         The columns of :func:`~python_models.evaluation.walk_forward.run_walk_forward` with
         ``model`` and ``ticker`` first.
     stats : dict
-        ``model -> ModelStats``, in the order the runs finished.
+        ``model -> ModelStats``, single-series models first, in the order they were given.
     fits : dict
         Each run's last :class:`FoldFit`, keyed by ``(model, ticker)`` (ticker :data:`POOLED`
         for a pooled model).
@@ -191,6 +184,8 @@ def run_panel(
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
     features: pd.DataFrame | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
 ) -> PanelRun:
     """Walk-forward forecasts of every model on every ticker.
 
@@ -204,13 +199,18 @@ def run_panel(
     config, start
         As in :func:`run_walk_forward`.
     workers : int
-        Processes to spread (model, ticker) pairs over; 1 runs in this process.
-        Results do not depend on it.
+        Worker processes of the local Dask cluster the (model, ticker) pairs are spread over;
+        1 (and no scheduler) runs them in this process. Results do not depend on it.
     progress : callable, optional
         Called as ``progress(done, total)`` after each (model, ticker) pair or pooled model.
     features : pandas.DataFrame, optional
         Long frame (``ticker``, ``date``, feature columns) for pooled models that read
         features: one row per ticker and session, the returns joined onto it.
+    scheduler : str, optional
+        A Dask scheduler address or scheduler file to run the (model, ticker) pairs on instead
+        of a local cluster (:func:`~python_models.evaluation.cluster.dask_client`).
+    client : distributed.Client, optional
+        An open Dask client to use instead of either.
 
     Returns
     -------
@@ -224,20 +224,15 @@ def run_panel(
     single = [f for f in forecasters if not isinstance(f, PanelForecaster)]
     tasks = [(f, ticker, series, config, start) for ticker, series in series_by_ticker(returns).items() for f in single]
     total = len(tasks) + len(pooled)
-    results: list[_Run] = []
 
-    def finished(run: _Run) -> None:
-        results.append(run)
+    def single_done(done: int, _: int) -> None:
         if progress:
-            progress(len(results), total)
+            progress(done, total)
 
-    if workers > 1 and len(tasks) > 1:
-        with _worker_pool(workers) as pool:
-            for run in pool.imap(_one, tasks, chunksize=1):
-                finished(run)
-    else:
-        for task in tasks:
-            finished(_one(task))
+    names = [f"walk-forward-{f.name}-{ticker}" for f, ticker, *_ in tasks]
+    results: list[_Run] = fan_out(
+        _one, tasks, names, workers=workers, scheduler=scheduler, client=client, progress=single_done
+    )
     importances = []
     if pooled:
         panel = pooled_panel(returns, features if any(f.needs_features for f in pooled) else None)
@@ -245,7 +240,9 @@ def run_panel(
             run, imp = _pooled_one(forecaster, panel, config, start)
             if len(imp):
                 importances.append(imp.assign(model=forecaster.name))
-            finished(run)
+            results.append(run)
+            if progress:
+                progress(len(results), total)
     frames = [r.frame for r in results if len(r.frame)]
     if not frames:
         raise ValueError("no ticker has enough history for one walk-forward fold; lower train_window or start earlier")
@@ -299,44 +296,3 @@ def _pooled_one(
     out.attrs = {}
     out.insert(0, "model", forecaster.name)
     return _Run((forecaster.name, POOLED), out, time.perf_counter() - started, failed, last), importances
-
-
-@contextmanager
-def _worker_pool(workers: int) -> Iterator[Pool]:
-    """A process pool whose workers hand their :data:`LOGGER` records to this process, where the run's
-    logging is set up (the logging cookbook's queue pattern): a worker's log lines reach the run log,
-    not the terminal the worker inherited."""
-    # spawn, not fork: the parent may run threads (Dagster, the CLI watcher) whose locks a fork would copy.
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    listener = QueueListener(queue, _Relay())
-    level = logging.getLogger(LOGGER).getEffectiveLevel()
-    listener.start()
-    try:
-        with context.Pool(processes=workers, initializer=_log_to_queue, initargs=(queue, level)) as pool:
-            yield pool
-            # let the workers exit on their own: each flushes the records it queued before it ends
-            pool.close()
-            pool.join()
-    finally:
-        listener.stop()
-        queue.close()
-
-
-def _log_to_queue(queue: Any, level: int) -> None:
-    """Worker start-up: :data:`LOGGER` records at the parent's level go to the parent, and only there."""
-    logger = logging.getLogger(LOGGER)
-    logger.setLevel(level)
-    logger.addHandler(QueueHandler(queue))
-    logger.propagate = False
-
-
-class _Relay(logging.Handler):
-    """Hands a record from a worker to this process's logger of the same name (and so to its handlers)."""
-
-    def handle(self, record: logging.LogRecord) -> bool:
-        logging.getLogger(record.name).handle(record)
-        return True
-
-    def emit(self, record: logging.LogRecord) -> None:  # handle() does the work
-        pass

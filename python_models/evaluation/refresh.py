@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from python_models.evaluation.cluster import fan_out
 from python_models.evaluation.panel import pooled_panel, series_by_ticker
 from python_models.evaluation.walk_forward import (
     DEFAULT_HORIZONS,
@@ -29,6 +30,11 @@ from python_models.evaluation.walk_forward import (
 )
 from python_models.forecasters.base import FitResult, Forecaster, PanelFitResult, PanelForecaster, validate_panel
 
+#: The fewest stored single-series fits a refresh starts a local cluster for: extending one fit
+#: takes milliseconds and starting the cluster seconds, so a small universe is extended here.
+#: A configured scheduler is always used.
+EXTEND_LOCAL_CLUSTER_FROM = 2000
+
 
 def forecast_from_fits(
     fits: dict[tuple[str, str], FoldFit],
@@ -36,6 +42,9 @@ def forecast_from_fits(
     after: dict[tuple[str, str], pd.Timestamp],
     horizons: Sequence[int] = DEFAULT_HORIZONS,
     features: pd.DataFrame | None = None,
+    workers: int = 1,
+    scheduler: str | None = None,
+    client: Any = None,
 ) -> pd.DataFrame:
     """Forecasts from the origins after ``after[(model, ticker)]`` with stored fits, refitting nothing.
 
@@ -57,6 +66,9 @@ def forecast_from_fits(
     horizons : sequence of int
     features : pandas.DataFrame, optional
         The pooled models' feature rows, as :func:`run_panel` takes them.
+    workers, scheduler, client
+        Where the single-series fits are extended, as :func:`run_panel` takes them; a local
+        cluster only from :data:`EXTEND_LOCAL_CLUSTER_FROM` fits on.
 
     Returns
     -------
@@ -64,18 +76,36 @@ def forecast_from_fits(
         :func:`run_panel`'s columns (``model`` and ``ticker`` first).
     """
     series = series_by_ticker(returns)
+    keys = [key for key in sorted(fits) if key in after]  # a key never walked forward: nothing to extend
+    single = [(model, ticker) for model, ticker in keys if ticker != POOLED]
+    tasks = []
+    for model, ticker in single:
+        stored, r = fits[(model, ticker)], series.get(ticker)
+        # the worker gets the fit's sample on, which is all the forecasts read
+        tasks.append(
+            (stored, None if r is None else r[r.index >= stored.train_start], ticker, after[(model, ticker)], horizons)
+        )
+    names = [f"extend-{model}-{ticker}" for model, ticker in single]
+    extended = fan_out(
+        _extend_task,
+        tasks,
+        names,
+        workers=workers,
+        scheduler=scheduler,
+        client=client,
+        local_cluster_from=EXTEND_LOCAL_CLUSTER_FROM,
+    )
+    parts_by_key = dict(zip(single, extended, strict=True))
     panel = None
     frames = []
-    for (model, ticker), stored in sorted(fits.items()):
-        if (model, ticker) not in after:  # never walked forward: nothing to extend
-            continue
-        last = pd.Timestamp(after[(model, ticker)])
+    for model, ticker in keys:
+        stored = fits[(model, ticker)]
         if ticker != POOLED:
-            parts = _extend_series(stored, series.get(ticker), ticker, last, horizons)
+            parts = parts_by_key[(model, ticker)]
         else:
             if panel is None:  # built once, for the first pooled model that needs it
                 panel = validate_panel(pooled_panel(returns, features))
-            parts = _extend_pooled(stored, panel, series, last, horizons)
+            parts = _extend_pooled(stored, panel, series, pd.Timestamp(after[(model, ticker)]), horizons)
         for frame in parts:
             frame.insert(0, "model", model)
             frame["train_start"], frame["train_end"], frame["converged"] = (
@@ -87,6 +117,11 @@ def forecast_from_fits(
     if not frames:
         return pd.DataFrame(columns=["model", "ticker", *FORECAST_COLUMNS])
     return pd.concat(frames, ignore_index=True)
+
+
+def _extend_task(args: tuple[FoldFit, pd.Series | None, str, Any, Sequence[int]]) -> list[pd.DataFrame]:
+    stored, r, ticker, last, horizons = args
+    return _extend_series(stored, r, ticker, pd.Timestamp(last), horizons)
 
 
 def _extend_series(
@@ -130,26 +165,31 @@ def refit_latest(
     returns: pd.DataFrame,
     config: WalkForwardConfig,
     features: pd.DataFrame | None = None,
+    workers: int = 1,
+    scheduler: str | None = None,
+    client: Any = None,
 ) -> dict[tuple[str, str], FoldFit]:
     """Fit every model on the latest window, as the next walk-forward fold would: the
     ``train_window`` sessions ending ``config.gap`` sessions before the last one (purge and
     embargo kept, so the fit's labels cannot overlap the origins it will forecast from).
 
     A model that cannot be fitted on a window is left out (with a warning): its stored fit
-    stays current. Keys as :attr:`PanelRun.fits`.
+    stays current. Keys as :attr:`PanelRun.fits`. The single-series fits run where
+    :func:`run_panel`'s do (``workers``, ``scheduler``, ``client``); the pooled ones here.
     """
-    out: dict[tuple[str, str], FoldFit] = {}
     single = [f for f in forecasters if not isinstance(f, PanelForecaster)]
+    tasks = []
     for ticker, r in series_by_ticker(returns).items():
         bounds = config.latest_window(len(r))
-        if bounds is None:
-            continue
-        sample = r.iloc[bounds[0] : bounds[1]]
-        for forecaster in single:
-            with threadpool_limits(limits=1):
-                fit = fit_or_none(forecaster)(sample)
-            if fit is not None:
-                out[(forecaster.name, ticker)] = FoldFit(fit, sample.index[0], sample.index[-1], converged(fit))
+        if bounds is not None:
+            tasks += [(forecaster, ticker, r.iloc[bounds[0] : bounds[1]]) for forecaster in single]
+    names = [f"refit-{forecaster.name}-{ticker}" for forecaster, ticker, _ in tasks]
+    fitted = fan_out(_refit_task, tasks, names, workers=workers, scheduler=scheduler, client=client)
+    out: dict[tuple[str, str], FoldFit] = {
+        (forecaster.name, ticker): fit
+        for (forecaster, ticker, _), fit in zip(tasks, fitted, strict=True)
+        if fit is not None
+    }
     pooled = [f for f in forecasters if isinstance(f, PanelForecaster)]
     if pooled:
         panel = validate_panel(pooled_panel(returns, features if any(f.needs_features for f in pooled) else None))
@@ -166,3 +206,12 @@ def refit_latest(
                     continue
                 out[(model.name, POOLED)] = FoldFit(pooled_fit, lo, hi, converged(pooled_fit))
     return out
+
+
+def _refit_task(args: tuple[Forecaster, str, pd.Series]) -> FoldFit | None:
+    """One single-series model fitted on one ticker's latest window (None where it cannot be)."""
+    forecaster, _, sample = args
+    # Small matrices: multithreaded BLAS only spins (as in run_panel's workers).
+    with threadpool_limits(limits=1):
+        fit = fit_or_none(forecaster)(sample)
+    return None if fit is None else FoldFit(fit, sample.index[0], sample.index[-1], converged(fit))

@@ -155,6 +155,7 @@ def test_an_unknown_key_is_named_with_a_suggestion(clean_env, tmp_path, text, me
         ('[data]\nstart_date = "someday"\n', "start_date='someday' is not a date"),
         ("[data]\ntickers = [1, 2]\n", r"tickers=\[1, 2\] is not a list of strings"),
         ('[operations]\nalert_webhook = "hooks.example"\n', "alert_webhook='hooks.example' is not an http"),
+        ('[run]\nscheduler = "localhost"\n', "scheduler='localhost' is not a Dask scheduler address"),
     ],
 )
 def test_a_bad_file_value_names_the_key_and_the_file(clean_env, tmp_path, text, message):

@@ -87,6 +87,7 @@ def walk_forward(
         workers=settings.workers,
         progress=progress,
         features=features,
+        scheduler=settings.scheduler or None,
     )
     frame = run.forecasts
     frame["fit_id"] = fit_store.fit_ids(frame, _pooled(models))
@@ -140,7 +141,7 @@ def incremental(
     since = min((f.train_start for f in stored.values()), default=None)
     returns, features = model_inputs(warehouse, settings, models, since)
     if _can_extend(context, warehouse, "incremental", models, stored, returns):
-        yield from extend_forecasts(context, warehouse, stored, returns, features, _pooled(models))
+        yield from extend_forecasts(context, warehouse, settings, stored, returns, features, _pooled(models))
         return
     # the walk-forward starts from the whole history
     inputs = model_inputs(warehouse, settings, models) if since is not None else (returns, features)
@@ -153,12 +154,19 @@ def retrain(
     """The weekly retrain: every model refitted on the latest window and stored, then the refresh's extension."""
     stored = fit_store.current(warehouse, [m.name for m in models])
     returns, features = model_inputs(warehouse, settings, models)
-    refits = refit_latest(models, returns, walk_forward_config(settings), features)
+    refits = refit_latest(
+        models,
+        returns,
+        walk_forward_config(settings),
+        features,
+        workers=settings.workers,
+        scheduler=settings.scheduler or None,
+    )
     fit_store.store(warehouse, refits, "retrain", context.run_id)
     stored.update(refits)
     context.log.info(f"retrain: {len(refits)} fits on the window ending {max(f.train_end for f in refits.values())}")
     if _can_extend(context, warehouse, "retrain", models, stored, returns):
-        yield from extend_forecasts(context, warehouse, stored, returns, features, _pooled(models))
+        yield from extend_forecasts(context, warehouse, settings, stored, returns, features, _pooled(models))
         return
     yield from walk_forward(context, warehouse, settings, models, (returns, features))
 
@@ -197,6 +205,7 @@ def _can_extend(
 def extend_forecasts(
     context: dg.AssetExecutionContext,
     warehouse: Warehouse,
+    settings: PmxSettings,
     stored: dict[tuple[str, str], FoldFit],
     returns: pd.DataFrame,
     features: pd.DataFrame | None,
@@ -210,7 +219,15 @@ def extend_forecasts(
         own = last.loc[last["model"] == model, "last"]
         if len(own):
             after[(model, POOLED)] = own.max()
-    new = forecast_from_fits(stored, returns, after, DEFAULT_HORIZONS, features)
+    new = forecast_from_fits(
+        stored,
+        returns,
+        after,
+        DEFAULT_HORIZONS,
+        features,
+        workers=settings.workers,
+        scheduler=settings.scheduler or None,
+    )
     new["fit_id"] = fit_store.fit_ids(new, pooled) if len(new) else pd.Series(dtype="string")
     with warehouse.connect() as con:
         con.register("incoming", new[columns] if len(new) else new.reindex(columns=columns))

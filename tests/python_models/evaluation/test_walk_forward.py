@@ -8,7 +8,6 @@ from python_models.evaluation.panel import run_panel
 from python_models.evaluation.walk_forward import WalkForwardConfig, run_walk_forward, walk_forward_folds
 from python_models.forecasters.random_walk import RandomWalk
 from python_models.forecasters.registry import SERIES_MODELS as MODELS
-from python_models.forecasters.sarimax import Sarimax
 
 #: Research-configuration models whose fits take tens of seconds here: `make test-slow` runs them.
 HEAVY = {"sarimax_auto", "tcn"}
@@ -71,16 +70,6 @@ def test_rows_record_asof_target_and_fit_window(returns):
     ).all()
     # Only the last h origins of each horizon lack a target session.
     assert (~realised).sum() == 1 + 5
-
-
-def test_panel_is_the_same_with_one_or_two_workers(returns):
-    long = pd.DataFrame({"ticker": "A", "date": returns.index, "log_return": returns.to_numpy()})
-    long = pd.concat([long, long.assign(ticker="B", log_return=long["log_return"] * 0.5)])
-    cfg = WalkForwardConfig(horizons=(1, 5), train_window=400, refit_every=200)
-    one = run_panel([RandomWalk(), Sarimax()], long, cfg, workers=1).forecasts
-    two = run_panel([RandomWalk(), Sarimax()], long, cfg, workers=2).forecasts
-    pd.testing.assert_frame_equal(one, two)
-    assert set(one["model"]) == {"random_walk", "sarimax"} and set(one["ticker"]) == {"A", "B"}
 
 
 def test_panel_without_enough_history_says_so(returns):

@@ -1,0 +1,207 @@
+"""The fan-out of per-(model, ticker) work onto a Dask cluster (``dask.distributed``).
+
+One code path for one machine and for a team: :func:`dask_client` connects to the scheduler named
+in configuration (an address such as ``tcp://10.0.0.5:8786``, or the JSON scheduler file that
+``dask scheduler --scheduler-file`` writes), or starts a :class:`~distributed.LocalCluster` of
+worker processes on this machine; :func:`map_on_cluster` runs the tasks there. The scheduler
+reschedules the tasks of a worker that dies (``distributed.scheduler.allowed-failures`` times),
+so a run survives a lost worker.
+
+Each task runs with its :data:`LOGGER` records collected and returns them with its result; the
+client hands them to this process's loggers in task order, so a worker's log lines reach the run
+log (not the worker's terminal) and none arrives after the result it belongs to.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+#: The logger every python_models module logs under; a task's records under it reach this process.
+LOGGER = "python_models"
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@contextmanager
+def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
+    """A ``distributed.Client`` on the configured cluster, closed on exit.
+
+    Parameters
+    ----------
+    scheduler : str or None
+        A scheduler address (``tcp://host:8786``) or the path of a scheduler file (``*.json``);
+        None or empty starts a local cluster of ``workers`` processes, one thread each, that
+        lives as long as the client.
+    workers : int
+        Worker processes of the local cluster; ignored with a scheduler.
+    """
+    import dask
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        client = Client(scheduler_file=scheduler) if scheduler.endswith(".json") else Client(scheduler)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    if workers < 1:
+        raise ValueError(f"a local cluster needs at least one worker, got {workers}")
+    # One thread per worker: the fits are single-threaded Python and BLAS on small matrices; the
+    # workers are processes so that the GIL does not serialise them. Loopback only, and the
+    # scheduler's HTTP server on a free port (it starts one even without a dashboard, on 8787 by
+    # default, which two runs at once would both claim). Dask's own INFO lines stay off the terminal.
+    # A worker takes its next task when it finishes one (as a process pool does), rather than holding
+    # one in reserve: the fits' lengths differ tenfold between models, and a reserved task waits behind
+    # a long fit while the other worker idles at the end of the run.
+    with (
+        dask.config.set(
+            {
+                "distributed.scheduler.worker-saturation": 1.0,
+                # the workers' statistical profiler samples the task's stack every 10 ms
+                "distributed.worker.profile.enabled": False,
+                # Dask's default also sets MALLOC_TRIM_THRESHOLD_=65536, which returns freed memory to
+                # the system at once; the fits allocate and free small arrays all the time
+                "distributed.nanny.pre-spawn-environ": {
+                    "OMP_NUM_THREADS": 1,
+                    "MKL_NUM_THREADS": 1,
+                    "OPENBLAS_NUM_THREADS": 1,
+                },
+            }
+        ),
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def fan_out(
+    fn: Callable[[T], R],
+    tasks: Sequence[T],
+    names: Sequence[str],
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    client: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+    local_cluster_from: int = 2,
+) -> list[R]:
+    """``[fn(task) for task in tasks]``, on a Dask cluster or in this process.
+
+    Parameters
+    ----------
+    fn : callable
+        A module-level function (it is pickled to the workers); its results must pickle too.
+    tasks : sequence
+    names : sequence of str
+        One per task; the Dask key is ``{name}-{run token}``, which the scheduler's dashboard shows.
+    workers, scheduler
+        As :func:`dask_client`. Without a scheduler and with one worker, the tasks run here.
+    client : distributed.Client, optional
+        An open client to use instead (the caller owns it).
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each task.
+    local_cluster_from : int
+        The fewest tasks worth starting a local cluster for (it costs seconds to start); fewer run
+        here. A scheduler or a client is always used.
+
+    Returns
+    -------
+    list
+        The results in task order, whatever order they finished in.
+    """
+    if len(names) != len(tasks):
+        raise ValueError(f"{len(tasks)} tasks but {len(names)} names")
+    if client is not None:
+        return map_on_cluster(client, fn, tasks, names, progress)
+    if scheduler or (workers > 1 and len(tasks) >= max(2, local_cluster_from)):
+        with dask_client(scheduler, workers) as own:
+            return map_on_cluster(own, fn, tasks, names, progress)
+    out = []
+    for task in tasks:
+        out.append(fn(task))
+        if progress:
+            progress(len(out), len(tasks))
+    return out
+
+
+def map_on_cluster(
+    client: Any,
+    fn: Callable[[T], R],
+    tasks: Sequence[T],
+    names: Sequence[str],
+    progress: Callable[[int, int], None] | None = None,
+) -> list[R]:
+    """Run ``fn`` on every task on the client's cluster; the results in task order.
+
+    A task that raises raises here (the rest are cancelled); a task whose worker died is rerun
+    elsewhere by the scheduler.
+    """
+    from distributed import as_completed
+
+    level = logging.getLogger(LOGGER).getEffectiveLevel()
+    token = uuid.uuid4().hex[:8]
+    futures = [
+        client.submit(_logged, fn, task, level, key=f"{name}-{token}", pure=False)
+        for task, name in zip(tasks, names, strict=True)
+    ]
+    position = {future.key: i for i, future in enumerate(futures)}
+    results: list[Any] = [None] * len(futures)
+    done = 0
+    try:
+        for future in as_completed(futures):
+            result, records = future.result()
+            for record in records:
+                logging.getLogger(record.name).handle(record)
+            results[position[future.key]] = result
+            done += 1
+            if progress:
+                progress(done, len(futures))
+    finally:
+        client.cancel([f for f in futures if not f.done()])
+    return results
+
+
+def _logged(fn: Callable[[T], R], task: T, level: int) -> tuple[R, list[logging.LogRecord]]:
+    """``fn(task)`` in a worker, with the :data:`LOGGER` records it emits at ``level`` or above."""
+    collector = _Collect()
+    logger = logging.getLogger(LOGGER)
+    old_level, old_propagate = logger.level, logger.propagate
+    logger.setLevel(level)
+    logger.addHandler(collector)
+    logger.propagate = False  # the worker's own handlers would print them on its terminal
+    try:
+        result = fn(task)
+    finally:
+        logger.removeHandler(collector)
+        logger.setLevel(old_level)
+        logger.propagate = old_propagate
+    return result, collector.records
+
+
+class _Collect(logging.Handler):
+    """Keeps each record, made picklable: the message formatted, the traceback as text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        copy = logging.makeLogRecord(record.__dict__)
+        copy.msg, copy.args = record.getMessage(), None
+        if record.exc_info:
+            copy.exc_text = logging.Formatter().formatException(record.exc_info)
+        copy.exc_info = None
+        self.records.append(copy)

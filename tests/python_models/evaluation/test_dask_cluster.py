@@ -1,0 +1,158 @@
+"""The walk-forward, the retrain's refits and the refresh's extension on Dask clusters: a local cluster,
+a cluster that loses a worker mid-run, and a scheduler with workers of their own over TCP on loopback.
+Each must give the serial path's rows bit for bit."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from distributed import Client
+
+from python_models.evaluation.cluster import dask_client
+from python_models.evaluation.panel import run_panel
+from python_models.evaluation.refresh import forecast_from_fits, refit_latest
+from python_models.evaluation.walk_forward import WalkForwardConfig
+from python_models.forecasters.garch import Garch
+from python_models.forecasters.random_walk import RandomWalk
+from python_models.forecasters.sarimax import Sarimax
+from tests.conftest import arma_returns
+
+REPO = Path(__file__).resolve().parents[3]
+CONFIG = WalkForwardConfig(horizons=(1, 5), train_window=300, refit_every=100, embargo=0)
+
+
+def panel(tickers: int, n: int = 700) -> pd.DataFrame:
+    frames = []
+    for i in range(tickers):
+        r = arma_returns(n=n, seed=i)
+        frames.append(pd.DataFrame({"ticker": f"T{i}", "date": r.index, "log_return": r.to_numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def models():
+    return [RandomWalk(), Sarimax(), Garch()]
+
+
+@pytest.fixture(scope="module")
+def serial():
+    long = panel(4)
+    return long, run_panel(models(), long, CONFIG, workers=1)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with dask_client(None, 2) as c:
+        yield c
+
+
+def test_a_local_cluster_gives_the_serial_rows_bit_for_bit(serial):
+    long, one = serial
+    two = run_panel(models(), long, CONFIG, workers=2)  # run_panel starts and stops its own local cluster
+    pd.testing.assert_frame_equal(one.forecasts, two.forecasts)
+    assert one.stats.keys() == two.stats.keys() and one.fits.keys() == two.fits.keys()
+    assert [s.fits for s in one.stats.values()] == [s.fits for s in two.stats.values()]
+    assert set(one.forecasts["model"]) == {"random_walk", "sarimax", "garch"}
+
+
+def test_the_retrain_and_the_refresh_on_a_cluster_equal_the_serial_path(serial, client):
+    long, run = serial
+    here = refit_latest(models(), long, CONFIG)
+    there = refit_latest(models(), long, CONFIG, client=client)
+    assert here.keys() == there.keys() and len(here) == 12
+    for key, fit in here.items():
+        assert (fit.train_start, fit.train_end, fit.converged) == (
+            there[key].train_start,
+            there[key].train_end,
+            there[key].converged,
+        )
+    # the refresh: every stored fit forecasts the origins after the first 600 sessions' forecasts
+    cut = long["date"].drop_duplicates().sort_values().iloc[600]
+    after = {key: cut for key in run.fits}
+    a = forecast_from_fits(run.fits, long, after, CONFIG.horizons)
+    b = forecast_from_fits(run.fits, long, after, CONFIG.horizons, client=client)
+    assert len(a) and (a["asof_date"] > cut).all()
+    pd.testing.assert_frame_equal(a, b)
+    # forecasts from the refitted models agree too: the fits came back whole
+    c = forecast_from_fits(here, long, after, CONFIG.horizons)
+    d = forecast_from_fits(there, long, after, CONFIG.horizons, client=client)
+    pd.testing.assert_frame_equal(c, d)
+
+
+def test_a_worker_killed_mid_run_has_its_tasks_rerun(serial):
+    long, one = serial
+    killed = []
+    with dask_client(None, 2) as c:
+
+        def kill_a_busy_worker(done: int, total: int) -> None:
+            if killed:
+                return
+            busy = [address for address, keys in c.processing().items() if keys]
+            if busy:  # SIGKILL: no goodbye to the scheduler, as when a machine dies
+                pid = c.run(os.getpid, workers=[busy[0]])[busy[0]]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        two = run_panel(models(), long, CONFIG, client=c, progress=kill_a_busy_worker)
+        # the nanny restarts the killed process: two workers again, one of them new
+        deadline = time.monotonic() + 60
+        while len(c.scheduler_info()["workers"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        pids = set(c.run(os.getpid).values())
+    assert killed and killed[0] not in pids
+    pd.testing.assert_frame_equal(one.forecasts, two.forecasts)
+
+
+@pytest.fixture(scope="module")
+def tcp_cluster(tmp_path_factory):
+    """``dask scheduler`` and ``dask worker --nworkers 2``: processes of their own, over TCP on 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("dask")
+    file = folder / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    dask = [str(Path(sys.executable).with_name("dask"))]
+    log = (folder / "cluster.log").open("w")
+    scheduler = subprocess.Popen(
+        [*dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(file)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    workers = None
+    try:
+        deadline = time.monotonic() + 60
+        while not file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert file.exists(), (folder / "cluster.log").read_text()
+        workers = subprocess.Popen(
+            [*dask, "worker", "--nworkers", "2", "--nthreads", "1", "--no-dashboard", "--scheduler-file", str(file)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        with Client(scheduler_file=str(file)) as c:
+            c.wait_for_workers(2, timeout=60)
+        yield file
+    finally:
+        for process in (workers, scheduler):
+            if process is not None:
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        log.close()
+
+
+def test_a_scheduler_over_tcp_by_file_and_by_address(serial, tcp_cluster):
+    long, one = serial
+    address = json.loads(tcp_cluster.read_text())["address"]
+    assert address.startswith("tcp://127.0.0.1:")
+    by_file = run_panel(models(), long, CONFIG, scheduler=str(tcp_cluster))
+    by_address = run_panel(models(), long, CONFIG, scheduler=address)
+    pd.testing.assert_frame_equal(one.forecasts, by_file.forecasts)
+    pd.testing.assert_frame_equal(one.forecasts, by_address.forecasts)
