@@ -10,7 +10,7 @@ plain function, a script) each method attaches the lake, does its work and detac
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -135,14 +135,22 @@ class Warehouse(dg.ConfigurableResource):
 
     def replace_table(self, table: str, frame: pd.DataFrame) -> int:
         """Atomically replace ``schema.table`` with ``frame``; returns the row count."""
-        schema = table.split(".")[0]
+        return self.replace_tables({table: frame})[table]
+
+    def replace_tables(self, frames: Mapping[str, pd.DataFrame]) -> dict[str, int]:
+        """Replace each ``schema.table`` of ``frames`` with its frame, all in one transaction (one lake
+        snapshot: a reader sees every table before or every table after); the row counts by table."""
         with self.connect() as con:
-            ensure(con, f"create schema if not exists {schema}")
-            # a DuckLake has no ENUM type: pandas categoricals are stored as their values
-            categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
-            con.register("incoming", frame.astype({c: frame[c].cat.categories.dtype for c in categorical}))
-            transaction(con, [(f"create or replace table {table} as select * from incoming", [])])
-            return int(con.execute(f"select count(*) from {table}").fetchone()[0])
+            for schema in sorted({table.split(".")[0] for table in frames}):
+                ensure(con, f"create schema if not exists {schema}")
+            statements = []
+            for i, (table, frame) in enumerate(frames.items()):
+                # a DuckLake has no ENUM type: pandas categoricals are stored as their values
+                categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+                con.register(f"incoming_{i}", frame.astype({c: frame[c].cat.categories.dtype for c in categorical}))
+                statements.append((f"create or replace table {table} as select * from incoming_{i}", []))
+            transaction(con, statements)
+            return {table: _count(con, table) for table in frames}
 
     def has(self, *tables: str) -> bool:
         """Whether every ``schema.table`` (or view) of ``tables`` exists.
@@ -168,16 +176,28 @@ class Warehouse(dg.ConfigurableResource):
     def append_after(self, table: str, frame: pd.DataFrame, since: pd.Timestamp, column: str = "date") -> int:
         """Replace the rows of ``table`` dated after ``since`` with ``frame``, in one transaction (a rerun
         writes the same rows); returns the table's row count."""
+        return self.append_after_many([(table, frame, since, column)])[table]
+
+    def append_after_many(
+        self, writes: Sequence[tuple[str, pd.DataFrame, pd.Timestamp, str]], then: Sequence[tuple[str, list]] = ()
+    ) -> dict[str, int]:
+        """:meth:`append_after` for each ``(table, frame, since, column)``, all in one transaction (one
+        lake snapshot, and one commit instead of one a table), and the statements ``then`` (SQL,
+        parameters) after them in the same transaction; the row counts by table."""
         with self.connect() as con:
-            con.register("incoming", frame)
-            transaction(
-                con,
-                [
+            statements = []
+            for i, (table, frame, since, column) in enumerate(writes):
+                con.register(f"incoming_{i}", frame)
+                statements += [
                     (f"delete from {table} where {column} > ?", [since]),
-                    (f"insert into {table} by name select * from incoming", []),
-                ],
-            )
-            return int(con.execute(f"select count(*) from {table}").fetchone()[0])
+                    (f"insert into {table} by name select * from incoming_{i}", []),
+                ]
+            transaction(con, [*statements, *then])
+            return {table: _count(con, table) for table, *_ in writes}
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return int(con.execute(f"select count(*) from {table}").fetchone()[0])
 
 
 def _failed_steps(context: dg.InitResourceContext) -> int:

@@ -97,7 +97,7 @@ def forecast_from_fits(
     )
     parts_by_key = dict(zip(single, extended, strict=True))
     panel = None
-    frames = []
+    frames, runs = [], []
     for model, ticker in keys:
         stored = fits[(model, ticker)]
         if ticker != POOLED:
@@ -106,17 +106,18 @@ def forecast_from_fits(
             if panel is None:  # built once, for the first pooled model that needs it
                 panel = validate_panel(pooled_panel(returns, features))
             parts = _extend_pooled(stored, panel, series, pd.Timestamp(after[(model, ticker)]), horizons)
-        for frame in parts:
-            frame.insert(0, "model", model)
-            frame["train_start"], frame["train_end"], frame["converged"] = (
-                stored.train_start,
-                stored.train_end,
-                stored.converged,
-            )
-            frames.append(frame)
+        frames += parts
+        runs += [(model, stored)] * len(parts)
     if not frames:
         return pd.DataFrame(columns=["model", "ticker", *FORECAST_COLUMNS])
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    # each run's columns once over the whole frame: a column inserted into each small frame costs
+    # more than its forecasts (pandas copies the column index at every insert)
+    sizes = [len(frame) for frame in frames]
+    out.insert(0, "model", np.repeat(np.array([model for model, _ in runs], dtype=object), sizes))
+    for column in ("train_start", "train_end", "converged"):
+        out[column] = pd.Series([getattr(stored, column) for _, stored in runs]).repeat(sizes).to_numpy()
+    return out
 
 
 def _extend_task(args: tuple[FoldFit, pd.Series | None, str, Any, Sequence[int]]) -> list[pd.DataFrame]:

@@ -20,6 +20,7 @@ between; until ``min_obs`` errors of every model are realised they are equal.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -204,9 +205,8 @@ def ensemble_panel(
     }
     settings = _Weighting(window, shrinkage, min_obs, reweight_every)
     chunks = []
-    for (ticker, horizon), g in forecasts.groupby(["ticker", "horizon"], sort=True):
+    for (ticker, horizon), wide in _wide_groups(forecasts):
         h = int(horizon)
-        wide = _wide(g)
         grid = None if calendar is None else _grid(calendar, wide.sq.index, reweight_every, ticker)
         new_rows = np.ones(len(wide.sq), bool) if after is None else np.asarray(wide.sq.index > after)
         origins = wide.sq.index[new_rows]
@@ -252,11 +252,27 @@ class _Wide(NamedTuple):
     targets: pd.Series  # target date per origin
 
 
-def _wide(group: pd.DataFrame) -> _Wide:
-    wide = group.pivot(index="asof_date", columns="model", values=["y_pred", "y_std", "y_true"]).sort_index()
+def _wide_groups(forecasts: pd.DataFrame) -> Iterator[tuple[tuple[str, int], _Wide]]:
+    """Each (ticker, horizon)'s forecasts as origins x models (the models it has), in key order.
+
+    One pivot of the whole frame, cut per key: a pivot per key costs more than the weights."""
+    keys = ["ticker", "horizon"]
+    wide = forecasts.pivot(index=[*keys, "asof_date"], columns="model", values=["y_pred", "y_std", "y_true"])
+    wide = wide.sort_index()
+    models = forecasts.groupby(keys, sort=True)["model"].unique()
+    targets = forecasts.drop_duplicates([*keys, "asof_date"]).set_index([*keys, "asof_date"])["target_date"]
+    targets_by_key = dict(list(targets.groupby(level=[0, 1], sort=False)))
+    for key, block in wide.groupby(level=[0, 1], sort=True):
+        own = sorted(models[key])
+        block = block.droplevel([0, 1])
+        block = block.loc[:, [(value, model) for value in ("y_pred", "y_std", "y_true") for model in own]]
+        yield key, _wide(block, targets_by_key[key].droplevel([0, 1]))
+
+
+def _wide(wide: pd.DataFrame, targets: pd.Series) -> _Wide:
+    """One key's pivot (origins x (value, model)) at the origins every model has."""
     wide = wide.dropna(subset=[c for c in wide.columns if c[0] != "y_true"])  # origins all models share
     y_pred, y_true = wide["y_pred"], wide["y_true"].iloc[:, 0]
-    targets = group.drop_duplicates("asof_date").set_index("asof_date")["target_date"]
     return _Wide(y_pred, wide["y_std"], y_true, y_pred.sub(y_true, axis=0) ** 2, targets)
 
 

@@ -152,3 +152,33 @@ def test_has_finds_tables_and_views_by_name_and_agrees_with_information_schema(t
         assert not warehouse.has("ml.recent")
     finally:
         warehouse.release()
+
+
+def test_several_tables_are_written_in_one_snapshot_and_a_failure_writes_none(tmp_path):
+    from dagster_pmx.lake import current_snapshot
+
+    warehouse = Warehouse(path=str(tmp_path / "wh.ducklake"))
+    day = pd.Timestamp("2024-01-02")
+    a = pd.DataFrame({"date": [day, day + pd.Timedelta(days=1)], "x": [1.0, 2.0]})
+    b = pd.DataFrame({"date": [day], "y": pd.Categorical(["up"])})  # stored as text: a lake has no ENUM
+    assert warehouse.replace_tables({"marts.a": a, "ml.b": b}) == {"marts.a": 2, "ml.b": 1}
+    with warehouse.connect() as con:
+        before = current_snapshot(con)
+    new_a = pd.DataFrame({"date": [day + pd.Timedelta(days=1), day + pd.Timedelta(days=2)], "x": [5.0, 6.0]})
+    new_b = pd.DataFrame({"date": [day + pd.Timedelta(days=2)], "y": ["down"]})
+    rows = warehouse.append_after_many(
+        [("marts.a", new_a, day, "date"), ("ml.b", new_b, day, "date")],
+        then=[("update ml.b set y = 'flat' where date = ?", [day])],
+    )
+    assert rows == {"marts.a": 3, "ml.b": 2}
+    with warehouse.connect() as con:
+        assert current_snapshot(con) == before + 1  # one commit for both tables and the update
+        assert con.execute("select x from marts.a order by date").fetchall() == [(1.0,), (5.0,), (6.0,)]
+        assert con.execute("select y from ml.b order by date").fetchall() == [("flat",), ("down",)]
+    # a write that fails (no such column) leaves both tables as they were
+    bad = pd.DataFrame({"date": [day + pd.Timedelta(days=3)], "nope": [1]})
+    with pytest.raises(duckdb.Error):
+        warehouse.append_after_many([("marts.a", new_a.iloc[:0], day, "date"), ("ml.b", bad, day, "date")])
+    with warehouse.connect() as con:
+        assert current_snapshot(con) == before + 1
+        assert con.execute("select count(*) from marts.a").fetchone() == (3,)

@@ -1,7 +1,6 @@
 """Forecasting assets: walk-forward forecasts of each model, the ensemble, and model scores."""
 
 import dagster as dg
-import pandas as pd
 
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.forecasting import reads
@@ -58,21 +57,16 @@ def base_forecasts(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
     yield from MODE_RUNS[config.mode](context, warehouse, settings, configured_models(settings))
 
 
-def update_ensemble_targets(warehouse: Warehouse, since: pd.Timestamp) -> None:
-    """Give earlier ensemble rows the target date their single models' rows have gained since."""
-    with warehouse.connect() as con:
-        con.execute(
-            """
-            update ml.ensemble_forecasts e set target_date = b.target_date
-            from (
-                select ticker, asof_date, horizon, max(target_date) as target_date from ml.base_forecasts
-                where asof_date >= ? and target_date is not null group by all
-            ) b
-            where e.target_date is null and e.ticker = b.ticker and e.asof_date = b.asof_date
-                and e.horizon = b.horizon
-            """,
-            [since],
-        )
+#: Gives earlier ensemble rows the target date their single models' rows have gained since the origin ``?``.
+UPDATE_ENSEMBLE_TARGETS = """
+    update ml.ensemble_forecasts e set target_date = b.target_date
+    from (
+        select ticker, asof_date, horizon, max(target_date) as target_date from ml.base_forecasts
+        where asof_date >= ? and target_date is not null group by all
+    ) b
+    where e.target_date is null and e.ticker = b.ticker and e.asof_date = b.asof_date
+        and e.horizon = b.horizon
+"""
 
 
 @dg.asset(
@@ -164,14 +158,18 @@ def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
         after=since,
     )
     if since is None:
-        n_f = warehouse.replace_table("ml.ensemble_forecasts", combined)
-        n_w = warehouse.replace_table("ml.ensemble_weights", weights)
+        rows = warehouse.replace_tables({"ml.ensemble_forecasts": combined, "ml.ensemble_weights": weights})
     else:  # the rows after the last stored origin; the same rows the whole history gives them
-        n_f = warehouse.append_after("ml.ensemble_forecasts", combined, since, column="asof_date")
-        n_w = warehouse.append_after("ml.ensemble_weights", weights, since, column="asof_date")
-        update_ensemble_targets(warehouse, first)
+        rows = warehouse.append_after_many(
+            [
+                ("ml.ensemble_forecasts", combined, since, "asof_date"),
+                ("ml.ensemble_weights", weights, since, "asof_date"),
+            ],
+            then=[(UPDATE_ENSEMBLE_TARGETS, [first])],
+        )
         context.log.info(f"incremental: {len(combined)} ensemble rows after {since.date()}")
     mean_w = weights.groupby(["ensemble", "model"], observed=True)["weight"].mean().round(3).unstack(0)
+    n_f, n_w = rows["ml.ensemble_forecasts"], rows["ml.ensemble_weights"]
     yield dg.MaterializeResult(asset_key=["ml", "ensemble_forecasts"], metadata={"dagster/row_count": n_f})
     yield dg.MaterializeResult(
         asset_key=["ml", "ensemble_weights"],

@@ -127,7 +127,8 @@ def _full_build(
     signals = governed_signals(per_model, result.active, policy)[SIGNAL_COLUMNS]
     drift = _drift(warehouse, settings, result.reviews, since=None)
     tables = _tables(signals, result, drift)
-    counts = {key: warehouse.replace_table(table, frame) for key, (table, frame, _) in tables.items()}
+    rows = warehouse.replace_tables({table: frame for table, frame, _ in tables.values()})
+    counts = {key: rows[table] for key, (table, _, _) in tables.items()}
     yield from _materializations(context, counts, result, signals, drift)
 
 
@@ -156,10 +157,9 @@ def _resume(
     reviews = result.reviews["review_date"]
     since = resume.drift_start(calendar, reviews.min(), policy, settings.train_window) if len(reviews) else None
     drift = _drift(warehouse, settings, result.reviews, since)
-    counts = {
-        key: warehouse.append_after(table, frame, state.date, column)
-        for key, (table, frame, column) in _tables(signals, result, drift).items()
-    }
+    tables = _tables(signals, result, drift)
+    rows = warehouse.append_after_many([(table, frame, state.date, column) for table, frame, column in tables.values()])
+    counts = {key: rows[table] for key, (table, _, _) in tables.items()}
     context.log.info(f"incremental: governed {len(result.active)} sessions after {state.date.date()}")
     yield from _materializations(context, counts, result, signals, drift)
 

@@ -157,11 +157,14 @@ def _full_build(warehouse: Warehouse, settings: PmxSettings) -> Iterator[dg.Mate
         raise ValueError("marts.signals is empty: nothing to allocate")
     books, wide, market = _decide(warehouse, settings, inputs, after=None)
     table, control_rows = _control(settings, market, books, wide, stored_scales=None)
-    counts = (
-        warehouse.replace_table("marts.allocations", table),
-        warehouse.replace_table("marts.drawdown_control", control_rows),
-        warehouse.replace_table("ml.strategy_decisions", _decision_rows(wide)),
+    rows = warehouse.replace_tables(
+        {
+            "marts.allocations": table,
+            "marts.drawdown_control": control_rows,
+            "ml.strategy_decisions": _decision_rows(wide),
+        }
     )
+    counts = (rows["marts.allocations"], rows["marts.drawdown_control"], rows["ml.strategy_decisions"])
     yield from _materializations(counts, table, control_rows, since=None)
 
 
@@ -181,11 +184,14 @@ def _resume(
     table, control_rows = _control(settings, market, books, wide, stored_scales=reads.stored_scales(warehouse))
     # only the new sessions' rows: the stored path before them is the one this run started from
     table, control_rows, decisions = (f[f["date"] > since] for f in (table, control_rows, _decision_rows(wide)))
-    counts = (
-        warehouse.append_after("marts.allocations", table, since),
-        warehouse.append_after("marts.drawdown_control", control_rows, since),
-        warehouse.append_after("ml.strategy_decisions", decisions, since),
+    rows = warehouse.append_after_many(
+        [
+            ("marts.allocations", table, since, "date"),
+            ("marts.drawdown_control", control_rows, since, "date"),
+            ("ml.strategy_decisions", decisions, since, "date"),
+        ]
     )
+    counts = (rows["marts.allocations"], rows["marts.drawdown_control"], rows["ml.strategy_decisions"])
     context.log.info(f"incremental: {len(table)} allocation rows after {since.date()}")
     yield from _materializations(counts, table, control_rows, since)
 
