@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup lock run test test-slow check lint typecheck ui sql docs bench bench-models bench-features bench-backtest bench-refresh bench-warehouse clean
+.PHONY: setup lock run test test-slow check lint typecheck ui sql docs bench bench-models bench-features bench-backtest bench-refresh bench-warehouse bench-cluster clean
 
 ## setup: create .venv, install the locked dependencies and pmx itself (editable: the `pmx` command)
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
@@ -75,6 +75,10 @@ docs: setup
 ## bench: time each stage of the pipeline on the default data
 bench: setup
 	$(PY) benchmarks/bench_pipeline.py
+
+## bench-cluster: the walk-forward's fan-out on a local Dask cluster against a plain process pool (a few minutes)
+bench-cluster: setup
+	$(PY) benchmarks/bench_cluster.py
 
 ## bench-models: refits per second of every forecaster on the default data; batched vs per-window SSA
 bench-models: setup

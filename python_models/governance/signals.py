@@ -57,13 +57,12 @@ def model_signals(
     f = forecasts[forecasts["horizon"] == horizon].sort_values(["model", "ticker", "asof_date"])
     if f.empty:
         raise ValueError(f"no forecasts at the signal horizon {horizon}")
-    parts = []
-    for _, g in f.groupby(["model", "ticker"], sort=False):
-        g = g.set_index("asof_date")
-        skill = trailing_skill(g["y_pred"], g["y_true"], horizon, window, min_obs)
-        parts.append(skill.assign(width=width_score(g["y_upper"] - g["y_lower"], window)).to_numpy())
-    comp = f.copy()
-    comp[["accuracy", "fit", "width"]] = np.vstack(parts)
+    comp = f.reset_index(drop=True)
+    # each (model, ticker)'s origins are one series: the trailing windows stay within it
+    series = pd.Series(comp.groupby(["model", "ticker"], sort=False).ngroup().to_numpy(), index=comp.index)
+    skill = trailing_skill(comp["y_pred"], comp["y_true"], horizon, window, min_obs, by=series)
+    comp["accuracy"], comp["fit"] = skill["accuracy"], skill["fit"]
+    comp["width"] = width_score(comp["y_upper"] - comp["y_lower"], window, by=series)
     comp["probability"] = probability_score(comp["y_pred"], comp["y_std"])
     signs = np.sign(
         f[f["model"].isin(single_models)].pivot_table(index=["ticker", "asof_date"], columns="model", values="y_pred")

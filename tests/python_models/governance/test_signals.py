@@ -149,3 +149,22 @@ def test_dm_statistic_agrees_with_an_exact_hand_computation():
     # A negative long-run variance (3 + 2 * -1.9 < 0) falls back to the variance alone: 1 / sqrt(0.3) * sqrt(0.72)
     stat, _ = dm_test([2, -1, 3, 1, 0, 2, -2, 4, 1, 0], h)
     assert stat == pytest.approx(np.sqrt(2.4), rel=1e-12)
+
+
+def test_trailing_components_by_label_equal_each_series_on_its_own():
+    # three series of different lengths back to back, NaN outcomes among them: the grouped windows
+    # and lags must never reach into the previous series
+    rng = np.random.default_rng(3)
+    lengths = [300, 40, 260]
+    label = pd.Series(np.repeat([0, 1, 2], lengths))
+    y_pred = pd.Series(rng.normal(0, 0.01, sum(lengths)))
+    y_true = pd.Series(y_pred + rng.normal(0, 0.02, sum(lengths))).where(rng.random(sum(lengths)) > 0.1)
+    width = pd.Series(rng.uniform(0.01, 0.05, sum(lengths)))
+    skill = trailing_skill(y_pred, y_true, 5, window=60, min_obs=20, by=label)
+    widths = width_score(width, window=60, by=label)
+    for value in range(3):
+        rows = label == value
+        own = trailing_skill(y_pred[rows], y_true[rows], 5, window=60, min_obs=20)
+        pd.testing.assert_frame_equal(skill[rows], own, check_exact=True)
+        pd.testing.assert_series_equal(widths[rows], width_score(width[rows], window=60), check_exact=True)
+    assert (skill.loc[label == 1, "accuracy"] == 0.5).all()  # 40 origins: never min_obs realised ones
