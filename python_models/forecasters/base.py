@@ -202,8 +202,10 @@ def validate_panel(panel: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"panel lacks columns {sorted(missing)}")
     if panel.duplicated(["ticker", "date"]).any():
         raise ValueError("panel repeats a (ticker, date) pair")
-    numeric = panel.select_dtypes("number")
-    if np.isinf(numeric.to_numpy(dtype=float)).any():
+    # column by column: only a float can be infinite, and a float64 column is read without a copy
+    # (select_dtypes and one 2-D array would copy the whole panel twice)
+    floats = [c for c, dtype in panel.dtypes.items() if pd.api.types.is_float_dtype(dtype)]
+    if any(np.isinf(panel[c].to_numpy(dtype=float, na_value=np.nan)).any() for c in floats):
         raise ValueError("panel holds infinite values; use NaN for a missing value")
     out = panel.assign(date=pd.to_datetime(panel["date"]))
     return out.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)

@@ -204,19 +204,23 @@ def ensemble_panel(
         "model": pd.CategoricalDtype(sorted(forecasts["model"].unique())),
     }
     settings = _Weighting(window, shrinkage, min_obs, reweight_every)
-    chunks = []
+    keys = []
     for (ticker, horizon), wide in _wide_groups(forecasts):
-        h = int(horizon)
         grid = None if calendar is None else _grid(calendar, wide.sq.index, reweight_every, ticker)
         new_rows = np.ones(len(wide.sq), bool) if after is None else np.asarray(wide.sq.index > after)
+        keys.append(_Key(ticker, int(horizon), wide, grid, new_rows))
+    weights_by_key = settings.all_weights(methods, keys, wide_regimes)
+    chunks = []
+    for key, by_method in zip(keys, weights_by_key, strict=True):
+        wide, new_rows = key.wide, key.new_rows
         origins = wide.sq.index[new_rows]
         for method in methods:
-            w = settings.weights(method, wide, h, grid, wide_regimes)
+            w = by_method[method]
             chunks.append(
                 _Chunk(
                     VARIANTS[method],
-                    ticker,
-                    h,
+                    key.ticker,
+                    key.horizon,
                     origins,
                     list(w.columns),
                     w.to_numpy(float)[new_rows],
@@ -252,6 +256,16 @@ class _Wide(NamedTuple):
     targets: pd.Series  # target date per origin
 
 
+class _Key(NamedTuple):
+    """One (ticker, horizon): its wide forecasts, re-weighting rows and the origins to return."""
+
+    ticker: str
+    horizon: int
+    wide: _Wide
+    grid: np.ndarray | None
+    new_rows: np.ndarray
+
+
 def _wide_groups(forecasts: pd.DataFrame) -> Iterator[tuple[tuple[str, int], _Wide]]:
     """Each (ticker, horizon)'s forecasts as origins x models (the models it has), in key order.
 
@@ -265,7 +279,9 @@ def _wide_groups(forecasts: pd.DataFrame) -> Iterator[tuple[tuple[str, int], _Wi
     for key, block in wide.groupby(level=[0, 1], sort=True):
         own = sorted(models[key])
         block = block.droplevel([0, 1])
-        block = block.loc[:, [(value, model) for value in ("y_pred", "y_std", "y_true") for model in own]]
+        columns = [(value, model) for value in ("y_pred", "y_std", "y_true") for model in own]
+        if list(block.columns) != columns:  # a model without forecasts for this key: drop its columns
+            block = block.loc[:, columns]
         yield key, _wide(block, targets_by_key[key].droplevel([0, 1]))
 
 
@@ -293,12 +309,50 @@ class _Weighting:
     min_obs: int
     reweight_every: int
 
+    def all_weights(
+        self, methods: tuple[str, ...], keys: list[_Key], regimes: pd.DataFrame | None
+    ) -> list[dict[str, pd.DataFrame]]:
+        """Each key's weights per variant: the keys of one horizon and one set of models stacked and
+        weighted in one call per variant (each key on its own rows: the same weights as one call per
+        key, without a pandas call per key)."""
+        out: list[dict[str, pd.DataFrame]] = [{} for _ in keys]
+        batches: dict[tuple, list[int]] = {}
+        for i, key in enumerate(keys):
+            batches.setdefault((key.horizon, tuple(key.wide.sq.columns), key.grid is None), []).append(i)
+        for (h, _, no_grid), members in batches.items():
+            wides = [keys[i].wide for i in members]
+            lengths = [len(w.sq) for w in wides]
+            stacked = _Wide(
+                pd.concat([w.y_pred for w in wides]),
+                pd.concat([w.y_std for w in wides]),
+                pd.concat([w.y_true for w in wides]),
+                pd.concat([w.sq for w in wides]),
+                pd.Series(dtype=object),  # targets: not needed for the weights
+            )
+            grid = None if no_grid else np.concatenate([np.asarray(keys[i].grid, bool) for i in members])
+            by = np.repeat(np.arange(len(members)), lengths)
+            bounds = np.cumsum([0, *lengths])
+            for method in methods:
+                w = self.weights(method, stacked, h, grid, regimes, by)
+                for j, i in enumerate(members):
+                    out[i][method] = w.iloc[bounds[j] : bounds[j + 1]]
+        return out
+
     def weights(
-        self, method: str, wide: _Wide, h: int, grid: np.ndarray | None, regimes: pd.DataFrame | None
+        self,
+        method: str,
+        wide: _Wide,
+        h: int,
+        grid: np.ndarray | None,
+        regimes: pd.DataFrame | None,
+        by: np.ndarray | None = None,
     ) -> pd.DataFrame:
-        """The weights of variant ``method`` at every origin of ``wide``."""
+        """The weights of variant ``method`` at every origin of ``wide`` (of each ``by`` label's rows
+        on their own, where several keys are stacked)."""
         if method == "inverse_mse":
-            return inverse_mse_weights(wide.sq, h, self.window, self.shrinkage, self.min_obs, self.reweight_every, grid)
+            return inverse_mse_weights(
+                wide.sq, h, self.window, self.shrinkage, self.min_obs, self.reweight_every, grid, by=by
+            )
         if method == "stacking":  # a regression needs more rows than an average before it is trusted
             return stacking_weights(
                 wide.y_pred,
@@ -309,6 +363,7 @@ class _Weighting:
                 max(self.min_obs, 63),
                 self.reweight_every,
                 grid,
+                by=by,
             )
         if regimes is None:
             raise ValueError("the regime variant needs the regime probabilities")
@@ -321,4 +376,5 @@ class _Weighting:
             self.min_obs,
             self.reweight_every,
             grid=grid,
+            by=by,
         )

@@ -27,29 +27,62 @@ def _shrink(perf: pd.DataFrame, shrinkage: float, ready: pd.Series) -> pd.DataFr
     return weights
 
 
-def schedule(n: int, reweight_every: int, grid: np.ndarray | None = None) -> np.ndarray:
+def schedule(n: int, reweight_every: int, grid: np.ndarray | None = None, by: np.ndarray | None = None) -> np.ndarray:
     """Rows where weights are re-estimated: ``grid`` when given (a boolean mask, e.g. every k-th
     session of the exchange calendar, so that a computation over the latest rows only re-weights
-    on the same days as one over the whole history), else every ``reweight_every``-th row."""
+    on the same days as one over the whole history), else every ``reweight_every``-th row (of each
+    ``by`` label's rows, counted from its first)."""
     if grid is not None:
         grid = np.asarray(grid, bool)
         if grid.shape != (n,):
             raise ValueError(f"grid must be a boolean mask of {n} rows, got shape {grid.shape}")
         return grid
-    return np.arange(n) % reweight_every == 0
+    return (np.arange(n) - _starts(n, by)) % reweight_every == 0
 
 
-def _hold(frame: pd.DataFrame, reweight_every: int, grid: np.ndarray | None = None) -> pd.DataFrame:
+def _starts(n: int, by: np.ndarray | None) -> np.ndarray:
+    """Each row's first row of its ``by`` label (labels contiguous); 0 for every row without labels."""
+    if by is None:
+        return np.zeros(n, dtype=np.int64)
+    by = np.asarray(by)
+    if by.shape != (n,):
+        raise ValueError(f"by must label each of the {n} rows, got shape {by.shape}")
+    first = np.r_[True, by[1:] != by[:-1]]
+    return np.maximum.accumulate(np.where(first, np.arange(n), 0))
+
+
+def _hold(
+    frame: pd.DataFrame, reweight_every: int, grid: np.ndarray | None = None, by: np.ndarray | None = None
+) -> pd.DataFrame:
     """Keep the rows of the re-weighting schedule and hold them (per column, the last value that is
-    not NaN on a scheduled row: ``frame.where(keep).ffill()``, in NumPy because it runs per panel)."""
+    not NaN on a scheduled row of the same ``by`` label: ``frame.where(keep).ffill()`` per label, in
+    NumPy because it runs per panel)."""
     if reweight_every == 1 and grid is None:
         return frame
     values = frame.to_numpy(float)
-    keep = schedule(len(frame), reweight_every, grid)[:, None] & ~np.isnan(values)
+    keep = schedule(len(frame), reweight_every, grid, by)[:, None] & ~np.isnan(values)
     rows = np.maximum.accumulate(np.where(keep, np.arange(len(frame))[:, None], -1), axis=0)
+    rows[rows < _starts(len(frame), by)[:, None]] = -1  # held from an earlier label: nothing held yet
     held = np.take_along_axis(values, np.maximum(rows, 0), axis=0)
     held[rows < 0] = np.nan
     return pd.DataFrame(held, index=frame.index, columns=frame.columns)
+
+
+def _trailing(frame: pd.DataFrame, how: str, window: int, min_obs: int, by: np.ndarray | None) -> pd.DataFrame:
+    """A rolling ``how`` (mean, sum) of each column over the trailing ``window`` rows of each ``by``
+    label; one grouped pass gives the windows (and the values) a rolling window per label gives."""
+    if by is None:
+        return getattr(frame.rolling(window, min_periods=min_obs), how)()
+    positional = frame.reset_index(drop=True)
+    rolled = getattr(positional.groupby(np.asarray(by), sort=False).rolling(window, min_periods=min_obs), how)()
+    return rolled.droplevel(0).sort_index().set_axis(frame.index)
+
+
+def _lag(frame: pd.DataFrame, horizon: int, by: np.ndarray | None) -> pd.DataFrame:
+    """``frame.shift(horizon)`` within each ``by`` label."""
+    if by is None:
+        return frame.shift(horizon)
+    return frame.reset_index(drop=True).groupby(np.asarray(by), sort=False).shift(horizon).set_axis(frame.index)
 
 
 def inverse_mse_weights(
@@ -60,6 +93,7 @@ def inverse_mse_weights(
     min_obs: int = 21,
     reweight_every: int = 1,
     grid: np.ndarray | None = None,
+    by: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Combination weights per origin from squared errors.
 
@@ -76,9 +110,12 @@ def inverse_mse_weights(
         errors before performance weighting starts, and origins between re-estimations.
     grid : numpy.ndarray, optional
         Boolean mask of the re-estimation rows (see :func:`schedule`).
+    by : numpy.ndarray, optional
+        A label per row, each label's rows contiguous: several series stacked, each weighted on
+        its own as if alone (windows, lags and held weights stay within a label).
     """
     _check(horizon, window, shrinkage, min_obs, reweight_every)
-    mse = _hold(sq_errors.rolling(window, min_periods=min_obs).mean().shift(horizon), reweight_every, grid)
+    mse = _hold(_lag(_trailing(sq_errors, "mean", window, min_obs, by), horizon, by), reweight_every, grid, by)
     inv = 1.0 / mse.clip(lower=1e-18)
     return _shrink(inv.div(inv.sum(axis=1), axis=0), shrinkage, mse.notna().all(axis=1))
 
@@ -111,20 +148,23 @@ def stacking_weights(
     min_obs: int = 63,
     reweight_every: int = 21,
     grid: np.ndarray | None = None,
+    by: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Walk-forward constrained stacking weights per origin (see :mod:`python_models.forecasters.ensemble`).
 
     At a re-weighting origin ``i`` the regression uses the origins ``i - horizon - window
     + 1 .. i - horizon`` whose realised value is known (the same information as the
-    inverse-MSE weights); fewer than ``min_obs`` usable rows give equal weights.
+    inverse-MSE weights); fewer than ``min_obs`` usable rows give equal weights. ``by`` as in
+    :func:`inverse_mse_weights`.
     """
     _check(horizon, window, shrinkage, min_obs, reweight_every)
     x, y = y_pred.to_numpy(float), y_true.to_numpy(float)
     n, m = x.shape
     out = np.full((n, m), np.nan)
     ready = np.zeros(n, bool)
-    for i in np.flatnonzero(schedule(n, reweight_every, grid)).tolist():  # Python ints: plain index arithmetic
-        lo, hi = max(0, i - horizon - window + 1), i - horizon + 1
+    starts = _starts(n, by).tolist()
+    for i in np.flatnonzero(schedule(n, reweight_every, grid, by)).tolist():  # Python ints: plain index arithmetic
+        lo, hi = max(starts[i], i - horizon - window + 1), i - horizon + 1
         if hi - lo < min_obs:
             continue
         xs, ys = x[lo:hi], y[lo:hi]
@@ -134,7 +174,7 @@ def stacking_weights(
         out[i] = simplex_least_squares(xs[ok], ys[ok])
         ready[i] = True
     perf = pd.DataFrame(out, index=y_pred.index, columns=y_pred.columns)
-    held = _hold(perf, reweight_every, grid)
+    held = _hold(perf, reweight_every, grid, by)
     return _shrink(held.fillna(1.0 / m), shrinkage, held.notna().all(axis=1))
 
 
@@ -148,6 +188,7 @@ def regime_weights(
     reweight_every: int = 1,
     prior_obs: float = 21.0,
     grid: np.ndarray | None = None,
+    by: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Inverse regime-expected MSE weights per origin (see :mod:`python_models.forecasters.ensemble`).
 
@@ -161,6 +202,8 @@ def regime_weights(
     prior_obs : float
         Pseudo-observations of the model's overall MSE added to each regime's average, so a
         regime seen a few times in the window does not swing the weights.
+    by : numpy.ndarray, optional
+        As for :func:`inverse_mse_weights`.
     """
     _check(horizon, window, shrinkage, min_obs, reweight_every)
     if prior_obs < 0:
@@ -169,20 +212,20 @@ def regime_weights(
     has_probs = probs.notna().all(axis=1)
     p = probs.fillna(0.0).to_numpy(float)
     e = sq_errors.to_numpy(float)
-    mse = sq_errors.rolling(window, min_periods=min_obs).mean().shift(horizon)
+    mse = _lag(_trailing(sq_errors, "mean", window, min_obs, by), horizon, by)
     known = np.isfinite(e).astype(float)
     e0 = np.nan_to_num(e)
-    overall = _hold(mse, reweight_every, grid)
+    overall = _hold(mse, reweight_every, grid, by)
     n, m = e.shape
     regimes_n = p.shape[1]
     # per regime r (column blocks of m): realised error mass and the observations seen over the trailing
     # window, lagged by the horizon; one rolling sum over all blocks (each column is summed on its own)
     by_regime = np.hstack([e0 * p[:, [r]] for r in range(regimes_n)] + [known * p[:, [r]] for r in range(regimes_n)])
-    sums = pd.DataFrame(by_regime).rolling(window, min_periods=1).sum().shift(horizon).to_numpy()
+    sums = _lag(_trailing(pd.DataFrame(by_regime), "sum", window, 1, by), horizon, by).to_numpy()
     mass, seen = sums[:, : regimes_n * m], sums[:, regimes_n * m :]
     mse_r = (mass + prior_obs * np.tile(mse.to_numpy(), regimes_n)) / (seen + prior_obs)
     # the error tables refresh on the schedule; today's regime probabilities move the weights daily
-    held = _hold(pd.DataFrame(mse_r), reweight_every, grid).to_numpy().reshape(n, regimes_n, m)
+    held = _hold(pd.DataFrame(mse_r), reweight_every, grid, by).to_numpy().reshape(n, regimes_n, m)
     expected = (held * p[:, :, None]).sum(axis=1) if regimes_n else np.zeros_like(e)
     unconditional = overall.to_numpy()
     expected = np.where(has_probs.to_numpy()[:, None], expected, unconditional)

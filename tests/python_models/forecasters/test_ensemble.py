@@ -193,3 +193,36 @@ def test_holding_the_scheduled_rows_is_pandas_mask_then_forward_fill():
     pd.testing.assert_frame_equal(_hold(frame, 5, grid), want)
     every_fifth = frame.where(pd.Series(np.arange(40) % 5 == 0, index=frame.index), axis=0).ffill()
     pd.testing.assert_frame_equal(_hold(frame, 5), every_fifth)
+
+
+@pytest.mark.parametrize("use_grid", [False, True])
+def test_series_stacked_with_labels_get_the_weights_each_gets_alone(use_grid):
+    # three (ticker, horizon) series of different lengths, stacked as ensemble_panel stacks them:
+    # no window, lag or held weight may reach from one into the next
+    rng = np.random.default_rng(11)
+    lengths, h, models = [260, 90, 200], 5, ["a", "b", "c"]
+    pred = [pd.DataFrame(rng.normal(0, 0.01, (n, 3)), index=DATES[:n], columns=models) for n in lengths]
+    true = [pd.Series(p.mean(axis=1) + rng.normal(0, 0.01, len(p))).where(rng.random(len(p)) > 0.05) for p in pred]
+    sq = [p.sub(t, axis=0) ** 2 for p, t in zip(pred, true, strict=True)]
+    grids = [(np.arange(n) + k) % 21 == 0 if use_grid else None for k, n in enumerate(lengths)]
+    regimes = pd.DataFrame(rng.dirichlet([1, 1], len(DATES)), index=DATES, columns=[0, 1])
+    by = np.repeat([0, 1, 2], lengths)
+    grid = np.concatenate(grids) if use_grid else None
+    every = 1 if not use_grid else 21
+    stacked = {
+        "inverse_mse": inverse_mse_weights(pd.concat(sq), h, 60, 0.3, 20, every, grid, by=by),
+        "stacking": stacking_weights(pd.concat(pred), pd.concat(true), h, 60, 0.3, 30, 21, grid, by=by),
+        "regime": regime_weights(
+            pd.concat(sq), regimes.reindex(pd.concat(sq).index), h, 60, 0.3, 20, every, grid=grid, by=by
+        ),
+    }
+    bounds = np.cumsum([0, *lengths])
+    for i in range(3):
+        alone = {
+            "inverse_mse": inverse_mse_weights(sq[i], h, 60, 0.3, 20, every, grids[i]),
+            "stacking": stacking_weights(pred[i], true[i], h, 60, 0.3, 30, 21, grids[i]),
+            "regime": regime_weights(sq[i], regimes.reindex(sq[i].index), h, 60, 0.3, 20, every, grid=grids[i]),
+        }
+        for name, weights in alone.items():
+            got = stacked[name].iloc[bounds[i] : bounds[i + 1]]
+            pd.testing.assert_frame_equal(got, weights, check_exact=True, check_freq=False)
