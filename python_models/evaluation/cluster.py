@@ -7,15 +7,17 @@ worker processes on this machine; :func:`map_on_cluster` runs the tasks there. T
 reschedules the tasks of a worker that dies (``distributed.scheduler.allowed-failures`` times),
 so a run survives a lost worker.
 
-Each task runs with its :data:`LOGGER` records collected and returns them with its result; the
-client hands them to this process's loggers in task order, so a worker's log lines reach the run
-log (not the worker's terminal) and none arrives after the result it belongs to.
+Each task runs with its :data:`LOGGER` records and its warnings collected and returns them with its
+result; the client hands them to this process's loggers and warning filters as each result
+arrives, so a worker's log lines reach the run log and its warnings (a window a model could not
+be fitted on) are issued here as if the task had run here, not printed on the worker's terminal.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -159,12 +161,16 @@ def map_on_cluster(
     ]
     position = {future.key: i for i, future in enumerate(futures)}
     results: list[Any] = [None] * len(futures)
+    shown: dict[Any, Any] = {}
     done = 0
     try:
         for future in as_completed(futures):
-            result, records = future.result()
+            result, records, caught = future.result()
             for record in records:
                 logging.getLogger(record.name).handle(record)
+            for text, category, filename, lineno in caught:
+                # one registry for the run: "default" filters show each warning once, as in one process
+                warnings.warn_explicit(text, category, filename, lineno, registry=shown)
             results[position[future.key]] = result
             done += 1
             if progress:
@@ -174,8 +180,13 @@ def map_on_cluster(
     return results
 
 
-def _logged(fn: Callable[[T], R], task: T, level: int) -> tuple[R, list[logging.LogRecord]]:
-    """``fn(task)`` in a worker, with the :data:`LOGGER` records it emits at ``level`` or above."""
+#: A warning as a task returns it: message, category, file and line.
+Caught = tuple[str, type[Warning], str, int]
+
+
+def _logged(fn: Callable[[T], R], task: T, level: int) -> tuple[R, list[logging.LogRecord], list[Caught]]:
+    """``fn(task)`` in a worker, with the :data:`LOGGER` records it emits at ``level`` or above and
+    every warning it raises (the client's filters decide which are shown)."""
     collector = _Collect()
     logger = logging.getLogger(LOGGER)
     old_level, old_propagate = logger.level, logger.propagate
@@ -183,12 +194,15 @@ def _logged(fn: Callable[[T], R], task: T, level: int) -> tuple[R, list[logging.
     logger.addHandler(collector)
     logger.propagate = False  # the worker's own handlers would print them on its terminal
     try:
-        result = fn(task)
+        # process-wide: a worker runs one task at a time (one thread, as docs/scaling.md asks of a team's)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = fn(task)
     finally:
         logger.removeHandler(collector)
         logger.setLevel(old_level)
         logger.propagate = old_propagate
-    return result, collector.records
+    return result, collector.records, [(str(w.message), w.category, w.filename, w.lineno) for w in caught]
 
 
 class _Collect(logging.Handler):

@@ -19,6 +19,7 @@ from python_models.evaluation.panel import run_panel
 from python_models.evaluation.refresh import forecast_from_fits, refit_latest
 from python_models.evaluation.walk_forward import WalkForwardConfig
 from python_models.forecasters.garch import Garch
+from python_models.forecasters.hmm import GaussianHmm
 from python_models.forecasters.random_walk import RandomWalk
 from python_models.forecasters.sarimax import Sarimax
 from tests.conftest import arma_returns
@@ -156,3 +157,14 @@ def test_a_scheduler_over_tcp_by_file_and_by_address(serial, tcp_cluster):
     by_address = run_panel(models(), long, CONFIG, scheduler=address)
     pd.testing.assert_frame_equal(one.forecasts, by_file.forecasts)
     pd.testing.assert_frame_equal(one.forecasts, by_address.forecasts)
+
+
+def test_a_workers_warnings_reach_this_process(client):
+    # a constant stretch: the HMM cannot be fitted on the first window, and says so with a warning
+    r = arma_returns(n=600, seed=5)
+    r.iloc[:320] = 0.0
+    long = pd.DataFrame({"ticker": "FLAT", "date": r.index, "log_return": r.to_numpy()})
+    config = WalkForwardConfig(horizons=(1,), train_window=300, refit_every=50, embargo=0)
+    with pytest.warns(RuntimeWarning, match=r"hmm: fit on .* failed"):
+        run = run_panel([GaussianHmm()], long, config, client=client)
+    assert run.stats["hmm"].failed >= 1
