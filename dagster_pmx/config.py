@@ -129,7 +129,9 @@ def _timestamp(v: str) -> str | None:
 
 
 def _scheduler(v: str) -> str | None:
-    if not v or v.endswith(".json") or "://" in v:
+    from python_models.evaluation.cluster import SCHEDULER_FILE_SUFFIX
+
+    if not v or v.endswith(SCHEDULER_FILE_SUFFIX) or "://" in v:
         return None
     return "is not a Dask scheduler address (tcp://host:8786) or scheduler file (*.json)"
 

@@ -24,6 +24,9 @@ from typing import Any, TypeVar
 
 #: The logger every python_models module logs under; a task's records under it reach this process.
 LOGGER = "python_models"
+#: A ``scheduler`` setting that ends so names the scheduler file ``dask scheduler --scheduler-file``
+#: writes; any other names the scheduler's address.
+SCHEDULER_FILE_SUFFIX = ".json"
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,7 +49,7 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
     from distributed import Client, LocalCluster
 
     if scheduler:
-        client = Client(scheduler_file=scheduler) if scheduler.endswith(".json") else Client(scheduler)
+        client = Client(scheduler_file=scheduler) if scheduler.endswith(SCHEDULER_FILE_SUFFIX) else Client(scheduler)
         try:
             yield client
         finally:
@@ -116,8 +119,8 @@ def fan_out(
     progress : callable, optional
         Called as ``progress(done, total)`` after each task.
     local_cluster_from : int
-        The fewest tasks worth starting a local cluster for (it costs seconds to start); fewer run
-        here. A scheduler or a client is always used.
+        The fewest tasks worth starting a local cluster for (it costs seconds to start; at least
+        2); fewer run here. A scheduler or a client is always used.
 
     Returns
     -------
@@ -128,7 +131,7 @@ def fan_out(
         raise ValueError(f"{len(tasks)} tasks but {len(names)} names")
     if client is not None:
         return map_on_cluster(client, fn, tasks, names, progress)
-    if scheduler or (workers > 1 and len(tasks) >= max(2, local_cluster_from)):
+    if scheduler or (workers > 1 and len(tasks) >= local_cluster_from):
         with dask_client(scheduler, workers) as own:
             return map_on_cluster(own, fn, tasks, names, progress)
     out = []

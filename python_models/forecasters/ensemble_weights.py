@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
+from python_models.grouped import lag, trailing
+
 
 def _check(horizon: int, window: int, shrinkage: float, min_obs: int, reweight_every: int) -> None:
     if not 0.0 <= shrinkage <= 1.0:
@@ -68,23 +70,6 @@ def _hold(
     return pd.DataFrame(held, index=frame.index, columns=frame.columns)
 
 
-def _trailing(frame: pd.DataFrame, how: str, window: int, min_obs: int, by: np.ndarray | None) -> pd.DataFrame:
-    """A rolling ``how`` (mean, sum) of each column over the trailing ``window`` rows of each ``by``
-    label; one grouped pass gives the windows (and the values) a rolling window per label gives."""
-    if by is None:
-        return getattr(frame.rolling(window, min_periods=min_obs), how)()
-    positional = frame.reset_index(drop=True)
-    rolled = getattr(positional.groupby(np.asarray(by), sort=False).rolling(window, min_periods=min_obs), how)()
-    return rolled.droplevel(0).sort_index().set_axis(frame.index)
-
-
-def _lag(frame: pd.DataFrame, horizon: int, by: np.ndarray | None) -> pd.DataFrame:
-    """``frame.shift(horizon)`` within each ``by`` label."""
-    if by is None:
-        return frame.shift(horizon)
-    return frame.reset_index(drop=True).groupby(np.asarray(by), sort=False).shift(horizon).set_axis(frame.index)
-
-
 def inverse_mse_weights(
     sq_errors: pd.DataFrame,
     horizon: int,
@@ -115,7 +100,7 @@ def inverse_mse_weights(
         its own as if alone (windows, lags and held weights stay within a label).
     """
     _check(horizon, window, shrinkage, min_obs, reweight_every)
-    mse = _hold(_lag(_trailing(sq_errors, "mean", window, min_obs, by), horizon, by), reweight_every, grid, by)
+    mse = _hold(lag(trailing(sq_errors, "mean", window, min_obs, by), horizon, by), reweight_every, grid, by)
     inv = 1.0 / mse.clip(lower=1e-18)
     return _shrink(inv.div(inv.sum(axis=1), axis=0), shrinkage, mse.notna().all(axis=1))
 
@@ -212,7 +197,7 @@ def regime_weights(
     has_probs = probs.notna().all(axis=1)
     p = probs.fillna(0.0).to_numpy(float)
     e = sq_errors.to_numpy(float)
-    mse = _lag(_trailing(sq_errors, "mean", window, min_obs, by), horizon, by)
+    mse = lag(trailing(sq_errors, "mean", window, min_obs, by), horizon, by)
     known = np.isfinite(e).astype(float)
     e0 = np.nan_to_num(e)
     overall = _hold(mse, reweight_every, grid, by)
@@ -221,7 +206,7 @@ def regime_weights(
     # per regime r (column blocks of m): realised error mass and the observations seen over the trailing
     # window, lagged by the horizon; one rolling sum over all blocks (each column is summed on its own)
     by_regime = np.hstack([e0 * p[:, [r]] for r in range(regimes_n)] + [known * p[:, [r]] for r in range(regimes_n)])
-    sums = _lag(_trailing(pd.DataFrame(by_regime), "sum", window, 1, by), horizon, by).to_numpy()
+    sums = lag(trailing(pd.DataFrame(by_regime), "sum", window, 1, by), horizon, by).to_numpy()
     mass, seen = sums[:, : regimes_n * m], sums[:, regimes_n * m :]
     mse_r = (mass + prior_obs * np.tile(mse.to_numpy(), regimes_n)) / (seen + prior_obs)
     # the error tables refresh on the schedule; today's regime probabilities move the weights daily

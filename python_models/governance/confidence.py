@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from python_models.evaluation.metrics import sign_hits
+from python_models.grouped import lag, trailing
 
 CONFIDENCE_WEIGHTS = {
     "probability": 0.30,
@@ -56,16 +57,16 @@ def trailing_skill(
     horizon); the value at origin ``i`` is realised ``horizon`` rows later, so row ``i``
     uses origins up to ``i - horizon`` only. Returns columns ``accuracy`` and ``fit``
     (both neutral 0.5 until ``min_obs`` realised forecasts exist). With ``by`` (a label per
-    row, on the same unique index), each label's rows are such a series of their own: the
+    row, each label's rows contiguous and in order), each label's rows are such a series of their own: the
     windows and the lag stay within a label.
     """
     if horizon < 1 or window < 1 or min_obs < 1:
         raise ValueError("horizon, window and min_obs must be positive")
     done = y_true.notna() & y_pred.notna()
     hit = sign_hits(y_true, y_pred).astype(float).where(done)
-    accuracy = _trailing(hit, "mean", window, min_obs, by).pipe(_lag, horizon, by)
-    sse = _trailing(((y_pred - y_true) ** 2).where(done), "sum", window, min_obs, by).pipe(_lag, horizon, by)
-    sst = _trailing((y_true**2).where(done), "sum", window, min_obs, by).pipe(_lag, horizon, by)
+    accuracy = trailing(hit, "mean", window, min_obs, by).pipe(lag, horizon, by)
+    sse = trailing(((y_pred - y_true) ** 2).where(done), "sum", window, min_obs, by).pipe(lag, horizon, by)
+    sst = trailing((y_true**2).where(done), "sum", window, min_obs, by).pipe(lag, horizon, by)
     r2 = 1.0 - sse / sst.where(sst > 0)
     fit = NEUTRAL + (5.0 * r2).clip(-0.5, 0.5)
     return pd.DataFrame({"accuracy": accuracy.fillna(NEUTRAL), "fit": fit.fillna(NEUTRAL)}, index=y_pred.index)
@@ -74,21 +75,8 @@ def trailing_skill(
 def width_score(width: pd.Series, window: int = 252, min_obs: int = 21, by: pd.Series | None = None) -> pd.Series:
     """``1 / (1 + w / median)`` with the median of the trailing ``window`` widths (this one included);
     ``by`` as in :func:`trailing_skill`."""
-    median = _trailing(width, "median", window, min_obs, by)
+    median = trailing(width, "median", window, min_obs, by)
     return (1.0 / (1.0 + width / median.where(median > 0))).fillna(NEUTRAL)
-
-
-def _trailing(values: pd.Series, how: str, window: int, min_obs: int, by: pd.Series | None) -> pd.Series:
-    """A rolling ``how`` (mean, sum, median) over the trailing ``window`` rows, within each ``by`` label."""
-    if by is None:
-        return getattr(values.rolling(window, min_periods=min_obs), how)()
-    # one grouped pass instead of a rolling window per label: the same windows, in one call
-    rolled = getattr(values.groupby(by, sort=False).rolling(window, min_periods=min_obs), how)()
-    return rolled.droplevel(0).reindex(values.index)
-
-
-def _lag(values: pd.Series, horizon: int, by: pd.Series | None) -> pd.Series:
-    return values.shift(horizon) if by is None else values.groupby(by, sort=False).shift(horizon)
 
 
 def signal_confidence(components: pd.DataFrame, weights: dict[str, float] | None = None) -> pd.Series:

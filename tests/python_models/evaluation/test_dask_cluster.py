@@ -8,12 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from distributed import Client
 
+from python_models.evaluation import cluster
 from python_models.evaluation.cluster import dask_client
 from python_models.evaluation.panel import run_panel
 from python_models.evaluation.refresh import forecast_from_fits, refit_latest
@@ -52,9 +54,19 @@ def client():
         yield c
 
 
-def test_a_local_cluster_gives_the_serial_rows_bit_for_bit(serial):
+def test_a_local_cluster_gives_the_serial_rows_bit_for_bit(serial, monkeypatch):
     long, one = serial
+    started = []
+
+    @contextmanager
+    def recorded(scheduler, workers):
+        with dask_client(scheduler, workers) as c:
+            started.append(len(c.scheduler_info()["workers"]))
+            yield c
+
+    monkeypatch.setattr(cluster, "dask_client", recorded)
     two = run_panel(models(), long, CONFIG, workers=2)  # run_panel starts and stops its own local cluster
+    assert started == [2]  # the rows below came from two worker processes, not from this one
     pd.testing.assert_frame_equal(one.forecasts, two.forecasts)
     assert one.stats.keys() == two.stats.keys() and one.fits.keys() == two.fits.keys()
     assert [s.fits for s in one.stats.values()] == [s.fits for s in two.stats.values()]
