@@ -116,9 +116,14 @@ ENSEMBLE_WEIGHTS = _schema(
     ("ensemble", "varchar", "The combination: ensemble, ensemble_stacking or ensemble_regime."),
     ("ticker", "varchar", "Ticker."),
     ("horizon", "bigint", "Sessions ahead."),
-    ("asof_date", "timestamp", "Session at whose close the weights apply."),
+    (
+        "asof_date",
+        "timestamp",
+        "First session at whose close the weights apply (until the next row of the same combination, ticker "
+        "and horizon).",
+    ),
     ("model", "varchar", "Single model weighted."),
-    ("weight", "double", "The model's weight in the combination (the weights of a row's combination sum to 1)."),
+    ("weight", "double", "The model's weight in the combination (one asof_date's weights of a combination sum to 1)."),
 )
 
 REGIME_PROBABILITIES = _schema(

@@ -42,6 +42,7 @@ __all__ = [
     "combine_forecasts",
     "ensemble_panel",
     "regime_table",
+    "weights_changed",
 ]
 
 #: Variant name -> model name written to the forecast tables.
@@ -118,6 +119,7 @@ class _Chunk(NamedTuple):
     y_pred: np.ndarray
     y_std: np.ndarray
     targets: np.ndarray
+    changed: np.ndarray  # per origin: its weights differ from the previous origin's (stored as a weights row)
 
 
 def _long_tables(chunks: list[_Chunk], forecasts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -142,16 +144,17 @@ def _long_tables(chunks: list[_Chunk], forecasts: pd.DataFrame) -> tuple[pd.Data
             **{col: stacked([m[col] for m in mixed], float) for col in FORECAST_COLUMNS[5:]},
         }
     )
-    # melt's order: model by model, every origin of the chunk under each
-    long_rows = rows * n_models
+    # the weights only at the origins where they change; melt's order: model by model, every such origin under each
+    stored = [(c, c.origins.to_numpy()[c.changed]) for c in chunks]
+    long_rows = np.array([len(dates) for _, dates in stored], dtype=np.int64) * n_models
     weights = pd.DataFrame(
         {
             "ensemble": np.repeat([c.name for c in chunks], long_rows).astype(object),
             "ticker": np.repeat([c.ticker for c in chunks], long_rows).astype(object),
             "horizon": np.repeat([c.horizon for c in chunks], long_rows).astype(np.int64),
-            "asof_date": stacked([np.tile(c.origins.to_numpy(), len(c.models)) for c in chunks], origin_dtype),
-            "model": stacked([np.repeat(np.asarray(c.models, object), len(c.origins)) for c in chunks], object),
-            "weight": stacked([c.weights.T.ravel() for c in chunks], float),
+            "asof_date": stacked([np.tile(dates, len(c.models)) for c, dates in stored], origin_dtype),
+            "model": stacked([np.repeat(np.asarray(c.models, object), len(dates)) for c, dates in stored], object),
+            "weight": stacked([c.weights[c.changed].T.ravel() for c in chunks], float),
         }
     )
     return ensemble[FORECAST_COLUMNS], weights[WEIGHT_COLUMNS]
@@ -193,7 +196,10 @@ def ensemble_panel(
     -------
     (ensemble, weights)
         ``ensemble`` has the forecast columns, ``model`` naming the variant; ``weights``
-        has ``ensemble, ticker, horizon, asof_date, model, weight``.
+        has ``ensemble, ticker, horizon, asof_date, model, weight``, a row set only at the origins
+        where a variant's weights change (:func:`weights_changed`; the first origin returned for a
+        key with ``after`` set is compared with the origin before it): the weights at any origin
+        are those of the latest row at or before it.
     """
     _check_inputs(forecasts, methods, regimes)
     wide_regimes = regime_table(regimes) if regimes is not None else None
@@ -215,23 +221,36 @@ def ensemble_panel(
         wide, new_rows = key.wide, key.new_rows
         origins = wide.sq.index[new_rows]
         for method in methods:
-            w = by_method[method]
+            w = by_method[method].to_numpy(float)
             chunks.append(
                 _Chunk(
                     VARIANTS[method],
                     key.ticker,
                     key.horizon,
                     origins,
-                    list(w.columns),
-                    w.to_numpy(float)[new_rows],
+                    list(by_method[method].columns),
+                    w[new_rows],
                     wide.y_pred.to_numpy(float)[new_rows],
                     wide.y_std.to_numpy(float)[new_rows],
                     wide.targets.reindex(origins).to_numpy(),
+                    weights_changed(w)[new_rows],
                 )
             )
     ensemble, weights = _long_tables(chunks, forecasts)
     weights = weights.astype(as_cat)
     return ensemble, weights
+
+
+def weights_changed(weights: np.ndarray) -> np.ndarray:
+    """Per row of ``weights`` (origins x models, in origin order): whether it differs from the row
+    before it (the first row always does; NaN equals NaN). The rows ``ml.ensemble_weights`` stores:
+    inverse-MSE and stacking weights change only when re-estimated, every ``reweight_every`` sessions."""
+    changed = np.ones(len(weights), dtype=bool)
+    if len(weights) > 1:
+        now, before = weights[1:], weights[:-1]
+        same = (now == before) | (np.isnan(now) & np.isnan(before))
+        changed[1:] = ~same.all(axis=1)
+    return changed
 
 
 def _check_inputs(forecasts: pd.DataFrame, methods: tuple[str, ...], regimes: pd.DataFrame | None) -> None:

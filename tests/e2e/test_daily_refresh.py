@@ -79,7 +79,13 @@ def test_the_daily_refresh_forecasts_only_new_sessions_with_the_stored_fits(trun
         assert read(path, f"select max(date) as d from {table}")["d"].iloc[0] == pd.Timestamp(REFRESHED), table
 
     # re-running the day gives identical rows
-    tables = ["ml.base_forecasts", "ml.regime_probabilities", "marts.signals", "marts.allocations"]
+    tables = [
+        "ml.base_forecasts",
+        "ml.regime_probabilities",
+        "ml.ensemble_weights",
+        "marts.signals",
+        "marts.allocations",
+    ]
     snapshot = {t: without_stamps(read(path, f"select * from {t} order by all")) for t in tables}
     ledger = read(path, "select * from marts.paper_nav order by all")
     run(path, "daily_refresh", end_date=REFRESHED)

@@ -129,8 +129,10 @@ def regime_probabilities(
             kinds={"python", "duckdb"},
             deps=[dg.AssetKey(["ml", "base_forecasts"]), dg.AssetKey(["intermediate", "int_forward_returns"])],
             metadata={"dagster/column_schema": schemas.ENSEMBLE_WEIGHTS},
-            description="Each ensemble's weight on each model per (ticker, horizon, asof_date): column 'ensemble' "
-            "names the combination, 'model' the single model.",
+            description="Each ensemble's weights on the models per (ticker, horizon), stored at the origins where they "
+            "change (inverse MSE and stacking at each re-estimation, the regime weights daily): the weights at any "
+            "origin are the latest row at or before it (ASOF JOIN). Column 'ensemble' names the combination, 'model' "
+            "the single model.",
         ),
     ],
     pool="warehouse",

@@ -181,6 +181,64 @@ def test_the_latest_origins_alone_give_the_whole_historys_rows_on_a_calendar_gri
     assert not np.allclose(new(shifted)["y_pred"].to_numpy(), new(whole)["y_pred"].to_numpy(), rtol=1e-9)
 
 
+def test_weights_are_stored_where_they_change_and_the_latest_row_gives_each_origins_combination():
+    """ml.ensemble_weights keeps a row set per re-estimation that moved the weights (inverse MSE and
+    stacking hold theirs for reweight_every sessions; the regime weights move daily): the weights in
+    force at an origin, taken as of its date (DuckDB's ASOF JOIN), recombine the models' forecasts
+    into the ensemble's mean at every origin."""
+    rng = np.random.default_rng(4)
+    calendar = pd.bdate_range("2018-01-01", periods=420)
+    truth = rng.normal(0, 0.01, len(calendar))
+    frame = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "model": model,
+                    "ticker": "A",
+                    "asof_date": calendar,
+                    "horizon": 1,
+                    "target_date": calendar.shift(1, freq="B"),
+                    "y_pred": truth + rng.normal(0, noise, len(calendar)),
+                    "y_std": noise,
+                    "y_true": truth,
+                }
+            )
+            for model, noise in (("m1", 0.004), ("m2", 0.01), ("m3", 0.02))
+        ],
+        ignore_index=True,
+    )
+    regimes = pd.DataFrame(
+        {"date": np.repeat(calendar, 2), "regime": np.tile([0, 1], len(calendar)), "probability": 0.5}
+    )
+    regimes["probability"] = np.where(regimes["regime"] == 0, 0.2, 0.8) + np.repeat(
+        rng.uniform(-0.1, 0.1, len(calendar)), 2
+    ) * np.where(regimes["regime"] == 0, 1, -1)
+    ens, weights = ensemble_panel(
+        frame, window=126, reweight_every=21, methods=tuple(VARIANTS), regimes=regimes, calendar=calendar
+    )
+    dates = weights.groupby("ensemble", observed=True)["asof_date"].nunique()
+    assert dates["ensemble"] <= len(calendar) // 21 + 2 and dates["ensemble_stacking"] <= len(calendar) // 21 + 2
+    assert dates["ensemble_regime"] > len(calendar) // 2  # today's regime moves them every session
+    # the weights in force at each origin: the latest stored row at or before it
+    origins = ens[["model", "asof_date"]].rename(columns={"model": "ensemble"})
+    in_force = []
+    for (variant, model), rows in weights.groupby(["ensemble", "model"], observed=True):
+        at = origins[origins["ensemble"] == variant].sort_values("asof_date")
+        w = pd.merge_asof(at, rows[["asof_date", "weight"]].sort_values("asof_date"), on="asof_date")
+        in_force.append(w.assign(model=model))
+    w = pd.concat(in_force, ignore_index=True)
+    assert w["weight"].notna().all()
+    preds = frame.rename(columns={"y_pred": "model_pred"})[["model", "asof_date", "model_pred"]]
+    mean = (
+        w.merge(preds, on=["model", "asof_date"])
+        .assign(part=lambda f: f["weight"] * f["model_pred"])
+        .groupby(["ensemble", "asof_date"])["part"]
+        .sum()
+    )
+    want = ens.set_index(["model", "asof_date"])["y_pred"].rename_axis(["ensemble", "asof_date"])
+    assert_allclose(mean.reindex(want.index).to_numpy(), want.to_numpy(), rtol=1e-12, atol=1e-15)
+
+
 def test_holding_the_scheduled_rows_is_pandas_mask_then_forward_fill():
     """The NumPy hold keeps, per column, the last non-NaN value of a scheduled row (a scheduled NaN
     keeps the previous one; nothing before the first value)."""
