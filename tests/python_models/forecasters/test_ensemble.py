@@ -1,5 +1,8 @@
 """Ensemble variants: constrained stacking and regime-conditioned weights against hand versions."""
 
+from pathlib import Path
+
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -237,6 +240,19 @@ def test_weights_are_stored_where_they_change_and_the_latest_row_gives_each_orig
     )
     want = ens.set_index(["model", "asof_date"])["y_pred"].rename_axis(["ensemble", "asof_date"])
     assert_allclose(mean.reindex(want.index).to_numpy(), want.to_numpy(), rtol=1e-12, atol=1e-15)
+    # the SQL docs/models.md gives an analyst for the weights in force gives the same rows
+    con = duckdb.connect()
+    con.execute("create schema ml")
+    con.register("ens", ens)
+    con.register("w", weights.astype({"ensemble": str, "ticker": str, "model": str}))
+    con.execute("create table ml.ensemble_forecasts as select * from ens")
+    con.execute("create table ml.ensemble_weights as select * from w")
+    doc = (Path(__file__).parents[3] / "docs" / "models.md").read_text()
+    query = doc.split("```sql\nwith origins as", 1)[1].split("```", 1)[0]
+    got = con.execute("with origins as" + query).df().sort_values(["asof_date", "model"]).reset_index(drop=True)
+    plain = w[w["ensemble"] == "ensemble"].sort_values(["asof_date", "model"]).reset_index(drop=True)
+    assert_allclose(got["weight"].to_numpy(), plain["weight"].to_numpy(), rtol=0)
+    assert (got["model"].to_numpy() == plain["model"].to_numpy()).all() and len(got) == 3 * len(calendar)
 
 
 def test_holding_the_scheduled_rows_is_pandas_mask_then_forward_fill():
