@@ -146,3 +146,49 @@ def test_in_process_dbt_runs_with_neither_of_dbts_loggers_and_still_reports_ever
     assert get_event_manager().loggers == [], "dbt formats every event for a logger that drops it"
     # the callback still hands dagster-dbt the events: here the listed model
     assert "stg_prices" in run.stdout.read().decode()
+
+
+def test_setup_manifest_parses_through_the_name_the_wrapper_replaces_unless_handed_a_manifest():
+    from dbt.cli import requires
+
+    tree = _source_tree(requires.setup_manifest)
+    called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    assert "parse_manifest" in called and callable(requires.parse_manifest), RECHECK
+    # the parse only when the context holds no manifest: dbtRunner(manifest=...) puts one there
+    assert 'ctx.obj.get("manifest") is None' in inspect.getsource(requires.setup_manifest), RECHECK
+
+
+def test_a_later_in_process_invocation_reuses_the_parse_until_a_project_file_changes(tmp_path, monkeypatch):
+    import shutil
+
+    from dbt.cli import requires
+
+    from dagster_pmx.defs.transform import dbt_cli
+    from dagster_pmx.defs.transform.dbt_cli import DBT_GLOBAL_FLAGS
+    from dagster_pmx.defs.transform.project import dbt_env
+    from dagster_pmx.lake import Lake
+
+    project = tmp_path / "project"
+    shutil.copytree(DBT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"), symlinks=True)
+    parses = []
+    parse = requires.parse_manifest
+
+    def counted(*args, **kwargs):
+        parses.append(1)
+        return parse(*args, **kwargs)
+
+    monkeypatch.setattr(requires, "parse_manifest", counted)
+    monkeypatch.setattr(dbt_cli, "_parsed", {})
+    env = {**dbt_env(Lake.at(str(tmp_path / "w.ducklake"))), "PATH": "/usr/bin:/bin"}
+
+    def listed(target: str) -> str:
+        command = [DBT_EXECUTABLE, *DBT_GLOBAL_FLAGS, "ls", "--select", "stg_prices"]
+        run = InProcessDbt(command, env={**env, "DBT_TARGET_PATH": str(tmp_path / target)}, cwd=project)
+        assert run.wait() == 0
+        return run.stdout.read().decode()
+
+    assert "stg_prices" in listed("a") and len(parses) == 1
+    assert "stg_prices" in listed("b") and len(parses) == 1  # another target folder, the same project: reused
+    model = project / "models" / "staging" / "stg_prices.sql"
+    model.write_text(model.read_text() + "\n-- changed\n")
+    assert "stg_prices" in listed("c") and len(parses) == 2  # a changed file: parsed again

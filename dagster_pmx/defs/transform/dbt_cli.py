@@ -10,7 +10,11 @@ matters to the daily refresh (two dbt steps of a job that should take seconds):
   dagster-dbt then skips that work by design;
 * it starts dbt as a subprocess, which imports dbt again (~2 s) — with ``in_process`` (the
   default) the build runs in this process through ``dbtRunner``, dbt's documented programmatic
-  entry point, and dagster-dbt reads its events exactly as it reads the subprocess's JSON log.
+  entry point, and dagster-dbt reads its events exactly as it reads the subprocess's JSON log;
+* each build loads the project's manifest again (~0.5 s from dbt's partial-parse file) — in this
+  process a later build of the same project files, vars and environment is handed the manifest
+  the first one parsed (``dbtRunner(manifest=...)``, dbt's documented way to reuse one), so a run
+  with two or three dbt steps parses once.
 
 The in-process path swaps the ``subprocess`` module dagster-dbt's invocation uses for the
 length of one ``cli`` call (dagster-dbt has no hook for a runner of its own); ``in_process:
@@ -24,17 +28,19 @@ Neither dagster-dbt nor dbt has a public hook for these, so this module relies o
 ``DbtCliResource._cli_version`` and ``DbtCliResource._initialize_dbt_core_adapter`` (overridden),
 the ``subprocess`` module of ``dagster_dbt.core.dbt_cli_invocation`` and the ``Popen`` interface
 ``DbtCliInvocation`` reads (imitated by ``InProcessDbt``), dbt-duckdb's
-``DuckDBConnectionManager._ENV`` and dbt-common's ``BehaviorFlagRendered._default_source``.
+``DuckDBConnectionManager._ENV``, dbt-common's ``BehaviorFlagRendered._default_source`` and the
+``parse_manifest`` name ``dbt.cli.requires`` calls (wrapped for one invocation, to keep what it parsed).
 ``tests/dagster_pmx/test_dbt_cli_overrides.py`` guards each one:
 it fails, naming what to re-check, when the installed versions differ from ``CHECKED_AGAINST``
 or when an internal is no longer there in the shape relied upon.
 """
 
+import contextlib
 import io
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from importlib.metadata import version as installed_version
 from types import SimpleNamespace
@@ -59,6 +65,54 @@ DBT_GLOBAL_FLAGS = ["--log-level-file", "error", "--no-write-json"]
 IN_PROCESS_LOGGING = ["--log-level", "none", "--log-level-file", "none"]
 
 
+#: The manifest the last in-process dbt invocation parsed, under the key of what it was parsed from
+#: (:func:`_manifest_key`); one is kept, as a run builds one project.
+_parsed: dict[tuple, object] = {}
+
+#: Folders of the dbt project that hold no input of its parse.
+_NOT_PARSED = {"target", "logs"}
+#: Variables dagster-dbt sets anew for every invocation (its own target folder), which the parse does not read.
+_PER_INVOCATION = {"DBT_TARGET_PATH", "DBT_LOG_PATH"}
+
+
+def _manifest_key(args: Sequence[str], env: dict[str, str], cwd) -> tuple:
+    """What a parse of the project in ``cwd`` depends on: every project file's path, size and
+    modification time, the ``--vars`` given, and the dbt and pmx variables of the environment."""
+    files = []
+    for folder, dirs, names in os.walk(cwd):
+        if folder == str(cwd):
+            dirs[:] = [d for d in dirs if d not in _NOT_PARSED]
+        for name in names:
+            stat = os.stat(os.path.join(folder, name))
+            files.append((folder, name, stat.st_size, stat.st_mtime_ns))
+    given = list(args)
+    cli_vars = given[given.index("--vars") + 1] if "--vars" in given[:-1] else None
+    environment = tuple(
+        sorted((k, v) for k, v in env.items() if k.startswith(("DBT_", "PMX_")) and k not in _PER_INVOCATION)
+    )
+    return (str(cwd), cli_vars, environment, tuple(sorted(files)))
+
+
+@contextlib.contextmanager
+def _keeping_the_parse() -> Iterator[list]:
+    """For the length of one invocation, the manifests dbt parses are also appended to the list yielded."""
+    from dbt.cli import requires
+
+    kept: list = []
+    parse = requires.parse_manifest
+
+    def parse_and_keep(*args, **kwargs):
+        manifest = parse(*args, **kwargs)
+        kept.append(manifest)
+        return manifest
+
+    requires.parse_manifest = parse_and_keep
+    try:
+        yield kept
+    finally:
+        requires.parse_manifest = parse
+
+
 class InProcessDbt:
     """A dbt invocation run to completion in this process, shaped like the finished ``Popen`` that
     dagster-dbt reads: ``stdout`` holds one JSON event per line (what ``DBT_LOG_FORMAT=json``
@@ -76,13 +130,21 @@ class InProcessDbt:
             if event.info.level != "debug":
                 lines.append(orjson.dumps(msg_to_dict(event)) + b"\n")
 
+        key = _manifest_key(args, env, cwd)
         saved_env, saved_cwd = dict(os.environ), os.getcwd()
         # dbt reads its target and log paths, profiles dir and the warehouse from the environment
         os.environ.clear()
         os.environ.update(env)
         os.chdir(cwd)
         try:
-            result = dbtRunner(callbacks=[record]).invoke([*IN_PROCESS_LOGGING, *_without_logging(args[1:])])
+            with _keeping_the_parse() as parsed:
+                # `dbt parse` itself always parses (it is asked to write what it parsed)
+                reuse = None if "parse" in args else _parsed.get(key)
+                runner = dbtRunner(manifest=reuse, callbacks=[record])
+                result = runner.invoke([*IN_PROCESS_LOGGING, *_without_logging(args[1:])])
+            if parsed and result.exception is None:
+                _parsed.clear()
+                _parsed[key] = parsed[-1]
         finally:
             _close_duckdb()
             os.chdir(saved_cwd)
