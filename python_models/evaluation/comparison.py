@@ -106,11 +106,19 @@ def bootstrap_interval(
         Mean block length in observations (dependence the resampling keeps).
     reps, level, seed
         Resamples, central coverage and the seed of the generator.
+
+    Returns
+    -------
+    (lower, upper)
+        NaN, NaN where no resample has a finite statistic (a Sharpe ratio of returns that are all
+        equal, e.g. a book that never traded).
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     _, draws = _bootstrap(series, statistic, block, reps, seed)
     draws = draws[np.isfinite(draws)]
+    if not len(draws):
+        return float("nan"), float("nan")
     tail = (1 - level) / 2
     return float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail))
 

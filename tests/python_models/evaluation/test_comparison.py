@@ -74,6 +74,9 @@ def test_bootstrap_sharpe_interval_matches_the_asymptotic_width_and_covers_the_t
     assert low < daily_sr * np.sqrt(252) < high
     with pytest.raises(ValueError, match="at least 10"):
         bootstrap_interval(r[:5], np.mean)
+    # a book that never traded: every resampled Sharpe ratio is undefined, so is the interval
+    low, high = bootstrap_interval(np.zeros(300), sharpe_ratio, reps=200)
+    assert np.isnan(low) and np.isnan(high)
 
 
 def test_leaderboard_ranks_by_loss_and_signs_dm_against_the_baseline():
