@@ -11,7 +11,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup lock run test test-slow check lint typecheck ui sql docs bench bench-models bench-features bench-backtest bench-refresh bench-warehouse bench-cluster clean
+.PHONY: setup lock run test test-slow check lint typecheck ui sql docs bench bench-models bench-features bench-backtest bench-refresh bench-warehouse bench-cluster bench-scale clean
 
 ## setup: create .venv, install the locked dependencies and pmx itself (editable: the `pmx` command)
 setup: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
@@ -103,3 +103,8 @@ bench-warehouse: setup
 ## bench-refresh: the daily refresh of one new session over the full build, three times, on the default data (about 15 minutes)
 bench-refresh: setup
 	$(PY) benchmarks/bench_refresh.py
+
+## bench-scale: the whole graph on synthetic 20, 100 and 500 tickers x 18 years, local and TCP Dask clusters: time,
+## peak RSS and n^b growth of every step, extrapolated to 3,000 tickers (hours; ARGS="--tickers 3,6 --years 3" to try it)
+bench-scale: setup
+	$(PY) benchmarks/bench_scale.py $(ARGS)
