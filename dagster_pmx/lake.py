@@ -177,6 +177,9 @@ class Lake:
             write_ahead_log(self.sqlite_file)
         con = duckdb.connect()
         try:
+            # a DuckLake never rewrites a data file (a write adds new ones), so the footers a query read
+            # stay true for the connection's life: later queries of the same files skip reading them again
+            con.execute("set parquet_metadata_cache = true")
             install_extensions(con, ("ducklake", CATALOG_EXTENSIONS[self.kind]))
             retry(lambda: con.execute(self.attach_sql(read_only=read_only, snapshot=snapshot)), ATTACHING)
             con.execute(f"use {ALIAS}")
