@@ -180,3 +180,20 @@ def test_a_workers_warnings_reach_this_process(client):
     with pytest.warns(RuntimeWarning, match=r"hmm: fit on .* failed"):
         run = run_panel([GaussianHmm()], long, config, client=client)
     assert run.stats["hmm"].failed >= 1
+
+
+def test_a_torch_model_trains_in_the_workers_and_gives_the_serial_rows(client):
+    from python_models.forecasters.neural import TemporalConvNet
+
+    long = panel(2, n=520)
+    config = WalkForwardConfig(horizons=(1, 5), train_window=300, refit_every=110, embargo=0)
+
+    def tcn():
+        return TemporalConvNet(lookback=16, channels=4, epochs=15, horizons=(1, 5), device="cpu", refit_every=110)
+
+    here = run_panel([tcn()], long, config, workers=1)
+    there = run_panel([tcn()], long, config, client=client)
+    # the second run's fits trained in the cluster's worker processes (torch in one thread there, as here)
+    assert len(here.forecasts) and set(there.forecasts["ticker"]) == {"T0", "T1"}
+    pd.testing.assert_frame_equal(here.forecasts, there.forecasts)
+    assert here.stats["tcn"].fits == there.stats["tcn"].fits >= 4
