@@ -89,9 +89,14 @@ bench-backtest: setup
 	$(PY) -m pip install --quiet vectorbt==1.2.0
 	$(PY) benchmarks/bench_backtest.py
 
-## bench-features: feature + target build on a synthetic 800 tickers x 14 years universe
+## bench-features: feature + target build on a synthetic 800 tickers x 14 years universe, and the same 14 features with
+## Qlib's expression engine in the same run (pyqlib installed into .venv-qlib for this benchmark only, never into .venv)
 bench-features: setup
-	$(PY) benchmarks/bench_features.py
+	@test -f .venv-qlib/.qlib-installed || { echo "pmx: installing pyqlib into .venv-qlib (a few minutes the first time)" \
+		&& $(PYTHON) -m venv .venv-qlib \
+		&& .venv-qlib/bin/python -m pip install --quiet pyqlib==0.9.7 numpy==2.4.6 pandas==3.1.1 \
+		&& touch .venv-qlib/.qlib-installed; }
+	$(PY) benchmarks/bench_features.py --qlib-python .venv-qlib/bin/python $(ARGS)
 
 clean:
 	rm -rf dbt_project/target dbt_project/logs .pytest_cache
