@@ -19,8 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dagster as dg  # noqa: E402
 
 
-def step_times(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, float, str]]:
-    """(step, seconds, SUCCESS or FAILURE) of every step of a run, in the order they ended."""
+def step_spans(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, float, float, dg.DagsterEvent]]:
+    """(step, start, end, its STEP_SUCCESS or STEP_FAILURE event) of every step of a run, unix times, in the
+    order they ended."""
     starts, rows = {}, []
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
@@ -29,8 +30,13 @@ def step_times(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, flo
         if event.event_type_value == "STEP_START":
             starts[event.step_key] = entry.timestamp
         elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-            rows.append((event.step_key, entry.timestamp - starts[event.step_key], event.event_type_value[5:]))
+            rows.append((event.step_key, starts[event.step_key], entry.timestamp, event))
     return rows
+
+
+def step_times(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, float, str]]:
+    """(step, seconds, SUCCESS or FAILURE) of every step of a run, in the order they ended."""
+    return [(step, end - start, event.event_type_value[5:]) for step, start, end, event in step_spans(instance, run_id)]
 
 
 def main() -> int:

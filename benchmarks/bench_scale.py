@@ -241,19 +241,14 @@ class Sampler(threading.Thread):
 
 def step_windows(instance, run_id: str) -> list[dict]:
     """Every step of a run with its start and end (unix time) and status, in the order they ended."""
-    starts, rows = {}, []
-    for entry in instance.all_logs(run_id):
-        event = entry.dagster_event
-        if event is None:
-            continue
-        if event.event_type_value == "STEP_START":
-            starts[event.step_key] = entry.timestamp
-        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-            start = starts[event.step_key]
-            status = event.event_type_value[5:].lower()
-            rows.append({"step": event.step_key, "start": start, "end": entry.timestamp, "status": status})
-            if status == "failure":
-                rows[-1]["error"] = _root_cause(event)
+    from bench_pipeline import step_spans  # this folder is on sys.path when a script runs
+
+    rows = []
+    for step, start, end, event in step_spans(instance, run_id):
+        status = event.event_type_value[5:].lower()
+        rows.append({"step": step, "start": start, "end": end, "status": status})
+        if status == "failure":
+            rows[-1]["error"] = _root_cause(event)
     return rows
 
 
