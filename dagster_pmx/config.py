@@ -37,7 +37,7 @@ DEFAULT_FILE = "pmx.toml"
 
 #: Sections of the file and the settings each holds; every setting is in exactly one.
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "run": ("warehouse", "workers", "scheduler", "full_refresh", "dbt_in_process"),
+    "run": ("warehouse", "workers", "scheduler", "ticker_batch", "full_refresh", "dbt_in_process"),
     "storage": ("catalog", "data_path", "keep_daily", "keep_weekly", "backup_dir"),
     "data": ("source", "csv_dir", "tickers", "benchmark", "start_date", "end_date"),
     "sources": ("alphavantage_function", "yahoo_base_url", "alphavantage_base_url", "finnhub_base_url"),
@@ -143,6 +143,7 @@ def _url(v: str) -> str | None:
 CHECKS: dict[str, Callable[[Any], str | None]] = {
     "workers": _at_least(1),
     "scheduler": _scheduler,
+    "ticker_batch": _at_least(1),
     "keep_daily": _at_least(1),
     "keep_weekly": _at_least(0),
     "catalog": lambda v: (

@@ -10,7 +10,8 @@ plain function, a script) each method attaches the lake, does its work and detac
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -145,12 +146,40 @@ class Warehouse(dg.ConfigurableResource):
                 ensure(con, f"create schema if not exists {schema}")
             statements = []
             for i, (table, frame) in enumerate(frames.items()):
-                # a DuckLake has no ENUM type: pandas categoricals are stored as their values
-                categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
-                con.register(f"incoming_{i}", frame.astype({c: frame[c].cat.categories.dtype for c in categorical}))
+                con.register(f"incoming_{i}", _stored(frame))
                 statements.append((f"create or replace table {table} as select * from incoming_{i}", []))
             transaction(con, statements)
             return {table: _count(con, table) for table in frames}
+
+    def replace_tables_in_batches(self, batches: Iterable[Mapping[str, pd.DataFrame]]) -> dict[str, int]:
+        """:meth:`replace_tables` with each table's rows coming in batches: each ``schema.table`` of the
+        batches gets the rows of all its frames, and only one batch is held in memory.
+
+        A step that would otherwise hold a whole universe's results in pandas (docs/scaling.md) yields
+        them a few tickers at a time: each batch's frames are written as it comes to Parquet files in
+        a temporary folder (``TMPDIR``), and the tables are replaced from those files in one
+        transaction at the end, so readers see every table before or every table after, as with
+        :meth:`replace_tables`, and a run that fails half-way changes nothing. A table whose frames
+        are all empty is replaced by its first frame, so it keeps its columns."""
+        with tempfile.TemporaryDirectory(prefix="pmx-batches-") as folder:
+            files: dict[str, list[str]] = {}
+            first: dict[str, pd.DataFrame] = {}
+            # an in-memory DuckDB writes the files (a frame becomes the same column types in any DuckDB
+            # connection); the batches may read the lake meanwhile, so it is attached only at the end
+            with duckdb.connect() as scratch:
+                for i, frames in enumerate(batches):
+                    for j, (table, frame) in enumerate(frames.items()):
+                        first.setdefault(table, frame.head(0))
+                        files.setdefault(table, [])
+                        if frame.empty:
+                            continue
+                        path = str(Path(folder) / f"{i:06d}-{j:03d}.parquet").replace("'", "''")
+                        scratch.register("batch", _stored(frame))
+                        scratch.execute(f"copy batch to '{path}' (format parquet)")
+                        scratch.unregister("batch")
+                        files[table].append(path)
+            with self.connect() as con:
+                return _replace_from_files(con, files, first)
 
     def has(self, *tables: str) -> bool:
         """Whether every ``schema.table`` (or view) of ``tables`` exists.
@@ -194,6 +223,31 @@ class Warehouse(dg.ConfigurableResource):
                 ]
             transaction(con, [*statements, *then])
             return {table: _count(con, table) for table, *_ in writes}
+
+
+def _replace_from_files(
+    con: duckdb.DuckDBPyConnection, files: dict[str, list[str]], first: dict[str, pd.DataFrame]
+) -> dict[str, int]:
+    """Each table of ``files`` replaced, in one transaction, by the rows of its Parquet files (by its
+    frame in ``first`` where it has none); the row counts by table."""
+    for schema in sorted({table.split(".")[0] for table in files}):
+        ensure(con, f"create schema if not exists {schema}")
+    statements = []
+    for i, (table, paths) in enumerate(files.items()):
+        if paths:
+            source = "read_parquet([" + ", ".join(f"'{path}'" for path in paths) + "])"
+        else:
+            con.register(f"incoming_{i}", _stored(first[table]))
+            source = f"incoming_{i}"
+        statements.append((f"create or replace table {table} as select * from {source}", []))
+    transaction(con, statements)
+    return {table: _count(con, table) for table in files}
+
+
+def _stored(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as the lake stores it: a DuckLake has no ENUM type, so pandas categoricals become their values."""
+    categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    return frame.astype({c: frame[c].cat.categories.dtype for c in categorical}) if categorical else frame
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
@@ -251,6 +305,7 @@ class PmxSettings(dg.ConfigurableResource):
     paper_participation: float = 0.10  # largest fill as a share of the session's dollar volume
     workers: int = 2  # worker processes of the local Dask cluster; threads for XGBoost
     scheduler: str = ""  # a Dask scheduler address or scheduler file; empty: a local cluster of `workers`
+    ticker_batch: int = 50  # tickers whose per-ticker results a step holds in memory at once (docs/scaling.md)
     models: str = ""  # comma-separated forecaster names, "all", or empty for the default set
     full_refresh: bool = False  # rebuild the incremental dbt models from scratch
 

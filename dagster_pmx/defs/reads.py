@@ -56,11 +56,16 @@ def union_all(parts: Sequence[ibis.Table]) -> ibis.Table:
 
 
 def forecasts_with_outcomes(
-    warehouse: Warehouse, tables: Sequence[str], columns: str | Sequence[str], horizon: int | None = None, since=None
+    warehouse: Warehouse,
+    tables: Sequence[str],
+    columns: str | Sequence[str],
+    horizon: int | None = None,
+    since=None,
+    tickers: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """``columns`` of the forecast ``tables`` (``schema.table``, stacked), optionally at one horizon and
-    from the origin ``since`` on, with the realised forward return as ``y_true`` (NULL until the target
-    session exists). ``columns`` is a list of names or one comma-separated string."""
+    """``columns`` of the forecast ``tables`` (``schema.table``, stacked), optionally at one horizon,
+    from the origin ``since`` on and of ``tickers`` only, with the realised forward return as ``y_true``
+    (NULL until the target session exists). ``columns`` is a list of names or one comma-separated string."""
     if isinstance(columns, str):
         columns = [c.strip() for c in columns.split(",")]
     with warehouse.ibis() as db:
@@ -72,6 +77,8 @@ def forecasts_with_outcomes(
                 t = t.filter(t.horizon == int(horizon))
             if since is not None:
                 t = t.filter(t.asof_date >= pd.Timestamp(since).date())
+            if tickers is not None:
+                t = t.filter(t.ticker.isin(list(tickers)))
             parts.append(t.select(*columns))
         forecasts = union_all(parts)
         realised = db.table("int_forward_returns", database="intermediate")
@@ -84,6 +91,21 @@ def forecasts_with_outcomes(
             ],
         ).select(*[forecasts[c] for c in columns], y_true=realised.fwd_return)
         return frame(joined)
+
+
+def tickers_of(warehouse: Warehouse, table: str) -> list[str]:
+    """The distinct tickers of ``schema.table``, sorted: what a step that works in ticker batches splits."""
+    schema, name = table.split(".")
+    with warehouse.ibis() as db:
+        t = db.table(name, database=schema)
+        return sorted(frame(t.select("ticker").distinct())["ticker"].tolist())
+
+
+def ticker_batches(tickers: Sequence[str], size: int) -> list[list[str]]:
+    """``tickers`` in consecutive batches of ``size`` (the ``ticker_batch`` setting); the last may be shorter."""
+    if size < 1:
+        raise ValueError(f"a ticker batch holds at least one ticker, got {size}")
+    return [list(tickers[i : i + size]) for i in range(0, len(tickers), size)]
 
 
 def cash_rates(warehouse: Warehouse) -> pd.Series:

@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from python_models.evaluation.cluster import fan_out
 from python_models.evaluation.walk_forward import (
+    FORECAST_COLUMNS,
     POOLED,
     FoldFit,
     WalkForwardConfig,
@@ -73,12 +74,15 @@ class PanelRun:
         for a pooled model).
     importances : pandas.DataFrame or None
         The pooled models' feature importances with a ``model`` column; None when no model has them.
+    runs : int
+        The (model, ticker) runs and pooled models it ran.
     """
 
     forecasts: pd.DataFrame
     stats: dict[str, ModelStats]
     fits: dict[tuple[str, str], FoldFit]
     importances: pd.DataFrame | None
+    runs: int = 0
 
 
 class _Run(NamedTuple):
@@ -186,6 +190,7 @@ def run_panel(
     features: pd.DataFrame | None = None,
     scheduler: str | None = None,
     client: Any = None,
+    allow_empty: bool = False,
 ) -> PanelRun:
     """Walk-forward forecasts of every model on every ticker.
 
@@ -211,6 +216,9 @@ def run_panel(
         of a local cluster (:func:`~python_models.evaluation.cluster.dask_client`).
     client : distributed.Client, optional
         An open Dask client to use instead of either.
+    allow_empty : bool
+        Return a run without forecasts where no ticker has history enough for a fold (a batch of a
+        larger universe may have none), instead of raising ValueError.
 
     Returns
     -------
@@ -244,13 +252,15 @@ def run_panel(
             if progress:
                 progress(len(results), total)
     frames = [r.frame for r in results if len(r.frame)]
-    if not frames:
+    if not frames and not allow_empty:
         raise ValueError("no ticker has enough history for one walk-forward fold; lower train_window or start earlier")
+    empty = pd.DataFrame(columns=["model", "ticker", *FORECAST_COLUMNS])
     return PanelRun(
-        forecasts=pd.concat(frames, ignore_index=True),
+        forecasts=pd.concat(frames, ignore_index=True) if frames else empty,
         stats=_stats(results),
         fits={r.key: r.last for r in results if r.last is not None},
         importances=pd.concat(importances, ignore_index=True) if importances else None,
+        runs=total,
     )
 
 

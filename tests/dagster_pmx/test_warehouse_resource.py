@@ -6,6 +6,7 @@ import sys
 
 import dagster as dg
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -182,3 +183,54 @@ def test_several_tables_are_written_in_one_snapshot_and_a_failure_writes_none(tm
     with warehouse.connect() as con:
         assert current_snapshot(con) == before + 1
         assert con.execute("select count(*) from marts.a").fetchone() == (3,)
+
+
+def _columns(warehouse: Warehouse, table: str) -> list[tuple]:
+    with warehouse.connect() as con:
+        return con.execute(f"select column_name, column_type from (describe {table})").fetchall()
+
+
+def test_tables_written_in_batches_equal_the_tables_written_whole_and_a_failed_batch_writes_nothing(tmp_path):
+    from dagster_pmx.lake import current_snapshot
+
+    rng = np.random.default_rng(3)
+    days = pd.bdate_range("2024-01-02", periods=40)
+    frame = pd.DataFrame(
+        {
+            "ticker": pd.Categorical(np.repeat(["AAA", "BBB", "CCC", "DDD"], 10)),
+            "asof_date": days,
+            "day": days.date,  # a DATE column
+            "horizon": np.tile(np.array([1, 5], dtype=np.int64), 20),
+            "y_pred": rng.normal(size=40),
+            "converged": rng.random(40) > 0.5,
+            "note": [None] * 39 + ["x"],
+        }
+    )
+    scores = frame.groupby("ticker", observed=True)["y_pred"].mean().reset_index()
+    whole = Warehouse(path=str(tmp_path / "whole.ducklake"))
+    whole.replace_tables({"ml.f": frame, "marts.s": scores, "marts.none": frame.iloc[:0]})
+    batched = Warehouse(path=str(tmp_path / "batched.ducklake"))
+
+    def batches():
+        for ticker in ["AAA", "BBB", "CCC", "DDD"]:
+            rows = frame[frame["ticker"] == ticker]
+            yield {"ml.f": rows, "marts.s": scores[scores["ticker"] == ticker], "marts.none": rows.iloc[:0]}
+
+    assert batched.replace_tables_in_batches(batches()) == {"ml.f": 40, "marts.s": 4, "marts.none": 0}
+    for table in ("ml.f", "marts.s", "marts.none"):
+        assert _columns(batched, table) == _columns(whole, table), table
+        with batched.connect() as b, whole.connect() as w:
+            sql = f"select * from {table} order by all"
+            pd.testing.assert_frame_equal(b.execute(sql).df(), w.execute(sql).df())
+    with batched.connect() as con:
+        before = current_snapshot(con)
+
+    def failing():
+        yield {"ml.f": frame.iloc[:5], "marts.s": scores}
+        raise RuntimeError("the third ticker's ensemble failed")
+
+    with pytest.raises(RuntimeError, match="third ticker"):
+        batched.replace_tables_in_batches(failing())
+    with batched.connect() as con:
+        assert current_snapshot(con) == before  # nothing written: the tables are replaced only at the end
+        assert con.execute("select count(*) from ml.f").fetchone() == (40,)

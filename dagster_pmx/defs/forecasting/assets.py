@@ -1,11 +1,14 @@
 """Forecasting assets: walk-forward forecasts of each model, the ensemble, and model scores."""
 
+from collections.abc import Iterator
+
 import dagster as dg
+import pandas as pd
 
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.forecasting import reads
 from dagster_pmx.defs.forecasting.modes import MODE_RUNS, MODES, configured_models, walk_forward_config
-from dagster_pmx.defs.reads import forecasts_with_outcomes, sessions
+from dagster_pmx.defs.reads import forecasts_with_outcomes, sessions, ticker_batches, tickers_of
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.evaluation.metrics import score_panel
 from python_models.forecasters.base import DEFAULT_HORIZONS
@@ -141,27 +144,42 @@ def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
     calendar = sessions(warehouse)
     extend = config.mode == "incremental" and warehouse.has("ml.ensemble_forecasts")
     regimes, since = reads.ensemble_inputs(warehouse, ensembles_stored=extend)
-    first = None
-    if since is not None:
+
+    def combine(tickers: list[str] | None, first: pd.Timestamp | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        frame = forecasts_with_outcomes(
+            warehouse,
+            ["ml.base_forecasts"],
+            "model, ticker, asof_date, horizon, target_date, y_pred, y_std",
+            since=first,
+            tickers=tickers,
+        )
+        return ensemble_panel(
+            frame,
+            window=settings.ensemble_window,
+            shrinkage=settings.ensemble_shrinkage,
+            reweight_every=settings.ensemble_reweight_every,
+            methods=tuple(VARIANTS),
+            regimes=regimes,
+            calendar=calendar,
+            after=since,
+        )
+
+    weight_sums: list[pd.DataFrame] = []
+    if since is None:  # every origin: a batch of tickers at a time (each (ticker, horizon) is combined on its own)
+
+        def batches() -> Iterator[dict[str, pd.DataFrame]]:
+            for tickers in ticker_batches(tickers_of(warehouse, "ml.base_forecasts"), settings.ticker_batch):
+                combined, weights = combine(tickers)
+                weight_sums.append(_weight_sums(weights))
+                yield {"ml.ensemble_forecasts": combined, "ml.ensemble_weights": weights}
+
+        rows = warehouse.replace_tables_in_batches(batches())
+    else:  # the rows after the last stored origin; the same rows the whole history gives them
         # enough origins before the new ones to re-estimate their weights exactly as the whole history would
         lookback = settings.ensemble_window + max(DEFAULT_HORIZONS) + 2 * settings.ensemble_reweight_every
         first = sessions_before(calendar, since, lookback)
-    frame = forecasts_with_outcomes(
-        warehouse, ["ml.base_forecasts"], "model, ticker, asof_date, horizon, target_date, y_pred, y_std", since=first
-    )
-    combined, weights = ensemble_panel(
-        frame,
-        window=settings.ensemble_window,
-        shrinkage=settings.ensemble_shrinkage,
-        reweight_every=settings.ensemble_reweight_every,
-        methods=tuple(VARIANTS),
-        regimes=regimes,
-        calendar=calendar,
-        after=since,
-    )
-    if since is None:
-        rows = warehouse.replace_tables({"ml.ensemble_forecasts": combined, "ml.ensemble_weights": weights})
-    else:  # the rows after the last stored origin; the same rows the whole history gives them
+        combined, weights = combine(None, first)
+        weight_sums.append(_weight_sums(weights))
         rows = warehouse.append_after_many(
             [
                 ("ml.ensemble_forecasts", combined, since, "asof_date"),
@@ -170,13 +188,19 @@ def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
             then=[(UPDATE_ENSEMBLE_TARGETS, [first])],
         )
         context.log.info(f"incremental: {len(combined)} ensemble rows after {since.date()}")
-    mean_w = weights.groupby(["ensemble", "model"], observed=True)["weight"].mean().round(3).unstack(0)
+    totals = pd.concat(weight_sums).groupby(level=["ensemble", "model"], observed=True).sum()
+    mean_w = (totals["sum"] / totals["count"]).round(3).unstack(0)
     n_f, n_w = rows["ml.ensemble_forecasts"], rows["ml.ensemble_weights"]
     yield dg.MaterializeResult(asset_key=["ml", "ensemble_forecasts"], metadata={"dagster/row_count": n_f})
     yield dg.MaterializeResult(
         asset_key=["ml", "ensemble_weights"],
         metadata={"dagster/row_count": n_w, "mean_weight": dg.MetadataValue.md(mean_w.to_markdown())},
     )
+
+
+def _weight_sums(weights: pd.DataFrame) -> pd.DataFrame:
+    """Sum and count of the weights per (ensemble, model): the mean weight, over batches."""
+    return weights.groupby(["ensemble", "model"], observed=True)["weight"].agg(["sum", "count"])
 
 
 @dg.asset(
@@ -190,10 +214,20 @@ def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
     "directional accuracy, tracking error, and the Diebold–Mariano statistic (HLN-corrected) "
     "and p-value against the random walk (negative: lower squared error than the random walk).",
 )
-def model_scores(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    frame = reads.scored_forecasts(warehouse)
-    scores = score_panel(frame, BASELINE)
-    rows = warehouse.replace_table("marts.model_scores", scores)
+def model_scores(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings
+) -> dg.MaterializeResult:
+    parts: list[pd.DataFrame] = []
+
+    def batches() -> Iterator[dict[str, pd.DataFrame]]:
+        # each (model, ticker, horizon) is scored against the baseline on the same ticker: a batch of tickers at a time
+        for tickers in ticker_batches(tickers_of(warehouse, "marts.forecasts"), settings.ticker_batch):
+            scores = score_panel(reads.scored_forecasts(warehouse, tickers), BASELINE)
+            parts.append(scores[["model", "horizon", "rmse", "directional_accuracy", "dm_stat"]])
+            yield {"marts.model_scores": scores}
+
+    rows = warehouse.replace_tables_in_batches(batches())["marts.model_scores"]
+    scores = pd.concat(parts, ignore_index=True)
     board = scores.groupby(["model", "horizon"])[["rmse", "directional_accuracy", "dm_stat"]].mean().round(4)
     return dg.MaterializeResult(
         metadata={

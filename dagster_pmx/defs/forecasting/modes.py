@@ -11,6 +11,8 @@ last two fall back to a walk-forward. Each yields the ``ml.base_forecasts`` and
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 import dagster as dg
@@ -19,9 +21,11 @@ import pandas as pd
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.forecasting import fits as fit_store
 from dagster_pmx.defs.forecasting import reads
+from dagster_pmx.defs.reads import ticker_batches
 from dagster_pmx.lake import in_transaction
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.evaluation.panel import PanelRun, run_panel
+from python_models.evaluation.cluster import dask_client
+from python_models.evaluation.panel import ModelStats, PanelRun, run_panel
 from python_models.evaluation.refresh import forecast_from_fits, refit_latest
 from python_models.evaluation.walk_forward import POOLED, FoldFit, WalkForwardConfig
 from python_models.forecasters.base import DEFAULT_HORIZONS, Forecaster, PanelForecaster
@@ -67,37 +71,70 @@ def walk_forward(
     models: list[Model],
     inputs: Inputs | None = None,
 ) -> Results:
-    """The full build: every model walked forward over the whole history (``inputs`` when already read)."""
+    """The full build: every model walked forward over the whole history (``inputs`` when already read).
+
+    The single-series models run a batch of ``ticker_batch`` tickers at a time on one Dask client, each
+    batch's forecasts staged on disk as it ends (:meth:`Warehouse.replace_tables_in_batches`), so the
+    step holds one batch's forecasts, not the universe's; the pooled models then run on the whole panel.
+    The rows do not depend on the batch size."""
     returns, features = inputs if inputs is not None else model_inputs(warehouse, settings, models)
     wf = walk_forward_config(settings)
+    single = [m for m in models if not isinstance(m, PanelForecaster)]
+    pooled = [m for m in models if isinstance(m, PanelForecaster)]
+    tickers = sorted(returns["ticker"].unique())
     context.log.info(
-        f"walk-forward: {len(models)} models x {returns['ticker'].nunique()} tickers, "
-        f"window {wf.train_window}, refit every {wf.refit_every}, gap {wf.gap}"
+        f"walk-forward: {len(models)} models x {len(tickers)} tickers, window {wf.train_window}, "
+        f"refit every {wf.refit_every}, gap {wf.gap}; single-series models in batches of {settings.ticker_batch}"
     )
+    total = len(single) * len(tickers) + len(pooled)
+    summary = _Summary()
 
-    def progress(done: int, total: int) -> None:
+    def progress(done: int, _: int) -> None:
+        done += summary.runs
         if done == total or done % max(1, total // 10) == 0:
             context.log.info(f"progress: {done}/{total} walk-forward runs (model x ticker) done")
 
-    run = run_panel(
-        models,
-        returns,
-        wf,
-        start=settings.forecast_start,
-        workers=settings.workers,
-        progress=progress,
-        features=features,
-        scheduler=settings.scheduler or None,
-    )
-    frame = run.forecasts
-    frame["fit_id"] = fit_store.fit_ids(frame, _pooled(models))
-    rows = warehouse.replace_table("ml.base_forecasts", frame)
-    n_fits = fit_store.store(warehouse, run.fits, "walk_forward", context.run_id)
-    imp = run.importances[IMPORTANCE_COLUMNS] if run.importances is not None else empty_importances()
-    n_imp = warehouse.replace_table("marts.feature_importances", imp)
-    yield dg.MaterializeResult(
-        asset_key=["ml", "base_forecasts"], metadata=_walk_forward_metadata(run, models, rows, n_fits)
-    )
+    def batches() -> Iterator[dict[str, pd.DataFrame]]:
+        scheduler = settings.scheduler or None
+        shared = scheduler or (settings.workers > 1 and len(single) * len(tickers) >= 2)
+        with dask_client(scheduler, settings.workers) if shared else nullcontext() as client:
+            for batch in ticker_batches(tickers, settings.ticker_batch) if single else []:
+                rows = returns[returns["ticker"].isin(batch)]
+                run = run_panel(
+                    single, rows, wf, start=settings.forecast_start, progress=progress, client=client, allow_empty=True
+                )
+                yield summary.add(run)
+        if pooled:
+            yield summary.add(
+                run_panel(
+                    pooled,
+                    returns,
+                    wf,
+                    start=settings.forecast_start,
+                    workers=settings.workers,
+                    progress=progress,
+                    features=features,
+                    allow_empty=True,
+                )
+            )
+        if summary.first_asof is None:  # raised before anything is written
+            raise ValueError(
+                "no ticker has enough history for one walk-forward fold; lower train_window or start earlier"
+            )
+
+    pooled_names = _pooled(models)
+
+    def with_fit_ids(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+        frame = frames["ml.base_forecasts"]
+        if len(frame):
+            frame["fit_id"] = fit_store.fit_ids(frame, pooled_names)
+        return frames
+
+    rows = warehouse.replace_tables_in_batches(with_fit_ids(frames) for frames in batches())["ml.base_forecasts"]
+    n_fits = fit_store.store(warehouse, summary.fits, "walk_forward", context.run_id)
+    imp = summary.importances() if summary.importances_parts else empty_importances()
+    n_imp = warehouse.replace_table("marts.feature_importances", imp[IMPORTANCE_COLUMNS])
+    yield dg.MaterializeResult(asset_key=["ml", "base_forecasts"], metadata=summary.metadata(models, rows, n_fits))
     # no pooled model in PMX_MODELS: no importances, and nothing to rank
     top = (
         imp.groupby(["horizon", "feature"])["gain"].mean().groupby("horizon").nlargest(5).droplevel(0)
@@ -115,20 +152,52 @@ def walk_forward(
     )
 
 
-def _walk_forward_metadata(run: PanelRun, models: list[Model], rows: int, n_fits: int) -> dict:
-    frame = run.forecasts
-    return {
-        "dagster/row_count": rows,
-        "mode": "walk_forward",
-        "models": ", ".join(m.name for m in models),
-        "first_asof": str(frame["asof_date"].min().date()),
-        "last_asof": str(frame["asof_date"].max().date()),
-        "fits_stored": n_fits,
-        "fits_not_converged": int((~frame.drop_duplicates(["model", "ticker", "train_end"])["converged"]).sum()),
-        **{f"fits/{name}": s.fits for name, s in run.stats.items()},
-        **{f"failed_fits/{name}": s.failed for name, s in run.stats.items() if s.failed},
-        **{f"seconds/{name}": round(s.seconds, 2) for name, s in run.stats.items()},
-    }
+@dataclass
+class _Summary:
+    """What the walk-forward's batches add up to, once their forecasts have gone to disk: the last fit
+    of each (model, ticker), the work per model, the feature importances and the metadata's figures."""
+
+    fits: dict[tuple[str, str], FoldFit] = field(default_factory=dict)
+    stats: dict[str, ModelStats] = field(default_factory=dict)
+    importances_parts: list[pd.DataFrame] = field(default_factory=list)
+    first_asof: pd.Timestamp | None = None
+    last_asof: pd.Timestamp | None = None
+    not_converged: int = 0
+    runs: int = 0  # (model, ticker) runs and pooled models done in earlier batches
+
+    def add(self, run: PanelRun) -> dict[str, pd.DataFrame]:
+        """Take ``run``'s fits, work and figures; its forecasts, to be written."""
+        frame = run.forecasts
+        self.fits.update(run.fits)
+        for name, s in run.stats.items():
+            seen = self.stats.get(name, ModelStats(0, 0, 0.0))
+            self.stats[name] = ModelStats(seen.fits + s.fits, seen.failed + s.failed, seen.seconds + s.seconds)
+        if run.importances is not None:
+            self.importances_parts.append(run.importances)
+        if len(frame):
+            first, last = frame["asof_date"].min(), frame["asof_date"].max()
+            self.first_asof = first if self.first_asof is None else min(self.first_asof, first)
+            self.last_asof = last if self.last_asof is None else max(self.last_asof, last)
+            self.not_converged += int((~frame.drop_duplicates(["model", "ticker", "train_end"])["converged"]).sum())
+        self.runs += run.runs
+        return {"ml.base_forecasts": frame}
+
+    def importances(self) -> pd.DataFrame:
+        return pd.concat(self.importances_parts, ignore_index=True)
+
+    def metadata(self, models: list[Model], rows: int, n_fits: int) -> dict:
+        return {
+            "dagster/row_count": rows,
+            "mode": "walk_forward",
+            "models": ", ".join(m.name for m in models),
+            "first_asof": str(pd.Timestamp(self.first_asof).date()),
+            "last_asof": str(pd.Timestamp(self.last_asof).date()),
+            "fits_stored": n_fits,
+            "fits_not_converged": self.not_converged,
+            **{f"fits/{name}": s.fits for name, s in self.stats.items()},
+            **{f"failed_fits/{name}": s.failed for name, s in self.stats.items() if s.failed},
+            **{f"seconds/{name}": round(s.seconds, 2) for name, s in self.stats.items()},
+        }
 
 
 def incremental(

@@ -102,10 +102,13 @@ def ensemble_inputs(warehouse: Warehouse, ensembles_stored: bool) -> tuple[pd.Da
     return regimes, last
 
 
-def scored_forecasts(warehouse: Warehouse) -> pd.DataFrame:
-    """``model, ticker, asof_date, horizon, y_pred, y_true`` of every row of ``marts.forecasts``."""
+def scored_forecasts(warehouse: Warehouse, tickers: Sequence[str] | None = None) -> pd.DataFrame:
+    """``model, ticker, asof_date, horizon, y_pred, y_true`` of every row of ``marts.forecasts`` (of
+    ``tickers`` only, when given)."""
     with warehouse.ibis() as db:
         t = db.table("forecasts", database="marts")
+        if tickers is not None:
+            t = t.filter(t.ticker.isin(list(tickers)))
         return frame(t.select("model", "ticker", "asof_date", "horizon", "y_pred", "y_true"))
 
 

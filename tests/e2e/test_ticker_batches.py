@@ -1,0 +1,38 @@
+"""The steps that work a batch of tickers at a time (``ticker_batch``) write the rows they write in one
+batch: the single-series walk-forward (on a shared Dask client), the ensembles and the model scores."""
+
+import dagster as dg
+import pandas as pd
+
+from dagster_pmx.definitions import build_definitions
+from dagster_pmx.lake import Lake
+from dagster_pmx.resources import PmxSettings, Warehouse
+from tests.e2e.helpers import SLICE, read, without_stamps
+
+#: The batched steps' assets (the walk-forward is a multi-asset with the feature importances).
+BATCHED = [
+    ["ml", "base_forecasts"],
+    ["marts", "feature_importances"],
+    ["ml", "ensemble_forecasts"],
+    ["ml", "ensemble_weights"],
+    ["marts", "model_scores"],
+]
+
+
+def test_one_ticker_a_batch_writes_the_rows_of_the_whole_universe_at_once(full, tmp_path):
+    # the shared build ran the slice's three tickers in one batch (ticker_batch 50), in this process
+    path = tmp_path / "pmx.ducklake"
+    Lake.at(full).copy_to(path)
+    settings = PmxSettings(**{**SLICE, "ticker_batch": 1, "workers": 2})  # three batches, one Dask cluster
+    defs = build_definitions({"warehouse": Warehouse(path=str(path)), "settings": settings})
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=[dg.AssetKey(key) for key in BATCHED],
+        raise_on_error=False,
+    )
+    assert result.success, [e.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    for table in [".".join(key) for key in BATCHED]:
+        whole = without_stamps(read(full, f"select * from {table} order by all"))
+        batched = without_stamps(read(path, f"select * from {table} order by all"))
+        assert len(whole) > 0, table
+        pd.testing.assert_frame_equal(batched, whole, check_exact=True, obj=table)
