@@ -305,7 +305,7 @@ class PmxSettings(dg.ConfigurableResource):
     paper_participation: float = 0.10  # largest fill as a share of the session's dollar volume
     workers: int = 2  # worker processes of the local Dask cluster; threads for XGBoost
     scheduler: str = ""  # a Dask scheduler address or scheduler file; empty: a local cluster of `workers`
-    ticker_batch: int = 50  # tickers whose per-ticker results a step holds in memory at once (docs/scaling.md)
+    ticker_batch: int = 20  # tickers whose per-ticker results a step holds in memory at once (docs/scaling.md)
     models: str = ""  # comma-separated forecaster names, "all", or empty for the default set
     full_refresh: bool = False  # rebuild the incremental dbt models from scratch
 

@@ -20,7 +20,7 @@ BATCHED = [
 
 
 def test_one_ticker_a_batch_writes_the_rows_of_the_whole_universe_at_once(full, tmp_path):
-    # the shared build ran the slice's three tickers in one batch (ticker_batch 50), in this process
+    # the shared build ran the slice's three tickers in one batch (ticker_batch 20), in this process
     path = tmp_path / "pmx.ducklake"
     Lake.at(full).copy_to(path)
     settings = PmxSettings(**{**SLICE, "ticker_batch": 1, "workers": 2})  # three batches, one Dask cluster
