@@ -17,12 +17,14 @@ Sharpe ratio, the daily share of correct signs for directional accuracy.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from python_models.backtest.performance import sharpe_ratio
-from python_models.evaluation.metrics import directional_accuracy, dm_test, sign_hits
+from python_models.evaluation.metrics import dm_test, sign_hits
 
 
 def pairwise_comparisons(forecasts: pd.DataFrame) -> pd.DataFrame:
@@ -39,43 +41,158 @@ def pairwise_comparisons(forecasts: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame
         One row per (horizon, model_a, model_b) with model_a < model_b: ``n_dates``,
         ``n_obs``, ``mse_a``, ``mse_b``, ``dm_stat``, ``dm_pvalue`` (negative: model_a has
-        the lower loss), ``t_stat``, ``t_pvalue``.
+        the lower loss), ``t_stat``, ``t_pvalue``. :class:`PooledEvidence` gives the same a
+        batch of tickers at a time.
     """
-    missing = {"model", "ticker", "asof_date", "horizon", "y_pred", "y_true"} - set(forecasts.columns)
-    if missing:
-        raise ValueError(f"forecasts lack columns {sorted(missing)}")
-    done = forecasts.dropna(subset=["y_true", "y_pred"])
-    rows = []
-    for horizon, g in done.groupby("horizon", sort=True):
-        loss = g.assign(loss=(g["y_pred"] - g["y_true"]) ** 2).pivot_table(
-            index=["asof_date", "ticker"], columns="model", values="loss", aggfunc="first"
+    evidence = PooledEvidence()
+    evidence.add(forecasts)
+    return evidence.comparisons()
+
+
+#: Columns of a forecast frame the pooled statistics read.
+EVIDENCE_COLUMNS = ("model", "ticker", "asof_date", "horizon", "y_pred", "y_true")
+
+
+@dataclass
+class PooledEvidence:
+    """What the pooled comparisons and the leaderboard are computed from, added up over ticker batches.
+
+    Every statistic here pools the universe through sums over its tickers: a pair's daily loss
+    differential is the mean over the tickers both models forecast that day (a sum and a count), a
+    model's daily hit rate the share of right signs that day, its MSE and directional accuracy sums
+    over rows, and the paired t-test's mean and variance of the differentials combine across batches
+    (Chan et al.'s pairwise update). So the forecasts can come a batch of tickers at a time
+    (:meth:`add`, the batches disjoint in tickers), and only these sums are held: the validation's
+    memory follows the batch, not the universe. Equal to one pass over the whole frame up to the
+    order of floating-point additions.
+    """
+
+    _pair_daily: list[pd.DataFrame] = field(default_factory=list)
+    _pair_moments: list[pd.DataFrame] = field(default_factory=list)
+    _model_daily: list[pd.DataFrame] = field(default_factory=list)
+
+    def add(self, forecasts: pd.DataFrame) -> None:
+        """Add the realised rows of ``forecasts`` (``model, ticker, asof_date, horizon, y_pred, y_true``)
+        of tickers no earlier batch had."""
+        missing = set(EVIDENCE_COLUMNS) - set(forecasts.columns)
+        if missing:
+            raise ValueError(f"forecasts lack columns {sorted(missing)}")
+        done = forecasts.dropna(subset=["y_true", "y_pred"])
+        hits = sign_hits(done["y_true"].to_numpy(), done["y_pred"].to_numpy()).astype(float)
+        per_day = done[["horizon", "model", "asof_date"]].assign(
+            hits=hits, sq_error=(done["y_pred"] - done["y_true"]).to_numpy() ** 2, n=1
         )
-        models = sorted(loss.columns)
-        for i, a in enumerate(models):
-            for b in models[i + 1 :]:
-                pair = loss[[a, b]].dropna()
-                if pair.index.get_level_values("asof_date").nunique() < 3:
-                    continue
-                diff = pair[a] - pair[b]
-                daily = diff.groupby(level="asof_date").mean().sort_index()
-                dm_stat, dm_p = dm_test(daily.to_numpy(), int(horizon))
-                t_stat, t_p = stats.ttest_rel(pair[a], pair[b]) if diff.std() > 0 else (np.nan, np.nan)
-                rows.append(
-                    {
-                        "horizon": int(horizon),
-                        "model_a": a,
-                        "model_b": b,
-                        "n_dates": int(len(daily)),
-                        "n_obs": int(len(pair)),
-                        "mse_a": float(pair[a].mean()),
-                        "mse_b": float(pair[b].mean()),
-                        "dm_stat": dm_stat,
-                        "dm_pvalue": dm_p,
-                        "t_stat": float(t_stat),
-                        "t_pvalue": float(t_p),
-                    }
-                )
-    return pd.DataFrame(rows)
+        self._model_daily.append(per_day.groupby(["horizon", "model", "asof_date"], sort=False).sum().reset_index())
+        for horizon, g in done.groupby("horizon", sort=True):
+            loss = g.assign(loss=(g["y_pred"] - g["y_true"]) ** 2).pivot_table(
+                index=["asof_date", "ticker"], columns="model", values="loss", aggfunc="first"
+            )
+            models = sorted(loss.columns)
+            for i, a in enumerate(models):
+                for b in models[i + 1 :]:
+                    pair = loss[[a, b]].dropna()
+                    if pair.empty:
+                        continue
+                    diff = pair[a] - pair[b]
+                    daily = diff.groupby(level="asof_date").agg(["sum", "count"])
+                    key = {"horizon": int(horizon), "model_a": a, "model_b": b}
+                    self._pair_daily.append(daily.reset_index().assign(**key))
+                    d = diff.to_numpy()
+                    self._pair_moments.append(
+                        pd.DataFrame(
+                            [
+                                {
+                                    **key,
+                                    "n": len(d),
+                                    "sum_a": float(pair[a].sum()),
+                                    "sum_b": float(pair[b].sum()),
+                                    "mean": float(d.mean()),
+                                    "m2": float(((d - d.mean()) ** 2).sum()),
+                                }
+                            ]
+                        )
+                    )
+
+    def comparisons(self) -> pd.DataFrame:
+        """:func:`pairwise_comparisons` of every row added."""
+        columns = ["horizon", "model_a", "model_b", "n_dates", "n_obs", "mse_a", "mse_b"]
+        columns += ["dm_stat", "dm_pvalue", "t_stat", "t_pvalue"]
+        if not self._pair_moments:
+            return pd.DataFrame(columns=columns)
+        pairs = ["horizon", "model_a", "model_b"]
+        daily = pd.concat(self._pair_daily, ignore_index=True).groupby([*pairs, "asof_date"], sort=True).sum()
+        moments = pd.concat(self._pair_moments, ignore_index=True)
+        rows = []
+        for key, m in moments.groupby(pairs, sort=True):
+            horizon, a, b = key
+            series = daily.loc[key]
+            if len(series) < 3:
+                continue
+            dm_stat, dm_p = dm_test((series["sum"] / series["count"]).to_numpy(), int(horizon))
+            n, mean, m2 = _combined_moments(m)
+            sd = np.sqrt(m2 / (n - 1)) if n > 1 else np.nan
+            if sd > 0:
+                t_stat = mean / (sd / np.sqrt(n))
+                t_p = float(2 * stats.t.sf(abs(t_stat), n - 1))
+            else:
+                t_stat, t_p = np.nan, np.nan
+            rows.append(
+                {
+                    "horizon": int(horizon),
+                    "model_a": a,
+                    "model_b": b,
+                    "n_dates": int(len(series)),
+                    "n_obs": int(n),
+                    "mse_a": float(m["sum_a"].sum() / n),
+                    "mse_b": float(m["sum_b"].sum() / n),
+                    "dm_stat": dm_stat,
+                    "dm_pvalue": dm_p,
+                    "t_stat": float(t_stat),
+                    "t_pvalue": float(t_p),
+                }
+            )
+        return pd.DataFrame(rows, columns=columns)
+
+    def daily_hit_rates(self) -> dict[tuple[int, str], pd.Series]:
+        """Each (horizon, model)'s share of right signs per origin date, in date order."""
+        if not self._model_daily:
+            return {}
+        sums = pd.concat(self._model_daily, ignore_index=True).groupby(["horizon", "model", "asof_date"]).sum()
+        rate = (sums["hits"] / sums["n"]).rename(None)
+        return {(int(h), m): s.droplevel([0, 1]).sort_index() for (h, m), s in rate.groupby(level=["horizon", "model"])}
+
+    def model_totals(self) -> pd.DataFrame:
+        """Per (horizon, model): ``n_obs``, ``mse`` and ``directional_accuracy`` over every row added."""
+        if not self._model_daily:
+            return pd.DataFrame(columns=["horizon", "model", "n_obs", "mse", "directional_accuracy"])
+        sums = (
+            pd.concat(self._model_daily, ignore_index=True)
+            .groupby(["horizon", "model"], sort=True)
+            .sum(numeric_only=True)
+        )
+        return pd.DataFrame(
+            {
+                "n_obs": sums["n"].astype(int),
+                "mse": sums["sq_error"] / sums["n"],
+                "directional_accuracy": sums["hits"] / sums["n"],
+            }
+        ).reset_index()
+
+
+def _combined_moments(parts: pd.DataFrame) -> tuple[int, float, float]:
+    """Count, mean and sum of squared deviations of the union of samples given by theirs (``n``,
+    ``mean``, ``m2`` per row), by Chan, Golub and LeVeque's pairwise update."""
+    n, mean, m2 = 0, 0.0, 0.0
+    for part in parts.itertuples():
+        if n == 0:
+            n, mean, m2 = int(part.n), float(part.mean), float(part.m2)
+            continue
+        total = n + int(part.n)
+        delta = float(part.mean) - mean
+        mean += delta * part.n / total
+        m2 += float(part.m2) + delta**2 * n * part.n / total
+        n = total
+    return n, mean, m2
 
 
 def _bootstrap(series, statistic, block: float, reps: int, seed: int) -> tuple[float, np.ndarray]:
@@ -131,7 +248,7 @@ def daily_hit_rate(frame: pd.DataFrame) -> pd.Series:
 
 
 def leaderboard(
-    forecasts: pd.DataFrame,
+    forecasts: pd.DataFrame | PooledEvidence,
     comparisons: pd.DataFrame,
     daily: pd.DataFrame | None,
     baseline: str,
@@ -140,6 +257,9 @@ def leaderboard(
 ) -> pd.DataFrame:
     """Models ranked per horizon by pooled mean squared error, with evidence.
 
+    ``forecasts`` is the long frame of :func:`pairwise_comparisons`, or the
+    :class:`PooledEvidence` it was added to a batch at a time.
+
     Columns: ``horizon, rank, model, n_obs, mse, mse_ratio`` (to ``baseline``),
     ``directional_accuracy`` and its bootstrap interval ``da_low``/``da_high`` (daily hit
     rates, mean block = the horizon, at least 5), ``dm_stat``/``dm_pvalue`` against the
@@ -147,23 +267,27 @@ def leaderboard(
     ``sharpe_low``/``sharpe_high`` of the model's strategy from ``daily`` (``strategy, date,
     net_return``; the same for every horizon, NaN without a backtest).
     """
-    done = forecasts.dropna(subset=["y_true", "y_pred"])
+    evidence = forecasts if isinstance(forecasts, PooledEvidence) else PooledEvidence()
+    if not isinstance(forecasts, PooledEvidence):
+        evidence.add(forecasts)
     sharpe = {}
     if daily is not None:
         for strategy, g in daily.sort_values("date").groupby("strategy"):
             r = g["net_return"].to_numpy(float)
             sharpe[strategy] = (sharpe_ratio(r), *bootstrap_interval(r, sharpe_ratio, 21.0, reps, level))
+    hit_rates = evidence.daily_hit_rates()
     rows = []
-    for (horizon, model), g in done.groupby(["horizon", "model"], sort=True):
-        hits = daily_hit_rate(g)
+    for total in evidence.model_totals().itertuples():
+        horizon, model = int(total.horizon), total.model
+        hits = hit_rates[(horizon, model)]
         da_low, da_high = bootstrap_interval(hits.to_numpy(), np.mean, max(5.0, float(horizon)), reps, level)
         rows.append(
             {
-                "horizon": int(horizon),
+                "horizon": horizon,
                 "model": model,
-                "n_obs": int(len(g)),
-                "mse": float(np.mean((g["y_pred"] - g["y_true"]) ** 2)),
-                "directional_accuracy": directional_accuracy(g["y_true"], g["y_pred"]),
+                "n_obs": int(total.n_obs),
+                "mse": float(total.mse),
+                "directional_accuracy": float(total.directional_accuracy),
                 "da_low": da_low,
                 "da_high": da_high,
                 **dict(zip(("sharpe", "sharpe_low", "sharpe_high"), sharpe.get(model, (np.nan,) * 3), strict=True)),
@@ -204,7 +328,12 @@ DESIGN_TARGETS = {"directional_accuracy": 0.55, "hit_rate": 0.52}
 
 
 def design_targets(
-    forecasts: pd.DataFrame, daily: pd.DataFrame, horizon: int, reps: int = 1000, level: float = 0.90
+    forecasts: pd.DataFrame,
+    daily: pd.DataFrame,
+    horizon: int,
+    reps: int = 1000,
+    level: float = 0.90,
+    evidence: PooledEvidence | None = None,
 ) -> pd.DataFrame:
     """The design's targets per model or strategy, with bootstrap intervals and p-values.
 
@@ -216,6 +345,9 @@ def design_targets(
     daily : pandas.DataFrame
         ``strategy, date, net_return`` of the backtests, and ``excess_return`` (over the
         cash rate) when cash earns interest: the hit rate then counts days beating cash.
+    evidence : PooledEvidence, optional
+        Further subjects: every model it holds at ``horizon`` (their daily hit rates), beside
+        those of ``forecasts``.
 
     Returns
     -------
@@ -226,13 +358,13 @@ def design_targets(
         shares of right signs (resampled in blocks of the horizon); hit rate is the share of
         positive days among days with a non-zero net (or excess) return (blocks of 21 days).
     """
-    rows = []
+    hit_rates = {} if evidence is None else {m: s for (h, m), s in evidence.daily_hit_rates().items() if h == horizon}
     for subject, g in forecasts.dropna(subset=["y_true", "y_pred"]).groupby("model", sort=True):
-        rows.append(
-            _target_row(
-                "directional_accuracy", subject, horizon, daily_hit_rate(g).to_numpy(), max(5.0, horizon), reps, level
-            )
-        )
+        hit_rates[subject] = daily_hit_rate(g)
+    rows = []
+    for subject in sorted(hit_rates):
+        x = hit_rates[subject].to_numpy()
+        rows.append(_target_row("directional_accuracy", subject, horizon, x, max(5.0, horizon), reps, level))
     for strategy, g in daily.sort_values("date").groupby("strategy", sort=True):
         r = g["excess_return" if "excess_return" in g.columns else "net_return"].to_numpy(float)
         wins = (r[r != 0] > 0).astype(float)

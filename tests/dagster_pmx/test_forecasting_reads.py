@@ -128,14 +128,25 @@ def test_scoring_and_validation_reads(warehouse):
         reads.scored_forecasts(warehouse),
         sql(warehouse, "select model, ticker, asof_date, horizon, y_pred, y_true from marts.forecasts"),
     )
-    forecasts, daily, governed = reads.validation_inputs(warehouse, "m0")
+    tickers = sql(warehouse, "select distinct ticker from marts.forecasts order by ticker")["ticker"].tolist()
+    assert len(tickers) > 1
+    for batch in (tickers[:1], tickers[1:]):
+        columns = "model, ticker, asof_date, horizon, y_pred, y_true"
+        expected_rows = sql(
+            warehouse,
+            f"select {columns} from marts.forecasts where y_true is not null and list_contains(?, ticker)",
+            [batch],
+        )
+        assert_frame_equal(reads.realised_forecasts(warehouse, batch), expected_rows)
     assert_frame_equal(
-        forecasts,
+        reads.scored_forecasts(warehouse, tickers[:1]),
         sql(
             warehouse,
-            "select model, ticker, asof_date, horizon, y_pred, y_true from marts.forecasts where y_true is not null",
+            "select model, ticker, asof_date, horizon, y_pred, y_true from marts.forecasts where ticker = ?",
+            tickers[:1],
         ),
     )
+    daily, governed = reads.validation_inputs(warehouse, "m0")
     order = ["date", "strategy"]
     expected_daily = sql(
         warehouse, "select strategy, date, net_return, excess_return from marts.backtest_daily order by date"

@@ -112,13 +112,20 @@ def scored_forecasts(warehouse: Warehouse, tickers: Sequence[str] | None = None)
         return frame(t.select("model", "ticker", "asof_date", "horizon", "y_pred", "y_true"))
 
 
-def validation_inputs(warehouse: Warehouse, baseline: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """What the statistical validation reads.
+def realised_forecasts(warehouse: Warehouse, tickers: Sequence[str]) -> pd.DataFrame:
+    """``model, ticker, asof_date, horizon, y_pred, y_true`` of the realised rows of ``marts.forecasts``
+    of ``tickers``: what the statistical validation pools, a batch of tickers at a time."""
+    with warehouse.ibis() as db:
+        f = db.table("forecasts", database="marts")
+        rows = f.filter(f.y_true.notnull() & f.ticker.isin(list(tickers)))
+        return frame(rows.select("model", "ticker", "asof_date", "horizon", "y_pred", "y_true"))
+
+
+def validation_inputs(warehouse: Warehouse, baseline: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the statistical validation reads beside the forecasts (:func:`realised_forecasts`).
 
     Returns
     -------
-    forecasts : pandas.DataFrame
-        ``model, ticker, asof_date, horizon, y_pred, y_true`` of the realised rows of ``marts.forecasts``.
     daily : pandas.DataFrame
         ``strategy, date, net_return, excess_return`` of ``marts.backtest_daily``, by date.
     governed : pandas.DataFrame
@@ -128,9 +135,6 @@ def validation_inputs(warehouse: Warehouse, baseline: str) -> tuple[pd.DataFrame
     """
     with warehouse.ibis() as db:
         f = db.table("forecasts", database="marts")
-        forecasts = frame(
-            f.filter(f.y_true.notnull()).select("model", "ticker", "asof_date", "horizon", "y_pred", "y_true")
-        )
         b = db.table("backtest_daily", database="marts")
         daily = frame(b.select("strategy", "date", "net_return", "excess_return").order_by("date"))
         s = db.table("signals", database="marts")
@@ -153,4 +157,4 @@ def validation_inputs(warehouse: Warehouse, baseline: str) -> tuple[pd.DataFrame
         governed = on_signals(traded.model, "governed", "signal").union(
             on_signals(ibis.literal(baseline), "random_walk@governed", "forecast")
         )
-        return forecasts, daily, frame(governed)
+        return daily, frame(governed)

@@ -1,13 +1,13 @@
 """Statistical validation assets: pairwise model tests and the model leaderboard."""
 
 import dagster as dg
-import pandas as pd
 
 from dagster_pmx.defs import schemas
-from dagster_pmx.defs.forecasting.reads import validation_inputs
+from dagster_pmx.defs.forecasting.reads import realised_forecasts, validation_inputs
+from dagster_pmx.defs.reads import ticker_batches, tickers_of
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.backtest.tearsheet import bar_plot, markdown_image
-from python_models.evaluation.comparison import design_targets, leaderboard, pairwise_comparisons
+from python_models.evaluation.comparison import PooledEvidence, design_targets, leaderboard
 from python_models.forecasters.registry import BASELINE
 
 #: Stationary-bootstrap resamples behind every interval of the leaderboard.
@@ -55,13 +55,14 @@ BOOTSTRAP_REPS = 500
     pool="warehouse",
 )
 def model_validation(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
-    forecasts, daily, governed = validation_inputs(warehouse, BASELINE)
-    comparisons = pairwise_comparisons(forecasts)
-    board = leaderboard(forecasts, comparisons, daily, BASELINE, reps=BOOTSTRAP_REPS)
-    at_signal = forecasts[forecasts["horizon"] == settings.signal_horizon]
-    targets = design_targets(
-        pd.concat([at_signal, governed], ignore_index=True), daily, settings.signal_horizon, reps=BOOTSTRAP_REPS
-    )
+    # every statistic pools the universe through sums over tickers: a batch of tickers at a time
+    evidence = PooledEvidence()
+    for tickers in ticker_batches(tickers_of(warehouse, "marts.forecasts"), settings.ticker_batch):
+        evidence.add(realised_forecasts(warehouse, tickers))
+    daily, governed = validation_inputs(warehouse, BASELINE)
+    comparisons = evidence.comparisons()
+    board = leaderboard(evidence, comparisons, daily, BASELINE, reps=BOOTSTRAP_REPS)
+    targets = design_targets(governed, daily, settings.signal_horizon, reps=BOOTSTRAP_REPS, evidence=evidence)
     n_t = warehouse.replace_table("marts.design_targets", targets)
     n_c = warehouse.replace_table("marts.model_comparisons", comparisons)
     n_b = warehouse.replace_table("marts.model_leaderboard", board)

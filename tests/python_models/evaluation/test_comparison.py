@@ -139,3 +139,64 @@ def test_design_targets_report_accuracy_and_hit_rate_against_the_design_threshol
         and hit["target"] == 0.52
         and hit["low"] < hit["value"] < hit["high"]
     )
+
+
+def _reference_pairwise(forecasts: pd.DataFrame) -> pd.DataFrame:
+    """The pooled comparisons in one pass over the whole frame, as pmx computed them before the
+    validation worked in ticker batches: pandas' pivot, its daily mean and scipy's paired t-test."""
+    from python_models.evaluation.metrics import dm_test
+
+    done = forecasts.dropna(subset=["y_true", "y_pred"])
+    rows = []
+    for horizon, g in done.groupby("horizon", sort=True):
+        loss = g.assign(loss=(g["y_pred"] - g["y_true"]) ** 2).pivot_table(
+            index=["asof_date", "ticker"], columns="model", values="loss", aggfunc="first"
+        )
+        models = sorted(loss.columns)
+        for i, a in enumerate(models):
+            for b in models[i + 1 :]:
+                pair = loss[[a, b]].dropna()
+                daily = (pair[a] - pair[b]).groupby(level="asof_date").mean().sort_index()
+                dm_stat, dm_p = dm_test(daily.to_numpy(), int(horizon))
+                t_stat, t_p = stats.ttest_rel(pair[a], pair[b])
+                rows.append(
+                    {
+                        "horizon": int(horizon),
+                        "model_a": a,
+                        "model_b": b,
+                        "n_dates": len(daily),
+                        "n_obs": len(pair),
+                        "mse_a": pair[a].mean(),
+                        "mse_b": pair[b].mean(),
+                        "dm_stat": dm_stat,
+                        "dm_pvalue": dm_p,
+                        "t_stat": t_stat,
+                        "t_pvalue": t_p,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_evidence_added_a_ticker_batch_at_a_time_gives_the_one_pass_statistics():
+    from python_models.evaluation.comparison import PooledEvidence, design_targets
+
+    f = pd.concat([_forecasts(tickers=tuple("ABCDEFG"), seed=s).assign(horizon=h) for s, h in ((3, 1), (4, 5))])
+    f.loc[f.index % 11 == 0, "y_true"] = np.nan
+    f = f[~((f["model"] == "noise") & (f["ticker"] == "C") & (f["asof_date"] < "2015-06-01"))]  # unequal coverage
+    batched = PooledEvidence()
+    for tickers in (["A", "B", "C"], ["D"], ["E", "F", "G"]):
+        batched.add(f[f["ticker"].isin(tickers)])
+    got = batched.comparisons()
+    expected = _reference_pairwise(f)
+    assert len(got) == 2 * 3
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, rtol=1e-12, atol=0)
+    daily = pd.DataFrame({"strategy": "skill", "date": f["asof_date"].unique(), "net_return": 0.001})
+    whole = leaderboard(f, pairwise_comparisons(f), daily, "random_walk", reps=100)
+    pd.testing.assert_frame_equal(leaderboard(batched, got, daily, "random_walk", reps=100), whole, rtol=1e-12)
+    at_5 = f[f["horizon"] == 5].drop(columns="horizon")
+    governed = at_5[at_5["model"] == "skill"].assign(model="governed")
+    pd.testing.assert_frame_equal(
+        design_targets(governed, daily, 5, reps=100, evidence=batched),
+        design_targets(pd.concat([at_5, governed]), daily, 5, reps=100),
+        rtol=1e-12,
+    )
