@@ -293,10 +293,15 @@ def model_strategy_returns(
     signals = forecasts.rename(
         columns={"model": "strategy", "asof_date": "date", "y_pred": "expected_return", "y_std": "forecast_std"}
     )
-    book = kelly_book(signals, fraction, cap, max_gross)
     out = {}
-    for model, g in book[book["sleeve"] == "risky"].groupby("strategy"):
-        weights = g.pivot(index="date", columns="ticker", values="weight")
+    # one model's book at a time: each is sized on its own, and the long books of every model together
+    # are the step's largest frame
+    for model, own in signals.groupby("strategy", sort=True):
+        book = kelly_book(own, fraction, cap, max_gross)
+        risky = book[book["sleeve"] == "risky"]
+        if risky.empty:
+            continue
+        weights = risky.pivot(index="date", columns="ticker", values="weight")
         panel = returns.loc[returns.index >= weights.index.min()]
         out[model] = run_backtest(weights, panel, cost_bps=cost_bps, cash_rate=cash_rate)["net_return"]
     return pd.DataFrame(out)

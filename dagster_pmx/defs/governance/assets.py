@@ -13,7 +13,7 @@ import pandas as pd
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.governance import reads
 from dagster_pmx.defs.governance.reads import OUTPUTS
-from dagster_pmx.defs.reads import cash_rates, forecasts_with_outcomes, market_regimes
+from dagster_pmx.defs.reads import cash_rates, forecasts_with_outcomes, market_regimes, ticker_batches
 from dagster_pmx.defs.reads import sessions as session_calendar
 from dagster_pmx.defs.refresh import IncrementalRun
 from dagster_pmx.resources import PmxSettings, Warehouse
@@ -123,8 +123,8 @@ def _full_build(
     """Govern every session from scratch and replace the tables."""
     forecasts = _forecasts(warehouse, policy, since=None)
     result = _govern(warehouse, settings, policy, forecasts, since=None, state=None)
-    per_model = _model_signals(forecasts, reads.variance_ratios(warehouse, settings.benchmark, None), policy)
-    signals = governed_signals(per_model, result.active, policy)[SIGNAL_COLUMNS]
+    variance_ratio = reads.variance_ratios(warehouse, settings.benchmark, None)
+    signals = _signals(forecasts, variance_ratio, policy, result.active, settings.ticker_batch)
     drift = _drift(warehouse, settings, result.reviews, since=None)
     tables = _tables(signals, result, drift)
     rows = warehouse.replace_tables({table: frame for table, frame, _ in tables.values()})
@@ -150,9 +150,9 @@ def _resume(
     forecasts = _forecasts(warehouse, policy, since=start)
     result = _govern(warehouse, settings, policy, forecasts, since=start, state=state)
     first = resume.signals_start(calendar, state, policy)
-    per_model = _model_signals(forecasts, reads.variance_ratios(warehouse, settings.benchmark, first), policy, first)
+    variance_ratio = reads.variance_ratios(warehouse, settings.benchmark, first)
     active = resume.active_history(reads.stored_active(warehouse, start), state, result.active)
-    signals = governed_signals(per_model, active, policy)[SIGNAL_COLUMNS]
+    signals = _signals(forecasts, variance_ratio, policy, active, settings.ticker_batch, first)
     signals = signals[signals["asof_date"] > state.date]
     reviews = result.reviews["review_date"]
     since = resume.drift_start(calendar, reviews.min(), policy, settings.train_window) if len(reviews) else None
@@ -199,15 +199,31 @@ def _govern(
     return govern(loss_diff, hits, strategy, policy, regimes=regimes, sessions=strategy.index, state=state)
 
 
-def _model_signals(
-    forecasts: pd.DataFrame, variance_ratio: pd.DataFrame, policy: GovernancePolicy, first: pd.Timestamp | None = None
+def _signals(
+    forecasts: pd.DataFrame,
+    variance_ratio: pd.DataFrame,
+    policy: GovernancePolicy,
+    active: pd.Series,
+    batch: int,
+    first: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """Every model's signal and confidence at the signal horizon, for the origins from ``first`` on
-    (the confidence windows and the flip count reach back less far than the evidence)."""
+    """The governed signal per (ticker, origin) from ``first`` on (the confidence windows and the flip
+    count reach back less far than the evidence): every model's signal and confidence, then the active
+    model's, gated. Everything here is per ticker (a model's trailing skill, the models' agreement on a
+    ticker's origin, its flips), so it runs ``batch`` tickers at a time: every model's confidence
+    components are held for one batch, not the universe."""
     singles = sorted(set(forecasts["model"]) & set(MODELS))  # the models whose signs count as agreement
     if first is not None:
         forecasts = forecasts[forecasts["asof_date"] >= first]
-    return model_signals(forecasts, policy.horizon, singles, variance_ratio_z=variance_ratio, window=CONFIDENCE_WINDOW)
+    parts = []
+    for tickers in ticker_batches(sorted(forecasts["ticker"].unique()), batch):
+        rows = forecasts[forecasts["ticker"].isin(tickers)]
+        z = variance_ratio[variance_ratio["ticker"].isin(tickers)]
+        per_model = model_signals(rows, policy.horizon, singles, variance_ratio_z=z, window=CONFIDENCE_WINDOW)
+        parts.append(governed_signals(per_model, active, policy)[SIGNAL_COLUMNS])
+    if not parts:
+        raise ValueError(f"no forecasts at the signal horizon {policy.horizon}")
+    return pd.concat(parts, ignore_index=True)
 
 
 def _drift(
