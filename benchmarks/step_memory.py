@@ -1,0 +1,106 @@
+"""Peak memory and time of one step of the graph, on a copy of a warehouse ``bench_scale.py --keep`` left.
+
+Usage::
+
+    python benchmarks/step_memory.py --kept DIR --tickers 100 --step ensemble [--ticker-batch 20]
+
+``DIR/local_<n>/pmx.ducklake`` (the n-ticker run's warehouse) is copied to a temporary folder (hard
+links: the original is not changed), and the step's assets are materialized there in this process,
+with the settings that run had (its CSV universe ``DIR/universe_<n>``, the default models) and
+``--ticker-batch`` if given. Prints one JSON line: the step, its seconds, this process's peak RSS
+before the step (imports, definitions) and at its end (``ru_maxrss``, exact). A step that runs Dask
+workers (``base_forecasts``) is not measured whole this way: their memory is in other processes.
+
+Steps: ``ensemble``, ``model_scores``, ``governance``, ``allocations``, ``model_validation``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+#: Each step's assets (a multi-asset is materialized whole).
+STEPS = {
+    "ensemble": ["ml/ensemble_forecasts", "ml/ensemble_weights"],
+    "model_scores": ["marts/model_scores"],
+    "governance": [
+        "ml/governed_signals",
+        "marts/governance_decisions",
+        "marts/governance_reviews",
+        "marts/model_risk",
+        "marts/feature_drift",
+    ],
+    "allocations": ["marts/allocations", "marts/drawdown_control", "ml/strategy_decisions"],
+    "model_validation": ["marts/model_comparisons", "marts/model_leaderboard", "marts/design_targets"],
+}
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kept", required=True, help="the folder bench_scale.py --keep wrote")
+    parser.add_argument("--tickers", type=int, required=True, help="the universe size whose warehouse to copy")
+    parser.add_argument("--step", choices=sorted(STEPS), required=True)
+    parser.add_argument("--ticker-batch", type=int, default=None)
+    args = parser.parse_args()
+    kept = Path(args.kept)
+    source = kept / f"local_{args.tickers}" / "pmx.ducklake"
+    universe = kept / f"universe_{args.tickers}"
+    if not source.exists() or not universe.is_dir():
+        parser.error(f"no kept {args.tickers}-ticker run in {kept} (bench_scale.py --keep {kept})")
+    with tempfile.TemporaryDirectory(prefix="pmx-step-memory-") as folder:
+        path = str(Path(folder) / "pmx.ducklake")
+        os.environ["PMX_WAREHOUSE"] = path
+        import dagster as dg
+        import pandas as pd
+        from bench_scale import BENCHMARK
+
+        from dagster_pmx.definitions import build_definitions
+        from dagster_pmx.lake import Lake
+        from dagster_pmx.resources import PmxSettings, Warehouse
+
+        Lake.at(source).copy_to(path)
+        end = max(pd.read_csv(universe / f"{BENCHMARK}.csv", usecols=["date"])["date"])
+        base = PmxSettings.from_env()
+        settings = {name: getattr(base, name) for name in PmxSettings.model_fields}
+        settings.update(source="csv", csv_dir=str(universe), tickers="", benchmark=BENCHMARK, start_date="1900-01-01")
+        settings.update(end_date=str(end)[:10], models="")
+        if args.ticker_batch:
+            settings["ticker_batch"] = args.ticker_batch
+        defs = build_definitions({"warehouse": Warehouse(path=path), "settings": PmxSettings(**settings)})
+        job = defs.resolve_implicit_global_asset_job_def()
+        before = peak_mib()
+        started = time.perf_counter()
+        result = job.execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            asset_selection=[dg.AssetKey(key.split("/")) for key in STEPS[args.step]],
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        )
+        seconds = time.perf_counter() - started
+        out = {
+            "step": args.step,
+            "tickers": args.tickers,
+            "ticker_batch": settings["ticker_batch"],
+            "ok": result.success,
+            "seconds": round(seconds, 1),
+            "peak_mib_before": round(before),
+            "peak_mib": round(peak_mib()),
+        }
+        print(json.dumps(out))
+        shutil.rmtree(path + ".files", ignore_errors=True)
+    return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
