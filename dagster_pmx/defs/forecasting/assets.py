@@ -222,9 +222,14 @@ def model_scores(
     def batches() -> Iterator[dict[str, pd.DataFrame]]:
         # each (model, ticker, horizon) is scored against the baseline on the same ticker: a batch of tickers at a time
         for tickers in ticker_batches(tickers_of(warehouse, "marts.forecasts"), settings.ticker_batch):
-            scores = score_panel(reads.scored_forecasts(warehouse, tickers), BASELINE)
+            frame = reads.scored_forecasts(warehouse, tickers)
+            if not (frame["model"].eq(BASELINE) & frame["y_true"].notna() & frame["y_pred"].notna()).any():
+                continue  # no ticker of this batch has a realised baseline forecast to be scored against
+            scores = score_panel(frame, BASELINE)
             parts.append(scores[["model", "horizon", "rmse", "directional_accuracy", "dm_stat"]])
             yield {"marts.model_scores": scores}
+        if not parts:
+            raise ValueError(f"no realised forecasts of the baseline {BASELINE!r} to score against")
 
     rows = warehouse.replace_tables_in_batches(batches())["marts.model_scores"]
     scores = pd.concat(parts, ignore_index=True)
