@@ -2,13 +2,16 @@
 
 Usage::
 
-    python benchmarks/step_memory.py --kept DIR --tickers 100 --step ensemble [--ticker-batch 20]
+    python benchmarks/step_memory.py --kept DIR --tickers 100 --step ensemble [--ticker-batch 20] [--compare]
 
 ``DIR/local_<n>/pmx.ducklake`` (the n-ticker run's warehouse) is copied to a temporary folder (hard
 links: the original is not changed), and the step's assets are materialized there in this process,
 with the settings that run had (its CSV universe ``DIR/universe_<n>``, the default models) and
 ``--ticker-batch`` if given. Prints one JSON line: the step, its seconds, this process's peak RSS
-before the step (imports, definitions) and at its end (``ru_maxrss``, exact). A step that runs Dask
+before the step (imports, definitions) and at its end (``ru_maxrss``, exact), and with ``--compare``
+how far every table the step wrote is from the one in the kept run (the largest difference of a float
+column, rows in any order: a check that a change to the step's code left its output as it was;
+measured after the peak). A step that runs Dask
 workers (``base_forecasts``) is not measured whole this way: their memory is in other processes.
 
 Steps: ``ensemble``, ``model_scores``, ``governance``, ``allocations``, ``model_validation``.
@@ -51,12 +54,40 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def table_differences(kept, rebuilt, keys: list[str]) -> dict[str, float | str]:
+    """Per table of ``keys``: the largest absolute difference of a float column between ``rebuilt`` and
+    ``kept`` (0.0: the same rows exactly), or why they cannot be compared. Both are sorted by every
+    column first: a table's row order is not part of it (a DuckLake table written from several files
+    may store its rows in another order), and a table's key columns come before its values."""
+    import numpy as np
+
+    out: dict[str, float | str] = {}
+    with kept.open(read_only=True) as a, rebuilt.open(read_only=True) as b:
+        for key in keys:
+            table = key.replace("/", ".")
+            ordered = f"select * from {table} order by all"
+            old, new = a.execute(ordered).df(), b.execute(ordered).df()
+            if list(old.columns) != list(new.columns) or len(old) != len(new):
+                out[table] = f"columns or row count differ ({len(old)} rows kept, {len(new)} now)"
+                continue
+            floats = [c for c in old.columns if old[c].dtype.kind == "f"]
+            others = [c for c in old.columns if c not in floats]
+            if not old[others].equals(new[others]):
+                out[table] = "rows differ outside the float columns"
+                continue
+            diffs = [float(np.nanmax(np.abs(new[c].to_numpy() - old[c].to_numpy()), initial=0.0)) for c in floats]
+            same_nan = all((old[c].isna() == new[c].isna()).all() for c in floats)
+            out[table] = max(diffs, default=0.0) if same_nan else "missing values differ"
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kept", required=True, help="the folder bench_scale.py --keep wrote")
     parser.add_argument("--tickers", type=int, required=True, help="the universe size whose warehouse to copy")
     parser.add_argument("--step", choices=sorted(STEPS), required=True)
     parser.add_argument("--ticker-batch", type=int, default=None)
+    parser.add_argument("--compare", action="store_true", help="compare the step's tables with the kept run's")
     args = parser.parse_args()
     kept = Path(args.kept)
     source = kept / f"local_{args.tickers}" / "pmx.ducklake"
@@ -101,6 +132,8 @@ def main() -> int:
             "peak_mib_before": round(before),
             "peak_mib": round(peak_mib()),
         }
+        if args.compare and result.success:
+            out["largest_difference_from_kept"] = table_differences(Lake.at(source), Lake.at(path), STEPS[args.step])
         print(json.dumps(out))
         shutil.rmtree(path + ".files", ignore_errors=True)
     return 0 if result.success else 1

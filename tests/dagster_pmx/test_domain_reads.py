@@ -139,6 +139,7 @@ def test_the_stored_governance_state_and_active_history_equal_the_sql(warehouse)
 
 @pytest.mark.parametrize("since", [None, SINCE])
 def test_the_signal_inputs_equal_the_sql(warehouse, since):
+    after = since or pd.Timestamp("1900-01-01")
     expected = sql(
         warehouse,
         """
@@ -147,17 +148,25 @@ def test_the_signal_inputs_equal_the_sql(warehouse, since):
                confidence, tradable
         from marts.signals
         where date > ?
-        union all
-        select f.model as strategy, f.ticker, f.asof_date as date, f.y_pred, f.y_std, null, null
-        from marts.forecasts f
-        where f.horizon = (select max(horizon) from marts.signals) and f.asof_date > ?
         """,
-        [since or pd.Timestamp("1900-01-01")] * 2,
+        [after],
     )
-    assert str(expected["tradable"].dtype) == "boolean"
     inputs = portfolio.signal_inputs(warehouse, since)
     assert inputs is not None
     pd.testing.assert_frame_equal(inputs.signals, expected, check_exact=True)
+    assert inputs.horizon == sql(warehouse, "select max(horizon) as h from marts.signals")["h"].iloc[0]
+    own = """
+        select f.model as strategy, f.ticker, f.asof_date as date, f.y_pred as expected_return,
+               f.y_std as forecast_std, null::double as confidence, null::boolean as tradable
+        from marts.forecasts f
+        where f.horizon = (select max(horizon) from marts.signals) and f.asof_date > ?
+        """
+    models = sql(warehouse, f"select distinct strategy from ({own}) order by 1", [after])["strategy"]
+    assert inputs.models == tuple(models) and len(models) > 1
+    for model in models:  # each model's own signals, read one model at a time
+        expected = sql(warehouse, f"select * from ({own}) where strategy = ?", [after, model])
+        got = portfolio.model_signals(warehouse, model, inputs.horizon, since)
+        pd.testing.assert_frame_equal(got, expected, check_exact=True)
     dates = sql(warehouse, "select distinct date from marts.signals order by 1")["date"]
     pd.testing.assert_index_equal(inputs.grid, pd.DatetimeIndex(dates))  # the whole history's, whatever since
     universe = sql(

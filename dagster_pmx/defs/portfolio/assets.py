@@ -21,6 +21,7 @@ from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.portfolio.allocation import BOND, barbell_book, risk_parity_book
 from python_models.portfolio.barbell import BarbellPolicy, risky_share
 from python_models.portfolio.books import (
+    ALLOCATION_COLUMNS,
     allocation_table,
     book_of,
     control_books,
@@ -151,21 +152,29 @@ def allocations(
 
 
 def _full_build(warehouse: Warehouse, settings: PmxSettings) -> Iterator[dg.MaterializeResult]:
-    """Decide every date of the signals' history and replace the tables."""
+    """Decide every date of the signals' history and replace the tables: the controlled strategies
+    first, then each model's own book one model at a time (staged on disk by
+    :meth:`~dagster_pmx.resources.Warehouse.replace_tables_in_batches`), every table replaced at the end."""
     inputs = reads.signal_inputs(warehouse, None)
     if inputs is None:
         raise ValueError("marts.signals is empty: nothing to allocate")
-    books, wide, market = _decide(warehouse, settings, inputs, after=None)
-    table, control_rows = _control(settings, market, books, wide, stored_scales=None)
-    rows = warehouse.replace_tables(
-        {
-            "marts.allocations": table,
-            "marts.drawdown_control": control_rows,
-            "ml.strategy_decisions": _decision_rows(wide),
-        }
-    )
+    wide, market = _decide(warehouse, settings, inputs, after=None)
+    controlled, control_rows = _control(settings, market, wide, stored_scales=None)
+    gross: dict[str, float] = {}
+
+    def batches() -> Iterator[dict[str, pd.DataFrame]]:
+        yield {"marts.drawdown_control": control_rows, "ml.strategy_decisions": _decision_rows(wide)}
+        # in strategy order, each strategy's rows in date and ticker order: the table's rows come in the
+        # order one allocation_table of every strategy gives
+        for strategy in sorted({*controlled, *inputs.models}):
+            own = controlled.get(strategy)
+            table = allocation_table([own if own is not None else _model_book(warehouse, settings, inputs, strategy)])
+            gross.update(_gross_exposure(table))
+            yield {"marts.allocations": table}
+
+    rows = warehouse.replace_tables_in_batches(batches())
     counts = (rows["marts.allocations"], rows["marts.drawdown_control"], rows["ml.strategy_decisions"])
-    yield from _materializations(counts, table, control_rows, since=None)
+    yield from _materializations(counts, gross, control_rows, since=None)
 
 
 def _resume(
@@ -179,9 +188,11 @@ def _resume(
         for key in OUTPUTS:
             yield dg.MaterializeResult(asset_key=key, metadata={"new_rows": 0, APPENDED_AFTER: str(since.date())})
         return
-    books, new, market = _decide(warehouse, settings, inputs, after=since)
+    new, market = _decide(warehouse, settings, inputs, after=since)
     wide = extend_books(new, reads.stored_decisions(warehouse))
-    table, control_rows = _control(settings, market, books, wide, stored_scales=reads.stored_scales(warehouse))
+    controlled, control_rows = _control(settings, market, wide, stored_scales=reads.stored_scales(warehouse))
+    own = [_model_book(warehouse, settings, inputs, model, since) for model in inputs.models]
+    table = allocation_table([*own, *controlled.values()])
     # only the new sessions' rows: the stored path before them is the one this run started from
     table, control_rows, decisions = (f[f["date"] > since] for f in (table, control_rows, _decision_rows(wide)))
     rows = warehouse.append_after_many(
@@ -193,29 +204,42 @@ def _resume(
     )
     counts = (rows["marts.allocations"], rows["marts.drawdown_control"], rows["ml.strategy_decisions"])
     context.log.info(f"incremental: {len(table)} allocation rows after {since.date()}")
-    yield from _materializations(counts, table, control_rows, since)
+    yield from _materializations(counts, _gross_exposure(table), control_rows, since)
+
+
+def _kelly(settings: PmxSettings, signals: pd.DataFrame) -> pd.DataFrame:
+    """The per-asset Kelly books of ``signals``' strategies, as allocation rows."""
+    return kelly_book(kelly_signals(signals), settings.kelly_fraction, settings.position_cap, settings.max_gross)
+
+
+def _model_book(
+    warehouse: Warehouse,
+    settings: PmxSettings,
+    inputs: reads.SignalInputs,
+    model: str,
+    since: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """``model``'s own ungoverned per-asset Kelly book (after ``since``), as allocation rows."""
+    return _kelly(settings, reads.model_signals(warehouse, model, inputs.horizon, since))
 
 
 def _decide(
     warehouse: Warehouse, settings: PmxSettings, inputs: reads.SignalInputs, after: pd.Timestamp | None
-) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], Market]:
-    """Every strategy's decisions on the dates of the signals read (those after ``after``).
-
-    Returns the per-asset Kelly books as allocation rows, the controlled strategies' decisions
-    before the drawdown control (dates by tickers, on the whole history's grid), and the market
-    they are valued on.
-    """
+) -> tuple[dict[str, pd.DataFrame], Market]:
+    """The controlled strategies' decisions on the dates of the signals read (those after ``after``),
+    before the drawdown control: dates by tickers, on the whole history's grid; and the market they are
+    valued on."""
     signals, grid = inputs.signals, inputs.grid  # the whole history's grid: an extension lays the same
-    books = kelly_book(kelly_signals(signals), settings.kelly_fraction, settings.position_cap, settings.max_gross)
     market = load_market(warehouse, inputs.first)
     stocks = market.returns.drop(columns=[BOND, settings.benchmark], errors="ignore")
     stocks = stocks[[t for t in stocks.columns if t in inputs.tickers]]
     probs = reads.regime_probabilities(warehouse)
     policy = BarbellPolicy.linear(probs.shape[1], target_vol=settings.barbell_target_vol)
     share = risky_share(probs.loc[probs.index >= grid.min()], reads.market_volatility(warehouse), policy)
+    governed = _kelly(settings, signals) if len(signals) else pd.DataFrame(columns=ALLOCATION_COLUMNS)
     wide = {
         "barbell": barbell_book(
-            signals[signals["strategy"] == "governed"],
+            signals,
             stocks,
             share,
             reads.bond_shares(warehouse),
@@ -228,26 +252,24 @@ def _decide(
         "risk_parity": risk_parity_book(
             stocks, grid, cap=settings.position_cap, every=settings.rebalance_every, after=after
         ),
-        "governed": book_of(books[books["strategy"] == "governed"]),
+        "governed": book_of(governed),
     }
-    return books, wide, market
+    return wide, market
 
 
 def _control(
     settings: PmxSettings,
     market: Market,
-    books: pd.DataFrame,
     wide: dict[str, pd.DataFrame],
     stored_scales: pd.DataFrame | None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
     """The drawdown control on the controlled strategies' decisions (from the stored path when
-    resuming): the allocation rows of every strategy, and the control's per-session states."""
+    resuming): each one's allocation rows, and the control's per-session states."""
     run = backtester(settings, market)
     policy = DrawdownPolicy(de_risk_at=settings.drawdown_de_risk, stop_at=settings.drawdown_stop)
     controlled = {s: wide[s] for s in CONTROLLED}
     rows, states = control_books(controlled, run, market.returns.index, policy, stored_scales)
-    table = allocation_table([books[books["strategy"] != "governed"], *rows])
-    return table, pd.concat(states, ignore_index=True)[DRAWDOWN_COLUMNS]
+    return dict(zip(controlled, rows, strict=True)), pd.concat(states, ignore_index=True)[DRAWDOWN_COLUMNS]
 
 
 def _decision_rows(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -255,14 +277,19 @@ def _decision_rows(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return decision_rows(wide)[DECISION_COLUMNS]
 
 
+def _gross_exposure(table: pd.DataFrame) -> dict[str, float]:
+    """Each strategy's mean gross exposure over its decisions (sum of its risky weights per date), of
+    allocation rows that hold every decision of their strategies."""
+    risky = table[table["sleeve"] == "risky"]
+    return risky.groupby(["strategy", "date"])["weight"].sum().groupby("strategy").mean().round(3).to_dict()
+
+
 def _materializations(
-    counts: tuple[int, int, int], table: pd.DataFrame, control_rows: pd.DataFrame, since: pd.Timestamp | None
+    counts: tuple[int, int, int], gross: dict[str, float], control_rows: pd.DataFrame, since: pd.Timestamp | None
 ) -> Iterator[dg.MaterializeResult]:
     """One materialization per table with its row count, the books' mean gross exposure and the
     drawdown control's episodes."""
     rows, n_control, n_decisions = counts
-    risky = table[table["sleeve"] == "risky"]
-    gross = risky.groupby(["strategy", "date"])["weight"].sum().groupby("strategy").mean().round(3)
     episodes = control_rows.assign(
         start=lambda d: (
             (d["state"] != "normal") & (d.groupby("strategy")["state"].shift(1, fill_value="normal") == "normal")
@@ -272,7 +299,7 @@ def _materializations(
         asset_key=["marts", "allocations"],
         metadata={
             "dagster/row_count": rows,
-            "mean_gross_exposure": str(gross.to_dict()),
+            "mean_gross_exposure": str(dict(sorted(gross.items()))),
             **({} if since is None else {APPENDED_AFTER: str(since.date())}),
         },
     )

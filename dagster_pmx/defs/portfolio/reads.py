@@ -38,55 +38,79 @@ def macro_series(warehouse: Warehouse, series: tuple[str, ...]) -> dict[str, pd.
 
 @dataclass(frozen=True)
 class SignalInputs:
-    """What the books are decided from: ``signals`` (see :func:`signal_inputs`), the decision grid
-    (every date of marts.signals), and the first decision date and the tickers of any strategy
-    over the whole history (an extension lays the same grid on the same universe)."""
+    """What the books are decided from: the governed ``signals`` (see :func:`signal_inputs`), the
+    decision grid (every date of marts.signals), the first decision date and the tickers of any strategy
+    over the whole history (an extension lays the same grid on the same universe), and the signals'
+    ``horizon`` and the ``models`` with forecasts at it after the dates already decided: each model's
+    own book is read and sized one at a time (:func:`model_signals`), so the step never holds every
+    model's forecasts at once."""
 
     signals: pd.DataFrame
     grid: pd.DatetimeIndex
     first: pd.Timestamp
     tickers: set[str]
+    horizon: int
+    models: tuple[str, ...]
 
 
 def signal_inputs(warehouse: Warehouse, since: pd.Timestamp | None) -> SignalInputs | None:
     """The decisions' inputs after ``since``; None when there is no signal after it.
 
     ``signals`` has ``strategy, ticker, date, expected_return, forecast_std, confidence,
-    tradable`` per decision: the governed signals (a row that may not trade expects 0), and
-    every model's own forecasts at the signal horizon (no confidence, no gate). One ibis session
-    for the three queries: each table is looked up once.
+    tradable`` per decision of the governed book (a row that may not trade expects 0). One ibis
+    session for the queries: each table is looked up once.
     """
     with warehouse.ibis() as db:
         s, f = db.table("signals", database="marts"), db.table("forecasts", database="marts")
-        models = f.filter(f.horizon == s.horizon.max().as_scalar())  # the horizon the signals are at
-        governed, own = s, models
+        found = frame(s.aggregate(horizon=s.horizon.max()))["horizon"].iloc[0]
+        if pd.isna(found):
+            return None
+        horizon = int(found)
+        governed, models = s, f.filter(f.horizon == horizon)
         if since is not None:
-            governed, own = s.filter(s.date > pd.Timestamp(since)), models.filter(f.asof_date > pd.Timestamp(since))
-        governed = governed.select(
-            strategy=ibis.literal("governed"),
-            ticker=s.ticker,
-            date=s.date,
-            expected_return=ibis.ifelse(s.tradable, s.expected_return, 0),
-            forecast_std=s.forecast_std,
-            confidence=s.confidence,
-            tradable=s.tradable,
+            governed, models = s.filter(s.date > pd.Timestamp(since)), models.filter(f.asof_date > pd.Timestamp(since))
+        signals = frame(
+            governed.select(
+                strategy=ibis.literal("governed"),
+                ticker=s.ticker,
+                date=s.date,
+                expected_return=ibis.ifelse(s.tradable, s.expected_return, 0),
+                forecast_std=s.forecast_std,
+                confidence=s.confidence,
+                tradable=s.tradable,
+            )
         )
-        own = own.select(
-            strategy=f.model,
-            ticker=f.ticker,
-            date=f.asof_date,
-            expected_return=f.y_pred,
-            forecast_std=f.y_std,
-            confidence=ibis.null("float64"),
-            tradable=ibis.null("boolean"),
-        )
-        signals = frame(governed.union(own, distinct=False))
-        if signals.empty:
+        names = tuple(sorted(frame(models.select("model").distinct())["model"]))
+        if signals.empty and not names:
             return None
         grid = pd.DatetimeIndex(frame(s.select("date").distinct().order_by("date"))["date"])
-        both = s.select("ticker", "date").union(models.select("ticker", date=f.asof_date), distinct=False)
+        every = f.filter(f.horizon == horizon)
+        both = s.select("ticker", "date").union(every.select("ticker", date=f.asof_date), distinct=False)
         universe = frame(both.aggregate(first=both.date.min(), tickers=both.ticker.collect(distinct=True)))
-    return SignalInputs(signals, grid, pd.Timestamp(universe["first"].iloc[0]), set(universe["tickers"].iloc[0]))
+    return SignalInputs(
+        signals, grid, pd.Timestamp(universe["first"].iloc[0]), set(universe["tickers"].iloc[0]), horizon, names
+    )
+
+
+def model_signals(warehouse: Warehouse, model: str, horizon: int, since: pd.Timestamp | None) -> pd.DataFrame:
+    """``model``'s own forecasts at ``horizon`` (after ``since``) as signals of its ungoverned book:
+    :func:`signal_inputs`' columns, without confidence or gate."""
+    with warehouse.ibis() as db:
+        f = db.table("forecasts", database="marts")
+        rows = f.filter(f.model == model, f.horizon == horizon)
+        if since is not None:
+            rows = rows.filter(f.asof_date > pd.Timestamp(since))
+        return frame(
+            rows.select(
+                strategy=f.model,
+                ticker=f.ticker,
+                date=f.asof_date,
+                expected_return=f.y_pred,
+                forecast_std=f.y_std,
+                confidence=ibis.null("float64"),
+                tradable=ibis.null("boolean"),
+            )
+        )
 
 
 def regime_probabilities(warehouse: Warehouse) -> pd.DataFrame:
