@@ -62,10 +62,12 @@ def forecasts_with_outcomes(
     horizon: int | None = None,
     since=None,
     tickers: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """``columns`` of the forecast ``tables`` (``schema.table``, stacked), optionally at one horizon,
-    from the origin ``since`` on and of ``tickers`` only, with the realised forward return as ``y_true``
-    (NULL until the target session exists). ``columns`` is a list of names or one comma-separated string."""
+    from the origin ``since`` on and of ``tickers`` and ``models`` only, with the realised forward return
+    as ``y_true`` (NULL until the target session exists). ``columns`` is a list of names or one
+    comma-separated string."""
     if isinstance(columns, str):
         columns = [c.strip() for c in columns.split(",")]
     with warehouse.ibis() as db:
@@ -79,6 +81,8 @@ def forecasts_with_outcomes(
                 t = t.filter(t.asof_date >= pd.Timestamp(since).date())
             if tickers is not None:
                 t = t.filter(t.ticker.isin(list(tickers)))
+            if models is not None:
+                t = t.filter(t.model.isin(list(models)))
             parts.append(t.select(*columns))
         forecasts = union_all(parts)
         realised = db.table("int_forward_returns", database="intermediate")
@@ -91,6 +95,20 @@ def forecasts_with_outcomes(
             ],
         ).select(*[forecasts[c] for c in columns], y_true=realised.fwd_return)
         return frame(joined)
+
+
+def forecast_models(warehouse: Warehouse, tables: Sequence[str], horizon: int, since=None) -> list[str]:
+    """The models with forecasts at ``horizon`` from the origin ``since`` on in any of ``tables``, sorted."""
+    with warehouse.ibis() as db:
+        parts = []
+        for name in tables:
+            schema, table = name.split(".")
+            t = db.table(table, database=schema)
+            t = t.filter(t.horizon == int(horizon))
+            if since is not None:
+                t = t.filter(t.asof_date >= pd.Timestamp(since).date())
+            parts.append(t.select("model").distinct())
+        return sorted(frame(union_all(parts).distinct())["model"].tolist())
 
 
 def tickers_of(warehouse: Warehouse, table: str) -> list[str]:

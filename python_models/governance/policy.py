@@ -128,22 +128,74 @@ def daily_evidence(forecasts: pd.DataFrame, baseline: str) -> tuple[pd.DataFrame
         the (ticker, origin) pairs both forecast; ``hits[m]`` the share of model ``m``'s
         forecasts realised that day with the right sign.
     """
-    need = {"model", "ticker", "asof_date", "target_date", "y_pred", "y_true"}
-    if need - set(forecasts.columns):
-        raise ValueError(f"forecasts lack columns {sorted(need - set(forecasts.columns))}")
-    done = forecasts.dropna(subset=["y_true", "y_pred"])
-    if baseline not in set(done["model"]):
-        raise ValueError(f"baseline {baseline!r} has no realised forecasts")
-    done = done.assign(
-        loss=(done["y_pred"] - done["y_true"]) ** 2,
-        hit=sign_hits(done["y_true"], done["y_pred"]).astype(float),
-    )
-    hits = done.pivot_table(index="target_date", columns="model", values="hit", aggfunc="mean").sort_index()
-    loss = done.pivot_table(index=["target_date", "ticker", "asof_date"], columns="model", values="loss")
-    diff = loss.drop(columns=baseline).sub(loss[baseline], axis=0)
-    loss_diff = diff.groupby(level="target_date").mean().sort_index()
-    hits.columns.name = loss_diff.columns.name = None
-    return loss_diff, hits
+    evidence = DailyEvidence(baseline)
+    evidence.add(forecasts)
+    return evidence.result()
+
+
+class DailyEvidence:
+    """:func:`daily_evidence` pooled over batches of tickers: each batch's forecasts are added
+    (:meth:`add`) and only their per-date sums and counts are kept, so a universe's evidence never
+    holds every ticker's forecasts at once. Both are means over (ticker, origin) rows, so the sums
+    of the batches give them; the hit rates exactly (sums of 0 and 1), the loss differentials up to
+    the order of floating-point additions across batches (one batch: the same additions as one pass).
+    """
+
+    def __init__(self, baseline: str) -> None:
+        self.baseline = baseline
+        self._diff_sum = self._diff_count = self._hit_sum = self._hit_count = pd.DataFrame()
+        self._has_baseline = False
+        self._models: set[str] = set()
+
+    def add(self, forecasts: pd.DataFrame) -> None:
+        """Pool ``forecasts`` (:func:`daily_evidence`'s columns) of tickers not added before."""
+        need = {"model", "ticker", "asof_date", "target_date", "y_pred", "y_true"}
+        if need - set(forecasts.columns):
+            raise ValueError(f"forecasts lack columns {sorted(need - set(forecasts.columns))}")
+        done = forecasts.dropna(subset=["y_true", "y_pred"])
+        if done.empty:
+            return
+        done = done.assign(
+            loss=(done["y_pred"] - done["y_true"]) ** 2,
+            hit=sign_hits(done["y_true"], done["y_pred"]).astype(float),
+        )
+        hits = done.groupby(["target_date", "model"])["hit"]
+        self._hit_sum = _pooled(self._hit_sum, hits.sum().unstack(fill_value=0.0))
+        self._hit_count = _pooled(self._hit_count, hits.count().unstack(fill_value=0))
+        loss = done.pivot_table(index=["target_date", "ticker", "asof_date"], columns="model", values="loss")
+        self._models |= set(loss.columns)
+        if self.baseline not in loss.columns:
+            return  # no pair with the baseline in this batch: its dates still count (NaN where nothing pairs)
+        self._has_baseline = True
+        diff = loss.drop(columns=self.baseline).sub(loss[self.baseline], axis=0).groupby(level="target_date")
+        self._diff_sum = _pooled(self._diff_sum, diff.sum())
+        self._diff_count = _pooled(self._diff_count, diff.count())
+
+    def result(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``(loss_diff, hits)`` of every batch added, as :func:`daily_evidence` returns them."""
+        if not self._has_baseline:
+            raise ValueError(f"baseline {self.baseline!r} has no realised forecasts")
+        hits = _mean(self._hit_sum, self._hit_count)
+        models = sorted(self._models - {self.baseline})  # a model never paired with the baseline: all NaN
+        loss_diff = _mean(self._diff_sum, self._diff_count).reindex(index=hits.index, columns=models)
+        hits.index.name = loss_diff.index.name = "target_date"
+        hits.columns.name = loss_diff.columns.name = None
+        return loss_diff, hits
+
+
+def _pooled(total: pd.DataFrame, part: pd.DataFrame) -> pd.DataFrame:
+    """``total + part`` over the union of their dates and models (0 where one lacks a cell)."""
+    if total.empty and not len(total.columns):
+        return part
+    return total.add(part, fill_value=0)
+
+
+def _mean(sums: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
+    """``sums / counts`` cell by cell, NaN where nothing was counted; dates and models sorted."""
+    sums, counts = sums.sort_index().sort_index(axis=1), counts.sort_index().sort_index(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = sums / counts.where(counts > 0)
+    return out.astype(float)
 
 
 #: Decimals the rolling accuracy is rounded to before it meets a threshold.

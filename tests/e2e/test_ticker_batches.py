@@ -1,6 +1,6 @@
 """The steps that work a batch of tickers at a time (``ticker_batch``) write the rows they write in one
 batch: the single-series walk-forward (on a shared Dask client), the ensembles, the model scores,
-governance's signals and the statistical validation."""
+governance (its evidence, pooled a batch at a time, and its signals) and the statistical validation."""
 
 import dagster as dg
 import pandas as pd
@@ -26,9 +26,16 @@ BATCHED = [
     ["marts", "model_leaderboard"],
     ["marts", "design_targets"],
 ]
-#: Tables whose statistics pool the universe through sums a batch at a time (PooledEvidence): equal to
-#: one pass up to the order of floating-point additions.
-POOLED_SUMS = {"marts.model_comparisons", "marts.model_leaderboard", "marts.design_targets"}
+#: Tables whose statistics pool the universe through sums a batch at a time (the validation's
+#: PooledEvidence, governance's DailyEvidence): equal to one pass up to the order of floating-point
+#: additions; their other columns (the decisions, the flags) exactly.
+POOLED_SUMS = {
+    "marts.model_comparisons",
+    "marts.model_leaderboard",
+    "marts.design_targets",
+    "marts.governance_decisions",
+    "marts.governance_reviews",
+}
 
 
 def test_one_ticker_a_batch_writes_the_rows_of_the_whole_universe_at_once(full, tmp_path):

@@ -5,7 +5,9 @@ full build governs every session and replaces the tables; the daily refresh resu
 state the tables hold (:mod:`python_models.governance.resume`) and appends the new sessions.
 """
 
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
@@ -13,7 +15,14 @@ import pandas as pd
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.governance import reads
 from dagster_pmx.defs.governance.reads import OUTPUTS
-from dagster_pmx.defs.reads import cash_rates, forecasts_with_outcomes, market_regimes, ticker_batches
+from dagster_pmx.defs.reads import (
+    cash_rates,
+    forecast_models,
+    forecasts_with_outcomes,
+    market_regimes,
+    ticker_batches,
+    tickers_of,
+)
 from dagster_pmx.defs.reads import sessions as session_calendar
 from dagster_pmx.defs.refresh import IncrementalRun
 from dagster_pmx.resources import PmxSettings, Warehouse
@@ -22,7 +31,7 @@ from python_models.governance import resume
 from python_models.governance.drift import RECENT_WINDOW as DRIFT_RECENT
 from python_models.governance.drift import feature_drift
 from python_models.governance.governor import GovernanceResult, GovernanceState, govern
-from python_models.governance.policy import GovernancePolicy, daily_evidence, model_strategy_returns
+from python_models.governance.policy import DailyEvidence, GovernancePolicy, model_strategy_returns
 from python_models.governance.signals import CONFIDENCE_WINDOW, governed_signals, model_signals
 
 SIGNAL_COLUMNS = [c.name for c in schemas.GOVERNED_SIGNALS.columns]
@@ -41,6 +50,8 @@ CALENDAR_FEATURES = (
 #: The forecast tables governance chooses among, and the columns it reads of them.
 FORECAST_TABLES = ["ml.base_forecasts", "ml.ensemble_forecasts"]
 FORECAST_COLUMNS = "model, ticker, asof_date, horizon, target_date, y_pred, y_lower, y_upper, y_std"
+#: The governed signals' table: written a ticker batch at a time by a full build.
+SIGNALS_TABLE = "ml.governed_signals"
 
 
 def governance_policy(settings: PmxSettings) -> GovernancePolicy:
@@ -120,16 +131,26 @@ def governance(
 def _full_build(
     context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, policy: GovernancePolicy
 ) -> Iterator[dg.MaterializeResult]:
-    """Govern every session from scratch and replace the tables."""
-    forecasts = _forecasts(warehouse, policy, since=None)
-    result = _govern(warehouse, settings, policy, forecasts, since=None, state=None)
+    """Govern every session from scratch and replace the tables; the signals, a row per ticker and
+    session, are staged a ticker batch at a time (``Warehouse.replace_tables_in_batches``)."""
+    universe = _Universe.read(warehouse, policy, since=None)
+    result = _govern(warehouse, settings, policy, universe, since=None, state=None)
     variance_ratio = reads.variance_ratios(warehouse, settings.benchmark, None)
-    signals = _signals(forecasts, variance_ratio, policy, result.active, settings.ticker_batch)
     drift = _drift(warehouse, settings, result.reviews, since=None)
-    tables = _tables(signals, result, drift)
-    rows = warehouse.replace_tables({table: frame for table, frame, _ in tables.values()})
-    counts = {key: rows[table] for key, (table, _, _) in tables.items()}
-    yield from _materializations(context, counts, result, signals, drift)
+    tables = _tables(result, drift)
+    tally = _SignalTally()
+
+    def batches() -> Iterator[dict[str, pd.DataFrame]]:
+        yield {table: rows for table, rows, _ in tables.values()}
+        for signals in _signals(warehouse, policy, universe, variance_ratio, result.active, settings.ticker_batch):
+            tally.add(signals)
+            yield {SIGNALS_TABLE: signals}
+        if not tally.rows:  # raised before anything is written
+            raise ValueError(f"no forecasts at the signal horizon {policy.horizon}")
+
+    rows = warehouse.replace_tables_in_batches(batches())
+    counts = {"ml/governed_signals": rows[SIGNALS_TABLE], **{key: rows[table] for key, (table, _, _) in tables.items()}}
+    yield from _materializations(context, counts, result, tally, drift)
 
 
 def _resume(
@@ -147,83 +168,137 @@ def _resume(
             yield dg.MaterializeResult(asset_key=key, metadata={"new_rows": 0})
         return
     start = resume.evidence_start(calendar, state, policy)
-    forecasts = _forecasts(warehouse, policy, since=start)
-    result = _govern(warehouse, settings, policy, forecasts, since=start, state=state)
+    universe = _Universe.read(warehouse, policy, since=start)
+    result = _govern(warehouse, settings, policy, universe, since=start, state=state)
     first = resume.signals_start(calendar, state, policy)
     variance_ratio = reads.variance_ratios(warehouse, settings.benchmark, first)
     active = resume.active_history(reads.stored_active(warehouse, start), state, result.active)
-    signals = _signals(forecasts, variance_ratio, policy, active, settings.ticker_batch, first)
+    parts = list(_signals(warehouse, policy, universe, variance_ratio, active, settings.ticker_batch, start, first))
+    signals = pd.concat(parts, ignore_index=True)
     signals = signals[signals["asof_date"] > state.date]
+    tally = _SignalTally()
+    tally.add(signals)
     reviews = result.reviews["review_date"]
     since = resume.drift_start(calendar, reviews.min(), policy, settings.train_window) if len(reviews) else None
     drift = _drift(warehouse, settings, result.reviews, since)
-    tables = _tables(signals, result, drift)
+    tables = {"ml/governed_signals": (SIGNALS_TABLE, signals, "asof_date"), **_tables(result, drift)}
     rows = warehouse.append_after_many([(table, frame, state.date, column) for table, frame, column in tables.values()])
     counts = {key: rows[table] for key, (table, _, _) in tables.items()}
     context.log.info(f"incremental: governed {len(result.active)} sessions after {state.date.date()}")
-    yield from _materializations(context, counts, result, signals, drift)
+    yield from _materializations(context, counts, result, tally, drift)
 
 
-def _forecasts(warehouse: Warehouse, policy: GovernancePolicy, since: pd.Timestamp | None) -> pd.DataFrame:
-    """Every model's forecasts at the signal horizon from the origin ``since`` on, with outcomes."""
-    forecasts = forecasts_with_outcomes(
-        warehouse, FORECAST_TABLES, FORECAST_COLUMNS, horizon=policy.horizon, since=since
+@dataclass(frozen=True)
+class _Universe:
+    """The tickers and the models (sorted) with forecasts at the signal horizon from ``since`` on: what
+    governance reads a ticker batch or a model at a time."""
+
+    tickers: list[str]
+    models: list[str]
+
+    @classmethod
+    def read(cls, warehouse: Warehouse, policy: GovernancePolicy, since: pd.Timestamp | None) -> "_Universe":
+        models = forecast_models(warehouse, FORECAST_TABLES, policy.horizon, since)
+        if not models:
+            raise ValueError(f"no forecasts at the signal horizon {policy.horizon}")
+        return cls(tickers_of(warehouse, "ml.base_forecasts"), models)
+
+
+def _forecasts(
+    warehouse: Warehouse,
+    policy: GovernancePolicy,
+    since: pd.Timestamp | None,
+    tickers: list[str] | None = None,
+    models: list[str] | None = None,
+) -> pd.DataFrame:
+    """The forecasts at the signal horizon from the origin ``since`` on (of ``tickers``, of ``models``),
+    with outcomes."""
+    columns = FORECAST_COLUMNS
+    return forecasts_with_outcomes(
+        warehouse, FORECAST_TABLES, columns, horizon=policy.horizon, since=since, tickers=tickers, models=models
     )
-    if forecasts.empty:
-        raise ValueError(f"no forecasts at the signal horizon {policy.horizon}")
-    return forecasts
 
 
 def _govern(
     warehouse: Warehouse,
     settings: PmxSettings,
     policy: GovernancePolicy,
-    forecasts: pd.DataFrame,
+    universe: _Universe,
     since: pd.Timestamp | None,
     state: GovernanceState | None,
 ) -> GovernanceResult:
     """The policy over the sessions of the returns from ``since`` on (after ``state`` when resuming):
-    each model's own Kelly strategy and its forecasts' losses and hits are the evidence."""
+    each model's own Kelly strategy and its forecasts' losses and hits are the evidence. Neither needs
+    the universe's forecasts at once: each model's strategy is sized on its own forecasts, a model at a
+    time, and the daily losses and hits are means over tickers, pooled a ticker batch at a time."""
     returns = reads.stock_returns(warehouse, settings.benchmark, since)
-    strategy = model_strategy_returns(
-        forecasts,
-        returns,
-        settings.kelly_fraction,
-        settings.position_cap,
-        settings.max_gross,
-        settings.cost_bps,
-        cash_rate=cash_rates(warehouse),
-    )
+    cash = cash_rates(warehouse)
+    strategies: dict[str, pd.Series] = {}
+    for model in universe.models:
+        own = model_strategy_returns(
+            _forecasts(warehouse, policy, since, models=[model]),
+            returns,
+            settings.kelly_fraction,
+            settings.position_cap,
+            settings.max_gross,
+            settings.cost_bps,
+            cash_rate=cash,
+        )
+        strategies.update({name: own[name] for name in own.columns})
+    strategy = pd.DataFrame(strategies)
+    evidence = DailyEvidence(policy.baseline)
+    for tickers in ticker_batches(universe.tickers, settings.ticker_batch):
+        evidence.add(_forecasts(warehouse, policy, since, tickers=tickers))
+    loss_diff, hits = evidence.result()
     regimes = market_regimes(warehouse)
-    loss_diff, hits = daily_evidence(forecasts, policy.baseline)
     return govern(loss_diff, hits, strategy, policy, regimes=regimes, sessions=strategy.index, state=state)
 
 
 def _signals(
-    forecasts: pd.DataFrame,
-    variance_ratio: pd.DataFrame,
+    warehouse: Warehouse,
     policy: GovernancePolicy,
+    universe: _Universe,
+    variance_ratio: pd.DataFrame,
     active: pd.Series,
     batch: int,
+    since: pd.Timestamp | None = None,
     first: pd.Timestamp | None = None,
-) -> pd.DataFrame:
+) -> Iterator[pd.DataFrame]:
     """The governed signal per (ticker, origin) from ``first`` on (the confidence windows and the flip
-    count reach back less far than the evidence): every model's signal and confidence, then the active
-    model's, gated. Everything here is per ticker (a model's trailing skill, the models' agreement on a
-    ticker's origin, its flips), so it runs ``batch`` tickers at a time: every model's confidence
-    components are held for one batch, not the universe."""
-    singles = sorted(set(forecasts["model"]) & set(MODELS))  # the models whose signs count as agreement
-    if first is not None:
-        forecasts = forecasts[forecasts["asof_date"] >= first]
-    parts = []
-    for tickers in ticker_batches(sorted(forecasts["ticker"].unique()), batch):
-        rows = forecasts[forecasts["ticker"].isin(tickers)]
+    count reach back less far than the evidence, which is read from ``since``): every model's signal and
+    confidence, then the active model's, gated. Everything here is per ticker (a model's trailing skill,
+    the models' agreement on a ticker's origin, its flips), so it reads and runs ``batch`` tickers at a
+    time and yields each batch's signals."""
+    singles = sorted(set(universe.models) & set(MODELS))  # the models whose signs count as agreement
+    for tickers in ticker_batches(universe.tickers, batch):
+        rows = _forecasts(warehouse, policy, since, tickers=tickers)
+        if first is not None:
+            rows = rows[rows["asof_date"] >= first]
+        if rows.empty:
+            continue
         z = variance_ratio[variance_ratio["ticker"].isin(tickers)]
         per_model = model_signals(rows, policy.horizon, singles, variance_ratio_z=z, window=CONFIDENCE_WINDOW)
-        parts.append(governed_signals(per_model, active, policy)[SIGNAL_COLUMNS])
-    if not parts:
-        raise ValueError(f"no forecasts at the signal horizon {policy.horizon}")
-    return pd.concat(parts, ignore_index=True)
+        yield governed_signals(per_model, active, policy)[SIGNAL_COLUMNS]
+
+
+class _SignalTally:
+    """What the signals' materialization reports, counted a batch at a time: the tradable share and how
+    many rows each block reason stopped."""
+
+    def __init__(self) -> None:
+        self.rows = self.tradable = 0
+        self.reasons: Counter[str] = Counter()
+
+    def add(self, signals: pd.DataFrame) -> None:
+        self.rows += len(signals)
+        self.tradable += int(signals["tradable"].sum())
+        self.reasons.update(signals["block_reason"].fillna("tradable").value_counts().to_dict())
+
+    def metadata(self) -> dict:
+        return {
+            "tradable_share": round(self.tradable / self.rows, 4) if self.rows else 0.0,
+            "block_reasons": str(dict(self.reasons.most_common())),
+        }
 
 
 def _drift(
@@ -238,12 +313,9 @@ def _drift(
     return feature_drift(features, dates, train_window=settings.train_window, recent_window=DRIFT_RECENT)
 
 
-def _tables(
-    signals: pd.DataFrame, result: GovernanceResult, drift: pd.DataFrame
-) -> dict[str, tuple[str, pd.DataFrame, str]]:
-    """Each output as ``key: (table, rows, date column)``."""
+def _tables(result: GovernanceResult, drift: pd.DataFrame) -> dict[str, tuple[str, pd.DataFrame, str]]:
+    """Each output but the signals as ``key: (table, rows, date column)``."""
     return {
-        "ml/governed_signals": ("ml.governed_signals", signals, "asof_date"),
         "marts/governance_decisions": ("marts.governance_decisions", result.decisions, "decision_date"),
         "marts/governance_reviews": ("marts.governance_reviews", result.reviews, "review_date"),
         "marts/model_risk": ("marts.model_risk", result.status, "date"),
@@ -255,18 +327,16 @@ def _materializations(
     context: dg.AssetExecutionContext,
     counts: dict[str, int],
     result: GovernanceResult,
-    signals: pd.DataFrame,
+    tally: _SignalTally,
     drift: pd.DataFrame,
 ) -> Iterator[dg.MaterializeResult]:
     """One materialization per output with its row count, and what a reviewer looks at first."""
     actions = result.decisions["action"].value_counts().to_dict()
     events = result.decisions[result.decisions["action"] != "hold"][["decision_date", "action", "model", "reason"]]
     active_share = result.active.replace("", "(none)").value_counts(normalize=True).round(3)
-    blocked = signals["block_reason"].fillna("tradable").value_counts().to_dict()
     extra = {
         "ml/governed_signals": {
-            "tradable_share": round(float(signals["tradable"].mean()), 4),
-            "block_reasons": str(blocked),
+            **tally.metadata(),
             "active_model_share": dg.MetadataValue.md(active_share.rename("share").to_frame().to_markdown()),
         },
         "marts/governance_decisions": {

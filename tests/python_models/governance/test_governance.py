@@ -307,3 +307,44 @@ def test_the_decision_rule_and_the_leader():
     assert leader("m", "ensemble", {"m": False, "ensemble": False}) == "m"
     assert leader("m", "ensemble", {"m": True, "ensemble": False}) == "ensemble"
     assert leader("", "ensemble", {"ensemble": True}) == ""
+
+
+def _one_pass_evidence(forecasts: pd.DataFrame, baseline: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The daily evidence as pmx computed it before DailyEvidence, over the whole frame at once: the
+    independent reference of the pooled version."""
+    from python_models.evaluation.metrics import sign_hits
+
+    done = forecasts.dropna(subset=["y_true", "y_pred"])
+    done = done.assign(
+        loss=(done["y_pred"] - done["y_true"]) ** 2, hit=sign_hits(done["y_true"], done["y_pred"]).astype(float)
+    )
+    hits = done.pivot_table(index="target_date", columns="model", values="hit", aggfunc="mean").sort_index()
+    loss = done.pivot_table(index=["target_date", "ticker", "asof_date"], columns="model", values="loss")
+    loss_diff = loss.drop(columns=baseline).sub(loss[baseline], axis=0).groupby(level="target_date").mean()
+    hits.columns.name = loss_diff.columns.name = None
+    return loss_diff.sort_index(), hits
+
+
+def test_daily_evidence_pooled_over_ticker_batches_equals_one_pass():
+    from python_models.governance.policy import DailyEvidence
+
+    _, f = _world({"skill": skill, "noise": noise}, seed=3)
+    rng = np.random.default_rng(4)
+    f.loc[rng.random(len(f)) < 0.05, "y_true"] = np.nan  # unrealised rows are not evidence
+    # the baseline missing on some (ticker, origin) pairs, and a date only one ticker forecast
+    f = f.drop(index=f.index[(f["model"] == "ensemble") & (f["ticker"] == "T2") & (rng.random(len(f)) < 0.3)])
+    f = f[~((f["asof_date"] == f["asof_date"].max()) & (f["ticker"] != "T7"))]
+    loss_ref, hits_ref = _one_pass_evidence(f, "ensemble")
+    # one batch: the same additions as one pass, bit for bit
+    loss_one, hits_one = daily_evidence(f, "ensemble")
+    pd.testing.assert_frame_equal(loss_one, loss_ref, check_exact=True)
+    pd.testing.assert_frame_equal(hits_one, hits_ref, check_exact=True)
+    # three batches of tickers (the middle one without the baseline on any row of one ticker)
+    pooled = DailyEvidence("ensemble")
+    for batch in (TICKERS[:3], TICKERS[3:5], TICKERS[5:]):
+        pooled.add(f[f["ticker"].isin(batch)])
+    loss_b, hits_b = pooled.result()
+    pd.testing.assert_frame_equal(hits_b, hits_ref, check_exact=True)  # sums of 0 and 1: exact
+    pd.testing.assert_frame_equal(loss_b, loss_ref, check_exact=False, rtol=1e-12, atol=1e-18)
+    with pytest.raises(ValueError, match="baseline"):
+        DailyEvidence("nope").result()
