@@ -25,7 +25,8 @@ run_results.json, rows per second and peak memory of each dbt process. (Qlib's p
 figures for 14 features on 800 stocks 2007-2020, 147 s uncached and 7.4 s cached, are from
 another machine; the ratio here is against Qlib measured in this run.)
 
-Usage: ``python benchmarks/bench_features.py [--tickers 800] [--years 14] [--qlib-python .venv-qlib/bin/python]``
+Usage: ``python benchmarks/bench_features.py [--tickers 800] [--years 14] [--qlib-python .venv-qlib/bin/python]
+[--duckdb-memory 2GB]``
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from dagster_pmx.defs.transform.project import ensure_packages
-from dagster_pmx.lake import Lake
+from dagster_pmx.lake import DEFAULT_DUCKDB_MEMORY, Lake
 
 ROOT = Path(__file__).resolve().parent.parent
 DBT_DIR = ROOT / "dbt_project"
@@ -122,11 +123,15 @@ def load(path: Path, frame: pd.DataFrame, ingested_at: str) -> None:
         )
 
 
+#: dbt's DuckDB memory limit (``--duckdb-memory``; the ``duckdb_memory`` setting's default otherwise).
+DUCKDB_MEMORY = [DEFAULT_DUCKDB_MEMORY]
+
+
 def dbt(command: str, select: str, path: Path, target: Path, *flags: str) -> dict:
     """One dbt invocation; its wall time, the models' own times and the process's peak memory."""
     from dagster_pmx.defs.transform.project import dbt_env
 
-    env = {**os.environ, **dbt_env(Lake.at(path))}
+    env = {**os.environ, **dbt_env(Lake.at(path), DUCKDB_MEMORY[0])}
     args = [DBT, command, "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)]
     args += ["--target-path", str(target), *flags] + (["--select", select] if select else [])
     started = time.perf_counter()
@@ -234,12 +239,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tickers", type=int, default=800)
     parser.add_argument("--years", type=int, default=14)
+    parser.add_argument("--duckdb-memory", default=DEFAULT_DUCKDB_MEMORY, help="dbt's DuckDB memory limit")
     parser.add_argument(
         "--qlib-python",
         default=str(QLIB_VENV_PYTHON) if QLIB_VENV_PYTHON.exists() else "",
         help="Python of a virtualenv with pyqlib (default .venv-qlib/bin/python if there; empty: skip Qlib)",
     )
     args = parser.parse_args()
+    DUCKDB_MEMORY[0] = args.duckdb_memory
     with tempfile.TemporaryDirectory() as tmp:
         path, target = Path(tmp) / "bench.ducklake", Path(tmp) / "target"
         t0 = time.perf_counter()

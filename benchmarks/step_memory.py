@@ -14,7 +14,8 @@ column, rows in any order: a check that a change to the step's code left its out
 measured after the peak). A step that runs Dask
 workers (``base_forecasts``) is not measured whole this way: their memory is in other processes.
 
-Steps: ``ensemble``, ``model_scores``, ``governance``, ``allocations``, ``model_validation``.
+Steps: ``ensemble``, ``model_scores``, ``governance``, ``allocations``, ``model_validation``, ``backtest``,
+``dbt_signals`` (dbt's post-forecast build, which runs in this process).
 """
 
 from __future__ import annotations
@@ -47,6 +48,15 @@ STEPS = {
     ],
     "allocations": ["marts/allocations", "marts/drawdown_control", "ml/strategy_decisions"],
     "model_validation": ["marts/model_comparisons", "marts/model_leaderboard", "marts/design_targets"],
+    "backtest": ["marts/backtest_daily", "marts/backtest_attribution"],
+    # dbt's post-forecast build (in this process: dbt runs in-process), its staging views and marts
+    "dbt_signals": [
+        "staging/stg_ml__base_forecasts",
+        "staging/stg_ml__ensemble_forecasts",
+        "staging/stg_ml__governed_signals",
+        "marts/forecasts",
+        "marts/signals",
+    ],
 }
 
 

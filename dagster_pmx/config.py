@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagster_pmx.lake import Lake
+from dagster_pmx.lake import DEFAULT_DUCKDB_MEMORY, Lake
 from dagster_pmx.resources import DEFAULT_WAREHOUSE, PmxSettings
 
 #: Variable naming the configuration file.
@@ -37,7 +37,7 @@ DEFAULT_FILE = "pmx.toml"
 
 #: Sections of the file and the settings each holds; every setting is in exactly one.
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "run": ("warehouse", "workers", "scheduler", "ticker_batch", "full_refresh", "dbt_in_process"),
+    "run": ("warehouse", "workers", "scheduler", "ticker_batch", "duckdb_memory", "full_refresh", "dbt_in_process"),
     "storage": ("catalog", "data_path", "keep_daily", "keep_weekly", "backup_dir"),
     "data": ("source", "csv_dir", "tickers", "benchmark", "start_date", "end_date"),
     "sources": ("alphavantage_function", "yahoo_base_url", "alphavantage_base_url", "finnhub_base_url"),
@@ -68,6 +68,7 @@ OPERATIONAL: dict[str, tuple[type, Any]] = {
     "keep_weekly": (int, 12),  # ...and the last of each of this many weeks
     "backup_dir": (str, ""),  # empty: backups/ beside the warehouse
     "dbt_in_process": (bool, True),
+    "duckdb_memory": (str, DEFAULT_DUCKDB_MEMORY),
     "alert_file": (str, ""),  # empty: $DAGSTER_HOME/alerts/run_failures.jsonl
     "alert_webhook": (str, ""),
     "alphavantage_function": (str, "TIME_SERIES_DAILY"),
@@ -136,6 +137,20 @@ def _scheduler(v: str) -> str | None:
     return "is not a Dask scheduler address (tcp://host:8786) or scheduler file (*.json)"
 
 
+def _duckdb_size(v: str) -> str | None:
+    """DuckDB's own parse of a memory size: what it accepts for ``SET memory_limit``."""
+    import duckdb
+
+    if "'" in v:
+        return "is not a memory size (e.g. 2GB)"
+    with duckdb.connect() as con:
+        try:
+            con.execute(f"set memory_limit = '{v}'")
+        except duckdb.Error:
+            return "is not a memory size DuckDB reads (e.g. 2GB, 512MB)"
+    return None
+
+
 def _url(v: str) -> str | None:
     return None if not v or v.startswith(("http://", "https://")) else "is not an http(s) URL"
 
@@ -144,6 +159,7 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "workers": _at_least(1),
     "scheduler": _scheduler,
     "ticker_batch": _at_least(1),
+    "duckdb_memory": _duckdb_size,
     "keep_daily": _at_least(1),
     "keep_weekly": _at_least(0),
     "catalog": lambda v: (
@@ -256,6 +272,11 @@ class PmxConfig:
     def backup_dir(self) -> Path:
         """Folder ``pmx backup`` copies restore points to: ``backup_dir``, else ``backups/`` beside the warehouse."""
         return Path(self.values["backup_dir"] or Path(self.values["warehouse"]).parent / "backups")
+
+    @property
+    def duckdb_memory(self) -> str:
+        """The memory limit of every DuckDB a run opens on the lake (its own and dbt's)."""
+        return self.values["duckdb_memory"]
 
     @property
     def dbt_in_process(self) -> bool:

@@ -32,7 +32,10 @@ def default_resources() -> dict:
     config = load_config()
     return {
         "warehouse": Warehouse(
-            path=config.warehouse, catalog=config.values["catalog"], data_path=config.values["data_path"]
+            path=config.warehouse,
+            catalog=config.values["catalog"],
+            data_path=config.values["data_path"],
+            memory_limit=config.duckdb_memory,
         ),
         "settings": config.pmx_settings(),
         "dbt": PmxDbtCli(

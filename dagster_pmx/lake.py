@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import itertools
 import os
 import re
 import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +51,11 @@ CREATING = re.compile(r"Failed to initialize DuckLake.*(duplicate key value|alre
 ATTACHING = re.compile(f"{LOCKED.pattern}|{CREATING.pattern}", re.I | re.S)
 
 T = TypeVar("T")
+
+#: The memory a run's DuckDB may use before it spills to disk (the ``duckdb_memory`` setting's default).
+#: DuckDB's own default is 80 % of the machine's memory, per process: a run's process and dbt's would
+#: each take that much on a large universe (docs/scaling.md, "Memory").
+DEFAULT_DUCKDB_MEMORY = "2GB"
 
 _installed: set[str] = set()
 
@@ -163,10 +170,14 @@ class Lake:
         shutil.copytree(self.data_path, copy.data_path, copy_function=_link_or_copy, dirs_exist_ok=True)
         return copy
 
-    def open(self, read_only: bool = False, snapshot: int | None = None) -> duckdb.DuckDBPyConnection:
+    def open(
+        self, read_only: bool = False, snapshot: int | None = None, memory_limit: str = ""
+    ) -> duckdb.DuckDBPyConnection:
         """A new in-memory DuckDB with this lake attached as :data:`ALIAS` and in use.
 
-        A reader (``read_only``) needs an existing lake; a writer creates it on first use.
+        A reader (``read_only``) needs an existing lake; a writer creates it on first use. With a
+        ``memory_limit`` (DuckDB's size, e.g. ``2GB``) the database spills what does not fit to
+        :func:`spill_folder` instead of growing past it.
         """
         if read_only and not self.exists():
             raise FileNotFoundError(f"no warehouse at {self.catalog.split(':', 1)[1]}: run `make run` first")
@@ -180,6 +191,10 @@ class Lake:
             # a DuckLake never rewrites a data file (a write adds new ones), so the footers a query read
             # stay true for the connection's life: later queries of the same files skip reading them again
             con.execute("set parquet_metadata_cache = true")
+            if memory_limit:
+                # a folder per database: DuckDB numbers its spill files from 0 in each
+                for name, value in duckdb_limits(memory_limit, f"run-{os.getpid()}-{next(_databases)}").items():
+                    con.execute(f"set {name} = '{value}'")
             install_extensions(con, ("ducklake", CATALOG_EXTENSIONS[self.kind]))
             retry(lambda: con.execute(self.attach_sql(read_only=read_only, snapshot=snapshot)), ATTACHING)
             con.execute(f"use {ALIAS}")
@@ -189,6 +204,27 @@ class Lake:
             con.close()
             raise
         return con
+
+
+#: Numbers the DuckDB databases this process opens on a lake (each spills to a folder of its own).
+_databases = itertools.count()
+
+
+def spill_folder(owner: str) -> Path:
+    """Where the DuckDB database ``owner`` spills what does not fit in its memory limit:
+    ``<TMPDIR>/pmx-duckdb-spill/<owner>``. DuckDB numbers its spill files from 0 in every database, so
+    two databases must never share a folder; it creates the folder when it first spills and removes it
+    when it closes."""
+    parent = Path(tempfile.gettempdir()) / "pmx-duckdb-spill"
+    parent.mkdir(parents=True, exist_ok=True)
+    return parent / owner
+
+
+def duckdb_limits(memory_limit: str, owner: str) -> dict[str, str]:
+    """The DuckDB settings that bound the database ``owner`` to ``memory_limit`` and say where it spills:
+    the same for a run's own databases and for dbt's (profiles.yml reads them from DBT_PMX_MEMORY_LIMIT
+    and DBT_PMX_TEMP_DIRECTORY)."""
+    return {"memory_limit": memory_limit, "temp_directory": str(spill_folder(owner))}
 
 
 def copy_catalog(source: Path, target: Path) -> None:

@@ -22,7 +22,7 @@ import pandas as pd
 from pydantic import PrivateAttr
 
 from dagster_pmx import run_points
-from dagster_pmx.lake import Lake, ensure, transaction, use
+from dagster_pmx.lake import DEFAULT_DUCKDB_MEMORY, Lake, ensure, transaction, use
 
 
 def project_root() -> Path:
@@ -49,6 +49,8 @@ class Warehouse(dg.ConfigurableResource):
     path: str = str(DEFAULT_WAREHOUSE)
     catalog: str = ""
     data_path: str = ""
+    #: the memory each of the run's DuckDB databases may use before it spills to disk (``duckdb_memory``)
+    memory_limit: str = DEFAULT_DUCKDB_MEMORY
     _run_database: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
 
     @property
@@ -86,7 +88,7 @@ class Warehouse(dg.ConfigurableResource):
     def hold(self) -> None:
         """Keep the lake attached in this process until :meth:`release` (the run's lifetime)."""
         if self._run_database is None:
-            self._run_database = self.lake.open()
+            self._run_database = self.lake.open(memory_limit=self.memory_limit)
 
     def release(self) -> None:
         """Detach the lake :meth:`hold` attached."""
@@ -116,7 +118,7 @@ class Warehouse(dg.ConfigurableResource):
         if self._run_database is not None:
             con = use(self._run_database.cursor())
         else:
-            con = self.lake.open(read_only=read_only and self.lake.exists())
+            con = self.lake.open(read_only=read_only and self.lake.exists(), memory_limit=self.memory_limit)
         try:
             yield con
         finally:

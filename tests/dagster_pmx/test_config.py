@@ -156,6 +156,7 @@ def test_an_unknown_key_is_named_with_a_suggestion(clean_env, tmp_path, text, me
         ("[data]\ntickers = [1, 2]\n", r"tickers=\[1, 2\] is not a list of strings"),
         ('[operations]\nalert_webhook = "hooks.example"\n', "alert_webhook='hooks.example' is not an http"),
         ('[run]\nscheduler = "localhost"\n', "scheduler='localhost' is not a Dask scheduler address"),
+        ('[run]\nduckdb_memory = "lots"\n', "duckdb_memory='lots' is not a memory size DuckDB reads"),
     ],
 )
 def test_a_bad_file_value_names_the_key_and_the_file(clean_env, tmp_path, text, message):
@@ -231,12 +232,14 @@ def test_operational_settings_reach_their_users(clean_env, tmp_path, monkeypatch
 
     write(
         tmp_path,
-        '[run]\nwarehouse = "here.ducklake"\ndbt_in_process = false\n[operations]\nalert_file = "alerts.jsonl"\n'
+        '[run]\nwarehouse = "here.ducklake"\ndbt_in_process = false\nduckdb_memory = "3GB"\n'
+        '[operations]\nalert_file = "alerts.jsonl"\n'
         '[sources]\nalphavantage_function = "TIME_SERIES_DAILY_ADJUSTED"\n'
         'alphavantage_base_url = "http://127.0.0.1:9"\n[data]\nbenchmark = "RW0"\n',
     )
     resources = default_resources()
     assert resources["warehouse"].path == str(tmp_path.resolve() / "here.ducklake")
+    assert resources["warehouse"].memory_limit == "3GB"
     assert resources["dbt"].in_process is False and resources["settings"].benchmark == "RW0"
     assert alert_file() == tmp_path.resolve() / "alerts.jsonl"
     monkeypatch.setenv("PMX_ALPHAVANTAGE_API_KEY", "k3y")

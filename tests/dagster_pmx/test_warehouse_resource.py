@@ -234,3 +234,63 @@ def test_tables_written_in_batches_equal_the_tables_written_whole_and_a_failed_b
     with batched.connect() as con:
         assert current_snapshot(con) == before  # nothing written: the tables are replaced only at the end
         assert con.execute("select count(*) from ml.f").fetchone() == (40,)
+
+
+def test_every_duckdb_of_a_run_is_bounded_by_the_memory_setting_and_spills_past_it(tmp_path):
+    from dagster_pmx.defs.transform.project import dbt_env
+
+    warehouse = Warehouse(path=str(tmp_path / "wh.ducklake"), memory_limit="64MB")
+    with warehouse.connect() as con:
+        limit, spill = con.execute(
+            "select current_setting('memory_limit'), current_setting('temp_directory')"
+        ).fetchone()
+        assert limit == "61.0 MiB" and "pmx-duckdb-spill" in spill  # DuckDB reports 64 MB (10^6) in MiB
+        # a sort of ~5x the limit completes: DuckDB spills to the folder instead of failing or growing
+        rows = con.execute(
+            "select count(*), min(a) from (select a from (select range a, random() b from range(20000000)) order by b)"
+        ).fetchone()
+        assert rows == (20000000, 0)
+    held = Warehouse(path=str(tmp_path / "wh.ducklake"))  # the default
+    held.hold()
+    try:
+        with held.connect() as a, held.connect() as b:  # the run's one database: one limit, one spill folder
+            assert a.execute("select current_setting('memory_limit')").fetchone()[0] == "1.8 GiB"
+            assert (
+                b.execute("select current_setting('temp_directory')").fetchone()
+                == a.execute("select current_setting('temp_directory')").fetchone()
+            )
+    finally:
+        held.release()
+    with (
+        Warehouse(path=str(tmp_path / "a.ducklake")).connect() as a,
+        Warehouse(path=str(tmp_path / "b.ducklake")).connect() as b,
+    ):
+        folders = [c.execute("select current_setting('temp_directory')").fetchone()[0] for c in (a, b)]
+        assert folders[0] != folders[1]  # DuckDB numbers its spill files from 0 in every database
+    # dbt's DuckDB: the same limit; a spill folder of its own that stays the same for a lake (dbt parses
+    # the project again when a variable its profile reads changes)
+    env = dbt_env(warehouse.lake, "3GB")
+    assert (
+        env["DBT_PMX_MEMORY_LIMIT"] == "3GB"
+        and env["DBT_PMX_TEMP_DIRECTORY"] == dbt_env(warehouse.lake)["DBT_PMX_TEMP_DIRECTORY"]
+    )
+    assert env["DBT_PMX_TEMP_DIRECTORY"] != dbt_env(Lake.at(tmp_path / "other.ducklake"))["DBT_PMX_TEMP_DIRECTORY"]
+
+
+def test_dbt_sets_its_memory_limit_once_when_its_database_opens(tmp_path):
+    """dbt-duckdb sets a profile's ``settings`` again on every cursor it opens, and DuckDB refuses a second
+    ``SET temp_directory`` once the database has spilled ("Cannot switch temporary directory"): the 800-ticker
+    feature build of ``make bench-features`` failed so. The limit and the folder are connection options."""
+    import yaml
+
+    from dagster_pmx.defs.transform.project import DBT_DIR
+
+    output = yaml.safe_load((DBT_DIR / "profiles.yml").read_text())["pmx"]["outputs"]["dev"]
+    assert {"memory_limit", "temp_directory"} <= set(output["config_options"])
+    assert not {"memory_limit", "temp_directory"} & set(output["settings"])
+    spill = str(tmp_path / "spill")
+    with duckdb.connect() as con:  # what DuckDB does with a second SET after a spill, the same folder too
+        con.execute(f"set memory_limit = '20MB'; set temp_directory = '{spill}'")
+        con.execute("select count(*) from (select range a, random() b from range(3000000) order by b)").fetchall()
+        with pytest.raises(duckdb.Error, match="temporary directory"):
+            con.execute(f"set temp_directory = '{spill}'")

@@ -174,6 +174,8 @@ def _resume(
     variance_ratio = reads.variance_ratios(warehouse, settings.benchmark, first)
     active = resume.active_history(reads.stored_active(warehouse, start), state, result.active)
     parts = list(_signals(warehouse, policy, universe, variance_ratio, active, settings.ticker_batch, start, first))
+    if not parts:
+        raise ValueError(f"no forecasts at the signal horizon {policy.horizon} since {first.date()}")
     signals = pd.concat(parts, ignore_index=True)
     signals = signals[signals["asof_date"] > state.date]
     tally = _SignalTally()

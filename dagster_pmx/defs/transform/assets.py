@@ -72,7 +72,7 @@ def _build(
     them) sees every event once dbt has finished, in this process and with the warehouse open again."""
     # profiles.yml reads the lake's catalog and data path from DBT_PMX_CATALOG / DBT_PMX_DATA_PATH; the
     # resource is their only source
-    os.environ.update(dbt_env(warehouse.lake))
+    os.environ.update(dbt_env(warehouse.lake, warehouse.memory_limit))
     wanted = {
         "benchmark_ticker": settings.benchmark,
         "target_horizons": list(DEFAULT_HORIZONS),

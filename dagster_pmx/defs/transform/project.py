@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import yaml
 from dagster_dbt import DbtProject
 
 from dagster_pmx.config import load_config
-from dagster_pmx.lake import Lake
+from dagster_pmx.lake import DEFAULT_DUCKDB_MEMORY, Lake, duckdb_limits
 from dagster_pmx.resources import REPO_ROOT
 
 DBT_DIR = REPO_ROOT / "dbt_project"
@@ -22,13 +23,22 @@ dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
 DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
 
 
-def dbt_env(lake: Lake) -> dict[str, str]:
+def dbt_env(lake: Lake, memory_limit: str = DEFAULT_DUCKDB_MEMORY) -> dict[str, str]:
     """Variables a dbt process needs to build into ``lake`` (profiles.yml reads DBT_PMX_CATALOG and
-    DBT_PMX_DATA_PATH). Not PMX_CATALOG: a dbt step sets these in its own process, and a ``PMX_*``
-    variable left there would become the setting of every later run or test in that process."""
+    DBT_PMX_DATA_PATH) with its DuckDB bounded to ``memory_limit`` (DBT_PMX_MEMORY_LIMIT, spilling to
+    DBT_PMX_TEMP_DIRECTORY). Not PMX_CATALOG: a dbt step sets these in its own process, and a ``PMX_*``
+    variable left there would become the setting of every later run or test in that process.
+
+    The spill folder is named after the lake, not the process: dbt parses the project again whenever a
+    variable its profile reads changes (seconds on every dbt step). Two dbt builds of one lake never
+    run at once (the ``warehouse`` pool admits one writing step at a time)."""
+    owner = "dbt-" + hashlib.sha1(lake.catalog.encode()).hexdigest()[:12]
+    limits = duckdb_limits(memory_limit, owner)
     return {
         "DBT_PMX_CATALOG": lake.catalog,
         "DBT_PMX_DATA_PATH": lake.data_path,
+        "DBT_PMX_MEMORY_LIMIT": limits["memory_limit"],
+        "DBT_PMX_TEMP_DIRECTORY": limits["temp_directory"],
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
 
@@ -38,7 +48,7 @@ def _dbt(*args: str) -> None:
     subprocess.run(
         [DBT_EXECUTABLE, *args, "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)],
         check=True,
-        env={**os.environ, **dbt_env(load_config().lake)},
+        env={**os.environ, **dbt_env(load_config().lake, load_config().duckdb_memory)},
         cwd=DBT_DIR,
     )
 
