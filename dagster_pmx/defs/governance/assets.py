@@ -133,8 +133,8 @@ def _full_build(
 ) -> Iterator[dg.MaterializeResult]:
     """Govern every session from scratch and replace the tables; the signals, a row per ticker and
     session, are staged a ticker batch at a time (``Warehouse.replace_tables_in_batches``)."""
-    universe = _Universe.read(warehouse, policy, since=None)
-    result = _govern(warehouse, settings, policy, universe, since=None, state=None)
+    forecasts = _Forecasts.streamed(warehouse, policy, since=None)
+    result = _govern(warehouse, settings, policy, forecasts, since=None, state=None)
     variance_ratio = reads.variance_ratios(warehouse, settings.benchmark, None)
     drift = _drift(warehouse, settings, result.reviews, since=None)
     tables = _tables(result, drift)
@@ -142,7 +142,7 @@ def _full_build(
 
     def batches() -> Iterator[dict[str, pd.DataFrame]]:
         yield {table: rows for table, rows, _ in tables.values()}
-        for signals in _signals(warehouse, policy, universe, variance_ratio, result.active, settings.ticker_batch):
+        for signals in _signals(forecasts, variance_ratio, result.active, settings.ticker_batch):
             tally.add(signals)
             yield {SIGNALS_TABLE: signals}
         if not tally.rows:  # raised before anything is written
@@ -168,12 +168,12 @@ def _resume(
             yield dg.MaterializeResult(asset_key=key, metadata={"new_rows": 0})
         return
     start = resume.evidence_start(calendar, state, policy)
-    universe = _Universe.read(warehouse, policy, since=start)
-    result = _govern(warehouse, settings, policy, universe, since=start, state=state)
+    forecasts = _Forecasts.held(warehouse, policy, since=start)
+    result = _govern(warehouse, settings, policy, forecasts, since=start, state=state)
     first = resume.signals_start(calendar, state, policy)
     variance_ratio = reads.variance_ratios(warehouse, settings.benchmark, first)
     active = resume.active_history(reads.stored_active(warehouse, start), state, result.active)
-    parts = list(_signals(warehouse, policy, universe, variance_ratio, active, settings.ticker_batch, start, first))
+    parts = list(_signals(forecasts, variance_ratio, active, settings.ticker_batch, first))
     if not parts:
         raise ValueError(f"no forecasts at the signal horizon {policy.horizon} since {first.date()}")
     signals = pd.concat(parts, ignore_index=True)
@@ -191,22 +191,50 @@ def _resume(
 
 
 @dataclass(frozen=True)
-class _Universe:
-    """The tickers and the models (sorted) with forecasts at the signal horizon from ``since`` on: what
-    governance reads a ticker batch or a model at a time."""
+class _Forecasts:
+    """The forecasts at the signal horizon from ``since`` on, with outcomes, and the tickers and models
+    (sorted) they cover, read a ticker batch or a model at a time (:meth:`read`).
 
+    A full build (:meth:`streamed`) reads each part from the warehouse: the universe's forecasts are
+    never held at once. The daily refresh (:meth:`held`) reads its evidence window once and takes the
+    parts from that frame: a dozen small reads would cost it more than the memory it holds.
+    """
+
+    warehouse: Warehouse
+    policy: GovernancePolicy
+    since: pd.Timestamp | None
     tickers: list[str]
     models: list[str]
+    frame: pd.DataFrame | None = None
 
     @classmethod
-    def read(cls, warehouse: Warehouse, policy: GovernancePolicy, since: pd.Timestamp | None) -> "_Universe":
+    def streamed(cls, warehouse: Warehouse, policy: GovernancePolicy, since: pd.Timestamp | None) -> "_Forecasts":
         models = forecast_models(warehouse, FORECAST_TABLES, policy.horizon, since)
         if not models:
             raise ValueError(f"no forecasts at the signal horizon {policy.horizon}")
-        return cls(tickers_of(warehouse, "ml.base_forecasts"), models)
+        return cls(warehouse, policy, since, tickers_of(warehouse, "ml.base_forecasts"), models)
+
+    @classmethod
+    def held(cls, warehouse: Warehouse, policy: GovernancePolicy, since: pd.Timestamp | None) -> "_Forecasts":
+        frame = _read_forecasts(warehouse, policy, since)
+        if frame.empty:
+            raise ValueError(f"no forecasts at the signal horizon {policy.horizon}")
+        tickers, models = (sorted(frame[c].unique()) for c in ("ticker", "model"))
+        return cls(warehouse, policy, since, tickers, models, frame)
+
+    def read(self, tickers: list[str] | None = None, models: list[str] | None = None) -> pd.DataFrame:
+        """The forecasts of ``tickers`` and of ``models`` (all where None)."""
+        if self.frame is None:
+            return _read_forecasts(self.warehouse, self.policy, self.since, tickers, models)
+        keep = pd.Series(True, index=self.frame.index)
+        if tickers is not None:
+            keep &= self.frame["ticker"].isin(tickers)
+        if models is not None:
+            keep &= self.frame["model"].isin(models)
+        return self.frame[keep]
 
 
-def _forecasts(
+def _read_forecasts(
     warehouse: Warehouse,
     policy: GovernancePolicy,
     since: pd.Timestamp | None,
@@ -225,7 +253,7 @@ def _govern(
     warehouse: Warehouse,
     settings: PmxSettings,
     policy: GovernancePolicy,
-    universe: _Universe,
+    forecasts: _Forecasts,
     since: pd.Timestamp | None,
     state: GovernanceState | None,
 ) -> GovernanceResult:
@@ -236,9 +264,9 @@ def _govern(
     returns = reads.stock_returns(warehouse, settings.benchmark, since)
     cash = cash_rates(warehouse)
     strategies: dict[str, pd.Series] = {}
-    for model in universe.models:
+    for model in forecasts.models:
         own = model_strategy_returns(
-            _forecasts(warehouse, policy, since, models=[model]),
+            forecasts.read(models=[model]),
             returns,
             settings.kelly_fraction,
             settings.position_cap,
@@ -249,31 +277,29 @@ def _govern(
         strategies.update({name: own[name] for name in own.columns})
     strategy = pd.DataFrame(strategies)
     evidence = DailyEvidence(policy.baseline)
-    for tickers in ticker_batches(universe.tickers, settings.ticker_batch):
-        evidence.add(_forecasts(warehouse, policy, since, tickers=tickers))
+    for tickers in ticker_batches(forecasts.tickers, settings.ticker_batch):
+        evidence.add(forecasts.read(tickers=tickers))
     loss_diff, hits = evidence.result()
     regimes = market_regimes(warehouse)
     return govern(loss_diff, hits, strategy, policy, regimes=regimes, sessions=strategy.index, state=state)
 
 
 def _signals(
-    warehouse: Warehouse,
-    policy: GovernancePolicy,
-    universe: _Universe,
+    forecasts: _Forecasts,
     variance_ratio: pd.DataFrame,
     active: pd.Series,
     batch: int,
-    since: pd.Timestamp | None = None,
     first: pd.Timestamp | None = None,
 ) -> Iterator[pd.DataFrame]:
     """The governed signal per (ticker, origin) from ``first`` on (the confidence windows and the flip
-    count reach back less far than the evidence, which is read from ``since``): every model's signal and
-    confidence, then the active model's, gated. Everything here is per ticker (a model's trailing skill,
-    the models' agreement on a ticker's origin, its flips), so it reads and runs ``batch`` tickers at a
-    time and yields each batch's signals."""
-    singles = sorted(set(universe.models) & set(MODELS))  # the models whose signs count as agreement
-    for tickers in ticker_batches(universe.tickers, batch):
-        rows = _forecasts(warehouse, policy, since, tickers=tickers)
+    count reach back less far than the evidence): every model's signal and confidence, then the active
+    model's, gated. Everything here is per ticker (a model's trailing skill, the models' agreement on a
+    ticker's origin, its flips), so it reads and runs ``batch`` tickers at a time and yields each
+    batch's signals."""
+    policy = forecasts.policy
+    singles = sorted(set(forecasts.models) & set(MODELS))  # the models whose signs count as agreement
+    for tickers in ticker_batches(forecasts.tickers, batch):
+        rows = forecasts.read(tickers=tickers)
         if first is not None:
             rows = rows[rows["asof_date"] >= first]
         if rows.empty:
