@@ -167,6 +167,11 @@ def test_the_signal_inputs_equal_the_sql(warehouse, since):
         expected = sql(warehouse, f"select * from ({own}) where strategy = ?", [after, model])
         got = portfolio.model_signals(warehouse, model, inputs.horizon, since)
         pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    # every model's at once (what the daily refresh reads)
+    key = ["strategy", "ticker", "date"]
+    every = sql(warehouse, own, [after]).sort_values(key, ignore_index=True)
+    got = portfolio.model_signals(warehouse, None, inputs.horizon, since).sort_values(key, ignore_index=True)
+    pd.testing.assert_frame_equal(got, every, check_exact=True)
     dates = sql(warehouse, "select distinct date from marts.signals order by 1")["date"]
     pd.testing.assert_index_equal(inputs.grid, pd.DatetimeIndex(dates))  # the whole history's, whatever since
     universe = sql(

@@ -191,8 +191,10 @@ def _resume(
     new, market = _decide(warehouse, settings, inputs, after=since)
     wide = extend_books(new, reads.stored_decisions(warehouse))
     controlled, control_rows = _control(settings, market, wide, stored_scales=reads.stored_scales(warehouse))
-    own = [_model_book(warehouse, settings, inputs, model, since) for model in inputs.models]
-    table = allocation_table([*own, *controlled.values()])
+    # the models' books after ``since`` are a few sessions: one read of every model's signals costs the
+    # daily refresh less than a read per model (a full build reads a model at a time)
+    own = _kelly(settings, reads.model_signals(warehouse, None, inputs.horizon, since)) if inputs.models else None
+    table = allocation_table([*([own] if own is not None else []), *controlled.values()])
     # only the new sessions' rows: the stored path before them is the one this run started from
     table, control_rows, decisions = (f[f["date"] > since] for f in (table, control_rows, _decision_rows(wide)))
     rows = warehouse.append_after_many(
@@ -212,15 +214,9 @@ def _kelly(settings: PmxSettings, signals: pd.DataFrame) -> pd.DataFrame:
     return kelly_book(kelly_signals(signals), settings.kelly_fraction, settings.position_cap, settings.max_gross)
 
 
-def _model_book(
-    warehouse: Warehouse,
-    settings: PmxSettings,
-    inputs: reads.SignalInputs,
-    model: str,
-    since: pd.Timestamp | None = None,
-) -> pd.DataFrame:
-    """``model``'s own ungoverned per-asset Kelly book (after ``since``), as allocation rows."""
-    return _kelly(settings, reads.model_signals(warehouse, model, inputs.horizon, since))
+def _model_book(warehouse: Warehouse, settings: PmxSettings, inputs: reads.SignalInputs, model: str) -> pd.DataFrame:
+    """``model``'s own ungoverned per-asset Kelly book over the whole history, as allocation rows."""
+    return _kelly(settings, reads.model_signals(warehouse, model, inputs.horizon, None))
 
 
 def _decide(

@@ -92,12 +92,14 @@ def signal_inputs(warehouse: Warehouse, since: pd.Timestamp | None) -> SignalInp
     )
 
 
-def model_signals(warehouse: Warehouse, model: str, horizon: int, since: pd.Timestamp | None) -> pd.DataFrame:
-    """``model``'s own forecasts at ``horizon`` (after ``since``) as signals of its ungoverned book:
-    :func:`signal_inputs`' columns, without confidence or gate."""
+def model_signals(warehouse: Warehouse, model: str | None, horizon: int, since: pd.Timestamp | None) -> pd.DataFrame:
+    """``model``'s own forecasts at ``horizon`` (after ``since``) as signals of its ungoverned book, or
+    every model's where ``model`` is None: :func:`signal_inputs`' columns, without confidence or gate."""
     with warehouse.ibis() as db:
         f = db.table("forecasts", database="marts")
-        rows = f.filter(f.model == model, f.horizon == horizon)
+        rows = f.filter(f.horizon == horizon)
+        if model is not None:
+            rows = rows.filter(f.model == model)
         if since is not None:
             rows = rows.filter(f.asof_date > pd.Timestamp(since))
         return frame(
