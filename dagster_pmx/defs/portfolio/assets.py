@@ -164,8 +164,8 @@ def _full_build(warehouse: Warehouse, settings: PmxSettings) -> Iterator[dg.Mate
 
     def batches() -> Iterator[dict[str, pd.DataFrame]]:
         yield {"marts.drawdown_control": control_rows, "ml.strategy_decisions": _decision_rows(wide)}
-        # in strategy order, each strategy's rows in date and ticker order: the table's rows come in the
-        # order one allocation_table of every strategy gives
+        # in strategy order, each strategy's rows in date and ticker order, as one allocation_table of every
+        # strategy gives them (the lake may still store them in another order: a table's rows have none)
         for strategy in sorted({*controlled, *inputs.models}):
             own = controlled.get(strategy)
             table = allocation_table([own if own is not None else _model_book(warehouse, settings, inputs, strategy)])
