@@ -71,19 +71,7 @@ def forecasts_with_outcomes(
     if isinstance(columns, str):
         columns = [c.strip() for c in columns.split(",")]
     with warehouse.ibis() as db:
-        parts = []
-        for name in tables:
-            schema, table = name.split(".")
-            t = db.table(table, database=schema)
-            if horizon is not None:
-                t = t.filter(t.horizon == int(horizon))
-            if since is not None:
-                t = t.filter(t.asof_date >= pd.Timestamp(since).date())
-            if tickers is not None:
-                t = t.filter(t.ticker.isin(list(tickers)))
-            if models is not None:
-                t = t.filter(t.model.isin(list(models)))
-            parts.append(t.select(*columns))
+        parts = [t.select(*columns) for t in _forecast_tables(db, tables, horizon, since, tickers, models)]
         forecasts = union_all(parts)
         realised = db.table("int_forward_returns", database="intermediate")
         joined = forecasts.left_join(
@@ -100,15 +88,34 @@ def forecasts_with_outcomes(
 def forecast_models(warehouse: Warehouse, tables: Sequence[str], horizon: int, since=None) -> list[str]:
     """The models with forecasts at ``horizon`` from the origin ``since`` on in any of ``tables``, sorted."""
     with warehouse.ibis() as db:
-        parts = []
-        for name in tables:
-            schema, table = name.split(".")
-            t = db.table(table, database=schema)
-            t = t.filter(t.horizon == int(horizon))
-            if since is not None:
-                t = t.filter(t.asof_date >= pd.Timestamp(since).date())
-            parts.append(t.select("model").distinct())
+        parts = [t.select("model").distinct() for t in _forecast_tables(db, tables, horizon, since)]
         return sorted(frame(union_all(parts).distinct())["model"].tolist())
+
+
+def _forecast_tables(
+    db: ibis.BaseBackend,
+    tables: Sequence[str],
+    horizon: int | None = None,
+    since=None,
+    tickers: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+) -> list[ir.Table]:
+    """Each forecast table of ``tables`` (``schema.table``) at ``horizon``, from the origin ``since`` on,
+    of ``tickers`` and ``models`` (each filter only where given)."""
+    out = []
+    for name in tables:
+        schema, table = name.split(".")
+        t = db.table(table, database=schema)
+        if horizon is not None:
+            t = t.filter(t.horizon == int(horizon))
+        if since is not None:
+            t = t.filter(t.asof_date >= pd.Timestamp(since).date())
+        if tickers is not None:
+            t = t.filter(t.ticker.isin(list(tickers)))
+        if models is not None:
+            t = t.filter(t.model.isin(list(models)))
+        out.append(t)
+    return out
 
 
 def tickers_of(warehouse: Warehouse, table: str) -> list[str]:

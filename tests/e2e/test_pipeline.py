@@ -75,6 +75,32 @@ def test_allocations_respect_caps_and_backtest_compounds(full):
     assert (summary["max_drawdown"] <= 0).all()
 
 
+def test_every_models_own_book_is_its_forecasts_at_the_signal_horizon_sized_alone(full):
+    """The allocations read and size each model's book a model at a time: every model at the signals'
+    horizon has its book, and it is the per-asset Kelly book of that model's forecasts alone."""
+    from dagster_pmx.resources import PmxSettings
+    from python_models.portfolio.sizing import kelly_book
+
+    horizon = int(read(full, "select max(horizon) as h from marts.signals")["h"].iloc[0])
+    forecasts = read(
+        full,
+        "select model as strategy, ticker, asof_date as date, y_pred as expected_return, y_std as forecast_std "
+        f"from marts.forecasts where horizon = {horizon}",
+    )
+    alloc = read(full, "select strategy, date, ticker, weight, sleeve from marts.allocations")
+    models = set(forecasts["strategy"])
+    assert len(models) > 3 and set(alloc["strategy"]) == models | {"governed", "barbell", "risk_parity"}
+    settings = PmxSettings(**SLICE)
+    key = ["date", "ticker", "sleeve"]
+    for model in sorted(models):
+        own = forecasts[forecasts["strategy"] == model]
+        expected = kelly_book(own, settings.kelly_fraction, settings.position_cap, settings.max_gross)
+        got = alloc[alloc["strategy"] == model]
+        both = got.merge(expected, on=key, how="outer", suffixes=("", "_expected"), indicator=True)
+        assert (both["_merge"] == "both").all(), model
+        assert_allclose(both["weight"], both["weight_expected"], rtol=0, atol=0, err_msg=model)
+
+
 def test_positions_decided_at_t_are_traded_at_the_next_close_and_earn_t_plus_2(full):
     alloc = read(
         full, "select date, ticker, weight from marts.allocations where strategy='ensemble' and sleeve='risky'"

@@ -41,9 +41,9 @@ class SignalInputs:
     """What the books are decided from: the governed ``signals`` (see :func:`signal_inputs`), the
     decision grid (every date of marts.signals), the first decision date and the tickers of any strategy
     over the whole history (an extension lays the same grid on the same universe), and the signals'
-    ``horizon`` and the ``models`` with forecasts at it after the dates already decided: each model's
-    own book is read and sized one at a time (:func:`model_signals`), so the step never holds every
-    model's forecasts at once."""
+    ``horizon`` and the ``models`` with forecasts at it after the dates already decided, whose own books
+    :func:`model_signals` reads (a full build a model at a time, so it never holds every model's
+    forecasts at once; the daily refresh all of them in one read)."""
 
     signals: pd.DataFrame
     grid: pd.DatetimeIndex
@@ -66,7 +66,8 @@ def signal_inputs(warehouse: Warehouse, since: pd.Timestamp | None) -> SignalInp
         if pd.isna(found):
             return None
         horizon = int(found)
-        governed, models = s, f.filter(f.horizon == horizon)
+        at_horizon = f.filter(f.horizon == horizon)
+        governed, models = s, at_horizon
         if since is not None:
             governed, models = s.filter(s.date > pd.Timestamp(since)), models.filter(f.asof_date > pd.Timestamp(since))
         signals = frame(
@@ -84,8 +85,7 @@ def signal_inputs(warehouse: Warehouse, since: pd.Timestamp | None) -> SignalInp
         if signals.empty and not names:
             return None
         grid = pd.DatetimeIndex(frame(s.select("date").distinct().order_by("date"))["date"])
-        every = f.filter(f.horizon == horizon)
-        both = s.select("ticker", "date").union(every.select("ticker", date=f.asof_date), distinct=False)
+        both = s.select("ticker", "date").union(at_horizon.select("ticker", date=f.asof_date), distinct=False)
         universe = frame(both.aggregate(first=both.date.min(), tickers=both.ticker.collect(distinct=True)))
     return SignalInputs(
         signals, grid, pd.Timestamp(universe["first"].iloc[0]), set(universe["tickers"].iloc[0]), horizon, names
