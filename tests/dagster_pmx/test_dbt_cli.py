@@ -48,3 +48,43 @@ def test_a_failing_dbt_command_fails_with_dbts_error(tmp_path, monkeypatch, in_p
     events = _events(invocation)
     assert not invocation.is_successful()
     assert any(e["info"]["level"] == "error" and "missing" in e["info"]["msg"] for e in events)
+
+
+def test_in_a_run_dbts_database_stays_open_between_dbt_steps_until_a_build_fails_or_the_run_ends(tmp_path, monkeypatch):
+    import dagster as dg
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    path = tmp_path / "pmx.ducklake"
+    with Lake.at(path).open() as con:
+        con.execute("create schema raw; create table raw.answer as select 42 as x")
+    for name, value in dbt_env(Lake.at(path)).items():
+        monkeypatch.setenv(name, value)
+    seen = []
+
+    def show(dbt: PmxDbtCli, query: str) -> None:
+        dbt.cli(["show", "--inline", query], raise_on_error=False).wait()
+        seen.append(DuckDBConnectionManager._ENV)
+
+    @dg.op
+    def failing(dbt: PmxDbtCli):
+        show(dbt, "select * from pmx.raw.missing")
+
+    @dg.op(ins={"after": dg.In(dg.Nothing)})
+    def first(dbt: PmxDbtCli):
+        show(dbt, "select x from pmx.raw.answer")
+
+    @dg.op(ins={"after": dg.In(dg.Nothing)})
+    def second(dbt: PmxDbtCli):
+        show(dbt, "select x + 1 from pmx.raw.answer")
+
+    @dg.job(resource_defs={"dbt": _dbt(in_process=True)}, executor_def=dg.in_process_executor)
+    def steps():
+        second(after=first(after=failing()))
+
+    assert steps.execute_in_process().success
+    after_failure, kept, reused = seen
+    assert after_failure is None  # a failed build closes dbt's database
+    assert kept is not None and reused is kept  # a successful one keeps it: the next step's build used it
+    assert DuckDBConnectionManager._ENV is None  # the run's end closes it
+    with Lake.at(path).open() as con:  # and the lake is free for a writer
+        con.execute("insert into raw.answer values (43)")

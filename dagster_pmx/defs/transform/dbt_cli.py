@@ -14,7 +14,10 @@ matters to the daily refresh (two dbt steps of a job that should take seconds):
 * each build loads the project's manifest again (~0.5 s from dbt's partial-parse file) — in this
   process a later build of the same project files, vars and environment is handed the manifest
   the first one parsed (``dbtRunner(manifest=...)``, dbt's documented way to reuse one), so a run
-  with two or three dbt steps parses once.
+  with two or three dbt steps parses once;
+* each build opens a DuckDB database and attaches the lake again, and its first query reads the
+  lake's catalog (0.3–0.5 s) — in a run the database stays open from one dbt step to the next
+  (dbt-duckdb keeps one per profile) and closes when the run ends or a build fails.
 
 The in-process path swaps the ``subprocess`` module dagster-dbt's invocation uses for the
 length of one ``cli`` call (dagster-dbt has no hook for a runner of its own); ``in_process:
@@ -36,6 +39,7 @@ or when an internal is no longer there in the shape relied upon.
 """
 
 import contextlib
+import functools
 import io
 import os
 import subprocess
@@ -45,10 +49,12 @@ from functools import cached_property
 from importlib.metadata import version as installed_version
 from types import SimpleNamespace
 
+import dagster as dg
 import orjson
 from dagster_dbt import DbtCliResource
 from dagster_dbt.core import dbt_cli_invocation
 from packaging import version
+from pydantic import PrivateAttr
 
 #: The versions whose internals this module was checked against (an exact dagster-dbt release; dbt-core's
 #: and dbt-duckdb's minor series). Another version: re-check each override, then update this.
@@ -116,9 +122,12 @@ def _keeping_the_parse() -> Iterator[list]:
 class InProcessDbt:
     """A dbt invocation run to completion in this process, shaped like the finished ``Popen`` that
     dagster-dbt reads: ``stdout`` holds one JSON event per line (what ``DBT_LOG_FORMAT=json``
-    prints), ``wait()`` returns dbt's exit code (0 success, 1 a failed node, 2 an error)."""
+    prints), ``wait()`` returns dbt's exit code (0 success, 1 a failed node, 2 an error).
 
-    def __init__(self, args: Sequence[str], env: dict[str, str], cwd, **_):
+    ``keep_duckdb``: after a successful build dbt-duckdb's database stays open, lake attached, for the
+    run's next dbt step (dbt-duckdb reuses it for the same profile); otherwise it is closed."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str], cwd, keep_duckdb: bool = False, **_):
         from dbt.cli.main import dbtRunner
         from dbt_common.events.functions import msg_to_dict
 
@@ -131,6 +140,7 @@ class InProcessDbt:
                 lines.append(orjson.dumps(msg_to_dict(event)) + b"\n")
 
         key = _manifest_key(args, env, cwd)
+        result = None
         saved_env, saved_cwd = dict(os.environ), os.getcwd()
         # dbt reads its target and log paths, profiles dir and the warehouse from the environment
         os.environ.clear()
@@ -146,7 +156,8 @@ class InProcessDbt:
                 _parsed.clear()
                 _parsed[key] = parsed[-1]
         finally:
-            _close_duckdb()
+            if not (keep_duckdb and result is not None and result.success):
+                _close_duckdb()
             os.chdir(saved_cwd)
             os.environ.clear()
             os.environ.update(saved_env)
@@ -215,9 +226,24 @@ def _close_duckdb() -> None:
 
 class PmxDbtCli(DbtCliResource):
     """``DbtCliResource`` that runs dbt in this process and skips the version probe and the adapter
-    handle (see the module docstring)."""
+    handle (see the module docstring).
+
+    In a run, the DuckDB database dbt-duckdb opens (and the lake it attaches) is kept from one dbt step
+    to the next and closed when the run ends: the next step's first query would otherwise read the
+    lake's catalog again (0.3–0.5 s of a daily refresh's second dbt step, docs/benchmarks.md). A
+    failed build closes it, and so does every invocation outside a run."""
 
     in_process: bool = True
+    _in_run: bool = PrivateAttr(default=False)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        super().setup_for_execution(context)
+        self._in_run = context.run is not None
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:  # noqa: ARG002
+        if self._in_run and self.in_process:
+            _close_duckdb()
+        self._in_run = False
 
     @cached_property
     def _cli_version(self) -> version.Version:
@@ -229,7 +255,8 @@ class PmxDbtCli(DbtCliResource):
     def cli(self, args, **kwargs):
         if not self.in_process:
             return super().cli(args, **kwargs)
-        shim = SimpleNamespace(Popen=InProcessDbt, PIPE=subprocess.PIPE, STDOUT=subprocess.STDOUT)
+        popen = functools.partial(InProcessDbt, keep_duckdb=self._in_run)
+        shim = SimpleNamespace(Popen=popen, PIPE=subprocess.PIPE, STDOUT=subprocess.STDOUT)
         saved = dbt_cli_invocation.subprocess
         dbt_cli_invocation.subprocess = shim
         try:
