@@ -38,7 +38,7 @@ final as (
     left join forward_returns as r
         on r.ticker = f.ticker and r.date = f.asof_date and r.horizon = f.horizon
     {% if is_incremental() %}
-    where {{ forecasts_refresh_window(this, 'f.asof_date') }}
+    where {{ forecasts_refresh_window(this, 'f.asof_date', literal=true) }}
     {% endif %}
 )
 
