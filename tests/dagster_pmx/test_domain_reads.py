@@ -172,6 +172,10 @@ def test_the_signal_inputs_equal_the_sql(warehouse, since):
     every = sql(warehouse, own, [after]).sort_values(key, ignore_index=True)
     got = portfolio.model_signals(warehouse, None, inputs.horizon, since).sort_values(key, ignore_index=True)
     pd.testing.assert_frame_equal(got, every, check_exact=True)
+    if since is None:  # a full build reads a model at a time
+        assert inputs.model_rows is None
+    else:  # the refresh's inputs hold every model's new rows, as that read gives them
+        pd.testing.assert_frame_equal(inputs.model_rows.sort_values(key, ignore_index=True), every, check_exact=True)
     dates = sql(warehouse, "select distinct date from marts.signals order by 1")["date"]
     pd.testing.assert_index_equal(inputs.grid, pd.DatetimeIndex(dates))  # the whole history's, whatever since
     universe = sql(

@@ -191,9 +191,9 @@ def _resume(
     new, market = _decide(warehouse, settings, inputs, after=since)
     wide = extend_books(new, reads.stored_decisions(warehouse))
     controlled, control_rows = _control(settings, market, wide, stored_scales=reads.stored_scales(warehouse))
-    # the models' books after ``since`` are a few sessions: one read of every model's signals costs the
-    # daily refresh less than a read per model (a full build reads a model at a time)
-    own = _kelly(settings, reads.model_signals(warehouse, None, inputs.horizon, since)) if inputs.models else None
+    # the models' books after ``since`` are a few sessions: signal_inputs read every model's signals at
+    # once, which costs the daily refresh less than a read per model (a full build reads a model at a time)
+    own = _kelly(settings, inputs.model_rows) if inputs.models and inputs.model_rows is not None else None
     table = allocation_table([*([own] if own is not None else []), *controlled.values()])
     # only the new sessions' rows: the stored path before them is the one this run started from
     table, control_rows, decisions = (f[f["date"] > since] for f in (table, control_rows, _decision_rows(wide)))

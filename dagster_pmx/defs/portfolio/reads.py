@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import ibis
+import ibis.expr.types as ir
 import pandas as pd
 
 from dagster_pmx.defs.reads import frame
@@ -41,9 +42,10 @@ class SignalInputs:
     """What the books are decided from: the governed ``signals`` (see :func:`signal_inputs`), the
     decision grid (every date of marts.signals), the first decision date and the tickers of any strategy
     over the whole history (an extension lays the same grid on the same universe), and the signals'
-    ``horizon`` and the ``models`` with forecasts at it after the dates already decided, whose own books
-    :func:`model_signals` reads (a full build a model at a time, so it never holds every model's
-    forecasts at once; the daily refresh all of them in one read)."""
+    ``horizon`` and the ``models`` with forecasts at it after the dates already decided. Their own
+    books' signals: on the daily refresh ``model_rows``, every model's at once (:func:`model_signals`'
+    rows, read with the query that names the models); on a full build None, and :func:`model_signals`
+    reads a model at a time, so the build never holds every model's forecasts at once."""
 
     signals: pd.DataFrame
     grid: pd.DatetimeIndex
@@ -51,6 +53,7 @@ class SignalInputs:
     tickers: set[str]
     horizon: int
     models: tuple[str, ...]
+    model_rows: pd.DataFrame | None = None
 
 
 def signal_inputs(warehouse: Warehouse, since: pd.Timestamp | None) -> SignalInputs | None:
@@ -81,14 +84,25 @@ def signal_inputs(warehouse: Warehouse, since: pd.Timestamp | None) -> SignalInp
                 tradable=s.tradable,
             )
         )
-        names = tuple(sorted(frame(models.select("model").distinct())["model"]))
+        if since is None:
+            model_rows = None
+            names = tuple(sorted(frame(models.select("model").distinct())["model"]))
+        else:  # the refresh reads every model's few new rows: one read names the models and gives them
+            model_rows = frame(_own_signals(f, models))
+            names = tuple(sorted(model_rows["strategy"].unique()))
         if signals.empty and not names:
             return None
         grid = pd.DatetimeIndex(frame(s.select("date").distinct().order_by("date"))["date"])
         both = s.select("ticker", "date").union(at_horizon.select("ticker", date=f.asof_date), distinct=False)
         universe = frame(both.aggregate(first=both.date.min(), tickers=both.ticker.collect(distinct=True)))
     return SignalInputs(
-        signals, grid, pd.Timestamp(universe["first"].iloc[0]), set(universe["tickers"].iloc[0]), horizon, names
+        signals,
+        grid,
+        pd.Timestamp(universe["first"].iloc[0]),
+        set(universe["tickers"].iloc[0]),
+        horizon,
+        names,
+        model_rows,
     )
 
 
@@ -102,17 +116,20 @@ def model_signals(warehouse: Warehouse, model: str | None, horizon: int, since: 
             rows = rows.filter(f.model == model)
         if since is not None:
             rows = rows.filter(f.asof_date > pd.Timestamp(since))
-        return frame(
-            rows.select(
-                strategy=f.model,
-                ticker=f.ticker,
-                date=f.asof_date,
-                expected_return=f.y_pred,
-                forecast_std=f.y_std,
-                confidence=ibis.null("float64"),
-                tradable=ibis.null("boolean"),
-            )
-        )
+        return frame(_own_signals(f, rows))
+
+
+def _own_signals(f: ir.Table, rows: ir.Table) -> ir.Table:
+    """``rows`` of marts.forecasts ``f`` as signals of each model's own book (:func:`model_signals`)."""
+    return rows.select(
+        strategy=f.model,
+        ticker=f.ticker,
+        date=f.asof_date,
+        expected_return=f.y_pred,
+        forecast_std=f.y_std,
+        confidence=ibis.null("float64"),
+        tradable=ibis.null("boolean"),
+    )
 
 
 def regime_probabilities(warehouse: Warehouse) -> pd.DataFrame:
