@@ -6,7 +6,13 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import optimize
 
-from python_models.portfolio.sizing import confidence_scale, kelly_portfolio, kelly_weights, risk_parity_weights
+from python_models.portfolio.sizing import (
+    confidence_scale,
+    kelly_book,
+    kelly_portfolio,
+    kelly_weights,
+    risk_parity_weights,
+)
 
 
 def _cov(seed=0, n=4):
@@ -76,3 +82,25 @@ def test_bad_inputs_are_rejected():
         kelly_portfolio([0.1, 0.1], np.eye(3))
     with pytest.raises(ValueError, match="budgets"):
         risk_parity_weights(np.eye(2), budgets=[1.0, -1.0])
+
+
+def test_kelly_book_sizes_each_strategy_as_if_alone():
+    """Strategies sized together (the refresh's every-model book) get the rows and weights each gets alone,
+    to the bit, also where one strategy lacks tickers the others have (its dates sum its own tickers)."""
+    rng = np.random.default_rng(7)
+    dates = pd.bdate_range("2024-01-02", periods=6)
+    rows = [
+        (s, t, d, rng.normal(0.01, 0.03), rng.uniform(0.02, 0.2))
+        for s in ("a", "b", "c")
+        for t in [f"T{i:02d}" for i in range(12)]
+        for d in dates
+        if not (s == "b" and t in ("T00", "T05"))  # b never forecasts two tickers
+    ]
+    signals = pd.DataFrame(rows, columns=["strategy", "ticker", "date", "expected_return", "forecast_std"])
+    signals = signals.drop(signals.sample(frac=0.2, random_state=1).index)  # holes on some dates
+    together = kelly_book(signals, cap=0.2)
+    alone = pd.concat(
+        [kelly_book(signals[signals["strategy"] == s], cap=0.2) for s in ("a", "b", "c")], ignore_index=True
+    )
+    pd.testing.assert_frame_equal(together, alone, check_exact=True)
+    assert not together.query("strategy == 'b'")["ticker"].isin(["T00", "T05"]).any()
