@@ -266,6 +266,13 @@ def test_the_price_marks_and_raw_closes_equal_the_sql(warehouse):
     pd.testing.assert_frame_equal(
         ledger.raw_closes(warehouse, market), old_raw_closes(warehouse, market), check_exact=True
     )
+    # from a start on (a refresh's): the same marks on every session from it, the bond's level on every one
+    start = sessions[-3]
+    got, old = ledger.raw_closes(warehouse, market, start), old_raw_closes(warehouse, market)
+    for date in sessions[sessions >= start]:
+        pd.testing.assert_series_equal(got.loc[date].dropna(), old.loc[date].dropna(), check_exact=True)
+    pd.testing.assert_series_equal(got[ledger.BOND], old[ledger.BOND], check_exact=True)
+    assert got.loc[got.index < start].drop(columns=ledger.BOND).isna().all().all()
 
 
 @pytest.mark.parametrize("strategy", ["barbell", "governed"])

@@ -57,12 +57,19 @@ def paper_ledger(context: dg.AssetExecutionContext, warehouse: Warehouse, settin
         raise ValueError(f"PMX_PAPER_STRATEGIES names strategies with no allocations: {unknown}")
     sessions = session_calendar(warehouse)
     market = load_market(warehouse, sessions[0])
-    closes = ledger.raw_closes(warehouse, market)
     with warehouse.connect() as con:
         ledger.ensure_tables(con)
+    stored = {strategy: reads.booked_state(warehouse, strategy) for strategy in strategies}
+    lasts = [ledger.last_booked(state) for state in stored.values()]
+    # the closes a run marks start at the earliest last booked close (a new ledger's first session):
+    # the refresh pivots a few sessions' closes, not the whole history's
+    earliest = min(
+        (last if last is not None else ledger.first_session(sessions, settings) for last in lasts), default=None
+    )
+    closes = ledger.raw_closes(warehouse, market, earliest)
     ledgers, booked = {}, {}
     for strategy in strategies:
-        state = ledger.load_state(warehouse, strategy, closes)
+        state = ledger.state_of(strategy, stored[strategy], closes)
         start = ledger.first_session(sessions, settings) if state.last is None else None
         dates = sessions[sessions > state.last] if state.last is not None else sessions[sessions >= start]
         dates = dates[dates.isin(market.returns.index)]

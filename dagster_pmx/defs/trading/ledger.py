@@ -77,9 +77,11 @@ def paper_config(settings: PmxSettings, market: Market, tickers) -> PaperConfig:
     )
 
 
-def raw_closes(warehouse: Warehouse, market: Market) -> pd.DataFrame:
-    """Raw closes (sessions by tickers) and the bond proxy's level, first marks of new positions."""
-    rows, sleeve = reads.price_marks(warehouse)
+def raw_closes(warehouse: Warehouse, market: Market, start: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Raw closes (sessions by tickers) and the bond proxy's level, first marks of new positions; the
+    stocks' closes from ``start`` on when given (NaN before: a run marks only the sessions it books
+    and the last one booked)."""
+    rows, sleeve = reads.price_marks(warehouse, start)
     closes = rows.pivot(index="date", columns="ticker", values="close").reindex(market.returns.index)
     bond = pd.Series(sleeve["bond_return"].to_numpy(float), index=pd.DatetimeIndex(sleeve["date"]))
     # the level is compounded from the sleeve's first known return, so it does not depend on the start
@@ -115,7 +117,17 @@ class State:
 
 def load_state(warehouse: Warehouse, strategy: str, closes: pd.DataFrame) -> State:
     """The account at the last booked close and the orders placed then (they fill next session)."""
-    booked = reads.booked_state(warehouse, strategy)
+    return state_of(strategy, reads.booked_state(warehouse, strategy), closes)
+
+
+def last_booked(booked: reads.BookedState | None) -> pd.Timestamp | None:
+    """The last close a ledger booked (:func:`~dagster_pmx.defs.trading.reads.booked_state`); None if none."""
+    return None if booked is None else pd.Timestamp(booked.nav["date"].iloc[0])
+
+
+def state_of(strategy: str, booked: reads.BookedState | None, closes: pd.DataFrame) -> State:
+    """:func:`load_state` of a ledger's stored state as :func:`~dagster_pmx.defs.trading.reads.booked_state`
+    read it, its positions marked at ``closes`` where the ledger stored no price."""
     if booked is None:
         return State(last=None)
     nav, held, orders = booked

@@ -24,12 +24,15 @@ def _paper(db: ibis.BaseBackend, name: str) -> ir.Table:
     return db.table(f"paper_{name}", database="marts")
 
 
-def price_marks(warehouse: Warehouse) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``ticker, date, close`` of every priced row of intermediate.int_returns (raw closes), and ``date,
-    bond_return`` of ml.safe_sleeve by date (the bond proxy's returns)."""
+def price_marks(warehouse: Warehouse, start: pd.Timestamp | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``ticker, date, close`` of every priced row of intermediate.int_returns (raw closes; from ``start`` on
+    when given), and ``date, bond_return`` of ml.safe_sleeve by date (the bond proxy's returns, all of them)."""
     with warehouse.ibis() as db:
         r = db.table("int_returns", database="intermediate")
-        closes = frame(r.filter(r.close.notnull()).select("ticker", "date", "close"))
+        priced = r.filter(r.close.notnull())
+        if start is not None:
+            priced = priced.filter(r.date >= pd.Timestamp(start))
+        closes = frame(priced.select("ticker", "date", "close"))
         s = db.table("safe_sleeve", database="ml")
         sleeve = frame(s.select("date", "bond_return").order_by("date"))
     return closes, sleeve
