@@ -61,9 +61,16 @@ def test_market_rows_equal_the_sql_join_and_window(warehouse):
         left join marts.features f on f.ticker = r.ticker and f.date = r.date
         """,
     )
-    got = reads.market_rows(warehouse)
+    got, tickers = reads.market_rows(warehouse)
     assert got["open_return"].isna().any() and got["volatility"].isna().any()
     pd.testing.assert_frame_equal(by(got, ["ticker", "date"]), by(expected, ["ticker", "date"]))
+    assert tickers == sorted(expected["ticker"].unique())
+    # from a later session on: the same rows (its first open return still from the close before it)
+    since = sorted(expected["date"].unique())[len(expected["date"].unique()) // 2]
+    later, _ = reads.market_rows(warehouse, since)
+    assert later["open_return"].notna().any()
+    from_since = expected[expected["date"] >= since].reset_index(drop=True)
+    pd.testing.assert_frame_equal(by(later, ["ticker", "date"]), by(from_since, ["ticker", "date"]))
 
 
 def test_sleeve_allocations_signals_and_daily_equal_the_sql(warehouse):

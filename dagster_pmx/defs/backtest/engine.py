@@ -37,8 +37,12 @@ class Market:
 
 def load_market(warehouse: Warehouse, start) -> Market:
     """Read returns, opens, volumes and the cash rate from ``start`` (the first decision date) on."""
-    rows = market_rows(warehouse)
-    wide = {c: rows.pivot(index="date", columns="ticker", values=c).sort_index() for c in rows.columns[2:]}
+    # only the sessions from start are read; every ticker of the history keeps its column (NaN here)
+    rows, tickers = market_rows(warehouse, start)
+    wide = {
+        c: rows.pivot(index="date", columns="ticker", values=c).sort_index().reindex(columns=tickers)
+        for c in rows.columns[2:]
+    }
     returns = wide["simple_return"]
     returns[BOND] = bond_returns(warehouse).reindex(returns.index)
     keep = returns.index >= pd.Timestamp(start)

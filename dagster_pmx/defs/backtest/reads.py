@@ -16,25 +16,28 @@ from dagster_pmx.defs.reads import frame
 from dagster_pmx.resources import Warehouse
 
 
-def market_rows(warehouse: Warehouse) -> pd.DataFrame:
-    """Per (ticker, date): the close-to-close ``simple_return``, the ``open_return`` (adjusted open over
-    the previous adjusted close, minus 1), and from the feature library, where dbt computes them, the
-    ``dollar_volume`` and the daily ``volatility`` (``realized_vol_21 / sqrt(252)``)."""
+def market_rows(warehouse: Warehouse, since=None) -> tuple[pd.DataFrame, list[str]]:
+    """Per (ticker, date), from ``since`` on (every session when None): the close-to-close
+    ``simple_return``, the ``open_return`` (adjusted open over the previous adjusted close, minus 1),
+    and from the feature library, where dbt computes them, the ``dollar_volume`` and the daily
+    ``volatility`` (``realized_vol_21 / sqrt(252)``); and every ticker of the history, sorted."""
     with warehouse.ibis() as db:
         r = db.table("int_returns", database="intermediate")
         f = db.table("features", database="marts")
         previous = r.adj_close.lag().over(ibis.window(group_by=r.ticker, order_by=r.date))
         joined = r.left_join(f, [r.ticker == f.ticker, r.date == f.date])
-        return frame(
-            joined.select(
-                r.ticker,
-                r.date,
-                r.simple_return,
-                open_return=r.open * r.adj_close / r.close / previous - 1,
-                dollar_volume=f.dollar_volume,
-                volatility=f.realized_vol_21 / math.sqrt(252),
-            )
+        rows = joined.select(
+            r.ticker,
+            r.date,
+            r.simple_return,
+            open_return=r.open * r.adj_close / r.close / previous - 1,
+            dollar_volume=f.dollar_volume,
+            volatility=f.realized_vol_21 / math.sqrt(252),
         )
+        if since is not None:  # after the lag: the first session's open return needs the close before it
+            rows = rows.filter(rows.date >= pd.Timestamp(since).date())
+        tickers = frame(r.select("ticker").distinct().order_by("ticker"))["ticker"].tolist()
+        return frame(rows), tickers
 
 
 def bond_returns(warehouse: Warehouse) -> pd.Series:
