@@ -20,6 +20,7 @@ between; until ``min_obs`` errors of every model are realised they are equal.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -133,7 +134,7 @@ def _long_tables(chunks: list[_Chunk], forecasts: pd.DataFrame) -> tuple[pd.Data
     def stacked(values: list[np.ndarray], dtype=None) -> np.ndarray:
         return np.concatenate(values).astype(dtype) if values else np.array([], dtype=dtype)
 
-    mixed = [_mixture(c.weights, c.y_pred, c.y_std, INTERVAL_LEVEL) for c in chunks]
+    mixed = _mixtures(chunks)
     ensemble = pd.DataFrame(
         {
             "model": np.repeat([c.name for c in chunks], rows).astype(object),
@@ -158,6 +159,24 @@ def _long_tables(chunks: list[_Chunk], forecasts: pd.DataFrame) -> tuple[pd.Data
         }
     )
     return ensemble[FORECAST_COLUMNS], weights[WEIGHT_COLUMNS]
+
+
+def _mixtures(chunks: list[_Chunk]) -> list[dict[str, np.ndarray]]:
+    """:func:`_mixture` of each run of consecutive chunks with the same number of models, in one call
+    a run: each row's mixture depends on that row alone (C order), and a daily refresh has a chunk of
+    one origin per key and variant, where the calls would cost more than the sums."""
+    out = []
+    for _, run in itertools.groupby(chunks, key=lambda c: len(c.models)):
+        run = list(run)
+        out.append(
+            _mixture(
+                np.concatenate([c.weights for c in run]),
+                np.concatenate([c.y_pred for c in run]),
+                np.concatenate([c.y_std for c in run]),
+                INTERVAL_LEVEL,
+            )
+        )
+    return out
 
 
 def ensemble_panel(
@@ -210,6 +229,8 @@ def ensemble_panel(
         "model": pd.CategoricalDtype(sorted(forecasts["model"].unique())),
     }
     settings = _Weighting(window, shrinkage, min_obs, reweight_every)
+    # one index for every key's lookups: a DatetimeIndex made per key would build its hash table per key
+    calendar = None if calendar is None else pd.DatetimeIndex(calendar)
     keys = []
     for (ticker, horizon), wide in _wide_groups(forecasts):
         grid = None if calendar is None else _grid(calendar, wide.sq.index, reweight_every, ticker)
@@ -232,7 +253,7 @@ def ensemble_panel(
                     w[new_rows],
                     wide.y_pred.to_numpy(float)[new_rows],
                     wide.y_std.to_numpy(float)[new_rows],
-                    wide.targets.reindex(origins).to_numpy(),
+                    wide.targets.to_numpy()[new_rows],
                     weights_changed(w)[new_rows],
                 )
             )
@@ -272,7 +293,7 @@ class _Wide(NamedTuple):
     y_std: pd.DataFrame
     y_true: pd.Series
     sq: pd.DataFrame  # squared errors (NaN while unrealised)
-    targets: pd.Series  # target date per origin
+    targets: pd.Series  # target date per origin (the origins of ``sq``)
 
 
 class _Key(NamedTuple):
@@ -288,32 +309,46 @@ class _Key(NamedTuple):
 def _wide_groups(forecasts: pd.DataFrame) -> Iterator[tuple[tuple[str, int], _Wide]]:
     """Each (ticker, horizon)'s forecasts as origins x models (the models it has), in key order.
 
-    One pivot of the whole frame, cut per key: a pivot per key costs more than the weights."""
+    One pivot of the whole frame, cut per key into NumPy slices: a pivot, a ``dropna`` or a
+    column lookup per key costs more than the weights (~80 keys in a daily refresh)."""
     keys = ["ticker", "horizon"]
     wide = forecasts.pivot(index=[*keys, "asof_date"], columns="model", values=["y_pred", "y_std", "y_true"])
     wide = wide.sort_index()
-    models = forecasts.groupby(keys, sort=True)["model"].unique()
+    own_models = {key: sorted(own) for key, own in forecasts.groupby(keys, sort=True)["model"].unique().items()}
     targets = forecasts.drop_duplicates([*keys, "asof_date"]).set_index([*keys, "asof_date"])["target_date"]
-    targets_by_key = dict(list(targets.groupby(level=[0, 1], sort=False)))
-    for key, block in wide.groupby(level=[0, 1], sort=True):
-        own = sorted(models[key])
-        block = block.droplevel([0, 1])
-        columns = [(value, model) for value in ("y_pred", "y_std", "y_true") for model in own]
-        if list(block.columns) != columns:  # a model without forecasts for this key: drop its columns
-            block = block.loc[:, columns]
-        yield key, _wide(block, targets_by_key[key].droplevel([0, 1]))
-
-
-def _wide(wide: pd.DataFrame, targets: pd.Series) -> _Wide:
-    """One key's pivot (origins x (value, model)) at the origins every model has."""
-    wide = wide.dropna(subset=[c for c in wide.columns if c[0] != "y_true"])  # origins all models share
-    y_pred, y_true = wide["y_pred"], wide["y_true"].iloc[:, 0]
-    return _Wide(y_pred, wide["y_std"], y_true, y_pred.sub(y_true, axis=0) ** 2, targets)
+    # the pivot's rows are the distinct (key, origin) pairs: each one's target date, row for row
+    targets = targets.reindex(wide.index).to_numpy()
+    columns = wide["y_pred"].columns  # every model, sorted (the pivot sorts them)
+    position = {model: i for i, model in enumerate(columns)}
+    values = ("y_pred", "y_std", "y_true")
+    y_pred, y_std, y_true = (wide[value].reindex(columns=columns).to_numpy(float) for value in values)
+    origins = wide.index.get_level_values("asof_date")
+    # each key's rows are contiguous in the sorted pivot
+    tickers, horizons = wide.index.codes[0], wide.index.codes[1]
+    starts = np.flatnonzero(np.r_[True, (tickers[1:] != tickers[:-1]) | (horizons[1:] != horizons[:-1])])
+    for start, stop in zip(starts.tolist(), [*starts[1:].tolist(), len(wide)], strict=True):
+        key = (wide.index.levels[0][tickers[start]], wide.index.levels[1][horizons[start]])
+        own = np.array([position[model] for model in own_models[key]])
+        pred, std = y_pred[start:stop, own], y_std[start:stop, own]
+        shared = ~(np.isnan(pred).any(axis=1) | np.isnan(std).any(axis=1))  # origins all its models share
+        index, names = origins[start:stop][shared], columns[own]
+        realised = y_true[start:stop, own[0]][shared]  # the first model's: every model has the origins kept
+        pred = pred[shared]
+        yield (
+            key,
+            _Wide(
+                pd.DataFrame(pred, index=index, columns=names),
+                pd.DataFrame(std[shared], index=index, columns=names),
+                pd.Series(realised, index=index, name=names[0]),
+                pd.DataFrame((pred - realised[:, None]) ** 2, index=index, columns=names),
+                pd.Series(targets[start:stop][shared], index=index, name="target_date"),
+            ),
+        )
 
 
 def _grid(calendar: pd.DatetimeIndex, origins: pd.Index, reweight_every: int, ticker: str) -> np.ndarray:
     """The re-weighting rows: origins on every ``reweight_every``-th session of the calendar."""
-    pos = pd.DatetimeIndex(calendar).get_indexer(pd.DatetimeIndex(origins))
+    pos = calendar.get_indexer(pd.DatetimeIndex(origins))
     if (pos < 0).any():
         raise ValueError(f"{ticker}: forecast origins missing from the calendar")
     return pos % reweight_every == 0
