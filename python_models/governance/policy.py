@@ -44,7 +44,7 @@ import pandas as pd
 from python_models.backtest.engine import run_backtest
 from python_models.backtest.performance import max_drawdown, profit_factor, sharpe_ratio
 from python_models.evaluation.metrics import dm_test, sign_hits
-from python_models.portfolio.sizing import kelly_book
+from python_models.portfolio.sizing import kelly_weights
 
 #: Shares of the selection score; see :func:`selection_score`.
 SCORE_WEIGHTS = {"profit_factor": 0.35, "sharpe": 0.25, "drawdown": 0.20, "stability": 0.20}
@@ -335,25 +335,24 @@ def model_strategy_returns(
     cash_rate: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Daily net return of each model's own Kelly strategy (the evidence on profit factor,
-    drawdown and Sharpe): the same sizing and backtest as ``marts.allocations`` and
-    ``marts.backtest_daily`` use for single-model strategies.
+    drawdown and Sharpe): the same sizing (:func:`~python_models.portfolio.sizing.kelly_book`'s
+    risky sleeve) and backtest as ``marts.allocations`` and ``marts.backtest_daily`` use for
+    single-model strategies.
 
     ``forecasts`` has ``model, ticker, asof_date, y_pred, y_std`` at the signal horizon;
     ``returns`` is sessions by tickers of simple returns; cash earns ``cash_rate``. Returns sessions by models,
     from each model's first decision on.
     """
-    signals = forecasts.rename(
-        columns={"model": "strategy", "asof_date": "date", "y_pred": "expected_return", "y_std": "forecast_std"}
-    )
     out = {}
     # one model's book at a time: each is sized on its own, and the long books of every model together
-    # are the step's largest frame
-    for model, own in signals.groupby("strategy", sort=True):
-        book = kelly_book(own, fraction, cap, max_gross)
-        risky = book[book["sleeve"] == "risky"]
-        if risky.empty:
+    # are the step's largest frame. The weights are kelly_book's risky sleeve, taken wide as they are
+    # sized: its long book pivoted back gives the same frame at the cost of a reshape each way.
+    for model, own in forecasts.groupby("model", sort=True):
+        expected = own.pivot(index="asof_date", columns="ticker", values="y_pred")
+        std = own.pivot(index="asof_date", columns="ticker", values="y_std")
+        weights = kelly_weights(expected, std, fraction, cap, max_gross).rename_axis(index="date", columns="ticker")
+        if weights.empty:
             continue
-        weights = risky.pivot(index="date", columns="ticker", values="weight")
         panel = returns.loc[returns.index >= weights.index.min()]
         out[model] = run_backtest(weights, panel, cost_bps=cost_bps, cash_rate=cash_rate)["net_return"]
     return pd.DataFrame(out)

@@ -222,10 +222,23 @@ class _Forecasts:
         tickers, models = (sorted(frame[c].unique()) for c in ("ticker", "model"))
         return cls(warehouse, policy, since, tickers, models, frame)
 
+    def model_parts(self) -> Iterator[pd.DataFrame]:
+        """The forecasts in parts that each hold every forecast of their models: a model at a time
+        when streamed, the held frame at once (whoever takes them works a model at a time on its own)."""
+        if self.frame is None:
+            for model in self.models:
+                yield self.read(models=[model])
+        else:
+            yield self.frame
+
     def read(self, tickers: list[str] | None = None, models: list[str] | None = None) -> pd.DataFrame:
         """The forecasts of ``tickers`` and of ``models`` (all where None)."""
         if self.frame is None:
             return _read_forecasts(self.warehouse, self.policy, self.since, tickers, models)
+        if (tickers is None or set(self.tickers) <= set(tickers)) and (
+            models is None or set(self.models) <= set(models)
+        ):
+            return self.frame  # a batch of every ticker (a universe within one batch): nothing to filter
         keep = pd.Series(True, index=self.frame.index)
         if tickers is not None:
             keep &= self.frame["ticker"].isin(tickers)
@@ -264,9 +277,9 @@ def _govern(
     returns = reads.stock_returns(warehouse, settings.benchmark, since)
     cash = cash_rates(warehouse)
     strategies: dict[str, pd.Series] = {}
-    for model in forecasts.models:
+    for part in forecasts.model_parts():
         own = model_strategy_returns(
-            forecasts.read(models=[model]),
+            part,
             returns,
             settings.kelly_fraction,
             settings.position_cap,
