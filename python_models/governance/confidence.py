@@ -65,8 +65,10 @@ def trailing_skill(
     done = y_true.notna() & y_pred.notna()
     hit = sign_hits(y_true, y_pred).astype(float).where(done)
     accuracy = trailing(hit, "mean", window, min_obs, by).pipe(lag, horizon, by)
-    sse = trailing(((y_pred - y_true) ** 2).where(done), "sum", window, min_obs, by).pipe(lag, horizon, by)
-    sst = trailing((y_true**2).where(done), "sum", window, min_obs, by).pipe(lag, horizon, by)
+    # both sums in one grouped call (each column is summed on its own): a grouped rolling costs per call
+    squares = pd.DataFrame({"sse": ((y_pred - y_true) ** 2).where(done), "sst": (y_true**2).where(done)})
+    sums = trailing(squares, "sum", window, min_obs, by).pipe(lag, horizon, by)
+    sse, sst = sums["sse"], sums["sst"]
     r2 = 1.0 - sse / sst.where(sst > 0)
     fit = NEUTRAL + (5.0 * r2).clip(-0.5, 0.5)
     return pd.DataFrame({"accuracy": accuracy.fillna(NEUTRAL), "fit": fit.fillna(NEUTRAL)}, index=y_pred.index)

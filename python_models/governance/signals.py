@@ -26,7 +26,7 @@ from python_models.governance.confidence import (
     variance_ratio_score,
     width_score,
 )
-from python_models.governance.policy import GovernancePolicy
+from python_models.governance.policy import GovernancePolicy, pivot_mean
 
 #: Origins (per model and ticker) the trailing skill and width components read.
 CONFIDENCE_WINDOW = 252
@@ -64,9 +64,7 @@ def model_signals(
     comp["accuracy"], comp["fit"] = skill["accuracy"], skill["fit"]
     comp["width"] = width_score(comp["y_upper"] - comp["y_lower"], window, by=series)
     comp["probability"] = probability_score(comp["y_pred"], comp["y_std"])
-    signs = np.sign(
-        f[f["model"].isin(single_models)].pivot_table(index=["ticker", "asof_date"], columns="model", values="y_pred")
-    )
+    signs = np.sign(pivot_mean(f[f["model"].isin(single_models)], ["ticker", "asof_date"], "model", "y_pred"))
     own = np.sign(comp["y_pred"].to_numpy())
     aligned = signs.reindex(pd.MultiIndex.from_frame(comp[["ticker", "asof_date"]])).to_numpy()
     seen = ~np.isnan(aligned)
@@ -90,6 +88,20 @@ def flip_count(direction: pd.Series, window: int) -> pd.Series:
     return flips.astype(int).rolling(window, min_periods=1).sum()
 
 
+def flip_counts(direction: np.ndarray, labels: np.ndarray, window: int) -> np.ndarray:
+    """:func:`flip_count` of each label's series at once (each label's rows contiguous and in time
+    order): integer counts, by differences of one cumulative sum instead of a rolling sum per label."""
+    n = len(direction)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    rows = np.arange(n)
+    first = np.r_[True, labels[1:] != labels[:-1]]  # a label's first row: no earlier direction to flip from
+    flips = np.r_[False, direction[1:] != direction[:-1]] & ~first
+    total = np.cumsum(flips, dtype=np.int64)
+    start = np.maximum(rows - window + 1, np.maximum.accumulate(np.where(first, rows, 0)))
+    return total - np.where(start > 0, total[start - 1], 0)
+
+
 def governed_signals(signals: pd.DataFrame, active: pd.Series, policy: GovernancePolicy) -> pd.DataFrame:
     """One signal per (ticker, date): the active model's row, with the trade gate applied.
 
@@ -101,11 +113,7 @@ def governed_signals(signals: pd.DataFrame, active: pd.Series, policy: Governanc
     out = signals.merge(act, left_on=["asof_date", "model"], right_on=["asof_date", "chosen"], how="inner")
     out = out.sort_values(["ticker", "asof_date"]).reset_index(drop=True)
     out["direction"] = np.sign(out["y_pred"]).astype(int)
-    out["flips"] = (
-        out.groupby("ticker", sort=False)["direction"]
-        .transform(lambda d: flip_count(d, policy.flip_window))
-        .astype(int)
-    )
+    out["flips"] = flip_counts(out["direction"].to_numpy(), out["ticker"].to_numpy(), policy.flip_window)
     reason = np.select(
         [out["active"] == "", out["confidence"] < policy.min_confidence, out["flips"] > policy.max_flips],
         ["model_stopped", "low_confidence", "flip_flopping"],

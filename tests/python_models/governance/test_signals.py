@@ -11,8 +11,8 @@ from scipy import stats
 from python_models.evaluation.metrics import dm_test
 from python_models.governance.confidence import CONFIDENCE_WEIGHTS, signal_confidence, trailing_skill, width_score
 from python_models.governance.drift import feature_drift, population_stability_index
-from python_models.governance.policy import GovernancePolicy
-from python_models.governance.signals import flip_count, governed_signals, model_signals
+from python_models.governance.policy import GovernancePolicy, pivot_mean
+from python_models.governance.signals import flip_count, flip_counts, governed_signals, model_signals
 
 DATES = pd.bdate_range("2019-01-01", periods=400)
 
@@ -113,6 +113,34 @@ def test_flip_flopping_signals_are_rejected():
     policy = GovernancePolicy(flip_window=5, max_flips=3)
     gov = governed_signals(sig, pd.Series("ensemble", index=DATES[:12]), policy)
     assert list(gov["block_reason"].fillna("")) == [""] * 4 + ["flip_flopping"] * 4 + [""] * 4
+
+
+def test_flip_counts_of_every_ticker_at_once_equal_each_tickers_own():
+    rng = np.random.default_rng(3)
+    for window in (1, 3, 5, 21):
+        tickers = np.repeat(["A", "B", "C", "D"], [1, 30, 7, 45])  # one ticker of a single row
+        direction = rng.choice([-1, 0, 1], len(tickers))
+        frame = pd.DataFrame({"ticker": tickers, "direction": direction})
+        own = frame.groupby("ticker", sort=False)["direction"].transform(flip_count, window)
+        assert (flip_counts(direction, tickers, window) == own.astype(int).to_numpy()).all()
+    assert len(flip_counts(np.array([], int), np.array([], str), 5)) == 0
+
+
+def test_pivot_mean_is_pivot_table():
+    rows = pd.DataFrame(
+        {
+            "ticker": ["A", "A", "A", "B", "B", "C"],
+            "asof_date": pd.to_datetime(
+                ["2024-01-02", "2024-01-02", "2024-01-03", "2024-01-02", "2024-01-02", "2024-01-02"]
+            ),
+            "model": ["m1", "m2", "m1", "m1", "m1", "m3"],
+            "y_pred": [0.1, -0.2, np.nan, 0.3, 0.5, np.nan],  # B's m1 twice: their mean; C's only value NaN: gone
+        }
+    )
+    expected = rows.pivot_table(index=["ticker", "asof_date"], columns="model", values="y_pred")
+    pd.testing.assert_frame_equal(
+        pivot_mean(rows, ["ticker", "asof_date"], "model", "y_pred"), expected, check_exact=True
+    )
 
 
 def test_psi_matches_the_hand_formula_and_drift_is_flagged():
