@@ -356,8 +356,8 @@ def model_strategy_returns(
     # are the step's largest frame. The weights are kelly_book's risky sleeve, taken wide as they are
     # sized: its long book pivoted back gives the same frame at the cost of a reshape each way.
     for model, own in forecasts.groupby("model", sort=True):
-        expected = own.pivot(index="asof_date", columns="ticker", values="y_pred")
-        std = own.pivot(index="asof_date", columns="ticker", values="y_std")
+        wide = own.pivot(index="asof_date", columns="ticker", values=["y_pred", "y_std"])  # one pivot for both
+        expected, std = wide["y_pred"], wide["y_std"]
         weights = kelly_weights(expected, std, fraction, cap, max_gross).rename_axis(index="date", columns="ticker")
         if weights.empty:
             continue
