@@ -30,13 +30,20 @@ def stored_state(warehouse: Warehouse, policy: GovernancePolicy) -> GovernanceSt
     session's stops and active model, and the last review."""
     if not warehouse.has(*(".".join(key) for key in OUTPUTS)):
         return None
-    last, review = warehouse.last("marts.model_risk"), warehouse.last("marts.governance_reviews", "review_date")
-    if last is None or review is None:
-        return None
+    # one read for the last session's rows and the last review (Warehouse.last twice and a read: five
+    # connections and queries)
     with warehouse.ibis() as db:
         t = db.table("model_risk", database="marts")
-        rows = frame(t.filter(t.date == last).select("model", "stopped", "active"))
-    return state_from_status(rows, last, review, policy.baseline)
+        reviews = db.table("governance_reviews", database="marts")
+        rows = frame(
+            t.filter(t.date == t.date.max()).select(
+                "model", "stopped", "active", "date", review=reviews.review_date.max().as_scalar()
+            )
+        )
+    if rows.empty or pd.isna(rows["review"].iloc[0]):  # nothing stored, or no review yet
+        return None
+    last, review = pd.Timestamp(rows["date"].iloc[0]), pd.Timestamp(rows["review"].iloc[0])
+    return state_from_status(rows[["model", "stopped", "active"]], last, review, policy.baseline)
 
 
 def stock_returns(warehouse: Warehouse, benchmark: str, since: pd.Timestamp | None) -> pd.DataFrame:
