@@ -74,6 +74,14 @@ def forecasts_with_outcomes(
         parts = [t.select(*columns) for t in _forecast_tables(db, tables, horizon, since, tickers, models)]
         forecasts = union_all(parts)
         realised = db.table("int_forward_returns", database="intermediate")
+        # the forecasts' own filters on the outcomes' side too: DuckDB does not carry them across a left
+        # join, and every outcome would be read for the few origins a refresh asks for
+        if horizon is not None:
+            realised = realised.filter(realised.horizon == int(horizon))
+        if since is not None:
+            realised = realised.filter(realised.date >= pd.Timestamp(since).date())
+        if tickers is not None:
+            realised = realised.filter(realised.ticker.isin(list(tickers)))
         joined = forecasts.left_join(
             realised,
             [

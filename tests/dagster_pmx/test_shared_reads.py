@@ -36,13 +36,18 @@ def warehouse(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    ("tables", "horizon", "since"),
-    [(["ml.base_forecasts"], None, "2020-01-15"), (["ml.base_forecasts", "ml.ensemble_forecasts"], 5, None)],
+    ("tables", "horizon", "since", "tickers"),
+    [
+        (["ml.base_forecasts"], None, "2020-01-15", None),
+        (["ml.base_forecasts", "ml.ensemble_forecasts"], 5, None, None),
+        (["ml.base_forecasts", "ml.ensemble_forecasts"], 1, "2020-01-15", ["B"]),
+    ],
 )
-def test_forecasts_with_outcomes_equals_the_sql_join(warehouse, tables, horizon, since):
+def test_forecasts_with_outcomes_equals_the_sql_join(warehouse, tables, horizon, since, tickers):
     columns = "model, ticker, asof_date, horizon, target_date, y_pred, y_std"
     filters = [f"horizon = {horizon}"] if horizon else []
     filters += [f"asof_date >= '{since}'"] if since else []
+    filters += [f"ticker in ({', '.join(repr(t) for t in tickers)})"] if tickers else []
     where = (" where " + " and ".join(filters)) if filters else ""
     stacked = " union all ".join(f"select {columns} from {t}{where}" for t in tables)
     expected = sql(
@@ -50,7 +55,7 @@ def test_forecasts_with_outcomes_equals_the_sql_join(warehouse, tables, horizon,
         f"with f as ({stacked}) select f.*, r.fwd_return as y_true from f left join intermediate.int_forward_returns r "
         "on r.ticker = f.ticker and r.date = f.asof_date and r.horizon = f.horizon",
     )
-    got = reads.forecasts_with_outcomes(warehouse, tables, columns, horizon=horizon, since=since)
+    got = reads.forecasts_with_outcomes(warehouse, tables, columns, horizon=horizon, since=since, tickers=tickers)
     order = ["model", "ticker", "asof_date", "horizon"]
     assert got["y_true"].isna().any() and got["y_true"].notna().any()
     pd.testing.assert_frame_equal(
