@@ -127,6 +127,17 @@ def load(path: Path, frame: pd.DataFrame, ingested_at: str) -> None:
 DUCKDB_MEMORY = [DEFAULT_DUCKDB_MEMORY]
 
 
+def high_water_kib(pid: int) -> int:
+    """The process's peak resident memory so far (``VmHWM``, KiB; 0 once it has gone). Not the
+    child's ``ru_maxrss``: Linux carries a process's peak across ``exec``, so a dbt started from this
+    process (which holds the synthetic universe) would report at least this process's size."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next((int(line.split()[1]) for line in status if line.startswith("VmHWM:")), 0)
+    except OSError:
+        return 0
+
+
 def dbt(command: str, select: str, path: Path, target: Path, *flags: str) -> dict:
     """One dbt invocation; its wall time, the models' own times and the process's peak memory."""
     from dagster_pmx.defs.transform.project import dbt_env
@@ -136,7 +147,13 @@ def dbt(command: str, select: str, path: Path, target: Path, *flags: str) -> dic
     args += ["--target-path", str(target), *flags] + (["--select", select] if select else [])
     started = time.perf_counter()
     process = subprocess.Popen(args, env=env, cwd=DBT_DIR)
-    _, status, usage = os.wait4(process.pid, 0)
+    peak_kib = 0
+    while True:  # its high-water mark while it runs (an exited process has none left to read)
+        done, status, _ = os.wait4(process.pid, os.WNOHANG)
+        if done:
+            break
+        peak_kib = max(peak_kib, high_water_kib(process.pid))
+        time.sleep(0.05)
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"dbt {command} failed")
@@ -147,7 +164,7 @@ def dbt(command: str, select: str, path: Path, target: Path, *flags: str) -> dic
         "wall_s": wall,
         "models_s": sum(r["execution_time"] for r in results),
         "models": len(results),
-        "peak_mib": usage.ru_maxrss / 1024,
+        "peak_mib": peak_kib / 1024,
         "per_model": {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results},
     }
 

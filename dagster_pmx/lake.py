@@ -55,7 +55,7 @@ T = TypeVar("T")
 #: The memory a run's DuckDB may use before it spills to disk (the ``duckdb_memory`` setting's default).
 #: DuckDB's own default is 80 % of the machine's memory, per process: a run's process and dbt's would
 #: each take that much on a large universe (docs/scaling.md, "Memory").
-DEFAULT_DUCKDB_MEMORY = "2GB"
+DEFAULT_DUCKDB_MEMORY = "1.25GB"
 
 _installed: set[str] = set()
 

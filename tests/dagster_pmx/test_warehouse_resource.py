@@ -254,7 +254,7 @@ def test_every_duckdb_of_a_run_is_bounded_by_the_memory_setting_and_spills_past_
     held.hold()
     try:
         with held.connect() as a, held.connect() as b:  # the run's one database: one limit, one spill folder
-            assert a.execute("select current_setting('memory_limit')").fetchone()[0] == "1.8 GiB"
+            assert a.execute("select current_setting('memory_limit')").fetchone()[0] == "1.1 GiB"  # 1.25 GB
             assert (
                 b.execute("select current_setting('temp_directory')").fetchone()
                 == a.execute("select current_setting('temp_directory')").fetchone()
