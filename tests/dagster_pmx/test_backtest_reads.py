@@ -14,11 +14,17 @@ create table intermediate.int_returns as
         case when tk = 'B' then null else 10 + random() end as open,
         10 + random() as close, 10 + random() as adj_close
     from range(date '2020-01-01', date '2020-03-01', interval 1 day) t(d), (values ('A'), ('B')) u(tk);
+insert into intermediate.int_returns  -- C stops trading in January
+    select 'C', d::date, random() / 100, 10 + random(), 10 + random(), 10 + random()
+    from range(date '2020-01-01', date '2020-01-15', interval 1 day) t(d);
+create table intermediate.int_risk_free as
+    select date, random() / 1e4 as rf_daily from (select distinct date from intermediate.int_returns);
 create table marts.features as
     select ticker, date, case when ticker = 'A' then random() * 1e6 end as dollar_volume,
         random() as realized_vol_21, now()::timestamp as refreshed_at
     from intermediate.int_returns where day(date) <> 7;
-create table ml.safe_sleeve as select distinct date, random() / 1000 as bond_return from intermediate.int_returns;
+create table ml.safe_sleeve as  -- one row a session (distinct before random())
+    select date, random() / 1000 as bond_return from (select distinct date from intermediate.int_returns);
 create table marts.allocations as
     select s as strategy, date::timestamp as date, ticker, random() as weight
     from intermediate.int_returns, (values ('barbell'), ('governed'), ('risk_parity')) v(s);
@@ -115,3 +121,13 @@ def test_tearsheet_inputs_equal_the_sql_in_its_order(warehouse):
             "from marts.model_leaderboard order by horizon, rank",
         ),
     )
+
+
+def test_the_market_from_a_later_start_is_the_whole_historys_cut_with_every_ticker(warehouse):
+    from dagster_pmx.defs.backtest.engine import load_market
+
+    whole, later = load_market(warehouse, "2020-01-01"), load_market(warehouse, "2020-02-01")
+    for name in ("returns", "open_returns", "dollar_volume", "volatility"):
+        pd.testing.assert_frame_equal(getattr(later, name), getattr(whole, name).loc["2020-02-01":])
+    assert "C" in later.returns.columns and later.returns["C"].isna().all()  # no row of C after the start
+    assert later.open_returns["A"].notna().all()  # the first session's open return: from the close before it

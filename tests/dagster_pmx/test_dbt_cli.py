@@ -1,5 +1,7 @@
 """The dbt resource: dbt run in this process reads and reports like the dbt subprocess."""
 
+import os
+
 import pytest
 
 from dagster_pmx.defs.transform.dbt_cli import DBT_GLOBAL_FLAGS, PmxDbtCli
@@ -59,11 +61,13 @@ def test_in_a_run_dbts_database_stays_open_between_dbt_steps_until_a_build_fails
         con.execute("create schema raw; create table raw.answer as select 42 as x")
     for name, value in dbt_env(Lake.at(path)).items():
         monkeypatch.setenv(name, value)
-    seen = []
+    seen, folders = [], []
 
     def show(dbt: PmxDbtCli, query: str) -> None:
         dbt.cli(["show", "--inline", query], raise_on_error=False).wait()
         seen.append(DuckDBConnectionManager._ENV)
+        if seen[-1] is not None:  # the spill folder the plugin gave it: this process's, from the environment
+            folders.append(seen[-1].conn.execute("select current_setting('temp_directory')").fetchone()[0])
 
     @dg.op
     def failing(dbt: PmxDbtCli):
@@ -85,6 +89,7 @@ def test_in_a_run_dbts_database_stays_open_between_dbt_steps_until_a_build_fails
     after_failure, kept, reused = seen
     assert after_failure is None  # a failed build closes dbt's database
     assert kept is not None and reused is kept  # a successful one keeps it: the next step's build used it
+    assert folders == [os.environ["DBT_PMX_TEMP_DIRECTORY"]] * 2
     assert DuckDBConnectionManager._ENV is None  # the run's end closes it
     with Lake.at(path).open() as con:  # and the lake is free for a writer
         con.execute("insert into raw.answer values (43)")

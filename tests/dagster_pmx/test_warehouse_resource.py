@@ -1,6 +1,7 @@
 """The warehouse resource: one attached lake for a run, another process free to read and write beside it,
 and a run point recorded when (and only when) a run succeeds."""
 
+import os
 import subprocess
 import sys
 
@@ -267,12 +268,14 @@ def test_every_duckdb_of_a_run_is_bounded_by_the_memory_setting_and_spills_past_
     ):
         folders = [c.execute("select current_setting('temp_directory')").fetchone()[0] for c in (a, b)]
         assert folders[0] != folders[1]  # DuckDB numbers its spill files from 0 in every database
-    # dbt's DuckDB: the same limit; a spill folder of its own that stays the same for a lake (dbt parses
-    # the project again when a variable its profile reads changes)
+    # dbt's DuckDB: the same limit; a spill folder of this process's own (another process's dbt may build
+    # the same lake while a run keeps its dbt database open) that stays the same for a lake in the process
+    # (a later dbt step of the run reuses the parse)
     env = dbt_env(warehouse.lake, "3GB")
     assert (
         env["DBT_PMX_MEMORY_LIMIT"] == "3GB"
         and env["DBT_PMX_TEMP_DIRECTORY"] == dbt_env(warehouse.lake)["DBT_PMX_TEMP_DIRECTORY"]
+        and f"dbt-{os.getpid()}-" in env["DBT_PMX_TEMP_DIRECTORY"]
     )
     assert env["DBT_PMX_TEMP_DIRECTORY"] != dbt_env(Lake.at(tmp_path / "other.ducklake"))["DBT_PMX_TEMP_DIRECTORY"]
 
@@ -280,14 +283,22 @@ def test_every_duckdb_of_a_run_is_bounded_by_the_memory_setting_and_spills_past_
 def test_dbt_sets_its_memory_limit_once_when_its_database_opens(tmp_path):
     """dbt-duckdb sets a profile's ``settings`` again on every cursor it opens, and DuckDB refuses a second
     ``SET temp_directory`` once the database has spilled ("Cannot switch temporary directory"): the 800-ticker
-    feature build of ``make bench-features`` failed so. The limit and the folder are connection options."""
+    feature build of ``make bench-features`` failed so. The limit and the folder are connection options: the
+    limit in the profile, the folder (a process's own, which the profile must not render) from the plugin."""
     import yaml
 
+    from dagster_pmx.defs.transform.duckdb_spill import Plugin
     from dagster_pmx.defs.transform.project import DBT_DIR
 
     output = yaml.safe_load((DBT_DIR / "profiles.yml").read_text())["pmx"]["outputs"]["dev"]
-    assert {"memory_limit", "temp_directory"} <= set(output["config_options"])
+    assert set(output["config_options"]) == {"memory_limit"}
+    assert {"module": "dagster_pmx.defs.transform.duckdb_spill"} in output["plugins"]
     assert not {"memory_limit", "temp_directory"} & set(output["settings"])
+    config = {"memory_limit": "1GB"}
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("DBT_PMX_TEMP_DIRECTORY", str(tmp_path / "dbt-spill"))
+        Plugin("duckdb_spill", {}).update_connection_config(None, config)
+    assert config == {"memory_limit": "1GB", "temp_directory": str(tmp_path / "dbt-spill")}
     spill = str(tmp_path / "spill")
     with duckdb.connect() as con:  # what DuckDB does with a second SET after a spill, the same folder too
         con.execute(f"set memory_limit = '20MB'; set temp_directory = '{spill}'")

@@ -29,10 +29,12 @@ def dbt_env(lake: Lake, memory_limit: str = DEFAULT_DUCKDB_MEMORY) -> dict[str, 
     DBT_PMX_TEMP_DIRECTORY). Not PMX_CATALOG: a dbt step sets these in its own process, and a ``PMX_*``
     variable left there would become the setting of every later run or test in that process.
 
-    The spill folder is named after the lake, not the process: dbt parses the project again whenever a
-    variable its profile reads changes (seconds on every dbt step). Two dbt builds of one lake never
-    run at once (the ``warehouse`` pool admits one writing step at a time)."""
-    owner = "dbt-" + hashlib.sha1(lake.catalog.encode()).hexdigest()[:12]
+    The spill folder is this process's (and the lake's): a run keeps dbt's database open from one dbt step
+    to the next while another process's dbt step may build the same lake, and two databases must never
+    share a folder. Its name stays the same within the process, so a later dbt step of the run reuses
+    the parse; profiles.yml does not render it (dbt would parse again in every process), the
+    ``duckdb_spill`` plugin reads it."""
+    owner = f"dbt-{os.getpid()}-" + hashlib.sha1(lake.catalog.encode()).hexdigest()[:12]
     limits = duckdb_limits(memory_limit, owner)
     return {
         "DBT_PMX_CATALOG": lake.catalog,

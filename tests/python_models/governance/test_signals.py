@@ -137,10 +137,20 @@ def test_pivot_mean_is_pivot_table():
             "y_pred": [0.1, -0.2, np.nan, 0.3, 0.5, np.nan],  # B's m1 twice: their mean; C's only value NaN: gone
         }
     )
-    expected = rows.pivot_table(index=["ticker", "asof_date"], columns="model", values="y_pred")
-    pd.testing.assert_frame_equal(
-        pivot_mean(rows, ["ticker", "asof_date"], "model", "y_pred"), expected, check_exact=True
+    # the later model's row first, the only model that sorts first all NaN: the columns still sorted
+    unsorted = pd.DataFrame(
+        {
+            "ticker": ["B", "B", "C"],
+            "asof_date": pd.to_datetime(["2023-01-23", "2023-01-18", "2023-01-24"]),
+            "model": ["m3", "m4", "m2"],
+            "y_pred": [0.87, 0.10, np.nan],
+        }
     )
+    for frame in (rows, unsorted):
+        expected = frame.pivot_table(index=["ticker", "asof_date"], columns="model", values="y_pred")
+        pd.testing.assert_frame_equal(
+            pivot_mean(frame, ["ticker", "asof_date"], "model", "y_pred"), expected, check_exact=True
+        )
 
 
 def test_psi_matches_the_hand_formula_and_drift_is_flagged():
