@@ -166,8 +166,8 @@ def _mixtures(chunks: list[_Chunk]) -> list[dict[str, np.ndarray]]:
     a run: each row's mixture depends on that row alone (C order), and a daily refresh has a chunk of
     one origin per key and variant, where the calls would cost more than the sums."""
     out = []
-    for _, run in itertools.groupby(chunks, key=lambda c: len(c.models)):
-        run = list(run)
+    for _, same_size in itertools.groupby(chunks, key=lambda c: len(c.models)):
+        run = list(same_size)
         out.append(
             _mixture(
                 np.concatenate([c.weights for c in run]),
