@@ -73,15 +73,9 @@ def forecasts_with_outcomes(
     with warehouse.ibis() as db:
         parts = [t.select(*columns) for t in _forecast_tables(db, tables, horizon, since, tickers, models)]
         forecasts = union_all(parts)
-        realised = db.table("int_forward_returns", database="intermediate")
         # the forecasts' own filters on the outcomes' side too: DuckDB does not carry them across a left
         # join, and every outcome would be read for the few origins a refresh asks for
-        if horizon is not None:
-            realised = realised.filter(realised.horizon == int(horizon))
-        if since is not None:
-            realised = realised.filter(realised.date >= pd.Timestamp(since).date())
-        if tickers is not None:
-            realised = realised.filter(realised.ticker.isin(list(tickers)))
+        realised = _filtered(db.table("int_forward_returns", database="intermediate"), "date", horizon, since, tickers)
         joined = forecasts.left_join(
             realised,
             [
@@ -100,6 +94,17 @@ def forecast_models(warehouse: Warehouse, tables: Sequence[str], horizon: int, s
         return sorted(frame(union_all(parts).distinct())["model"].tolist())
 
 
+def _filtered(t: ir.Table, date: str, horizon: int | None, since, tickers: Sequence[str] | None) -> ir.Table:
+    """``t`` at ``horizon``, with ``date`` from ``since`` on, of ``tickers`` (each filter only where given)."""
+    if horizon is not None:
+        t = t.filter(t.horizon == int(horizon))
+    if since is not None:
+        t = t.filter(t[date] >= pd.Timestamp(since).date())
+    if tickers is not None:
+        t = t.filter(t.ticker.isin(list(tickers)))
+    return t
+
+
 def _forecast_tables(
     db: ibis.BaseBackend,
     tables: Sequence[str],
@@ -113,13 +118,7 @@ def _forecast_tables(
     out = []
     for name in tables:
         schema, table = name.split(".")
-        t = db.table(table, database=schema)
-        if horizon is not None:
-            t = t.filter(t.horizon == int(horizon))
-        if since is not None:
-            t = t.filter(t.asof_date >= pd.Timestamp(since).date())
-        if tickers is not None:
-            t = t.filter(t.ticker.isin(list(tickers)))
+        t = _filtered(db.table(table, database=schema), "asof_date", horizon, since, tickers)
         if models is not None:
             t = t.filter(t.model.isin(list(models)))
         out.append(t)
