@@ -213,7 +213,7 @@ def old_state_reads(warehouse: Warehouse, strategy: str):
 
 
 def old_load_state(warehouse: Warehouse, strategy: str, closes: pd.DataFrame) -> ledger.State:
-    """ledger.load_state as it was, on the SQL above."""
+    """The ledger state as it was read before, on the SQL above."""
     reads = old_state_reads(warehouse, strategy)
     if reads is None:
         return ledger.State(last=None)
@@ -289,7 +289,10 @@ def test_the_booked_state_equals_the_sql(warehouse, strategy):
     pd.testing.assert_frame_equal(state.orders, orders[columns], check_exact=True)
 
     closes = old_raw_closes(warehouse, SimpleNamespace(returns=pd.DataFrame(index=pd.DatetimeIndex([last]))))
-    got, old = ledger.load_state(warehouse, strategy, closes), old_load_state(warehouse, strategy, closes)
+    got, old = (
+        ledger.state_of(strategy, trading.booked_state(warehouse, strategy), closes),
+        old_load_state(warehouse, strategy, closes),
+    )
     assert (got.last, got.nav, got.account.cash) == (old.last, old.nav, old.account.cash)
     assert list(got.account.positions.items()) == list(old.account.positions.items())  # the order it sums in
     pd.testing.assert_series_equal(pd.Series(got.account.marks), pd.Series(old.account.marks))  # NULL marks: NaN
@@ -302,7 +305,9 @@ def test_a_strategy_with_nothing_booked_has_no_state(warehouse, empty):
     for wh in (warehouse, empty):
         assert old_state_reads(wh, "nothing") is None
         assert trading.booked_state(wh, "nothing") is None
-        assert ledger.load_state(wh, "nothing", pd.DataFrame()) == old_load_state(wh, "nothing", pd.DataFrame())
+        assert ledger.state_of("nothing", trading.booked_state(wh, "nothing"), pd.DataFrame()) == old_load_state(
+            wh, "nothing", pd.DataFrame()
+        )
 
 
 @pytest.mark.parametrize("strategy", ["barbell", "governed", "nothing"])

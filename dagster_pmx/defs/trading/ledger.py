@@ -115,23 +115,19 @@ class State:
     nav: float | None = None
 
 
-def load_state(warehouse: Warehouse, strategy: str, closes: pd.DataFrame) -> State:
-    """The account at the last booked close and the orders placed then (they fill next session)."""
-    return state_of(strategy, reads.booked_state(warehouse, strategy), closes)
-
-
 def last_booked(booked: reads.BookedState | None) -> pd.Timestamp | None:
     """The last close a ledger booked (:func:`~dagster_pmx.defs.trading.reads.booked_state`); None if none."""
     return None if booked is None else pd.Timestamp(booked.nav["date"].iloc[0])
 
 
 def state_of(strategy: str, booked: reads.BookedState | None, closes: pd.DataFrame) -> State:
-    """:func:`load_state` of a ledger's stored state as :func:`~dagster_pmx.defs.trading.reads.booked_state`
-    read it, its positions marked at ``closes`` where the ledger stored no price."""
-    if booked is None:
+    """The account at the last booked close and the orders placed then (they fill next session), from a
+    ledger's stored state as :func:`~dagster_pmx.defs.trading.reads.booked_state` read it; its positions
+    marked at ``closes`` where the ledger stored no price."""
+    last = last_booked(booked)
+    if booked is None or last is None:
         return State(last=None)
     nav, held, orders = booked
-    last = pd.Timestamp(nav["date"].iloc[0])
     marks = closes.loc[last].dropna().to_dict() if last in closes.index else {}
     marks.update(dict(zip(held["ticker"], held["price"], strict=False)))
     open_orders = tuple(
