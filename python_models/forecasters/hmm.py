@@ -22,6 +22,8 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,6 +64,23 @@ class _ToModuleLog(logging.Filter):
             record.getMessage(),
         )
         return False
+
+
+@cache
+def _openmp_threads() -> Any:
+    """The OpenMP runtimes loaded once hmmlearn is (scikit-learn's among them), to limit around a fit.
+
+    hmmlearn starts EM from scikit-learn's k-means, whose OpenMP reductions differ in the last bits
+    with the number of threads. The callers' one-thread limit (``threadpool_limits`` in the walk-forward
+    tasks) only reaches the libraries loaded when it was set, and scikit-learn's runtime is loaded by the
+    fit's own import when nothing imported scikit-learn before: so a fit in this process could use every
+    core while the same fit in a Dask worker (``OMP_NUM_THREADS=1``) used one, and differ. Built once per
+    process, because a ``threadpool_limits`` call scans every loaded library (~3 ms).
+    """
+    import hmmlearn.hmm  # noqa: F401 - loads scikit-learn and its OpenMP runtime
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="openmp")
 
 
 @contextmanager
@@ -197,7 +216,11 @@ class GaussianHmm(Forecaster):
                 tol=1e-4,
             )
             try:
-                with warnings.catch_warnings(), hmmlearn_logs_to_module_log(r.index[0], r.index[-1], covariance_type):
+                with (
+                    warnings.catch_warnings(),
+                    hmmlearn_logs_to_module_log(r.index[0], r.index[-1], covariance_type),
+                    _openmp_threads().limit(limits=1),  # the same k-means here as in a Dask worker
+                ):
                     warnings.simplefilter("ignore")  # hmmlearn warns on non-monotone EM steps near convergence
                     model.fit(x)
                 break
