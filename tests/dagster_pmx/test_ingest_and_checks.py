@@ -8,7 +8,7 @@ import pytest
 
 from dagster_pmx.defs.ingest.assets import raw_macro, raw_prices
 from dagster_pmx.defs.ingest.checks import raw_prices_expectations
-from dagster_pmx.defs.ingest.sources import BundledSource, CsvFolderSource, _yyyymm_to_date
+from dagster_pmx.defs.ingest.sources import BundledSource, CsvFolderSource, _skfolio_dataset, _yyyymm_to_date
 from dagster_pmx.defs.portfolio.checks import allocations_expectations
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.portfolio.sizing import kelly_book
@@ -52,6 +52,13 @@ def test_bundled_source_is_real_data_in_the_raw_schema():
     assert aapl["open"].isna().all()  # close-only
     arch_rows = prices[prices["source"] == "arch"]
     assert (arch_rows["high"] >= arch_rows["low"]).all() and arch_rows["volume"].gt(0).all()
+
+
+@pytest.mark.parametrize("name", ["sp500_dataset", "sp500_index"])
+def test_skfolios_data_read_without_importing_skfolio_is_what_its_loader_returns(name):
+    from skfolio import datasets
+
+    pd.testing.assert_frame_equal(_skfolio_dataset(name), getattr(datasets, f"load_{name}")())
 
 
 def test_frenchdata_dates_are_parsed_from_yyyymm():
