@@ -11,6 +11,7 @@ from numpy.testing import assert_allclose
 
 from dagster_pmx.definitions import build_definitions
 from dagster_pmx.lake import Lake
+from dagster_pmx.defs.transform.project import DBT_DIR
 from dagster_pmx.resources import PmxSettings, Warehouse
 from tests.e2e.helpers import CUT, SLICE, dbt_run, read, without_stamps
 
@@ -40,6 +41,9 @@ def test_the_daily_refresh_forecasts_only_new_sessions_with_the_stored_fits(trun
     result = run(path, "daily_refresh", end_date=REFRESHED)
     ran = {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
     assert "base_forecasts" in ran and "backtest_daily" not in ran  # research waits for the weekly retrain
+    # each dbt step's invocation folder under dbt_project/target (a copy of the parse) went with the step
+    assert {"dbt_features", "dbt_signals"} <= ran
+    assert not list((DBT_DIR / "target").glob(f"*-{result.run_id[:7]}-*"))
     after = forecasts(path)
     old = after[after["asof_date"] <= pd.Timestamp(CUT)]
     # history untouched, except target dates that have now arrived

@@ -4,13 +4,14 @@ Every run leaves snapshots (one per transaction) and Parquet files that later ru
 upkeep the lake only grows. Nightly, after the refresh: keep the run points retention names
 (``keep_daily`` / ``keep_weekly``, pmx.toml ``[storage]``), expire every other snapshot, delete the
 files only expired snapshots read (a day after they were dropped, so a reader still attached keeps
-working), copy a restore point to ``backup_dir`` and prune old points by the same rule.
+working), delete the dbt folders failed builds left, copy a restore point to ``backup_dir`` and prune old points by the same rule.
 """
 
 import dagster as dg
 
 from dagster_pmx import backup, run_points
 from dagster_pmx.config import load_config
+from dagster_pmx.defs.transform.project import prune_invocation_folders
 from dagster_pmx.resources import Warehouse
 
 
@@ -22,7 +23,13 @@ def maintain_warehouse(context: dg.OpExecutionContext, warehouse: Warehouse) -> 
     with warehouse.connect() as con:
         expired = run_points.expire(con, keep_daily, keep_weekly)
         removed = run_points.clean_files(con)
-    metadata: dict[str, dg.RawMetadataValue] = {"snapshots_expired": len(expired), "files_deleted": removed}
+    # the dbt folders of failed builds (a successful step deletes its own), kept as long as the daily points
+    dbt_folders = prune_invocation_folders(older_than_days=keep_daily)
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "snapshots_expired": len(expired),
+        "files_deleted": removed,
+        "dbt_folders_deleted": len(dbt_folders),
+    }
     if warehouse.lake.kind == "sqlite":
         point = backup.backup(warehouse.lake, config.backup_dir)
         pruned = backup.prune(config.backup_dir, keep_daily, keep_weekly)

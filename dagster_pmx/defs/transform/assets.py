@@ -16,6 +16,7 @@ from ``raw.prices`` or a model's SQL changes.
 
 import json
 import os
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -86,16 +87,23 @@ def _build(
     for selector in exclude:  # added to the asset definition's own --exclude (dbt takes their union)
         args += ["--exclude", selector]
     if getattr(dbt, "in_process", False):  # dbt-duckdb attaches the lake in this process
-        events = dbt.cli(args, context=context).stream()
+        invocation = dbt.cli(args, context=context)
+        events = invocation.stream()
         yield from after(list(events)) if after else events
-        return
-    with warehouse.released():  # the run's catalog cache is read afresh after the subprocess's writes
-        events = dbt.cli(args, context=context).stream()
-        if not after:
-            yield from events
-            return
-        events = list(events)
-    yield from after(events)
+    else:
+        with warehouse.released():  # the run's catalog cache is read afresh after the subprocess's writes
+            invocation = dbt.cli(args, context=context)
+            events = invocation.stream()
+            if not after:
+                yield from events
+            else:
+                events = list(events)
+        if after:
+            yield from after(events)
+    # dagster-dbt gives each invocation a folder of its own under dbt_project/target (a copy of the parse,
+    # 1.3 MB, and the compiled SQL), which nothing reads once the events are in the run's log: every run
+    # left two or three, without bound. A failed build raised above and keeps its folder, to inspect.
+    shutil.rmtree(invocation.project_dir / invocation.target_path, ignore_errors=True)  # joins an absolute path as is
 
 
 @dbt_assets(

@@ -5,8 +5,11 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -106,3 +109,24 @@ def ensure_manifest() -> Path:
         if _sources_newer_than(manifest):
             _dbt("parse")
     return manifest
+
+
+#: The folder dagster-dbt gives one dbt invocation of a run: ``<step>-<run id[:7]>-<uuid[:7]>``.
+INVOCATION_FOLDER = re.compile(r"^[\w-]+-[0-9a-f]{7}-[0-9a-f]{7}$")
+
+
+def prune_invocation_folders(older_than_days: float, target: Path | None = None) -> list[Path]:
+    """Delete dbt invocation folders under ``dbt_project/target`` last written ``older_than_days`` ago.
+
+    A successful dbt step deletes its own (``transform/assets.py``); a failed one keeps its folder (the
+    compiled SQL of what failed) until this removes it. Returns the folders deleted."""
+    target = target or DBT_DIR / "target"
+    cutoff = time.time() - older_than_days * 86400
+    old = [
+        folder
+        for folder in (target.iterdir() if target.is_dir() else [])
+        if folder.is_dir() and INVOCATION_FOLDER.match(folder.name) and folder.stat().st_mtime < cutoff
+    ]
+    for folder in old:
+        shutil.rmtree(folder, ignore_errors=True)
+    return old
