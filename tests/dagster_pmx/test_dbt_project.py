@@ -79,14 +79,15 @@ def test_the_maintenance_prunes_old_dbt_invocation_folders_and_nothing_else(tmp_
     from dagster_pmx.defs.transform.project import prune_invocation_folders
 
     old, recent = tmp_path / "dbt_features-1a2b3c4-5d6e7f8", tmp_path / "dbt_signals-1a2b3c4-0a0b0c0"
+    outside_a_run = tmp_path / "9f8e7d6"
     others = [tmp_path / "docs", tmp_path / "run-1a2b3c4"]  # not an invocation's name
-    for folder in [old, recent, *others]:
+    for folder in [old, recent, outside_a_run, *others]:
         folder.mkdir()
         (folder / "partial_parse.msgpack").write_bytes(b"x")
     (tmp_path / "manifest.json").write_text("{}")
     ten_days_ago = time.time() - 10 * 86400
-    for path in [old, others[0], others[1], tmp_path / "manifest.json"]:
+    for path in [old, outside_a_run, others[0], others[1], tmp_path / "manifest.json"]:
         os.utime(path, (ten_days_ago, ten_days_ago))
-    assert prune_invocation_folders(older_than_days=7, target=tmp_path) == [old]
+    assert sorted(prune_invocation_folders(older_than_days=7, target=tmp_path)) == [outside_a_run, old]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["manifest.json", recent.name, "docs", "run-1a2b3c4"])
     assert prune_invocation_folders(older_than_days=7, target=tmp_path / "missing") == []

@@ -111,8 +111,9 @@ def ensure_manifest() -> Path:
     return manifest
 
 
-#: The folder dagster-dbt gives one dbt invocation of a run: ``<step>-<run id[:7]>-<uuid[:7]>``.
-INVOCATION_FOLDER = re.compile(r"^[\w-]+-[0-9a-f]{7}-[0-9a-f]{7}$")
+#: The folder dagster-dbt gives one dbt invocation: ``<step>-<run id[:7]>-<uuid[:7]>`` in a run,
+#: ``<uuid[:7]>`` outside one.
+INVOCATION_FOLDER = re.compile(r"^([\w-]+-[0-9a-f]{7}-)?[0-9a-f]{7}$")
 
 
 def prune_invocation_folders(older_than_days: float, target: Path | None = None) -> list[Path]:
