@@ -9,6 +9,7 @@ plain function, a script) each method attaches the lake, does its work and detac
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -18,7 +19,9 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import ibis
+import ibis.backends.duckdb
 import pandas as pd
+import sqlglot as sg
 from pydantic import PrivateAttr
 
 from dagster_pmx import run_points
@@ -39,6 +42,28 @@ REPO_ROOT = project_root()
 DEFAULT_WAREHOUSE = REPO_ROOT / "warehouse" / "pmx.ducklake"
 
 
+class LakeBackend(ibis.backends.duckdb.Backend):
+    """ibis's DuckDB backend, reading a table's schema with one ``DESCRIBE`` through ``execute``.
+
+    ibis runs it through DuckDB's relational API (``sql()`` then an Arrow fetch), which costs ~2 ms a
+    table more on a lake, and parses every column type again; a daily refresh opens ~75 tables."""
+
+    def get_schema(self, table_name: str, *, catalog: str | None = None, database: str | None = None) -> ibis.Schema:
+        name = sg.table(table_name, db=database, catalog=catalog, quoted=True).sql("duckdb")
+        try:
+            columns = self.con.execute(f"describe {name}").fetchall()
+        except duckdb.CatalogException as exc:
+            raise ibis.common.exceptions.TableNotFound(table_name) from exc
+        # DESCRIBE's columns: name, type, null ('YES' / 'NO'), key, default, extra
+        return ibis.schema({column: _dtype(kind, null == "YES") for column, kind, null, *_ in columns})
+
+
+@functools.cache
+def _dtype(kind: str, nullable: bool) -> ibis.DataType:
+    """The ibis type of a DuckDB type name (ibis's own mapping, parsed once per name)."""
+    return ibis.backends.duckdb.Backend.compiler.type_mapper.from_string(kind, nullable=nullable)
+
+
 class Warehouse(dg.ConfigurableResource):
     """The DuckLake that holds every schema (raw, staging, intermediate, ml, marts, ops).
 
@@ -52,6 +77,8 @@ class Warehouse(dg.ConfigurableResource):
     #: the memory each of the run's DuckDB databases may use before it spills to disk (``duckdb_memory``)
     memory_limit: str = DEFAULT_DUCKDB_MEMORY
     _run_database: duckdb.DuckDBPyConnection | None = PrivateAttr(default=None)
+    #: the run's ibis backend, on a cursor of ``_run_database`` (see :meth:`ibis`)
+    _run_ibis: ibis.BaseBackend | None = PrivateAttr(default=None)
 
     @property
     def abs_path(self) -> str:
@@ -92,6 +119,9 @@ class Warehouse(dg.ConfigurableResource):
 
     def release(self) -> None:
         """Detach the lake :meth:`hold` attached."""
+        if self._run_ibis is not None:
+            self._run_ibis.disconnect()
+            self._run_ibis = None
         if self._run_database is not None:
             self._run_database.close()
             self._run_database = None
@@ -127,9 +157,17 @@ class Warehouse(dg.ConfigurableResource):
     @contextmanager
     def ibis(self, read_only: bool = True) -> Iterator[ibis.BaseBackend]:
         """An ibis DuckDB backend over :meth:`connect`: reads written as ibis expressions run in the
-        database, and only their result reaches pandas (``expr.to_pandas()`` inside the block)."""
+        database, and only their result reaches pandas (``expr.to_pandas()`` inside the block).
+
+        In a run every call gets the same backend, on one cursor of the run's database: setting up a
+        backend runs three statements (~3 ms on a lake), and a daily refresh asks for one ~100 times."""
+        if self._run_database is not None:
+            if self._run_ibis is None:
+                self._run_ibis = LakeBackend.from_connection(use(self._run_database.cursor()))
+            yield self._run_ibis
+            return
         with self.connect(read_only=read_only) as con:
-            yield ibis.duckdb.from_connection(con)
+            yield LakeBackend.from_connection(con)
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         """Run a read-only query and return its result as a DataFrame."""

@@ -305,3 +305,35 @@ def test_dbt_sets_its_memory_limit_once_when_its_database_opens(tmp_path):
         con.execute("select count(*) from (select range a, random() b from range(3000000) order by b)").fetchall()
         with pytest.raises(duckdb.Error, match="temporary directory"):
             con.execute(f"set temp_directory = '{spill}'")
+
+
+@pytest.mark.parametrize("held", [False, True])
+def test_ibis_reads_the_schema_ibis_itself_reads_and_a_run_shares_one_backend(tmp_path, held):
+    import ibis
+
+    from dagster_pmx.lake import use
+
+    warehouse = Warehouse(path=str(tmp_path / "pmx.ducklake"))
+    with warehouse.connect() as con:
+        con.execute("create schema marts")
+        con.execute(
+            "create table marts.kinds (t timestamp not null, d date, s varchar, f double, i bigint, b boolean,"
+            " m decimal(18, 4), l double[], n hugeint, u utinyint)"
+        )
+        con.execute(
+            "insert into marts.kinds values (now()::timestamp, current_date, 'x', 1.5, 2, true, 3.25, [1.0, 2.0], 4, 5)"
+        )
+    if held:
+        warehouse.hold()
+    try:
+        with warehouse.ibis() as db, warehouse.connect() as con:
+            ours = db.table("kinds", database="marts")
+            theirs = ibis.duckdb.from_connection(use(con)).table("kinds", database="marts")
+            assert ours.schema() == theirs.schema()
+            assert ours.to_pandas().equals(theirs.to_pandas())
+            with pytest.raises(ibis.common.exceptions.TableNotFound):
+                db.table("missing", database="marts")
+            with warehouse.ibis() as again:
+                assert (again is db) == held  # one backend for the run; a new one outside
+    finally:
+        warehouse.release()

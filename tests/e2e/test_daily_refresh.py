@@ -10,8 +10,8 @@ import pandas as pd
 from numpy.testing import assert_allclose
 
 from dagster_pmx.definitions import build_definitions
-from dagster_pmx.lake import Lake
 from dagster_pmx.defs.transform.project import DBT_DIR
+from dagster_pmx.lake import Lake
 from dagster_pmx.resources import PmxSettings, Warehouse
 from tests.e2e.helpers import CUT, SLICE, dbt_run, read, without_stamps
 

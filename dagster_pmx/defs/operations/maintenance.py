@@ -4,7 +4,8 @@ Every run leaves snapshots (one per transaction) and Parquet files that later ru
 upkeep the lake only grows. Nightly, after the refresh: keep the run points retention names
 (``keep_daily`` / ``keep_weekly``, pmx.toml ``[storage]``), expire every other snapshot, delete the
 files only expired snapshots read (a day after they were dropped, so a reader still attached keeps
-working), delete the dbt folders failed builds left, copy a restore point to ``backup_dir`` and prune old points by the same rule.
+working), delete the dbt folders failed builds left, copy a restore point to ``backup_dir`` and prune
+old points by the same rule.
 """
 
 import dagster as dg

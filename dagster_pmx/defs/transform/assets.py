@@ -93,13 +93,12 @@ def _build(
     else:
         with warehouse.released():  # the run's catalog cache is read afresh after the subprocess's writes
             invocation = dbt.cli(args, context=context)
-            events = invocation.stream()
             if not after:
-                yield from events
+                yield from invocation.stream()
             else:
-                events = list(events)
+                finished = list(invocation.stream())
         if after:
-            yield from after(events)
+            yield from after(finished)
     # dagster-dbt gives each invocation a folder of its own under dbt_project/target (a copy of the parse,
     # 1.3 MB, and the compiled SQL), which nothing reads once the events are in the run's log: every run
     # left two or three, without bound. A failed build raised above and keeps its folder, to inspect.
