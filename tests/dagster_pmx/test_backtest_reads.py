@@ -123,6 +123,16 @@ def test_tearsheet_inputs_equal_the_sql_in_its_order(warehouse):
     )
 
 
+def test_impact_is_priced_where_the_market_read_from_the_same_session_prices_it(warehouse):
+    from dagster_pmx.defs.backtest.engine import load_market
+
+    # A has a volume on every session but the 7th of each month; B and C none
+    for since, tickers in [(None, ["A"]), ("2020-02-08", ["A"]), ("2020-02-08", ["A", "B"]), (None, [])]:
+        market = load_market(warehouse, since or "2020-01-01")
+        assert reads.impact_priced(warehouse, tickers, since) == market.impact_priced(tickers)
+    assert reads.impact_priced(warehouse, ["A"], "2020-02-08") and not reads.impact_priced(warehouse, ["A"])
+
+
 def test_the_market_from_a_later_start_is_the_whole_historys_cut_with_every_ticker(warehouse):
     from dagster_pmx.defs.backtest.engine import load_market
 

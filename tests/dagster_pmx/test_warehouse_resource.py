@@ -89,6 +89,7 @@ def test_a_dbt_subprocess_writes_while_the_run_holds_the_lake(tmp_path):
 
     class SubprocessDbt:  # stands in for dagster-dbt's subprocess invocation
         in_process = False
+        project_dir, target_path = tmp_path, tmp_path / "invocation"  # the folder _build deletes after
 
         def cli(self, args, context):
             self.args = args
@@ -100,7 +101,9 @@ def test_a_dbt_subprocess_writes_while_the_run_holds_the_lake(tmp_path):
 
     @dg.asset
     def dbt_step(context: dg.AssetExecutionContext, warehouse: Warehouse) -> None:
+        (tmp_path / "invocation").mkdir()
         list(_build(context, SubprocessDbt(), warehouse, PmxSettings(), full=False))
+        assert not (tmp_path / "invocation").exists()
         assert warehouse.query("select x from raw.t")["x"].tolist() == [9]  # sees dbt's write
 
     assert dg.materialize([dbt_step], resources={"warehouse": Warehouse(path=path)}).success

@@ -40,6 +40,22 @@ def market_rows(warehouse: Warehouse, since=None) -> tuple[pd.DataFrame, list[st
         return frame(rows), tickers
 
 
+def impact_priced(warehouse: Warehouse, tickers: Sequence[str], since=None) -> bool:
+    """Whether each of ``tickers`` has a positive ``dollar_volume`` on every session from ``since`` on (every
+    session when None) where it has a return: :meth:`~dagster_pmx.defs.backtest.engine.Market.impact_priced`
+    of the market read from ``since``, without reading the market."""
+    with warehouse.ibis() as db:
+        r = db.table("int_returns", database="intermediate")
+        f = db.table("features", database="marts")
+        joined = r.left_join(f, [r.ticker == f.ticker, r.date == f.date])
+        unpriced = joined.filter(
+            r.ticker.isin(list(tickers)), r.simple_return.notnull(), ~(f.dollar_volume > 0).fill_null(False)
+        )
+        if since is not None:
+            unpriced = unpriced.filter(r.date >= pd.Timestamp(since).date())
+        return frame(unpriced.select(r.ticker).limit(1)).empty
+
+
 def bond_returns(warehouse: Warehouse) -> pd.Series:
     """The safe sleeve's bond proxy return per session (ml.safe_sleeve)."""
     with warehouse.ibis() as db:

@@ -56,16 +56,16 @@ def paper_ledger(context: dg.AssetExecutionContext, warehouse: Warehouse, settin
     if unknown:
         raise ValueError(f"PMX_PAPER_STRATEGIES names strategies with no allocations: {unknown}")
     sessions = session_calendar(warehouse)
-    market = load_market(warehouse, sessions[0])
     with warehouse.connect() as con:
         ledger.ensure_tables(con)
     stored = {strategy: reads.booked_state(warehouse, strategy) for strategy in strategies}
     lasts = [ledger.last_booked(state) for state in stored.values()]
-    # the closes a run marks start at the earliest last booked close (a new ledger's first session):
-    # the refresh pivots a few sessions' closes, not the whole history's
+    # the market and closes a run reads start at the earliest last booked close (a new ledger's first
+    # session): the refresh pivots a few sessions, not the whole history
     earliest = min(
         (last if last is not None else ledger.first_session(sessions, settings) for last in lasts), default=None
     )
+    market = load_market(warehouse, earliest if earliest is not None else sessions[0])
     closes = ledger.raw_closes(warehouse, market, earliest)
     ledgers, booked = {}, {}
     for strategy in strategies:
@@ -73,7 +73,7 @@ def paper_ledger(context: dg.AssetExecutionContext, warehouse: Warehouse, settin
         start = ledger.first_session(sessions, settings) if state.last is None else None
         dates = sessions[sessions > state.last] if state.last is not None else sessions[sessions >= start]
         dates = dates[dates.isin(market.returns.index)]
-        config = ledger.paper_config(settings, market, books[strategy].columns)
+        config = ledger.paper_config(settings, books[strategy].columns, warehouse)
         broker = PaperBroker(config, state.account, state.open_orders)
         targets = books[strategy].loc[books[strategy].index.isin(dates)]
         ledgers[strategy] = trade_sessions(

@@ -12,6 +12,7 @@ import pandas as pd
 
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.backtest.engine import Market, cost_model
+from dagster_pmx.defs.backtest.reads import impact_priced
 from dagster_pmx.defs.trading import reads
 from dagster_pmx.lake import claim, ensure, in_transaction
 from dagster_pmx.resources import PmxSettings, Warehouse
@@ -64,9 +65,11 @@ def refuse_booked_keys(con: duckdb.DuckDBPyConnection, name: str) -> None:
         )
 
 
-def paper_config(settings: PmxSettings, market: Market, tickers) -> PaperConfig:
-    """The settings' paper book, with the backtester's costs (impact only where it can be priced)."""
-    impact = settings.impact_coefficient > 0 and market.impact_priced(tickers)
+def paper_config(settings: PmxSettings, tickers, warehouse: Warehouse) -> PaperConfig:
+    """The settings' paper book, with the backtester's costs (impact only where it can be priced: every
+    ticker with a volume on every session of the history, so a ledger booked over several runs is charged
+    as one booked at once)."""
+    impact = settings.impact_coefficient > 0 and impact_priced(warehouse, [t for t in tickers if t != BOND])
     return PaperConfig(
         capital=settings.aum,
         lot_size=settings.paper_lot_size,
