@@ -100,10 +100,13 @@ def main() -> int:
             Lake.at(path).copy_to(args.keep)
             Path(args.keep + ".json").write_text(json.dumps({"seconds": full_time, "steps": full_steps}))
     # each refresh in a process of its own, as a scheduled run gets one (nothing warm from the full build),
-    # on its own copy of the built warehouse: the same work every time, so the spread is the machine's
+    # on a fresh copy of the built warehouse at the same path, as the evening's refresh finds the warehouse
+    # where yesterday's left it: the same work every time, so the spread is the machine's. The first also
+    # parses the dbt project in its process; the later ones reuse the manifest it kept (dbt_cli.py), as
+    # every refresh after the first does
     runs = []
-    for repeat in range(args.repeat):
-        copy = str(Path(tmp.name) / f"refresh{repeat}" / "bench.ducklake")
+    for _ in range(args.repeat):
+        copy = str(Path(tmp.name) / "refresh" / "bench.ducklake")
         Lake.at(path).copy_to(copy)
         set_up_for(copy)
         child = subprocess.run(
@@ -114,6 +117,7 @@ def main() -> int:
             return 1
         runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
         shutil.rmtree(Path(copy).parent)
+    first = runs[0]["seconds"]
     runs.sort(key=lambda run: run["seconds"])
     median = runs[len(runs) // 2]
     refresh_time, ok = median["seconds"], all(run["ok"] for run in runs)
@@ -123,7 +127,7 @@ def main() -> int:
         print(f"{step:<56}{seconds:>12.2f}{refresh.get(step, float('nan')):>10.2f}")
     print(f"{'total (job wall time, incl. start-up)':<56}{full_time:>12.2f}{refresh_time:>10.2f}")
     times = ", ".join(f"{run['seconds']:.2f}" for run in runs)
-    print(f"refreshes, fastest first: {times} s")
+    print(f"refreshes, fastest first: {times} s (the first run, which parsed dbt's project: {first:.2f} s)")
     print(f"daily refresh of one session / full build = {refresh_time / full_time:.3f} (median; target <= 0.05)")
     return 0 if ok else 1
 

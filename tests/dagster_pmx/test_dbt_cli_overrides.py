@@ -189,6 +189,14 @@ def test_a_later_in_process_invocation_reuses_the_parse_until_a_project_file_cha
 
     assert "stg_prices" in listed("a") and len(parses) == 1
     assert "stg_prices" in listed("b") and len(parses) == 1  # another target folder, the same project: reused
+    dbt_cli._parsed.clear()  # a new process: the manifest the last one kept on disk
+    assert (project / dbt_cli.MANIFEST_CACHE).is_file()
+    assert "stg_prices" in listed("b") and len(parses) == 1
     model = project / "models" / "staging" / "stg_prices.sql"
     model.write_text(model.read_text() + "\n-- changed\n")
     assert "stg_prices" in listed("c") and len(parses) == 2  # a changed file: parsed again
+    dbt_cli._parsed.clear()
+    assert "stg_prices" in listed("d") and len(parses) == 2  # and kept again
+    dbt_cli._parsed.clear()
+    (project / dbt_cli.MANIFEST_CACHE).write_bytes(b"not a pickle")
+    assert "stg_prices" in listed("e") and len(parses) == 3  # a damaged file: dbt parses
