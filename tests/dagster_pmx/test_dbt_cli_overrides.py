@@ -7,6 +7,8 @@ invocation. Each test below pins one of those internals: a failure names what ch
 
 import ast
 import inspect
+import json
+import os
 import subprocess
 from functools import cached_property
 from importlib.metadata import version as installed_version
@@ -192,6 +194,18 @@ def test_a_later_in_process_invocation_reuses_the_parse_until_a_project_file_cha
     dbt_cli._parsed.clear()  # a new process: the manifest the last one kept on disk
     assert (project / dbt_cli.MANIFEST_CACHE).is_file()
     assert "stg_prices" in listed("b") and len(parses) == 1
+    dbt_cli._parsed.clear()  # and what it kept compiles (a ref and a source need the manifest's lookups)
+    query = "select * from {{ ref('stg_prices') }} join {{ source('raw', 'prices') }} using (ticker, date)"
+    command = [DBT_EXECUTABLE, *DBT_GLOBAL_FLAGS, "compile", "--inline", query]
+    # it connects: DuckDB finds the lake's extensions, installed from their packages, under HOME
+    home = {"HOME": os.environ["HOME"], "DBT_TARGET_PATH": str(tmp_path / "compiled")}
+    run = InProcessDbt(command, env={**env, **home}, cwd=project)
+    out = run.stdout.read().decode()
+    assert run.wait() == 0 and len(parses) == 1, out[-3000:]
+    compiled = [json.loads(line)["data"] for line in out.splitlines() if '"CompiledNode"' in line]
+    assert (
+        '"pmx"."staging"."stg_prices"' in compiled[0]["compiled"] and '"pmx"."raw"."prices"' in compiled[0]["compiled"]
+    )
     model = project / "models" / "staging" / "stg_prices.sql"
     model.write_text(model.read_text() + "\n-- changed\n")
     assert "stg_prices" in listed("c") and len(parses) == 2  # a changed file: parsed again

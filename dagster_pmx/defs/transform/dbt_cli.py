@@ -39,6 +39,7 @@ or when an internal is no longer there in the shape relied upon.
 """
 
 import contextlib
+import dataclasses
 import functools
 import io
 import os
@@ -118,14 +119,31 @@ def _kept_manifest(key: tuple, cwd) -> object | None:
         return _parsed[key]
     try:
         with open(Path(cwd) / MANIFEST_CACHE, "rb") as file:
-            stored_key, manifest = pickle.load(file)
+            stored_key, state = pickle.load(file)
+        if stored_key != key:
+            return None
+        manifest = _manifest_from(state)
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError, TypeError):
         return None  # none kept yet, or kept by other code: dbt parses
-    if stored_key != key:
-        return None
     _parsed.clear()
     _parsed[key] = manifest
     return manifest
+
+
+def _manifest_state(manifest) -> dict:
+    """A manifest's parsed contents: its dataclass fields less the private ones (lookups and caches it
+    rebuilds when first asked, its parse bookkeeping, a lock).
+
+    Not the manifest itself: dbt-core 1.11's ``Manifest.__reduce_ex__`` lists its fields positionally
+    and omits two (``fixtures`` and ``_saved_query_lookup``), so an unpickled manifest has its lookups in
+    the wrong fields and fails when a model is compiled ("RefableLookup.find() missing ... 'manifest'")."""
+    return {f.name: getattr(manifest, f.name) for f in dataclasses.fields(manifest) if not f.name.startswith("_")}
+
+
+def _manifest_from(state: dict):
+    from dbt.contracts.graph.manifest import Manifest
+
+    return Manifest(**state)
 
 
 def _keep_manifest(key: tuple, manifest: object, cwd) -> None:
@@ -140,7 +158,8 @@ def _keep_manifest(key: tuple, manifest: object, cwd) -> None:
         return
     try:
         with file:
-            pickle.dump((key, manifest), file, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((key, _manifest_state(manifest)), file, protocol=pickle.HIGHEST_PROTOCOL)
+        os.chmod(file.name, 0o644)  # as dbt's own files there (a temporary file is the owner's alone)
         os.replace(file.name, path)
     except (OSError, pickle.PicklingError, TypeError, AttributeError):
         with contextlib.suppress(OSError):
