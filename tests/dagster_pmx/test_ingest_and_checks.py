@@ -302,12 +302,16 @@ def test_no_trading_on_stale_prices(warehouse):
     _store_allocations(
         warehouse, frame.assign(weight=np.where((frame["ticker"] == "B") & (frame["date"] == dates[2]), 0.0, 0.1))
     )
-    assert allocations_on_fresh_prices(warehouse=warehouse).passed  # no position in B on its missing session
+    assert allocations_on_fresh_prices(
+        dg.build_asset_check_context(), warehouse=warehouse
+    ).passed  # no position in B on its missing session
     _store_allocations(warehouse, frame)  # a position in B decided on a session without a B price
-    result = allocations_on_fresh_prices(warehouse=warehouse)
+    result = allocations_on_fresh_prices(dg.build_asset_check_context(), warehouse=warehouse)
     assert not result.passed
     _store_allocations(warehouse, pd.concat([frame.iloc[:2], frame.iloc[:1].assign(ticker="Z")]).reset_index(drop=True))
-    assert not allocations_on_fresh_prices(warehouse=warehouse).passed  # a ticker never priced
+    assert not allocations_on_fresh_prices(
+        dg.build_asset_check_context(), warehouse=warehouse
+    ).passed  # a ticker never priced
 
 
 CRASH = """

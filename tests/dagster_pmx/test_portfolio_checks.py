@@ -1,5 +1,6 @@
 """Tier 2: the drawdown-control gate and the capacity rows, called as plain functions on a temporary warehouse."""
 
+import dagster as dg
 import pandas as pd
 import pytest
 
@@ -35,8 +36,17 @@ def warehouse(tmp_path):
     return wh
 
 
+def check(warehouse: Warehouse) -> dg.AssetCheckResult:
+    """The gate as a full build runs it: on every session."""
+    return allocations_respect_the_drawdown_control(
+        dg.build_asset_check_context(), warehouse=warehouse, settings=PmxSettings()
+    )
+
+
 def test_gate_passes_when_the_control_is_obeyed(warehouse):
-    assert allocations_respect_the_drawdown_control(warehouse=warehouse, settings=PmxSettings()).passed
+    assert allocations_respect_the_drawdown_control(
+        dg.build_asset_check_context(), warehouse=warehouse, settings=PmxSettings()
+    ).passed
 
 
 @pytest.mark.parametrize(
@@ -53,5 +63,19 @@ def test_gate_passes_when_the_control_is_obeyed(warehouse):
 def test_gate_fails_when_the_control_is_broken(warehouse, sql):
     with warehouse.connect() as con:
         con.execute(sql)
-    result = allocations_respect_the_drawdown_control(warehouse=warehouse, settings=PmxSettings())
+    result = allocations_respect_the_drawdown_control(
+        dg.build_asset_check_context(), warehouse=warehouse, settings=PmxSettings()
+    )
     assert not result.passed and result.metadata["violations"].value >= 1
+
+
+def test_after_a_daily_refresh_the_gate_checks_the_sessions_it_appended(warehouse):
+    with warehouse.connect() as con:  # a risky weight decided while stopped, on the 6th
+        con.execute("update marts.allocations set weight = 0.05 where date = '2021-01-06' and ticker = 'A'")
+    instance = dg.DagsterInstance.ephemeral()
+    context = dg.build_asset_check_context(instance=instance)
+    for appended_after, passed in [("2021-01-06", True), ("2021-01-05", False)]:
+        metadata = {"appended_after": appended_after}
+        instance.report_runless_asset_event(dg.AssetMaterialization(["marts", "allocations"], metadata=metadata))
+        result = allocations_respect_the_drawdown_control(context, warehouse=warehouse, settings=PmxSettings())
+        assert result.passed == passed

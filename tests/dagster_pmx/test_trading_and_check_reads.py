@@ -361,6 +361,11 @@ def test_the_price_staleness_equals_the_sql(warehouse):
     assert expected["max_sessions_since_price"].between(1, 999_999).any()  # B's missing closes
     keys = ["strategy", "date"]
     pd.testing.assert_frame_equal(by(portfolio.price_staleness(warehouse), keys), by(expected, keys), check_exact=True)
+    after = pd.Timestamp("2021-01-20")  # the decisions a daily refresh appended: the same rows, cut
+    later = expected[expected["date"] > after]
+    assert 0 < len(later) < len(expected)
+    got = portfolio.price_staleness(warehouse, after)
+    pd.testing.assert_frame_equal(by(got, keys), by(later, keys), check_exact=True)
 
 
 @pytest.mark.parametrize("max_gross", [1.0, 1.5, 3])
@@ -370,6 +375,10 @@ def test_the_drawdown_control_violations_equal_the_sql(warehouse, max_gross):
         assert expected["gross"].isna().any() and expected["undecided"].any() and (~expected["undecided"]).any()
     got = portfolio.drawdown_control_violations(warehouse, max_gross)
     pd.testing.assert_frame_equal(got, expected, check_exact=True)  # in (strategy, date) order
+    for after in sorted(expected["date"].unique())[:2]:  # the sessions after one violation: the rest, cut
+        later = expected[expected["date"] > after].reset_index(drop=True)
+        got = portfolio.drawdown_control_violations(warehouse, max_gross, pd.Timestamp(after))
+        pd.testing.assert_frame_equal(got, later, check_exact=True)
 
 
 # -- the governance checks

@@ -43,10 +43,11 @@ def allocations_expectations(
     asset=dg.AssetKey(["marts", "allocations"]),
     blocking=True,
     description="GX: no trading on stale prices. Every position taken at a close is in a ticker that has a "
-    "price on that session (a gap in its prices, a delisting, or a ticker never priced fails).",
+    "price on that session (a gap in its prices, a delisting, or a ticker never priced fails). Checks the "
+    "decisions the latest materialization wrote.",
 )
-def allocations_on_fresh_prices(warehouse: Warehouse) -> dg.AssetCheckResult:
-    staleness = reads.price_staleness(warehouse)
+def allocations_on_fresh_prices(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+    staleness = reads.price_staleness(warehouse, appended_after(context, ALLOCATIONS))
     return check_result(allocation_suite.check_freshness(staleness), len(staleness))
 
 
@@ -55,9 +56,12 @@ def allocations_on_fresh_prices(warehouse: Warehouse) -> dg.AssetCheckResult:
     blocking=True,
     description="The drawdown control is obeyed: no risky weight decided at a close where the strategy is stopped, "
     "risky gross within the scale times the gross limit where it is de-risked, and a decision on every session "
-    "where the scale changed (so the de-risking trade happens at that close).",
+    "where the scale changed (so the de-risking trade happens at that close). Checks the sessions the latest "
+    "materialization wrote.",
 )
-def allocations_respect_the_drawdown_control(warehouse: Warehouse, settings: PmxSettings) -> dg.AssetCheckResult:
-    rows = reads.drawdown_control_violations(warehouse, settings.max_gross)
+def allocations_respect_the_drawdown_control(
+    context: dg.AssetCheckExecutionContext, warehouse: Warehouse, settings: PmxSettings
+) -> dg.AssetCheckResult:
+    rows = reads.drawdown_control_violations(warehouse, settings.max_gross, appended_after(context, ALLOCATIONS))
     sample = rows.head(5).astype(str).to_dict("records")
     return dg.AssetCheckResult(passed=rows.empty, metadata={"violations": len(rows), "sample": str(sample)})

@@ -184,10 +184,10 @@ def allocations_after(warehouse: Warehouse, after: pd.Timestamp) -> pd.DataFrame
         return frame(t.filter(t.date > pd.Timestamp(after)))
 
 
-def price_staleness(warehouse: Warehouse) -> pd.DataFrame:
-    """``strategy, date, max_sessions_since_price`` per decision of marts.allocations: over its nonzero risky
-    weights, the most sessions since the ticker's last price at that close (1,000,000 for a ticker with no
-    price up to then, or none in intermediate.int_returns)."""
+def price_staleness(warehouse: Warehouse, after: pd.Timestamp | None = None) -> pd.DataFrame:
+    """``strategy, date, max_sessions_since_price`` per decision of marts.allocations (dated after ``after``,
+    when given): over its nonzero risky weights, the most sessions since the ticker's last price at that
+    close (1,000,000 for a ticker with no price up to then, or none in intermediate.int_returns)."""
     with warehouse.ibis() as db:
         r = db.table("int_returns", database="intermediate")
         s = db.table("int_sessions", database="intermediate")
@@ -199,6 +199,8 @@ def price_staleness(warehouse: Warehouse) -> pd.DataFrame:
         last_price = stamped.select("ticker", "date", sessions_since_price=since_price)
         a = db.table("allocations", database="marts")
         a = a.filter(a.sleeve == "risky", a.weight != 0)
+        if after is not None:
+            a = a.filter(a.date > pd.Timestamp(after))
         joined = a.left_join(last_price, [a.ticker == last_price.ticker, a.date == last_price.date])
         return frame(
             joined.group_by([a.strategy, a.date]).aggregate(
@@ -207,13 +209,17 @@ def price_staleness(warehouse: Warehouse) -> pd.DataFrame:
         )
 
 
-def drawdown_control_violations(warehouse: Warehouse, max_gross: float) -> pd.DataFrame:
-    """``strategy, date, state, scale, gross, undecided`` of each session of marts.drawdown_control whose
-    control marts.allocations breaks, by strategy and date: risky gross (``gross``, NULL where nothing
-    risky was decided) above the scale times ``max_gross``, or no decision (``undecided``) on a session
-    where the scale changed."""
+def drawdown_control_violations(
+    warehouse: Warehouse, max_gross: float, after: pd.Timestamp | None = None
+) -> pd.DataFrame:
+    """``strategy, date, state, scale, gross, undecided`` of each session of marts.drawdown_control (after
+    ``after``, when given) whose control marts.allocations breaks, by strategy and date: risky gross
+    (``gross``, NULL where nothing risky was decided) above the scale times ``max_gross``, or no decision
+    (``undecided``) on a session where the scale changed (from the session before, read either way)."""
     with warehouse.ibis() as db:
         a = db.table("allocations", database="marts")
+        if after is not None:
+            a = a.filter(a.date > pd.Timestamp(after))
         day = a.date.cast("date")
         risky = (
             a.filter(a.sleeve == "risky").group_by([a.strategy, day.name("date")]).aggregate(gross=a.weight.abs().sum())
@@ -227,6 +233,8 @@ def drawdown_control_violations(warehouse: Warehouse, max_gross: float) -> pd.Da
             date=c.date.cast("date"),
             previous_scale=c.scale.lag().over(group_by="strategy", order_by=c.date),
         )
+        if after is not None:  # after the lag: the first session's change is from the one before it
+            states = states.filter(states.date > pd.Timestamp(after).date())
         joined = states.left_join(
             risky, [states.strategy == risky.strategy, states.date == risky.date], rname="{name}_risky"
         ).left_join(decided, [states.strategy == decided.strategy, states.date == decided.date], rname="{name}_decided")
