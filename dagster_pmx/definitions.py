@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from dagster_pmx import dead_runs
+from dagster_pmx.process import tune_garbage_collector
 from dagster_pmx.config import load_config
 from dagster_pmx.defs.backtest import assets as backtest_assets
 from dagster_pmx.defs.backtest import reports as backtest_reports
@@ -86,3 +87,5 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
 
 
 defs = build_definitions()
+# the process that loads the code location runs its jobs: everything it imported stays for its lifetime
+tune_garbage_collector()

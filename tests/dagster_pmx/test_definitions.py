@@ -164,3 +164,12 @@ def test_the_dbt_tests_the_daily_refresh_leaves_out_are_repeated_on_marts_featur
     assert daily["dbt_features"]["config"] == {"repeated_tests": False}
     for job in ("full_build", "weekly_retrain"):
         assert "dbt_features" not in (defs.resolve_job_def(job).run_config or {}).get("ops", {})
+
+
+def test_loading_the_code_location_tunes_the_garbage_collector():
+    import gc
+
+    from dagster_pmx.process import RUN_GC_THRESHOLD
+
+    assert gc.get_threshold()[0] >= RUN_GC_THRESHOLD
+    assert gc.get_freeze_count() > 0  # the imports' objects are out of the collector's sight
