@@ -15,6 +15,7 @@ from typing import cast
 
 import numpy as np
 import pandas as pd
+from statsmodels.tsa.statespace.kalman_filter import MEMORY_NO_SMOOTHING
 from statsmodels.tsa.statespace.sarimax import SARIMAX
 
 from python_models.evaluation.metrics import ljung_box
@@ -111,7 +112,7 @@ class SarimaxResult(FitResult):
         hs = validate_horizons(horizons)
         history = returns.iloc[: pos.max() + 1]
         model = self._model(history, exog)
-        filtered = model.filter(self.params.to_numpy())
+        filtered = model.filter(self.params.to_numpy(), cov_type="none")  # the state, not the estimates' covariance
         ssm = model.ssm
         T, Z, c, d, R, Q, H = (
             _fixed(ssm, n)
@@ -206,9 +207,12 @@ class Sarimax(Forecaster):
     def _fit_order(self, r: pd.Series, order: tuple[int, int, int], x: np.ndarray | None = None):
         named = None if x is None else pd.DataFrame(x, columns=list(self.exog_names))  # parameters named after them
         model = SARIMAX(_SCALE * r.to_numpy(), exog=named, order=order, trend=self.trend)
+        # the fit's results need the filter's output (likelihood, residuals), not the smoother's nor the
+        # parameters' covariance: skipping both saves ~15 % of a fit, the estimates are the same bit for bit
+        model.ssm.set_conserve_memory(MEMORY_NO_SMOOTHING)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = model.fit(disp=False)
+            res = model.fit(disp=False, cov_type="none")
         converged = bool(res.mle_retvals.get("converged", True)) if res.mle_retvals else True
         return model, res, converged and bool(np.isfinite(res.aic))
 

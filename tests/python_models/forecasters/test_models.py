@@ -112,3 +112,33 @@ def test_garch_volatility_forecast_is_arch_variance_path(returns):
     direct = arch_model(100 * train, mean="Constant", vol="GARCH", p=1, q=1, dist="t").fit(disp="off")
     expected = np.sqrt(direct.forecast(horizon=10, reindex=False).variance.to_numpy()[-1]) / 100
     assert_allclose(fit.volatility_forecast(train, 10), expected, rtol=1e-8)
+
+
+def test_garch_constraints_carry_their_exact_gradients_and_only_inside_the_fit():
+    import arch.univariate.base as arch_base
+    from scipy.optimize import approx_fprime
+
+    from python_models.forecasters.garch import exact_constraint_gradients, linear_constraints
+
+    a = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, -1.0, -1.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    b = np.array([0.0, -1.0, 2.05])
+    x = np.array([0.05, 0.1, 0.85, 7.0])
+    ours, arch_own = linear_constraints(a, b), arch_base.constraint(a, b)
+    for mine, theirs in zip(ours, arch_own, strict=True):
+        assert mine["fun"](x) == theirs["fun"](x)
+        assert_allclose(mine["jac"](x), approx_fprime(x, theirs["fun"], 1e-7), atol=1e-6)
+    own = arch_base.constraint
+    with exact_constraint_gradients():
+        assert arch_base.constraint is linear_constraints
+    assert arch_base.constraint is own  # arch's own fits elsewhere in the process are untouched
+
+
+def test_garch_and_gjr_reach_arch_own_maximum_on_rolling_windows(returns):
+    # the exact gradients change the optimiser's path, not the problem: the same likelihood maximum
+    for vol, o in (("GARCH", 0), ("GJR", 1)):
+        for start in range(0, 700, 100):
+            train = returns.iloc[start : start + 756]
+            fit = Garch(vol=vol).fit(train)
+            direct = arch_model(100 * train, mean="Constant", vol="GARCH", p=1, o=o, q=1, dist="t").fit(disp="off")
+            assert abs(fit.diagnostics["loglik"] - direct.loglikelihood) < 1e-4
+            assert_allclose(fit.params.to_numpy(), direct.params.to_numpy(), rtol=0.02, atol=1e-4)
