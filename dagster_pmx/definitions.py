@@ -5,7 +5,6 @@ from __future__ import annotations
 import dagster as dg
 
 from dagster_pmx import dead_runs
-from dagster_pmx.process import tune_garbage_collector
 from dagster_pmx.config import load_config
 from dagster_pmx.defs.backtest import assets as backtest_assets
 from dagster_pmx.defs.backtest import reports as backtest_reports
@@ -24,6 +23,7 @@ from dagster_pmx.defs.transform import assets as transform_assets
 from dagster_pmx.defs.transform.dbt_cli import DBT_GLOBAL_FLAGS, PmxDbtCli
 from dagster_pmx.defs.transform.project import DBT_EXECUTABLE, dbt_project
 from dagster_pmx.defs.validation import assets as validation_assets
+from dagster_pmx.process import tune_garbage_collector
 from dagster_pmx.resources import Warehouse
 
 

@@ -142,7 +142,7 @@ class GarchResult(FitResult):
         hs = validate_horizons(horizons)
         # Data after the last origin is cut off, so no forecast can read it.
         history = returns.iloc[: pos.max() + 1]
-        one_lag = self.vol != "EGARCH" and max(self.p, self.q) == 1
+        one_lag = self.vol != "EGARCH" and self.p == 1 and self.q == 1
         fc = self._model(history).forecast(
             params=self.params.to_numpy(),
             start=history.index[pos.min()],
@@ -170,9 +170,10 @@ class GarchResult(FitResult):
 
         arch's own analytic forecast loops over origins and steps in Python (~10 ms for the 63 x 63 of a
         fold: half of a walk-forward's time). This is its recursion with the same operations in the same
-        order, on a vector of origins, so the values are the same bit for bit: beyond the first step the
-        expected squared shock is the variance, and the expected squared negative shock half of it
-        (arch's symmetric assumption for the asymmetry term).
+        order, on a vector of origins: beyond the first step the expected squared shock is the variance,
+        and the expected squared negative shock half of it (arch's symmetric assumption for the asymmetry
+        term). Against arch's own forecast on 120 folds of five default stocks: 114 the same bit for bit,
+        the rest within 6.7e-16 (relative; arch recomputes the first step from the residual, unclipped).
         """
         omega, alpha, beta = (float(self.params[name]) for name in ("omega", "alpha[1]", "beta[1]"))
         gamma = float(self.params["gamma[1]"]) if self.vol == "GJR" else None

@@ -142,3 +142,18 @@ def test_garch_and_gjr_reach_arch_own_maximum_on_rolling_windows(returns):
             direct = arch_model(100 * train, mean="Constant", vol="GARCH", p=1, o=o, q=1, dist="t").fit(disp="off")
             assert abs(fit.diagnostics["loglik"] - direct.loglikelihood) < 1e-4
             assert_allclose(fit.params.to_numpy(), direct.params.to_numpy(), rtol=0.02, atol=1e-4)
+
+
+@pytest.mark.parametrize(("vol", "o", "q"), [("GARCH", 0, 1), ("GJR", 1, 1), ("GARCH", 0, 0)])
+def test_garch_multi_step_variances_equal_arch_own_forecast(returns, vol, o, q):
+    # GARCH(1,1)/GJR use pmx's vectorised recursion; ARCH(1) (q = 0) arch's own path
+    fit = Garch(vol=vol, q=q).fit(returns.iloc[:800])
+    history = returns.iloc[:863]
+    origins = history.index[800:]
+    ours = fit.forecast(history, origins, HORIZONS)
+    own = fit._model(history).forecast(
+        params=fit.params.to_numpy(), start=origins[0], horizon=63, reindex=False, method="analytic"
+    )
+    idx = np.array(HORIZONS) - 1
+    assert_allclose(ours.variance, np.cumsum(own.variance.to_numpy(), axis=1)[:, idx] / 1e4, rtol=1e-14)
+    assert_allclose(ours.mean, np.cumsum(own.mean.to_numpy(), axis=1)[:, idx] / 100, rtol=1e-14)
