@@ -19,9 +19,9 @@ from tests.e2e.helpers import SLICE, read
 LEDGER = [f"marts.paper_{name}" for name in ledger.SCHEMAS]
 
 
-def book(path) -> dg.ExecuteInProcessResult:
+def book(path, strategies: str = "barbell") -> dg.ExecuteInProcessResult:
     """Materialize the trading group alone, as the daily refresh's last steps do."""
-    settings = PmxSettings(**SLICE)
+    settings = PmxSettings(**{**SLICE, "paper_strategies": strategies})
     defs = build_definitions({"warehouse": Warehouse(path=str(path)), "settings": settings})
     keys = dg.AssetSelection.groups("trading").resolve(defs.resolve_asset_graph())
     return defs.resolve_implicit_global_asset_job_def().execute_in_process(
@@ -29,8 +29,18 @@ def book(path) -> dg.ExecuteInProcessResult:
     )
 
 
-def rows(path, table) -> pd.DataFrame:
-    return read(path, f"select * exclude (run_id, booked_at) from {table} order by all")
+def rows(path, table, strategy: str | None = None) -> pd.DataFrame:
+    where = f"where strategy = '{strategy}'" if strategy else ""
+    return read(path, f"select * exclude (run_id, booked_at) from {table} {where} order by all")
+
+
+def cut_ledger(path, sessions: int) -> None:
+    """The ledger as it stood ``sessions`` sessions before its last (only a test removes ledger rows)."""
+    cut = read(path, "select date from marts.paper_nav order by date")["date"].iloc[-sessions - 1]
+    with Lake.at(path).open() as con:
+        for name, table in zip(ledger.SCHEMAS, LEDGER, strict=True):
+            column = "decision_date" if name == "orders" else "date"
+            con.execute(f"delete from {table} where {column} > ?", [cut])
 
 
 def test_the_paper_book_is_the_backtest_of_what_it_executed_and_tracks_the_decisions(full):
@@ -78,17 +88,29 @@ def test_a_rerun_books_nothing_and_a_resumed_ledger_books_the_same_rows(full, tm
     for table, frame in before.items():  # nothing new to book: not one row added or changed
         pd.testing.assert_frame_equal(read(path, f"select * from {table} order by all"), frame, obj=table)
 
-    # the warehouse as it stood 20 sessions earlier (only a test removes ledger rows)
-    cut = read(path, "select date from marts.paper_nav order by date")["date"].iloc[-21]
-    with Lake.at(path).open() as con:
-        for name, table in zip(ledger.SCHEMAS, LEDGER, strict=True):
-            column = "decision_date" if name == "orders" else "date"
-            con.execute(f"delete from {table} where {column} > ?", [cut])
+    cut_ledger(path, 20)  # the warehouse as it stood 20 sessions earlier
     assert book(path).success
     for table in LEDGER:
         pd.testing.assert_frame_equal(rows(path, table), rows(full, table), obj=table)
     runs = read(path, "select count(distinct run_id) as n from marts.paper_nav")["n"].iloc[0]
     assert runs == 2
+
+
+def test_a_resumed_ledger_and_a_new_one_in_one_run_book_what_each_books_alone(full, tmp_path):
+    # one run reads the market once, from the earliest session any of its ledgers books: the new ledger's
+    # first session here, 63 sessions back, while the resumed one continues from 20 sessions back
+    both, alone = tmp_path / "both.ducklake", tmp_path / "alone.ducklake"
+    for path in (both, alone):
+        Lake.at(full).copy_to(path)
+    cut_ledger(both, 20)
+    assert book(both, "barbell,risk_parity").success
+    assert book(alone, "risk_parity").success  # the new ledger in a run of its own (barbell is up to date)
+    for table in LEDGER:
+        pd.testing.assert_frame_equal(rows(both, table, "barbell"), rows(full, table, "barbell"), obj=table)
+        pd.testing.assert_frame_equal(rows(both, table, "risk_parity"), rows(alone, table, "risk_parity"), obj=table)
+    # the new ledger starts where a new ledger starts (63 sessions before the last) and books every session since
+    dates = read(both, "select date from marts.paper_nav where strategy = 'risk_parity' order by date")["date"]
+    assert len(dates) == 64 and dates.iloc[0] == read(full, "select min(date) as d from marts.paper_nav")["d"].iloc[0]
 
 
 def test_a_session_cannot_be_booked_twice_and_a_broken_ledger_fails_the_check(full, tmp_path):
