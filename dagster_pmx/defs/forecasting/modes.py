@@ -11,6 +11,7 @@ last two fall back to a walk-forward. Each yields the ``ml.base_forecasts`` and
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TypeAlias
@@ -94,29 +95,42 @@ def walk_forward(
         if done == total or done % max(1, total // 10) == 0:
             context.log.info(f"progress: {done}/{total} walk-forward runs (model x ticker) done")
 
+    def pooled_run() -> PanelRun:
+        return run_panel(
+            pooled,
+            returns,
+            wf,
+            start=settings.forecast_start,
+            workers=settings.workers,
+            features=features,
+            allow_empty=True,
+        )
+
     def batches() -> Iterator[dict[str, pd.DataFrame]]:
         scheduler = settings.scheduler or None
         shared = scheduler or (settings.workers > 1 and len(single) * len(tickers) >= 2)
-        with dask_client(scheduler, settings.workers) if shared else nullcontext() as client:
-            for batch in ticker_batches(tickers, settings.ticker_batch) if single else []:
-                rows = returns[returns["ticker"].isin(batch)]
-                run = run_panel(
-                    single, rows, wf, start=settings.forecast_start, progress=progress, client=client, allow_empty=True
-                )
+        # With the single-series tasks in the cluster's processes this one only waits for them: the pooled
+        # models train meanwhile, in a thread of it (XGBoost's training releases the GIL), instead of after
+        # them. Their rows do not depend on when they are trained.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pooled-models") as beside:
+            early = beside.submit(pooled_run) if pooled and shared else None
+            with dask_client(scheduler, settings.workers) if shared else nullcontext() as client:
+                for batch in ticker_batches(tickers, settings.ticker_batch) if single else []:
+                    rows = returns[returns["ticker"].isin(batch)]
+                    run = run_panel(
+                        single,
+                        rows,
+                        wf,
+                        start=settings.forecast_start,
+                        progress=progress,
+                        client=client,
+                        allow_empty=True,
+                    )
+                    yield summary.add(run)
+            if pooled:
+                run = early.result() if early is not None else pooled_run()
+                progress(len(pooled), len(pooled))  # logged here: the thread does not write to the run's log
                 yield summary.add(run)
-        if pooled:
-            yield summary.add(
-                run_panel(
-                    pooled,
-                    returns,
-                    wf,
-                    start=settings.forecast_start,
-                    workers=settings.workers,
-                    progress=progress,
-                    features=features,
-                    allow_empty=True,
-                )
-            )
         if summary.first_asof is None:  # raised before anything is written
             raise ValueError(
                 "no ticker has enough history for one walk-forward fold; lower train_window or start earlier"
