@@ -39,6 +39,11 @@ Printed per cluster mode: per step, its time at each n, seconds per ticker at th
 exponent b of time ~ n^b (least squares of log time on log n; two sizes or more) and the fitted line's
 time at 3,000 tickers; the same for peak RSS (with the marginal MiB per ticker between the smallest
 and largest n); and the run's totals. ``*`` marks b > 1.1. ``--out`` writes every measurement as JSON.
+
+Without ``--keep`` each run's warehouse is deleted once measured, except a failed run's: it moves to
+``$TMPDIR/bench_scale_failed_<mode>_<n>_<time>`` (with the child's log, dbt's output included), so the
+rows a failing check found can still be read: at the lake's latest snapshot
+(``dagster_pmx.connect(<folder>/pmx.ducklake, snapshot=N)``), since a failed run records no run point.
 """
 
 from __future__ import annotations
@@ -497,7 +502,11 @@ def main() -> int:
                 spec |= {"settings": settings_for(len(sessions), universe, sessions[-1], ""), "cluster_pids": []}
                 run = run_child(folder, spec)
             runs[mode][n] = run
-            if not args.keep:  # a 500-ticker warehouse is big: one at a time on disk
+            if not args.keep and not run["ok"]:  # a failed run's warehouse and dbt's logs are the evidence
+                kept = Path(tempfile.gettempdir()) / f"bench_scale_failed_{mode}_{n}_{time.strftime('%Y%m%dT%H%M%S')}"
+                shutil.move(folder, kept)
+                print(f"  {mode}: the failed run's warehouse and logs are kept in {kept}", flush=True)
+            elif not args.keep:  # a 500-ticker warehouse is big: one at a time on disk
                 shutil.rmtree(folder, ignore_errors=True)
             print(
                 f"  {mode:<5}: job {run.get('job_s', math.nan):8.1f} s, child process {run['process_s']:8.1f} s, "
