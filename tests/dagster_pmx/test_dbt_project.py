@@ -59,10 +59,8 @@ def _compiled_key_test(tmp_path, monkeypatch, *args: str) -> str:
     return node.compiled_code
 
 
-def test_an_incremental_build_of_marts_forecasts_tests_the_rows_it_rewrites_and_anything_else_every_row(
-    tmp_path, monkeypatch
-):
-    # the daily refresh's dbt_signals: the model and its tests, incremental (macros/test_scope.sql)
+def test_a_refresh_tests_the_rows_of_marts_forecasts_it_changed_and_anything_else_every_row(tmp_path, monkeypatch):
+    # the daily refresh's dbt_signals: the view and its tests, without --full-refresh (macros/test_scope.sql)
     selected = _compiled_key_test(tmp_path, monkeypatch, "--select", "forecasts")
     assert "- interval 120 day" in selected and "group by model, ticker, asof_date, horizon" in selected
     for other in (

@@ -2,7 +2,8 @@
 
 ``dbt_features`` builds staging, returns, ``marts.prices``, ``marts.features`` and
 ``marts.targets``; ``dbt_signals`` (models tagged ``post_forecast``) builds
-``marts.forecasts`` and ``marts.signals`` from the forecasters' output; ``dbt_backtest`` (models
+``marts.forecasts`` (a view over the forecast tables and the realised returns) and ``marts.signals``
+from the forecasters' output; ``dbt_backtest`` (models
 tagged ``backtest``, which are ``post_forecast`` too) builds ``marts.backtest_periods`` from the
 backtest's daily returns. Each runs ``dbt build``, so dbt's tests run with the models and show as
 asset checks. The tables Python writes are dbt sources (``dbt_sources.py``), mapped to the keys of
@@ -142,8 +143,9 @@ def dbt_signals(
     settings: PmxSettings,
     config: IncrementalRun,
 ):
-    """marts.forecasts (all models with realised values) and marts.signals (the governed signal). The daily
-    refresh (``incremental: true``) extends marts.forecasts with the recent origins; otherwise it is rebuilt."""
+    """marts.forecasts (all models with realised values: a view) and marts.signals (the governed signal). The
+    daily refresh (``incremental: true``) tests only marts.forecasts' recent origins, the rows it changed;
+    every other build tests every row."""
     yield from _build(context, dbt, warehouse, settings, not config.incremental)
 
 

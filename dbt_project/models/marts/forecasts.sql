@@ -1,6 +1,7 @@
 {{ config(tags=['post_forecast']) }}
 -- Every out-of-sample forecast, single models and the ensemble, with the realised value
--- attached once the target session exists.
+-- attached once the target session exists. A view (dbt_project.yml): it always shows the forecast
+-- tables and the returns of the state it is read at, and stores nothing of its own.
 with base_forecasts as (
     select * from {{ ref('stg_ml__base_forecasts') }}
 ),
@@ -37,9 +38,6 @@ final as (
     from all_forecasts as f
     left join forward_returns as r
         on r.ticker = f.ticker and r.date = f.asof_date and r.horizon = f.horizon
-    {% if is_incremental() %}
-    where {{ forecasts_refresh_window(this, 'f.asof_date', literal=true) }}
-    {% endif %}
 )
 
 select * from final
