@@ -199,7 +199,7 @@ class Lake:
             retry(lambda: con.execute(self.attach_sql(read_only=read_only, snapshot=snapshot)), ATTACHING)
             con.execute(f"use {ALIAS}")
             if not read_only:
-                without_inlining(con)
+                with_lake_options(con)
         except BaseException:
             con.close()
             raise
@@ -251,20 +251,31 @@ def write_ahead_log(file: Path) -> None:
             catalog.execute("pragma journal_mode=wal")
 
 
-def without_inlining(con: duckdb.DuckDBPyConnection) -> None:
-    """Store every row in Parquet files, none in the catalog (a setting the catalog keeps, so dbt and
-    any other client writing the lake follow it).
+#: Settings the lake's catalog keeps, so dbt and any other client writing the lake follow them
+#: (:func:`with_lake_options`).
+LAKE_OPTIONS = {"data_inlining_row_limit": "0", "parquet_compression": "zstd"}
 
-    DuckLake "inlines" a small insert into the catalog, in a SQLite table of its own for every
-    version of every table, and every later statement looks them up: measured here, 600 small
-    ``create or replace`` statements took a query on the lake from 9 to 40 ms and a small ``create``
-    from 50 to 180 ms; without inlining both stayed flat (4.5 ms and 40 ms), and the daily refresh
-    went from 41.7 to 34.4 s. The price: every small write is a Parquet file of its own, which may be
-    why the full build measured slower (docs/benchmarks.md).
+
+def with_lake_options(con: duckdb.DuckDBPyConnection) -> None:
+    """Set :data:`LAKE_OPTIONS` in the catalog where it holds another value (one lookup when it holds them).
+
+    ``data_inlining_row_limit = 0``: every row in Parquet files, none in the catalog. DuckLake "inlines" a
+    small insert into the catalog, in a SQLite table of its own for every version of every table, and
+    every later statement looks them up: measured here, 600 small ``create or replace`` statements took a
+    query on the lake from 9 to 40 ms and a small ``create`` from 50 to 180 ms; without inlining both
+    stayed flat (4.5 ms and 40 ms), and the daily refresh went from 41.7 to 34.4 s. The price: every small
+    write is a Parquet file of its own, which may be why the full build measured slower
+    (docs/benchmarks.md).
+
+    ``parquet_compression = zstd`` (DuckLake's default is snappy): the forecast tables, most of the
+    warehouse, are doubles that compress little either way, and zstd's files are 11-25 % smaller for the
+    same write time (docs/benchmarks.md, "warehouse bytes per ticker"). Files written before keep theirs.
     """
-    limit = con.execute(f"select value from {ALIAS}.options() where option_name = 'data_inlining_row_limit'").fetchone()
-    if limit is None or limit[0] != "0":
-        ensure(con, f"call {ALIAS}.set_option('data_inlining_row_limit', 0)")
+    names = ", ".join(f"'{name}'" for name in LAKE_OPTIONS)
+    held = dict(con.execute(f"select option_name, value from {ALIAS}.options() where option_name in ({names})").fetchall())
+    for name, value in LAKE_OPTIONS.items():
+        if held.get(name) != value:
+            ensure(con, f"call {ALIAS}.set_option('{name}', '{value}')")
 
 
 def use(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:

@@ -131,6 +131,26 @@ def test_a_writer_keeps_small_writes_out_of_the_catalog(tmp_path):
     assert list((tmp_path / "pmx.ducklake.files").rglob("*.parquet"))  # the rows are in Parquet files
 
 
+def test_a_writer_compresses_the_data_files_with_zstd_and_a_lake_written_before_follows(tmp_path):
+    import duckdb
+
+    lake = Lake.at(tmp_path / "pmx.ducklake")
+    with lake.open() as con:
+        con.execute("call pmx.set_option('parquet_compression', 'snappy')")  # as a lake from before 0.4.0
+        con.execute("create table old as select range as i from range(1000)")
+    with lake.open() as con:  # a writer sets the option again
+        con.execute("create table new as select range as i from range(1000)")
+        files = {
+            name: con.execute(f"select data_file from ducklake_list_files('pmx', '{name}')").fetchone()[0]
+            for name in ("old", "new")
+        }
+    codecs = {
+        name: duckdb.sql(f"select distinct compression from parquet_metadata('{path}')").fetchall()
+        for name, path in files.items()
+    }
+    assert codecs == {"old": [("SNAPPY",)], "new": [("ZSTD",)]}
+
+
 @pytest.mark.parametrize("held", [True, False])
 def test_has_finds_tables_and_views_by_name_and_agrees_with_information_schema(tmp_path, held):
     warehouse = Warehouse(path=str(tmp_path / "wh.ducklake"))
