@@ -272,7 +272,9 @@ def with_lake_options(con: duckdb.DuckDBPyConnection) -> None:
     same write time (docs/benchmarks.md, "warehouse bytes per ticker"). Files written before keep theirs.
     """
     names = ", ".join(f"'{name}'" for name in LAKE_OPTIONS)
-    held = dict(con.execute(f"select option_name, value from {ALIAS}.options() where option_name in ({names})").fetchall())
+    held = dict(
+        con.execute(f"select option_name, value from {ALIAS}.options() where option_name in ({names})").fetchall()
+    )
     for name, value in LAKE_OPTIONS.items():
         if held.get(name) != value:
             ensure(con, f"call {ALIAS}.set_option('{name}', '{value}')")

@@ -19,9 +19,9 @@ EXTENDED = ("governance", "dbt_signals", "allocations")
 
 def forecast_mode(mode: str) -> dict:
     """Run config that sets the forecasting assets' mode (see forecasting.assets.ForecastRun). In
-    ``incremental`` mode (the daily refresh) governance and allocations also extend their stored history, and
-    the dbt tests of marts.forecasts read its recent origins only (defs.refresh.IncrementalRun), and the feature build leaves out the dbt tests that
-    marts.features repeats."""
+    ``incremental`` mode (the daily refresh) governance and allocations also extend their stored history
+    (defs.refresh.IncrementalRun), the dbt tests of marts.forecasts read its recent origins only, and the
+    feature build leaves out the dbt tests that marts.features repeats."""
     ops = {op: {"config": {"mode": mode}} for op in ("base_forecasts", "ml__regime_probabilities", "ensemble")}
     if mode == "incremental":
         ops.update({op: {"config": {"incremental": True}} for op in EXTENDED})
@@ -44,9 +44,9 @@ daily_refresh_job = dg.define_asset_job(
     description="After the close: ingest the new session, extend the features (incremental dbt models), forecast "
     "only the new sessions with the current fits (ml.model_fits), extend the ensembles, governance (resuming its "
     "stops, promoted model and review calendar) and the allocations (resuming the books and the drawdown control), "
-    "test marts.forecasts' recent origins, rebuild marts.signals, and book the paper book's fills and orders. The dbt tests of "
-    "the intermediate feature models are left to the other jobs (marts.features repeats each of them). Backtests "
-    "and validation wait for the weekly retrain.",
+    "test marts.forecasts' recent origins, rebuild marts.signals, and book the paper book's fills and orders. The "
+    "dbt tests of the intermediate feature models are left to the other jobs (marts.features repeats each of "
+    "them). Backtests and validation wait for the weekly retrain.",
 )
 
 refresh_tickers_job = dg.define_asset_job(
