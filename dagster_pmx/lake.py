@@ -268,8 +268,8 @@ def with_lake_options(con: duckdb.DuckDBPyConnection) -> None:
     (docs/benchmarks.md).
 
     ``parquet_compression = zstd`` (DuckLake's default is snappy): the forecast tables, most of the
-    warehouse, are doubles that compress little either way, and zstd's files are 11-25 % smaller for the
-    same write time (docs/benchmarks.md, "warehouse bytes per ticker"). Files written before keep theirs.
+    warehouse, are doubles that compress little either way, and zstd's files are 8-25 % smaller and take
+    about as long to write (docs/benchmarks.md, "warehouse bytes per ticker"). Files written before keep theirs.
     """
     names = ", ".join(f"'{name}'" for name in LAKE_OPTIONS)
     held = dict(

@@ -10,12 +10,12 @@
        session rewrites that session of marts.features (tests/e2e/test_pipeline.py), and its tests read
        that date's rows instead of all of them. A test with a `where` of its own keeps it.
 
-    2. The placeholder `where: "__forecasts_refresh_window__"`: marts.forecasts is a view over the forecast
-       tables and the realised returns, and a build that selects it without --full-refresh (the daily
-       refresh) changed only the rows of its refresh window: the new origins, and the recent ones whose
-       target session may have arrived (63 sessions are fewer than 120 days). The tests that carry the
-       placeholder then read those rows; any other invocation (a full build, the weekly retrain, `dbt
-       test` alone) reads every row. marts.forecasts holds ~4 M rows for the 20 default tickers, and a
+    2. The marker `where: "__forecasts_refresh_window__"` on a test of marts.forecasts, a view over the
+       forecast tables and the realised returns. A build that selects the view without --full-refresh
+       (the daily refresh) changed only the rows of its refresh window: the new origins, and the recent
+       ones whose target session may have arrived (63 sessions are fewer than 120 days); the marked
+       tests then read those rows. Any other invocation (a full build, the weekly retrain, `dbt test`
+       alone) reads every row. marts.forecasts holds ~4 M rows for the 20 default tickers, and a
        uniqueness test over all of them took most of a second of every refresh (docs/benchmarks.md).
 
     A rewritten row is tested when it is written; the rows kept were tested when they were. -#}
@@ -42,14 +42,14 @@
     single models' table when the test compiles (~0.03 s at 100 tickers) and written in as a date: DuckDB
     then filters the view's tables while it scans them, where a scalar subquery over the view would compute
     the whole view first (0.81 against 0.31 s on the default data: benchmarks/forecasts_view.py). -#}
-{% macro forecasts_refresh_window(column='asof_date') -%}
+{% macro forecasts_refresh_window() -%}
     {%- set single_models = source('ml', 'base_forecasts') -%}
     {%- set stored = load_relation(single_models) if execute else none -%}
     {%- set newest = run_query('select max(asof_date)::date from ' ~ single_models).columns[0].values()[0] if stored else none -%}
     {%- if newest is none -%}
-    {{ column }} >= (select max(asof_date) from {{ single_models }}) - interval 120 day
+    asof_date >= (select max(asof_date) from {{ single_models }}) - interval 120 day
     {%- else -%}
-    {{ column }} >= date '{{ newest }}' - interval 120 day
+    asof_date >= date '{{ newest }}' - interval 120 day
     {%- endif -%}
 {%- endmacro %}
 

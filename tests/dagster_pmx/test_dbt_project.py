@@ -70,6 +70,21 @@ def test_a_refresh_tests_the_rows_of_marts_forecasts_it_changed_and_anything_els
         assert "interval" not in _compiled_key_test(tmp_path, monkeypatch, *other)
 
 
+def test_a_refresh_compiles_the_newest_stored_origin_into_its_tests_of_marts_forecasts(tmp_path, monkeypatch):
+    from dagster_pmx.lake import Lake
+
+    # the lake holds forecasts: the window's start is written in as a date, so DuckDB filters while it scans
+    with Lake.at(tmp_path / "pmx.ducklake").open() as con:
+        con.execute("create schema ml")
+        con.execute(
+            "create table ml.base_forecasts as "
+            "select * from (values (timestamp '2024-03-01'), (timestamp '2024-03-28 00:00')) t(asof_date)"
+        )
+    selected = _compiled_key_test(tmp_path, monkeypatch, "--select", "forecasts")
+    assert "asof_date >= date '2024-03-28' - interval 120 day" in selected
+    assert "select max(asof_date)" not in selected
+
+
 def test_the_maintenance_prunes_old_dbt_invocation_folders_and_nothing_else(tmp_path):
     import os
     import time
