@@ -70,10 +70,10 @@ MODEL_SCORES = _schema(
     (
         "dm_stat",
         "double",
-        "Diebold–Mariano statistic, squared loss, HLN-corrected, vs the random walk; "
+        "Diebold–Mariano statistic, squared loss, fixed-smoothing (t with 2m df), vs the random walk; "
         "negative = lower loss than the random walk; NULL for the random walk itself.",
     ),
-    ("dm_pvalue", "double", "Two-sided p-value of dm_stat (Student t, n - 1 df)."),
+    ("dm_pvalue", "double", "Two-sided p-value of dm_stat (Student t, 2m df, m frequencies: docs/models.md)."),
     (
         "ljung_box_pvalue",
         "double",
@@ -253,9 +253,9 @@ MODEL_COMPARISONS = _schema(
     (
         "dm_stat",
         "double",
-        "Diebold–Mariano (HLN-corrected, lag h - 1) on the daily mean of e_a^2 - e_b^2; negative = a better.",
+        "Diebold–Mariano (fixed-smoothing, t with 2m df) on the daily mean of e_a^2 - e_b^2; negative = a better.",
     ),
-    ("dm_pvalue", "double", "Two-sided p-value of dm_stat (Student t, n_dates - 1 df)."),
+    ("dm_pvalue", "double", "Two-sided p-value of dm_stat (Student t, 2m df, m frequencies: docs/models.md)."),
     ("t_stat", "double", "Paired t statistic on the per-forecast loss differentials (treats them as independent)."),
     ("t_pvalue", "double", "Two-sided p-value of t_stat; overstates significance next to dm_pvalue."),
 )
@@ -288,7 +288,7 @@ MODEL_LEADERBOARD = _schema(
 _EVIDENCE = (
     ("n_dates", "bigint", "Realisation dates of loss evidence in the review window (at most 504)."),
     ("mean_loss_diff", "double", "Mean daily cross-sectional e_model^2 - e_baseline^2 (negative: lower loss)."),
-    ("dm_stat", "double", "Diebold–Mariano (HLN, lag h - 1) on that daily differential."),
+    ("dm_stat", "double", "Diebold–Mariano (fixed-smoothing, t with 2m df) on that daily differential."),
     ("dm_pvalue", "double", "One-sided p-value of H0: the model's loss is not lower than the baseline's."),
     ("dm_pvalue_adjusted", "double", "dm_pvalue times the candidates judged at the review (Bonferroni), at most 1."),
     ("profit_factor", "double", "Profit factor of the model's own Kelly strategy over the window."),

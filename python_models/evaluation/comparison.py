@@ -4,8 +4,9 @@ stationary-bootstrap confidence intervals for Sharpe ratios and directional accu
 Pairwise tests pool the universe: for each horizon and pair of models, the realised
 forecasts both made (same ticker, same origin) give a loss differential per observation
 ``e_a^2 - e_b^2``; its cross-sectional mean per origin date is one time series, and the
-Diebold–Mariano test (HLN correction, lag ``h - 1``) runs on it, so the dependence between
-stocks on the same day and the overlap of h-session forecasts are both accounted for. The
+Diebold–Mariano test (fixed-smoothing: :func:`~python_models.evaluation.metrics.dm_test`) runs
+on it, so the dependence between stocks on the same day and the overlap of h-session forecasts
+are both accounted for. The
 paired t-test on the per-observation differentials is reported beside it as the simpler
 test many readers expect; it treats observations as independent and so overstates
 significance (the DM p-value is the one to trust).

@@ -5,7 +5,7 @@ automatic fallback. Every ``review_every`` sessions each other model (a *candida
 judged on the trailing ``evidence_window`` sessions against the baseline, using only
 forecasts already realised and strategy returns already earned at the review's close:
 
-* **loss** — Diebold–Mariano (HLN) on the daily cross-sectional mean of the squared-error
+* **loss** — Diebold–Mariano (fixed-smoothing) on the daily cross-sectional mean of the squared-error
   differential (candidate minus baseline), one-sided: the candidate must have *lower* loss
   with a p-value below ``alpha`` after a Bonferroni adjustment for the number of candidates
   judged at the review (reviews over time are not adjusted for: each is a new decision);

@@ -211,7 +211,7 @@ def _weight_sums(weights: pd.DataFrame) -> pd.DataFrame:
     kinds={"python", "duckdb"},
     deps=[dg.AssetKey(["marts", "forecasts"])],
     description="Out-of-sample accuracy per (model, ticker, horizon): n_obs, RMSE, MAE, sMAPE (%), "
-    "directional accuracy, tracking error, and the Diebold–Mariano statistic (HLN-corrected) "
+    "directional accuracy, tracking error, and the Diebold–Mariano statistic (fixed-smoothing) "
     "and p-value against the random walk (negative: lower squared error than the random walk).",
 )
 def model_scores(

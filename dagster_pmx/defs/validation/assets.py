@@ -23,7 +23,7 @@ BOOTSTRAP_REPS = 500
             deps=[dg.AssetKey(["marts", "forecasts"])],
             metadata={"dagster/column_schema": schemas.MODEL_COMPARISONS},
             description="Every pair of models (and the ensemble) per horizon, pooled over tickers: Diebold–Mariano "
-            "(HLN) on the daily cross-sectional mean loss differential, and the paired t-test on the "
+            "(fixed-smoothing) on the daily cross-sectional mean loss differential, and the paired t-test on the "
             "per-forecast differentials (which ignores overlap and cross-sectional dependence).",
         ),
         dg.AssetSpec(

@@ -1,14 +1,11 @@
 """Signal confidence, the trade gate, flip damping and feature drift against hand computations."""
 
-from fractions import Fraction
-
 import numpy as np
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 from scipy import stats
 
-from python_models.evaluation.metrics import dm_test
 from python_models.governance.confidence import CONFIDENCE_WEIGHTS, signal_confidence, trailing_skill, width_score
 from python_models.governance.drift import feature_drift, population_stability_index
 from python_models.governance.policy import GovernancePolicy, pivot_mean
@@ -169,24 +166,6 @@ def test_psi_matches_the_hand_formula_and_drift_is_flagged():
     out = feature_drift(feats, [dates[-1]], train_window=756, recent_window=63).set_index("feature")
     assert out.loc["shifted", "drifted"] and not out.loc["stable", "drifted"]
     assert feature_drift(feats, [dates[100]]).empty  # not enough history to judge
-
-
-def test_dm_statistic_agrees_with_an_exact_hand_computation():
-    # h = 2: one autocovariance lag, HLN factor sqrt((n + 1 - 2h + h(h - 1)/n) / n) = sqrt(0.72) for n = 10.
-    d = [Fraction(x) for x in (2, 3, 1, 0, -1, 1, 2, 4, 3, 5)]
-    n, h = len(d), 2
-    mean = sum(d) / n  # 20 / 10 = 2
-    dc = [x - mean for x in d]  # 0, 1, -1, -2, -3, -1, 0, 2, 1, 3
-    g0 = sum(x * x for x in dc) / n  # 30 / 10 = 3
-    g1 = sum(dc[t] * dc[t - 1] for t in range(1, n)) / n  # 15 / 10 = 1.5
-    assert (mean, g0, g1) == (2, 3, Fraction(3, 2))
-    # DM = 2 / sqrt((3 + 2 * 1.5) / 10) = 2 / sqrt(0.6); times sqrt(0.72): sqrt(4 / 0.6 * 0.72) = sqrt(4.8)
-    stat, p = dm_test([float(x) for x in d], h)
-    assert stat == pytest.approx(np.sqrt(4.8), rel=1e-12)
-    assert p == pytest.approx(2 * stats.t.sf(np.sqrt(4.8), n - 1), rel=1e-12)
-    # A negative long-run variance (3 + 2 * -1.9 < 0) falls back to the variance alone: 1 / sqrt(0.3) * sqrt(0.72)
-    stat, _ = dm_test([2, -1, 3, 1, 0, 2, -2, 4, 1, 0], h)
-    assert stat == pytest.approx(np.sqrt(2.4), rel=1e-12)
 
 
 def test_trailing_components_by_label_equal_each_series_on_its_own():
