@@ -224,6 +224,12 @@ class Garch(Forecaster):
         r = validate_returns(returns, min_obs=100)
         with exact_constraint_gradients():
             res = _arch(r, self.vol, self.p, self.q, self.dist).fit(disp="off", show_warning=False)
+        if res.convergence_flag != 0:
+            # SLSQP with the exact constraint gradients can stop far from the optimum ("Inequality
+            # constraints incompatible"): on 2 of 500 synthetic tickers' GJR windows, with one BLAS thread
+            # as the walk-forward runs, at a mean of -2,085 % a day and a log-likelihood of -276,608 against
+            # arch's -1,707, and its forecasts overflowed to inf. arch's own constraints converged there.
+            res = _arch(r, self.vol, self.p, self.q, self.dist).fit(disp="off", show_warning=False)
         alphas = res.params[[f"alpha[{i}]" for i in range(1, self.p + 1)]].sum()
         betas = res.params[[f"beta[{i}]" for i in range(1, self.q + 1)]].sum()
         if self.vol == "GARCH":

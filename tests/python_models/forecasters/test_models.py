@@ -1,5 +1,7 @@
 """Forecasters against direct fits of arch and statsmodels, and closed forms."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -131,6 +133,37 @@ def test_garch_constraints_carry_their_exact_gradients_and_only_inside_the_fit()
     with exact_constraint_gradients():
         assert arch_base.constraint is linear_constraints
     assert arch_base.constraint is own  # arch's own fits elsewhere in the process are untouched
+
+
+def test_a_fit_the_exact_gradients_do_not_converge_is_refitted_with_arch_own_constraints(returns, monkeypatch):
+    import python_models.forecasters.garch as garch
+
+    def incompatible(a, b):  # constraints SLSQP cannot meet: the fast fit stops unconverged
+        return [{"type": "ineq", "fun": lambda params, *args: -1.0, "jac": lambda params, *args: 0 * params}]
+
+    monkeypatch.setattr(garch, "linear_constraints", incompatible)
+    train = returns.iloc[:756]
+    fit = Garch(vol="GJR").fit(train)
+    direct = arch_model(100 * train, mean="Constant", vol="GARCH", p=1, o=1, q=1, dist="t").fit(disp="off")
+    assert fit.diagnostics["converged"] == 1.0
+    assert_allclose(fit.params.to_numpy(), direct.params.to_numpy(), rtol=0, atol=0)
+
+
+def test_gjr_on_the_window_where_the_fast_fit_ran_off_is_sane():
+    # a 756-session window of the 500-ticker synthetic universe (bench_scale.py, seed 7, T0169 to
+    # 2011-04-01) on which the exact-gradient fit stopped at a mean of -2,085 % a day with one BLAS
+    # thread, as the walk-forward runs, and its forecasts overflowed
+    from threadpoolctl import threadpool_limits
+
+    path = Path(__file__).resolve().parents[2] / "fixtures" / "models" / "gjr_slsqp_incompatible_window.csv"
+    window = pd.read_csv(path, index_col="date", parse_dates=["date"])["log_return"]
+    with threadpool_limits(limits=1):
+        fit = Garch(vol="GJR").fit(window)
+        direct = arch_model(100 * window, mean="Constant", vol="GARCH", p=1, o=1, q=1, dist="t").fit(disp="off")
+    assert fit.diagnostics["converged"] == 1.0
+    assert abs(fit.params["mu"]) < 1 and fit.diagnostics["loglik"] > direct.loglikelihood - 1e-2
+    forecast = fit.forecast(window, window.index[-5:], [1, 63])
+    assert np.all(np.isfinite(forecast.mean)) and np.all(np.abs(forecast.mean) < 0.5)
 
 
 def test_garch_and_gjr_reach_arch_own_maximum_on_rolling_windows(returns):
