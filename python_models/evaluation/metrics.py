@@ -80,8 +80,8 @@ def dm_bandwidth(n: int, horizon: int) -> int:
     ``floor(sqrt(n))``, but no more than ``n / (8 h)``: forecasts ``h`` sessions ahead made every
     session overlap, and the loss differential's spectrum falls off over frequencies of order
     ``1 / h``, so a band reaching them understates the long-run variance. At least one frequency.
-    Chosen on simulated null series (``benchmarks/dm_size.py``, docs/models.md): against Coroneo and
-    Iacone's ``n^(1/3)`` the wider band kept the size better where the differential's variance is
+    Chosen on simulated null series (``benchmarks/dm_size.py`` with this rule edited, docs/models.md):
+    against Coroneo and Iacone's ``n^(1/3)`` the wider band kept the size better where the differential's variance is
     persistent (at h = 1 the rejection rate at 5 % up to 7.5 % against 8.6 %), and without the cap
     the rate at h = 63 reached 14 % on 500 sessions (25 % on 250)."""
     return max(1, min(math.isqrt(n), n // (8 * horizon)))
