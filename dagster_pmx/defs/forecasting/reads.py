@@ -33,22 +33,25 @@ def model_inputs(
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The universe's log returns (``ticker, date, log_return``, the benchmark left out, ``tickers``
     only when given) from ``since`` on, by ticker and date; and, with ``features``, the
-    ``marts.features`` rows of the same tickers and sessions (without ``refreshed_at``)."""
+    ``marts.features`` rows of the same tickers and sessions (without ``refreshed_at``), by date and
+    ticker."""
     with warehouse.ibis() as db:
 
-        def universe(t: ir.Table) -> ir.Table:
+        def universe(t: ir.Table, order: Sequence[str] = ("ticker", "date")) -> ir.Table:
             t = t.filter(t.ticker != benchmark)
             if tickers:
                 t = t.filter(t.ticker.isin(list(tickers)))
             if since is not None:
                 t = t.filter(t.date >= pd.Timestamp(since).date())
-            return t.order_by(["ticker", "date"])
+            return t.order_by(list(order))
 
         r = db.table("int_returns", database="intermediate")
         returns = frame(universe(r.filter(r.log_return.notnull())).select("ticker", "date", "log_return"))
         if not features:
             return returns, None
-        return returns, frame(universe(db.table("features", database="marts").drop("refreshed_at")))
+        # in the (date, ticker) order the pooled models keep them in: not sorted again in pandas
+        features_table = db.table("features", database="marts").drop("refreshed_at")
+        return returns, frame(universe(features_table, order=("date", "ticker")))
 
 
 def forecast_state(warehouse: Warehouse) -> tuple[pd.DataFrame, list[str]]:

@@ -1,0 +1,146 @@
+"""The pooled models' walk-forward without copies of the panel: the same rows as the boolean
+selections and the string per row it replaced, and no copy of the features where the rows come in
+the order the models keep them in."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dagster_pmx.defs.forecasting.fits import fit_ids
+from python_models.evaluation.panel import pooled_panel, run_pooled
+from python_models.evaluation.walk_forward import WalkForwardConfig
+from python_models.forecasters.base import PanelFitResult, PanelForecaster, ReturnForecast, validate_panel
+from python_models.forecasters.boosting import PooledXgboost
+
+
+def _features(n=6, t=900, seed=1) -> pd.DataFrame:
+    """Feature rows of ``n`` tickers in (date, ticker) order, as the forecasting step reads them."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2012-01-02", periods=t)
+    frame = pd.DataFrame(
+        {
+            "ticker": np.tile([f"T{k}" for k in range(n)], t),
+            "date": np.repeat(dates, n),
+            "f1": rng.standard_normal(n * t),
+            "f2": rng.standard_normal(n * t),
+            "realized_vol_21": rng.uniform(0.1, 0.4, n * t),
+        }
+    )
+    return frame
+
+
+def _returns(features: pd.DataFrame, seed=2) -> pd.DataFrame:
+    """Log returns of the same tickers, missing on a few sessions, in (ticker, date) order."""
+    rng = np.random.default_rng(seed)
+    r = features[["ticker", "date"]].assign(log_return=rng.normal(0, 0.01, len(features)))
+    r = r.sample(frac=0.97, random_state=seed)  # sessions without a return: NaN in the panel
+    return r.sort_values(["ticker", "date"]).reset_index(drop=True)
+
+
+def test_the_panel_equals_the_merge_of_the_features_and_returns_and_shares_the_features_memory():
+    features = _features()
+    returns = _returns(features)
+    panel = pooled_panel(returns, features)
+    expected = features.merge(returns, on=["ticker", "date"], how="left")
+    pd.testing.assert_frame_equal(panel, expected)
+    assert np.shares_memory(panel["f1"].to_numpy(), features["f1"].to_numpy())
+    validated = validate_panel(panel)
+    assert np.shares_memory(validated["f1"].to_numpy(), features["f1"].to_numpy())
+    # a window of it, as a fold takes: still no copy, and equal to validating a copy
+    window = validated.iloc[60:600]
+    again = validate_panel(window)
+    assert np.shares_memory(again["f2"].to_numpy(), features["f2"].to_numpy())
+    pd.testing.assert_frame_equal(again, window.copy().reset_index(drop=True))
+
+
+def test_a_panel_out_of_order_is_sorted_and_a_repeated_pair_is_refused_in_either_order():
+    features = _features(n=3, t=200)
+    panel = pooled_panel(_returns(features), features)
+    shuffled = panel.sample(frac=1.0, random_state=0)
+    pd.testing.assert_frame_equal(validate_panel(shuffled), validate_panel(panel))
+    repeated = pd.concat([panel.iloc[:10], panel.iloc[9:]], ignore_index=True)  # in order, one pair twice
+    with pytest.raises(ValueError, match="repeats"):
+        validate_panel(repeated)
+    with pytest.raises(ValueError, match="repeats"):
+        validate_panel(repeated.sample(frac=1.0, random_state=1))
+
+
+def test_pooled_forecasts_equal_the_sorted_rows_of_a_boolean_selection_walk_forward():
+    features = _features()
+    panel = pooled_panel(_returns(features), features)
+    config = WalkForwardConfig(horizons=(1, 5), train_window=300, refit_every=150, embargo=2)
+    model = PooledXgboost(horizons=(1, 5), max_rounds=20)
+    out, _ = run_pooled(model, panel, config)
+    # the same folds by hand, with the copies the harness no longer makes
+    p = validate_panel(panel.sample(frac=1.0, random_state=3))
+    dates = pd.DatetimeIndex(p["date"].unique())
+    day = p["date"].to_numpy()
+    frames = []
+    for train_end, first, last in _fold_bounds(out, dates):
+        lo, hi = dates[dates.get_loc(train_end) - config.train_window + 1], train_end
+        fit = model.fit(p[(day >= lo.to_datetime64()) & (day <= hi.to_datetime64())])
+        seen = p[day <= last.to_datetime64()]
+        for ticker, fc in fit.forecast(seen, dates[(dates >= first) & (dates <= last)], (1, 5)).items():
+            frames.append(fc.to_frame().assign(ticker=ticker))
+    expected = pd.concat(frames).sort_values(["ticker", "asof_date", "horizon"], kind="stable")
+    columns = ["ticker", "asof_date", "horizon", "y_pred", "y_std"]
+    pd.testing.assert_frame_equal(out[columns], expected[columns].reset_index(drop=True))
+
+
+def _fold_bounds(out: pd.DataFrame, dates: pd.DatetimeIndex):
+    """Each fit's last training session and its first and last forecast origin."""
+    for train_end, rows in out.groupby("train_end"):
+        yield pd.Timestamp(train_end), rows["asof_date"].min(), rows["asof_date"].max()
+
+
+class _Backwards(PanelFitResult):
+    """Forecasts its origins latest first (a model the harness must still put in order)."""
+
+    def forecast(self, panel, origins, horizons):
+        tickers = sorted(panel["ticker"].unique())
+        backwards = pd.DatetimeIndex(origins)[::-1]
+        shape = (len(backwards), len(horizons))
+        return {t: ReturnForecast(backwards, tuple(horizons), np.zeros(shape), np.ones(shape)) for t in tickers}
+
+
+class _BackwardsModel(PanelForecaster):
+    name = "backwards"
+    refit_every = None
+
+    def check_columns(self, panel):
+        pass
+
+    def fit(self, panel):
+        return _Backwards(params=pd.Series(dtype=float))
+
+
+def test_a_model_whose_origins_come_out_of_order_gets_its_rows_sorted():
+    features = _features(n=2, t=400)
+    panel = pooled_panel(_returns(features), None)
+    config = WalkForwardConfig(horizons=(1, 5), train_window=200, refit_every=50, embargo=0)
+    out, _ = run_pooled(_BackwardsModel(), panel, config)
+    assert len(out) > 0
+    ordered = out.sort_values(["ticker", "asof_date", "horizon"], kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(out, ordered)
+
+
+def test_fit_ids_equal_one_string_per_row():
+    rng = np.random.default_rng(0)
+    n = 5_000
+    dates = pd.bdate_range("2005-01-03", periods=300)
+    frame = pd.DataFrame(
+        {
+            "model": rng.choice(["xgboost", "garch", "random_walk"], n),
+            "ticker": rng.choice(["AAPL", "MSFT", "JPM"], n),
+            "train_start": dates[rng.integers(0, 100, n)],
+            "train_end": dates[rng.integers(100, 300, n)],
+        },
+        index=np.arange(n) * 7,
+    )
+    ticker = frame["ticker"].where(frame["model"] != "xgboost", "*")
+    start = frame["train_start"].dt.strftime("%Y-%m-%d")
+    end = frame["train_end"].dt.strftime("%Y-%m-%d")
+    expected = frame["model"] + "/" + ticker + "/" + start + "/" + end
+    got = fit_ids(frame, {"xgboost"})
+    assert got.index.equals(frame.index)
+    assert got.tolist() == expected.tolist()
