@@ -94,6 +94,17 @@ def forecast_models(warehouse: Warehouse, tables: Sequence[str], horizon: int, s
         return sorted(frame(union_all(parts).distinct())["model"].tolist())
 
 
+def first_origin(warehouse: Warehouse, tables: Sequence[str], horizon: int) -> pd.Timestamp:
+    """The earliest origin with a forecast at ``horizon`` in any of ``tables`` (the first decision any
+    strategy makes: where the backtests' market starts)."""
+    with warehouse.ibis() as db:
+        parts = [t.aggregate(first=t.asof_date.min()) for t in _forecast_tables(db, tables, horizon, None)]
+        first = frame(union_all(parts))["first"].min()
+    if pd.isna(first):
+        raise ValueError(f"no forecasts at horizon {horizon} in {', '.join(tables)}")
+    return pd.Timestamp(first)
+
+
 def _filtered(t: ir.Table, date: str, horizon: int | None, since, tickers: Sequence[str] | None) -> ir.Table:
     """``t`` at ``horizon``, with ``date`` from ``since`` on, of ``tickers`` (each filter only where given)."""
     if horizon is not None:

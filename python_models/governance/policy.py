@@ -35,13 +35,13 @@ picks them up.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from python_models.backtest.engine import run_backtest
 from python_models.backtest.performance import max_drawdown, profit_factor, sharpe_ratio
 from python_models.evaluation.metrics import dm_test, sign_hits
 from python_models.portfolio.sizing import kelly_weights
@@ -336,21 +336,21 @@ def failures(ev: Evidence, policy: GovernancePolicy, retain: bool = False) -> st
 
 def model_strategy_returns(
     forecasts: pd.DataFrame,
-    returns: pd.DataFrame,
+    backtest: Callable[[pd.DataFrame], pd.DataFrame],
     fraction: float = 0.5,
     cap: float = 0.10,
     max_gross: float = 1.0,
-    cost_bps: float = 10.0,
-    cash_rate: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Daily net return of each model's own Kelly strategy (the evidence on profit factor,
     drawdown and Sharpe): the same sizing (:func:`~python_models.portfolio.sizing.kelly_book`'s
-    risky sleeve) and backtest as ``marts.allocations`` and ``marts.backtest_daily`` use for
-    single-model strategies.
+    risky sleeve) as ``marts.allocations`` gives each model's own book, valued by ``backtest``.
 
     ``forecasts`` has ``model, ticker, asof_date, y_pred, y_std`` at the signal horizon;
-    ``returns`` is sessions by tickers of simple returns; cash earns ``cash_rate``. Returns sessions by models,
-    from each model's first decision on.
+    ``backtest`` takes decisions (dates by tickers) and returns
+    :func:`~python_models.backtest.engine.run_backtest`'s daily frame. The pipeline passes the one
+    ``marts.backtest_daily`` is valued with (its execution, costs, cash and book size), so a model
+    is judged on the book it would trade. Returns sessions by models, from each model's first
+    decision on.
     """
     out = {}
     # one model's book at a time: each is sized on its own, and the long books of every model together
@@ -362,6 +362,6 @@ def model_strategy_returns(
         weights = kelly_weights(expected, std, fraction, cap, max_gross).rename_axis(index="date", columns="ticker")
         if weights.empty:
             continue
-        panel = returns.loc[returns.index >= weights.index.min()]
-        out[model] = run_backtest(weights, panel, cost_bps=cost_bps, cash_rate=cash_rate)["net_return"]
+        daily = backtest(weights)["net_return"]
+        out[model] = daily.loc[daily.index >= weights.index.min()]
     return pd.DataFrame(out)

@@ -98,13 +98,6 @@ def test_nullable_integer_and_boolean_columns_come_back_as_duckdb_gives_them(war
 @pytest.mark.parametrize("since", [None, SINCE])
 def test_governance_reads_equal_the_sql(warehouse, since):
     after = since or pd.Timestamp("1900-01-01")
-    returns = sql(
-        warehouse,
-        "select date, ticker, simple_return from intermediate.int_returns where ticker <> ? and date >= ?",
-        ["SPX", after],
-    )
-    expected = returns.pivot(index="date", columns="ticker", values="simple_return").sort_index().fillna(0.0)
-    pd.testing.assert_frame_equal(governance.stock_returns(warehouse, "SPX", since), expected, check_exact=True)
     vr = "select ticker, date, variance_ratio_z_10 as z from marts.features where ticker <> ? and date >= ?"
     pd.testing.assert_frame_equal(
         governance.variance_ratios(warehouse, "SPX", since), sql(warehouse, vr, ["SPX", after]), check_exact=True

@@ -11,7 +11,6 @@ import io
 import json
 import pickle
 
-import numpy as np
 import pandas as pd
 
 from dagster_pmx.defs.forecasting.reads import current_fits
@@ -84,19 +83,10 @@ def fit_id(model: str, ticker: str, train_start, train_end) -> str:
 
 def fit_ids(frame: pd.DataFrame, pooled: set[str]) -> pd.Series:
     """The ``fit_id`` of each forecast row (``model``, ``ticker``, ``train_start``, ``train_end``)."""
-    # one string per fit, shared by its rows: a string per row cost gigabytes for a 500-ticker universe's
-    # pooled forecasts (millions of rows from a few dozen fits)
-    keys = pd.DataFrame(
-        {
-            "model": frame["model"].to_numpy(),
-            "ticker": frame["ticker"].where(~frame["model"].isin(pooled), "*").to_numpy(),
-            "train_start": pd.to_datetime(frame["train_start"]).to_numpy(),
-            "train_end": pd.to_datetime(frame["train_end"]).to_numpy(),
-        }
-    )
-    codes = keys.groupby(list(keys.columns), sort=False, dropna=False).ngroup().to_numpy()  # numbered as first seen
-    ids = np.array([fit_id(*key) for key in keys.drop_duplicates().itertuples(index=False)], dtype=object)
-    return pd.Series(ids[codes], index=frame.index, dtype=object)
+    ticker = frame["ticker"].where(~frame["model"].isin(pooled), "*")
+    start = pd.to_datetime(frame["train_start"]).dt.strftime("%Y-%m-%d")
+    end = pd.to_datetime(frame["train_end"]).dt.strftime("%Y-%m-%d")
+    return frame["model"] + "/" + ticker + "/" + start + "/" + end
 
 
 def _params(fit) -> str:

@@ -13,10 +13,11 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs import schemas
+from dagster_pmx.defs.backtest.engine import backtester, load_market
 from dagster_pmx.defs.governance import reads
 from dagster_pmx.defs.governance.reads import OUTPUTS
 from dagster_pmx.defs.reads import (
-    cash_rates,
+    first_origin,
     forecast_models,
     forecasts_with_outcomes,
     market_regimes,
@@ -72,6 +73,7 @@ def _spec(name: str, schema: dg.TableSchema, description: str, schema_name: str 
             dg.AssetKey(["intermediate", "int_returns"]),
             dg.AssetKey(["intermediate", "int_risk_free"]),
             dg.AssetKey(["marts", "features"]),
+            dg.AssetKey(["ml", "safe_sleeve"]),  # the market the evidence books are valued on
         ],
         metadata={"dagster/column_schema": schema},
         description=description,
@@ -262,6 +264,24 @@ def _read_forecasts(
     )
 
 
+def evidence_strategies(
+    warehouse: Warehouse, settings: PmxSettings, forecasts: _Forecasts, since: pd.Timestamp | None
+) -> pd.DataFrame:
+    """Daily net return of each model's own Kelly strategy, sessions by models: the evidence on profit
+    factor, drawdown and Sharpe. The books are valued as ``marts.backtest_daily`` values them (the same
+    :func:`~dagster_pmx.defs.backtest.engine.backtester`: its execution, costs, cash and book size, on
+    the market from the first origin, or from ``since`` when resuming), so a model is judged on the book
+    it would trade."""
+    horizon = forecasts.policy.horizon
+    start = since if since is not None else first_origin(warehouse, FORECAST_TABLES, horizon)
+    backtest = backtester(settings, load_market(warehouse, start))
+    strategies: dict[str, pd.Series] = {}
+    for part in forecasts.model_parts():
+        own = model_strategy_returns(part, backtest, settings.kelly_fraction, settings.position_cap, settings.max_gross)
+        strategies.update({name: own[name] for name in own.columns})
+    return pd.DataFrame(strategies)
+
+
 def _govern(
     warehouse: Warehouse,
     settings: PmxSettings,
@@ -274,21 +294,7 @@ def _govern(
     each model's own Kelly strategy and its forecasts' losses and hits are the evidence. Neither needs
     the universe's forecasts at once: each model's strategy is sized on its own forecasts, a model at a
     time, and the daily losses and hits are means over tickers, pooled a ticker batch at a time."""
-    returns = reads.stock_returns(warehouse, settings.benchmark, since)
-    cash = cash_rates(warehouse)
-    strategies: dict[str, pd.Series] = {}
-    for part in forecasts.model_parts():
-        own = model_strategy_returns(
-            part,
-            returns,
-            settings.kelly_fraction,
-            settings.position_cap,
-            settings.max_gross,
-            settings.cost_bps,
-            cash_rate=cash,
-        )
-        strategies.update({name: own[name] for name in own.columns})
-    strategy = pd.DataFrame(strategies)
+    strategy = evidence_strategies(warehouse, settings, forecasts, since)
     evidence = DailyEvidence(policy.baseline)
     for tickers in ticker_batches(forecasts.tickers, settings.ticker_batch):
         evidence.add(forecasts.read(tickers=tickers))

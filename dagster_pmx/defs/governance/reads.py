@@ -46,19 +46,6 @@ def stored_state(warehouse: Warehouse, policy: GovernancePolicy) -> GovernanceSt
     return state_from_status(rows[["model", "stopped", "active"]], last, review, policy.baseline)
 
 
-def stock_returns(warehouse: Warehouse, benchmark: str, since: pd.Timestamp | None) -> pd.DataFrame:
-    """Simple returns, sessions by tickers (the benchmark left out), from ``since`` on; a missing
-    return is 0 (the strategies hold nothing there)."""
-    with warehouse.ibis() as db:
-        t = db.table("int_returns", database="intermediate")
-        t = t.filter(t.ticker != benchmark)
-        if since is not None:
-            t = t.filter(t.date >= pd.Timestamp(since))
-        rows = frame(t.select("date", "ticker", "simple_return"))
-    returns = rows.pivot(index="date", columns="ticker", values="simple_return")
-    return returns.sort_index().fillna(0.0)
-
-
 def variance_ratios(warehouse: Warehouse, benchmark: str, since: pd.Timestamp | None) -> pd.DataFrame:
     """``ticker, date, z``: the 10-session variance-ratio statistic of marts.features (a confidence
     component), the benchmark left out, from ``since`` on."""

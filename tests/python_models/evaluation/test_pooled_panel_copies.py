@@ -1,12 +1,11 @@
 """The pooled models' walk-forward without copies of the panel: the same rows as the boolean
-selections and the string per row it replaced, and no copy of the features where the rows come in
-the order the models keep them in."""
+selections it replaced, and no copy of the features where the rows come in the order the models
+keep them in."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from dagster_pmx.defs.forecasting.fits import fit_ids
 from python_models.evaluation.panel import pooled_panel, run_pooled
 from python_models.evaluation.walk_forward import WalkForwardConfig
 from python_models.forecasters.base import PanelFitResult, PanelForecaster, ReturnForecast, validate_panel
@@ -122,25 +121,3 @@ def test_a_model_whose_origins_come_out_of_order_gets_its_rows_sorted():
     assert len(out) > 0
     ordered = out.sort_values(["ticker", "asof_date", "horizon"], kind="stable").reset_index(drop=True)
     pd.testing.assert_frame_equal(out, ordered)
-
-
-def test_fit_ids_equal_one_string_per_row():
-    rng = np.random.default_rng(0)
-    n = 5_000
-    dates = pd.bdate_range("2005-01-03", periods=300)
-    frame = pd.DataFrame(
-        {
-            "model": rng.choice(["xgboost", "garch", "random_walk"], n),
-            "ticker": rng.choice(["AAPL", "MSFT", "JPM"], n),
-            "train_start": dates[rng.integers(0, 100, n)],
-            "train_end": dates[rng.integers(100, 300, n)],
-        },
-        index=np.arange(n) * 7,
-    )
-    ticker = frame["ticker"].where(frame["model"] != "xgboost", "*")
-    start = frame["train_start"].dt.strftime("%Y-%m-%d")
-    end = frame["train_end"].dt.strftime("%Y-%m-%d")
-    expected = frame["model"] + "/" + ticker + "/" + start + "/" + end
-    got = fit_ids(frame, {"xgboost"})
-    assert got.index.equals(frame.index)
-    assert got.tolist() == expected.tolist()

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
+from python_models.backtest.engine import run_backtest
 from python_models.governance import resume
 from python_models.governance.governor import (
     DecisionLog,
@@ -56,10 +57,15 @@ def _world(candidates: dict, seed: int = 0):
     return r, pd.concat(rows, ignore_index=True)
 
 
+def _valued_on(returns):
+    """A backtest of decisions on ``returns`` without costs, as the pipeline passes its own."""
+    return lambda weights: run_backtest(weights, returns, cost_bps=0.0)
+
+
 def _run(candidates, policy=POLICY, seed=0):
     r, f = _world(candidates, seed)
     loss_diff, hits = daily_evidence(f, policy.baseline)
-    returns = model_strategy_returns(f, r, cost_bps=0.0)
+    returns = model_strategy_returns(f, _valued_on(r))
     return govern(loss_diff, hits, returns, policy)
 
 
@@ -202,7 +208,7 @@ def test_resuming_from_a_stored_state_gives_the_whole_historys_decisions(cut):
 
     r, f = _world({"collapsing": collapsing, "noise": noise})
     loss_diff, hits = daily_evidence(f, POLICY.baseline)
-    returns = model_strategy_returns(f, r, cost_bps=0.0)
+    returns = model_strategy_returns(f, _valued_on(r))
     whole = govern(loss_diff, hits, returns, POLICY)
     assert {"promote", "stop", "revert", "resume"} <= set(whole.decisions["action"])
     date = returns.index[cut]
@@ -211,7 +217,7 @@ def test_resuming_from_a_stored_state_gives_the_whole_historys_decisions(cut):
     start = returns.index[max(0, returns.index.get_loc(state.last_review) - 400)]
     window = f[f["asof_date"] >= start]
     loss_w, hits_w = daily_evidence(window, POLICY.baseline)
-    returns_w = model_strategy_returns(window, r, cost_bps=0.0)
+    returns_w = model_strategy_returns(window, _valued_on(r))
     resumed = govern(loss_w, hits_w, returns_w, POLICY, sessions=returns_w.index, state=state)
     assert resumed.active.index.min() > date
     pd.testing.assert_series_equal(resumed.active, whole.active.loc[whole.active.index > date])
