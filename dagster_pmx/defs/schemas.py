@@ -291,7 +291,11 @@ _EVIDENCE = (
     ("dm_stat", "double", "Diebold–Mariano (fixed-smoothing, t with 2m df) on that daily differential."),
     ("dm_pvalue", "double", "One-sided p-value of H0: the model's loss is not lower than the baseline's."),
     ("dm_pvalue_adjusted", "double", "dm_pvalue times the candidates judged at the review (Bonferroni), at most 1."),
-    ("profit_factor", "double", "Profit factor of the model's own Kelly strategy over the window."),
+    (
+        "profit_factor",
+        "double",
+        "Profit factor of the model's own Kelly strategy over the window, valued as marts.backtest_daily values it.",
+    ),
     ("baseline_profit_factor", "double", "Profit factor of the baseline's strategy over the same sessions."),
     ("pf_uplift", "double", "profit_factor / baseline_profit_factor - 1 (the bar: >= 0.03)."),
     ("max_drawdown", "double", "Max drawdown of the model's strategy over the window (<= 0)."),
