@@ -68,7 +68,7 @@ def test_model_inputs_are_the_sql_frames(warehouse, since, tickers):
     )
     features = sql(
         warehouse,
-        f"select * exclude (refreshed_at) from marts.features where ticker <> ?{after} order by ticker, date",
+        f"select * exclude (refreshed_at) from marts.features where ticker <> ?{after} order by date, ticker",
         ["SPX"],
     )
     if tickers:  # the SQL read every ticker and the asset kept the universe's: now the database filters
