@@ -9,7 +9,8 @@ Reads the returns and the ``marts.features`` rows of the n-ticker run (``DIR/loc
 read-only) as the forecasting step reads them (features by date and ticker), then walks the default
 ``PooledXgboost`` forward from ``--start`` with the default window and horizons, XGBoost on 2
 threads. Prints the read's size, the walk-forward's seconds and this process's RSS before it, its
-peak while it ran (sampled every 0.05 s) and ``ru_maxrss`` (the whole process, the read included).
+peak while it ran (``bench_scale.py``'s sampler, every 0.2 s) and ``ru_maxrss`` (the whole process,
+the read included).
 ``--out`` writes the forecasts, to compare two versions of the code row for row.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import argparse
 import resource
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -26,17 +26,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_scale import MIB, Sampler  # noqa: E402  (this folder is on sys.path when a script runs)
+
 import dagster_pmx  # noqa: E402
 from python_models.evaluation.panel import run_panel  # noqa: E402
 from python_models.evaluation.walk_forward import WalkForwardConfig  # noqa: E402
 from python_models.forecasters.boosting import PooledXgboost  # noqa: E402
-
-MIB = 2**20
-
-
-def rss_mib() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() / MIB
 
 
 def main() -> None:
@@ -47,14 +42,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the forecasts here (Parquet)")
     args = parser.parse_args()
 
-    peak = [0.0]
-
-    def sample() -> None:
-        while True:
-            peak[0] = max(peak[0], rss_mib())
-            time.sleep(0.05)
-
-    threading.Thread(target=sample, daemon=True).start()
     con = dagster_pmx.connect(str(args.kept / f"local_{args.tickers}" / "pmx.ducklake"))
     returns = con.execute(
         "select ticker, date, log_return from intermediate.int_returns "
@@ -69,17 +56,21 @@ def main() -> None:
         f"features {features.memory_usage(deep=True).sum() / MIB:.0f} MiB {features.shape}",
         flush=True,
     )
-    before = rss_mib()
-    peak[0] = before
+    sampler = Sampler(extra=[])
+    sampler.sample()
+    before = sampler.samples[-1][1]
+    sampler.start()
     model = PooledXgboost()
     model.n_jobs = 2
-    started = time.perf_counter()
+    started, began = time.perf_counter(), time.time()
     run = run_panel([model], returns, WalkForwardConfig(), start=args.start, features=features, allow_empty=True)
     seconds = time.perf_counter() - started
+    sampler.stop()
+    peak = sampler.peak(began, time.time())
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         f"pooled xgboost: {seconds:.1f} s, {len(run.forecasts):,} rows; RSS before {before:.0f} MiB, "
-        f"peak {peak[0]:.0f} MiB (+{peak[0] - before:.0f}); ru_maxrss {maxrss:.0f} MiB",
+        f"peak {peak:.0f} MiB (+{peak - before:.0f}); ru_maxrss {maxrss:.0f} MiB",
         flush=True,
     )
     if args.out:

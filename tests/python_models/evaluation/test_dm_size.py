@@ -1,13 +1,7 @@
 """The Diebold–Mariano test: its statistic against hand computations, and its size on null data.
 
-Null data: loss differentials of two forecasts with equal expected loss, made every session for
-``h`` sessions ahead of a martingale (i.i.d. returns), so consecutive forecast errors overlap:
-
-* ``trailing``: the two forecasts are plus and minus a scaled trailing sum of the last ``L``
-  returns (a momentum and a reversal forecast), so ``d_t`` is proportional to
-  ``y_t * S_t``: serially dependent through the overlapping ``y`` and the persistent ``S``;
-* ``noise``: each forecast is a scaled trailing mean of its own independent series (estimation
-  noise, as a fitted model's drift), so ``d`` also carries the persistent ``f_a^2 - f_b^2``.
+Null data: the loss differentials ``benchmarks/dm_size.py`` simulates (its docstring describes
+them), and the test it replaced from there too.
 """
 
 import cmath
@@ -17,48 +11,21 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from benchmarks.dm_size import null_differentials, replaced_test_pvalue
 from python_models.evaluation.metrics import diebold_mariano, dm_bandwidth, dm_test
 
 
-def _trailing(rng, n: int, h: int, lookback: int) -> np.ndarray:
-    levels = np.concatenate([[0.0], np.cumsum(rng.standard_normal(n + h + lookback))])
-    t = np.arange(lookback, lookback + n)
-    ahead, behind = levels[t + h] - levels[t], levels[t] - levels[t - lookback]
-    return ahead * behind
-
-
-def _noise(rng, n: int, h: int, lookback: int) -> np.ndarray:
-    steps = rng.standard_normal((2, n + h + lookback))
-    levels = np.concatenate([np.zeros((2, 1)), np.cumsum(steps, axis=1)], axis=1)
-    t = np.arange(lookback, lookback + n)
-    ahead = levels[0, t + h] - levels[0, t]
-    f_a = h * (levels[0, t] - levels[0, t - lookback]) / lookback
-    f_b = h * (levels[1, t] - levels[1, t - lookback]) / lookback
-    return (ahead - f_a) ** 2 - (ahead - f_b) ** 2
-
-
-def _old_dm_pvalue(d: np.ndarray, h: int) -> float:
-    """The test pmx used before: truncated kernel with h - 1 lags, HLN factor, t with n - 1 df."""
-    n = d.size
-    dc = d - d.mean()
-    lrv = dc @ dc / n + 2 * sum(dc[k:] @ dc[:-k] / n for k in range(1, h))
-    lrv = lrv if lrv > 0 else dc @ dc / n
-    stat = d.mean() / math.sqrt(lrv / n) * math.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
-    return 2 * stats.t.sf(abs(stat), n - 1)
-
-
 @pytest.mark.parametrize("h", [1, 5, 21, 63])
-@pytest.mark.parametrize("series", [_trailing, _noise])
-def test_rejects_about_five_percent_of_null_series_at_every_horizon(series, h):
+@pytest.mark.parametrize("kind", ["trailing", "noise"])
+def test_rejects_about_five_percent_of_null_series_at_every_horizon(kind, h):
     rng = np.random.default_rng(100 + h)
-    reps, n = 400, 1000
-    draws = [series(rng, n, h, 126) for _ in range(reps)]
+    draws = null_differentials(kind, lookback=126, scale=1.0, reps=400, n=1000, h=h, rng=rng)
     rate = np.mean([dm_test(d, h)[1] < 0.05 for d in draws])
     # 400 draws: the standard error of a true 5 % is 1.1 points; simulated with 1,000 draws a cell, the
     # rate was 3.6-7.4 % on these and other lookbacks at 500-4,000 sessions (docs/models.md)
     assert 0.02 <= rate <= 0.09, rate
-    if h == 63 and series is _trailing:  # the test it replaced, on the same draws: far over its size
-        assert np.mean([_old_dm_pvalue(d, h) < 0.05 for d in draws]) > 0.10
+    if h == 63 and kind == "trailing":  # the test it replaced, on the same draws: far over its size
+        assert np.mean([replaced_test_pvalue(d, h) < 0.05 for d in draws]) > 0.10
 
 
 def test_statistic_equals_a_hand_written_periodogram():
