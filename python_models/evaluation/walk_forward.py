@@ -192,11 +192,11 @@ def run_walk_forward(
         if fit is None:  # the model cannot be estimated on this window: no forecasts for its origins
             failed += 1
             continue
-        last = FoldFit(fit, dates[fold.train_start], dates[fold.train_end - 1], converged(fit))
         origins = dates[fold.test_start : fold.test_end]
         # from the fit's own sample on: a model's filter (ARMA state, GARCH variance, HMM regime) starts
         # where its estimation did, so a forecast's cost and value do not depend on older history
         frame = fit.forecast(r.iloc[fold.train_start : fold.test_end], origins, config.horizons).to_frame()
+        last = FoldFit(fit, dates[fold.train_start], dates[fold.train_end - 1], converged(fit))
         frame["train_start"] = last.train_start
         frame["train_end"] = last.train_end
         frame["converged"] = last.converged
@@ -204,6 +204,16 @@ def run_walk_forward(
     if not frames:
         return pd.DataFrame(columns=FORECAST_COLUMNS)
     out = pd.concat(frames, ignore_index=True)
+    finite = np.isfinite(out[["y_pred", "y_std", "y_lower", "y_upper"]].to_numpy(dtype=float)).all(axis=1)
+    if not finite.all():
+        # a forecast that overflowed is no forecast: nothing downstream can weigh it. Row by row, as the
+        # pooled models' are dropped: a fold's later origins must not decide whether its earlier ones stay
+        warnings.warn(
+            f"{forecaster.name}: {int((~finite).sum())} forecasts were not finite and are left out",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        out = out[finite].reset_index(drop=True)
     out.attrs["failed_fits"] = failed
     out.attrs["last_fit"] = last
     out["target_date"] = target_dates(dates, out["asof_date"], out["horizon"])

@@ -2,9 +2,9 @@
 
 ``Garch(vol="GARCH")`` is GARCH(1,1); ``vol="GJR"`` adds the asymmetric (leverage) term
 of Glosten, Jagannathan and Runkle (o = 1); ``vol="EGARCH"`` models the log variance
-(Nelson). GARCH and GJR have analytic multi-step variance forecasts, and so has EGARCH(1,1,1)
-under normal shocks (:func:`egarch_variance_path`); EGARCH's other orders are simulated by arch
-(``simulations`` paths, seeded).
+(Nelson). GARCH and GJR have analytic multi-step variance forecasts; EGARCH(1,1,1) with normal or
+Student-t shocks has the exact mean and variance of its log variance (:func:`egarch_variance_path`);
+other EGARCH orders and distributions are simulated by arch (``simulations`` paths, seeded).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import arch.univariate.base as arch_base
 import numpy as np
 import pandas as pd
 from arch import arch_model
-from scipy.special import log_ndtr
+from scipy.special import gammaln
 
 from python_models.forecasters.base import (
     FitResult,
@@ -28,6 +28,9 @@ from python_models.forecasters.base import (
     validate_horizons,
     validate_returns,
 )
+
+#: The innovation distributions whose E|z| EGARCH's closed-form forecast knows (:func:`mean_abs_shock`).
+_CLOSED_FORM_SHOCKS = ("normal", "gaussian", "t", "studentst")
 
 # arch's optimiser is happiest with returns in percent.
 _SCALE = 100.0
@@ -114,22 +117,36 @@ def causal_variance_bounds(resids: np.ndarray, power: float = 2.0) -> np.ndarray
     return bounds ** (power / 2.0) if power != 2.0 else bounds
 
 
+def mean_abs_shock(dist: str, params: pd.Series) -> float:
+    """E|z| of the standardised innovation distribution: sqrt(2/pi) for the normal; for Student's t
+    with nu degrees of freedom scaled to unit variance, sqrt((nu - 2)/pi) Gamma((nu - 1)/2) / Gamma(nu/2)."""
+    if dist in ("normal", "gaussian"):
+        return float(np.sqrt(2 / np.pi))
+    if dist in ("t", "studentst"):
+        nu = float(params["nu"])
+        return float(np.sqrt((nu - 2) / np.pi) * np.exp(gammaln((nu - 1) / 2) - gammaln(nu / 2)))
+    raise ValueError(f"no closed form of E|z| for the {dist!r} distribution")
+
+
 def egarch_variance_path(
-    parameters: np.ndarray, lnsigma2: np.ndarray, std_resids: np.ndarray, steps: int
+    parameters: np.ndarray, lnsigma2: np.ndarray, std_resids: np.ndarray, steps: int, abs_shock_mean: float
 ) -> np.ndarray:
-    """EGARCH(1,1,1)'s expected variances, steps 1..``steps`` ahead, from every origin at once, in closed form.
+    """EGARCH(1,1,1)'s variance forecasts, steps 1..``steps`` ahead, from every origin at once.
 
     arch's recursion is ``ln s2[t+1] = omega + alpha (|e[t]| - sqrt(2/pi)) + gamma e[t] + beta ln s2[t]``
     with standardised shocks ``e``. The first step is known at the origin; after it
 
         ln s2[t+1+j] = omega (1 + ... + beta^(j-1)) + beta^j ln s2[t+1] + sum_k beta^k g(e[t+j-k]),
 
-    ``g(e) = alpha (|e| - sqrt(2/pi)) + gamma e``, so for independent standard normal shocks
-    E[s2[t+1+j]] = exp(omega (1 + ... + beta^(j-1)) + beta^j ln s2[t+1]) prod_k E[exp(beta^k g(e))], and
-    E[exp(a |e| + b e)] = exp((a+b)^2/2) Phi(a+b) + exp((a-b)^2/2) Phi(a-b). This is the quantity arch's
-    ``method="simulation"`` estimates with normal draws (what pmx used to ask it for, 500 paths: 0.2 s
-    a fold of 63 origins, eight times the fit), without the Monte Carlo error.
-    (``tests/python_models/forecasters/test_egarch.py`` checks it against arch's simulation.)
+    ``g(e) = alpha (|e| - sqrt(2/pi)) + gamma e``: the log variance's mean and variance are exact for any
+    symmetric unit-variance shock with E|e| = ``abs_shock_mean`` (g has mean alpha (E|e| - sqrt(2/pi))
+    and variance alpha^2 (1 - E|e|^2) + gamma^2). The forecast is exp(mean + variance / 2), the mean of
+    a lognormal with those two moments. Under Student-t shocks, which the likelihood uses, E[s2] itself
+    does not exist (the t has no moment generating function), and ignoring the fitted shocks' E|e|,
+    as a normal simulation does, is wrong by a drift: with nu = 2.27 (MSFT's window ending 2005-06-24),
+    E|e| = 0.44 against 0.80, and the 63-session variance overflowed. Under normal shocks the two
+    moments are the first two cumulants of the exact expectation (``tests/.../test_egarch.py`` compares
+    both with arch's simulation).
 
     Parameters
     ----------
@@ -139,22 +156,36 @@ def egarch_variance_path(
         Each origin's log conditional variance and standardised residual (arch's in-sample values).
     steps : int
         Steps ahead.
+    abs_shock_mean : float
+        E|e| of the standardised shocks (:func:`mean_abs_shock`).
 
     Returns
     -------
     ndarray
         (origins, steps) variances.
     """
+    log_mean, log_var = egarch_log_variance_moments(parameters, lnsigma2, std_resids, steps, abs_shock_mean)
+    return np.exp(log_mean + log_var / 2)
+
+
+def egarch_log_variance_moments(
+    parameters: np.ndarray, lnsigma2: np.ndarray, std_resids: np.ndarray, steps: int, abs_shock_mean: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and variance of EGARCH(1,1,1)'s log variance 1..``steps`` steps ahead of every origin
+    (:func:`egarch_variance_path`): (origins, steps) each; exact for independent symmetric
+    unit-variance shocks with E|e| = ``abs_shock_mean``."""
     omega, alpha, gamma, beta = (float(v) for v in parameters)
     c = np.sqrt(2 / np.pi)
     first = omega + alpha * (np.absolute(std_resids) - c) + gamma * std_resids + beta * lnsigma2
     powers = beta ** np.arange(steps)  # beta^j, j = 0 .. steps - 1
-    a, b = alpha * powers[:-1], gamma * powers[:-1]  # the shock k steps back enters with beta^k
-    log_mgf = -a * c + np.logaddexp((a + b) ** 2 / 2 + log_ndtr(a + b), (a - b) ** 2 / 2 + log_ndtr(a - b))
-    # step j + 1 (j >= 1): omega's geometric sum, the first step's weight, the shocks' moment factors
-    drift = np.concatenate(([0.0], np.cumsum(omega * powers[:-1])))
-    shocks = np.concatenate(([0.0], np.cumsum(log_mgf)))
-    return np.exp(drift[None, :] + powers[None, :] * first[:, None] + shocks[None, :])
+    shock_mean = alpha * (abs_shock_mean - c)
+    shock_var = alpha**2 * (1 - abs_shock_mean**2) + gamma**2
+    # step j + 1 (j >= 1): the sums over the j shocks (and omegas) since the first step, weights beta^k
+    weights = np.concatenate(([0.0], np.cumsum(powers[:-1])))
+    squared = np.concatenate(([0.0], np.cumsum(powers[:-1] ** 2)))
+    log_mean = (omega + shock_mean) * weights[None, :] + powers[None, :] * first[:, None]
+    log_var = np.broadcast_to(shock_var * squared[None, :], log_mean.shape)
+    return log_mean, log_var
 
 
 @dataclass
@@ -188,7 +219,7 @@ class GarchResult(FitResult):
         # Data after the last origin is cut off, so no forecast can read it.
         history = returns.iloc[: pos.max() + 1]
         rows = pos - pos.min()  # the variances' rows are the sessions from the first origin on
-        if self.vol == "EGARCH" and self.p == 1 and self.q == 1:
+        if self.vol == "EGARCH" and self.p == 1 and self.q == 1 and self.dist in _CLOSED_FORM_SHOCKS:
             step_var = self._egarch_variance(history, int(pos.min()), max(hs))[rows]
             step_mean = np.full(step_var.shape, float(self.params["mu"])) / _SCALE
         else:
@@ -214,7 +245,7 @@ class GarchResult(FitResult):
         return ReturnForecast(pd.Index(origins), hs, mean, var)
 
     def _egarch_variance(self, history: pd.Series, start: int, horizon: int) -> np.ndarray:
-        """EGARCH(1,1,1)'s expected step variances (percent²) from every session ``start..`` of ``history``
+        """EGARCH(1,1,1)'s step variances (percent²) from every session ``start..`` of ``history``
         (:func:`egarch_variance_path`), from arch's own in-sample variances with the causal bounds."""
         volatility = self._model(history).volatility
         resids = _SCALE * history.to_numpy(dtype=float) - float(self.params["mu"])  # the constant mean's residuals
@@ -224,7 +255,11 @@ class GarchResult(FitResult):
             parameters, resids, sigma2, volatility.backcast(resids), volatility.variance_bounds(resids, 2.0)
         )
         return egarch_variance_path(
-            parameters, np.log(sigma2[start:]), resids[start:] / np.sqrt(sigma2[start:]), horizon
+            parameters,
+            np.log(sigma2[start:]),
+            resids[start:] / np.sqrt(sigma2[start:]),
+            horizon,
+            mean_abs_shock(self.dist, self.params),
         )
 
     def _variance_path(self, first: np.ndarray, steps: int) -> np.ndarray:
@@ -329,10 +364,16 @@ class Garch(Forecaster):
         the walk-forward fits, 44 of the 1,440 default windows stopped at its iteration limit, and some
         "converged" fits sat at absurd points (alpha = -32, a log-likelihood of -5,601 where the window's
         constant-variance model reaches about -1,500), whose forecasts overflow. A fit is accepted when it
-        converged and beats that constant-variance model (a point of EGARCH: alpha = gamma = beta = 0).
+        converged, beats that constant-variance model (a point of EGARCH: alpha = gamma = beta = 0), and
+        its variance filter is invertible on the window: the mean over the window of
+        log |beta - (alpha |e| + gamma e) / 2|, the filter's sample Lyapunov exponent (Straumann and
+        Mikosch, 2006), is negative. A non-invertible filter forgets nothing of where it started, so the
+        forecast's filter, which starts at the window's first session with pmx's causal variance bounds,
+        drifts away from the fit's: on LLY's window ending 2005-03-28 (alpha = -0.019, beta = 0.999) the
+        two reached a variance of 20.9 against 2.2 by the window's end, and forecasts overflowed.
         Otherwise the fit is repeated from two fixed starts (persistent, with and without leverage) and,
-        where the first fit stopped at its iteration limit above the floor, from where it stopped; the best
-        fit above the floor is kept, a converged one before any other, and if there is none the
+        where the first fit stopped at its iteration limit and passes both checks, from where it stopped;
+        the best fit that passes them is kept, a converged one before any other, and if there is none the
         constant-variance model itself, marked not converged. Every start depends only on the window, so a
         fold's fit never depends on another fold's.
         """
@@ -349,8 +390,25 @@ class Garch(Forecaster):
         flat = model.fix(start(0.0, 0.0, 0.0))  # the constant-variance model
         floor = float(flat.loglikelihood)
 
+        def invertible(params: pd.Series) -> bool:
+            if (self.p, o, self.q) != (1, 1, 1):
+                return True
+            fixed = model.fix(params.to_numpy())
+            e = (fixed.resid / fixed.conditional_volatility).to_numpy()
+            slope = params["beta[1]"] - (params["alpha[1]"] * np.abs(e) + params["gamma[1]"] * e) / 2
+            with np.errstate(divide="ignore"):
+                return bool(np.mean(np.log(np.abs(slope))) < 0)
+
+        def stationary(params: pd.Series) -> bool:  # the log variance settles: forecasts have a long-run level
+            return bool(abs(params[[f"beta[{i}]" for i in range(1, self.q + 1)]].sum()) < 1)
+
         def sane(res: Any) -> bool:
-            return bool(np.isfinite(res.loglikelihood) and res.loglikelihood >= floor)
+            return bool(
+                np.isfinite(res.loglikelihood)
+                and res.loglikelihood >= floor
+                and stationary(res.params)
+                and invertible(res.params)
+            )
 
         if first.convergence_flag == 0 and sane(first):
             return first.params, float(first.loglikelihood), float(first.aic), float(first.bic), True

@@ -99,3 +99,28 @@ def test_poisoned_future_changes_no_earlier_prediction(returns, name):
     assert_allclose(
         fit.forecast(nan_after, origins, (1, 5, 21)).mean, fit.forecast(returns, origins, (1, 5, 21)).mean, rtol=1e-12
     )
+
+
+def test_forecasts_that_overflow_are_left_out(returns):
+    # EGARCH once forecast an infinite variance from a fit whose filter was not invertible, and the
+    # ensembles stopped on it: such rows are left out, the rest of the walk-forward is kept
+    import numpy as np
+
+    from python_models.forecasters.random_walk import RandomWalkResult
+
+    class Overflowing(RandomWalk):
+        def fit(self, window):
+            fit = super().fit(window)
+            if window.index[-1] == cut:
+                return RandomWalkResult(params=pd.Series({"mu": fit.params["mu"], "sigma2": np.inf}), diagnostics={})
+            return fit
+
+    config = WalkForwardConfig(train_window=300, refit_every=50)
+    plain = run_walk_forward(RandomWalk(), returns, config)
+    cut = plain["train_end"].unique()[2]
+    with pytest.warns(RuntimeWarning, match="200 forecasts were not finite"):
+        out = run_walk_forward(Overflowing(), returns, config)
+    assert cut not in set(out["train_end"])
+    kept = plain[plain["train_end"] != cut].reset_index(drop=True)
+    assert_allclose(out["y_pred"], kept["y_pred"])
+    assert np.isfinite(out[["y_pred", "y_std", "y_lower", "y_upper"]].to_numpy()).all()
