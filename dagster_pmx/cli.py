@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -78,6 +78,38 @@ def _watch(instance: dg.DagsterInstance, run_id: str, started: float, done: thre
         if finished:
             return
         time.sleep(1.0)
+
+
+def fit_times(events: Sequence[dg.DagsterEvent]) -> pd.DataFrame | None:
+    """Each model's walk-forward refits, failed windows and fitting seconds, from the metadata of the run's
+    ``ml.base_forecasts`` materialization (None when the run did not fit: a daily refresh forecasts with
+    the stored fits)."""
+    for event in events:
+        if event.event_type_value != "ASSET_MATERIALIZATION":
+            continue
+        materialization = event.event_specific_data.materialization
+        if materialization.asset_key != dg.AssetKey(["ml", "base_forecasts"]):
+            continue
+        meta = {key: entry.value for key, entry in materialization.metadata.items()}
+        models = [key.split("/", 1)[1] for key in meta if key.startswith("seconds/")]
+        if not models:
+            return None
+        table = pd.DataFrame(
+            {
+                "refits": [int(meta[f"fits/{m}"]) for m in models],
+                "failed": [int(meta.get(f"failed_fits/{m}", 0)) for m in models],
+                "seconds": [float(meta[f"seconds/{m}"]) for m in models],
+            },
+            index=pd.Index(models, name="model"),
+        )
+        table["ms_per_refit"] = 1000 * table["seconds"] / table["refits"].clip(lower=1)
+        return table.sort_values("seconds", ascending=False)
+    return None
+
+
+def print_fit_times(table: pd.DataFrame) -> None:
+    print("\nWalk-forward fits (ml.base_forecasts; seconds summed over the workers, each refit with its forecasts)")
+    print(table.to_string(float_format=lambda x: f"{x:,.1f}"))
 
 
 def print_summary(lake: Lake, folder: Path) -> None:
@@ -163,6 +195,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  - {e.event_type_value} {e.step_key}: {e.message}")
     if not result.success:
         return 1
+    fits = fit_times(result.all_events)
+    if fits is not None:
+        print_fit_times(fits)
     print_summary(warehouse.lake, warehouse.folder)
     return 0
 

@@ -24,6 +24,11 @@ def test_cli_builds_the_warehouse_and_prints_the_summary(cli_runs, monkeypatch):
     for strategy in (*MODELS, *VARIANTS.values(), "governed", "barbell", "risk_parity", "benchmark"):
         assert strategy in out
     assert "sharpe" in out and "profit_factor" in out and "make sql" in out
+    # each model's walk-forward fitting time (issue 21: the run prints it)
+    fits = out[out.index("Walk-forward fits") : out.index("marts.backtest_summary")]
+    assert "ms_per_refit" in fits
+    for model in MODELS:
+        assert f"\n{model} " in fits
     with Lake.at(warehouse).open(read_only=True) as con:
         assert (
             con.execute("select count(*) from marts.backtest_summary").fetchone()[0] == len(MODELS) + len(VARIANTS) + 4
