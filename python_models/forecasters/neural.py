@@ -1,16 +1,23 @@
-"""A temporal convolutional network (torch) over a lookback window of the ticker's returns.
+"""Neural forecasters (torch) over a lookback window of the ticker's returns: a temporal
+convolutional network (``tcn``) and an LSTM (``lstm``).
 
-Input: the last ``lookback`` daily log returns up to the origin, standardised by the
-training window's mean and standard deviation. Network: causal dilated 1-d convolutions
-(kernel 3, dilations 1, 2, 4, 8, ``channels`` wide, ReLU, residual connections), then a
-linear head from the last time step to one output per horizon: the cumulative log return
-over the next ``h`` sessions, in units of ``sqrt(h)`` training standard deviations.
+Input: the last ``lookback`` daily log returns up to the origin, standardised by the training
+window's mean and standard deviation. Networks (``torch_networks.py``): the TCN's causal dilated
+1-d convolutions (kernel 3, dilations 1, 2, 4, 8, ``width`` channels, ReLU, residual connections)
+or one LSTM layer of ``width`` units, then a linear head from the last time step to one output
+per horizon: the cumulative log return over the next ``h`` sessions, in units of ``sqrt(h)``
+training standard deviations.
 
-Training: full-batch Adam on mean squared error over the training origins whose targets
-lie wholly inside the window, a fixed number of epochs, weight decay. Seeded, single
-threaded, float32, so a CPU fit is bit-for-bit repeatable.
-The forecast variance per horizon is the in-sample mean squared error of the fitted
-network (so intervals are sized by what it could not explain in training).
+Training, walk-forward inside each training window: the origins whose targets end before the
+window's last ``validation`` share train the network (full-batch Adam on mean squared error,
+weight decay), the origins of that last share validate it; training stops when the validation
+loss has not improved for ``patience`` epochs, and the weights of the best validation epoch are
+kept (early stopping). The validation loss weighs each horizon's mean squared error by 1/h, about
+its number of independent targets in the block: the overlapping long-horizon errors of a block of
+~150 sessions are nearly one observation and would otherwise decide the stop by chance. The
+forecast variance per horizon is the validation mean squared error, an out-of-sample error, so the
+intervals are sized by what the network could not forecast.
+Seeded, single threaded, float32: a CPU fit is bit-for-bit repeatable.
 
 The device is chosen by ``device``: "auto" uses CUDA when torch sees a GPU, else the CPU.
 """
@@ -50,72 +57,16 @@ def select_device(device: str = "auto") -> str:
     return device
 
 
-def _network(horizons: int, channels: int, dilations: Sequence[int], inputs: int = 1):
-    import torch
-    from torch import nn
+def train_network(*args, **kwargs):
+    """:func:`python_models.forecasters.torch_networks.train_network`, importing torch only now."""
+    from python_models.forecasters.torch_networks import train_network as train
 
-    class CausalBlock(nn.Module):
-        def __init__(self, c_in: int, dilation: int) -> None:
-            super().__init__()
-            self.pad = 2 * dilation  # left padding only: an output never sees a later input
-            self.conv = nn.Conv1d(c_in, channels, kernel_size=3, dilation=dilation)
-            self.skip = nn.Conv1d(c_in, channels, kernel_size=1) if c_in != channels else nn.Identity()
-
-        def forward(self, x):
-            return torch.relu(self.conv(nn.functional.pad(x, (self.pad, 0)))) + self.skip(x)
-
-    class Tcn(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.blocks = nn.Sequential(
-                *[CausalBlock(inputs if i == 0 else channels, d) for i, d in enumerate(dilations)]
-            )
-            self.head = nn.Linear(channels, horizons)
-
-        def forward(self, x):  # x: (batch, lookback) or (batch, inputs, lookback)
-            return self.head(self.blocks(x[:, None, :] if x.ndim == 2 else x)[:, :, -1])
-
-    return Tcn()
-
-
-def train_network(
-    windows: np.ndarray,
-    targets: np.ndarray,
-    channels: int,
-    epochs: int,
-    learning_rate: float,
-    weight_decay: float,
-    seed: int,
-    device: str,
-):
-    """Train a TCN full-batch (Adam, MSE) on ``windows`` (n, lookback) or (n, inputs,
-    lookback) against ``targets`` (n, horizons): seeded, one thread, float32. Returns the
-    network on the CPU in eval mode and the final training loss."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            inputs = 1 if windows.ndim == 2 else windows.shape[1]
-            net = _network(targets.shape[1], channels, (1, 2, 4, 8), inputs).float().to(device)
-        x = torch.as_tensor(windows, dtype=torch.float32, device=device)
-        y = torch.as_tensor(targets, dtype=torch.float32, device=device)
-        optimiser = torch.optim.Adam(net.parameters(), lr=learning_rate, weight_decay=weight_decay)
-        for _ in range(epochs):
-            optimiser.zero_grad()
-            loss = torch.mean((net(x) - y) ** 2)
-            loss.backward()
-            optimiser.step()
-        return net.to("cpu").eval(), float(loss.detach().cpu())
-    finally:
-        torch.set_num_threads(threads)
+    return train(*args, **kwargs)
 
 
 @dataclass(kw_only=True)  # keyword-only: the network has no default, FitResult's fields do
-class TcnResult(FitResult):
-    """The trained network (on the CPU), its standardisation and in-sample error variances."""
+class ReturnNetworkResult(FitResult):
+    """The trained network (on the CPU), its standardisation and validation error variances."""
 
     network: torch.nn.Module
     lookback: int = 63
@@ -143,16 +94,28 @@ class TcnResult(FitResult):
         return ReturnForecast(pd.Index(origins), hs, mean, var)
 
 
-class TemporalConvNet(Forecaster):
-    """TCN forecaster (see the module docstring).
+#: The name fits of 0.4.0 and before were pickled under.
+TcnResult = ReturnNetworkResult
+
+
+class ReturnNetwork(Forecaster):
+    """A network over the ticker's last ``lookback`` standardised returns (see the module docstring).
 
     Parameters
     ----------
+    architecture : {"tcn", "lstm"}
+        The network (``torch_networks.ARCHITECTURES``).
     lookback : int
         Returns in each input window.
-    channels : int
-        Width of every convolution.
-    epochs, learning_rate, weight_decay : training settings (full-batch Adam).
+    width : int
+        Channels of every convolution (TCN) or units of the LSTM.
+    max_epochs, patience : int
+        Early stopping: at most ``max_epochs`` epochs, stopped after ``patience`` without a better
+        validation loss.
+    learning_rate, weight_decay : training settings (full-batch Adam).
+    validation : float
+        Share of the training window's last sessions whose origins validate (early stopping and the
+        forecast variance); the training origins' targets end before it.
     seed : int
         Seed of the initial weights.
     horizons : sequence of int
@@ -165,11 +128,14 @@ class TemporalConvNet(Forecaster):
 
     def __init__(
         self,
+        architecture: str,
         lookback: int = 63,
-        channels: int = 8,
-        epochs: int = 60,
+        width: int = 8,
+        max_epochs: int = 60,
+        patience: int = 20,
         learning_rate: float = 0.01,
         weight_decay: float = 1e-3,
+        validation: float = 0.2,
         seed: int = 0,
         horizons: Sequence[int] = DEFAULT_HORIZONS,
         device: str = "auto",
@@ -177,37 +143,71 @@ class TemporalConvNet(Forecaster):
     ) -> None:
         if lookback < 8:
             raise ValueError(f"lookback must be at least 8 sessions, got {lookback}")
-        self.lookback, self.channels, self.epochs = lookback, channels, epochs
+        if not 0 < validation < 0.5:
+            raise ValueError(f"validation must be a share in (0, 0.5), got {validation}")
+        if max_epochs < 1 or patience < 1:
+            raise ValueError(f"max_epochs and patience must be positive, got {max_epochs} and {patience}")
+        self.architecture, self.lookback, self.width = architecture, lookback, width
+        self.max_epochs, self.patience, self.validation = max_epochs, patience, validation
         self.learning_rate, self.weight_decay, self.seed = learning_rate, weight_decay, seed
         self.horizons, self.device = validate_horizons(horizons), device
         self.refit_every = refit_every
-        self.name = "tcn"
+        self.name = architecture
 
-    def fit(self, returns: pd.Series) -> TcnResult:
-        import torch
+    def fit(self, returns: pd.Series) -> ReturnNetworkResult:
+        from python_models.forecasters.torch_networks import train_early_stopped
 
-        r = validate_returns(returns, min_obs=self.lookback + max(self.horizons) + 100).to_numpy()
+        h_max = max(self.horizons)
+        r = validate_returns(returns, min_obs=self.lookback + 2 * h_max + 100).to_numpy()
         centre, scale = float(r.mean()), float(r.std(ddof=1))
         if not scale > 0:
             raise ValueError("returns are constant over the training window")
         z = (r - centre) / scale
-        h_max = max(self.horizons)
         origins = np.arange(self.lookback - 1, len(z) - h_max)  # targets wholly inside the window
         windows = np.lib.stride_tricks.sliding_window_view(z, self.lookback)[origins - self.lookback + 1]
         csum = np.concatenate([[0.0], np.cumsum(z)])
         targets = np.column_stack([(csum[origins + 1 + h] - csum[origins + 1]) / np.sqrt(h) for h in self.horizons])
-
+        cut = int(len(z) * (1 - self.validation))  # the validation block: sessions cut .. end
+        train, held_out = origins + h_max < cut, origins >= cut  # training targets end before the block
+        if train.sum() < 50 or held_out.sum() < 10:
+            raise ValueError("too few origins to train and validate the network")
         device = select_device(self.device)
-        net, loss = train_network(
-            windows, targets, self.channels, self.epochs, self.learning_rate, self.weight_decay, self.seed, device
+        training = train_early_stopped(
+            self.architecture,
+            windows[train],
+            targets[train],
+            windows[held_out],
+            targets[held_out],
+            self.width,
+            self.max_epochs,
+            self.patience,
+            self.learning_rate,
+            self.weight_decay,
+            self.seed,
+            device,
+            # each horizon's errors weighed by its independent targets in the block (about one in h):
+            # the overlapping 63-session targets of ~150 sessions are two observations, not 150
+            validation_weights=1.0 / np.asarray(self.horizons, dtype=float),
         )
-        with torch.no_grad():
-            fitted = net(torch.as_tensor(windows, dtype=torch.float32)).numpy().astype(float)
-        # in-sample MSE per horizon, back in log-return units
-        error_var = np.mean((fitted - targets) ** 2, axis=0) * scale**2 * np.asarray(self.horizons, dtype=float)
-        return TcnResult(
-            params=pd.Series({"train_mse": loss, "parameters": float(sum(p.numel() for p in net.parameters()))}),
-            diagnostics={"train_mse": loss, "converged": float(np.isfinite(fitted).all())},
+        net = training.network
+        # the validation MSE per horizon, back in log-return units: the forecast variance
+        error_var = training.validation_mse * scale**2 * np.asarray(self.horizons, dtype=float)
+        skill = 1.0 - training.validation_mse / np.mean(targets[held_out] ** 2, axis=0)
+        return ReturnNetworkResult(
+            params=pd.Series(
+                {
+                    "train_mse": training.train_mse,
+                    "best_epoch": float(training.best_epoch),
+                    "parameters": float(sum(p.numel() for p in net.parameters())),
+                }
+            ),
+            diagnostics={
+                "train_mse": training.train_mse,
+                "best_epoch": float(training.best_epoch),
+                "epochs_run": float(training.epochs_run),
+                **{f"val_skill_h{h}": float(v) for h, v in zip(self.horizons, skill, strict=True)},
+                "converged": float(np.isfinite(error_var).all()),
+            },
             network=net,
             lookback=self.lookback,
             centre=centre,
@@ -216,3 +216,23 @@ class TemporalConvNet(Forecaster):
             error_var=error_var,
             device=device,
         )
+
+
+class TemporalConvNet(ReturnNetwork):
+    """The TCN forecaster (``tcn``): :class:`ReturnNetwork` with causal dilated convolutions."""
+
+    def __init__(self, lookback: int = 63, channels: int = 8, **settings) -> None:
+        super().__init__("tcn", lookback=lookback, width=channels, **settings)
+        self.channels = channels
+
+
+class LstmNet(ReturnNetwork):
+    """The LSTM forecaster (``lstm``): :class:`ReturnNetwork` with one LSTM layer of ``hidden`` units.
+
+    Its default lookback is 21 sessions, not the TCN's 63: a recurrent layer steps through the window
+    one session at a time, so its cost grows with the lookback (a fit on 1,500 sessions of an AR(1)
+    took about three times as long with 63)."""
+
+    def __init__(self, lookback: int = 21, hidden: int = 16, **settings) -> None:
+        super().__init__("lstm", lookback=lookback, width=hidden, **settings)
+        self.hidden = hidden

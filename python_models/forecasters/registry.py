@@ -12,7 +12,7 @@ from python_models.forecasters.garch import Garch
 from python_models.forecasters.hmm import GaussianHmm
 from python_models.forecasters.linear import BayesianRidgeForecaster
 from python_models.forecasters.mssa import Mssa
-from python_models.forecasters.neural import TemporalConvNet
+from python_models.forecasters.neural import LstmNet, TemporalConvNet
 from python_models.forecasters.random_walk import RandomWalk
 from python_models.forecasters.sarimax import Sarimax, SarimaxExog
 from python_models.forecasters.ssa import Samossa
@@ -33,6 +33,7 @@ SERIES_MODELS: dict[str, Callable[[], Forecaster]] = {
     "hmm": GaussianHmm,
     "bayesian_ridge": BayesianRidgeForecaster,
     "tcn": TemporalConvNet,
+    "lstm": LstmNet,
 }
 
 #: Models fed the whole panel: fitted across tickers (xgboost, mssa, tcn_features), or per ticker with
@@ -49,8 +50,9 @@ MODELS: dict[str, Callable[[], Forecaster | PanelForecaster]] = {**SERIES_MODELS
 #: What `make run` fits: every model whose walk-forward fits the default time budget. Not yet in it
 #: (run them with PMX_MODELS=all): SARIMAX's nine-fit order search (2.1 refits/s against SARIMAX's
 #: 13), sarimax_exog (ARMA(1,1) with regressors per stock: 198 s for the default universe on one
-#: thread), and the two TCNs (0.96 s a refit on one CPU thread; the default universe needs about
-#: 1,400 refits). `make bench-models` measures each.
+#: thread), and the neural networks (the TCN, the LSTM and the feature TCN: about a second a
+#: refit on one CPU thread; the default universe needs about 720 refits of each per-ticker network).
+#: `make bench-models` measures each.
 DEFAULT_MODELS: tuple[str, ...] = (
     "random_walk",
     "garch",

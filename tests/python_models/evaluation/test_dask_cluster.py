@@ -189,7 +189,7 @@ def test_a_torch_model_trains_in_the_workers_and_gives_the_serial_rows(client):
     config = WalkForwardConfig(horizons=(1, 5), train_window=300, refit_every=110, embargo=0)
 
     def tcn():
-        return TemporalConvNet(lookback=16, channels=4, epochs=15, horizons=(1, 5), device="cpu", refit_every=110)
+        return TemporalConvNet(lookback=16, channels=4, max_epochs=15, horizons=(1, 5), device="cpu", refit_every=110)
 
     here = run_panel([tcn()], long, config, workers=1)
     there = run_panel([tcn()], long, config, client=client)

@@ -53,7 +53,7 @@ def test_tcn_trained_on_cuda_matches_the_cpu():
     train, origins = returns.iloc[:600], returns.index[600:690]
 
     def forecast(device: str) -> np.ndarray:
-        model = TemporalConvNet(epochs=40, horizons=(1, 5), device=device)
+        model = TemporalConvNet(max_epochs=40, horizons=(1, 5), device=device)
         fit = model.fit(train)
         assert fit.device == device
         return fit.forecast(returns, origins, (1, 5)).mean
