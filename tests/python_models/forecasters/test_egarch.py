@@ -157,3 +157,18 @@ def test_a_fit_whose_variance_filter_is_not_invertible_is_refused(returns):
     params, *_ = Garch(vol="EGARCH")._checked_egarch(window, claimed)
     assert not params.equals(runaway)
     assert _lyapunov(window, params) < 0
+
+
+def test_a_fit_whose_variance_does_not_describe_the_returns_is_refused(returns):
+    # PEP's window ending 2005-06-24: SLSQP stopped at nu = 2.05 (the bound) with variances far above
+    # the returns' (standardised residuals averaging 0.17 in size), and the 21-session forecast was 1e69
+    window = returns.iloc[:800]
+    direct = _egarch(100 * window).fit(disp="off", show_warning=False)
+    mis_scaled = pd.Series([-0.024, 2.0, 2.31, -0.53, 0.83, 2.05], index=direct.params.index)
+    fixed = _egarch(100 * window).fix(mis_scaled.to_numpy())
+    assert np.mean((fixed.resid / fixed.conditional_volatility) ** 2) < 0.5
+    claimed = SimpleNamespace(params=mis_scaled, loglikelihood=1e9, aic=0.0, bic=0.0, convergence_flag=0)
+    params, *_ = Garch(vol="EGARCH")._checked_egarch(window, claimed)
+    assert not params.equals(mis_scaled)
+    refit = _egarch(100 * window).fix(params.to_numpy())
+    assert 0.5 <= np.mean((refit.resid / refit.conditional_volatility) ** 2) <= 2.0
