@@ -275,17 +275,16 @@ def test_tcn_learns_an_ar1_and_refits_bit_for_bit():
     assert select_device("cpu") == "cpu" and select_device("auto") in ("cpu", "cuda")
 
 
-def test_lstm_learns_an_ar1_and_refits_bit_for_bit():
+def test_lstm_learns_an_ar1():
     from python_models.forecasters.neural import LstmNet
 
     # 1,500 sessions: early stopping on the last fifth of a 756-session window (88 validation origins)
     # is noisy, and on some seeds both networks stopped before learning (measured: seed 4 of 0-5)
+    # (a seeded training repeating bit for bit: the early-stopping test below)
     returns = _ar1(3000, 0.3, seed=1)
     fit = LstmNet().fit(returns.iloc[:1500])
-    again = LstmNet().fit(returns.iloc[:1500])
     origins = returns.index[1600:2900]
     fc = fit.forecast(returns, origins, (1, 5))
-    assert np.array_equal(fc.mean, again.forecast(returns, origins, (1, 5)).mean)  # seeded, deterministic on CPU
     assert np.corrcoef(fc.mean[:, 0], 0.3 * returns.loc[origins])[0, 1] > 0.6  # it found the AR(1) signal
     realised = returns.shift(-1).loc[origins].to_numpy()
     assert np.sqrt(np.mean((realised - fc.mean[:, 0]) ** 2)) < 1.05 * 0.01  # near the shock's size
