@@ -223,7 +223,7 @@ class GarchResult(FitResult):
             step_var = self._egarch_variance(history, int(pos.min()), max(hs))[rows]
             step_mean = np.full(step_var.shape, float(self.params["mu"])) / _SCALE
         else:
-            one_lag = self.p == 1 and self.q == 1
+            one_lag = self.vol != "EGARCH" and self.p == 1 and self.q == 1
             fc = self._model(history).forecast(
                 params=self.params.to_numpy(),
                 start=history.index[pos.min()],

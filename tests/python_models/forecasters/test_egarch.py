@@ -172,3 +172,16 @@ def test_a_fit_whose_variance_does_not_describe_the_returns_is_refused(returns):
     assert not params.equals(mis_scaled)
     refit = _egarch(100 * window).fix(params.to_numpy())
     assert 0.5 <= np.mean((refit.resid / refit.conditional_volatility) ** 2) <= 2.0
+
+
+def test_egarch_with_another_distribution_is_arch_own_simulation(returns):
+    # no closed form of E|e| for the skewed t: arch simulates, and pmx cumulates its step variances
+    fit = Garch(vol="EGARCH", dist="skewt", simulations=200).fit(returns.iloc[:800])
+    history = returns.iloc[:830]
+    origins = history.index[800:]
+    ours = fit.forecast(history, origins, HORIZONS)
+    own = fit._model(history).forecast(
+        params=fit.params.to_numpy(), start=origins[0], horizon=63, reindex=False, **fit._forecast_options()
+    )
+    idx = np.array(HORIZONS) - 1
+    assert_allclose(ours.variance, np.cumsum(own.variance.to_numpy(), axis=1)[:, idx] / 1e4, rtol=1e-14)
