@@ -322,6 +322,12 @@ def test_early_stopping_keeps_the_best_validation_epoch_and_sizes_the_intervals_
     fit = LstmNet(max_epochs=8, horizons=(1, 5)).fit(returns)
     h = np.array([1.0, 5.0])
     assert_allclose(fit.forecast(returns, returns.index[[-1]], (1, 5)).variance[0], fit.error_var)
+    # fits are stored pickled (ml.model_fits): a network defined inside a function could not be
+    import pickle
+
+    restored = pickle.loads(pickle.dumps(fit))
+    origins = returns.index[-3:]
+    assert np.array_equal(restored.forecast(returns, origins, (1, 5)).mean, fit.forecast(returns, origins, (1, 5)).mean)
     assert np.all(fit.error_var / (h * fit.scale**2) > 0.5)  # out-of-sample errors on noise: near its variance
 
 
