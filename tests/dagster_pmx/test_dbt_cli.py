@@ -52,6 +52,7 @@ def test_a_failing_dbt_command_fails_with_dbts_error(tmp_path, monkeypatch, in_p
     assert any(e["info"]["level"] == "error" and "missing" in e["info"]["msg"] for e in events)
 
 
+@pytest.mark.slow  # a speed or memory behaviour: `make test-slow` (the default suite's 15-minute budget)
 def test_in_a_run_dbts_database_stays_open_between_dbt_steps_until_a_build_fails_or_the_run_ends(tmp_path, monkeypatch):
     import dagster as dg
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager

@@ -160,6 +160,7 @@ def test_setup_manifest_parses_through_the_name_the_wrapper_replaces_unless_hand
     assert 'ctx.obj.get("manifest") is None' in inspect.getsource(requires.setup_manifest), RECHECK
 
 
+@pytest.mark.slow  # a speed or memory behaviour: `make test-slow` (the default suite's 15-minute budget)
 def test_a_later_in_process_invocation_reuses_the_parse_until_a_project_file_changes(tmp_path, monkeypatch):
     import shutil
 

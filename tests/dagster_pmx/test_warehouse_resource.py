@@ -260,6 +260,7 @@ def test_tables_written_in_batches_equal_the_tables_written_whole_and_a_failed_b
         assert con.execute("select count(*) from ml.f").fetchone() == (40,)
 
 
+@pytest.mark.slow  # a speed or memory behaviour: `make test-slow` (the default suite's 15-minute budget)
 def test_every_duckdb_of_a_run_is_bounded_by_the_memory_setting_and_spills_past_it(tmp_path):
     from dagster_pmx.defs.transform.project import dbt_env
 

@@ -393,6 +393,7 @@ def test_a_value_breaking_its_columns_declared_rule_fails_the_models_rules_test(
     assert "FAIL 1" in dbt(path, tmp_path, *select).stdout
 
 
+@pytest.mark.slow  # a speed or memory behaviour: `make test-slow` (the default suite's 15-minute budget)
 def test_a_builds_tests_of_an_incremental_model_read_the_rows_it_rewrote_and_dbt_test_reads_every_row(full, tmp_path):
     """macros/test_scope.sql: on a copy, an old row of marts.features is broken and a parent of it changes on
     the last session of one ticker, so an incremental build rewrites that session (with the parent's broken
@@ -423,6 +424,7 @@ def test_a_builds_tests_of_an_incremental_model_read_the_rows_it_rewrote_and_dbt
     assert "FAIL 2 column_rules_features_" in dbt(path, tmp_path, "test", "--select", "column_rules_features_").stdout
 
 
+@pytest.mark.slow  # a speed or memory behaviour: `make test-slow` (the default suite's 15-minute budget)
 def test_a_build_leaves_a_view_whose_sql_is_unchanged_as_it_is(full, tmp_path):
     """macros/materialization_view.sql: a view whose compiled SQL is the one it was created from (its comment
     holds the SQL's md5) is not re-created: the catalog gets no new snapshot. A view without that comment, or a
