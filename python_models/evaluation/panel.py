@@ -24,6 +24,7 @@ from python_models.evaluation.walk_forward import (
     FoldFit,
     WalkForwardConfig,
     converged,
+    finite_forecasts,
     run_walk_forward,
     target_dates,
     walk_forward_folds,
@@ -157,9 +158,7 @@ def run_pooled(
     del by_ticker
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=POOLED_COLUMNS)
     del frames
-    finite = np.isfinite(out["y_pred"].to_numpy(float)) & np.isfinite(out["y_std"].to_numpy(float))
-    if not finite.all():  # a boolean selection copies even when it keeps every row
-        out = out[finite]
+    out = finite_forecasts(out, forecaster.name)
     out = out.sort_values(["ticker", "asof_date", "horizon"], kind="stable").reset_index(drop=True)
     out["target_date"] = _own_target_dates(out, p)
     out.attrs["failed_fits"] = failed

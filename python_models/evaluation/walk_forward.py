@@ -204,20 +204,24 @@ def run_walk_forward(
     if not frames:
         return pd.DataFrame(columns=FORECAST_COLUMNS)
     out = pd.concat(frames, ignore_index=True)
-    finite = np.isfinite(out[["y_pred", "y_std", "y_lower", "y_upper"]].to_numpy(dtype=float)).all(axis=1)
-    if not finite.all():
-        # a forecast that overflowed is no forecast: nothing downstream can weigh it. Row by row, as the
-        # pooled models' are dropped: a fold's later origins must not decide whether its earlier ones stay
-        warnings.warn(
-            f"{forecaster.name}: {int((~finite).sum())} forecasts were not finite and are left out",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        out = out[finite].reset_index(drop=True)
+    out = finite_forecasts(out, forecaster.name).reset_index(drop=True)
     out.attrs["failed_fits"] = failed
     out.attrs["last_fit"] = last
     out["target_date"] = target_dates(dates, out["asof_date"], out["horizon"])
     return out
+
+
+def finite_forecasts(out: pd.DataFrame, model: str) -> pd.DataFrame:
+    """``out`` without its forecast rows that are not finite, with a warning that counts them.
+
+    A forecast that overflowed is no forecast: nothing downstream can weigh it. Row by row, so that a
+    fold's later origins never decide whether its earlier ones stay (point in time). Both walk-forwards
+    (one series, the pooled panel) drop them here."""
+    finite = np.isfinite(out[["y_pred", "y_std", "y_lower", "y_upper"]].to_numpy(dtype=float)).all(axis=1)
+    if finite.all():
+        return out  # a boolean selection copies even when it keeps every row
+    warnings.warn(f"{model}: {int((~finite).sum())} forecasts were not finite and are left out", RuntimeWarning, 3)
+    return out[finite]
 
 
 def _fold_fits(forecaster: Forecaster, windows: Sequence[pd.Series]) -> Iterable[FitResult | None]:

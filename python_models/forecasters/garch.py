@@ -361,9 +361,10 @@ class Garch(Forecaster):
         """EGARCH's estimates, or, where SLSQP failed, the best of a few fixed starts.
 
         SLSQP leaves EGARCH's likelihood far from its maximum in some windows: with one BLAS thread, as
-        the walk-forward fits, 44 of the 1,440 default windows stopped at its iteration limit, and some
-        "converged" fits sat at absurd points (alpha = -32, a log-likelihood of -5,601 where the window's
-        constant-variance model reaches about -1,500), whose forecasts overflow. A fit is accepted when it
+        the walk-forward fits, 44 of the 1,440 default windows stopped without converging (39 at its
+        iteration limit), and some "converged" fits sat at absurd points (alpha = -32, a log-likelihood
+        of -5,601 where the window's constant-variance model reaches about -1,500), whose forecasts
+        overflow. A fit is accepted when it
         converged, beats that constant-variance model (a point of EGARCH: alpha = gamma = beta = 0), and
         its variance filter is invertible on the window: the mean over the window of
         log |beta - (alpha |e| + gamma e) / 2|, the filter's sample Lyapunov exponent (Straumann and

@@ -7,7 +7,8 @@ a class defined inside a function does not.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,17 @@ def _build(architecture: str, outputs: int, width: int, inputs: int, seed: int, 
         return ARCHITECTURES[architecture](outputs, width, inputs).float().to(device)
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch on one thread for the block (repeatable sums; a walk-forward worker has one core)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def train_network(
     windows: np.ndarray,
     targets: np.ndarray,
@@ -84,9 +96,7 @@ def train_network(
     """Train a TCN full-batch (Adam, MSE) for ``epochs`` on ``windows`` (n, lookback) or (n, inputs,
     lookback) against ``targets`` (n, horizons): seeded, one thread, float32. Returns the network on
     the CPU in eval mode and the final training loss."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with _one_thread():
         inputs = 1 if windows.ndim == 2 else windows.shape[1]
         net = _build("tcn", targets.shape[1], channels, inputs, seed, device)
         x = torch.as_tensor(windows, dtype=torch.float32, device=device)
@@ -98,8 +108,6 @@ def train_network(
             loss.backward()
             optimiser.step()
         return net.to("cpu").eval(), float(loss.detach().cpu())
-    finally:
-        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -137,9 +145,7 @@ def train_early_stopped(
 
     ``validation_weights`` (one per output, default equal) weigh the outputs' mean squared errors
     in the validation loss that decides the stop."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with _one_thread():
         inputs = 1 if windows.ndim == 2 else windows.shape[1]
         net = _build(architecture, targets.shape[1], width, inputs, seed, device)
         x, y, xv, yv = (
@@ -171,5 +177,3 @@ def train_early_stopped(
         with torch.no_grad():
             errors = net(xv.cpu()).numpy().astype(float) - validation_targets
         return Training(net, best_train, best_epoch, epoch, np.mean(errors**2, axis=0))
-    finally:
-        torch.set_num_threads(threads)

@@ -185,3 +185,25 @@ def test_egarch_with_another_distribution_is_arch_own_simulation(returns):
     )
     idx = np.array(HORIZONS) - 1
     assert_allclose(ours.variance, np.cumsum(own.variance.to_numpy(), axis=1)[:, idx] / 1e4, rtol=1e-14)
+
+
+def test_the_model_forecast_is_the_closed_form_from_arch_own_filter_and_the_fitted_t(returns):
+    # the plumbing: each origin's log variance and shock from arch's own filter of the fit, and E|e| of
+    # the fitted standardised t by numerical integration (not pmx's formula); a normal E|e| or a filter
+    # started elsewhere would move the multi-step variances
+    from scipy import integrate, stats
+
+    fit = Garch(vol="EGARCH").fit(returns.iloc[:800])
+    history = returns.iloc[:830]
+    origins = history.index[800:]
+    ours = fit.forecast(history, origins, HORIZONS)
+    nu = float(fit.params["nu"])
+    scale = np.sqrt((nu - 2) / nu)  # a unit-variance t is scale times a standard t
+    abs_mean = 2 * integrate.quad(lambda z: z * stats.t.pdf(z / scale, nu) / scale, 0, np.inf)[0]
+    fixed = _egarch(100 * history).fix(fit.params.to_numpy())
+    sigma = fixed.conditional_volatility.to_numpy()[800:]
+    e = fixed.resid.to_numpy()[800:] / sigma
+    steps = egarch_variance_path(fit.params.to_numpy()[1:5], np.log(sigma**2), e, 63, abs_mean)
+    idx = np.array(HORIZONS) - 1
+    assert_allclose(ours.variance, np.cumsum(steps, axis=1)[:, idx] / 1e4, rtol=1e-9)
+    assert abs(abs_mean - np.sqrt(2 / np.pi)) > 0.01  # the fitted tails matter here
