@@ -42,7 +42,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "data": ("source", "csv_dir", "tickers", "benchmark", "start_date", "end_date"),
     "sources": ("alphavantage_function", "yahoo_base_url", "alphavantage_base_url", "finnhub_base_url"),
     "forecasting": ("models", "forecast_start", "train_window", "refit_every", "embargo"),
-    "ensemble": ("ensemble_window", "ensemble_shrinkage", "ensemble_reweight_every"),
+    "ensemble": ("ensemble_window", "ensemble_shrinkage", "ensemble_power", "ensemble_reweight_every"),
     "signals": ("signal_horizon", "governance_baseline"),
     "portfolio": (
         "kelly_fraction",
@@ -178,6 +178,7 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "embargo": _at_least(0),
     "ensemble_window": _at_least(1),
     "ensemble_shrinkage": _within(0, 1),
+    "ensemble_power": _within(0, math.inf, high_open=True),
     "ensemble_reweight_every": _at_least(1),
     "signal_horizon": _at_least(1),
     "kelly_fraction": _within(0, 1, low_open=True),

@@ -319,7 +319,9 @@ class PmxSettings(dg.ConfigurableResource):
     refit_every: int = 63
     embargo: int = 5
     ensemble_window: int = 252
-    ensemble_shrinkage: float = 0.5
+    # the ensemble library's defaults (DEFAULT_SHRINKAGE, DEFAULT_POWER), not imported: it loads scipy
+    ensemble_shrinkage: float = 0.2
+    ensemble_power: float = 30.0  # exponent of the inverse MSE at one session (power / h at horizon h)
     ensemble_reweight_every: int = 21  # sessions between re-estimations of the ensemble weights
     signal_horizon: int = 21  # horizon of the forecasts that become signals and allocations
     governance_baseline: str = "ensemble"  # the fallback model governance reverts to

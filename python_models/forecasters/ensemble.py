@@ -37,6 +37,8 @@ from python_models.forecasters.ensemble_weights import (
 )
 
 __all__ = [
+    "DEFAULT_POWER",
+    "DEFAULT_SHRINKAGE",
     "FORECAST_COLUMNS",
     "VARIANTS",
     "WEIGHT_COLUMNS",
@@ -45,6 +47,13 @@ __all__ = [
     "regime_table",
     "weights_changed",
 ]
+
+#: Shrinkage of the weights toward equal weights (0..1), the default of :func:`ensemble_panel`.
+DEFAULT_SHRINKAGE = 0.2
+#: Exponent of the inverse MSE for one-session forecasts, the default of :func:`ensemble_panel`
+#: (``power`` there; an h-session forecast's exponent is ``power / h``). docs/models.md gives the
+#: measurements it was chosen from.
+DEFAULT_POWER = 30.0
 
 #: Variant name -> model name written to the forecast tables.
 VARIANTS = {"inverse_mse": "ensemble", "stacking": "ensemble_stacking", "regime": "ensemble_regime"}
@@ -182,13 +191,14 @@ def _mixtures(chunks: list[_Chunk]) -> list[dict[str, np.ndarray]]:
 def ensemble_panel(
     forecasts: pd.DataFrame,
     window: int = 252,
-    shrinkage: float = 0.5,
+    shrinkage: float = DEFAULT_SHRINKAGE,
     min_obs: int = 21,
     reweight_every: int = 21,
     methods: tuple[str, ...] = ("inverse_mse",),
     regimes: pd.DataFrame | None = None,
     calendar: pd.DatetimeIndex | None = None,
     after: pd.Timestamp | None = None,
+    power: float = DEFAULT_POWER,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Ensemble forecasts and weights for every (ticker, horizon) and variant.
 
@@ -210,6 +220,13 @@ def ensemble_panel(
     after : pandas.Timestamp, optional
         Return only the origins after this date (an incremental run's new rows); the weights of
         those origins are still estimated from all of ``forecasts``.
+    power : float
+        The exponent of the inverse (regime-expected) MSE of the ``inverse_mse`` and ``regime``
+        variants for one-session forecasts
+        (:func:`~python_models.forecasters.ensemble_weights.inverse_mse_weights`); at horizon ``h``
+        it is ``power / h``. The trailing window of ``h``-session forecasts that overlap holds about
+        ``window / h`` independent errors, so their MSEs are ``h`` times noisier and a power that
+        separates a degraded model from good ones at ``h = 1`` would chase noise at ``h = 63``.
 
     Returns
     -------
@@ -228,7 +245,7 @@ def ensemble_panel(
         "ticker": pd.CategoricalDtype(sorted(forecasts["ticker"].unique())),
         "model": pd.CategoricalDtype(sorted(forecasts["model"].unique())),
     }
-    settings = _Weighting(window, shrinkage, min_obs, reweight_every)
+    settings = _Weighting(window, shrinkage, min_obs, reweight_every, power)
     # one index for every key's lookups: a DatetimeIndex made per key would build its hash table per key
     calendar = None if calendar is None else pd.DatetimeIndex(calendar)
     keys = []
@@ -362,6 +379,7 @@ class _Weighting:
     shrinkage: float
     min_obs: int
     reweight_every: int
+    power: float = DEFAULT_POWER  # at one session; power / h at horizon h
 
     def all_weights(
         self, methods: tuple[str, ...], keys: list[_Key], regimes: pd.DataFrame | None
@@ -405,7 +423,7 @@ class _Weighting:
         on their own, where several keys are stacked)."""
         if method == "inverse_mse":
             return inverse_mse_weights(
-                wide.sq, h, self.window, self.shrinkage, self.min_obs, self.reweight_every, grid, by=by
+                wide.sq, h, self.window, self.shrinkage, self.min_obs, self.reweight_every, grid, by=by, power=self.power / h
             )
         if method == "stacking":  # a regression needs more rows than an average before it is trusted
             return stacking_weights(
@@ -431,4 +449,5 @@ class _Weighting:
             self.reweight_every,
             grid=grid,
             by=by,
+            power=self.power / h,
         )

@@ -15,11 +15,22 @@ from scipy import optimize
 from python_models.grouped import lag, trailing
 
 
-def _check(horizon: int, window: int, shrinkage: float, min_obs: int, reweight_every: int) -> None:
+def _check(horizon: int, window: int, shrinkage: float, min_obs: int, reweight_every: int, power: float = 1.0) -> None:
+    if not np.isfinite(power) or power < 0:
+        raise ValueError(f"power must be a finite number >= 0, got {power}")
     if not 0.0 <= shrinkage <= 1.0:
         raise ValueError(f"shrinkage must lie in [0, 1], got {shrinkage}")
     if min(horizon, window, min_obs, reweight_every) < 1:
         raise ValueError("horizon, window, min_obs and reweight_every must be positive")
+
+
+def _inverse_power(mse: pd.DataFrame, power: float) -> pd.DataFrame:
+    """Rows of ``mse ** -power`` normalised to sum to one. Each row is divided by its smallest MSE
+    first, so a large power cannot overflow: the best model's term is 1 and the others' lie in (0, 1]."""
+    scaled = mse.clip(lower=1e-18)
+    scaled = scaled.div(scaled.min(axis=1), axis=0)
+    inv = scaled ** -power
+    return inv.div(inv.sum(axis=1), axis=0)
 
 
 def _shrink(perf: pd.DataFrame, shrinkage: float, ready: pd.Series) -> pd.DataFrame:
@@ -79,8 +90,9 @@ def inverse_mse_weights(
     reweight_every: int = 1,
     grid: np.ndarray | None = None,
     by: np.ndarray | None = None,
+    power: float = 1.0,
 ) -> pd.DataFrame:
-    """Combination weights per origin from squared errors.
+    """Combination weights per origin from squared errors: proportional to ``mse ** -power``.
 
     Parameters
     ----------
@@ -98,11 +110,16 @@ def inverse_mse_weights(
     by : numpy.ndarray, optional
         A label per row, each label's rows contiguous: several series stacked, each weighted on
         its own as if alone (windows, lags and held weights stay within a label).
+    power : float
+        The exponent of the inverse MSE (Stock and Watson 2004's kappa): 1 is Bates and Granger's
+        inverse-MSE weighting, under which models whose MSEs differ by a few percent, as daily
+        return forecasts do, keep nearly equal weights whatever happens; a larger power moves the
+        weight away from a model whose errors grew (a model 10 % worse than the best keeps
+        ``1.1 ** -power`` of the best one's weight), 0 gives equal weights.
     """
-    _check(horizon, window, shrinkage, min_obs, reweight_every)
+    _check(horizon, window, shrinkage, min_obs, reweight_every, power)
     mse = _hold(lag(trailing(sq_errors, "mean", window, min_obs, by), horizon, by), reweight_every, grid, by)
-    inv = 1.0 / mse.clip(lower=1e-18)
-    return _shrink(inv.div(inv.sum(axis=1), axis=0), shrinkage, mse.notna().all(axis=1))
+    return _shrink(_inverse_power(mse, power), shrinkage, mse.notna().all(axis=1))
 
 
 def simplex_least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -174,6 +191,7 @@ def regime_weights(
     prior_obs: float = 21.0,
     grid: np.ndarray | None = None,
     by: np.ndarray | None = None,
+    power: float = 1.0,
 ) -> pd.DataFrame:
     """Inverse regime-expected MSE weights per origin (see :mod:`python_models.forecasters.ensemble`).
 
@@ -187,10 +205,10 @@ def regime_weights(
     prior_obs : float
         Pseudo-observations of the model's overall MSE added to each regime's average, so a
         regime seen a few times in the window does not swing the weights.
-    by : numpy.ndarray, optional
+    by, power : optional
         As for :func:`inverse_mse_weights`.
     """
-    _check(horizon, window, shrinkage, min_obs, reweight_every)
+    _check(horizon, window, shrinkage, min_obs, reweight_every, power)
     if prior_obs < 0:
         raise ValueError(f"prior_obs must be >= 0, got {prior_obs}")
     probs = regimes.reindex(sq_errors.index)
@@ -217,5 +235,4 @@ def regime_weights(
     expected = pd.DataFrame(
         np.where(np.isnan(unconditional), np.nan, expected), index=sq_errors.index, columns=sq_errors.columns
     )
-    inv = 1.0 / expected.clip(lower=1e-18)
-    return _shrink(inv.div(inv.sum(axis=1), axis=0), shrinkage, expected.notna().all(axis=1))
+    return _shrink(_inverse_power(expected, power), shrinkage, expected.notna().all(axis=1))

@@ -157,6 +157,7 @@ def ensemble(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
             frame,
             window=settings.ensemble_window,
             shrinkage=settings.ensemble_shrinkage,
+            power=settings.ensemble_power,
             reweight_every=settings.ensemble_reweight_every,
             methods=tuple(VARIANTS),
             regimes=regimes,

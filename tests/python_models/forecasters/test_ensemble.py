@@ -216,8 +216,9 @@ def test_weights_are_stored_where_they_change_and_the_latest_row_gives_each_orig
     regimes["probability"] = np.where(regimes["regime"] == 0, 0.2, 0.8) + np.repeat(
         rng.uniform(-0.1, 0.1, len(calendar)), 2
     ) * np.where(regimes["regime"] == 0, 1, -1)
+    # power 1: at the default power m1 (4 times less noise) takes all it can whatever the regime
     ens, weights = ensemble_panel(
-        frame, window=126, reweight_every=21, methods=tuple(VARIANTS), regimes=regimes, calendar=calendar
+        frame, window=126, reweight_every=21, methods=tuple(VARIANTS), regimes=regimes, calendar=calendar, power=1.0
     )
     dates = weights.groupby("ensemble", observed=True)["asof_date"].nunique()
     assert dates["ensemble"] <= len(calendar) // 21 + 2 and dates["ensemble_stacking"] <= len(calendar) // 21 + 2
@@ -300,3 +301,86 @@ def test_series_stacked_with_labels_get_the_weights_each_gets_alone(use_grid):
         for name, weights in alone.items():
             got = stacked[name].iloc[bounds[i] : bounds[i + 1]]
             pd.testing.assert_frame_equal(got, weights, check_exact=True, check_freq=False)
+
+
+def test_inverse_mse_weights_raise_the_inverse_mse_to_the_power():
+    pred, y = _two_models()
+    sq = pred.sub(y, axis=0) ** 2
+    sq["c"] = sq["b"] * 1.1
+    h, window, lam, i = 5, 100, 0.2, 300
+    w = inverse_mse_weights(sq, h, window, lam, 20, power=4.0)
+    mse = sq.iloc[i - h - window + 1 : i - h + 1].mean()
+    hand = mse**-4.0 / (mse**-4.0).sum()
+    assert_allclose(w.iloc[i].to_numpy(), ((1 - lam) * hand + lam / 3).to_numpy(), rtol=1e-12)
+    assert_allclose(inverse_mse_weights(sq, h, window, lam, 20, power=0.0).iloc[i].to_numpy(), 1 / 3)
+    # a power of several hundred would overflow mse ** -power; the weights stay finite and sum to one
+    steep = inverse_mse_weights(sq, h, window, 0.0, 20, power=400.0).iloc[window + h :]
+    assert np.isfinite(steep.to_numpy()).all() and np.allclose(steep.sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="power"):
+        inverse_mse_weights(sq, h, window, lam, 20, power=-1.0)
+
+
+def _degrading_panel(seed: int, horizon: int, start: int, n: int = 800, worse: float = 4.0) -> pd.DataFrame:
+    """Five models with equal skill (each the predictable part of y plus its own noise) until row
+    ``start``, from where model m0's noise is ``worse`` times larger (its MSE ~60 % higher)."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2015-01-01", periods=n + horizon)
+    signal = rng.normal(0, 0.002, n)
+    y = signal + rng.standard_t(5, n) * 0.01 * np.sqrt(3 / 5)  # fat tails, like daily returns
+    rows = []
+    for k in range(5):
+        noise = rng.normal(0, 0.002, n)
+        if k == 0:
+            noise[start:] *= worse
+        rows.append(
+            pd.DataFrame(
+                {
+                    "model": f"m{k}",
+                    "ticker": "A",
+                    "asof_date": dates[:n],
+                    "horizon": horizon,
+                    "target_date": dates[horizon : n + horizon],
+                    "y_pred": signal + noise,
+                    "y_std": 0.01,
+                    "y_true": y,
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+def _weights_in_force(weights: pd.DataFrame, origins: pd.Index) -> pd.DataFrame:
+    wide = weights.assign(weight=weights["weight"].astype(float)).pivot(
+        index="asof_date", columns="model", values="weight"
+    )
+    return wide.reindex(origins).ffill()
+
+
+def test_a_model_that_degrades_loses_most_of_its_weight_within_four_reestimations():
+    """Issue 21, item 3, with the shipped settings (DEFAULT_POWER, DEFAULT_SHRINKAGE): a model whose
+    errors grow by ~60 % keeps less than half of its weight from the fourth re-estimation after its
+    first bad error is realised (84 sessions); Bates and Granger's inverse MSE (power 1) shrunk by
+    half, pmx's setting before, kept more than 80 % of it."""
+    start, every = 500, 21
+    frame = _degrading_panel(seed=0, horizon=1, start=start)
+    origins = pd.Index(frame["asof_date"].unique())
+    fourth = [r for r in range(start + 1, len(origins)) if r % every == 0][3]  # the error at start is known at start + 1
+
+    def kept(**settings) -> float:
+        w = _weights_in_force(ensemble_panel(frame, **settings)[1], origins)["m0"]
+        return float(w.iloc[fourth] / w.iloc[start - 200 : start + 1].mean())
+
+    assert kept() < 0.5
+    assert kept(power=1.0, shrinkage=0.5) > 0.8
+
+
+def test_the_power_is_divided_by_the_horizon():
+    """An h-session forecast's weights use power / h: its trailing errors overlap, about window / h
+    of them independent."""
+    frame = _degrading_panel(seed=1, horizon=5, start=500)
+    origins = pd.Index(frame["asof_date"].unique())
+    got = _weights_in_force(ensemble_panel(frame, power=30.0, shrinkage=0.2)[1], origins)
+    wide = frame.pivot(index="asof_date", columns="model", values="y_pred")
+    sq = wide.sub(frame.drop_duplicates("asof_date").set_index("asof_date")["y_true"], axis=0) ** 2
+    want = inverse_mse_weights(sq, 5, 252, 0.2, 21, reweight_every=21, power=6.0)
+    assert_allclose(got.to_numpy()[300:], want.to_numpy()[300:], rtol=1e-12)

@@ -65,7 +65,9 @@ def test_ensemble_panel_favours_the_more_accurate_model():
             )
         )
     ens, weights = ensemble_panel(pd.concat(rows, ignore_index=True), window=60, shrinkage=0.2)
-    late = weights[weights["asof_date"] > DATES[100]].groupby("model")["weight"].mean()
+    # the weights in force at each origin: rows are stored only where they change
+    wide = weights.assign(model=weights["model"].astype(str)).pivot(index="asof_date", columns="model", values="weight")
+    late = wide.reindex(DATES).ffill().loc[DATES[101] :].mean()
     assert late["good"] > 0.85 and late["bad"] < 0.15
     assert len(ens) == 300 and set(ens["model"]) == {"ensemble"}
 
