@@ -12,7 +12,8 @@ tabular Q-learning pooled over the universe's stocks.
 ``refit``
     fit on the last ``span`` sessions;
 ``shorten``
-    fit on the last ``span // 2`` sessions (forget the older half).
+    fit on the last ``span // 2`` sessions (forget the older half; at least the fewest SAMoSSA
+    fits, ``3 * rows + max(horizons)``).
 
 **States** (four): whether CUSUM (:func:`~python_models.forecasters.changepoint.last_break`) finds
 a break in the last block, and whether the kept fit's one-session forecasts over the last block
@@ -159,9 +160,9 @@ class SsaPolicy(PanelForecaster):
         returns = wide[tickers].to_numpy(float).T
         n = returns.shape[1]
         span = self.span or n // 2
-        short = span // 2
-        floor = 3 * self.rows + max(self.horizons)
-        if short < floor or span + 2 * self.block > n:
+        floor = 3 * self.rows + max(self.horizons)  # the fewest sessions SAMoSSA fits
+        short = max(span // 2, floor)
+        if span < floor or span + 2 * self.block > n:
             raise ValueError(f"a window of {n} sessions is too short for span {span} and block {self.block}")
         # decision points: each block of the window's tail, the first one needing a fit one block before it
         first = span + self.block

@@ -8,6 +8,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from dagster_pmx.lake import Lake, current_snapshot
+from dagster_pmx.resources import PmxSettings
 from python_models.forecasters.ensemble import VARIANTS
 from python_models.forecasters.registry import DEFAULT_MODELS
 from tests.e2e.helpers import CUT, SLICE, STAMPS, build, dbt, read
@@ -277,7 +278,9 @@ def test_ensemble_weights_and_signal_confidence(full):
     assert set(w["ensemble"]) == set(VARIANTS.values())
     assert_allclose(w["s"], 1.0)
     n_models = len(DEFAULT_MODELS)
-    assert (w["lo"] >= 0.5 / n_models - 1e-12).all()  # 50 % shrinkage toward equal weights bounds every weight
+    shrinkage = PmxSettings(**SLICE).ensemble_shrinkage
+    assert (w["lo"] >= shrinkage / n_models - 1e-12).all()  # the shrinkage toward equal weights bounds every weight
+    assert (w["lo"] < 0.5 / n_models).any()  # and the weights respond: with the old 50 % none fell below this
     s = read(full, "select * from marts.signals")
     assert_allclose(s["conf_probability"], stats.norm.cdf(s["expected_return"].abs() / s["forecast_std"]), rtol=1e-10)
     blend = sum(share * s[f"conf_{name}"] for name, share in CONFIDENCE_WEIGHTS.items())

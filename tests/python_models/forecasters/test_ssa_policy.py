@@ -90,4 +90,4 @@ def test_the_uplift_says_whether_the_policy_beats_the_best_fixed_action():
 
 def test_a_window_too_short_for_the_span_and_blocks_is_refused():
     with pytest.raises(ValueError, match="too short"):
-        SsaPolicy().fit(_panel(n=300))
+        SsaPolicy().fit(_panel(n=240))
