@@ -36,7 +36,8 @@ def main() -> None:
     args = parser.parse_args()
     con = connect(args.warehouse)
     returns = con.sql(
-        "select ticker, date, log_return from intermediate.int_returns where log_return is not null order by ticker, date"
+        "select ticker, date, log_return from intermediate.int_returns"
+        " where log_return is not null order by ticker, date"
     ).df()
     exact_search, fixed = Sarimax(order="auto"), Sarimax()
     agree = seasonal = 0
@@ -48,7 +49,10 @@ def main() -> None:
         for end in range(WINDOW + 1000, len(series), 252):
             window = series.iloc[end - WINDOW : end]
             t0 = time.perf_counter()
-            fits = [(order, *exact_search._fit_order(window, order)) for order in [(p, 0, q) for p in range(3) for q in range(3)]]
+            fits = [
+                (order, *exact_search._fit_order(window, order))
+                for order in [(p, 0, q) for p in range(3) for q in range(3)]
+            ]
             aic = {f[0]: f[2].aic for f in fits if f[3]}
             best = min(aic, key=aic.__getitem__)
             seconds["exact search"] += time.perf_counter() - t0

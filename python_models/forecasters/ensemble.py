@@ -423,7 +423,15 @@ class _Weighting:
         on their own, where several keys are stacked)."""
         if method == "inverse_mse":
             return inverse_mse_weights(
-                wide.sq, h, self.window, self.shrinkage, self.min_obs, self.reweight_every, grid, by=by, power=self.power / h
+                wide.sq,
+                h,
+                self.window,
+                self.shrinkage,
+                self.min_obs,
+                self.reweight_every,
+                grid,
+                by=by,
+                power=self.power / h,
             )
         if method == "stacking":  # a regression needs more rows than an average before it is trusted
             return stacking_weights(

@@ -29,7 +29,7 @@ def _inverse_power(mse: pd.DataFrame, power: float) -> pd.DataFrame:
     first, so a large power cannot overflow: the best model's term is 1 and the others' lie in (0, 1]."""
     scaled = mse.clip(lower=1e-18)
     scaled = scaled.div(scaled.min(axis=1), axis=0)
-    inv = scaled ** -power
+    inv = scaled**-power
     return inv.div(inv.sum(axis=1), axis=0)
 
 

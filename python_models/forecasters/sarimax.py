@@ -296,9 +296,7 @@ class Sarimax(Forecaster):
         seasonal_order: tuple[int, int, int, int] = (0, 0, 0, 0),
     ):
         named = None if x is None else pd.DataFrame(x, columns=list(self.exog_names))  # parameters named after them
-        model = SARIMAX(
-            _SCALE * r.to_numpy(), exog=named, order=order, seasonal_order=seasonal_order, trend=self.trend
-        )
+        model = SARIMAX(_SCALE * r.to_numpy(), exog=named, order=order, seasonal_order=seasonal_order, trend=self.trend)
         # the fit's results need the filter's output (likelihood, residuals), not the smoother's nor the
         # parameters' covariance: skipping both saves ~15 % of a fit, the estimates are the same bit for bit
         model.ssm.set_conserve_memory(MEMORY_NO_SMOOTHING)
@@ -340,9 +338,9 @@ class Sarimax(Forecaster):
                 for fallback in self.FALLBACKS:
                     if fallback == order:
                         continue
-                    candidate = (fallback, *self._fit_order(r, fallback, x))
-                    if candidate[3]:
-                        order, model, res, converged = candidate
+                    refit = (fallback, *self._fit_order(r, fallback, x))
+                    if refit[3]:
+                        order, model, res, converged = refit
                         break
         # skip the filter's first, unconditioned residuals
         resid = np.asarray(res.resid)[order[0] + seasonal[0] * seasonal[3] :]

@@ -364,7 +364,9 @@ def test_a_model_that_degrades_loses_most_of_its_weight_within_four_reestimation
     start, every = 500, 21
     frame = _degrading_panel(seed=0, horizon=1, start=start)
     origins = pd.Index(frame["asof_date"].unique())
-    fourth = [r for r in range(start + 1, len(origins)) if r % every == 0][3]  # the error at start is known at start + 1
+    fourth = [r for r in range(start + 1, len(origins)) if r % every == 0][
+        3
+    ]  # the error at start is known at start + 1
 
     def kept(**settings) -> float:
         w = _weights_in_force(ensemble_panel(frame, **settings)[1], origins)["m0"]

@@ -57,7 +57,11 @@ def test_every_reward_is_the_skill_of_a_samossa_fitted_on_its_own_window():
     start = first + (n - first) % block
     row = fit.experience[(fit.experience["ticker"] == "T1")].iloc[0]
     assert row["block_start"] == r.index[start]
-    windows = {"keep": (start - block - span, start - block), "refit": (start - span, start), "shorten": (start - span // 2, start)}
+    windows = {
+        "keep": (start - block - span, start - block),
+        "refit": (start - span, start),
+        "shorten": (start - span // 2, start),
+    }
     origins = r.index[start - 1 : start + block - 1]
     realised = r.to_numpy()[start : start + block]
     for action, (lo, hi) in windows.items():
@@ -67,7 +71,10 @@ def test_every_reward_is_the_skill_of_a_samossa_fitted_on_its_own_window():
     kept = Samossa().fit(r.iloc[start - block - span : start - block])
     last = r.iloc[start - span : start]
     brk = last_break(last)
-    past_skill = skill(r.to_numpy()[start - block : start], kept.forecast(r.iloc[:start], r.index[start - block - 1 : start - 1], (1,)).mean[:, 0])
+    past_skill = skill(
+        r.to_numpy()[start - block : start],
+        kept.forecast(r.iloc[:start], r.index[start - block - 1 : start - 1], (1,)).mean[:, 0],
+    )
     assert row["state"] == state_index(brk is not None and len(last) - brk <= block, past_skill > 0)
     # the Q-table is the average reward per state over the experience, and the policy its argmax
     q = fit.experience.groupby("state")[[f"reward_{a}" for a in ACTIONS]].mean()
