@@ -45,16 +45,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from python_models.forecasters.base import (
-    DEFAULT_HORIZONS,
-    PanelFitResult,
-    PanelForecaster,
-    ReturnForecast,
-    by_ticker,
-    validate_horizons,
-    validate_panel,
-)
+from python_models.forecasters.base import DEFAULT_HORIZONS, PanelForecaster, validate_horizons, validate_panel
 from python_models.forecasters.changepoint import last_break
+from python_models.forecasters.mssa import MssaResult
 from python_models.forecasters.ssa import SamossaResult, fit_windows, samossa_result
 
 ACTIONS: tuple[str, ...] = ("keep", "refit", "shorten")
@@ -92,21 +85,13 @@ class QTable:
 
 
 @dataclass
-class SsaPolicyResult(PanelFitResult):
-    """Per stock, the fit its state's action chose (a :class:`SamossaResult`)."""
+class SsaPolicyResult(MssaResult):
+    """Per stock, the fit its state's action chose (``series``, a :class:`SamossaResult` each,
+    forecasting as :class:`~python_models.forecasters.mssa.MssaResult` does)."""
 
-    series: dict[str, SamossaResult] = field(default_factory=dict)
     actions: dict[str, str] = field(default_factory=dict)
     #: the training blocks: ``ticker, block_start`` (its first session), ``state`` and each action's reward
     experience: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-    def forecast(self, panel: pd.DataFrame, origins: pd.Index, horizons: Sequence[int]) -> dict[str, ReturnForecast]:
-        wanted, out = pd.DatetimeIndex(origins), {}
-        for ticker, _, returns in by_ticker(validate_panel(panel), self.series):
-            own = wanted[wanted.isin(returns.index)]
-            if len(own):
-                out[ticker] = self.series[ticker].forecast(returns, own, horizons)
-        return out
 
 
 class SsaPolicy(PanelForecaster):
