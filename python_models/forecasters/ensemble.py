@@ -225,8 +225,10 @@ def ensemble_panel(
         variants for one-session forecasts
         (:func:`~python_models.forecasters.ensemble_weights.inverse_mse_weights`); at horizon ``h``
         it is ``power / h``. The trailing window of ``h``-session forecasts that overlap holds about
-        ``window / h`` independent errors, so their MSEs are ``h`` times noisier and a power that
-        separates a degraded model from good ones at ``h = 1`` would chase noise at ``h = 63``.
+        ``window / h`` independent errors, so the variance of their MSE is about ``h`` times larger
+        and a power that separates a degraded model from good ones at ``h = 1`` would chase noise at
+        ``h = 63``. (Dividing by ``sqrt(h)`` would keep the noise in the weights constant; dividing
+        by ``h`` flattens long horizons more, nearly to Bates and Granger's weights at ``h = 63``.)
 
     Returns
     -------

@@ -50,12 +50,13 @@ POOLED_MODELS: dict[str, Callable[[], PanelForecaster]] = {
 MODELS: dict[str, Callable[[], Forecaster | PanelForecaster]] = {**SERIES_MODELS, **POOLED_MODELS}
 
 #: What `make run` fits: every model whose walk-forward fits the default time budget. SARIMAX is
-#: the automatic-order one (``sarimax_auto``: an approximate search, then one exact fit, about 1.4
-#: times the fixed ARMA(1,1)'s cost); the fixed-order ``sarimax`` is kept for research. Not yet in
-#: it (run them with PMX_MODELS=all): sarimax_exog (ARMA(1,1) with regressors per stock: 198 s for
-#: the default universe on one thread), and the neural networks (the TCN, the LSTM and the feature
-#: TCN: about a second a refit on one CPU thread; the default universe needs about 720 refits of
-#: each per-ticker network). `make bench-models` measures each.
+#: the automatic-order one (``sarimax_auto``: an approximate search, then one exact fit, about 1.1
+#: times the fixed ARMA(1,1)'s cost: benchmarks/sarimax_order_search.py); the fixed-order ``sarimax``
+#: is kept for research. Not yet in it (run them with PMX_MODELS=all): sarimax_exog (ARMA(1,1)
+#: with regressors per stock: 198 s for the default universe on one thread), and the neural
+#: networks (the TCN, the LSTM and the feature TCN: about a second a refit on one CPU thread; the
+#: default universe needs about 720 refits of each per-ticker network). `make bench-models`
+#: measures each.
 DEFAULT_MODELS: tuple[str, ...] = (
     "random_walk",
     "garch",

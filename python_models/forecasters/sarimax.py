@@ -60,8 +60,10 @@ def approximate_order_search(
     one least-squares regression of the demeaned series on its own lags and the lagged innovations,
     all candidates on the same rows, so their criteria compare. This is the approximation
     ``auto.arima`` makes on long series (its ``approximation=TRUE``): the search costs a few
-    milliseconds where fitting every candidate by maximum likelihood cost nine fits, and only the
-    chosen order is then fitted exactly.
+    milliseconds where fitting every candidate by maximum likelihood would cost one fit each, and
+    only the chosen order is then fitted exactly. A seasonal candidate is ranked with the lag-``season``
+    term added to its ARMA lags; the exact fit is the multiplicative seasonal model, whose cross
+    terms (lags ``season + 1`` to ``season + p``) the regression leaves out: an approximation too.
     """
     if criterion not in ("aic", "bic"):
         raise ValueError(f"criterion must be 'aic' or 'bic', got {criterion!r}")
@@ -316,16 +318,17 @@ class Sarimax(Forecaster):
         chosen = float("nan")
         if self.order == "auto":
             ranked = approximate_order_search(_SCALE * r.to_numpy(), self.max_order, self.season, self.criterion)
-            chosen = ranked[0].criterion
             tried = []
             for candidate in ranked[:3]:
                 seasonal = (candidate.seasonal_p, 0, 0, self.season) if candidate.seasonal_p else (0, 0, 0, 0)
                 order = (candidate.p, 0, candidate.q)
                 model, res, converged = self._fit_order(r, order, x, seasonal)
                 tried.append((order, seasonal, model, res, converged))
+                chosen = candidate.criterion  # the approximate criterion of the order fitted
                 if converged:
                     break
             else:
+                chosen = float("nan")  # a fallback: an order the search did not choose
                 seasonal = (0, 0, 0, 0)
                 fallbacks = ((o, seasonal, *self._fit_order(r, o, x)) for o in self.FALLBACKS)
                 order, seasonal, model, res, converged = next((f for f in fallbacks if f[4]), tried[0])

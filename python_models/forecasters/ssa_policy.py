@@ -19,9 +19,11 @@ tabular Q-learning pooled over the universe's stocks.
 a break in the last block, and whether the kept fit's one-session forecasts over the last block
 beat the zero forecast (skill ``1 - sum (r - f)^2 / sum r^2`` above 0).
 
-**Training**, inside each walk-forward training window and nothing after it: the window's second
-half is cut into blocks; at the start of each block every stock's state is read and every action's
-fit forecasts the block one session ahead. The reward of an action is its skill over the block.
+**Training**, inside each walk-forward training window and nothing after it: decision points a
+block apart in the window's second half; at each, every stock's state is read and every action's
+fit forecasts, one session ahead, the block that starts ``lag`` sessions later (the walk-forward's
+purge and embargo: a fit made at an origin is first used that many sessions later). The reward of
+an action is its skill over that block.
 Every action's reward is observed (the fits are counterfactual), so each block updates all three
 Q-values of the state seen, ``Q(s, a) += (r - Q(s, a)) / n(s, a)``: a sample average, which is
 tabular Q-learning with step ``1 / n`` and no discount. No discount because the state does not
@@ -29,12 +31,13 @@ depend on the action taken (it is read from the kept fit, whatever was done), so
 value is the same for every action and cannot change which is best: the problem is a contextual
 bandit, and a discount would only add a constant.
 
-**Acting**, at the walk-forward origin: each stock's state picks ``argmax_a Q(s, a)``; a state
-seen fewer than ``min_visits`` times takes ``refit``. The fit's diagnostics record the Q-table,
-the visits, the policy and its ``policy_uplift``: its mean reward over the training blocks minus
-that of the best single action. An uplift of 0 means the policy learned nothing a fixed rule
-would not do. ``ml.model_fits`` (model ``mssa_rl``) keeps the Q-values, the policy and the uplift
-of every fit in its ``params``.
+**Acting**, at the end of the training window: each stock's state picks ``argmax_a Q(s, a)``; a
+state seen fewer than ``min_visits`` times takes ``refit``. The fit's diagnostics record the
+Q-table, the visits, the policy and its ``policy_uplift``
+(:meth:`SsaPolicy.out_of_sample_uplift`): on each block, the reward of the policy learned from the
+blocks before it minus that of the best single action learned from them. An uplift of 0 or below
+means the policy learned nothing a fixed rule would not do. ``ml.model_fits`` (model ``mssa_rl``)
+keeps the Q-values, the policy and the uplift of every fit in its ``params``.
 """
 
 from __future__ import annotations
@@ -104,6 +107,10 @@ class SsaPolicy(PanelForecaster):
     span : int, optional
         Sessions a ``refit`` uses; default half the training window, so that the training blocks
         fill the other half.
+    lag : int
+        Sessions between the end of a fit's data and the first origin it forecasts: the
+        walk-forward's purge plus embargo (63 + 5 by default). Training scores each action over the
+        block that starts ``lag`` sessions after its decision, as the walk-forward will use it.
     min_visits : int
         Fewest visits of a state before its learned action is used.
     rows, energy, horizons
@@ -114,14 +121,16 @@ class SsaPolicy(PanelForecaster):
         self,
         block: int = 63,
         span: int | None = None,
+        lag: int = 68,
         min_visits: int = 10,
         rows: int = 21,
         energy: float = 0.9,
         horizons: Sequence[int] = DEFAULT_HORIZONS,
     ) -> None:
-        if block < 5 or min_visits < 1:
-            raise ValueError(f"block must be >= 5 and min_visits >= 1, got {block} and {min_visits}")
-        self.block, self.span, self.min_visits = block, span, min_visits
+        if block < 5 or min_visits < 1 or lag < 0:
+            raise ValueError(f"block must be >= 5, lag >= 0 and min_visits >= 1, got {block}, {lag}, {min_visits}")
+        self.block, self.span, self.lag, self.min_visits = block, span, lag, min_visits
+        self.refit_every = block  # the walk-forward refits when the policy decides again
         self.rows, self.energy, self.horizons = rows, energy, validate_horizons(horizons)
         self.name = "mssa_rl"
 
@@ -147,33 +156,35 @@ class SsaPolicy(PanelForecaster):
         span = self.span or n // 2
         floor = 3 * self.rows + max(self.horizons)  # the fewest sessions SAMoSSA fits
         short = max(span // 2, floor)
-        if span < floor or span + 2 * self.block > n:
-            raise ValueError(f"a window of {n} sessions is too short for span {span} and block {self.block}")
-        # decision points: each block of the window's tail, the first one needing a fit one block before it
-        first = span + self.block
-        starts = list(range(first + (n - first) % self.block, n, self.block))
+        # decision points, a block apart: the first needs a fit one block before it, the last scores
+        # the block lag sessions after it, ending at the window's end
+        first, last = span + self.block, n - self.lag - self.block
+        if span < floor or last < first:
+            raise ValueError(
+                f"a window of {n} sessions is too short for span {span}, block {self.block} and lag {self.lag}"
+            )
+        starts = list(range(last, first - 1, -self.block))[::-1]
         table = QTable()
-        chosen_rewards: list[tuple[int, np.ndarray]] = []
         experience: list[tuple] = []
         series = {t: wide[t] for t in tickers}
         ends = sorted({*starts, *(s - self.block for s in starts)})
         refits = dict(zip(ends, self._fits(returns, ends, span), strict=True))
         shortened = dict(zip(starts, self._fits(returns, starts, short), strict=True))
         for start in starts:
-            stop = start + self.block
+            # the block the decision's fits forecast: lag sessions on, inside the window
+            scored_from, scored_to = start + self.lag, start + self.lag + self.block
             for i, ticker in enumerate(tickers):
                 r = series[ticker]
                 state = self._state(r, start, refits[start - self.block][i], span)
-                origins = r.index[start - 1 : stop - 1]  # each forecasts the next session, all inside the window
-                realised = returns[i, start:stop]
+                origins = r.index[scored_from - 1 : scored_to - 1]  # each forecasts the next session
+                realised = returns[i, scored_from:scored_to]
                 rewards = np.array(
                     [
-                        skill(realised, fit.forecast(r.iloc[:stop], origins, (1,)).mean[:, 0])
+                        skill(realised, fit.forecast(r.iloc[:scored_to], origins, (1,)).mean[:, 0])
                         for fit in (refits[start - self.block][i], refits[start][i], shortened[start][i])
                     ]
                 )
                 table.update(state, rewards)
-                chosen_rewards.append((state, rewards))
                 experience.append((ticker, r.index[start], state, *rewards))
         policy = table.policy(self.min_visits)
         # acting at the window's end: each stock's state now, and the fit its action asks for
@@ -186,7 +197,10 @@ class SsaPolicy(PanelForecaster):
             chosen[ticker] = (keep, refit, shorten)[action][i]
             actions[ticker] = ACTIONS[action]
         q_values = {f"q_{s}_{a}": table.values[s, j] for s in range(len(STATES)) for j, a in enumerate(ACTIONS)}
-        diagnostics = self._diagnostics(table, policy, chosen_rewards, actions)
+        experience_frame = pd.DataFrame(
+            experience, columns=["ticker", "block_start", "state", *(f"reward_{a}" for a in ACTIONS)]
+        )
+        diagnostics = self._diagnostics(table, policy, experience_frame, actions)
         # in the params too: ml.model_fits keeps a fit's params as JSON, where SQL can read what was learned
         learned = {k: diagnostics[k] for k in ("policy_uplift", *(f"policy_state_{s}" for s in range(len(STATES))))}
         return SsaPolicyResult(
@@ -194,9 +208,7 @@ class SsaPolicy(PanelForecaster):
             diagnostics=diagnostics,
             series=chosen,
             actions=actions,
-            experience=pd.DataFrame(
-                experience, columns=["ticker", "block_start", "state", *(f"reward_{a}" for a in ACTIONS)]
-            ),
+            experience=experience_frame,
         )
 
     def _state(self, r: pd.Series, at: int, kept: SamossaResult, span: int) -> int:
@@ -210,17 +222,38 @@ class SsaPolicy(PanelForecaster):
         realised = r.to_numpy(float)[at - self.block : at]
         return state_index(broke, skill(realised, kept.forecast(past, origins, (1,)).mean[:, 0]) > 0)
 
-    @staticmethod
+    def out_of_sample_uplift(self, experience: pd.DataFrame) -> float:
+        """The policy's reward over the best fixed action's, each learned from earlier blocks only.
+
+        For every training block after the first, a Q-table of the blocks before it gives the
+        policy (with ``min_visits``) and the best single action (the highest average reward); the
+        uplift is the mean, over that block's stocks and every such block, of the reward of the
+        action the policy picks minus that of the fixed action. NaN with a single block. Measured
+        in the window, on blocks the policy had not seen, so a policy that only fits noise scores
+        about 0 or below."""
+        rewards = experience[[f"reward_{a}" for a in ACTIONS]].to_numpy(float)
+        states = experience["state"].to_numpy()
+        blocks = experience["block_start"].to_numpy()
+        gains = []
+        for block in np.unique(blocks)[1:]:
+            before, now = blocks < block, blocks == block
+            past = QTable()
+            for state, reward in zip(states[before], rewards[before], strict=True):
+                past.update(int(state), reward)
+            policy = past.policy(self.min_visits)
+            fixed = int(np.argmax(rewards[before].mean(axis=0)))
+            picked = policy[states[now].astype(int)]
+            gains.extend(rewards[now][np.arange(now.sum()), picked] - rewards[now][:, fixed])
+        return float(np.mean(gains)) if gains else float("nan")
+
     def _diagnostics(
-        table: QTable, policy: np.ndarray, seen: list[tuple[int, np.ndarray]], actions: dict[str, str]
+        self, table: QTable, policy: np.ndarray, experience: pd.DataFrame, actions: dict[str, str]
     ) -> dict[str, float]:
-        rewards = np.array([r for _, r in seen])
-        followed = np.array([r[policy[s]] for s, r in seen])
-        uplift = float(followed.mean() - rewards.mean(axis=0).max())
+        uplift = self.out_of_sample_uplift(experience)
         out = {
             "policy_uplift": uplift,
             "learned": float(uplift > 0),
-            "blocks": float(len(seen)),
+            "blocks": float(len(experience)),
             "converged": 1.0,
         }
         out.update({f"policy_state_{s}": float(policy[s]) for s in range(len(STATES))})
