@@ -202,7 +202,9 @@ class SsaPolicy(PanelForecaster):
         )
         diagnostics = self._diagnostics(table, policy, experience_frame, actions)
         # in the params too: ml.model_fits keeps a fit's params as JSON, where SQL can read what was learned
-        learned = {k: diagnostics[k] for k in ("policy_uplift", *(f"policy_state_{s}" for s in range(len(STATES))))}
+        # (the uplift only where measured: a window with a single block has none, and JSON has no NaN)
+        keys = ("policy_uplift", *(f"policy_state_{s}" for s in range(len(STATES))))
+        learned = {k: diagnostics[k] for k in keys if np.isfinite(diagnostics[k])}
         return SsaPolicyResult(
             params=pd.Series({**q_values, **learned}),
             diagnostics=diagnostics,

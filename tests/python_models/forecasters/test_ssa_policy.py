@@ -114,3 +114,10 @@ def test_the_uplift_scores_each_block_with_what_the_blocks_before_it_taught():
 def test_a_window_too_short_for_the_span_and_blocks_is_refused():
     with pytest.raises(ValueError, match="too short"):
         SsaPolicy().fit(_panel(n=240))
+
+
+def test_a_window_with_one_block_has_no_uplift_and_stores_none():
+    fit = SsaPolicy().fit(_panel(n=500))  # the walk-forward tests' 500-session windows: one block
+    assert fit.experience["block_start"].nunique() == 1
+    assert np.isnan(fit.diagnostics["policy_uplift"]) and fit.diagnostics["learned"] == 0.0
+    assert "policy_uplift" not in fit.params and np.isfinite(fit.params.to_numpy()).all()
