@@ -4,6 +4,7 @@ governance (its evidence, pooled a batch at a time, and its signals) and the sta
 
 import dagster as dg
 import pandas as pd
+import pytest
 
 from dagster_pmx.definitions import build_definitions
 from dagster_pmx.lake import Lake
@@ -38,6 +39,7 @@ POOLED_SUMS = {
 }
 
 
+@pytest.mark.slow  # 37 s: the suite's budget (docs/testing.md, "Slow tests")
 def test_one_ticker_a_batch_writes_the_rows_of_the_whole_universe_at_once(full, tmp_path):
     # the shared build ran the slice's three tickers in one batch (ticker_batch 20), in this process
     path = tmp_path / "pmx.ducklake"

@@ -10,7 +10,7 @@ from python_models.forecasters.random_walk import RandomWalk
 from python_models.forecasters.registry import SERIES_MODELS as MODELS
 
 #: Research-configuration models whose fits take tens of seconds here: `make test-slow` runs them.
-HEAVY = {"sarimax_auto", "tcn", "lstm"}
+HEAVY = {"tcn", "lstm"}
 NAMES = [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in sorted(MODELS)]
 
 
