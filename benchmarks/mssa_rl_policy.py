@@ -3,7 +3,7 @@
 Usage: ``python benchmarks/mssa_rl_policy.py [WAREHOUSE]`` (about a minute, after ``make run``;
 default ``warehouse/pmx.ducklake``). ``ml.model_fits`` keeps only each model's latest fit, so this
 refits :class:`~python_models.forecasters.ssa_policy.SsaPolicy` on each fold's training window
-(756 sessions ending 5 before each 63rd session from 2005) and prints: how many fits have an
+(the default walk-forward's folds from 2005, ``walk_forward_folds``) and prints: how many fits have an
 in-sample uplift above 0 over the best single action, the mean and largest uplift, the share of each
 action taken at the origins, and per state its mean visits and the action the fits chose for it.
 """
@@ -16,6 +16,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dagster_pmx.reader import connect  # noqa: E402
+from python_models.evaluation.walk_forward import WalkForwardConfig, walk_forward_folds  # noqa: E402
 from python_models.forecasters.ssa_policy import ACTIONS, STATES, SsaPolicy  # noqa: E402
 
 con = connect(sys.argv[1] if len(sys.argv) > 1 else "warehouse/pmx.ducklake")
@@ -25,13 +26,13 @@ r = con.sql(
 dates = pd.DatetimeIndex(sorted(r.date.unique()))
 first = dates.searchsorted(pd.Timestamp("2005-01-01"))
 rows, actions = [], []
-for end in range(first - 5, len(dates) - 1, 63):
-    window = r[(r.date >= dates[end - 756]) & (r.date < dates[end])]
+for fold in walk_forward_folds(len(dates), first, WalkForwardConfig()):
+    window = r[(r.date >= dates[fold.train_start]) & (r.date < dates[fold.train_end])]
     fit = SsaPolicy().fit(window)
     d = fit.diagnostics
     rows.append(
         {
-            "train_end": dates[end - 1],
+            "train_end": dates[fold.train_end - 1],
             "uplift": d["policy_uplift"],
             **{f"policy_{s}": ACTIONS[int(d[f"policy_state_{s}"])] for s in range(len(STATES))},
             **{f"visits_{s}": d[f"visits_state_{s}"] for s in range(len(STATES))},

@@ -381,7 +381,7 @@ class _Weighting:
     shrinkage: float
     min_obs: int
     reweight_every: int
-    power: float = DEFAULT_POWER  # at one session; power / h at horizon h
+    power: float  # at one session; power / h at horizon h
 
     def all_weights(
         self, methods: tuple[str, ...], keys: list[_Key], regimes: pd.DataFrame | None

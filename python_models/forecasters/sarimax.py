@@ -249,7 +249,7 @@ class Sarimax(Forecaster):
         constant-only model (the guardrails of an automated search). A fixed order that does
         not converge falls back the same way. ``diagnostics["p"]``, ``["q"]`` and
         ``["seasonal_p"]`` say what was used, ``["order_criterion"]`` the approximate criterion
-        of the order the search chose.
+        of the order fitted (NaN for a fallback or a fixed order).
     trend : str
         statsmodels trend ("c": constant).
     max_order : int
@@ -314,37 +314,29 @@ class Sarimax(Forecaster):
         r = validate_returns(returns, min_obs=60)
         scaler = ExogScaler.fit(exog, r.index, self.exog_names) if self.exog_names else None
         x = None if scaler is None else scaler.transform(exog, r.index)
-        seasonal: tuple[int, int, int, int] = (0, 0, 0, 0)
-        chosen = float("nan")
+        plain: tuple[int, int, int, int] = (0, 0, 0, 0)
+        # (order, seasonal order, the search's criterion) in the order they are tried
+        attempts: list[tuple[tuple[int, int, int], tuple[int, int, int, int], float]]
         if self.order == "auto":
             ranked = approximate_order_search(_SCALE * r.to_numpy(), self.max_order, self.season, self.criterion)
-            tried = []
-            for candidate in ranked[:3]:
-                seasonal = (candidate.seasonal_p, 0, 0, self.season) if candidate.seasonal_p else (0, 0, 0, 0)
-                order = (candidate.p, 0, candidate.q)
-                model, res, converged = self._fit_order(r, order, x, seasonal)
-                tried.append((order, seasonal, model, res, converged))
-                chosen = candidate.criterion  # the approximate criterion of the order fitted
-                if converged:
-                    break
-            else:
-                chosen = float("nan")  # a fallback: an order the search did not choose
-                seasonal = (0, 0, 0, 0)
-                fallbacks = ((o, seasonal, *self._fit_order(r, o, x)) for o in self.FALLBACKS)
-                order, seasonal, model, res, converged = next((f for f in fallbacks if f[4]), tried[0])
+            attempts = [
+                ((c.p, 0, c.q), (c.seasonal_p, 0, 0, self.season) if c.seasonal_p else plain, c.criterion)
+                for c in ranked[:3]
+            ]
         else:
-            order = cast(tuple[int, int, int], self.order)  # not "auto": the three ints __init__ checked
-            model, res, converged = self._fit_order(r, order, x)
-            if not converged:
-                # a fit the optimiser did not finish can sit near a unit root with a large
-                # constant, and its multi-step forecasts then explode (seen on RRC, 2006)
-                for fallback in self.FALLBACKS:
-                    if fallback == order:
-                        continue
-                    refit = (fallback, *self._fit_order(r, fallback, x))
-                    if refit[3]:
-                        order, model, res, converged = refit
-                        break
+            attempts = [(cast(tuple[int, int, int], self.order), plain, float("nan"))]  # the ints __init__ checked
+        # a fit the optimiser did not finish can sit near a unit root with a large constant, and its
+        # multi-step forecasts then explode (seen on RRC, 2006): the fallbacks, an order the search did
+        # not choose (no criterion), then the first attempt's fit if none converges
+        tried = {(order, seasonal) for order, seasonal, _ in attempts}
+        attempts += [(o, plain, float("nan")) for o in self.FALLBACKS if (o, plain) not in tried]
+        fits = []
+        for order, seasonal, chosen in attempts:
+            model, res, converged = self._fit_order(r, order, x, seasonal)
+            fits.append((order, seasonal, chosen, model, res, converged))
+            if converged:
+                break
+        order, seasonal, chosen, model, res, converged = fits[-1] if fits[-1][5] else fits[0]
         # skip the filter's first, unconditioned residuals
         resid = np.asarray(res.resid)[order[0] + seasonal[0] * seasonal[3] :]
         return SarimaxResult(

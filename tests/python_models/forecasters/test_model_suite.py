@@ -185,8 +185,8 @@ def test_sarimax_falls_back_when_its_fixed_order_does_not_converge(monkeypatch):
     model = Sarimax()
     real = Sarimax._fit_order
 
-    def arma11_never_converges(self, r, order, x=None):
-        mod, res, ok = real(self, r, order, x)
+    def arma11_never_converges(self, r, order, x=None, seasonal_order=(0, 0, 0, 0)):
+        mod, res, ok = real(self, r, order, x, seasonal_order)
         return mod, res, ok and order != (1, 0, 1)
 
     monkeypatch.setattr(Sarimax, "_fit_order", arma11_never_converges)
