@@ -75,6 +75,9 @@ class ReturnNetworkResult(FitResult):
     fit_horizons: tuple[int, ...] = ()
     error_var: np.ndarray
     device: str = "cpu"
+    #: per fitted horizon, the weight of the network's output against the training mean: the least-squares
+    #: slope of the validation targets on the outputs, in [0, 1] (None, as pickled before 0.4.0: 1)
+    slope: np.ndarray | None = None
 
     def forecast(self, returns: pd.Series, origins: pd.Index, horizons: Sequence[int]) -> ReturnForecast:
         import torch
@@ -88,8 +91,11 @@ class ReturnNetworkResult(FitResult):
         with torch.no_grad():
             out = self.network(torch.as_tensor(windows, dtype=torch.float32)).numpy().astype(float)
         cols = [self.fit_horizons.index(h) for h in hs]
-        root_h = np.sqrt(np.asarray(hs, dtype=float))
-        mean = out[:, cols] * root_h * self.scale
+        h = np.asarray(hs, dtype=float)
+        # the network predicts the standardised deviation from the training mean: the mean comes back
+        # (without it every forecast lost the window's drift, 3 % over 63 sessions of a typical stock)
+        slope = np.ones(len(cols)) if self.slope is None else self.slope[cols]
+        mean = slope * out[:, cols] * np.sqrt(h) * self.scale + self.centre * h
         var = np.tile(self.error_var[cols], (len(pos), 1))
         return ReturnForecast(pd.Index(origins), hs, mean, var)
 
@@ -123,7 +129,8 @@ class ReturnNetwork(Forecaster):
     device : {"auto", "cpu", "cuda"}
         Where to train; the fitted network is moved to the CPU for forecasting.
     refit_every : int or None
-        Sessions between refits in the walk-forward harness (training is the costly part).
+        Sessions between refits in the walk-forward harness (training is the costly part): 252, a
+        yearly refit, keeps both networks within the default run's time (`make run`).
     """
 
     def __init__(
@@ -139,7 +146,7 @@ class ReturnNetwork(Forecaster):
         seed: int = 0,
         horizons: Sequence[int] = DEFAULT_HORIZONS,
         device: str = "auto",
-        refit_every: int | None = 126,
+        refit_every: int | None = 252,
     ) -> None:
         if lookback < 8:
             raise ValueError(f"lookback must be at least 8 sessions, got {lookback}")
@@ -155,7 +162,7 @@ class ReturnNetwork(Forecaster):
         self.name = architecture
 
     def fit(self, returns: pd.Series) -> ReturnNetworkResult:
-        from python_models.forecasters.torch_networks import train_early_stopped
+        from python_models.forecasters.torch_networks import WindowsAlong, receptive_field, train_early_stopped
 
         h_max = max(self.horizons)
         r = validate_returns(returns, min_obs=self.lookback + 2 * h_max + 100).to_numpy()
@@ -171,12 +178,19 @@ class ReturnNetwork(Forecaster):
         train, held_out = origins + h_max < cut, origins >= cut  # training targets end before the block
         if train.sum() < 50 or held_out.sum() < 10:
             raise ValueError("too few origins to train and validate the network")
+        reach = receptive_field(self.architecture)
+        if reach is not None and reach <= self.lookback:
+            # a causal network whose outputs see fewer sessions than a window: the same outputs from one
+            # pass over the training window as from every window apart (the TCN: 31 of 63 sessions)
+            train_x, held_x = WindowsAlong(z, origins[train]), WindowsAlong(z, origins[held_out])
+        else:
+            train_x, held_x = windows[train], windows[held_out]
         device = select_device(self.device)
         training = train_early_stopped(
             self.architecture,
-            windows[train],
+            train_x,
             targets[train],
-            windows[held_out],
+            held_x,
             targets[held_out],
             self.width,
             self.max_epochs,
@@ -190,9 +204,19 @@ class ReturnNetwork(Forecaster):
             validation_weights=1.0 / np.asarray(self.horizons, dtype=float),
         )
         net = training.network
-        # the validation MSE per horizon, back in log-return units: the forecast variance
-        error_var = training.validation_mse * scale**2 * np.asarray(self.horizons, dtype=float)
-        skill = 1.0 - training.validation_mse / np.mean(targets[held_out] ** 2, axis=0)
+        # The outputs are recalibrated on the validation block (which the weights never trained on): the
+        # forecast is the training mean plus slope x output, the slope the least-squares one of the
+        # targets on the outputs, kept in [0, 1]. A network that learnt the signal keeps a slope near 1;
+        # one that fitted noise gets a slope near 0 and forecasts about the mean, instead of trading on
+        # its noise (the TCN lost to the random walk by 7-22 % in MSE on 4 default stocks without it).
+        outputs, held_targets = training.validation_outputs, targets[held_out]
+        slope = np.clip(np.sum(outputs * held_targets, axis=0) / np.maximum(np.sum(outputs**2, axis=0), 1e-12), 0, 1)
+        mean_mse = np.mean(held_targets**2, axis=0)
+        skill = 1.0 - training.validation_mse / mean_mse
+        # the validation MSE per horizon of the recalibrated forecast, back in log-return units: the
+        # variance (in sample for the slope alone: one number per horizon fitted on ~150 sessions)
+        recalibrated_mse = np.mean((slope * outputs - held_targets) ** 2, axis=0)
+        error_var = recalibrated_mse * scale**2 * np.asarray(self.horizons, float)
         return ReturnNetworkResult(
             params=pd.Series(
                 {
@@ -206,6 +230,7 @@ class ReturnNetwork(Forecaster):
                 "best_epoch": float(training.best_epoch),
                 "epochs_run": float(training.epochs_run),
                 **{f"val_skill_h{h}": float(v) for h, v in zip(self.horizons, skill, strict=True)},
+                **{f"slope_h{h}": float(v) for h, v in zip(self.horizons, slope, strict=True)},
                 "converged": float(np.isfinite(error_var).all()),
             },
             network=net,
@@ -215,6 +240,7 @@ class ReturnNetwork(Forecaster):
             fit_horizons=self.horizons,
             error_var=error_var,
             device=device,
+            slope=slope,
         )
 
 
@@ -233,6 +259,9 @@ class LstmNet(ReturnNetwork):
     one session at a time, so its cost grows with the lookback (a fit on 1,500 sessions of an AR(1)
     took about three times as long with 63)."""
 
-    def __init__(self, lookback: int = 21, hidden: int = 16, **settings) -> None:
+    def __init__(self, lookback: int = 21, hidden: int = 8, **settings) -> None:
+        # 8 units: half the cost of a fit of 16 (0.15 s against 0.30), which learnt an AR(1) as well
+        # (forecasts correlated 0.98 with its conditional mean either way); its training cannot share
+        # work between windows as the TCN's does, since a recurrent state starts afresh in each
         super().__init__("lstm", lookback=lookback, width=hidden, **settings)
         self.hidden = hidden

@@ -52,11 +52,11 @@ MODELS: dict[str, Callable[[], Forecaster | PanelForecaster]] = {**SERIES_MODELS
 #: What `make run` fits: every model whose walk-forward fits the default time budget. SARIMAX is
 #: the automatic-order one (``sarimax_auto``: an approximate search, then one exact fit, about 1.1
 #: times the fixed ARMA(1,1)'s cost: benchmarks/sarimax_order_search.py); the fixed-order ``sarimax``
-#: is kept for research. Not yet in it (run them with PMX_MODELS=all): sarimax_exog (ARMA(1,1)
-#: with regressors per stock: 198 s for the default universe on one thread), and the neural
-#: networks (the TCN, the LSTM and the feature TCN: about a second a refit on one CPU thread; the
-#: default universe needs about 720 refits of each per-ticker network). `make bench-models`
-#: measures each.
+#: is kept for research. The TCN trains in one pass over each training window (its outputs see 31
+#: sessions of its 63: torch_networks.Tcn.along) and the LSTM refits every 252 sessions. Not yet in
+#: it (run them with PMX_MODELS=all): sarimax_exog (ARMA(1,1) with regressors per stock: 198 s for
+#: the default universe on one thread) and the feature TCN (pooled over 21-session windows of
+#: seven features: 178 s). `make bench-models` measures each.
 DEFAULT_MODELS: tuple[str, ...] = (
     "random_walk",
     "garch",
@@ -70,6 +70,8 @@ DEFAULT_MODELS: tuple[str, ...] = (
     "hmm",
     "bayesian_ridge",
     "xgboost",
+    "tcn",
+    "lstm",
 )
 
 

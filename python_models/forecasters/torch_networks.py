@@ -38,9 +38,23 @@ class Tcn(nn.Module):
             *[CausalBlock(inputs if i == 0 else channels, channels, d) for i, d in enumerate(dilations)]
         )
         self.head = nn.Linear(channels, horizons)
+        #: sessions an output depends on: the last one and 2 * dilation before it per kernel-3 block
+        self.receptive_field = 1 + 2 * sum(dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (batch, lookback) or (batch, inputs, lookback)
         return self.head(self.blocks(x[:, None, :] if x.ndim == 2 else x)[:, :, -1])
+
+    def along(self, series: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The outputs for the windows that end at ``positions`` of ``series`` ((T,) or (inputs, T)),
+        from one pass of the convolutions over the whole series.
+
+        Equal to ``forward`` on those windows when every position has ``receptive_field - 1`` sessions
+        before it and the windows are at least ``receptive_field`` long: a causal output sees only its
+        last ``receptive_field`` inputs, so the zero padding of a window never reaches its last step.
+        One pass costs the series' length, where the windows cost their number times their length
+        (about 60 times more for 63-session windows over a 756-session training window)."""
+        x = series[None, None, :] if series.ndim == 1 else series[None]
+        return self.head(self.blocks(x)[0, :, positions].T)
 
 
 class Lstm(nn.Module):
@@ -57,11 +71,20 @@ class Lstm(nn.Module):
         return self.head(out[:, -1, :])
 
 
+#: The TCN's dilations, one kernel-3 block each.
+TCN_DILATIONS = (1, 2, 4, 8)
+
 #: The architectures by name, each built from (outputs, width, inputs).
 ARCHITECTURES = {
-    "tcn": lambda outputs, width, inputs: Tcn(outputs, width, (1, 2, 4, 8), inputs),
+    "tcn": lambda outputs, width, inputs: Tcn(outputs, width, TCN_DILATIONS, inputs),
     "lstm": lambda outputs, width, inputs: Lstm(outputs, width, inputs),
 }
+
+
+def receptive_field(architecture: str) -> int | None:
+    """Sessions a window's last output depends on: the TCN's receptive field, or None for a network
+    that reads its whole window (the LSTM)."""
+    return 1 + 2 * sum(TCN_DILATIONS) if architecture == "tcn" else None
 
 
 def _build(architecture: str, outputs: int, width: int, inputs: int, seed: int, device: str) -> nn.Module:
@@ -110,6 +133,31 @@ def train_network(
         return net.to("cpu").eval(), float(loss.detach().cpu())
 
 
+@dataclass(frozen=True)
+class WindowsAlong:
+    """Windows given as the series they are cut from and the positions they end at, for a network with
+    an ``along`` method (the TCN): it computes them in one pass over the series (:meth:`Tcn.along`)."""
+
+    series: np.ndarray  # (T,) or (inputs, T)
+    positions: np.ndarray  # int, (n,)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+def _inputs(x: np.ndarray | WindowsAlong, device: str) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(x, WindowsAlong):
+        return (
+            torch.as_tensor(x.series, dtype=torch.float32, device=device),
+            torch.as_tensor(x.positions, dtype=torch.long, device=device),
+        )
+    return torch.as_tensor(x, dtype=torch.float32, device=device)
+
+
+def _outputs(net: nn.Module, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    return net.along(*x) if isinstance(x, tuple) else net(x)
+
+
 @dataclass
 class Training:
     """An early-stopped training: the network of the best validation epoch (on the CPU, eval mode)."""
@@ -122,13 +170,15 @@ class Training:
     epochs_run: int
     #: mean squared validation error per output at the kept epoch
     validation_mse: np.ndarray
+    #: the kept network's validation outputs (n, outputs)
+    validation_outputs: np.ndarray
 
 
 def train_early_stopped(
     architecture: str,
-    windows: np.ndarray,
+    windows: np.ndarray | WindowsAlong,
     targets: np.ndarray,
-    validation_windows: np.ndarray,
+    validation_windows: np.ndarray | WindowsAlong,
     validation_targets: np.ndarray,
     width: int,
     max_epochs: int,
@@ -144,27 +194,32 @@ def train_early_stopped(
     training repeats bit for bit.
 
     ``validation_weights`` (one per output, default equal) weigh the outputs' mean squared errors
-    in the validation loss that decides the stop."""
+    in the validation loss that decides the stop. Windows given as :class:`WindowsAlong` are computed
+    in one pass over their series (the TCN only): the same outputs, a fraction of the cost."""
     with _one_thread():
-        inputs = 1 if windows.ndim == 2 else windows.shape[1]
+        if isinstance(windows, WindowsAlong):
+            inputs = 1 if windows.series.ndim == 1 else windows.series.shape[0]
+        else:
+            inputs = 1 if windows.ndim == 2 else windows.shape[1]
         net = _build(architecture, targets.shape[1], width, inputs, seed, device)
-        x, y, xv, yv = (
-            torch.as_tensor(a, dtype=torch.float32, device=device)
-            for a in (windows, targets, validation_windows, validation_targets)
-        )
+        if isinstance(windows, WindowsAlong) and not hasattr(net, "along"):
+            raise ValueError(f"the {architecture} network takes its windows one by one, not along a series")
+        x, xv = _inputs(windows, device), _inputs(validation_windows, device)
+        y, yv = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in (targets, validation_targets))
         weights = np.ones(targets.shape[1]) if validation_weights is None else np.asarray(validation_weights, float)
         w = torch.as_tensor(weights / weights.sum(), dtype=torch.float32, device=device)
-        optimiser = torch.optim.Adam(net.parameters(), lr=learning_rate, weight_decay=weight_decay)
+        # fused: one kernel for every parameter's update (a TCN step 1.56 ms against 1.97 on one CPU thread)
+        optimiser = torch.optim.Adam(net.parameters(), lr=learning_rate, weight_decay=weight_decay, fused=True)
         best, best_state, best_epoch, best_train, epoch = np.inf, None, 0, np.nan, 0
         for epoch in range(1, max_epochs + 1):
             net.train()
             optimiser.zero_grad()
-            loss = torch.mean((net(x) - y) ** 2)
+            loss = torch.mean((_outputs(net, x) - y) ** 2)
             loss.backward()
             optimiser.step()
             net.eval()
             with torch.no_grad():
-                validation = float(torch.sum(torch.mean((net(xv) - yv) ** 2, dim=0) * w))
+                validation = float(torch.sum(torch.mean((_outputs(net, xv) - yv) ** 2, dim=0) * w))
             if validation < best:
                 best, best_epoch, best_train = validation, epoch, float(loss.detach())
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -175,5 +230,7 @@ def train_early_stopped(
         net.load_state_dict(best_state)
         net = net.to("cpu").eval()
         with torch.no_grad():
-            errors = net(xv.cpu()).numpy().astype(float) - validation_targets
-        return Training(net, best_train, best_epoch, epoch, np.mean(errors**2, axis=0))
+            xv_cpu = tuple(a.cpu() for a in xv) if isinstance(xv, tuple) else xv.cpu()
+            outputs = _outputs(net, xv_cpu).numpy().astype(float)
+        errors = outputs - validation_targets
+        return Training(net, best_train, best_epoch, epoch, np.mean(errors**2, axis=0), outputs)

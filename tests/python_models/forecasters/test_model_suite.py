@@ -275,6 +275,48 @@ def test_tcn_learns_an_ar1_and_refits_bit_for_bit():
     assert select_device("cpu") == "cpu" and select_device("auto") in ("cpu", "cuda")
 
 
+def test_tcn_along_a_series_equals_its_windows_one_by_one():
+    # the TCN trains in one pass over its training window (Tcn.along): the same outputs as every
+    # window run apart, because an output sees only the last receptive_field (31) of a window's 63 sessions
+    import torch
+
+    from python_models.forecasters.torch_networks import TCN_DILATIONS, Tcn, receptive_field
+
+    torch.manual_seed(0)
+    net = Tcn(4, 8, TCN_DILATIONS).eval()
+    assert net.receptive_field == receptive_field("tcn") == 31 and receptive_field("lstm") is None
+    series = torch.randn(300)
+    positions = torch.arange(62, 300)
+    windows = torch.stack([series[p - 62 : p + 1] for p in positions])
+    with torch.no_grad():
+        assert_allclose(net.along(series, positions).numpy(), net(windows).numpy(), rtol=1e-5, atol=1e-6)
+        # a window shorter than the receptive field would differ: the identity needs the 31 sessions
+        short = torch.stack([series[p - 19 : p + 1] for p in positions])
+        assert not np.allclose(net(short).numpy(), net(windows).numpy(), atol=1e-4)
+
+
+def test_tcn_trained_along_its_window_matches_the_windowed_training():
+    # the same early-stopped training on the windows one by one and along the series: the same epochs
+    # kept and run, and the same validation errors to float32's precision (the sums differ in order only)
+    from python_models.forecasters.torch_networks import WindowsAlong, train_early_stopped
+
+    z = _ar1(756, 0.3, seed=4).to_numpy() / 0.01
+    origins = np.arange(62, 756 - 5)
+    windows = np.lib.stride_tricks.sliding_window_view(z, 63)[origins - 62]
+    targets = np.column_stack([z[origins + 1], np.array([z[o + 1 : o + 6].sum() / np.sqrt(5) for o in origins])])
+    train, held = origins < 560, origins >= 605
+    args = (8, 60, 20, 0.01, 1e-3, 0, "cpu")
+    one_by_one = train_early_stopped("tcn", windows[train], targets[train], windows[held], targets[held], *args)
+    along = train_early_stopped(
+        "tcn", WindowsAlong(z, origins[train]), targets[train], WindowsAlong(z, origins[held]), targets[held], *args
+    )
+    assert (along.best_epoch, along.epochs_run) == (one_by_one.best_epoch, one_by_one.epochs_run)
+    assert_allclose(along.validation_mse, one_by_one.validation_mse, rtol=1e-4)
+    assert_allclose(along.train_mse, one_by_one.train_mse, rtol=1e-4)
+    with pytest.raises(ValueError, match="one by one"):
+        train_early_stopped("lstm", WindowsAlong(z, origins[train]), targets[train], windows[held], targets[held], *args)
+
+
 def test_lstm_learns_an_ar1():
     from python_models.forecasters.neural import LstmNet
 
@@ -289,6 +331,31 @@ def test_lstm_learns_an_ar1():
     realised = returns.shift(-1).loc[origins].to_numpy()
     assert np.sqrt(np.mean((realised - fc.mean[:, 0]) ** 2)) < 1.05 * 0.01  # near the shock's size
     assert fit.diagnostics["val_skill_h1"] > 0.02  # the held-out block saw the skill too
+
+
+def test_networks_forecast_the_training_mean_plus_a_recalibrated_output():
+    # the networks predict the standardised deviation from the training window's mean: the forecast puts
+    # the mean (the drift) back, and weighs the output by its validation slope, in [0, 1]: near 1 where
+    # the network learnt a signal, near 0 where it fitted noise (it then forecasts about the drift)
+    from python_models.forecasters.neural import TemporalConvNet
+
+    rng = np.random.default_rng(5)
+    drift = _series(0.002 + rng.normal(0, 0.01, 900))
+    fit = TemporalConvNet().fit(drift.iloc[:756])
+    fc = fit.forecast(drift, drift.index[760:900], (1, 63))
+    centre = drift.iloc[:756].mean()
+    assert fit.centre == pytest.approx(centre)
+    slope = fit.slope[[0, 3]]
+    assert ((0 <= fit.slope) & (fit.slope <= 1)).all()
+    # what the network adds is its output times the slope; with slope 0 the forecast is the drift alone
+    assert np.abs(fc.mean[:, 1] - 63 * centre).max() <= slope[1] * 63 * 0.01 * 10 + 1e-12
+    # on noise the slope is noisy too (one number from ~150 validation sessions): on eight series
+    # it averaged 0.28 at h = 1, against 1 before the recalibration
+    noise = [TemporalConvNet().fit(_series(np.random.default_rng(s).normal(0, 0.01, 756))) for s in range(8)]
+    assert np.mean([f.slope[0] for f in noise]) < 0.5
+    signal = TemporalConvNet().fit(_ar1(3000, 0.3, seed=0).iloc[:756])
+    assert signal.slope[0] > 0.6  # an AR(1) the network learnt: most of its one-session output is kept
+    assert signal.diagnostics["slope_h1"] == signal.slope[0]
 
 
 def test_lstm_forecast_ignores_data_after_the_origin():
