@@ -52,9 +52,11 @@ def main() -> None:
     wide = rows.pivot_table(index=["ticker", "asof_date", "horizon"], columns="model", values="se").dropna()
     table = pd.DataFrame(
         {
-            "mse_vs_random_walk": wide.drop(columns="random_walk").groupby("horizon").mean().div(
-                wide.groupby("horizon")["random_walk"].mean(), axis=0
-            ).stack(),
+            "mse_vs_random_walk": wide.drop(columns="random_walk")
+            .groupby("horizon")
+            .mean()
+            .div(wide.groupby("horizon")["random_walk"].mean(), axis=0)
+            .stack(),
             "hit_rate": rows.assign(hit=np.sign(rows["y_pred"]) == np.sign(rows["y_true"]))
             .groupby(["horizon", "model"])["hit"]
             .mean(),

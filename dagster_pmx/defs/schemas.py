@@ -232,6 +232,25 @@ BACKTEST_SUMMARY = _schema(
     ("end_date", "date", "Last session."),
 )
 
+FIT_DIAGNOSTICS = _schema(
+    (
+        "fit_id",
+        "varchar",
+        "The fit, a key of ml.model_fits' ids (model/ticker/train_start/train_end; ticker * pooled).",
+    ),
+    ("model", "varchar", "Model fitted."),
+    ("ticker", "varchar", "Ticker fitted, or * for a model pooled across tickers."),
+    ("train_start", "timestamp", "First session of the fit's training window."),
+    ("train_end", "timestamp", "Last session of the fit's training window; the fit forecasts origins after it."),
+    (
+        "diagnostic",
+        "varchar",
+        "What the model reports of the fit (docs/models.md, the table's last column): e.g. aic and the chosen "
+        "order of sarimax_auto, rounds_h<h> of xgboost, slope_h<h> of the networks, policy_uplift of mssa_rl.",
+    ),
+    ("value", "double", "Its value (a diagnostic the fit did not measure has no row)."),
+)
+
 FEATURE_IMPORTANCES = _schema(
     ("model", "varchar", "Pooled model (xgboost)."),
     ("horizon", "bigint", "Forecast horizon in sessions of the booster."),

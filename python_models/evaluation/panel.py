@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
@@ -19,11 +19,13 @@ from threadpoolctl import threadpool_limits
 
 from python_models.evaluation.cluster import fan_out
 from python_models.evaluation.walk_forward import (
+    DIAGNOSTIC_COLUMNS,
     FORECAST_COLUMNS,
     POOLED,
     FoldFit,
     WalkForwardConfig,
     converged,
+    diagnostics_frame,
     finite_forecasts,
     run_walk_forward,
     target_dates,
@@ -77,6 +79,9 @@ class PanelRun:
         The pooled models' feature importances with a ``model`` column; None when no model has them.
     runs : int
         The (model, ticker) runs and pooled models it ran.
+    diagnostics : pandas.DataFrame
+        Every fit's diagnostics, ``model`` and ``ticker`` (:data:`POOLED` for a pooled model) then
+        :data:`~python_models.evaluation.walk_forward.DIAGNOSTIC_COLUMNS`.
     """
 
     forecasts: pd.DataFrame
@@ -84,6 +89,7 @@ class PanelRun:
     fits: dict[tuple[str, str], FoldFit]
     importances: pd.DataFrame | None
     runs: int = 0
+    diagnostics: pd.DataFrame = field(default_factory=lambda: empty_diagnostics())
 
 
 class _Run(NamedTuple):
@@ -94,6 +100,7 @@ class _Run(NamedTuple):
     seconds: float
     failed: int
     last: FoldFit | None
+    diagnostics: pd.DataFrame
 
 
 def run_pooled(
@@ -129,7 +136,7 @@ def run_pooled(
     # boolean selection copied nearly the whole panel for every fold: gigabytes at 500 tickers)
     day = p["date"].to_numpy()
     by_ticker: dict[str, list[pd.DataFrame]] = {}
-    importances, failed, last = [], 0, None
+    importances, failed, last, diagnostics = [], 0, None, []
     for fold in walk_forward_folds(len(dates), first, config):
         lo, hi = dates[fold.train_start], dates[fold.train_end - 1]
         train = p.iloc[day.searchsorted(lo.to_datetime64(), "left") : day.searchsorted(hi.to_datetime64(), "right")]
@@ -142,6 +149,7 @@ def run_pooled(
             failed += 1
             continue
         last = FoldFit(fit, lo, hi, converged(fit))
+        diagnostics.append((lo, hi, fit.diagnostics))
         seen = p.iloc[: day.searchsorted(dates[fold.test_end - 1].to_datetime64(), "right")]
         for ticker, fc in fit.forecast(seen, dates[fold.test_start : fold.test_end], config.horizons).items():
             frame = fc.to_frame()
@@ -163,6 +171,7 @@ def run_pooled(
     out["target_date"] = _own_target_dates(out, p)
     out.attrs["failed_fits"] = failed
     out.attrs["last_fit"] = last
+    out.attrs["fit_diagnostics"] = diagnostics_frame(diagnostics)
     imp = pd.concat(importances, ignore_index=True) if importances else pd.DataFrame(columns=FIT_IMPORTANCE_COLUMNS)
     return out, imp
 
@@ -268,13 +277,29 @@ def run_panel(
     if not frames and not allow_empty:
         raise ValueError("no ticker has enough history for one walk-forward fold; lower train_window or start earlier")
     empty = pd.DataFrame(columns=["model", "ticker", *FORECAST_COLUMNS])
+    diagnostics = [r.diagnostics for r in results if len(r.diagnostics)]
     return PanelRun(
         forecasts=pd.concat(frames, ignore_index=True) if frames else empty,
         stats=_stats(results),
         fits={r.key: r.last for r in results if r.last is not None},
         importances=pd.concat(importances, ignore_index=True) if importances else None,
         runs=total,
+        diagnostics=pd.concat(diagnostics, ignore_index=True) if diagnostics else empty_diagnostics(),
     )
+
+
+def empty_diagnostics() -> pd.DataFrame:
+    """:attr:`PanelRun.diagnostics` without rows."""
+    return (
+        diagnostics_frame([])
+        .reindex(columns=["model", "ticker", *DIAGNOSTIC_COLUMNS])
+        .astype({"model": "object", "ticker": "object"})
+    )
+
+
+def _keyed(diagnostics: pd.DataFrame, model: str, ticker: str) -> pd.DataFrame:
+    """A run's fit diagnostics with its ``model`` and ``ticker`` first."""
+    return diagnostics.assign(model=model, ticker=ticker)[["model", "ticker", *DIAGNOSTIC_COLUMNS]]
 
 
 def series_by_ticker(returns: pd.DataFrame) -> dict[str, pd.Series]:
@@ -304,10 +329,11 @@ def _one(args: tuple[Forecaster, str, pd.Series, WalkForwardConfig, Start]) -> _
     with threadpool_limits(limits=1):
         out = run_walk_forward(forecaster, returns, config, start)
     failed, last = int(out.attrs.get("failed_fits", 0)), out.attrs.get("last_fit")
+    diagnostics = _keyed(out.attrs.get("fit_diagnostics", diagnostics_frame([])), forecaster.name, ticker)
     out.attrs = {}
     out.insert(0, "ticker", ticker)
     out.insert(0, "model", forecaster.name)
-    return _Run((forecaster.name, ticker), out, time.perf_counter() - started, failed, last)
+    return _Run((forecaster.name, ticker), out, time.perf_counter() - started, failed, last, diagnostics)
 
 
 def _pooled_one(
@@ -316,6 +342,8 @@ def _pooled_one(
     started = time.perf_counter()
     out, importances = run_pooled(forecaster, panel, config, start)
     failed, last = int(out.attrs.get("failed_fits", 0)), out.attrs.get("last_fit")
+    diagnostics = _keyed(out.attrs.get("fit_diagnostics", diagnostics_frame([])), forecaster.name, POOLED)
     out.attrs = {}
     out.insert(0, "model", forecaster.name)
-    return _Run((forecaster.name, POOLED), out, time.perf_counter() - started, failed, last), importances
+    run = _Run((forecaster.name, POOLED), out, time.perf_counter() - started, failed, last, diagnostics)
+    return run, importances

@@ -30,11 +30,13 @@ from python_models.forecasters.base import (
 )
 
 __all__ = [
+    "DIAGNOSTIC_COLUMNS",
     "FORECAST_COLUMNS",
     "POOLED",
     "Fold",
     "FoldFit",
     "WalkForwardConfig",
+    "diagnostics_frame",
     "fit_or_none",
     "run_walk_forward",
     "target_dates",
@@ -58,6 +60,23 @@ FORECAST_COLUMNS = [
     "train_end",
     "converged",
 ]
+
+#: Columns of a walk-forward's fit diagnostics (``attrs["fit_diagnostics"]``): one row per fit and
+#: diagnostic the model reports (the panel runners put ``model`` and ``ticker`` first).
+DIAGNOSTIC_COLUMNS = ["train_start", "train_end", "diagnostic", "value"]
+
+
+def diagnostics_frame(fits: Iterable[tuple[pd.Timestamp, pd.Timestamp, dict[str, float]]]) -> pd.DataFrame:
+    """Long frame of fits' diagnostics: ``(train_start, train_end, diagnostics)`` per fit, one row per
+    finite numeric diagnostic (a NaN says the fit did not measure it, and is left out)."""
+    rows = [
+        (start, end, name, float(value))
+        for start, end, diagnostics in fits
+        for name, value in diagnostics.items()
+        if isinstance(value, int | float | np.number) and np.isfinite(value)
+    ]
+    frame = pd.DataFrame(rows, columns=DIAGNOSTIC_COLUMNS)
+    return frame.astype({"train_start": "datetime64[ns]", "train_end": "datetime64[ns]", "value": "float64"})
 
 
 @dataclass(frozen=True)
@@ -176,8 +195,9 @@ def run_walk_forward(
         ``y_std``, ``confidence`` (see :meth:`ReturnForecast.to_frame`),
         ``target_date`` (the session ``h`` rows later, NaT while it lies beyond the
         data), ``train_start``/``train_end`` (the fit's sample) and ``converged``.
-        ``attrs["failed_fits"]`` counts the windows the model could not be fitted on and
-        ``attrs["last_fit"]`` holds the last :class:`FoldFit` (absent when no fold was fitted).
+        ``attrs["failed_fits"]`` counts the windows the model could not be fitted on,
+        ``attrs["last_fit"]`` holds the last :class:`FoldFit` (absent when no fold was fitted) and
+        ``attrs["fit_diagnostics"]`` every fit's diagnostics (:func:`diagnostics_frame`).
     """
     r = validate_returns(returns)
     dates = r.index
@@ -187,11 +207,12 @@ def run_walk_forward(
         config = replace(config, refit_every=own_cadence)
     folds = list(walk_forward_folds(len(r), first, config))
     fits = _fold_fits(forecaster, [r.iloc[fold.train_start : fold.train_end] for fold in folds])
-    frames, failed, last = [], 0, None
+    frames, failed, last, diagnostics = [], 0, None, []
     for fold, fit in zip(folds, fits, strict=True):
         if fit is None:  # the model cannot be estimated on this window: no forecasts for its origins
             failed += 1
             continue
+        diagnostics.append((dates[fold.train_start], dates[fold.train_end - 1], fit.diagnostics))
         origins = dates[fold.test_start : fold.test_end]
         # from the fit's own sample on: a model's filter (ARMA state, GARCH variance, HMM regime) starts
         # where its estimation did, so a forecast's cost and value do not depend on older history
@@ -207,6 +228,7 @@ def run_walk_forward(
     out = finite_forecasts(out, forecaster.name).reset_index(drop=True)
     out.attrs["failed_fits"] = failed
     out.attrs["last_fit"] = last
+    out.attrs["fit_diagnostics"] = diagnostics_frame(diagnostics)
     out["target_date"] = target_dates(dates, out["asof_date"], out["horizon"])
     return out
 

@@ -179,6 +179,8 @@ class ReturnNetwork(Forecaster):
         if train.sum() < 50 or held_out.sum() < 10:
             raise ValueError("too few origins to train and validate the network")
         reach = receptive_field(self.architecture)
+        train_x: np.ndarray | WindowsAlong
+        held_x: np.ndarray | WindowsAlong
         if reach is not None and reach <= self.lookback:
             # a causal network whose outputs see fewer sessions than a window: the same outputs from one
             # pass over the training window as from every window apart (the TCN: 31 of 63 sessions)

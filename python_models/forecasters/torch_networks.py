@@ -7,7 +7,7 @@ a class defined inside a function does not.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -155,7 +155,10 @@ def _inputs(x: np.ndarray | WindowsAlong, device: str) -> torch.Tensor | tuple[t
 
 
 def _outputs(net: nn.Module, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    return net.along(*x) if isinstance(x, tuple) else net(x)
+    if isinstance(x, tuple):
+        along: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = getattr(net, "along")  # noqa: B009 (a Tcn)
+        return along(*x)
+    return net(x)
 
 
 @dataclass
@@ -230,7 +233,7 @@ def train_early_stopped(
         net.load_state_dict(best_state)
         net = net.to("cpu").eval()
         with torch.no_grad():
-            xv_cpu = tuple(a.cpu() for a in xv) if isinstance(xv, tuple) else xv.cpu()
+            xv_cpu = (xv[0].cpu(), xv[1].cpu()) if isinstance(xv, tuple) else xv.cpu()
             outputs = _outputs(net, xv_cpu).numpy().astype(float)
         errors = outputs - validation_targets
         return Training(net, best_train, best_epoch, epoch, np.mean(errors**2, axis=0), outputs)

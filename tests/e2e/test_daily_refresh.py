@@ -107,7 +107,11 @@ def test_the_weekly_retrain_stores_new_fit_versions_that_later_forecasts_name(tr
     assert job.run_config["ops"]["base_forecasts"]["config"]["mode"] == "retrain"
     step = job.execute_in_process(
         instance=dg.DagsterInstance.ephemeral(),
-        asset_selection=[dg.AssetKey(["ml", "base_forecasts"]), dg.AssetKey(["marts", "feature_importances"])],
+        asset_selection=[
+            dg.AssetKey(["ml", "base_forecasts"]),
+            dg.AssetKey(["ml", "fit_diagnostics"]),
+            dg.AssetKey(["marts", "feature_importances"]),
+        ],
         run_config={"ops": {"base_forecasts": job.run_config["ops"]["base_forecasts"]}},
     )
     assert step.success
@@ -119,6 +123,9 @@ def test_the_weekly_retrain_stores_new_fit_versions_that_later_forecasts_name(tr
     sessions = read(path, "select distinct date from intermediate.int_returns where ticker = 'AAPL' order by date")
     assert (retrained["train_end"] == sessions["date"].iloc[-1 - 68]).all()
     assert (retrained["train_start"] == sessions["date"].iloc[-68 - 500]).all()
+    # the retrain's fits report their diagnostics beside the walk-forward's
+    reported = read(path, "select distinct fit_id from ml.fit_diagnostics")["fit_id"]
+    assert set(retrained["fit_id"]) <= set(reported)
 
     run(path, "daily_refresh", end_date=REFRESHED)
     new = read(path, "select distinct fit_id from ml.base_forecasts where asof_date > ?", [CUT])["fit_id"]

@@ -14,6 +14,7 @@ from tests.e2e.helpers import SLICE, read, without_stamps
 #: The batched steps' assets (the walk-forward is a multi-asset with the feature importances).
 BATCHED = [
     ["ml", "base_forecasts"],
+    ["ml", "fit_diagnostics"],
     ["marts", "feature_importances"],
     ["ml", "ensemble_forecasts"],
     ["ml", "ensemble_weights"],

@@ -43,6 +43,16 @@ class ForecastRun(dg.Config):
             "asof_date is the close it was made at. Metadata: refits, failed fits and seconds per model.",
         ),
         dg.AssetSpec(
+            ["ml", "fit_diagnostics"],
+            group_name="forecasting",
+            kinds={"python", "duckdb"},
+            deps=[dg.AssetKey(["intermediate", "int_returns"]), dg.AssetKey(["marts", "features"])],
+            metadata={"dagster/column_schema": schemas.FIT_DIAGNOSTICS},
+            description="What every fit of every model reports of itself (one row per fit and diagnostic): the full "
+            "build's walk-forward fits, then the weekly retrain's. Information criteria, chosen orders, boosting "
+            "rounds, early-stopping epochs and validation slopes, the learned policy's out-of-sample uplift.",
+        ),
+        dg.AssetSpec(
             ["marts", "feature_importances"],
             group_name="forecasting",
             kinds={"python", "duckdb"},

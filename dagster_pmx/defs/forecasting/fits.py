@@ -14,9 +14,10 @@ import pickle
 import pandas as pd
 
 from dagster_pmx.defs.forecasting.reads import current_fits
+from dagster_pmx.defs.schemas import FIT_DIAGNOSTICS
 from dagster_pmx.lake import ensure, transaction
 from dagster_pmx.resources import Warehouse
-from python_models.evaluation.walk_forward import FoldFit
+from python_models.evaluation.walk_forward import FoldFit, diagnostics_frame
 
 #: Modules of the flat ``python_models`` layout (before 0.2) and where they live now: fits pickled by
 #: an older release still load (CHANGELOG.md, "0.2").
@@ -131,6 +132,32 @@ def store(warehouse: Warehouse, fits: dict[tuple[str, str], FoldFit], fitted_by:
             ],
         )
     return len(rows)
+
+
+def store_diagnostics(warehouse: Warehouse, fits: dict[tuple[str, str], FoldFit], pooled: set[str]) -> int:
+    """Add the diagnostics of ``fits`` (the weekly retrain's) to ``ml.fit_diagnostics``, replacing those of a
+    fit stored again under its id; returns the rows added. The full build writes the table whole."""
+    frame = pd.concat(
+        [
+            diagnostics_frame([(f.train_start, f.train_end, f.fit.diagnostics)]).assign(model=model, ticker=ticker)
+            for (model, ticker), f in sorted(fits.items())
+        ]
+        or [diagnostics_frame([]).assign(model="", ticker="")]
+    )
+    if frame.empty or not warehouse.has("ml.fit_diagnostics"):
+        return 0
+    frame["fit_id"] = fit_ids(frame, pooled)
+    columns = [c.name for c in FIT_DIAGNOSTICS.columns]
+    with warehouse.connect() as con:
+        con.register("incoming", frame[columns])
+        transaction(
+            con,
+            [
+                ("delete from ml.fit_diagnostics where fit_id in (select distinct fit_id from incoming)", []),
+                ("insert into ml.fit_diagnostics by name select * from incoming", []),
+            ],
+        )
+    return len(frame)
 
 
 def current(warehouse: Warehouse, models: list[str]) -> dict[tuple[str, str], FoldFit]:

@@ -4,8 +4,8 @@
 last fit; ``incremental`` (the daily refresh) forecasts only the sessions not yet forecast, with the
 stored fits; ``retrain`` (the weekly retrain) first refits every model on the latest window, stores
 those fits, then extends as ``incremental`` does. Without a stored fit for every (model, ticker) the
-last two fall back to a walk-forward. Each yields the ``ml.base_forecasts`` and
-``marts.feature_importances`` results of the multi-asset.
+last two fall back to a walk-forward. Each yields the ``ml.base_forecasts``, ``ml.fit_diagnostics``
+and ``marts.feature_importances`` results of the multi-asset.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ Inputs: TypeAlias = tuple[pd.DataFrame, pd.DataFrame | None]
 Results: TypeAlias = Iterator[dg.MaterializeResult]
 
 IMPORTANCE_COLUMNS = [c.name for c in schemas.FEATURE_IMPORTANCES.columns]
+DIAGNOSTIC_COLUMNS = [c.name for c in schemas.FIT_DIAGNOSTICS.columns]
 
 
 def walk_forward_config(settings: PmxSettings) -> WalkForwardConfig:
@@ -139,16 +140,22 @@ def walk_forward(
     pooled_names = _pooled(models)
 
     def with_fit_ids(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-        frame = frames["ml.base_forecasts"]
-        if len(frame):
-            frame["fit_id"] = fit_store.fit_ids(frame, pooled_names)
+        for frame in frames.values():
+            if len(frame):
+                frame["fit_id"] = fit_store.fit_ids(frame, pooled_names)
+        frames["ml.fit_diagnostics"] = frames["ml.fit_diagnostics"].reindex(columns=DIAGNOSTIC_COLUMNS)
         return frames
 
-    rows = warehouse.replace_tables_in_batches(with_fit_ids(frames) for frames in batches())["ml.base_forecasts"]
+    written = warehouse.replace_tables_in_batches(with_fit_ids(frames) for frames in batches())
+    rows = written["ml.base_forecasts"]
     n_fits = fit_store.store(warehouse, summary.fits, "walk_forward", context.run_id)
     imp = summary.importances() if summary.importances_parts else empty_importances()
     n_imp = warehouse.replace_table("marts.feature_importances", imp[IMPORTANCE_COLUMNS])
     yield dg.MaterializeResult(asset_key=["ml", "base_forecasts"], metadata=summary.metadata(models, rows, n_fits))
+    yield dg.MaterializeResult(
+        asset_key=["ml", "fit_diagnostics"],
+        metadata={"dagster/row_count": written["ml.fit_diagnostics"], "mode": "walk_forward"},
+    )
     # no pooled model in PMX_MODELS: no importances, and nothing to rank
     top = (
         imp.groupby(["horizon", "feature"])["gain"].mean().groupby("horizon").nlargest(5).droplevel(0)
@@ -194,7 +201,7 @@ class _Summary:
             self.last_asof = last if self.last_asof is None else max(self.last_asof, last)
             self.not_converged += int((~frame.drop_duplicates(["model", "ticker", "train_end"])["converged"]).sum())
         self.runs += run.runs
-        return {"ml.base_forecasts": frame}
+        return {"ml.base_forecasts": frame, "ml.fit_diagnostics": run.diagnostics}
 
     def importances(self) -> pd.DataFrame:
         return pd.concat(self.importances_parts, ignore_index=True)
@@ -246,10 +253,13 @@ def retrain(
         scheduler=settings.scheduler or None,
     )
     fit_store.store(warehouse, refits, "retrain", context.run_id)
+    diagnostics = fit_store.store_diagnostics(warehouse, refits, _pooled(models))
     stored.update(refits)
     context.log.info(f"retrain: {len(refits)} fits on the window ending {max(f.train_end for f in refits.values())}")
     if _can_extend(context, warehouse, "retrain", models, stored, returns):
-        yield from extend_forecasts(context, warehouse, settings, stored, returns, features, _pooled(models))
+        yield from extend_forecasts(
+            context, warehouse, settings, stored, returns, features, _pooled(models), {"rows_added": diagnostics}
+        )
         return
     yield from walk_forward(context, warehouse, settings, models, (returns, features))
 
@@ -293,9 +303,11 @@ def extend_forecasts(
     returns: pd.DataFrame,
     features: pd.DataFrame | None,
     pooled: set[str],
+    fit_diagnostics: dict | None = None,
 ) -> Results:
     """The daily refresh's forecasting: the sessions not yet forecast, with the current fits;
-    then the target date of earlier rows whose target session has now arrived."""
+    then the target date of earlier rows whose target session has now arrived. ``fit_diagnostics``:
+    the metadata of ``ml.fit_diagnostics`` when the caller added rows to it (the retrain)."""
     last, columns = reads.forecast_state(warehouse)
     after = {(r.model, r.ticker): r.last for r in last.itertuples()}
     for model in pooled:
@@ -348,6 +360,7 @@ def extend_forecasts(
             "targets_arrived": arrived,
         },
     )
+    yield dg.MaterializeResult(asset_key=["ml", "fit_diagnostics"], metadata=fit_diagnostics or {"mode": "unchanged"})
     yield dg.MaterializeResult(asset_key=["marts", "feature_importances"], metadata={"mode": "unchanged"})
 
 

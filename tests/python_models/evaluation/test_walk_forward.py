@@ -124,3 +124,36 @@ def test_forecasts_that_overflow_are_left_out(returns):
     kept = plain[plain["train_end"] != cut].reset_index(drop=True)
     assert_allclose(out["y_pred"], kept["y_pred"])
     assert np.isfinite(out[["y_pred", "y_std", "y_lower", "y_upper"]].to_numpy()).all()
+
+
+def test_every_fit_reports_its_diagnostics_keyed_by_its_window(returns):
+    # one row per fit and finite diagnostic, under the training window the forecast rows name; the panel
+    # runner keys them by model and ticker (the pooled ones by "*")
+    import numpy as np
+
+    from python_models.evaluation.walk_forward import diagnostics_frame
+    from python_models.forecasters.registry import forecasters
+
+    config = WalkForwardConfig(train_window=500, refit_every=63)
+    out = run_walk_forward(MODELS["garch"](), returns, config)
+    diagnostics = out.attrs["fit_diagnostics"]
+    windows = out[["train_start", "train_end"]].drop_duplicates()
+    assert len(diagnostics.drop_duplicates(["train_start", "train_end"])) == len(windows)
+    last = out.attrs["last_fit"]
+    own = diagnostics[diagnostics["train_end"] == last.train_end].set_index("diagnostic")["value"]
+    assert own.to_dict() == pytest.approx({k: v for k, v in last.fit.diagnostics.items() if np.isfinite(v)})
+    assert diagnostics_frame([(last.train_start, last.train_end, {"a": 1.0, "b": float("nan"), "c": "x"})])[
+        "diagnostic"
+    ].tolist() == ["a"]
+    panel = pd.concat(
+        [
+            pd.DataFrame({"ticker": t, "date": returns.index, "log_return": returns.to_numpy() * k})
+            for t, k in (("A", 1), ("B", -1))
+        ]
+    )
+    run = run_panel(forecasters("random_walk,mssa"), panel, config)
+    assert set(zip(run.diagnostics["model"], run.diagnostics["ticker"], strict=True)) == {
+        ("random_walk", "A"),
+        ("random_walk", "B"),
+        ("mssa", "*"),
+    }

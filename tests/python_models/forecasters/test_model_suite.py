@@ -314,7 +314,9 @@ def test_tcn_trained_along_its_window_matches_the_windowed_training():
     assert_allclose(along.validation_mse, one_by_one.validation_mse, rtol=1e-4)
     assert_allclose(along.train_mse, one_by_one.train_mse, rtol=1e-4)
     with pytest.raises(ValueError, match="one by one"):
-        train_early_stopped("lstm", WindowsAlong(z, origins[train]), targets[train], windows[held], targets[held], *args)
+        train_early_stopped(
+            "lstm", WindowsAlong(z, origins[train]), targets[train], windows[held], targets[held], *args
+        )
 
 
 def test_lstm_learns_an_ar1():
