@@ -14,9 +14,13 @@ weight decay), the origins of that last share validate it; training stops when t
 loss has not improved for ``patience`` epochs, and the weights of the best validation epoch are
 kept (early stopping). The validation loss weighs each horizon's mean squared error by 1/h, about
 its number of independent targets in the block: the overlapping long-horizon errors of a block of
-~150 sessions are nearly one observation and would otherwise decide the stop by chance. The
-forecast variance per horizon is the validation mean squared error, an out-of-sample error, so the
-intervals are sized by what the network could not forecast.
+~150 sessions are nearly one observation and would otherwise decide the stop by chance.
+
+Forecast: the training window's mean return times ``h`` plus the output, back in return units, times
+the horizon's validation slope (the least-squares slope of the validation targets on the outputs, kept
+in [0, 1]): a network that learnt nothing the validation block confirms forecasts about the mean. The
+forecast variance per horizon is the validation mean squared error of that forecast: out of sample for
+the network's weights, in sample for the slope and the stopping epoch, which the same block chose.
 Seeded, single threaded, float32: a CPU fit is bit-for-bit repeatable.
 
 The device is chosen by ``device``: "auto" uses CUDA when torch sees a GPU, else the CPU.
@@ -24,6 +28,7 @@ The device is chosen by ``device``: "auto" uses CUDA when torch sees a GPU, else
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -88,8 +93,12 @@ class ReturnNetworkResult(FitResult):
             raise ValueError(f"each origin needs {self.lookback - 1} earlier returns")
         z = (returns.to_numpy(float)[: pos.max() + 1] - self.centre) / self.scale  # nothing after the last origin
         windows = np.lib.stride_tricks.sliding_window_view(z, self.lookback)[pos - self.lookback + 1]
+        # in float64 (a copy of the float32 weights, exactly): float32 sums differ in their last bits with
+        # the number of windows run at once, and the daily refresh's few origins must get the forecasts the
+        # walk-forward gave the same fit's origins in blocks of 252
+        network = copy.deepcopy(self.network).double()
         with torch.no_grad():
-            out = self.network(torch.as_tensor(windows, dtype=torch.float32)).numpy().astype(float)
+            out = network(torch.as_tensor(windows, dtype=torch.float64)).numpy()
         cols = [self.fit_horizons.index(h) for h in hs]
         h = np.asarray(hs, dtype=float)
         # the network predicts the standardised deviation from the training mean: the mean comes back

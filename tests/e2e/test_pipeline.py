@@ -33,14 +33,16 @@ def test_every_fit_reports_its_diagnostics_and_the_policy_verdict_reads_them(ful
     # ml.fit_diagnostics: a row per walk-forward fit and diagnostic, keyed by the fit_id forecasts carry
     diagnostics = read(full, "select * from ml.fit_diagnostics")
     fits = read(full, "select distinct model, fit_id from ml.base_forecasts")
-    assert set(diagnostics["fit_id"]) == set(fits["fit_id"])  # every fit that forecast, and only those
+    # every fit that forecast (a fit whose forecasts were all left out as not finite has diagnostics only)
+    assert set(fits["fit_id"]) <= set(diagnostics["fit_id"])
+    assert set(diagnostics["fit_id"].str.split("/").str[0]) == set(DEFAULT_MODELS)
     assert set(diagnostics["model"]) == set(DEFAULT_MODELS)
     rounds = diagnostics[(diagnostics["model"] == "xgboost") & (diagnostics["diagnostic"] == "rounds_h21")]
     assert len(rounds) == fits["fit_id"].str.startswith("xgboost/").sum() and (rounds["value"] >= 1).all()
     # marts.policy_verdict: every mssa_rl fit, with its uplift where its window measured one (the slice's
     # 500-session windows hold a single block: none), and the running verdict, recomputed here
     verdict = read(full, "select * from marts.policy_verdict order by train_end")
-    assert set(verdict["fit_id"]) == set(fits.loc[fits["model"] == "mssa_rl", "fit_id"])
+    assert set(verdict["fit_id"]) == set(diagnostics.loc[diagnostics["model"] == "mssa_rl", "fit_id"])
     uplift = diagnostics[diagnostics["diagnostic"] == "policy_uplift"].set_index("fit_id")["value"]
     measured = verdict["fit_id"].map(uplift)
     assert_allclose(verdict["policy_uplift"].to_numpy(float), measured.to_numpy(float))

@@ -78,6 +78,13 @@ create table if not exists ml.model_fits (
 )"""
 
 
+#: ``ml.fit_diagnostics`` as the full build writes it (``schemas.FIT_DIAGNOSTICS``), created empty where a
+#: warehouse built before it exists has none: the retrain adds to it and dbt's staging view reads it.
+FIT_DIAGNOSTICS_DDL = "create table if not exists ml.fit_diagnostics ({})".format(
+    ", ".join(f"{c.name} {c.type}" for c in FIT_DIAGNOSTICS.columns)
+)
+
+
 def fit_id(model: str, ticker: str, train_start, train_end) -> str:
     return f"{model}/{ticker}/{pd.Timestamp(train_start):%Y-%m-%d}/{pd.Timestamp(train_end):%Y-%m-%d}"
 
@@ -144,11 +151,12 @@ def store_diagnostics(warehouse: Warehouse, fits: dict[tuple[str, str], FoldFit]
         ]
         or [diagnostics_frame([]).assign(model="", ticker="")]
     )
-    if frame.empty or not warehouse.has("ml.fit_diagnostics"):
+    if frame.empty:
         return 0
     frame["fit_id"] = fit_ids(frame, pooled)
     columns = [c.name for c in FIT_DIAGNOSTICS.columns]
     with warehouse.connect() as con:
+        ensure(con, FIT_DIAGNOSTICS_DDL)
         con.register("incoming", frame[columns])
         transaction(
             con,
@@ -162,8 +170,8 @@ def store_diagnostics(warehouse: Warehouse, fits: dict[tuple[str, str], FoldFit]
 
 def current(warehouse: Warehouse, models: list[str]) -> dict[tuple[str, str], FoldFit]:
     """The last stored fit of every (model, ticker) of ``models``; empty when none is stored."""
-    with warehouse.connect() as con:  # the table may not exist yet: an empty store
-        ensure(con, "create schema if not exists ml", FITS_DDL)
+    with warehouse.connect() as con:  # the tables may not exist yet: an empty store
+        ensure(con, "create schema if not exists ml", FITS_DDL, FIT_DIAGNOSTICS_DDL)
     rows = current_fits(warehouse, models)
     return {
         (r.model, r.ticker): FoldFit(

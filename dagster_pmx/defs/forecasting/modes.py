@@ -37,7 +37,7 @@ Inputs: TypeAlias = tuple[pd.DataFrame, pd.DataFrame | None]
 Results: TypeAlias = Iterator[dg.MaterializeResult]
 
 IMPORTANCE_COLUMNS = [c.name for c in schemas.FEATURE_IMPORTANCES.columns]
-DIAGNOSTIC_COLUMNS = [c.name for c in schemas.FIT_DIAGNOSTICS.columns]
+FIT_DIAGNOSTICS_COLUMNS = [c.name for c in schemas.FIT_DIAGNOSTICS.columns]
 
 
 def walk_forward_config(settings: PmxSettings) -> WalkForwardConfig:
@@ -143,7 +143,11 @@ def walk_forward(
         for frame in frames.values():
             if len(frame):
                 frame["fit_id"] = fit_store.fit_ids(frame, pooled_names)
-        frames["ml.fit_diagnostics"] = frames["ml.fit_diagnostics"].reindex(columns=DIAGNOSTIC_COLUMNS)
+        diagnostics = frames["ml.fit_diagnostics"]
+        # an empty batch keeps the table's column types (it is the one written where every batch is empty)
+        frames["ml.fit_diagnostics"] = (
+            diagnostics[FIT_DIAGNOSTICS_COLUMNS] if len(diagnostics) else empty_frame(schemas.FIT_DIAGNOSTICS)
+        )
         return frames
 
     written = warehouse.replace_tables_in_batches(with_fit_ids(frames) for frames in batches())
@@ -258,7 +262,14 @@ def retrain(
     context.log.info(f"retrain: {len(refits)} fits on the window ending {max(f.train_end for f in refits.values())}")
     if _can_extend(context, warehouse, "retrain", models, stored, returns):
         yield from extend_forecasts(
-            context, warehouse, settings, stored, returns, features, _pooled(models), {"rows_added": diagnostics}
+            context,
+            warehouse,
+            settings,
+            stored,
+            returns,
+            features,
+            _pooled(models),
+            {"mode": "retrain", "rows_added": diagnostics},
         )
         return
     yield from walk_forward(context, warehouse, settings, models, (returns, features))
@@ -379,7 +390,18 @@ def arrived_targets(pending: pd.DataFrame, returns: pd.DataFrame) -> pd.DataFram
     return pending.dropna(subset=["target_date"])
 
 
+def empty_frame(schema: dg.TableSchema) -> pd.DataFrame:
+    """A table of ``schema`` with no rows but its column types."""
+    types = {
+        "varchar": "string",
+        "bigint": "int64",
+        "date": "datetime64[ns]",
+        "timestamp": "datetime64[ns]",
+        "double": "float64",
+    }
+    return pd.DataFrame({c.name: pd.Series(dtype=types[c.type]) for c in schema.columns})
+
+
 def empty_importances() -> pd.DataFrame:
     """marts.feature_importances with no rows but its column types."""
-    types = {"varchar": "string", "bigint": "int64", "date": "datetime64[ns]", "double": "float64"}
-    return pd.DataFrame({c.name: pd.Series(dtype=types[c.type]) for c in schemas.FEATURE_IMPORTANCES.columns})
+    return empty_frame(schemas.FEATURE_IMPORTANCES)
