@@ -144,14 +144,13 @@ def store(warehouse: Warehouse, fits: dict[tuple[str, str], FoldFit], fitted_by:
 def store_diagnostics(warehouse: Warehouse, fits: dict[tuple[str, str], FoldFit], pooled: set[str]) -> int:
     """Add the diagnostics of ``fits`` (the weekly retrain's) to ``ml.fit_diagnostics``, replacing those of a
     fit stored again under its id; returns the rows added. The full build writes the table whole."""
+    if not fits:
+        return 0
     frame = pd.concat(
-        [
-            diagnostics_frame([(f.train_start, f.train_end, f.fit.diagnostics)]).assign(model=model, ticker=ticker)
-            for (model, ticker), f in sorted(fits.items())
-        ]
-        or [diagnostics_frame([]).assign(model="", ticker="")]
+        diagnostics_frame([(f.train_start, f.train_end, f.fit.diagnostics)]).assign(model=model, ticker=ticker)
+        for (model, ticker), f in sorted(fits.items())
     )
-    if frame.empty:
+    if frame.empty:  # no fit reported a finite diagnostic
         return 0
     frame["fit_id"] = fit_ids(frame, pooled)
     columns = [c.name for c in FIT_DIAGNOSTICS.columns]

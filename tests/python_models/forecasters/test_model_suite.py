@@ -351,6 +351,18 @@ def test_networks_forecast_the_training_mean_plus_a_recalibrated_output():
     assert ((0 <= fit.slope) & (fit.slope <= 1)).all()
     # what the network adds is its output times the slope; with slope 0 the forecast is the drift alone
     assert np.abs(fc.mean[:, 1] - 63 * centre).max() <= slope[1] * 63 * 0.01 * 10 + 1e-12
+    # by hand: the network's outputs on the standardised windows, times the slope, sqrt(h) and the
+    # scale, plus the mean times h
+    import copy
+
+    import torch
+
+    z = (drift.to_numpy() - fit.centre) / fit.scale
+    windows = np.lib.stride_tricks.sliding_window_view(z, 63)[np.arange(760, 900) - 62]
+    with torch.no_grad():
+        out = copy.deepcopy(fit.network).double()(torch.as_tensor(windows)).numpy()[:, [0, 3]]
+    h = np.array([1.0, 63.0])
+    assert_allclose(fc.mean, slope * out * np.sqrt(h) * fit.scale + centre * h, rtol=1e-9, atol=1e-15)
     # on noise the slope is noisy too (one number from ~150 validation sessions): on eight series
     # it averaged 0.28 at h = 1, against 1 before the recalibration
     noise = [TemporalConvNet().fit(_series(np.random.default_rng(s).normal(0, 0.01, 756))) for s in range(8)]
