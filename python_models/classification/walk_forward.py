@@ -1,0 +1,92 @@
+"""Walk-forward of a pooled classifier: the folds, purge and embargo of the forecasters.
+
+The folds are laid on the panel's session calendar exactly as
+:func:`python_models.evaluation.panel.run_pooled` lays a pooled forecaster's: each fit sees the
+rows of its training window only, whose labels it may use where they are realised inside the
+window (:func:`~python_models.classification.base.usable_labels`), and gives probabilities for the
+origins of its test block from those origins' own features. A probability of origin ``t`` comes
+from a fit that ended at least the gap (the longest horizon's purge plus the embargo) before ``t``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from python_models.classification.base import PROBABILITY_COLUMNS, PanelClassifier, validate_classifier_panel
+from python_models.evaluation.walk_forward import WalkForwardConfig, diagnostics_frame, walk_forward_folds
+
+#: Columns of :func:`run_classifier`'s probabilities.
+WALK_FORWARD_COLUMNS = [*PROBABILITY_COLUMNS, "train_start", "train_end"]
+
+
+def run_classifier(
+    classifier: PanelClassifier,
+    panel: pd.DataFrame,
+    config: WalkForwardConfig,
+    start: pd.Timestamp | str | None = None,
+    since: pd.Timestamp | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Out-of-sample probabilities of ``classifier`` on every ticker of ``panel``.
+
+    Parameters
+    ----------
+    classifier : PanelClassifier
+        Refitted every ``classifier.refit_every`` sessions (else ``config.refit_every``).
+    panel : pandas.DataFrame
+        ``ticker``, ``date``, the feature columns and the label columns of the classifier's targets
+        and horizons (one row per ticker and session).
+    config : WalkForwardConfig
+        Training window, purge and embargo (its horizons are not used: the classifier's are).
+    start : date-like, optional
+        First origin wanted.
+    since : date-like, optional
+        Only the origins after it, from the folds that hold them (the rows a full run gives them):
+        the daily refresh fits one fold, not the history.
+
+    Returns
+    -------
+    probabilities : pandas.DataFrame
+        :data:`WALK_FORWARD_COLUMNS`, ordered by ticker, date, target and horizon.
+    diagnostics : pandas.DataFrame
+        Every fit's diagnostics (``train_start``, ``train_end``, ``diagnostic``, ``value``).
+    """
+    p = validate_classifier_panel(panel, classifier.horizons, classifier.targets)
+    dates = pd.DatetimeIndex(p["date"].unique())
+    first = 0 if start is None else int(dates.searchsorted(pd.Timestamp(start)))
+    first_new = 0 if since is None else int(dates.searchsorted(pd.Timestamp(since), side="right"))
+    config = replace(config, horizons=classifier.horizons)
+    if classifier.refit_every:
+        config = replace(config, refit_every=classifier.refit_every)
+    day = p["date"].to_numpy()
+    frames, diagnostics, failed = [], [], 0
+    for fold in walk_forward_folds(len(dates), max(first, 0), config):
+        if fold.test_end <= first_new:
+            continue
+        lo, hi = dates[fold.train_start], dates[fold.train_end - 1]
+        train = p.iloc[day.searchsorted(lo.to_datetime64(), "left") : day.searchsorted(hi.to_datetime64(), "right")]
+        try:
+            fit = classifier.fit(train)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            warnings.warn(
+                f"{classifier.name}: fit on {lo.date()}..{hi.date()} failed ({exc})", RuntimeWarning, stacklevel=2
+            )
+            failed += 1
+            continue
+        diagnostics.append((lo, hi, fit.diagnostics))
+        test_lo = dates[max(fold.test_start, first_new)]
+        test_hi = dates[fold.test_end - 1]
+        rows = p.iloc[day.searchsorted(test_lo.to_datetime64(), "left") : day.searchsorted(test_hi.to_datetime64(), "right")]
+        frame = fit.predict(rows)
+        frame["train_start"], frame["train_end"] = lo, hi
+        frames.append(frame)
+    out = (
+        pd.concat(frames, ignore_index=True).sort_values(["ticker", "date", "target", "horizon"], ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=WALK_FORWARD_COLUMNS)
+    )
+    out.attrs["failed_fits"] = failed
+    return out, diagnostics_frame(diagnostics)
