@@ -8,6 +8,7 @@ from dagster_pmx import dead_runs
 from dagster_pmx.config import load_config
 from dagster_pmx.defs.backtest import assets as backtest_assets
 from dagster_pmx.defs.backtest import reports as backtest_reports
+from dagster_pmx.defs.classification import assets as classification_assets
 from dagster_pmx.defs.forecasting import assets as forecasting_assets
 from dagster_pmx.defs.governance import assets as governance_assets
 from dagster_pmx.defs.governance import checks as governance_checks
@@ -56,6 +57,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
                 ingest_assets,
                 transform_assets,
                 forecasting_assets,
+                classification_assets,
                 governance_assets,
                 portfolio_assets,
                 backtest_assets,

@@ -62,7 +62,8 @@ def is_label(column: str) -> bool:
 
 def events(panel: pd.DataFrame, target: str, horizon: int) -> np.ndarray:
     """The event of ``target`` at ``horizon`` per row as 1.0 / 0.0, NaN where the label is missing."""
-    raw = pd.to_numeric(panel[label_column(target, horizon)], errors="coerce").to_numpy(float)
+    # nullable integer and boolean columns (DuckDB's labels before they are realised) hold pd.NA
+    raw = panel[label_column(target, horizon)].astype("float64").to_numpy(dtype=float, na_value=np.nan)
     event = raw > 0 if target == "direction" else raw != 0
     return np.where(np.isnan(raw), np.nan, event.astype(float))
 

@@ -39,6 +39,8 @@ from python_models.classification.scores import log_losses
 from python_models.forecasters.base import DEFAULT_HORIZONS, validate_horizons
 from python_models.forecasters.boosting import feature_columns
 
+#: The name its probabilities are stored under.
+NAME = "logistic"
 #: Standardised features are clipped to this many standard deviations.
 CLIP = 5.0
 #: Fewest labelled rows to train on and to calibrate on, per (target, horizon).
@@ -129,7 +131,7 @@ class PooledLogistic(PanelClassifier):
         self.horizons = validate_horizons(horizons)
         self.targets = tuple(t for t in TARGETS if t in targets)
         self.c, self.validation, self.refit_every = c, validation, refit_every
-        self.name = "logistic"
+        self.name = NAME
 
     def features_of(self, panel: pd.DataFrame) -> list[str]:
         """The feature columns read: the pooled models' ticker-agnostic columns, no label."""
@@ -142,7 +144,7 @@ class PooledLogistic(PanelClassifier):
         p = validate_classifier_panel(panel, self.horizons, self.targets)
         dates = pd.DatetimeIndex(p["date"].unique())
         cut = int(len(dates) * (1 - self.validation))
-        if cut < 100 or len(dates) - cut <= max(self.horizons) + 10:
+        if cut < 100 or len(dates) - cut <= min(self.horizons) + 10:  # longer horizons may be skipped
             raise ValueError(f"a training window of {len(dates)} sessions is too short to hold out a calibration block")
         pos = dates.get_indexer(p["date"])
         candidates = self.features_of(p)
@@ -161,14 +163,13 @@ class PooledLogistic(PanelClassifier):
                 labelled = known & np.isfinite(y)
                 train = labelled & (pos + horizon < cut)  # labels end before the calibration block
                 calibrate = labelled & (pos >= cut)
-                if train.sum() < MIN_FIT_ROWS or calibrate.sum() < MIN_VALIDATION_ROWS:
-                    raise ValueError(
-                        f"too few labelled rows for {target} at horizon {horizon} "
-                        f"({train.sum()} train, {calibrate.sum()} calibration)"
-                    )
+                key = f"{target}_h{horizon}"
                 y_train = y[train]
-                if y_train.min() == y_train.max():
-                    raise ValueError(f"{target} at horizon {horizon}: every training label is the same")
+                # too few labels to fit or calibrate on (a short window at a long horizon), or nothing to
+                # separate: this (target, horizon) gets no probability from this fit; the others do
+                if train.sum() < MIN_FIT_ROWS or calibrate.sum() < MIN_VALIDATION_ROWS or y_train.min() == y_train.max():
+                    fit.diagnostics[f"skipped_{key}"] = 1.0
+                    continue
                 intercept, coef = penalised_logit(z[train], y_train, self.c)
                 logit = CalibratedLogit(intercept, coef, 0.0, 1.0)
                 score = logit.score(z[calibrate])
@@ -176,7 +177,6 @@ class PooledLogistic(PanelClassifier):
                 base = float(y[labelled].mean())
                 fit.models[(target, horizon)] = logit
                 fit.base_rates[(target, horizon)] = base
-                key = f"{target}_h{horizon}"
                 fit.diagnostics[f"platt_slope_{key}"] = logit.platt_b
                 held_out = np.clip(logit.probability(z[calibrate]), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
                 fit.diagnostics[f"calibration_log_loss_{key}"] = float(log_losses(y[calibrate], held_out).mean())
@@ -184,6 +184,8 @@ class PooledLogistic(PanelClassifier):
                 fit.diagnostics[f"calibration_log_loss_base_{key}"] = float(
                     log_losses(y[calibrate], np.full(calibrate.sum(), train_rate)).mean()
                 )
+        if not fit.models:
+            raise ValueError(f"too few labelled rows in a window of {len(dates)} sessions for any target and horizon")
         fit.diagnostics["rows"] = float(len(p))
         fit.diagnostics["features"] = float(len(features))
         return fit

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from python_models.classification.base import PROBABILITY_COLUMNS, PanelClassifier, validate_classifier_panel
-from python_models.evaluation.walk_forward import WalkForwardConfig, diagnostics_frame, walk_forward_folds
+from python_models.evaluation.walk_forward import Fold, WalkForwardConfig, diagnostics_frame, walk_forward_folds
 
 #: Columns of :func:`run_classifier`'s probabilities.
 WALK_FORWARD_COLUMNS = [*PROBABILITY_COLUMNS, "train_start", "train_end"]
@@ -29,6 +29,7 @@ def run_classifier(
     config: WalkForwardConfig,
     start: pd.Timestamp | str | None = None,
     since: pd.Timestamp | None = None,
+    calendar: pd.DatetimeIndex | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Out-of-sample probabilities of ``classifier`` on every ticker of ``panel``.
 
@@ -46,6 +47,10 @@ def run_classifier(
     since : date-like, optional
         Only the origins after it, from the folds that hold them (the rows a full run gives them):
         the daily refresh fits one fold, not the history.
+    calendar : pandas.DatetimeIndex, optional
+        Every session of the whole history, on which the folds are laid (default: the panel's own
+        dates). With it, ``panel`` may begin later, at :func:`first_training_session`: the folds
+        are the full history's, and only the rows they read need be passed.
 
     Returns
     -------
@@ -55,18 +60,16 @@ def run_classifier(
         Every fit's diagnostics (``train_start``, ``train_end``, ``diagnostic``, ``value``).
     """
     p = validate_classifier_panel(panel, classifier.horizons, classifier.targets)
-    dates = pd.DatetimeIndex(p["date"].unique())
-    first = 0 if start is None else int(dates.searchsorted(pd.Timestamp(start)))
+    dates = pd.DatetimeIndex(p["date"].unique()) if calendar is None else pd.DatetimeIndex(calendar)
     first_new = 0 if since is None else int(dates.searchsorted(pd.Timestamp(since), side="right"))
-    config = replace(config, horizons=classifier.horizons)
-    if classifier.refit_every:
-        config = replace(config, refit_every=classifier.refit_every)
     day = p["date"].to_numpy()
     frames, diagnostics, failed = [], [], 0
-    for fold in walk_forward_folds(len(dates), max(first, 0), config):
+    for fold in classifier_folds(classifier, dates, config, start):
         if fold.test_end <= first_new:
             continue
         lo, hi = dates[fold.train_start], dates[fold.train_end - 1]
+        if len(day) and day[0] > lo.to_datetime64():
+            raise ValueError(f"the panel starts at {pd.Timestamp(day[0]).date()}, after the fold's window ({lo.date()})")
         train = p.iloc[day.searchsorted(lo.to_datetime64(), "left") : day.searchsorted(hi.to_datetime64(), "right")]
         try:
             fit = classifier.fit(train)
@@ -90,3 +93,33 @@ def run_classifier(
     )
     out.attrs["failed_fits"] = failed
     return out, diagnostics_frame(diagnostics)
+
+
+def classifier_folds(
+    classifier: PanelClassifier,
+    calendar: pd.DatetimeIndex,
+    config: WalkForwardConfig,
+    start: pd.Timestamp | str | None = None,
+) -> list[Fold]:
+    """The folds of :func:`run_classifier` on ``calendar`` (the classifier's horizons and cadence)."""
+    config = replace(config, horizons=classifier.horizons)
+    if classifier.refit_every:
+        config = replace(config, refit_every=classifier.refit_every)
+    first = 0 if start is None else int(calendar.searchsorted(pd.Timestamp(start)))
+    return list(walk_forward_folds(len(calendar), first, config))
+
+
+def first_training_session(
+    classifier: PanelClassifier,
+    calendar: pd.DatetimeIndex,
+    config: WalkForwardConfig,
+    since: pd.Timestamp,
+    start: pd.Timestamp | str | None = None,
+) -> pd.Timestamp | None:
+    """The first session :func:`run_classifier` reads with ``since``: the training window's start of
+    the first fold that holds an origin after it (None when no fold does)."""
+    first_new = int(calendar.searchsorted(pd.Timestamp(since), side="right"))
+    for fold in classifier_folds(classifier, calendar, config, start):
+        if fold.test_end > first_new:
+            return calendar[fold.train_start]
+    return None

@@ -9,7 +9,7 @@ asks for evidence beyond a coin flip.
 =============  =====  ==========================================================================
 component      share  definition (every input known at the signal's close)
 =============  =====  ==========================================================================
-probability    0.30   ``Phi(|mu| / sigma)``: the forecast's own probability of the right sign
+probability    0.20   ``Phi(|mu| / sigma)``: the forecast's own probability of the right sign
 accuracy       0.25   trailing directional accuracy of the model for this ticker and horizon
                       (last ``window`` realised forecasts; 0.5 before ``min_obs`` of them)
 agreement      0.15   share of the single models whose forecast has the signal's sign
@@ -17,6 +17,9 @@ width          0.10   ``1 / (1 + w / median(w))``: interval width against its tr
 fit            0.10   ``0.5 + clip(5 R2, -0.5, 0.5)``: trailing out-of-sample explained variance
                       ``R2 = 1 - sum(e^2) / sum(y^2)`` of the model (0.5 before ``min_obs``)
 variance_ratio 0.10   ``Phi(|z|)``: Lo–MacKinlay evidence against a random walk (z of VR(10))
+classifier     0.10   the calibrated probability of the signal's sign from the direction classifier
+                      at the signal horizon (:mod:`python_models.classification`): ``P(up)`` for a
+                      long signal, ``1 - P(up)`` for a short one (0.5 without a probability)
 =============  =====  ==========================================================================
 
 Fit diagnostics are out-of-sample explained variance, not AIC: AIC compares models fitted
@@ -33,12 +36,13 @@ from python_models.evaluation.metrics import sign_hits
 from python_models.grouped import lag, trailing
 
 CONFIDENCE_WEIGHTS = {
-    "probability": 0.30,
+    "probability": 0.20,
     "accuracy": 0.25,
     "agreement": 0.15,
     "width": 0.10,
     "fit": 0.10,
     "variance_ratio": 0.10,
+    "classifier": 0.10,
 }
 NEUTRAL = 0.5
 
@@ -113,3 +117,11 @@ def variance_ratio_score(z) -> np.ndarray:
     """``Phi(|z|)``; neutral where z is missing."""
     z = np.asarray(z, float)
     return np.where(np.isfinite(z), stats.norm.cdf(np.abs(np.nan_to_num(z))), NEUTRAL)
+
+
+def classifier_score(probability_up, forecast) -> np.ndarray:
+    """The classifier's probability of the forecast's sign: ``P(up)`` where the forecast is positive,
+    ``1 - P(up)`` where it is negative; neutral where either is missing or the forecast is 0."""
+    p, f = np.asarray(probability_up, float), np.asarray(forecast, float)
+    ok = np.isfinite(p) & np.isfinite(f) & (f != 0)
+    return np.where(ok, np.where(f > 0, p, 1.0 - p), NEUTRAL)

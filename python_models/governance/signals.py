@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from python_models.governance.confidence import (
+    classifier_score,
     probability_score,
     signal_confidence,
     trailing_skill,
@@ -39,6 +40,7 @@ def model_signals(
     variance_ratio_z: pd.DataFrame | None = None,
     window: int = CONFIDENCE_WINDOW,
     min_obs: int = 63,
+    direction_probability: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Confidence components and confidence for every model's forecast at ``horizon``.
 
@@ -50,6 +52,9 @@ def model_signals(
         Models whose signs count in the ``agreement`` component.
     variance_ratio_z : pandas.DataFrame, optional
         ``ticker, date, z``: the variance-ratio statistic known at each close.
+    direction_probability : pandas.DataFrame, optional
+        ``ticker, date, probability``: the direction classifier's calibrated P(up) at ``horizon``,
+        made at each close (the ``classifier`` component; neutral where missing).
     """
     need = {"model", "ticker", "asof_date", "horizon", "y_pred", "y_std", "y_lower", "y_upper", "y_true"}
     if need - set(forecasts.columns):
@@ -78,6 +83,12 @@ def model_signals(
         )
     else:
         comp["variance_ratio"] = 0.5
+    if direction_probability is not None:
+        up = direction_probability.rename(columns={"date": "asof_date"}).set_index(["ticker", "asof_date"])["probability"]
+        aligned_up = up.reindex(pd.MultiIndex.from_frame(comp[["ticker", "asof_date"]])).to_numpy()
+        comp["classifier"] = classifier_score(aligned_up, comp["y_pred"].to_numpy())
+    else:
+        comp["classifier"] = 0.5
     comp["confidence"] = signal_confidence(comp)
     return comp.reset_index(drop=True)
 

@@ -69,6 +69,13 @@ def test_the_daily_refresh_forecasts_only_new_sessions_with_the_stored_fits(trun
     pd.testing.assert_frame_equal(
         read(path, regimes, [REFRESHED]), read(full, regimes, [REFRESHED]), check_exact=False, rtol=1e-9
     )
+    # and the classifier's: the fold that holds the new sessions refitted from the rows its window reads
+    probabilities = "select * from ml.class_probabilities where date <= ? order by model, ticker, date, target, horizon"
+    new_probabilities = read(path, probabilities, [REFRESHED])
+    assert new_probabilities["date"].max() == pd.Timestamp(REFRESHED)
+    pd.testing.assert_frame_equal(
+        new_probabilities, read(full, probabilities, [REFRESHED]), check_exact=False, rtol=1e-9
+    )
     # marts.forecasts, extended by the refresh (its origins of the last 120 days recomputed), is what a rebuild gives
     rebuilt = tmp_path / "rebuilt.ducklake"
     Lake.at(path).copy_to(rebuilt)
@@ -86,6 +93,7 @@ def test_the_daily_refresh_forecasts_only_new_sessions_with_the_stored_fits(trun
     tables = [
         "ml.base_forecasts",
         "ml.regime_probabilities",
+        "ml.class_probabilities",
         "ml.ensemble_weights",
         "marts.signals",
         "marts.allocations",

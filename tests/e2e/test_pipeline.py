@@ -18,7 +18,7 @@ def test_every_mart_is_populated(full):
     from dagster_pmx.definitions import defs
 
     marts = [k.path[1] for k in defs.resolve_asset_graph().materializable_asset_keys if k.path[0] == "marts"]
-    assert len(marts) == 29
+    assert len(marts) == 31
     for table in marts:
         if table == "data_quality":
             continue  # the bundled slice is clean: see test_the_bundled_slice_passes_the_wall_whole
@@ -186,6 +186,7 @@ COMPARE = {
     "ml.ensemble_forecasts": (["model", "ticker", "asof_date", "horizon"], "asof_date"),
     "marts.signals": (["ticker", "date"], "date"),
     "ml.regime_probabilities": (["date", "regime"], "date"),
+    "ml.class_probabilities": (["model", "ticker", "date", "target", "horizon"], "date"),
     "marts.allocations": (["strategy", "date", "ticker"], "date"),
     "marts.drawdown_control": (["strategy", "date"], "date"),
     "ml.safe_sleeve": (["date"], "date"),
@@ -302,7 +303,7 @@ def test_python_written_tables_have_their_documented_columns(full):
         assert actual == [c.name for c in schema.columns], table
         assert all(c.description for c in schema.columns), table
     marts = {k.to_user_string() for k in graph.materializable_asset_keys if k.path[0] == "marts"}
-    assert len(marts) == 29 and marts <= documented  # dbt's from YAML, Python's from dagster_pmx/defs/schemas.py
+    assert len(marts) == 31 and marts <= documented  # dbt's from YAML, Python's from dagster_pmx/defs/schemas.py
     assert {"raw/prices", "raw/macro"} <= documented
 
 
@@ -345,6 +346,43 @@ def test_ensemble_weights_and_signal_confidence(full):
     assert s["confidence"].between(0, 1).all()
     assert (np.sign(s["expected_return"]) == s["direction"]).all()
     assert (s.loc[s["tradable"], "confidence"] >= 0.55).all()
+
+
+def test_classifier_probabilities_carry_the_targets_events_and_are_scored_as_sklearn_scores_them(full):
+    from sklearn.metrics import brier_score_loss, log_loss
+
+    p = read(full, "select * from marts.class_probabilities")
+    assert set(p["target"]) == {"direction", "significant_move"} and set(p["horizon"]) == {1, 5, 21, 63}
+    assert (p["train_end"] < p["asof_date"]).all() and p["probability"].between(0, 1).all()
+    # each event is marts.targets' label of the origin: up means a positive forward return
+    t = read(full, "select * from marts.targets").rename(columns={"date": "asof_date"})
+    joined = p.merge(t, on=["ticker", "asof_date"], how="left")
+    for h in (1, 5, 21, 63):
+        up = joined[(joined["target"] == "direction") & (joined["horizon"] == h)]
+        expected = (up[f"fwd_return_{h}d"] > 0).astype(float).where(up[f"fwd_return_{h}d"].notna())
+        assert_allclose(up["event"].astype(float).to_numpy(), expected.to_numpy())
+        move = joined[(joined["target"] == "significant_move") & (joined["horizon"] == h)]
+        assert_allclose(move["event"].astype(float).to_numpy(), move[f"significant_move_{h}d"].astype(float).to_numpy())
+    scores = read(full, "select * from marts.classifier_scores")
+    assert len(scores) == 8
+    for row in scores.itertuples():
+        rows = p[(p["target"] == row.target) & (p["horizon"] == row.horizon) & p["event"].notna()]
+        y, prob, base = rows["event"].astype(float), rows["probability"], rows["base_rate"]
+        assert row.n_obs == len(rows)
+        assert row.brier == pytest.approx(brier_score_loss(y, prob), rel=1e-10)
+        assert row.base_brier == pytest.approx(brier_score_loss(y, base), rel=1e-10)
+        assert row.log_loss == pytest.approx(log_loss(y, prob, labels=[0, 1]), rel=1e-10)
+        assert row.hit_rate == pytest.approx(((prob > 0.5) == (y > 0.5)).mean(), rel=1e-12)
+        assert row.log_loss_diff_lower <= row.log_loss - row.base_log_loss <= row.log_loss_diff_upper
+        assert row.verdict in {"beats the base rate", "worse than the base rate", "no different from the base rate"}
+    # the confidence blend's classifier component is the probability of the signal's sign
+    s = read(full, "select ticker, date, horizon, expected_return, conf_classifier from marts.signals")
+    up = p[p["target"] == "direction"].rename(columns={"asof_date": "date"})[["ticker", "date", "horizon", "probability"]]
+    m = s.merge(up, on=["ticker", "date", "horizon"], how="left")
+    expected = np.where(m["expected_return"] > 0, m["probability"], 1 - m["probability"])
+    expected = np.where(m["probability"].isna() | (m["expected_return"] == 0), 0.5, expected)
+    assert_allclose(m["conf_classifier"].to_numpy(float), expected, rtol=1e-12)
+    assert m["probability"].notna().mean() > 0.5
 
 
 def test_signals_follow_the_model_governance_made_active(full):

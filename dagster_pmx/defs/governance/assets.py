@@ -69,6 +69,7 @@ def _spec(name: str, schema: dg.TableSchema, description: str, schema_name: str 
             dg.AssetKey(["ml", "base_forecasts"]),
             dg.AssetKey(["ml", "ensemble_forecasts"]),
             dg.AssetKey(["ml", "regime_probabilities"]),
+            dg.AssetKey(["ml", "class_probabilities"]),  # the confidence blend's classifier component
             dg.AssetKey(["intermediate", "int_forward_returns"]),
             dg.AssetKey(["intermediate", "int_returns"]),
             dg.AssetKey(["intermediate", "int_risk_free"]),
@@ -138,13 +139,14 @@ def _full_build(
     forecasts = _Forecasts.streamed(warehouse, policy, since=None)
     result = _govern(warehouse, settings, policy, forecasts, since=None, state=None)
     variance_ratio = reads.variance_ratios(warehouse, settings.benchmark, None)
+    up = reads.direction_probabilities(warehouse, policy.horizon, None)
     drift = _drift(warehouse, settings, result.reviews, since=None)
     tables = _tables(result, drift)
     tally = _SignalTally()
 
     def batches() -> Iterator[dict[str, pd.DataFrame]]:
         yield {table: rows for table, rows, _ in tables.values()}
-        for signals in _signals(forecasts, variance_ratio, result.active, settings.ticker_batch):
+        for signals in _signals(forecasts, variance_ratio, up, result.active, settings.ticker_batch):
             tally.add(signals)
             yield {SIGNALS_TABLE: signals}
         if not tally.rows:  # raised before anything is written
@@ -174,8 +176,9 @@ def _resume(
     result = _govern(warehouse, settings, policy, forecasts, since=start, state=state)
     first = resume.signals_start(calendar, state, policy)
     variance_ratio = reads.variance_ratios(warehouse, settings.benchmark, first)
+    up = reads.direction_probabilities(warehouse, policy.horizon, first)
     active = resume.active_history(reads.stored_active(warehouse, start), state, result.active)
-    parts = list(_signals(forecasts, variance_ratio, active, settings.ticker_batch, first))
+    parts = list(_signals(forecasts, variance_ratio, up, active, settings.ticker_batch, first))
     if not parts:
         raise ValueError(f"no forecasts at the signal horizon {policy.horizon} since {first.date()}")
     signals = pd.concat(parts, ignore_index=True)
@@ -306,6 +309,7 @@ def _govern(
 def _signals(
     forecasts: _Forecasts,
     variance_ratio: pd.DataFrame,
+    direction_probability: pd.DataFrame | None,
     active: pd.Series,
     batch: int,
     first: pd.Timestamp | None = None,
@@ -324,7 +328,10 @@ def _signals(
         if rows.empty:
             continue
         z = variance_ratio[variance_ratio["ticker"].isin(tickers)]
-        per_model = model_signals(rows, policy.horizon, singles, variance_ratio_z=z, window=CONFIDENCE_WINDOW)
+        up = None if direction_probability is None else direction_probability[direction_probability["ticker"].isin(tickers)]
+        per_model = model_signals(
+            rows, policy.horizon, singles, variance_ratio_z=z, window=CONFIDENCE_WINDOW, direction_probability=up
+        )
         yield governed_signals(per_model, active, policy)[SIGNAL_COLUMNS]
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from dagster_pmx.defs.reads import frame
 from dagster_pmx.resources import Warehouse
+from python_models.classification.logistic import NAME as CLASSIFIER
 from python_models.governance.governor import GovernanceState
 from python_models.governance.policy import GovernancePolicy
 from python_models.governance.resume import state_from_status
@@ -55,6 +56,19 @@ def variance_ratios(warehouse: Warehouse, benchmark: str, since: pd.Timestamp | 
         if since is not None:
             t = t.filter(t.date >= pd.Timestamp(since))
         return frame(t.select("ticker", "date", z=t.variance_ratio_z_10))
+
+
+def direction_probabilities(warehouse: Warehouse, horizon: int, since: pd.Timestamp | None) -> pd.DataFrame | None:
+    """``ticker, date, probability``: the direction classifier's P(up) at ``horizon`` per close (the
+    confidence blend's ``classifier`` component), from ``since`` on; None when none is stored."""
+    if not warehouse.has("ml.class_probabilities"):
+        return None
+    with warehouse.ibis() as db:
+        t = db.table("class_probabilities", database="ml")
+        t = t.filter((t.model == CLASSIFIER) & (t.target == "direction") & (t.horizon == horizon))
+        if since is not None:
+            t = t.filter(t.date >= pd.Timestamp(since))
+        return frame(t.select("ticker", "date", "probability"))
 
 
 def stored_active(warehouse: Warehouse, since: pd.Timestamp) -> pd.Series:

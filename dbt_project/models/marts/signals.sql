@@ -28,6 +28,7 @@ final as (
         s.conf_width,
         s.conf_fit,
         s.conf_variance_ratio,
+        s.conf_classifier,
         s.flips,
         case
             when x.volatility_ratio_10_63 is null then 'unknown'

@@ -20,6 +20,7 @@ final as (
         width as conf_width,
         fit as conf_fit,
         variance_ratio as conf_variance_ratio,
+        classifier as conf_classifier,
         confidence,
         cast(direction as integer) as direction,
         cast(flips as integer) as flips,

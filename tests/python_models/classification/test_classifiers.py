@@ -8,7 +8,7 @@ from scipy import optimize
 from sklearn.metrics import brier_score_loss
 from sklearn.metrics import log_loss as sklearn_log_loss
 
-from python_models.classification.base import label_columns, usable_labels
+from python_models.classification.base import events, label_columns, usable_labels
 from python_models.classification.logistic import PooledLogistic, penalised_logit, platt_scaling
 from python_models.classification.scores import (
     block_bootstrap_means,
@@ -17,7 +17,7 @@ from python_models.classification.scores import (
     classifier_scores,
     log_losses,
 )
-from python_models.classification.walk_forward import run_classifier
+from python_models.classification.walk_forward import first_training_session, run_classifier
 from python_models.evaluation.walk_forward import WalkForwardConfig
 
 HORIZONS = (1, 5)
@@ -153,6 +153,23 @@ def test_since_gives_the_full_runs_rows():
     tail, _ = run_classifier(PooledLogistic(horizons=HORIZONS), panel, config(), since=since)
     assert set(tail["date"]) == set(panel["date"][panel["date"] > since])
     pd.testing.assert_frame_equal(tail, full[full["date"] > since].reset_index(drop=True))
+    # the refresh reads the panel from the first fold it refits only, the folds laid on the whole calendar
+    calendar = pd.DatetimeIndex(panel["date"].unique())
+    first = first_training_session(PooledLogistic(horizons=HORIZONS), calendar, config(), since)
+    assert first is not None and first > calendar[0]
+    recent = panel[panel["date"] >= first]
+    again, _ = run_classifier(PooledLogistic(horizons=HORIZONS), recent, config(), since=since, calendar=calendar)
+    pd.testing.assert_frame_equal(again, tail)
+    with pytest.raises(ValueError, match="after the fold's window"):
+        run_classifier(PooledLogistic(horizons=HORIZONS), panel[panel["date"] > first], config(), since=since, calendar=calendar)
+
+
+def test_nullable_labels_of_duckdb_are_read():
+    panel = labelled_panel(tickers=2, sessions=20)
+    panel["fwd_direction_1d"] = pd.array([1, -1, None, 0] * 10, dtype="Int32")
+    panel["significant_move_1d"] = pd.array([True, None, False, True] * 10, dtype="boolean")
+    np.testing.assert_array_equal(events(panel, "direction", 1)[:4], [1.0, 0.0, np.nan, 0.0])
+    np.testing.assert_array_equal(events(panel, "significant_move", 1)[:4], [1.0, np.nan, 0.0, 1.0])
 
 
 def test_bad_inputs_get_clear_errors():
@@ -163,6 +180,14 @@ def test_bad_inputs_get_clear_errors():
         PooledLogistic(horizons=HORIZONS).fit(panel.head(100))
     with pytest.raises(ValueError, match="repeats"):
         PooledLogistic(horizons=HORIZONS).fit(pd.concat([panel, panel.head(1)]))
+    # a horizon without labels enough to calibrate on is left out of that fit; the others are fitted
+    fit = PooledLogistic(horizons=(1, 63)).fit(labelled_panel(tickers=2, sessions=300).assign(
+        fwd_direction_63d=1, significant_move_63d=True))
+    assert set(fit.base_rates) == {("direction", 1), ("significant_move", 1)}
+    assert fit.diagnostics["skipped_direction_h63"] == 1.0
+    with pytest.raises(ValueError, match="any target"):
+        PooledLogistic(horizons=HORIZONS).fit(labelled_panel(tickers=1, sessions=300).assign(f1=0.0, fwd_direction_1d=1,
+            fwd_direction_5d=1, significant_move_1d=True, significant_move_5d=True))
     with pytest.raises(ValueError, match="targets"):
         PooledLogistic(targets=["volatility"])
     with pytest.raises(ValueError, match="validation"):

@@ -1,0 +1,98 @@
+"""Classifiers of the binary targets: walk-forward probabilities, and their scores against the base rate."""
+
+import dagster as dg
+
+from dagster_pmx.defs import schemas
+from dagster_pmx.defs.classification import reads
+from dagster_pmx.defs.forecasting.assets import ForecastRun
+from dagster_pmx.defs.forecasting.modes import walk_forward_config
+from dagster_pmx.resources import PmxSettings, Warehouse
+from python_models.classification.base import label_columns
+from python_models.classification.logistic import PooledLogistic
+from python_models.classification.scores import classifier_scores as score_classifiers
+from python_models.classification.walk_forward import first_training_session, run_classifier
+
+#: Bootstrap draws of the scores' intervals.
+SCORE_DRAWS = 1000
+
+
+def default_classifier() -> PooledLogistic:
+    """The classifier the build runs: every target at the forecasters' horizons."""
+    return PooledLogistic()
+
+
+@dg.asset(
+    key=["ml", "class_probabilities"],
+    group_name="forecasting",
+    pool="warehouse",
+    kinds={"python", "duckdb"},
+    deps=[dg.AssetKey(["marts", "features"]), dg.AssetKey(["marts", "targets"])],
+    metadata={"dagster/column_schema": schemas.CLASS_PROBABILITIES},
+    description="Calibrated probabilities of the binary targets of marts.targets (direction: the forward return is "
+    "positive; significant_move: |fwd return| > k daily vol sqrt(h)) at horizons 1/5/21/63: an L2 logistic "
+    "regression pooled across tickers on the ticker-agnostic marts.features columns, Platt-calibrated on a held-out "
+    "block, refitted every 126 sessions walk-forward with the forecasters' window, purge and embargo. Each row has "
+    "the base rate of its fit's training labels, the forecast it is scored against.",
+)
+def class_probabilities(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: ForecastRun
+) -> dg.MaterializeResult:
+    classifier, wf = default_classifier(), walk_forward_config(settings)
+    calendar = reads.feature_sessions(warehouse, settings.benchmark, settings.ticker_list)
+    extend = config.mode == "incremental" and warehouse.has("ml.class_probabilities")
+    since = reads.last_probability_date(warehouse) if extend else None
+    first = None
+    if since is not None:
+        first = first_training_session(classifier, calendar, wf, since, settings.forecast_start)
+        if first is None:  # no fold holds a session after the stored ones
+            return dg.MaterializeResult(metadata={"dagster/row_count": 0, "new_rows": 0})
+    panel = reads.classifier_panel(
+        warehouse, settings.benchmark, settings.ticker_list, label_columns(classifier.horizons), first
+    )
+    probabilities, diagnostics = run_classifier(
+        classifier, panel, wf, start=settings.forecast_start, since=since, calendar=calendar
+    )
+    probabilities.insert(0, "model", classifier.name)
+    if since is None:
+        rows = warehouse.replace_table("ml.class_probabilities", probabilities)
+    else:  # only the folds that hold the new sessions were fitted: their rows are the full run's
+        rows = warehouse.append_after("ml.class_probabilities", probabilities, since)
+        context.log.info(f"incremental: {len(probabilities)} probabilities after {since.date()}")
+    slopes = diagnostics[diagnostics["diagnostic"].str.startswith("platt_slope_")]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "new_rows": len(probabilities),
+            "fits": int(diagnostics["train_end"].nunique()) if len(diagnostics) else 0,
+            "failed_fits": int(probabilities.attrs.get("failed_fits", 0)),
+            "mean_platt_slope": round(float(slopes["value"].mean()), 4) if len(slopes) else 0.0,
+        }
+    )
+
+
+@dg.asset(
+    key=["marts", "classifier_scores"],
+    group_name="validation",
+    pool="warehouse",
+    kinds={"python", "duckdb"},
+    deps=[dg.AssetKey(["marts", "class_probabilities"])],
+    metadata={"dagster/column_schema": schemas.CLASSIFIER_SCORES},
+    description="Out-of-sample scores of every classifier per target and horizon, every ticker pooled, against the "
+    "base rate of each fit's training window: hit rate, Brier score, log loss and calibration error, with 95 % "
+    "circular-block-bootstrap intervals of the differences (blocks of max(h, 21) sessions) and a verdict.",
+)
+def classifier_scores(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    realised = reads.realised_probabilities(warehouse)
+    if realised.empty:
+        raise ValueError("marts.class_probabilities has no realised probability to score")
+    scores = score_classifiers(realised, draws=SCORE_DRAWS)
+    rows = warehouse.replace_table("marts.classifier_scores", scores)
+    board = scores[["model", "target", "horizon", "hit_rate", "base_hit_rate", "log_loss", "base_log_loss", "verdict"]]
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows,
+            "scores": dg.MetadataValue.md(board.round(4).to_markdown(index=False)),
+            "beats_base_rate": int((scores["verdict"] == "beats the base rate").sum()),
+        }
+    )
+
