@@ -515,7 +515,7 @@ CLASS_PROBABILITIES = _schema(
     ("date", "timestamp", "Origin: the close the probability is made at, from that session's features."),
     ("target", "varchar", "direction (the forward return is positive) or significant_move (|fwd| > k vol sqrt(h))."),
     ("horizon", "bigint", "Horizon of the target in sessions."),
-    ("probability", "double", "Calibrated probability of the event (Platt scaling on a held-out block), in (0, 1)."),
+    ("probability", "double", "Probability of the event (the penalised likelihood's; docs/models.md#classifiers), in (0, 1)."),
     ("base_rate", "double", "Share of events among the fit's training labels: the base-rate forecast it is scored against."),
     ("train_start", "timestamp", "First session of the fit's training window."),
     ("train_end", "timestamp", "Last session of the fit's training window (before the origin, with the gap)."),

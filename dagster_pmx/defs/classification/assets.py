@@ -28,10 +28,10 @@ def default_classifier() -> PooledLogistic:
     kinds={"python", "duckdb"},
     deps=[dg.AssetKey(["marts", "features"]), dg.AssetKey(["marts", "targets"])],
     metadata={"dagster/column_schema": schemas.CLASS_PROBABILITIES},
-    description="Calibrated probabilities of the binary targets of marts.targets (direction: the forward return is "
+    description="Probabilities of the binary targets of marts.targets (direction: the forward return is "
     "positive; significant_move: |fwd return| > k daily vol sqrt(h)) at horizons 1/5/21/63: an L2 logistic "
-    "regression pooled across tickers on the ticker-agnostic marts.features columns, Platt-calibrated on a held-out "
-    "block, refitted every 126 sessions walk-forward with the forecasters' window, purge and embargo. Each row has "
+    "regression pooled across tickers on the ticker-agnostic marts.features columns (C = 0.001; scored on a held-out "
+    "block against the base rate, then refitted on every label of its window), refitted every 126 sessions walk-forward with the forecasters' window, purge and embargo. Each row has "
     "the base rate of its fit's training labels, the forecast it is scored against.",
 )
 def class_probabilities(
@@ -58,14 +58,15 @@ def class_probabilities(
     else:  # only the folds that hold the new sessions were fitted: their rows are the full run's
         rows = warehouse.append_after("ml.class_probabilities", probabilities, since)
         context.log.info(f"incremental: {len(probabilities)} probabilities after {since.date()}")
-    slopes = diagnostics[diagnostics["diagnostic"].str.startswith("platt_slope_")]
+    skill = diagnostics[diagnostics["diagnostic"].str.startswith("held_out_skill_")]
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows,
             "new_rows": len(probabilities),
             "fits": int(diagnostics["train_end"].nunique()) if len(diagnostics) else 0,
             "failed_fits": int(probabilities.attrs.get("failed_fits", 0)),
-            "mean_platt_slope": round(float(slopes["value"].mean()), 4) if len(slopes) else 0.0,
+            # log-loss skill over the base rate on the fits' held-out blocks, averaged over fits and targets
+            "mean_held_out_skill": round(float(skill["value"].mean()), 5) if len(skill) else 0.0,
         }
     )
 

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 from scipy import optimize
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 from sklearn.metrics import log_loss as sklearn_log_loss
 
@@ -66,6 +67,9 @@ def test_penalised_logit_minimises_its_objective():
     expected = optimize.minimize(objective, np.zeros(4), method="BFGS", options={"gtol": 1e-10}).x
     intercept, coef = penalised_logit(x, y, c)
     np.testing.assert_allclose([intercept, *coef], expected, atol=1e-5)
+    # and scikit-learn's L2 logistic regression, which minimises the same objective
+    reference = LogisticRegression(C=c, tol=1e-10, max_iter=1000).fit(x, y)
+    np.testing.assert_allclose([intercept, *coef], [reference.intercept_[0], *reference.coef_[0]], atol=1e-5)
 
 
 def test_platt_scaling_is_statsmodels_logit_on_the_score():
@@ -104,7 +108,9 @@ def test_walk_forward_learns_a_planted_signal_and_is_calibrated():
     probs, diagnostics = run_classifier(PooledLogistic(horizons=HORIZONS), panel, config())
     assert len(probs) and probs["probability"].between(0, 1).all()
     assert (probs["date"] > probs["train_end"]).all()
-    assert set(diagnostics["diagnostic"]) >= {"platt_slope_direction_h1", "features"}
+    assert set(diagnostics["diagnostic"]) >= {"held_out_skill_direction_h1", "features"}
+    skill = diagnostics[diagnostics["diagnostic"] == "held_out_skill_significant_move_h1"]["value"]
+    assert (skill > 0).all()
     scored = score_frame(probs, panel)
     scores = classifier_scores(scored, draws=300).set_index(["target", "horizon"])
     for target in ("direction", "significant_move"):
@@ -113,6 +119,16 @@ def test_walk_forward_learns_a_planted_signal_and_is_calibrated():
         assert row["log_loss_diff_upper"] < 0 and row["brier_diff_upper"] < 0
         assert row["calibration_error"] < 0.05
     assert scores.loc[("direction", 1), "hit_rate"] > 0.65
+
+
+def test_platt_calibration_is_an_option_that_keeps_the_probe():
+    panel = labelled_panel(signal=1.0)
+    probs, diagnostics = run_classifier(PooledLogistic(horizons=HORIZONS, calibrate=True), panel, config())
+    slopes = diagnostics[diagnostics["diagnostic"] == "platt_slope_direction_h1"]["value"]
+    assert len(slopes) and (slopes > 0).all()
+    scores = classifier_scores(score_frame(probs, panel), draws=300).set_index(["target", "horizon"])
+    assert scores.loc[("direction", 1), "verdict"] == "beats the base rate"
+    assert scores.loc[("direction", 1), "calibration_error"] < 0.05
 
 
 def test_walk_forward_on_null_labels_does_not_beat_the_base_rate():
