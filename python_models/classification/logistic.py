@@ -25,6 +25,7 @@ sessions of overlapping labels, follows the last block's market), so it is off b
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -62,7 +63,8 @@ class Standardiser:
 
     @classmethod
     def of(cls, x: np.ndarray) -> Standardiser:
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # a column without a value in the window (a feature's warm-up) is dropped below
+            warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(x, axis=0)
             scale = np.nanstd(x, axis=0)
         return cls(np.nan_to_num(mean), np.where(np.isfinite(scale) & (scale > 0), scale, np.nan))
