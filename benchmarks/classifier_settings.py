@@ -32,7 +32,7 @@ from python_models.classification.walk_forward import run_classifier  # noqa: E4
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", required=True, help="a built warehouse (pmx.ducklake)")
-    parser.add_argument("--c", default="0.01,0.01r", help="comma-separated inverse penalties; a trailing r: uncalibrated")
+    parser.add_argument("--c", default="0.01,0.001r", help="comma-separated settings: an inverse penalty or a grid a/b/c to choose from; a trailing r: no Platt scaling (refit on every label)")
     parser.add_argument("--draws", type=int, default=1000)
     args = parser.parse_args()
     settings = PmxSettings.from_env()
@@ -47,11 +47,12 @@ def main() -> None:
     outcomes = pd.concat(realised, ignore_index=True)
     rows = []
     for setting in args.c.split(","):
-        c, calibrate = float(setting.rstrip("r")), not setting.endswith("r")
+        calibrate = not setting.endswith("r")
+        c = [float(v) for v in setting.rstrip("r").split("/")]  # a/b/c: the grid the fits choose from
         started = time.perf_counter()
         probs, _ = run_classifier(PooledLogistic(c=c, calibrate=calibrate), panel, walk_forward_config(settings), settings.forecast_start, calendar=calendar)
         seconds = time.perf_counter() - started
-        scored = probs.merge(outcomes, on=["ticker", "date", "target", "horizon"]).assign(model=f"c={c:g}{'' if calibrate else ' raw'}")
+        scored = probs.merge(outcomes, on=["ticker", "date", "target", "horizon"]).assign(model=f"c={setting.rstrip('r')}{'' if calibrate else ' raw'}")
         scores = classifier_scores(scored, draws=args.draws)
         scores["seconds"] = round(seconds, 1)
         rows.append(scores)

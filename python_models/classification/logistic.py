@@ -48,6 +48,8 @@ from python_models.forecasters.boosting import feature_columns
 
 #: The name its probabilities are stored under.
 NAME = "logistic"
+#: Inverse penalties the fits choose from (PooledLogistic's ``c``).
+C_GRID = (1e-4, 1e-3, 1e-2)
 #: Standardised features are clipped to this many standard deviations.
 CLIP = 5.0
 #: Fewest labelled rows to train on and to calibrate on, per (target, horizon).
@@ -112,9 +114,10 @@ class PooledLogistic(PanelClassifier):
         Horizons fitted.
     targets : sequence of str
         Targets fitted (:data:`~python_models.classification.base.TARGETS`).
-    c : float
-        Inverse L2 penalty (scikit-learn's ``C``) on the standardised features:
-        small, as a day's features say little about the next returns.
+    c : float or sequence of float
+        Inverse L2 penalties (scikit-learn's ``C``) on the standardised features to choose from, per
+        fit and (target, horizon), by the probe's log loss on the held-out block: strong where the
+        features say little (most of a day's returns), weaker where they say more.
     validation : float
         Share of the window's sessions held out to score the probe (and calibrate it, with ``calibrate``).
     refit_every : int or None
@@ -127,21 +130,22 @@ class PooledLogistic(PanelClassifier):
         self,
         horizons: Sequence[int] = DEFAULT_HORIZONS,
         targets: Sequence[str] = TARGETS,
-        c: float = 0.001,
+        c: float | Sequence[float] = C_GRID,
         validation: float = 0.2,
         refit_every: int | None = 126,
-        calibrate: bool = True,
+        calibrate: bool = False,
     ) -> None:
         if not 0 < validation < 0.5:
             raise ValueError(f"validation must be in (0, 0.5), got {validation}")
-        if c <= 0:
+        grid = tuple(float(v) for v in np.atleast_1d(c))
+        if not grid or min(grid) <= 0:
             raise ValueError(f"c must be positive, got {c}")
         unknown = set(targets) - set(TARGETS)
         if unknown or not targets:
             raise ValueError(f"targets must be among {TARGETS}, got {list(targets)}")
         self.horizons = validate_horizons(horizons)
         self.targets = tuple(t for t in TARGETS if t in targets)
-        self.c, self.validation, self.refit_every = c, validation, refit_every
+        self.c, self.validation, self.refit_every = grid, validation, refit_every
         self.calibrate = calibrate
         self.name = NAME
 
@@ -170,10 +174,12 @@ class PooledLogistic(PanelClassifier):
         fit = LogisticFit(standardiser=standardiser, features=features)
         for horizon in self.horizons:
             known = usable_labels(p, horizon)
+            # the session each label is realised at: the ticker's h-th later row (a ticker may skip sessions)
+            realised = pd.Series(pos).groupby(p["ticker"].to_numpy()).shift(-horizon).to_numpy()
             for target in self.targets:
                 y = events(p, target, horizon)
                 labelled = known & np.isfinite(y)
-                train = labelled & (pos + horizon < cut)  # labels end before the calibration block
+                train = labelled & (realised < cut)  # labels realised before the held-out block (the purge)
                 calibrate = labelled & (pos >= cut)
                 key = f"{target}_h{horizon}"
                 y_train = y[train]
@@ -182,8 +188,15 @@ class PooledLogistic(PanelClassifier):
                 if train.sum() < MIN_FIT_ROWS or calibrate.sum() < MIN_VALIDATION_ROWS or y_train.min() == y_train.max():
                     fit.diagnostics[f"skipped_{key}"] = 1.0
                     continue
-                intercept, coef = penalised_logit(z[train], y_train, self.c)
-                logit = CalibratedLogit(intercept, coef, 0.0, 1.0)
+                # a probe per penalty on the training rows, the one with the lowest held-out log loss kept
+                best, logit = np.inf, None
+                for c in self.c:
+                    probe_fit = CalibratedLogit(*penalised_logit(z[train], y_train, c), 0.0, 1.0)
+                    loss = _mean_log_loss(y[calibrate], probe_fit.probability(z[calibrate]))
+                    if loss < best:
+                        best, logit, chosen = loss, probe_fit, c
+                assert logit is not None
+                fit.diagnostics[f"c_{key}"] = chosen
                 score = logit.score(z[calibrate])
                 if self.calibrate:
                     logit.platt_a, logit.platt_b = platt_scaling(score, y[calibrate])
@@ -191,13 +204,12 @@ class PooledLogistic(PanelClassifier):
                 fit.models[(target, horizon)] = logit
                 fit.base_rates[(target, horizon)] = float(y[labelled].mean())
                 # the probe against the base rate of its own training labels, on the held-out block
-                held_out = np.clip(logit.probability(z[calibrate]), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
-                probe = float(log_losses(y[calibrate], held_out).mean())
-                base = float(log_losses(y[calibrate], np.full(calibrate.sum(), y_train.mean())).mean())
+                probe = _mean_log_loss(y[calibrate], logit.probability(z[calibrate]))
+                base = _mean_log_loss(y[calibrate], np.full(calibrate.sum(), y_train.mean()))
                 fit.diagnostics[f"held_out_log_loss_{key}"] = probe
                 fit.diagnostics[f"held_out_skill_{key}"] = 1.0 - probe / base
                 if not self.calibrate:  # the held-out block taught the probe nothing: refit on every known label
-                    logit.intercept, logit.coef = penalised_logit(z[labelled], y[labelled], self.c)
+                    logit.intercept, logit.coef = penalised_logit(z[labelled], y[labelled], chosen)
         if not fit.models:
             raise ValueError(f"too few labelled rows in a window of {len(dates)} sessions for any target and horizon")
         fit.diagnostics["rows"] = float(len(p))
@@ -262,6 +274,10 @@ def platt_scaling(score: np.ndarray, event: np.ndarray) -> tuple[float, float]:
             break
     slope = beta[1] / spread
     return float(beta[0] - slope * s.mean()), float(slope)
+
+
+def _mean_log_loss(event: np.ndarray, probability: np.ndarray) -> float:
+    return float(log_losses(event, np.clip(probability, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)).mean())
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

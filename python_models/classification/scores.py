@@ -1,5 +1,5 @@
 """Scores of probability forecasts against the base rate: hit rate, Brier score, log loss,
-calibration error, with moving-block bootstrap intervals.
+calibration error, with circular block bootstrap intervals.
 
 The comparator is the **base rate**: the share of events in the training window of the fit that
 made the forecast, known when it was made (the climatological forecast). Its hit rate predicts the

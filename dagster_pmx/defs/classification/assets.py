@@ -30,8 +30,8 @@ def default_classifier() -> PooledLogistic:
     metadata={"dagster/column_schema": schemas.CLASS_PROBABILITIES},
     description="Probabilities of the binary targets of marts.targets (direction: the forward return is "
     "positive; significant_move: |fwd return| > k daily vol sqrt(h)) at horizons 1/5/21/63: an L2 logistic "
-    "regression pooled across tickers on the ticker-agnostic marts.features columns (C = 0.001; scored on a held-out "
-    "block against the base rate, then refitted on every label of its window), refitted every 126 sessions walk-forward with the forecasters' window, purge and embargo. Each row has "
+    "regression pooled across tickers on the ticker-agnostic marts.features columns (the penalty chosen per fit "
+    "from 1e-4, 1e-3, 1e-2 by a held-out block's log loss, then refitted on every label of its window), refitted every 126 sessions walk-forward with the forecasters' window, purge and embargo. Each row has "
     "the base rate of its fit's training labels, the forecast it is scored against.",
 )
 def class_probabilities(

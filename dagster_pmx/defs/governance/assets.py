@@ -125,6 +125,10 @@ def governance(
     """Govern every session (full build), or the sessions after the stored state (daily refresh)."""
     policy = governance_policy(settings)
     state = reads.stored_state(warehouse, policy) if config.incremental else None
+    missing = set(SIGNAL_COLUMNS) - set(reads.stored_signal_columns(warehouse)) if state is not None else set()
+    if missing:  # stored by an earlier version (a confidence component it lacked): govern every session again
+        context.log.info(f"ml.governed_signals lacks {sorted(missing)}: governing every session again")
+        state = None
     if state is None:
         yield from _full_build(context, warehouse, settings, policy)
     else:

@@ -71,6 +71,14 @@ def direction_probabilities(warehouse: Warehouse, horizon: int, since: pd.Timest
         return frame(t.select("ticker", "date", "probability"))
 
 
+def stored_signal_columns(warehouse: Warehouse) -> list[str]:
+    """The columns ``ml.governed_signals`` has (none when it does not exist)."""
+    if not warehouse.has("ml.governed_signals"):
+        return []
+    with warehouse.ibis() as db:
+        return list(db.table("governed_signals", database="ml").columns)
+
+
 def stored_active(warehouse: Warehouse, since: pd.Timestamp) -> pd.Series:
     """The model marts.model_risk marks active per stored session from ``since`` on ("" where none is:
     every model stopped)."""

@@ -111,6 +111,7 @@ def test_walk_forward_learns_a_planted_signal_and_is_calibrated():
     assert set(diagnostics["diagnostic"]) >= {"held_out_skill_direction_h1", "features"}
     skill = diagnostics[diagnostics["diagnostic"] == "held_out_skill_significant_move_h1"]["value"]
     assert (skill > 0).all()
+    assert not diagnostics["diagnostic"].str.startswith("platt_slope").any()  # no Platt scaling by default
     scored = score_frame(probs, panel)
     scores = classifier_scores(scored, draws=300).set_index(["target", "horizon"])
     for target in ("direction", "significant_move"):
@@ -119,6 +120,21 @@ def test_walk_forward_learns_a_planted_signal_and_is_calibrated():
         assert row["log_loss_diff_upper"] < 0 and row["brier_diff_upper"] < 0
         assert row["calibration_error"] < 0.05
     assert scores.loc[("direction", 1), "hit_rate"] > 0.65
+
+
+def test_the_kept_model_is_the_penalised_likelihood_on_every_known_label_of_the_window():
+    panel = labelled_panel(tickers=4, sessions=400)
+    model = PooledLogistic(horizons=HORIZONS)
+    fit = model.fit(panel)
+    z = fit.standardiser.apply(panel[fit.features].to_numpy(float))
+    for target in ("direction", "significant_move"):
+        y = events(panel, target, 5)
+        known = usable_labels(panel, 5) & np.isfinite(y)
+        intercept, coef = penalised_logit(z[known], y[known], fit.diagnostics[f"c_{target}_h5"])
+        kept = fit.models[(target, 5)]
+        assert (kept.platt_a, kept.platt_b) == (0.0, 1.0)
+        np.testing.assert_allclose([kept.intercept, *kept.coef], [intercept, *coef], rtol=1e-12)
+        assert fit.base_rates[(target, 5)] == pytest.approx(y[known].mean(), rel=1e-12)
 
 
 def test_platt_calibration_is_an_option_that_keeps_the_probe():
@@ -140,13 +156,14 @@ def test_walk_forward_on_null_labels_does_not_beat_the_base_rate():
     assert (probs.groupby(["target", "horizon"])["probability"].std() < 0.05).all()
 
 
-def test_probabilities_do_not_read_labels_or_features_after_the_fit():
+@pytest.mark.parametrize("calibrate", [False, True])
+def test_probabilities_do_not_read_labels_or_features_after_the_fit(calibrate):
     """Poison every feature after a cut and every label realised after it: the probabilities of
     the origins up to the cut stay the same, bit for bit."""
     panel = labelled_panel()
     dates = panel["date"].unique()
     cut = dates[650]
-    probs, _ = run_classifier(PooledLogistic(horizons=HORIZONS), panel, config())
+    probs, _ = run_classifier(PooledLogistic(horizons=HORIZONS, calibrate=calibrate), panel, config())
     rng = np.random.default_rng(9)
     poisoned = panel.copy()
     later = poisoned["date"] > cut
@@ -156,28 +173,30 @@ def test_probabilities_do_not_read_labels_or_features_after_the_fit():
         realised_later = position + h > 650
         poisoned.loc[realised_later, f"fwd_direction_{h}d"] = 1
         poisoned.loc[realised_later, f"significant_move_{h}d"] = True
-    again, _ = run_classifier(PooledLogistic(horizons=HORIZONS), poisoned, config())
+    again, _ = run_classifier(PooledLogistic(horizons=HORIZONS, calibrate=calibrate), poisoned, config())
     before = probs[probs["date"] <= cut].reset_index(drop=True)
     pd.testing.assert_frame_equal(before, again[again["date"] <= cut].reset_index(drop=True))
     assert not probs[probs["date"] > cut]["probability"].equals(again[again["date"] > cut]["probability"])
 
 
-def test_since_gives_the_full_runs_rows():
+@pytest.mark.parametrize("calibrate", [False, True])
+def test_since_gives_the_full_runs_rows(calibrate):
     panel = labelled_panel(sessions=700)
-    full, _ = run_classifier(PooledLogistic(horizons=HORIZONS), panel, config())
+    model = PooledLogistic(horizons=HORIZONS, calibrate=calibrate)
+    full, _ = run_classifier(model, panel, config())
     since = panel["date"].unique()[-3]
-    tail, _ = run_classifier(PooledLogistic(horizons=HORIZONS), panel, config(), since=since)
+    tail, _ = run_classifier(model, panel, config(), since=since)
     assert set(tail["date"]) == set(panel["date"][panel["date"] > since])
     pd.testing.assert_frame_equal(tail, full[full["date"] > since].reset_index(drop=True))
     # the refresh reads the panel from the first fold it refits only, the folds laid on the whole calendar
     calendar = pd.DatetimeIndex(panel["date"].unique())
-    first = first_training_session(PooledLogistic(horizons=HORIZONS), calendar, config(), since)
+    first = first_training_session(model, calendar, config(), since)
     assert first is not None and first > calendar[0]
     recent = panel[panel["date"] >= first]
-    again, _ = run_classifier(PooledLogistic(horizons=HORIZONS), recent, config(), since=since, calendar=calendar)
+    again, _ = run_classifier(model, recent, config(), since=since, calendar=calendar)
     pd.testing.assert_frame_equal(again, tail)
     with pytest.raises(ValueError, match="after the fold's window"):
-        run_classifier(PooledLogistic(horizons=HORIZONS), panel[panel["date"] > first], config(), since=since, calendar=calendar)
+        run_classifier(model, panel[panel["date"] > first], config(), since=since, calendar=calendar)
 
 
 def test_nullable_labels_of_duckdb_are_read():
