@@ -32,7 +32,12 @@ from python_models.classification.walk_forward import run_classifier  # noqa: E4
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", required=True, help="a built warehouse (pmx.ducklake)")
-    parser.add_argument("--c", default="0.01,0.001r", help="comma-separated settings: an inverse penalty or a grid a/b/c to choose from; a trailing r: no Platt scaling (refit on every label)")
+    parser.add_argument(
+        "--c",
+        default="0.01,0.0001/0.001/0.01r",
+        help="comma-separated settings: an inverse penalty or a grid a/b/c to choose from; "
+        "a trailing r: no Platt scaling (refit on every label)",
+    )
     parser.add_argument("--draws", type=int, default=1000)
     args = parser.parse_args()
     settings = PmxSettings.from_env()
@@ -50,17 +55,37 @@ def main() -> None:
         calibrate = not setting.endswith("r")
         c = [float(v) for v in setting.rstrip("r").split("/")]  # a/b/c: the grid the fits choose from
         started = time.perf_counter()
-        probs, _ = run_classifier(PooledLogistic(c=c, calibrate=calibrate), panel, walk_forward_config(settings), settings.forecast_start, calendar=calendar)
+        probs, _ = run_classifier(
+            PooledLogistic(c=c, calibrate=calibrate),
+            panel,
+            walk_forward_config(settings),
+            settings.forecast_start,
+            calendar=calendar,
+        )
         seconds = time.perf_counter() - started
-        scored = probs.merge(outcomes, on=["ticker", "date", "target", "horizon"]).assign(model=f"c={setting.rstrip('r')}{'' if calibrate else ' raw'}")
+        scored = probs.merge(outcomes, on=["ticker", "date", "target", "horizon"]).assign(
+            model=f"c={setting.rstrip('r')}{'' if calibrate else ' raw'}"
+        )
         scores = classifier_scores(scored, draws=args.draws)
         scores["seconds"] = round(seconds, 1)
         rows.append(scores)
     table = pd.concat(rows, ignore_index=True)
     table["log_loss_diff"] = table["log_loss"] - table["base_log_loss"]
     table["brier_diff"] = table["brier"] - table["base_brier"]
-    cols = ["model", "target", "horizon", "log_loss_diff", "log_loss_diff_lower", "log_loss_diff_upper", "brier_diff",
-            "hit_rate", "base_hit_rate", "calibration_error", "verdict", "seconds"]
+    cols = [
+        "model",
+        "target",
+        "horizon",
+        "log_loss_diff",
+        "log_loss_diff_lower",
+        "log_loss_diff_upper",
+        "brier_diff",
+        "hit_rate",
+        "base_hit_rate",
+        "calibration_error",
+        "verdict",
+        "seconds",
+    ]
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         print(table[cols].round(5).to_string(index=False))
 

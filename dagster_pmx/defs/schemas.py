@@ -510,13 +510,25 @@ PAPER_TRACKING = _schema(
 )
 
 CLASS_PROBABILITIES = _schema(
-    ("model", "varchar", "Classifier (python_models.classification: logistic, the pooled calibrated logistic regression)."),
+    (
+        "model",
+        "varchar",
+        "Classifier (python_models.classification: logistic, the pooled calibrated logistic regression).",
+    ),
     ("ticker", "varchar", "Ticker."),
     ("date", "timestamp", "Origin: the close the probability is made at, from that session's features."),
     ("target", "varchar", "direction (the forward return is positive) or significant_move (|fwd| > k vol sqrt(h))."),
     ("horizon", "bigint", "Horizon of the target in sessions."),
-    ("probability", "double", "Probability of the event (the penalised likelihood's; docs/models.md#classifiers), in (0, 1)."),
-    ("base_rate", "double", "Share of events among the fit's training labels: the base-rate forecast it is scored against."),
+    (
+        "probability",
+        "double",
+        "Probability of the event (the penalised likelihood's; docs/models.md#classifiers), in (0, 1).",
+    ),
+    (
+        "base_rate",
+        "double",
+        "Share of events among the fit's training labels: the base-rate forecast it is scored against.",
+    ),
     ("train_start", "timestamp", "First session of the fit's training window."),
     ("train_end", "timestamp", "Last session of the fit's training window (before the origin, with the gap)."),
 )
@@ -534,7 +546,11 @@ CLASSIFIER_SCORES = _schema(
     ("hit_rate_diff_upper", "double", "Upper end of that interval."),
     ("brier", "double", "Brier score: mean squared error of the probability against the 0/1 event."),
     ("base_brier", "double", "Brier score of the base rate on the same rows."),
-    ("brier_diff_lower", "double", "Lower end of the 95 % block-bootstrap interval of brier - base_brier (below 0: better)."),
+    (
+        "brier_diff_lower",
+        "double",
+        "Lower end of the 95 % block-bootstrap interval of brier - base_brier (below 0: better).",
+    ),
     ("brier_diff_upper", "double", "Upper end of that interval."),
     ("log_loss", "double", "Mean negative log-likelihood of the events."),
     ("base_log_loss", "double", "Log loss of the base rate on the same rows."),
@@ -543,5 +559,9 @@ CLASSIFIER_SCORES = _schema(
     ("log_loss_pvalue", "double", "One-sided bootstrap p-value of H0: the classifier does not lower the log loss."),
     ("calibration_error", "double", "Expected calibration error over 10 equal-width probability bins."),
     ("block_length", "bigint", "Sessions per block of the circular block bootstrap over dates: max(horizon, 21)."),
-    ("verdict", "varchar", "beats the base rate (log-loss interval below 0), worse than the base rate, or no different."),
+    (
+        "verdict",
+        "varchar",
+        "beats the base rate (log-loss interval below 0), worse than the base rate, or no different.",
+    ),
 )

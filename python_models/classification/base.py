@@ -95,7 +95,9 @@ def validate_classifier_panel(panel: pd.DataFrame, horizons: Sequence[int], targ
     if panel.duplicated(["ticker", "date"]).any():
         raise ValueError("panel repeats a (ticker, date) pair")
     out = panel.assign(date=pd.to_datetime(panel["date"]))
-    if not (out["date"].is_monotonic_increasing and out.groupby("date", sort=False)["ticker"].is_monotonic_increasing.all()):
+    if not (
+        out["date"].is_monotonic_increasing and out.groupby("date", sort=False)["ticker"].is_monotonic_increasing.all()
+    ):
         out = out.sort_values(["date", "ticker"], kind="stable", ignore_index=True)
     return out
 

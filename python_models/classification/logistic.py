@@ -185,7 +185,11 @@ class PooledLogistic(PanelClassifier):
                 y_train = y[train]
                 # too few labels to fit or calibrate on (a short window at a long horizon), or nothing to
                 # separate: this (target, horizon) gets no probability from this fit; the others do
-                if train.sum() < MIN_FIT_ROWS or calibrate.sum() < MIN_VALIDATION_ROWS or y_train.min() == y_train.max():
+                if (
+                    train.sum() < MIN_FIT_ROWS
+                    or calibrate.sum() < MIN_VALIDATION_ROWS
+                    or y_train.min() == y_train.max()
+                ):
                     fit.diagnostics[f"skipped_{key}"] = 1.0
                     continue
                 # a probe per penalty on the training rows, the one with the lowest held-out log loss kept

@@ -69,7 +69,9 @@ def run_classifier(
             continue
         lo, hi = dates[fold.train_start], dates[fold.train_end - 1]
         if len(day) and day[0] > lo.to_datetime64():
-            raise ValueError(f"the panel starts at {pd.Timestamp(day[0]).date()}, after the fold's window ({lo.date()})")
+            raise ValueError(
+                f"the panel starts at {pd.Timestamp(day[0]).date()}, after the fold's window ({lo.date()})"
+            )
         train = p.iloc[day.searchsorted(lo.to_datetime64(), "left") : day.searchsorted(hi.to_datetime64(), "right")]
         try:
             fit = classifier.fit(train)
@@ -82,7 +84,9 @@ def run_classifier(
         diagnostics.append((lo, hi, fit.diagnostics))
         test_lo = dates[max(fold.test_start, first_new)]
         test_hi = dates[fold.test_end - 1]
-        rows = p.iloc[day.searchsorted(test_lo.to_datetime64(), "left") : day.searchsorted(test_hi.to_datetime64(), "right")]
+        rows = p.iloc[
+            day.searchsorted(test_lo.to_datetime64(), "left") : day.searchsorted(test_hi.to_datetime64(), "right")
+        ]
         frame = fit.predict(rows)
         frame["train_start"], frame["train_end"] = lo, hi
         frames.append(frame)

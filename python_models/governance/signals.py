@@ -84,7 +84,9 @@ def model_signals(
     else:
         comp["variance_ratio"] = 0.5
     if direction_probability is not None:
-        up = direction_probability.rename(columns={"date": "asof_date"}).set_index(["ticker", "asof_date"])["probability"]
+        up = direction_probability.rename(columns={"date": "asof_date"}).set_index(["ticker", "asof_date"])[
+            "probability"
+        ]
         aligned_up = up.reindex(pd.MultiIndex.from_frame(comp[["ticker", "asof_date"]])).to_numpy()
         comp["classifier"] = classifier_score(aligned_up, comp["y_pred"].to_numpy())
     else:

@@ -377,7 +377,9 @@ def test_classifier_probabilities_carry_the_targets_events_and_are_scored_as_skl
         assert row.verdict in {"beats the base rate", "worse than the base rate", "no different from the base rate"}
     # the confidence blend's classifier component is the probability of the signal's sign
     s = read(full, "select ticker, date, horizon, expected_return, conf_classifier from marts.signals")
-    up = p[p["target"] == "direction"].rename(columns={"asof_date": "date"})[["ticker", "date", "horizon", "probability"]]
+    up = p[p["target"] == "direction"].rename(columns={"asof_date": "date"})[
+        ["ticker", "date", "horizon", "probability"]
+    ]
     m = s.merge(up, on=["ticker", "date", "horizon"], how="left")
     expected = np.where(m["expected_return"] > 0, m["probability"], 1 - m["probability"])
     expected = np.where(m["probability"].isna() | (m["expected_return"] == 0), 0.5, expected)

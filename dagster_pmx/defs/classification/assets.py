@@ -31,8 +31,9 @@ def default_classifier() -> PooledLogistic:
     description="Probabilities of the binary targets of marts.targets (direction: the forward return is "
     "positive; significant_move: |fwd return| > k daily vol sqrt(h)) at horizons 1/5/21/63: an L2 logistic "
     "regression pooled across tickers on the ticker-agnostic marts.features columns (the penalty chosen per fit "
-    "from 1e-4, 1e-3, 1e-2 by a held-out block's log loss, then refitted on every label of its window), refitted every 126 sessions walk-forward with the forecasters' window, purge and embargo. Each row has "
-    "the base rate of its fit's training labels, the forecast it is scored against.",
+    "from 1e-4, 1e-3, 1e-2 by a held-out block's log loss, then refitted on every label of its window), refitted "
+    "every 126 sessions walk-forward with the forecasters' window, purge and embargo. Each row has the base rate"
+    " of its fit's training labels, the forecast it is scored against.",
 )
 def class_probabilities(
     context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings, config: ForecastRun
@@ -96,4 +97,3 @@ def classifier_scores(context: dg.AssetExecutionContext, warehouse: Warehouse) -
             "beats_base_rate": int((scores["verdict"] == "beats the base rate").sum()),
         }
     )
-

@@ -56,4 +56,6 @@ def realised_probabilities(warehouse: Warehouse) -> pd.DataFrame:
     with warehouse.ibis() as db:
         t = db.table("class_probabilities", database="marts")
         t = t.filter(t.event.notnull())
-        return frame(t.select("model", "target", "horizon", t.asof_date.name("date"), "probability", "base_rate", "event"))
+        return frame(
+            t.select("model", "target", "horizon", t.asof_date.name("date"), "probability", "base_rate", "event")
+        )

@@ -332,7 +332,11 @@ def _signals(
         if rows.empty:
             continue
         z = variance_ratio[variance_ratio["ticker"].isin(tickers)]
-        up = None if direction_probability is None else direction_probability[direction_probability["ticker"].isin(tickers)]
+        up = (
+            None
+            if direction_probability is None
+            else direction_probability[direction_probability["ticker"].isin(tickers)]
+        )
         per_model = model_signals(
             rows, policy.horizon, singles, variance_ratio_z=z, window=CONFIDENCE_WINDOW, direction_probability=up
         )

@@ -22,7 +22,10 @@ def forecast_mode(mode: str) -> dict:
     ``incremental`` mode (the daily refresh) governance and allocations also extend their stored history
     (defs.refresh.IncrementalRun), the dbt tests of marts.forecasts read its recent origins only, and the
     feature build leaves out the dbt tests that marts.features repeats."""
-    ops = {op: {"config": {"mode": mode}} for op in ("base_forecasts", "ml__regime_probabilities", "ml__class_probabilities", "ensemble")}
+    ops = {
+        op: {"config": {"mode": mode}}
+        for op in ("base_forecasts", "ml__regime_probabilities", "ml__class_probabilities", "ensemble")
+    }
     if mode == "incremental":
         ops.update({op: {"config": {"incremental": True}} for op in EXTENDED})
         ops["dbt_features"] = {"config": {"repeated_tests": False}}

@@ -216,13 +216,17 @@ def test_bad_inputs_get_clear_errors():
     with pytest.raises(ValueError, match="repeats"):
         PooledLogistic(horizons=HORIZONS).fit(pd.concat([panel, panel.head(1)]))
     # a horizon without labels enough to calibrate on is left out of that fit; the others are fitted
-    fit = PooledLogistic(horizons=(1, 63)).fit(labelled_panel(tickers=2, sessions=300).assign(
-        fwd_direction_63d=1, significant_move_63d=True))
+    fit = PooledLogistic(horizons=(1, 63)).fit(
+        labelled_panel(tickers=2, sessions=300).assign(fwd_direction_63d=1, significant_move_63d=True)
+    )
     assert set(fit.base_rates) == {("direction", 1), ("significant_move", 1)}
     assert fit.diagnostics["skipped_direction_h63"] == 1.0
     with pytest.raises(ValueError, match="any target"):
-        PooledLogistic(horizons=HORIZONS).fit(labelled_panel(tickers=1, sessions=300).assign(f1=0.0, fwd_direction_1d=1,
-            fwd_direction_5d=1, significant_move_1d=True, significant_move_5d=True))
+        PooledLogistic(horizons=HORIZONS).fit(
+            labelled_panel(tickers=1, sessions=300).assign(
+                f1=0.0, fwd_direction_1d=1, fwd_direction_5d=1, significant_move_1d=True, significant_move_5d=True
+            )
+        )
     with pytest.raises(ValueError, match="targets"):
         PooledLogistic(targets=["volatility"])
     with pytest.raises(ValueError, match="validation"):

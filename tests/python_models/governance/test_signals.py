@@ -27,7 +27,9 @@ def test_confidence_is_the_documented_weighted_mean_and_stays_in_bounds():
         }
     )
     got = signal_confidence(comp)
-    hand = 0.20 * 0.7 + 0.25 * 0.6 + 0.15 * 0.0 + 0.10 * 0.4 + 0.10 * 0.55 + 0.10 * 0.5 + 0.10 * 0.8  # missing -> neutral
+    hand = (
+        0.20 * 0.7 + 0.25 * 0.6 + 0.15 * 0.0 + 0.10 * 0.4 + 0.10 * 0.55 + 0.10 * 0.5 + 0.10 * 0.8
+    )  # missing -> neutral
     assert_allclose(got, [0.5, 1.0, hand])
     assert sum(CONFIDENCE_WEIGHTS.values()) == pytest.approx(1.0)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
