@@ -12,6 +12,10 @@ the statistic of each draw weighting every date by its rows, as the point estima
 interval is the percentile interval of the difference model - base rate; the p-value of the log
 loss is one-sided (H0: the model does not lower the log loss), from the bootstrap distribution
 centred on the estimate.
+
+Not :func:`python_models.evaluation.comparison.bootstrap_interval` (arch's stationary bootstrap of
+one series): here three statistics are drawn on the same resamples, each a ratio of per-date sums
+(rows weighted as in the estimate), in one vectorised pass instead of a Python call per draw.
 """
 
 from __future__ import annotations
