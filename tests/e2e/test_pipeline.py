@@ -463,6 +463,7 @@ def test_barbell_risk_limits_attribution_and_tearsheet(full):
     assert page.count("<img") >= 12 and "Model leaderboard" in page
 
 
+@pytest.mark.slow  # a dbt build on a copy (~19 s); `make test-slow`
 def test_a_value_breaking_its_columns_declared_rule_fails_the_models_rules_test(full, tmp_path):
     """Not-null, accepted values and ranges are column metadata checked by one column_rules test per model
     (see its macro): the full build passed them; on a copy, a NULL, a value outside the accepted ones and one

@@ -342,6 +342,7 @@ def assert_same_ingest(warehouse: Warehouse, reference: Warehouse) -> None:
         pd.testing.assert_frame_equal(table(warehouse, sql), table(reference, sql))
 
 
+@pytest.mark.slow  # two ingest processes on the Postgres catalog (~32 s); `make test-slow`
 def test_two_writer_processes_ingest_at_once_as_one_after_the_other(postgres_server, tmp_path):
     """Two processes (two machines of a team) materialize the ingest for their own tickers into one lake,
     started together; the lake then holds what the two runs leave one after the other, and neither needed
