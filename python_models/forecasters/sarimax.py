@@ -8,17 +8,16 @@ equation, and the state covariance gives the variance of the cumulative return.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
 import numpy as np
 import pandas as pd
-from statsmodels.tsa.statespace.kalman_filter import MEMORY_NO_SMOOTHING
 from statsmodels.tsa.statespace.sarimax import SARIMAX
 
 from python_models.evaluation.metrics import ljung_box
+from python_models.forecasters.arma_likelihood import ArmaMle, maximum_likelihood
 from python_models.forecasters.base import (
     FitResult,
     Forecaster,
@@ -296,17 +295,13 @@ class Sarimax(Forecaster):
         order: tuple[int, int, int],
         x: np.ndarray | None = None,
         seasonal_order: tuple[int, int, int, int] = (0, 0, 0, 0),
-    ):
+    ) -> tuple[SARIMAX, ArmaMle, bool]:
         named = None if x is None else pd.DataFrame(x, columns=list(self.exog_names))  # parameters named after them
         model = SARIMAX(_SCALE * r.to_numpy(), exog=named, order=order, seasonal_order=seasonal_order, trend=self.trend)
-        # the fit's results need the filter's output (likelihood, residuals), not the smoother's nor the
-        # parameters' covariance: skipping both saves ~15 % of a fit, the estimates are the same bit for bit
-        model.ssm.set_conserve_memory(MEMORY_NO_SMOOTHING)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            res = model.fit(disp=False, cov_type="none")
-        converged = bool(res.mle_retvals.get("converged", True)) if res.mle_retvals else True
-        return model, res, converged and bool(np.isfinite(res.aic))
+        # statsmodels' own estimator (start, transformations, optimiser) with the likelihood compiled for
+        # ARMA models: ~9 times faster, the same estimates within the optimiser's tolerance (arma_likelihood)
+        res = maximum_likelihood(model)
+        return model, res, res.converged and bool(np.isfinite(res.aic))
 
     def fit(self, returns: pd.Series, exog: pd.DataFrame | None = None) -> SarimaxResult:
         """Estimate on ``returns``; with :attr:`exog_names` set, ``exog`` holds those feature
@@ -342,9 +337,9 @@ class Sarimax(Forecaster):
         return SarimaxResult(
             params=pd.Series(res.params, index=model.param_names),
             diagnostics={
-                "aic": float(res.aic),
-                "bic": float(res.bic),
-                "loglik": float(res.llf),
+                "aic": res.aic,
+                "bic": res.bic,
+                "loglik": res.loglike,
                 "ljung_box_pvalue": ljung_box(resid)[1],
                 "p": float(order[0]),
                 "q": float(order[2]),
