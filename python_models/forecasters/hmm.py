@@ -38,7 +38,7 @@ from python_models.forecasters.base import (
     validate_horizons,
     validate_returns,
 )
-from python_models.forecasters.hmm_em import HmmEmFailure, HmmEmFit, fit_gaussian_hmm
+from python_models.forecasters.hmm_em import HmmEmFailure, HmmEmFit, fit_gaussian_hmm, forward_filter
 
 #: Where hmmlearn's EM reports ("Model is not converging", a degenerate covariance) go, at INFO: into the
 #: run's log. hmmlearn logs them as warnings, which Python prints on the terminal when nothing handles them.
@@ -132,12 +132,7 @@ class HmmResult(FitResult):
         top = loglik.max(axis=1, keepdims=True)
         like = np.where(np.isfinite(top), np.exp(loglik - np.where(np.isfinite(top), top, 0.0)), 1.0)
         like[missing] = 1.0  # a missing observation: the filter only propagates
-        out = np.empty_like(like)
-        prev = self.startprob * like[0]
-        out[0] = prev / prev.sum()
-        for t in range(1, len(x)):
-            prev = (out[t - 1] @ self.transmat) * like[t]
-            out[t] = prev / prev.sum()
+        out = forward_filter(self.startprob, self.transmat, like)
         return pd.DataFrame(out, index=feats.index, columns=[f"regime_{j}" for j in range(k)])
 
     def forecast(self, returns: pd.Series, origins: pd.Index, horizons: Sequence[int]) -> ReturnForecast:
@@ -210,8 +205,7 @@ class GaussianHmm(Forecaster):
         # from every state) or a covariance degenerates, hmmlearn itself in logs, then, as a guardrail, with
         # diagonal covariances (by scaling, then in logs)
         try:
-            with _openmp_threads().limit(limits=1):  # its k-means start, as in a Dask worker
-                fitted = fit_gaussian_hmm(x, self.states, self.seed, self.n_iter, tol=1e-4)
+            fitted = fit_gaussian_hmm(x, self.states, self.seed, self.n_iter, tol=1e-4)
             covariance_type = "full"
             _log_steps_down(fitted.history, r.index[0], r.index[-1])
         except HmmEmFailure:

@@ -207,6 +207,28 @@ def _em(x, startprob, transmat, means, covars, n_iter, tol):
     return iterations, history, _OK, startprob, transmat
 
 
+@njit(cache=True)
+def forward_filter(startprob: np.ndarray, transmat: np.ndarray, likelihood: np.ndarray) -> np.ndarray:
+    """P(state at t | sessions up to t) from per-session state likelihoods (any common scale per
+    session): the forward recursion, normalised every session."""
+    n, k = likelihood.shape
+    out = np.empty((n, k))
+    for t in range(n):
+        total = 0.0
+        for j in range(k):
+            if t == 0:
+                value = startprob[j]
+            else:
+                value = 0.0
+                for i in range(k):
+                    value += out[t - 1, i] * transmat[i, j]
+            out[t, j] = value * likelihood[t, j]
+            total += out[t, j]
+        for j in range(k):
+            out[t, j] /= total
+    return out
+
+
 @dataclass(frozen=True)
 class HmmEmFit:
     startprob: np.ndarray
@@ -223,14 +245,170 @@ class HmmEmFit:
     history: tuple[float, ...] = ()
 
 
-def initial_parameters(x: np.ndarray, states: int, seed: int) -> tuple[np.ndarray, ...]:
-    """hmmlearn's ``GaussianHMM._init`` for full covariances, by the same calls in the same order."""
-    from sklearn.cluster import KMeans
+@njit(cache=True)
+def _assign(x, centres, labels) -> None:
+    """Nearest centre by ||c||^2 - 2 x.c (scikit-learn's Lloyd step; the first of equals wins)."""
+    n, d = x.shape
+    k = centres.shape[0]
+    norms = np.zeros(k)
+    for j in range(k):
+        for f in range(d):
+            norms[j] += centres[j, f] * centres[j, f]
+    for i in range(n):
+        best, label = 0.0, 0
+        for j in range(k):
+            dot = 0.0
+            for f in range(d):
+                dot += x[i, f] * centres[j, f]
+            distance = norms[j] - 2.0 * dot
+            if j == 0 or distance < best:
+                best, label = distance, j
+        labels[i] = label
 
+
+@njit(cache=True)
+def _kmeans_plusplus(x, k, draws, trials):
+    """scikit-learn's greedy k-means++ (``_kmeans_plusplus``, unit weights) with its uniform draws
+    given: one for the first centre, ``trials`` for each next."""
+    n, d = x.shape
+    norms = np.zeros(n)
+    for i in range(n):
+        for f in range(d):
+            norms[i] += x[i, f] * x[i, f]
+    # the first centre: RandomState.choice(n, p=1/n), a search of the normalised cumulative weights
+    cdf = np.cumsum(np.full(n, 1.0) / n)
+    cdf /= cdf[-1]
+    first = np.searchsorted(cdf, draws[0], side="right")
+    centres = np.empty((k, d))
+    centres[0] = x[first]
+    closest = np.empty(n)
+    for i in range(n):
+        dot = 0.0
+        for f in range(d):
+            dot += centres[0, f] * x[i, f]
+        closest[i] = max(norms[first] - 2.0 * dot + norms[i], 0.0)
+    potential = closest.sum()
+    candidate_closest = np.empty((trials, n))
+    for c in range(1, k):
+        cumulative = np.cumsum(closest)
+        candidates = np.searchsorted(cumulative, draws[1 + (c - 1) * trials : 1 + c * trials] * potential)
+        best, best_potential = 0, 0.0
+        for t in range(trials):
+            index = min(candidates[t], n - 1)
+            candidates[t] = index
+            total = 0.0
+            for i in range(n):
+                dot = 0.0
+                for f in range(d):
+                    dot += x[index, f] * x[i, f]
+                distance = min(closest[i], max(norms[index] - 2.0 * dot + norms[i], 0.0))
+                candidate_closest[t, i] = distance
+                total += distance
+            if t == 0 or total < best_potential:
+                best, best_potential = t, total
+        potential = best_potential
+        closest = candidate_closest[best].copy()
+        centres[c] = x[candidates[best]]
+    return centres
+
+
+@njit(cache=True)
+def _lloyd(x, centres, tol, max_iter):
+    """scikit-learn's ``_kmeans_single_lloyd`` on one thread: (labels, inertia, centres, ok); not ok
+    where a cluster empties (scikit-learn relocates it; the caller then runs scikit-learn)."""
+    n, d = x.shape
+    k = centres.shape[0]
+    labels = np.full(n, -1, dtype=np.int32)
+    previous = labels.copy()
+    strict = False
+    for _ in range(max_iter):
+        _assign(x, centres, labels)
+        updated = np.zeros((k, d))
+        weight = np.zeros(k)
+        for i in range(n):
+            weight[labels[i]] += 1.0
+            for f in range(d):
+                updated[labels[i], f] += x[i, f]
+        shift_total = 0.0
+        for j in range(k):
+            if weight[j] == 0.0:
+                return labels, 0.0, centres, False
+            alpha = 1.0 / weight[j]
+            shift = 0.0
+            for f in range(d):
+                updated[j, f] *= alpha
+                shift += (updated[j, f] - centres[j, f]) ** 2
+            shift_total += np.sqrt(shift) ** 2
+        centres = updated
+        if np.array_equal(labels, previous):
+            strict = True
+            break
+        if shift_total <= tol:
+            break
+        previous[:] = labels
+    if not strict:
+        _assign(x, centres, labels)
+    inertia = 0.0
+    for i in range(n):
+        distance = 0.0
+        for f in range(d):
+            distance += (x[i, f] - centres[labels[i], f]) ** 2
+        inertia += distance
+    return labels, inertia, centres, True
+
+
+@njit(cache=True)
+def _same_clustering(a, b, k) -> bool:
+    mapping = np.full(k, -1)
+    for i in range(len(a)):
+        if mapping[a[i]] == -1:
+            mapping[a[i]] = b[i]
+        elif mapping[a[i]] != b[i]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _kmeans(x, k, draws, trials, n_init, tol, max_iter):
+    best_inertia, best_labels, best_centres = np.inf, np.empty(0, dtype=np.int32), np.empty((k, x.shape[1]))
+    per_init = 1 + (k - 1) * trials
+    for run in range(n_init):
+        start = _kmeans_plusplus(x, k, draws[run * per_init : (run + 1) * per_init], trials)
+        labels, inertia, centres, ok = _lloyd(x, start, tol, max_iter)
+        if not ok:
+            return best_centres, False
+        if run == 0 or (inertia < best_inertia and not _same_clustering(labels, best_labels, k)):
+            best_inertia, best_labels, best_centres = inertia, labels, centres
+    return best_centres, True
+
+
+def kmeans_centres(
+    x: np.ndarray, k: int, seed: int, n_init: int = 10, max_iter: int = 300, tol: float = 1e-4
+) -> np.ndarray:
+    """``sklearn.cluster.KMeans(k, random_state=seed, n_init=n_init).fit(x).cluster_centers_`` on one
+    thread: the same random draws, k-means++ and Lloyd steps (a label can differ only where two centres
+    are equally near to rounding). Falls back to scikit-learn itself where a cluster empties."""
+    trials = 2 + int(np.log(k))
+    draws = np.random.RandomState(seed).random_sample(n_init * (1 + (k - 1) * trials))
+    centred = x - x.mean(axis=0)  # KMeans works on the centred data
+    scaled_tol = float(np.mean(np.var(x, axis=0)) * tol)
+    centres, ok = _kmeans(np.ascontiguousarray(centred), k, draws, trials, n_init, scaled_tol, max_iter)
+    if not ok:
+        from sklearn.cluster import KMeans
+
+        return (
+            KMeans(n_clusters=k, random_state=seed, n_init=n_init, max_iter=max_iter, tol=tol).fit(x).cluster_centers_
+        )
+    return centres + x.mean(axis=0)
+
+
+def initial_parameters(x: np.ndarray, states: int, seed: int) -> tuple[np.ndarray, ...]:
+    """hmmlearn's ``GaussianHMM._init`` for full covariances: the same draws in the same order, and
+    its k-means start (scikit-learn's, with ``n_init=10``) by :func:`kmeans_centres`."""
     rng = np.random.RandomState(seed)
     startprob = rng.dirichlet(np.full(states, 1.0 / states))
     transmat = rng.dirichlet(np.full(states, 1.0 / states), size=states)
-    means = KMeans(n_clusters=states, random_state=seed, n_init=10).fit(x).cluster_centers_
+    means = kmeans_centres(x, states, seed)
     cov = np.cov(x.T) + MIN_COVAR * np.eye(x.shape[1])
     covars = np.tile(cov, (states, 1, 1))
     return startprob, transmat, np.ascontiguousarray(means, float), covars

@@ -57,8 +57,22 @@ def test_the_start_is_hmmlearns():
     startprob, transmat, means, covars = initial_parameters(x, 4, 7)
     np.testing.assert_array_equal(startprob, model.startprob_)
     np.testing.assert_array_equal(transmat, model.transmat_)
-    np.testing.assert_array_equal(means, model.means_)
+    np.testing.assert_allclose(means, model.means_, rtol=0, atol=1e-14)  # k-means: the same steps, to rounding
     np.testing.assert_array_equal(covars, model.covars_)
+
+
+@pytest.mark.parametrize("k, seed", [(2, 0), (3, 5), (4, 11)])
+def test_the_kmeans_start_is_scikit_learns(k, seed):
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
+
+    from python_models.forecasters.hmm_em import kmeans_centres
+
+    rng = np.random.default_rng(seed)
+    for x in (_features(seed), rng.standard_normal((400, 3)), rng.standard_t(3, (600, 2))):
+        with threadpool_limits(1, user_api="openmp"):
+            want = KMeans(k, random_state=seed, n_init=10).fit(x).cluster_centers_
+        np.testing.assert_allclose(kmeans_centres(x, k, seed), want, rtol=0, atol=1e-13)
 
 
 def test_a_session_no_state_explains_stops_the_scaled_recursion_where_hmmlearns_does():
@@ -89,3 +103,16 @@ def test_a_failed_compiled_fit_falls_back_to_hmmlearn_in_logs(monkeypatch):
     order = np.argsort(want.means_[:, 1])
     np.testing.assert_allclose(fit.means, want.means_[order], atol=1e-12)
     assert fit.diagnostics["loglik"] == pytest.approx(want.score(x))
+
+
+def test_the_forward_filter_is_hmmlearns_scaled_forward_pass():
+    from hmmlearn import _hmmc
+
+    from python_models.forecasters.hmm_em import forward_filter
+
+    rng = np.random.default_rng(2)
+    frame = rng.uniform(0.01, 1.0, (300, 4))
+    start = rng.dirichlet(np.ones(4))
+    trans = rng.dirichlet(np.ones(4), size=4)
+    _, want, _ = _hmmc.forward_scaling(start, trans, frame)  # each session's row scaled to sum to one
+    np.testing.assert_allclose(forward_filter(start, trans, frame), want, rtol=1e-12)

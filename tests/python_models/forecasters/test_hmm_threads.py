@@ -1,6 +1,7 @@
-"""The HMM's k-means start (hmm_em.initial_parameters, hmmlearn's) runs on one OpenMP thread whatever
+"""Where the HMM falls back to hmmlearn, scikit-learn's k-means start runs on one OpenMP thread whatever
 the caller allowed: its reductions differ in the last bits with the thread count, and a fit in the run's
-process must equal the same fit in a one-thread Dask worker (tests/e2e/test_ticker_batches.py)."""
+process must equal the same fit in a one-thread Dask worker (tests/e2e/test_ticker_batches.py). The
+compiled start (hmm_em.kmeans_centres) is sequential: scikit-learn's one-thread steps."""
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,13 @@ from python_models.forecasters.hmm import GaussianHmm
 
 
 def test_the_fit_runs_on_one_openmp_thread_under_a_caller_that_allows_two(monkeypatch):
+    import python_models.forecasters.hmm as hmm
+    from python_models.forecasters.hmm_em import HmmEmFailure
+
+    def failing(*args, **kwargs):  # scikit-learn's k-means runs in the fallback to hmmlearn
+        raise HmmEmFailure("the scaled forward pass underflowed")
+
+    monkeypatch.setattr(hmm, "fit_gaussian_hmm", failing)
     seen = []
     fit = sklearn.cluster.KMeans.fit
 

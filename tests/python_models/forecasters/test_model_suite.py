@@ -222,6 +222,7 @@ def test_bayesian_ridge_matches_sklearn_and_learns_an_ar1():
     z = (feats[rows] - feats.dropna().mean()) / feats.dropna().std()
     direct = BayesianRidge().fit(z.to_numpy(), target[rows].to_numpy())
     assert_allclose(fit.models[1].coef_, direct.coef_, rtol=1e-10)
+    assert fit.diagnostics["r2_h1"] == pytest.approx(direct.score(z.to_numpy(), target[rows].to_numpy()), rel=1e-10)
     origins = returns.index[1600:2900]
     fc = fit.forecast(returns, origins, (1, 5))
     zo = (return_features(returns).loc[origins] - feats.dropna().mean()) / feats.dropna().std()
