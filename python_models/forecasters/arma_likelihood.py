@@ -52,8 +52,8 @@ def _harvey_system(ar: np.ndarray, ma: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 @njit(cache=True)
 def arma_filter(
-    y: np.ndarray, ar: np.ndarray, ma: np.ndarray, intercept: float, sigma2: float
-) -> tuple[float, np.ndarray]:
+    y: np.ndarray, ar: np.ndarray, ma: np.ndarray, intercept: float, sigma2: float, keep_states: bool = False
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     """Exact Gaussian log-likelihood of ``y`` and its one-step prediction errors under
     y_t = x_t, (1 - ar(L)) x_t = intercept + (1 + ma(L)) e_t, Var(e_t) = sigma2.
 
@@ -61,12 +61,19 @@ def arma_filter(
     statsmodels' SARIMAX puts them in its state space; the constant enters the state equation,
     as there. The filter starts from the stationary distribution (mean solve(I - T, c), covariance
     the discrete Lyapunov equation's solution), statsmodels' ``stationary`` initialisation.
-    A non-stationary ``ar`` gives -inf.
+    A non-stationary ``ar`` gives -inf. A NaN in ``y`` is a missing observation (no update).
+
+    Returns the log-likelihood, the prediction errors and, with ``keep_states``, the predicted state
+    means (n + 1, r) and covariances (n + 1, r, r): row t is the state of session t given the sessions
+    before it, row n the state after the last session (statsmodels' ``predicted_state`` transposed).
     """
     transition, selection = _harvey_system(ar, ma)
     r = len(selection)
     n = len(y)
     errors = np.full(n, np.nan)
+    kept = n + 1 if keep_states else 0
+    states = np.full((kept, r), np.nan)
+    covariances = np.full((kept, r, r), np.nan)
     rqr = sigma2 * np.outer(selection, selection)
     # stationary start: vec(P) = (I - T (x) T)^-1 vec(RQR'), a = (I - T)^-1 c
     system = np.eye(r * r) - np.kron(transition, transition)
@@ -74,20 +81,28 @@ def arma_filter(
         cov = np.linalg.solve(system, rqr.reshape(r * r)).reshape(r, r)
         state = np.linalg.solve(np.eye(r) - transition, np.eye(r)[:, 0] * intercept)
     except Exception:  # singular: a unit root
-        return -np.inf, errors
+        return -np.inf, errors, states, covariances
     cov = 0.5 * (cov + cov.T)
     loglike = 0.0
     gain = np.empty(r)
     updated = np.empty((r, r))
     for t in range(n):
+        if keep_states:
+            states[t] = state
+            covariances[t] = cov
         f = cov[0, 0]
         if not f > 0.0:
-            return -np.inf, errors
-        v = y[t] - state[0]
-        errors[t] = v
-        loglike -= 0.5 * (_LOG_2PI + np.log(f) + v * v / f)
-        for i in range(r):
-            gain[i] = cov[i, 0] / f
+            return -np.inf, errors, states, covariances
+        if np.isnan(y[t]):  # missing, as statsmodels treats it: no update, no likelihood term
+            v = 0.0
+            for i in range(r):
+                gain[i] = 0.0
+        else:
+            v = y[t] - state[0]
+            errors[t] = v
+            loglike -= 0.5 * (_LOG_2PI + np.log(f) + v * v / f)
+            for i in range(r):
+                gain[i] = cov[i, 0] / f
         # updated state; then predicted: a <- T a + c e1, P <- T P T' + RQR'
         first = state[0] + gain[0] * v
         for i in range(r):
@@ -109,7 +124,10 @@ def arma_filter(
             for j in range(i, r):
                 cov[i, j] = updated[i, j]
                 cov[j, i] = updated[i, j]
-    return loglike, errors
+    if keep_states:
+        states[n] = state
+        covariances[n] = cov
+    return loglike, errors, states, covariances
 
 
 @dataclass(frozen=True)
@@ -133,17 +151,27 @@ class ArmaMle:
         return -2.0 * self.loglike + np.log(self.nobs) * len(self.params)
 
 
-class ArmaLikelihood:
-    """The log-likelihood of a SARIMAX model (d = 0, constant trend, no seasonal MA or measurement
-    error) at parameters in its own space, by :func:`arma_filter`.
+@dataclass(frozen=True)
+class ArmaShape:
+    """Where a SARIMAX parameter vector keeps each part (statsmodels' order: the constant, the
+    regressors' coefficients, AR, MA, seasonal AR, the innovation variance)."""
 
-    Raises
-    ------
-    ValueError
-        For a model this filter does not cover.
-    """
+    k_trend: int
+    k_exog: int
+    k_ar: int
+    k_ma: int
+    k_seasonal_ar: int = 0
+    season: int = 0
 
-    def __init__(self, model: SARIMAX) -> None:
+    @classmethod
+    def of(cls, model: SARIMAX) -> ArmaShape:
+        """The shape of a model this filter covers.
+
+        Raises
+        ------
+        ValueError
+            For a model this filter does not cover.
+        """
         unsupported = (
             model.k_diff
             or model.k_seasonal_diff
@@ -160,45 +188,78 @@ class ArmaLikelihood:
                 "ArmaLikelihood covers SARIMAX with d = 0, a constant or no trend, regressors by MLE, "
                 "optional seasonal AR terms, and nothing else"
             )
-        self.model = model
-        self.y = np.ascontiguousarray(model.endog[:, 0], dtype=float)
-        self.exog = None if model.k_exog == 0 else np.asarray(model.exog, float)
-        self.k_trend = model.k_trend
-        self.k_exog, self.k_ar, self.k_ma = model.k_exog, model.k_ar_params, model.k_ma_params
-        self.k_seasonal_ar, self.season = model.k_seasonal_ar_params, model.seasonal_periods
-        self.nobs = len(self.y)
+        return cls(
+            model.k_trend,
+            model.k_exog,
+            model.k_ar_params,
+            model.k_ma_params,
+            model.k_seasonal_ar_params,
+            model.seasonal_periods,
+        )
 
-    def _parts(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
-        """(series less the regressors, reduced AR, reduced MA, constant, innovation variance)."""
+    def parts(self, params: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, float]:
+        """(constant, regressors' coefficients, reduced AR, reduced MA, innovation variance)."""
+        params = np.asarray(params, float)
         i = 0
         intercept = float(params[0]) if self.k_trend else 0.0
         i += self.k_trend
-        y = self.y
-        if self.k_exog:
-            y = y - self.exog @ params[i : i + self.k_exog]
+        beta = params[i : i + self.k_exog]
         i += self.k_exog
-        ar = np.asarray(params[i : i + self.k_ar], float)
+        ar = params[i : i + self.k_ar]
         i += self.k_ar
-        ma = np.asarray(params[i : i + self.k_ma], float)
+        ma = params[i : i + self.k_ma]
         i += self.k_ma
         if self.k_seasonal_ar:
             # (1 - ar(L)) (1 - sar(L^s)), as statsmodels multiplies them
-            poly = np.r_[1.0, -ar]
             seasonal = np.zeros(self.k_seasonal_ar * self.season + 1)
             seasonal[0] = 1.0
             seasonal[self.season :: self.season] = -params[i : i + self.k_seasonal_ar]
-            ar = -np.convolve(poly, seasonal)[1:]
+            ar = -np.convolve(np.r_[1.0, -ar], seasonal)[1:]
             i += self.k_seasonal_ar
-        return np.ascontiguousarray(y), np.ascontiguousarray(ar), np.ascontiguousarray(ma), intercept, float(params[i])
+        return intercept, beta, np.ascontiguousarray(ar), np.ascontiguousarray(ma), float(params[i])
+
+    def system(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The state space statsmodels builds: transition T, design z, state intercept c, R Q R'."""
+        intercept, _, ar, ma, sigma2 = self.parts(params)
+        transition, selection = _harvey_system(ar, ma)
+        design = np.zeros(len(selection))
+        design[0] = 1.0
+        return transition, design, intercept * design, sigma2 * np.outer(selection, selection)
+
+    def filter(
+        self, params: np.ndarray, y: np.ndarray, exog: np.ndarray | None = None, keep_states: bool = False
+    ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`arma_filter` of ``y`` less the regressors' part."""
+        intercept, beta, ar, ma, sigma2 = self.parts(params)
+        if self.k_exog:
+            if exog is None:
+                raise ValueError("this model has regressors: pass exog")
+            y = y - exog @ beta
+        return arma_filter(np.ascontiguousarray(y, dtype=float), ar, ma, intercept, sigma2, keep_states)
+
+
+class ArmaLikelihood:
+    """The log-likelihood of a SARIMAX model (d = 0, constant trend, no seasonal MA or measurement
+    error) at parameters in its own space, by :func:`arma_filter`.
+
+    Raises
+    ------
+    ValueError
+        For a model this filter does not cover.
+    """
+
+    def __init__(self, model: SARIMAX) -> None:
+        self.shape = ArmaShape.of(model)
+        self.y = np.ascontiguousarray(model.endog[:, 0], dtype=float)
+        self.exog = None if model.k_exog == 0 else np.asarray(model.exog, float)
+        self.nobs = len(self.y)
 
     def loglike(self, params: np.ndarray) -> float:
         """Log-likelihood at constrained parameters (the model's ``loglike(params)``)."""
-        y, ar, ma, intercept, sigma2 = self._parts(params)
-        return arma_filter(y, ar, ma, intercept, sigma2)[0]
+        return self.shape.filter(params, self.y, self.exog)[0]
 
     def resid(self, params: np.ndarray) -> np.ndarray:
-        y, ar, ma, intercept, sigma2 = self._parts(params)
-        return arma_filter(y, ar, ma, intercept, sigma2)[1]
+        return self.shape.filter(params, self.y, self.exog)[1]
 
 
 def maximum_likelihood(model: SARIMAX) -> ArmaMle:
@@ -218,6 +279,5 @@ def maximum_likelihood(model: SARIMAX) -> ArmaMle:
         warnings.simplefilter("ignore")
         best, _, info = fmin_l_bfgs_b(objective, start, bounds=[(None, None)] * len(start), **LBFGS_SETTINGS)
     params = model.transform_params(best)
-    y, ar, ma, intercept, sigma2 = likelihood._parts(params)
-    loglike, resid = arma_filter(y, ar, ma, intercept, sigma2)
+    loglike, resid, _, _ = likelihood.shape.filter(params, likelihood.y, likelihood.exog)
     return ArmaMle(params, float(loglike), resid, info["warnflag"] == 0, int(info["nit"]), n)

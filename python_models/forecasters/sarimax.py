@@ -17,7 +17,7 @@ import pandas as pd
 from statsmodels.tsa.statespace.sarimax import SARIMAX
 
 from python_models.evaluation.metrics import ljung_box
-from python_models.forecasters.arma_likelihood import ArmaMle, maximum_likelihood
+from python_models.forecasters.arma_likelihood import ArmaMle, ArmaShape, maximum_likelihood
 from python_models.forecasters.base import (
     FitResult,
     Forecaster,
@@ -99,21 +99,6 @@ def approximate_order_search(
     return sorted(out, key=lambda c: c.criterion)
 
 
-def _fixed(ssm, name: str) -> np.ndarray:
-    """A system matrix at time 0 (ARMA models are time-invariant)."""
-    m = ssm[name]
-    time_dims = {
-        "design": 3,
-        "obs_cov": 3,
-        "transition": 3,
-        "selection": 3,
-        "state_cov": 3,
-        "obs_intercept": 2,
-        "state_intercept": 2,
-    }[name]
-    return m[..., 0] if m.ndim == time_dims else m
-
-
 @dataclass(frozen=True)
 class ExogScaler:
     """Exogenous regressors of a SARIMAX fit: feature columns lagged one session (the value
@@ -162,16 +147,16 @@ class SarimaxResult(FitResult):
     #: (P, 0, 0, s): a seasonal AR term, where the automatic search chose one
     seasonal_order: tuple[int, int, int, int] = (0, 0, 0, 0)
 
-    def _model(self, returns: pd.Series, exog: pd.DataFrame | None = None) -> SARIMAX:
-        named = None
-        if self.exog is not None:
-            named = pd.DataFrame(self.exog.transform(exog, returns.index), columns=list(self.exog.names))
-        return SARIMAX(
-            _SCALE * returns.to_numpy(),
-            exog=named,
-            order=self.order,
-            seasonal_order=self.seasonal_order,
-            trend=self.trend,
+    @property
+    def shape(self) -> ArmaShape:
+        """Where :attr:`params` keeps each part (statsmodels' order)."""
+        return ArmaShape(
+            k_trend=int(self.trend == "c"),
+            k_exog=0 if self.exog is None else len(self.exog.names),
+            k_ar=self.order[0],
+            k_ma=self.order[2],
+            k_seasonal_ar=self.seasonal_order[0],
+            season=self.seasonal_order[3],
         )
 
     def forecast(
@@ -183,29 +168,25 @@ class SarimaxResult(FitResult):
         pos = check_origins(returns, origins)
         hs = validate_horizons(horizons)
         history = returns.iloc[: pos.max() + 1]
-        model = self._model(history, exog)
-        filtered = model.filter(self.params.to_numpy(), cov_type="none")  # the state, not the estimates' covariance
-        ssm = model.ssm
-        T, Z, c, d, R, Q, H = (
-            _fixed(ssm, n)
-            for n in ("transition", "design", "state_intercept", "obs_intercept", "selection", "state_cov", "obs_cov")
-        )
-        z = Z[0]
+        params = self.params.to_numpy()
+        # the Kalman filter over the whole history with the parameters fixed, statsmodels' state space
+        # (arma_likelihood: the same predicted states as SARIMAX.filter, compiled)
+        x = None if self.exog is None else self.exog.transform(exog, history.index)
+        _, _, states, covariances = self.shape.filter(params, _SCALE * history.to_numpy(), x, keep_states=True)
+        T, z, c, rqr = self.shape.system(params)
         h_max = max(hs)
-        # a_{t+1|t} for every origin t is column t + 1 of predicted_state.
-        state = filtered.filter_results.predicted_state[:, pos + 1]
-        # regressors enter the observation intercept; with none it is constant
+        # a_{t+1|t} for every origin t: row t + 1 of the predicted states
+        state = states[pos + 1].T
+        # regressors enter the observation intercept; with none it is zero
         if self.exog is None:
-            offset = d[0]
+            offset = 0.0
         else:  # the regressor of t + 1 is the feature at t: known at the origin
             offset = self.exog.current(exog, history.index[pos]) @ self.params[list(self.exog.names)].to_numpy()
         step_mean = np.empty((len(pos), h_max))
         for k in range(h_max):
             step_mean[:, k] = offset + z @ state
             state = T @ state + c[:, None]
-        cum_var = self._cumulative_variance(
-            filtered.filter_results.predicted_state_cov[:, :, pos.min() + 1], T, z, R @ Q @ R.T, H[0, 0], h_max
-        )
+        cum_var = self._cumulative_variance(covariances[pos.min() + 1], T, z, rqr, 0.0, h_max)
         idx = np.asarray(hs) - 1
         mean = np.cumsum(step_mean, axis=1)[:, idx] / _SCALE
         var = np.tile(cum_var[idx], (len(pos), 1)) / _SCALE**2

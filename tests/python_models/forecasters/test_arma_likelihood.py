@@ -9,7 +9,7 @@ import pytest
 from statsmodels.tsa.arima_process import arma_generate_sample
 from statsmodels.tsa.statespace.sarimax import SARIMAX
 
-from python_models.forecasters.arma_likelihood import ArmaLikelihood, maximum_likelihood
+from python_models.forecasters.arma_likelihood import ArmaLikelihood, ArmaShape, maximum_likelihood
 
 SPECS = [
     {"order": (1, 0, 1)},
@@ -74,7 +74,7 @@ def test_the_estimates_are_statsmodels_fit(spec):
 def test_a_unit_root_has_no_likelihood():
     from python_models.forecasters.arma_likelihood import arma_filter
 
-    loglike, _ = arma_filter(np.zeros(50), np.array([1.0]), np.array([]), 0.0, 1.0)
+    loglike = arma_filter(np.zeros(50), np.array([1.0]), np.array([]), 0.0, 1.0)[0]
     assert loglike == -np.inf
 
 
@@ -89,3 +89,35 @@ def test_a_unit_root_has_no_likelihood():
 def test_models_it_does_not_cover_are_refused(kwargs):
     with pytest.raises(ValueError, match="covers SARIMAX"):
         ArmaLikelihood(SARIMAX(_series(0), trend="c", **kwargs))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+def test_the_predicted_states_are_statsmodels_with_missing_sessions(spec):
+    y = _series(4)
+    y[[100, 101, 400]] = np.nan  # missing: no update, as statsmodels filters them
+    model = _model(y, spec, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        params = model.start_params
+    want = model.filter(params, cov_type="none").filter_results
+    shape = ArmaShape.of(model)
+    loglike, _, states, covariances = shape.filter(params, y, None if model.exog is None else model.exog, True)
+    assert loglike == pytest.approx(want.llf, rel=1e-10)
+    np.testing.assert_allclose(states, want.predicted_state.T, atol=1e-9)
+    np.testing.assert_allclose(covariances, want.predicted_state_cov.transpose(2, 0, 1), atol=1e-9)
+    transition, design, intercept, rqr = shape.system(params)
+    ssm = model.ssm
+    np.testing.assert_allclose(
+        transition, ssm["transition"][..., 0] if ssm["transition"].ndim == 3 else ssm["transition"]
+    )
+    np.testing.assert_allclose(design, ssm["design"][0, :, 0] if ssm["design"].ndim == 3 else ssm["design"][0])
+    np.testing.assert_allclose(
+        intercept, ssm["state_intercept"][:, 0] if ssm["state_intercept"].ndim == 2 else ssm["state_intercept"]
+    )
+    selection = ssm["selection"][..., 0] if ssm["selection"].ndim == 3 else ssm["selection"]
+    np.testing.assert_allclose(
+        rqr,
+        selection @ ssm["state_cov"][..., 0] @ selection.T
+        if ssm["state_cov"].ndim == 3
+        else selection @ ssm["state_cov"] @ selection.T,
+    )
