@@ -244,7 +244,8 @@ def test_sarimax_exog_recovers_the_regressor_and_forecasts_like_statsmodels():
     assert_allclose(slopes, ols[1:], rtol=1e-3, atol=1e-6)
     assert_allclose(slopes[0], 0.4 * SIGMA, rtol=0.3)  # the planted effect, within three standard errors
     assert abs(slopes[1]) < 0.1 * SIGMA
-    # forecasts from the last origin against statsmodels' own, regressors held at the origin's value
+    # forecasts from the last origin against statsmodels' own given the regressors' path: known for the
+    # next session, then its AR(1) expectation
     arma = Sarimax(exog_names=("f1",)).fit(returns, exog=frame)
     history = frame["log_return"].iloc[1:760]
     origin = history.index[-1]
@@ -252,7 +253,8 @@ def test_sarimax_exog_recovers_the_regressor_and_forecasts_like_statsmodels():
     x = arma.exog.transform(frame, history.index)
     res = SARIMAX(100 * history.to_numpy(), exog=x, order=(1, 0, 1), trend="c").filter(arma.params.to_numpy())
     now = arma.exog.current(frame, pd.Index([origin]))
-    path = res.forecast(steps=5, exog=np.repeat(now, 5, axis=0)) / 100
+    expected = now * arma.exog.persistence ** np.arange(5)[:, None]
+    path = res.forecast(steps=5, exog=expected) / 100
     assert_allclose(ours, [path[0], path.sum()], rtol=1e-8)
 
 
@@ -296,3 +298,22 @@ def test_feature_tcn_learns_a_planted_feature_from_its_windows_and_sizes_interva
     assert 0.85 < coverage < 0.95
     with pytest.raises(ValueError, match="feature columns"):
         run_pooled(FeatureTcn(features=("f1", "f9")), panel, CFG)
+
+
+def test_sarimax_exog_clips_an_unseen_regressor_and_expects_its_ar1_path():
+    from python_models.forecasters.sarimax import Sarimax
+
+    frame = _skill_panel(n=1, t=900, slope=0.4, seed=5, drift=0.0003).set_index("date")
+    returns = frame["log_return"].iloc[1:700]
+    fit = Sarimax(exog_names=("f1",)).fit(returns, exog=frame)
+    seen = frame["f1"].iloc[:699]
+    # the planted feature is white noise: no persistence, so only the next session carries it
+    assert abs(fit.exog.persistence[0]) < 0.1
+    history = frame["log_return"].iloc[1:760]
+    origin = history.index[-1]
+    extreme, at_max = frame.copy(), frame.copy()
+    extreme.loc[origin, "f1"] = seen.max() + 50 * seen.std()
+    at_max.loc[origin, "f1"] = seen.max()
+    wild = fit.forecast(history, pd.Index([origin]), (1, 63), exog=extreme).mean[0]
+    clipped = fit.forecast(history, pd.Index([origin]), (1, 63), exog=at_max).mean[0]
+    assert_allclose(wild, clipped, rtol=1e-12)  # beyond the window's range: its largest value
