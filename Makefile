@@ -22,6 +22,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m python_models.forecasters.compiled
 	@touch $@
 
 ## lock: re-resolve requirements.lock from pyproject.toml (runtime + test + lint groups) with uv;

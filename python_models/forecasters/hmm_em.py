@@ -47,7 +47,7 @@ class HmmEmFailure(ValueError):
     """The scaled recursion underflowed or a covariance is not positive definite."""
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _cholesky(cov: np.ndarray, jitter: float) -> tuple[np.ndarray, bool]:
     d = cov.shape[0]
     low = np.zeros((d, d))
@@ -67,7 +67,7 @@ def _cholesky(cov: np.ndarray, jitter: float) -> tuple[np.ndarray, bool]:
     return low, True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _frame_probabilities(x: np.ndarray, means: np.ndarray, covars: np.ndarray, out: np.ndarray) -> bool:
     """exp of each state's Gaussian log-density at each session; False where a covariance is
     not positive definite even with hmmlearn's jitter."""
@@ -96,7 +96,7 @@ def _frame_probabilities(x: np.ndarray, means: np.ndarray, covars: np.ndarray, o
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _forward(startprob, transmat, frame, fwd, scaling) -> tuple[float, bool]:
     n, k = frame.shape
     for t in range(n):
@@ -122,7 +122,7 @@ def _forward(startprob, transmat, frame, fwd, scaling) -> tuple[float, bool]:
     return log_prob, True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _em(x, startprob, transmat, means, covars, n_iter, tol):
     n, d = x.shape
     k = len(startprob)
@@ -189,6 +189,8 @@ def _em(x, startprob, transmat, means, covars, n_iter, tol):
                 new_trans[i, j] /= row
         transmat = new_trans
         for c in range(k):
+            if not weight[c] > 0.0:  # a state no session belongs to: hmmlearn's covariance then fails too
+                return iterations, history, _NOT_POSITIVE_DEFINITE, startprob, transmat
             for i in range(d):
                 means[c, i] = obs[c, i] / weight[c]
             for i in range(d):
@@ -207,7 +209,7 @@ def _em(x, startprob, transmat, means, covars, n_iter, tol):
     return iterations, history, _OK, startprob, transmat
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def forward_filter(startprob: np.ndarray, transmat: np.ndarray, likelihood: np.ndarray) -> np.ndarray:
     """P(state at t | sessions up to t) from per-session state likelihoods (any common scale per
     session): the forward recursion, normalised every session."""
@@ -245,7 +247,7 @@ class HmmEmFit:
     history: tuple[float, ...] = ()
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _assign(x, centres, labels) -> None:
     """Nearest centre by ||c||^2 - 2 x.c (scikit-learn's Lloyd step; the first of equals wins)."""
     n, d = x.shape
@@ -266,7 +268,7 @@ def _assign(x, centres, labels) -> None:
         labels[i] = label
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _kmeans_plusplus(x, k, draws, trials):
     """scikit-learn's greedy k-means++ (``_kmeans_plusplus``, unit weights) with its uniform draws
     given: one for the first centre, ``trials`` for each next."""
@@ -312,7 +314,7 @@ def _kmeans_plusplus(x, k, draws, trials):
     return centres
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lloyd(x, centres, tol, max_iter):
     """scikit-learn's ``_kmeans_single_lloyd`` on one thread: (labels, inertia, centres, ok); not ok
     where a cluster empties (scikit-learn relocates it; the caller then runs scikit-learn)."""
@@ -357,7 +359,7 @@ def _lloyd(x, centres, tol, max_iter):
     return labels, inertia, centres, True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _same_clustering(a, b, k) -> bool:
     mapping = np.full(k, -1)
     for i in range(len(a)):
@@ -368,7 +370,7 @@ def _same_clustering(a, b, k) -> bool:
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _kmeans(x, k, draws, trials, n_init, tol, max_iter):
     best_inertia, best_labels, best_centres = np.inf, np.empty(0, dtype=np.int32), np.empty((k, x.shape[1]))
     per_init = 1 + (k - 1) * trials
@@ -395,10 +397,13 @@ def kmeans_centres(
     centres, ok = _kmeans(np.ascontiguousarray(centred), k, draws, trials, n_init, scaled_tol, max_iter)
     if not ok:
         from sklearn.cluster import KMeans
+        from threadpoolctl import threadpool_limits
 
-        return (
-            KMeans(n_clusters=k, random_state=seed, n_init=n_init, max_iter=max_iter, tol=tol).fit(x).cluster_centers_
-        )
+        # scikit-learn's OpenMP reductions differ in the last bits with the thread count: one thread, as
+        # the compiled steps and a one-thread Dask worker
+        with threadpool_limits(limits=1, user_api="openmp"):
+            kmeans = KMeans(n_clusters=k, random_state=seed, n_init=n_init, max_iter=max_iter, tol=tol)
+            return kmeans.fit(x).cluster_centers_
     return centres + x.mean(axis=0)
 
 

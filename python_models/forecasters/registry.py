@@ -53,7 +53,7 @@ MODELS: dict[str, Callable[[], Forecaster | PanelForecaster]] = {**SERIES_MODELS
 #: the automatic-order one (``sarimax_auto``: an approximate search, then one exact fit, about 1.1
 #: times the fixed ARMA(1,1)'s cost: benchmarks/sarimax_order_search.py); the fixed-order ``sarimax``
 #: is kept for research. ``sarimax_exog`` (ARMA(1,1) with regressors per stock) joined once the
-#: compiled ARMA likelihood (arma_likelihood.py) cut its cost from 198 s to ~70 s for the default
+#: compiled ARMA likelihood (arma_likelihood.py) cut its cost from 198 s to 52 s for the default
 #: universe on one thread. The TCN trains in one pass over each training window (its outputs see 31
 #: sessions of its 63: torch_networks.Tcn.along) and the LSTM refits every 252 sessions. Not yet in
 #: it (run it with PMX_MODELS=all): the feature TCN (pooled over 21-session windows of seven

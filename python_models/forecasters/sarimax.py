@@ -197,7 +197,12 @@ class SarimaxResult(FitResult):
         # feature at t, known at the origin; a later one is expected at persistence**k times it (ExogScaler)
         known = np.zeros((len(pos), 0)) if self.exog is None else self.exog.current(exog, history.index[pos])
         beta = np.zeros(0) if self.exog is None else self.params[list(self.exog.names)].to_numpy()
-        persistence = np.zeros(0) if self.exog is None or self.exog.persistence is None else self.exog.persistence
+        if self.exog is None:
+            persistence = np.zeros(0)
+        elif self.exog.persistence is None:  # a fit stored before 0.4.0 held its regressors
+            persistence = np.ones_like(beta)
+        else:
+            persistence = self.exog.persistence
         step_mean = np.empty((len(pos), h_max))
         for k in range(h_max):
             step_mean[:, k] = known @ (beta * persistence**k) + z @ state
@@ -247,7 +252,7 @@ class Sarimax(Forecaster):
         ``["seasonal_p"]`` say what was used, ``["order_criterion"]`` the approximate criterion
         of the order fitted (NaN for a fallback or a fixed order).
     trend : str
-        statsmodels trend ("c": constant).
+        "c" (a constant) or "n" (none): the trends the compiled likelihood covers.
     max_order : int
         Largest p and q tried by "auto".
     season : int
@@ -281,6 +286,8 @@ class Sarimax(Forecaster):
             if order[1] != 0:
                 raise ValueError("pmx models returns, which are already differenced: use d = 0")
             self.order, self.name = cast(tuple[int, int, int], tuple(order)), "sarimax"
+        if trend not in ("c", "n"):
+            raise ValueError(f"trend must be 'c' (a constant) or 'n' (none), got {trend!r}")
         if season < 0 or criterion not in ("aic", "bic"):
             raise ValueError(f"season must be >= 0 and criterion 'aic' or 'bic', got {season} and {criterion!r}")
         self.trend, self.max_order, self.exog_names = trend, max_order, tuple(exog_names)
@@ -375,8 +382,9 @@ class SarimaxExog(PanelForecaster):
     """ARMA(1, 1) with exogenous regressors from marts.features, one fit per ticker.
 
     Single-series in its estimation but fed from the feature panel, so it runs under the
-    pooled harness. Multi-step forecasts hold each regressor at its value at the origin
-    (nothing later is known); their variance ignores the regressors' own uncertainty.
+    pooled harness. Multi-step forecasts expect each regressor along its AR(1) path from its
+    value at the origin, clipped to the training window's range (:class:`ExogScaler`); their
+    variance ignores the regressors' own uncertainty.
 
     Parameters
     ----------

@@ -84,6 +84,7 @@ def test_a_unit_root_has_no_likelihood():
         {"order": (1, 1, 0)},
         {"order": (1, 0, 0), "seasonal_order": (0, 0, 1, 5)},
         {"order": (1, 0, 0), "measurement_error": True},
+        {"order": (1, 0, 1), "enforce_stationarity": False},
     ],
 )
 def test_models_it_does_not_cover_are_refused(kwargs):

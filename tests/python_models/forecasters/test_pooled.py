@@ -153,10 +153,7 @@ def test_mssa_recovers_a_shared_signal_subspace_better_than_one_series_alone():
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the poisoned forecasts after the cut overflow
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(n, marks=pytest.mark.slow) if n in ("sarimax_exog", "tcn_features") else n
-        for n in sorted(POOLED_MODELS)
-    ],
+    [pytest.param(n, marks=pytest.mark.slow) if n == "tcn_features" else n for n in sorted(POOLED_MODELS)],
 )
 def test_poisoned_future_changes_no_earlier_pooled_prediction(name):
     panel = _common_signal_panel(n=5, t=1100) if name == "mssa" else _skill_panel(n=5, t=1100)
@@ -317,3 +314,20 @@ def test_sarimax_exog_clips_an_unseen_regressor_and_expects_its_ar1_path():
     wild = fit.forecast(history, pd.Index([origin]), (1, 63), exog=extreme).mean[0]
     clipped = fit.forecast(history, pd.Index([origin]), (1, 63), exog=at_max).mean[0]
     assert_allclose(wild, clipped, rtol=1e-12)  # beyond the window's range: its largest value
+
+
+def test_a_stored_sarimax_exog_fit_without_persistence_holds_its_regressors():
+    """A fit pickled before the regressors' AR(1) path (ExogScaler.persistence None) forecasts as it did."""
+    import dataclasses
+
+    from python_models.forecasters.sarimax import Sarimax
+
+    frame = _skill_panel(n=1, t=900, slope=0.4, seed=5, drift=0.0003).set_index("date")
+    fit = Sarimax(exog_names=("f1",)).fit(frame["log_return"].iloc[1:700], exog=frame)
+    history = frame["log_return"].iloc[1:760]
+    origin = pd.Index([history.index[-1]])
+    old = dataclasses.replace(fit, exog=dataclasses.replace(fit.exog, persistence=None))
+    held = dataclasses.replace(fit, exog=dataclasses.replace(fit.exog, persistence=np.ones(1)))
+    assert_allclose(
+        old.forecast(history, origin, (1, 5), exog=frame).mean, held.forecast(history, origin, (1, 5), exog=frame).mean
+    )
