@@ -98,6 +98,9 @@ def _frame_probabilities(x: np.ndarray, means: np.ndarray, covars: np.ndarray, o
 
 @njit(cache=True, error_model="numpy")
 def _forward(startprob, transmat, frame, fwd, scaling) -> tuple[float, bool]:
+    """The scaled forward pass: ``fwd`` row t is P(state at t | sessions up to t), ``scaling`` the
+    inverse of each session's likelihood given the past; (log-likelihood, True), or (0, False) where
+    a session's likelihood underflows in every state (that row and the later ones are left NaN)."""
     n, k = frame.shape
     for t in range(n):
         total = 0.0
@@ -112,6 +115,7 @@ def _forward(startprob, transmat, frame, fwd, scaling) -> tuple[float, bool]:
             fwd[t, j] = value
             total += value
         if total < _MIN_SUM:
+            fwd[t:] = np.nan
             return 0.0, False
         scaling[t] = 1.0 / total
         for j in range(k):
@@ -209,26 +213,12 @@ def _em(x, startprob, transmat, means, covars, n_iter, tol):
     return iterations, history, _OK, startprob, transmat
 
 
-@njit(cache=True, error_model="numpy")
 def forward_filter(startprob: np.ndarray, transmat: np.ndarray, likelihood: np.ndarray) -> np.ndarray:
     """P(state at t | sessions up to t) from per-session state likelihoods (any common scale per
-    session): the forward recursion, normalised every session."""
-    n, k = likelihood.shape
-    out = np.empty((n, k))
-    for t in range(n):
-        total = 0.0
-        for j in range(k):
-            if t == 0:
-                value = startprob[j]
-            else:
-                value = 0.0
-                for i in range(k):
-                    value += out[t - 1, i] * transmat[i, j]
-            out[t, j] = value * likelihood[t, j]
-            total += out[t, j]
-        for j in range(k):
-            out[t, j] /= total
-    return out
+    session): the EM's scaled forward pass; NaN from a session no state explains on."""
+    filtered = np.empty(likelihood.shape)
+    _forward(startprob, transmat, np.ascontiguousarray(likelihood, float), filtered, np.empty(len(likelihood)))
+    return filtered
 
 
 @dataclass(frozen=True)

@@ -314,6 +314,9 @@ def test_sarimax_exog_clips_an_unseen_regressor_and_expects_its_ar1_path():
     wild = fit.forecast(history, pd.Index([origin]), (1, 63), exog=extreme).mean[0]
     clipped = fit.forecast(history, pd.Index([origin]), (1, 63), exog=at_max).mean[0]
     assert_allclose(wild, clipped, rtol=1e-12)  # beyond the window's range: its largest value
+    at_mean = frame.copy()
+    at_mean.loc[origin, "f1"] = seen.mean()
+    assert not np.allclose(clipped, fit.forecast(history, pd.Index([origin]), (1, 63), exog=at_mean).mean[0])
 
 
 def test_a_stored_sarimax_exog_fit_without_persistence_holds_its_regressors():
