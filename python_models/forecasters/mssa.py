@@ -6,9 +6,15 @@ Variants", 2022; the multivariate case of Alomar et al., NeurIPS 2023) stacks th
 matrices of all ``N`` series side by side, ``[P_1 | P_2 | ... | P_N]``, and keeps the
 leading singular components of that ``L x N K`` matrix, as many as capture ``energy`` of
 its squared norm. Every series then shares the subspace, its rank and its linear recurrent
-formula, estimated from ``N`` times as many columns; the AR(1) of each series' residual and
-its in-sample error variances stay its own. Forecasting from an origin is the univariate
-rule with the shared parameters.
+formula, estimated from ``N`` times as many columns; each series' residual model (the direct
+weights of :mod:`~python_models.forecasters.ssa`) and its in-sample error variances stay its own.
+Forecasting from an origin is the univariate rule with the shared parameters.
+
+The rank stays the energy rule's, not the univariate default's Gavish–Donoho threshold: the
+threshold's noise level is that of white noise, and with ``N`` times the columns the leading
+directions of autocorrelated noise clear it. Ten series sharing a rank-4 subspace under AR(1)
+noise got ranks 5 and 6 from the stacked threshold, 4 from the energy rule
+(``tests/python_models/forecasters/test_pooled.py``).
 
 The series of a fit are the tickers with a return on every session of the training window;
 a ticker with a gap sits that fit out (no forecast until a later fit includes it).
@@ -85,7 +91,9 @@ class Mssa(PanelForecaster):
         returns = wide[complete].to_numpy(float).T
         levels = np.concatenate([np.zeros((len(complete), 1)), np.cumsum(returns, axis=1)], axis=1)
         xp = gpu_module()
-        fit = fit_windows(xp.asarray(levels), self.rows, self.horizons, self.energy, xp=xp, shared=True)
+        fit = fit_windows(
+            xp.asarray(levels), self.rows, self.horizons, self.energy, xp=xp, shared=True, rank_rule="energy"
+        )
         series = {t: samossa_result(fit, i, self.rows, levels.shape[1]) for i, t in enumerate(complete)}
         first = series[complete[0]]
         diagnostics = {

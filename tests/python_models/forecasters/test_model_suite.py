@@ -1,5 +1,7 @@
 """The wider model suite on seeded series with known answers, and its guardrails."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -36,21 +38,84 @@ def _sinusoid_plus_ar(n=1200, phi=0.5, sigma=0.05, seed=42) -> np.ndarray:
     return np.sin(2 * np.pi * np.arange(n) / 20) + noise
 
 
-def test_ssa_batched_fit_equals_the_per_window_svd_loop():
+@pytest.mark.parametrize("rank_rule", ["threshold", "energy"])
+@pytest.mark.parametrize("residual", ["direct", "ar1"])
+def test_ssa_batched_fit_equals_the_per_window_svd_loop(rank_rule, residual):
     rng = np.random.default_rng(0)
     levels = np.cumsum(rng.normal(0, 0.01, (7, 400)), axis=1) + np.sin(np.arange(400) / 5)
-    batched, naive = fit_windows(levels, 20), fit_windows_naive(levels, 20)
-    for name in ("beta", "projection", "phi", "rank", "energy", "residual_var", "error_var"):
+    batched = fit_windows(levels, 20, rank_rule=rank_rule, residual=residual)
+    naive = fit_windows_naive(levels, 20, rank_rule=rank_rule, residual=residual)
+    names = (
+        "beta",
+        "projection",
+        "phi",
+        "rank",
+        "energy",
+        "residual_var",
+        "error_var",
+        "signal_weight",
+        "noise_weight",
+    )
+    for name in names:
         assert_allclose(getattr(batched, name), getattr(naive, name), rtol=1e-9, atol=1e-12, err_msg=name)
+    if residual == "ar1":  # the AR(1)'s decay: the level f_(t+h) + phi^h e_t
+        assert_allclose(batched.signal_weight, 1.0)
+        assert_allclose(batched.noise_weight, batched.phi[:, None] ** np.array(batched.horizons) - 1, rtol=1e-12)
+    else:
+        assert ((batched.signal_weight >= 0) & (batched.signal_weight <= 1)).all()
 
 
-def test_samossa_recovers_a_sinusoid_with_ar_noise():
+def test_the_threshold_keeps_the_components_above_gavish_and_donohos_line():
+    # two sinusoids (rank 2 each: periods that do not divide L, or the Page matrix's columns would all
+    # start at the same phase) in white noise: the threshold finds both, 90 % of the energy only the larger
+    rng = np.random.default_rng(3)
+    t = np.arange(2000)
+    levels = np.sin(2 * np.pi * t / 10) + 0.25 * np.sin(2 * np.pi * t / 7) + rng.normal(0, 0.05, t.size)
+    assert fit_windows(levels[None, :], 24).rank[0] == 4
+    assert fit_windows(levels[None, :], 24, rank_rule="energy").rank[0] == 2
+
+
+def test_samossa_is_close_to_the_random_walk_on_random_walks():
+    # nothing to learn: the direct weights let the windows say so, where the AR(1) of the Page matrix's
+    # residuals bets on reversion to the recent mean (1.45 times the random walk's MSE on the default data)
+    rng = np.random.default_rng(11)
+    ratios = {}
+    for residual in ("direct", "ar1"):
+        se, se_rw = 0.0, 0.0
+        for _ in range(6):
+            returns = _series(rng.normal(0, 0.01, 1400))
+            fit = Samossa(residual=residual).fit(returns.iloc[:757])
+            origins = returns.index[800:1300]
+            fc = fit.forecast(returns, origins, (1, 5))
+            level = np.concatenate([[0.0], np.cumsum(returns.to_numpy())])
+            at = returns.index.get_indexer(origins) + 1
+            realised = np.column_stack([level[at + h] - level[at] for h in (1, 5)])
+            se += ((fc.mean - realised) ** 2).sum(axis=0)
+            se_rw += (realised**2).sum(axis=0)
+        ratios[residual] = se / se_rw
+    assert (ratios["direct"] < 1.05).all()
+    assert (ratios["ar1"] > 1.15).all()
+
+
+def test_a_samossa_fit_stored_before_the_weights_forecasts_with_its_ar1():
+    returns = _series(np.diff(_sinusoid_plus_ar()))
+    fit = Samossa(rows=27, residual="ar1").fit(returns.iloc[:800])
+    stored = dataclasses.replace(fit, signal_weight=None, noise_weight=None)
+    origins = returns.index[800:900]
+    assert_allclose(stored.forecast(returns, origins, (1, 21)).mean, fit.forecast(returns, origins, (1, 21)).mean)
+
+
+@pytest.mark.parametrize("rank_rule", ["threshold", "energy"])
+def test_samossa_recovers_a_sinusoid_with_ar_noise(rank_rule):
     levels = _sinusoid_plus_ar()
     returns = _series(np.diff(levels))
-    fit = Samossa(rows=27).fit(returns.iloc[:800])
-    assert fit.diagnostics["rank"] == 2  # one sinusoid: a sine and a cosine component
-    assert fit.diagnostics["explained_energy"] > 0.99
-    assert abs(fit.params["phi"] - 0.5) < 0.12  # the residual's AR(1)
+    fit = Samossa(rows=27, rank_rule=rank_rule).fit(returns.iloc[:800])
+    if rank_rule == "energy":
+        assert fit.diagnostics["rank"] == 2  # one sinusoid: a sine and a cosine component
+        assert fit.diagnostics["explained_energy"] > 0.99
+        assert abs(fit.params["phi"] - 0.5) < 0.12  # the residual's AR(1)
+    else:  # the AR(1) noise's own leading components clear the line too: the sinusoid and two of them
+        assert fit.diagnostics["rank"] == 4
     origins = returns.index[800:1100]
     fc = fit.forecast(returns, origins, (1, 5, 21))
     at = returns.index.get_indexer(origins) + 1
@@ -84,6 +149,10 @@ def test_an_explosive_recurrent_formula_is_pulled_onto_the_unit_disk():
 def test_samossa_rejects_bad_settings():
     with pytest.raises(ValueError, match="rows must be at least 3"):
         Samossa(rows=2)
+    with pytest.raises(ValueError, match="rank_rule must be one of"):
+        Samossa(rank_rule="elbow")
+    with pytest.raises(ValueError, match="residual one of"):
+        fit_windows(np.zeros((1, 300)), 20, residual="arma")
     with pytest.raises(ValueError, match="Page matrix rows"):
         fit_windows(np.zeros((1, 30)), 20)
     with pytest.raises(ValueError, match="NaN or infinite"):
