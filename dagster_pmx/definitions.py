@@ -18,6 +18,7 @@ from dagster_pmx.defs.operations import checks as operations_checks
 from dagster_pmx.defs.operations import jobs, maintenance, sensors
 from dagster_pmx.defs.portfolio import assets as portfolio_assets
 from dagster_pmx.defs.portfolio import checks as portfolio_checks
+from dagster_pmx.defs.risk import assets as risk_assets
 from dagster_pmx.defs.trading import assets as trading_assets
 from dagster_pmx.defs.trading import checks as trading_checks
 from dagster_pmx.defs.transform import assets as transform_assets
@@ -62,6 +63,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
                 portfolio_assets,
                 backtest_assets,
                 backtest_reports,
+                risk_assets,
                 validation_assets,
                 trading_assets,
             ]

@@ -565,3 +565,39 @@ CLASSIFIER_SCORES = _schema(
         "beats the base rate (log-loss interval below 0), worse than the base rate, or no different.",
     ),
 )
+
+RISK_VAR = _schema(
+    ("strategy", "varchar", "Strategy, or benchmark (marts.backtest_daily)."),
+    ("date", "date", "Close the estimate is made at, from the strategy's net returns up to and including it."),
+    ("method", "varchar", "historical, cornish_fisher or fhs_garch (python_models/risk/var.py)."),
+    ("level", "double", "Confidence: 0.95 or 0.99 (the tail probability is 1 - level)."),
+    ("horizon", "bigint", "Sessions ahead: 1 or 10."),
+    (
+        "var",
+        "double",
+        "Value at risk: the loss, as a positive fraction of the book, exceeded with probability 1 - level.",
+    ),
+    ("es", "double", "Expected shortfall: the mean loss given that the VaR is exceeded (>= var)."),
+    ("next_return", "double", "The strategy's net return over the session after date (horizon 1; else null)."),
+    ("exceeded", "boolean", "The loss of that session above the one-session VaR (horizon 1; else null)."),
+)
+
+VAR_BACKTESTS = _schema(
+    ("strategy", "varchar", "Strategy, or benchmark."),
+    ("method", "varchar", "historical, cornish_fisher or fhs_garch."),
+    ("level", "double", "Confidence of the one-session VaR tested."),
+    ("sessions", "bigint", "Sessions with an estimate the evening before."),
+    ("exceedances", "bigint", "Sessions whose loss exceeded that estimate."),
+    ("expected_rate", "double", "1 - level: the exceedance rate of a correct VaR."),
+    ("observed_rate", "double", "exceedances / sessions."),
+    ("kupiec_lr", "double", "Kupiec's proportion-of-failures likelihood ratio (chi-squared, 1 df)."),
+    ("kupiec_pvalue", "double", "Its p-value: small means the VaR is exceeded too often or too rarely."),
+    (
+        "independence_lr",
+        "double",
+        "Christoffersen's likelihood ratio of the exceedances' Markov chain against independence.",
+    ),
+    ("independence_pvalue", "double", "Its p-value (1 df): small means exceedances cluster."),
+    ("conditional_lr", "double", "Christoffersen's conditional coverage: kupiec + independence on sessions 2..n."),
+    ("conditional_pvalue", "double", "Its p-value (2 df)."),
+)

@@ -149,8 +149,26 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def page(title: str, summary: pd.DataFrame, sections: dict[str, dict[str, bytes]], leaderboard: pd.DataFrame) -> str:
-    """A self-contained HTML tearsheet: the summary table, each strategy's plots, the leaderboard."""
+def var_plot(strategy: str, estimates: pd.DataFrame) -> bytes:
+    """PNG of a strategy's one-session 99 % VaR and ES (``estimates``: ``date, method, var, es,
+    next_return``, one session's rows per method) against the losses that followed."""
+    wide = estimates.assign(date=pd.to_datetime(estimates["date"])).pivot(index="date", columns="method")
+    lines = {f"VaR {m}": wide["var"][m] for m in wide["var"].columns}
+    if "fhs_garch" in wide["es"].columns:
+        lines["ES fhs_garch"] = wide["es"]["fhs_garch"]
+    lines["next session's loss"] = -wide["next_return"].iloc[:, 0]
+    return line_plot(lines, f"{strategy}: one-session 99 % VaR and ES against the loss that followed")
+
+
+def page(
+    title: str,
+    summary: pd.DataFrame,
+    sections: dict[str, dict[str, bytes]],
+    leaderboard: pd.DataFrame,
+    var_backtests: pd.DataFrame | None = None,
+) -> str:
+    """A self-contained HTML tearsheet: the summary table, each strategy's plots, the VaR backtests (when
+    given) and the leaderboard."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
@@ -164,6 +182,13 @@ def page(title: str, summary: pd.DataFrame, sections: dict[str, dict[str, bytes]
     for strategy, images in sections.items():
         parts.append(f"<h2>{html.escape(strategy)}</h2>")
         parts.extend(f"<img alt='{name}' src='{data_uri(png)}'>" for name, png in images.items())
+    if var_backtests is not None and not var_backtests.empty:
+        parts += [
+            "<h2>Value at risk: the one-session VaR's exceedances</h2>",
+            "<p>Per strategy, method and level: the share of sessions whose loss exceeded the VaR of the close "
+            "before (expected: 1 - level), Kupiec's and Christoffersen's p-values (small: the VaR is wrong).</p>",
+            var_backtests.to_html(index=False, float_format=lambda x: f"{x:.4f}", border=0),
+        ]
     parts += [
         "<h2>Model leaderboard</h2>",
         leaderboard.to_html(index=False, float_format=lambda x: f"{x:.4f}", border=0),

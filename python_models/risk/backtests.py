@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 
@@ -89,3 +90,51 @@ def christoffersen(hits, p: float) -> tuple[CoverageTest, CoverageTest]:
         CoverageTest(lr_ind, float(stats.chi2.sf(lr_ind, 1))),
         CoverageTest(lr_cc, float(stats.chi2.sf(lr_cc, 2))),
     )
+
+
+#: Columns of :func:`exceedance_table`.
+EXCEEDANCE_COLUMNS = [
+    "method",
+    "level",
+    "sessions",
+    "exceedances",
+    "expected_rate",
+    "observed_rate",
+    "kupiec_lr",
+    "kupiec_pvalue",
+    "independence_lr",
+    "independence_pvalue",
+    "conditional_lr",
+    "conditional_pvalue",
+]
+
+
+def exceedances(returns: pd.Series, estimates: pd.DataFrame) -> pd.DataFrame:
+    """The one-session estimates of ``estimates`` (``rolling_var_es``'s rows) beside the return of the
+    session after each: ``date, method, level, var, es, next_return, exceeded`` (the loss
+    ``-next_return`` above the VaR); the last date, whose next session is unknown, is left out."""
+    one = estimates[estimates["horizon"] == 1]
+    following = returns.shift(-1).rename("next_return")
+    out = one.join(following, on="date").dropna(subset=["next_return"])
+    return out.assign(exceeded=-out["next_return"] > out["var"])[
+        ["date", "method", "level", "var", "es", "next_return", "exceeded"]
+    ]
+
+
+def exceedance_table(returns: pd.Series, estimates: pd.DataFrame) -> pd.DataFrame:
+    """Per method and level: the one-session VaR's exceedances over the sessions after the estimates,
+    with Kupiec's and Christoffersen's tests (:data:`EXCEEDANCE_COLUMNS`)."""
+    rows = []
+    for (method, level), group in exceedances(returns, estimates).groupby(["method", "level"], sort=True):
+        group = group.dropna(subset=["var"]).sort_values("date")
+        if len(group) < 2:
+            continue
+        hits = group["exceeded"].to_numpy()
+        p = 1.0 - float(level)
+        uc = kupiec(hits, p)
+        ind, cc = christoffersen(hits, p)
+        rows.append(
+            (method, level, len(hits), int(hits.sum()), p, float(hits.mean()), uc.statistic, uc.pvalue)
+            + (ind.statistic, ind.pvalue, cc.statistic, cc.pvalue)
+        )
+    return pd.DataFrame(rows, columns=EXCEEDANCE_COLUMNS)

@@ -268,8 +268,10 @@ def rolling_var_es(
         for level in levels:
             frames.append(_frame(dates, "historical", level, horizon, *_tails(sums, level)))
     mu, sigma = windows.mean(axis=1), windows.std(axis=1, ddof=1)
-    skew = stats.skew(windows, axis=1, bias=False)
-    kurt = stats.kurtosis(windows, axis=1, fisher=True, bias=False)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a window without variation: NaN moments
+        skew = stats.skew(windows, axis=1, bias=False)
+        kurt = stats.kurtosis(windows, axis=1, fisher=True, bias=False)
+    skew, kurt = np.where(sigma > 1e-8, skew, np.nan), np.where(sigma > 1e-8, kurt, np.nan)
     for horizon in horizons:
         mu_h, sigma_h, skew_h, kurt_h = horizon * mu, np.sqrt(horizon) * sigma, skew / np.sqrt(horizon), kurt / horizon
         for level in levels:
@@ -283,10 +285,15 @@ def rolling_var_es(
             )
     # the GARCH: refitted at the first session of each block of refit_every, filtered through the block
     for start in range(window, values.size + 1, refit_every):
-        fitted = GarchFilter.fit(values[start - window : start])
         stop = min(start + refit_every, values.size + 1)  # sessions start..stop-1 (closes at end - 1)
-        variances, _ = fitted.filtered(values[start : stop - 1])
         block = dates[start - window : stop - window]
+        fitted = GarchFilter.fit(values[start - window : start]) if _varies(values[start - window : start]) else None
+        if fitted is None:  # a window without variation (a book in cash) has no GARCH: no estimate
+            for horizon in horizons:
+                for level in levels:
+                    frames.append(_frame(block, "fhs_garch", level, horizon, np.full(len(block), np.nan), np.nan))
+            continue
+        variances, _ = fitted.filtered(values[start : stop - 1])
         for horizon in horizons:
             simulated = (
                 None
@@ -299,5 +306,10 @@ def rolling_var_es(
     return pd.concat(frames, ignore_index=True)
 
 
-def _frame(dates: pd.Index, method: str, level: float, horizon: int, var: np.ndarray, es: np.ndarray) -> pd.DataFrame:
+def _varies(window: np.ndarray) -> bool:
+    """Whether a window's returns vary enough for a GARCH (its standard deviation above 1e-8)."""
+    return bool(np.std(window) > 1e-8)
+
+
+def _frame(dates: pd.Index, method: str, level: float, horizon: int, var: np.ndarray, es) -> pd.DataFrame:
     return pd.DataFrame({"date": dates, "method": method, "level": level, "horizon": horizon, "var": var, "es": es})

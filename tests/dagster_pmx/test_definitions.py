@@ -19,6 +19,8 @@ MARTS = [
     "backtest_attribution",
     "drawdown_control",
     "capacity",
+    "risk_var",
+    "var_backtests",
 ]
 
 

@@ -18,7 +18,7 @@ def test_every_mart_is_populated(full):
     from dagster_pmx.definitions import defs
 
     marts = [k.path[1] for k in defs.resolve_asset_graph().materializable_asset_keys if k.path[0] == "marts"]
-    assert len(marts) == 31
+    assert len(marts) == 33
     for table in marts:
         if table == "data_quality":
             continue  # the bundled slice is clean: see test_the_bundled_slice_passes_the_wall_whole
@@ -27,6 +27,28 @@ def test_every_mart_is_populated(full):
     assert models == {*DEFAULT_MODELS, *VARIANTS.values()}
     strategies = set(read(full, "select strategy from marts.backtest_summary")["strategy"])
     assert strategies == models | {"benchmark", "governed", "barbell", "risk_parity"}
+
+
+def test_the_var_mart_is_each_strategys_own_window_and_its_backtest_counts_the_next_sessions(full):
+    from python_models.risk.var import cornish_fisher, historical
+
+    daily = read(full, "select strategy, date, net_return from marts.backtest_daily order by date")
+    risk = read(full, "select * from marts.risk_var")
+    assert set(risk["strategy"]) == set(daily["strategy"])
+    assert (risk["es"] >= risk["var"] - 1e-12).all()
+    for strategy in ("governed", "benchmark"):
+        returns = daily[daily["strategy"] == strategy].set_index("date")["net_return"]
+        date = returns.index[400]
+        past = returns.loc[:date].to_numpy()[-252:]
+        own = risk[(risk["strategy"] == strategy) & (risk["date"] == date) & (risk["horizon"] == 10)]
+        own = own.set_index(["method", "level"])
+        assert own.loc[("historical", 0.99), "var"] == pytest.approx(historical(past, 0.99, 10).var, rel=1e-12)
+        assert own.loc[("cornish_fisher", 0.95), "es"] == pytest.approx(cornish_fisher(past, 0.95, 10).es, rel=1e-9)
+    tests = read(full, "select * from marts.var_backtests").set_index(["strategy", "method", "level"])
+    one = risk[risk["horizon"] == 1].dropna(subset=["exceeded", "var"])
+    counted = one.groupby(["strategy", "method", "level"])["exceeded"].agg(["size", "sum"])
+    assert_allclose(tests.loc[counted.index, "sessions"], counted["size"])
+    assert_allclose(tests.loc[counted.index, "exceedances"], counted["sum"])
 
 
 def test_every_fit_reports_its_diagnostics_and_the_policy_verdict_reads_them(full):

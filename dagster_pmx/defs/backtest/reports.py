@@ -7,8 +7,9 @@ import pandas as pd
 
 from dagster_pmx.defs.backtest.assets import BENCHMARK
 from dagster_pmx.defs.backtest.reads import allocation_rows, tearsheet_inputs
+from dagster_pmx.defs.risk.reads import drawn_var, var_backtests
 from dagster_pmx.resources import Warehouse
-from python_models.backtest.tearsheet import data_uri, figures, page
+from python_models.backtest.tearsheet import data_uri, figures, page, var_plot
 from python_models.portfolio.allocation import BOND
 from python_models.portfolio.sizing import CASH
 
@@ -37,28 +38,37 @@ def sleeve_weights(alloc: pd.DataFrame, top: int = 5) -> pd.DataFrame:
         dg.AssetKey(["marts", "backtest_daily"]),
         dg.AssetKey(["marts", "allocations"]),
         dg.AssetKey(["marts", "model_leaderboard"]),
+        dg.AssetKey(["marts", "risk_var"]),
+        dg.AssetKey(["marts", "var_backtests"]),
     ],
     description="HTML tearsheet (reports/tearsheet.html next to the warehouse file): the summary of every "
     "strategy; for barbell, governed and risk_parity the equity curve against the benchmark, drawdown, "
-    "rolling Sharpe, monthly returns heatmap and allocation by sleeve; and the model leaderboard. The barbell's "
-    "plots are also this asset's metadata.",
+    "rolling Sharpe, monthly returns heatmap, allocation by sleeve and the one-session 99 % VaR and ES against "
+    "the losses that followed; the VaR backtests of those three and the benchmark; and the model leaderboard. "
+    "The barbell's plots are also this asset's metadata.",
 )
 def tearsheet(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     daily, summary, leaderboard = tearsheet_inputs(warehouse)
     daily["date"] = pd.to_datetime(daily["date"])
     bench = daily[daily["strategy"] == BENCHMARK].set_index("date")
     sections = {}
+    estimates = drawn_var(warehouse, TEARSHEET_STRATEGIES)
     for strategy in TEARSHEET_STRATEGIES:
         own = daily[daily["strategy"] == strategy].set_index("date")
         if own.empty:
             continue
         alloc = allocation_rows(warehouse, [strategy])[["date", "ticker", "weight"]]
         sections[strategy] = figures(strategy, own, bench, sleeve_weights(alloc))
+        own_var = estimates[estimates["strategy"] == strategy].drop(columns="strategy")
+        if not own_var.empty:
+            sections[strategy]["var"] = var_plot(strategy, own_var)
     if not sections:
         raise ValueError(f"marts.backtest_daily holds none of {TEARSHEET_STRATEGIES}")
     path = Path(warehouse.abs_path).parent / "reports" / "tearsheet.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page("pmx tearsheet", summary, sections, leaderboard), encoding="utf-8")
+    tests = var_backtests(warehouse)
+    tests = tests[tests["strategy"].isin([*TEARSHEET_STRATEGIES, BENCHMARK])]
+    path.write_text(page("pmx tearsheet", summary, sections, leaderboard, tests), encoding="utf-8")
     featured = next(iter(sections))
     plots = {
         f"{featured}/{name}": dg.MetadataValue.md(f"![{name}]({data_uri(png)})")

@@ -7,7 +7,7 @@ from dagster_pmx.defs.operations.calendar import EXCHANGE_TZ, is_session
 
 #: Research assets: rebuilt by the full build and the weekly retrain, not every evening.
 RESEARCH = (
-    dg.AssetSelection.groups("backtest", "validation")
+    dg.AssetSelection.groups("backtest", "risk", "validation")
     | dg.AssetSelection.assets(["marts", "model_scores"])
     | dg.AssetSelection.assets(["marts", "paper_tracking"])
 )

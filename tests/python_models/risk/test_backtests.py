@@ -76,3 +76,29 @@ def test_transitions_and_bad_input():
         kupiec([0, 2, 1], 0.01)
     with pytest.raises(ValueError, match="tail probability"):
         kupiec([0, 1], 1.5)
+
+
+def test_the_exceedance_table_scores_each_estimate_against_the_next_session():
+    import pandas as pd
+
+    from python_models.risk.backtests import exceedance_table, exceedances
+
+    dates = pd.bdate_range("2020-01-01", periods=6)
+    returns = pd.Series([0.0, -0.03, 0.01, -0.05, 0.02, -0.04], index=dates)
+    estimates = pd.DataFrame(
+        {
+            "date": dates,
+            "method": "historical",
+            "level": 0.99,
+            "horizon": 1,
+            "var": [0.02, 0.02, 0.06, 0.02, 0.01, 0.02],
+            "es": 0.07,
+        }
+    )
+    marked = exceedances(returns, estimates)
+    # the VaR of each close against the loss of the session after it; the last close has none
+    assert marked["exceeded"].tolist() == [True, False, False, False, True]
+    assert marked["next_return"].tolist() == [-0.03, 0.01, -0.05, 0.02, -0.04]
+    table = exceedance_table(returns, estimates)
+    assert table[["sessions", "exceedances"]].values.tolist() == [[5, 2]]
+    assert table["kupiec_pvalue"].iloc[0] == pytest.approx(kupiec(marked["exceeded"].to_numpy(), 0.01).pvalue)

@@ -1,0 +1,1 @@
+"""Risk of the strategies' books: VaR and ES per strategy and session, and the backtests of the VaR."""
