@@ -164,6 +164,21 @@ DRAWDOWN_CONTROL = _schema(
     ("drawdown", "double", "Equity over its peak minus 1 at this close (the peak resets when a stop ends)."),
 )
 
+ES_CONTROL = _schema(
+    ("strategy", "varchar", "A strategy the risk limits apply to (governed, barbell, risk_parity)."),
+    ("date", "timestamp_ns", "Decision date (the close the weights were decided at)."),
+    (
+        "es_before",
+        "double",
+        "One-session ES at `level` of the decided positions revalued on the last 252 sessions of their assets' "
+        "returns (a positive loss; null with fewer sessions behind the decision).",
+    ),
+    ("scale", "double", "Multiplier the limit put on the risky positions: 1 where it did not bind."),
+    ("es_after", "double", "The same ES after the scaling: at most `limit` unless the safe sleeve alone exceeds it."),
+    ("limit", "double", "The cap (PMX_ES_LIMIT)."),
+    ("level", "double", "Confidence of the ES (PMX_ES_LEVEL)."),
+)
+
 STRATEGY_DECISIONS = _schema(
     ("strategy", "varchar", "A strategy the drawdown control applies to (governed, barbell, risk_parity)."),
     ("date", "timestamp_ns", "Decision date (the close the weights were decided at)."),

@@ -141,3 +141,154 @@ def apply_drawdown_control(
             return controlled, frame
         scales = pd.Series(new, index=sessions)
     raise RuntimeError(f"drawdown control did not settle in {max_passes} passes")
+
+
+@dataclass(frozen=True)
+class EsLimit:
+    """A cap on the expected shortfall of the positions decided at each close.
+
+    ``limit`` is the one-session ES at ``level`` as a positive fraction of the book (0.03: a 3 %
+    mean loss on the worst 2.5 % of sessions), of the positions revalued on the last ``window``
+    sessions of their assets' returns, up to and including the decision's close (historical
+    simulation of today's book: what the positions would have lost, not what the strategy lost with
+    yesterday's). ``limit`` = 0 turns the cap off.
+    """
+
+    limit: float = 0.03
+    level: float = 0.975
+    window: int = 252
+
+    def __post_init__(self) -> None:
+        if self.limit < 0 or not 0.5 < self.level < 1 or self.window < 20:
+            raise ValueError(
+                f"need limit >= 0, 0.5 < level < 1 and window >= 20, got {self.limit}, {self.level}, {self.window}"
+            )
+
+
+#: Columns of :func:`apply_es_limit`'s per-decision rows.
+ES_COLUMNS = ["date", "es_before", "scale", "es_after", "limit", "level"]
+
+
+def position_es(pnl: np.ndarray, level: float) -> np.ndarray:
+    """Historical ES of each column of scenario returns ``pnl`` (scenarios x books), as positive losses."""
+    from python_models.risk.var import tail_risk
+
+    return tail_risk(np.asarray(pnl, dtype=float).T, level)[1]
+
+
+def es_scale(risky: np.ndarray, safe: np.ndarray, level: float, limit: float, steps: int = 40) -> tuple[float, float]:
+    """The largest ``s`` in [0, 1] whose book ``s * risky + safe`` (scenario returns of each part) has an
+    ES at ``level`` within ``limit``, and that ES.
+
+    ES is convex in the positions (it is sub-additive and positively homogeneous), so along ``s`` the
+    books within the limit are an interval from 0 (when the safe part alone is within it): bisection.
+    Where even the safe part alone exceeds the limit, ``s`` is 0: the risky positions go, and the
+    breach left is the safe sleeve's.
+    """
+
+    def es(s: float) -> float:
+        return float(position_es((s * risky + safe)[:, None], level)[0])
+
+    full = es(1.0)
+    if full <= limit:
+        return 1.0, full
+    if es(0.0) > limit:
+        return 0.0, es(0.0)
+    lo, hi = 0.0, 1.0  # es(lo) <= limit < es(hi)
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if es(mid) <= limit else (lo, mid)
+    return lo, es(lo)
+
+
+def apply_es_limit(
+    weights: pd.DataFrame,
+    returns: pd.DataFrame,
+    policy: EsLimit,
+    safe: Iterable[str] = (),
+    stored: pd.Series | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The decisions with the risky positions scaled so that each decision's ES is within ``policy``.
+
+    Parameters
+    ----------
+    weights : DataFrame
+        Decisions: dates (the closes they are decided at) by tickers; cash is what they leave.
+    returns : DataFrame
+        Daily simple returns of the tickers by session (missing: 0, a position that did not trade).
+    policy : EsLimit
+    safe : iterable of str
+        Tickers kept whole (the safe sleeve, e.g. the bond proxy, and cash); only the others are scaled.
+    stored : Series, optional
+        Scales by date from an earlier run (the daily refresh's stored path): those decisions are
+        scaled by them without being revalued, and get no row.
+
+    Returns
+    -------
+    (DataFrame, DataFrame)
+        The scaled decisions, and per decision revalued :data:`ES_COLUMNS`: its ES before and after
+        and the scale put on its risky positions (1 where the limit did not bind). A decision with
+        fewer than ``window`` sessions of returns behind it is left as it is, with NaN ES.
+    """
+    if policy.limit == 0 or weights.empty:
+        return weights, _es_rows([])
+    safe = [c for c in weights.columns if c in set(safe)]
+    risky = [c for c in weights.columns if c not in set(safe)]
+    r = returns.reindex(columns=weights.columns).fillna(0.0)
+    position = r.index.get_indexer(weights.index, method="pad")  # the decision's close, or the session before
+    values = r.to_numpy(dtype=float)
+    w = weights.fillna(0.0)
+    scaled = w.copy()
+    rows = []
+    known = {} if stored is None else stored.dropna().to_dict()
+    for i, (date, at) in enumerate(zip(weights.index, position, strict=True)):
+        if date in known:
+            scaled.iloc[i, [w.columns.get_loc(c) for c in risky]] = w.iloc[i][risky].to_numpy(dtype=float) * known[date]
+            continue
+        if at + 1 < policy.window:
+            rows.append((date, np.nan, 1.0, np.nan, policy.limit, policy.level))
+            continue
+        scenarios = values[at + 1 - policy.window : at + 1]
+        book = w.iloc[i]
+        risky_pnl = scenarios[:, [w.columns.get_loc(c) for c in risky]] @ book[risky].to_numpy(dtype=float)
+        safe_pnl = scenarios[:, [w.columns.get_loc(c) for c in safe]] @ book[safe].to_numpy(dtype=float)
+        before = float(position_es((risky_pnl + safe_pnl)[:, None], policy.level)[0])
+        scale, after = es_scale(risky_pnl, safe_pnl, policy.level, policy.limit)
+        if scale < 1.0:
+            scaled.iloc[i, [w.columns.get_loc(c) for c in risky]] = book[risky].to_numpy(dtype=float) * scale
+        rows.append((date, before, scale, after, policy.limit, policy.level))
+    return scaled.where(weights.notna()), _es_rows(rows)
+
+
+def _es_rows(rows: list[tuple]) -> pd.DataFrame:
+    """:data:`ES_COLUMNS` rows, typed even when there are none."""
+    frame = pd.DataFrame(rows, columns=ES_COLUMNS)
+    return frame.astype({"date": "datetime64[ns]", **{c: "float64" for c in ES_COLUMNS[1:]}})
+
+
+def es_limit_breaches(
+    allocations: pd.DataFrame, returns: pd.DataFrame, decisions: pd.DataFrame, policy: EsLimit, tolerance: float = 1e-9
+) -> pd.DataFrame:
+    """The decisions whose stored positions break the ES limit: ``strategy, date, es, risky_gross``.
+
+    ``allocations`` are the stored rows (``strategy, date, ticker, weight, sleeve``), after every risk
+    limit; ``decisions`` the ES limit's rows (``strategy, date, es_before``: the decisions it priced).
+    Each such decision's positions are revalued on the ``policy.window`` sessions of ``returns`` up to its
+    close, as :func:`apply_es_limit` does; a decision breaks the limit where their ES is above it and
+    risky positions remain (a safe sleeve alone above it is the one breach the limit cannot mend).
+    """
+    priced = decisions.dropna(subset=["es_before"])
+    wanted = allocations.merge(priced[["strategy", "date"]], on=["strategy", "date"])
+    r = returns.fillna(0.0)
+    rows = []
+    for (strategy, date), book in wanted.groupby(["strategy", "date"], sort=True):
+        at = r.index.get_indexer([date], method="pad")[0]
+        if at + 1 < policy.window:
+            continue
+        weights = book.set_index("ticker")["weight"]
+        scenarios = r.reindex(columns=weights.index).fillna(0.0).iloc[at + 1 - policy.window : at + 1]
+        es = float(position_es((scenarios.to_numpy() @ weights.to_numpy(dtype=float))[:, None], policy.level)[0])
+        risky = float(book.loc[book["sleeve"] == "risky", "weight"].abs().sum())
+        if es > policy.limit + tolerance and risky > 0:
+            rows.append((strategy, date, es, risky))
+    return pd.DataFrame(rows, columns=["strategy", "date", "es", "risky_gross"])

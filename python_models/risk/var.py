@@ -89,7 +89,7 @@ def horizon_returns(returns, horizon: int) -> np.ndarray:
 def historical(returns, level: float, horizon: int = 1) -> VarEs:
     """Historical VaR and ES (see the module docstring)."""
     r = _check(returns, level, horizon, min_obs=horizon + 20)
-    var, es = _tails(horizon_returns(r, horizon)[None, :], level)
+    var, es = tail_risk(horizon_returns(r, horizon)[None, :], level)
     return VarEs(var=float(var[0]), es=float(es[0]))
 
 
@@ -206,8 +206,10 @@ def fhs_paths(
     return np.expm1(total / _SCALE)  # percent log returns summed, then the simple return
 
 
-def _tails(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """VaR and ES of each row of simulated simple returns."""
+def tail_risk(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """VaR and ES of each row of ``samples`` (simple returns: historical, scenario or simulated): the
+    empirical quantile at ``1 - level`` (NumPy's linear interpolation) and the mean at or below it,
+    as positive losses."""
     q = np.quantile(samples, 1.0 - level, axis=1)
     return -q, -np.nanmean(np.where(samples <= q[:, None], samples, np.nan), axis=1)
 
@@ -220,7 +222,7 @@ def fhs_garch(returns, level: float, horizon: int = 1, paths: int = 2000, seed: 
     if horizon == 1:
         var, es = fhs_one_session(fitted, variance, level)
     else:
-        var, es = _tails(fhs_paths(fitted, variance, horizon, paths, np.random.default_rng(seed)), level)
+        var, es = tail_risk(fhs_paths(fitted, variance, horizon, paths, np.random.default_rng(seed)), level)
     return VarEs(var=float(var[0]), es=float(es[0]))
 
 
@@ -266,7 +268,7 @@ def rolling_var_es(
         sums = np.lib.stride_tricks.sliding_window_view(np.log1p(values), horizon)
         sums = np.expm1(np.lib.stride_tricks.sliding_window_view(sums.sum(axis=1), window - horizon + 1))
         for level in levels:
-            frames.append(_frame(dates, "historical", level, horizon, *_tails(sums, level)))
+            frames.append(_frame(dates, "historical", level, horizon, *tail_risk(sums, level)))
     mu, sigma = windows.mean(axis=1), windows.std(axis=1, ddof=1)
     with np.errstate(invalid="ignore", divide="ignore"):  # a window without variation: NaN moments
         skew = stats.skew(windows, axis=1, bias=False)
@@ -301,7 +303,9 @@ def rolling_var_es(
                 else fhs_paths(fitted, variances, horizon, paths, np.random.default_rng(seed + start))
             )
             for level in levels:
-                var, es = fhs_one_session(fitted, variances, level) if simulated is None else _tails(simulated, level)
+                var, es = (
+                    fhs_one_session(fitted, variances, level) if simulated is None else tail_risk(simulated, level)
+                )
                 frames.append(_frame(block, "fhs_garch", level, horizon, var, es))
     return pd.concat(frames, ignore_index=True)
 

@@ -21,6 +21,7 @@ MARTS = [
     "capacity",
     "risk_var",
     "var_backtests",
+    "es_control",
 ]
 
 
@@ -50,6 +51,7 @@ def test_gates_are_blocking_and_cover_prices_signals_allocations():
     assert "signals_expectations" in gated["marts/signals"]
     assert "allocations_expectations" in gated["marts/allocations"]
     assert "allocations_respect_the_drawdown_control" in gated["marts/allocations"]
+    assert "allocations_respect_the_es_limit" in gated["marts/allocations"]
     # dbt tests appear as checks on the dbt models too (the column rules: one test per model).
     assert {"column_rules_features_", "dbt_utils_unique_combination_of_columns_features_ticker__date"} <= set(
         gated["marts/features"]
@@ -61,6 +63,7 @@ def test_gates_are_blocking_and_cover_prices_signals_allocations():
         and blocking["allocations_expectations"]
         and blocking["signals_expectations"]
         and blocking["allocations_respect_the_drawdown_control"]
+        and blocking["allocations_respect_the_es_limit"]
     )
 
 

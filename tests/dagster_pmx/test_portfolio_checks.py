@@ -79,3 +79,33 @@ def test_after_a_daily_refresh_the_gate_checks_the_sessions_it_appended(warehous
         instance.report_runless_asset_event(dg.AssetMaterialization(["marts", "allocations"], metadata=metadata))
         result = allocations_respect_the_drawdown_control(context, warehouse=warehouse, settings=PmxSettings())
         assert result.passed == passed
+
+
+def test_the_es_gate_blocks_a_planted_breach(tmp_path, monkeypatch):
+    import numpy as np
+
+    from dagster_pmx.defs.portfolio import checks
+    from python_models.portfolio.books import allocation_rows
+    from python_models.portfolio.risk_limits import EsLimit, apply_es_limit
+
+    rng = np.random.default_rng(0)
+    dates = pd.bdate_range("2019-01-01", periods=320)
+    returns = pd.DataFrame(rng.normal(0.0003, 0.012, (320, 2)), index=dates, columns=["A", "B"])
+    returns.iloc[280:290] -= 0.04  # a crash the later decisions' windows hold
+    decided = dates[[290, 300, 319]]
+    policy = EsLimit(limit=0.03, level=0.975)
+    scaled, es_rows = apply_es_limit(pd.DataFrame({"A": 0.5, "B": 0.5}, index=decided), returns, policy)
+    wh = Warehouse(path=str(tmp_path / "wh.ducklake"))
+    wh.replace_table("marts.es_control", es_rows.assign(strategy="governed"))
+    wh.replace_table("marts.allocations", allocation_rows("governed", scaled))
+    monkeypatch.setattr(checks, "sessions", lambda warehouse: dates)
+    monkeypatch.setattr(checks, "load_market", lambda warehouse, start: type("M", (), {"returns": returns})())
+    settings = PmxSettings(es_limit=0.03, es_level=0.975)
+    assert (es_rows["scale"] < 1).all()  # the limit bound at every decision...
+    assert checks.allocations_respect_the_es_limit(
+        dg.build_asset_check_context(), warehouse=wh, settings=settings
+    ).passed
+    with wh.connect() as con:  # ...and a position above what it allowed
+        con.execute(f"update marts.allocations set weight = 0.5 where date = '{decided[1].date()}' and ticker = 'A'")
+    result = checks.allocations_respect_the_es_limit(dg.build_asset_check_context(), warehouse=wh, settings=settings)
+    assert not result.passed and result.metadata["breaches"].value == 1

@@ -18,7 +18,7 @@ def test_every_mart_is_populated(full):
     from dagster_pmx.definitions import defs
 
     marts = [k.path[1] for k in defs.resolve_asset_graph().materializable_asset_keys if k.path[0] == "marts"]
-    assert len(marts) == 33
+    assert len(marts) == 34
     for table in marts:
         if table == "data_quality":
             continue  # the bundled slice is clean: see test_the_bundled_slice_passes_the_wall_whole
@@ -49,6 +49,19 @@ def test_the_var_mart_is_each_strategys_own_window_and_its_backtest_counts_the_n
     counted = one.groupby(["strategy", "method", "level"])["exceeded"].agg(["size", "sum"])
     assert_allclose(tests.loc[counted.index, "sessions"], counted["size"])
     assert_allclose(tests.loc[counted.index, "exceedances"], counted["sum"])
+
+
+def test_the_es_limit_holds_at_every_priced_decision_of_the_traded_strategies(full):
+    es = read(full, "select * from marts.es_control")
+    assert set(es["strategy"]) == {"governed", "barbell", "risk_parity"}
+    priced = es.dropna(subset=["es_before"])
+    assert len(priced) > 0 and (priced["scale"].between(0, 1)).all()
+    assert (priced["es_after"] <= priced["limit"] + 1e-9).all()
+    bound = priced[priced["scale"] < 1]
+    assert (bound["es_before"] > bound["limit"]).all()
+    free = priced[priced["scale"] == 1]
+    assert (free["es_before"] <= free["limit"] + 1e-12).all()
+    assert_allclose(free["es_after"], free["es_before"], rtol=1e-12)
 
 
 def test_every_fit_reports_its_diagnostics_and_the_policy_verdict_reads_them(full):

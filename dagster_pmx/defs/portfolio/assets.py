@@ -29,20 +29,26 @@ from python_models.portfolio.books import (
     extend_books,
     kelly_signals,
 )
-from python_models.portfolio.risk_limits import DrawdownPolicy
+from python_models.portfolio.risk_limits import DrawdownPolicy, EsLimit, apply_es_limit
 from python_models.portfolio.safe_sleeve import (
     bond_share,
     bond_total_returns,
     daily_from_monthly,
     yield_change_forecast,
 )
-from python_models.portfolio.sizing import kelly_book
+from python_models.portfolio.sizing import CASH, kelly_book
 
 #: Strategies meant to be traded: the design's risk limits (drawdown control) apply to them.
 CONTROLLED = ("governed", "barbell", "risk_parity")
 #: The tables the allocations asset writes.
-OUTPUTS = (["marts", "allocations"], ["marts", "drawdown_control"], ["ml", "strategy_decisions"])
+OUTPUTS = (
+    ["marts", "allocations"],
+    ["marts", "drawdown_control"],
+    ["ml", "strategy_decisions"],
+    ["marts", "es_control"],
+)
 DRAWDOWN_COLUMNS = [c.name for c in schemas.DRAWDOWN_CONTROL.columns]
+ES_CONTROL_COLUMNS = [c.name for c in schemas.ES_CONTROL.columns]
 DECISION_COLUMNS = [c.name for c in schemas.STRATEGY_DECISIONS.columns]
 
 
@@ -137,6 +143,17 @@ def safe_sleeve(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
             "decision date, zeros kept): what the books would hold without the risk limits, and the state the "
             "daily refresh extends instead of re-deciding the whole history.",
         ),
+        dg.AssetSpec(
+            ["marts", "es_control"],
+            group_name="portfolio",
+            kinds={"python", "duckdb"},
+            metadata={"dagster/column_schema": schemas.ES_CONTROL},
+            deps=[dg.AssetKey(["marts", "signals"]), dg.AssetKey(["ml", "safe_sleeve"])],
+            description="Per controlled strategy and decision: the one-session expected shortfall (97.5 %) of the "
+            "decided positions revalued on the last 252 sessions of their assets' returns, before and after the ES "
+            "limit (PMX_ES_LIMIT, 3 %) scaled the risky positions down to it, and the scale. Applied before the "
+            "drawdown control, which can only scale them further down.",
+        ),
     ],
     pool="warehouse",
 )
@@ -145,6 +162,9 @@ def allocations(
 ) -> Iterator[dg.MaterializeResult]:
     """Decide every date (full build), or the dates after the stored ones (daily refresh)."""
     since = reads.resume_date(warehouse) if config.incremental else None
+    if since is not None and not warehouse.has("marts.es_control"):
+        context.log.warning("marts.es_control is missing (a warehouse from before the ES limit): deciding every date")
+        since = None
     if since is None:
         yield from _full_build(warehouse, settings)
     else:
@@ -159,11 +179,17 @@ def _full_build(warehouse: Warehouse, settings: PmxSettings) -> Iterator[dg.Mate
     if inputs is None:
         raise ValueError("marts.signals is empty: nothing to allocate")
     wide, market = _decide(warehouse, settings, inputs, after=None)
-    controlled, control_rows = _control(settings, market, wide, stored_scales=None)
+    controlled, control_rows, es_rows = _control(
+        settings, market, wide, stored_scales=None, stored_es=None, scenarios=_scenario_returns(warehouse, market)
+    )
     gross: dict[str, float] = {}
 
     def batches() -> Iterator[dict[str, pd.DataFrame]]:
-        yield {"marts.drawdown_control": control_rows, "ml.strategy_decisions": _decision_rows(wide)}
+        yield {
+            "marts.drawdown_control": control_rows,
+            "ml.strategy_decisions": _decision_rows(wide),
+            "marts.es_control": es_rows,
+        }
         # in strategy order, each strategy's rows in date and ticker order, as one allocation_table of every
         # strategy gives them (the lake may still store them in another order: a table's rows have none)
         for strategy in sorted({*controlled, *inputs.models}):
@@ -173,8 +199,8 @@ def _full_build(warehouse: Warehouse, settings: PmxSettings) -> Iterator[dg.Mate
             yield {"marts.allocations": table}
 
     rows = warehouse.replace_tables_in_batches(batches())
-    counts = (rows["marts.allocations"], rows["marts.drawdown_control"], rows["ml.strategy_decisions"])
-    yield from _materializations(counts, gross, control_rows, since=None)
+    counts = tuple(rows[".".join(key)] for key in OUTPUTS)
+    yield from _materializations(counts, gross, control_rows, es_rows, since=None)
 
 
 def _resume(
@@ -190,23 +216,33 @@ def _resume(
         return
     new, market = _decide(warehouse, settings, inputs, after=since)
     wide = extend_books(new, reads.stored_decisions(warehouse))
-    controlled, control_rows = _control(settings, market, wide, stored_scales=reads.stored_scales(warehouse))
+    controlled, control_rows, es_rows = _control(
+        settings,
+        market,
+        wide,
+        stored_scales=reads.stored_scales(warehouse),
+        stored_es=reads.stored_es_scales(warehouse),
+        scenarios=_scenario_returns(warehouse, market),
+    )
     # the models' books after ``since`` are a few sessions: signal_inputs read every model's signals at
     # once, which costs the daily refresh less than a read per model (a full build reads a model at a time)
     own = _kelly(settings, inputs.model_rows) if inputs.models and inputs.model_rows is not None else None
     table = allocation_table([*([own] if own is not None else []), *controlled.values()])
     # only the new sessions' rows: the stored path before them is the one this run started from
-    table, control_rows, decisions = (f[f["date"] > since] for f in (table, control_rows, _decision_rows(wide)))
+    table, control_rows, decisions, es_rows = (
+        f[f["date"] > since] for f in (table, control_rows, _decision_rows(wide), es_rows)
+    )
     rows = warehouse.append_after_many(
         [
             ("marts.allocations", table, since, "date"),
             ("marts.drawdown_control", control_rows, since, "date"),
             ("ml.strategy_decisions", decisions, since, "date"),
+            ("marts.es_control", es_rows, since, "date"),
         ]
     )
-    counts = (rows["marts.allocations"], rows["marts.drawdown_control"], rows["ml.strategy_decisions"])
+    counts = tuple(rows[".".join(key)] for key in OUTPUTS)
     context.log.info(f"incremental: {len(table)} allocation rows after {since.date()}")
-    yield from _materializations(counts, _gross_exposure(table), control_rows, since)
+    yield from _materializations(counts, _gross_exposure(table), control_rows, es_rows, since)
 
 
 def _kelly(settings: PmxSettings, signals: pd.DataFrame) -> pd.DataFrame:
@@ -258,14 +294,36 @@ def _control(
     market: Market,
     wide: dict[str, pd.DataFrame],
     stored_scales: pd.DataFrame | None,
-) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
-    """The drawdown control on the controlled strategies' decisions (from the stored path when
-    resuming): each one's allocation rows, and the control's per-session states."""
+    stored_es: pd.DataFrame | None,
+    scenarios: pd.DataFrame,
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, pd.DataFrame]:
+    """The risk limits on the controlled strategies' decisions: the ES limit at each decision (positions
+    revalued on ``scenarios``, the returns from a window before the first decision), then the drawdown
+    control on the result (each from its stored path when resuming). Returns each strategy's allocation
+    rows, the drawdown control's per-session states and the ES limit's per-decision rows."""
     run = backtester(settings, market)
     policy = DrawdownPolicy(de_risk_at=settings.drawdown_de_risk, stop_at=settings.drawdown_stop)
-    controlled = {s: wide[s] for s in CONTROLLED}
+    es_policy = EsLimit(limit=settings.es_limit, level=settings.es_level)
+    controlled, es_frames = {}, []
+    for s in CONTROLLED:
+        known = None if stored_es is None or s not in stored_es else stored_es[s]
+        controlled[s], es = apply_es_limit(wide[s], scenarios, es_policy, safe=[BOND, CASH], stored=known)
+        es_frames.append(es.assign(strategy=s))
     rows, states = control_books(controlled, run, market.returns.index, policy, stored_scales)
-    return dict(zip(controlled, rows, strict=True)), pd.concat(states, ignore_index=True)[DRAWDOWN_COLUMNS]
+    es_rows = pd.concat(es_frames, ignore_index=True)[ES_CONTROL_COLUMNS]
+    return (
+        dict(zip(controlled, rows, strict=True)),
+        pd.concat(states, ignore_index=True)[DRAWDOWN_COLUMNS],
+        es_rows,
+    )
+
+
+def _scenario_returns(warehouse: Warehouse, market: Market) -> pd.DataFrame:
+    """Every ticker's (and the bond proxy's) returns from the ES limit's window of sessions before the
+    market's first session: the scenarios the first decisions are revalued on."""
+    calendar = session_calendar(warehouse)
+    first = calendar.searchsorted(market.returns.index.min())
+    return load_market(warehouse, calendar[max(first - EsLimit().window, 0)]).returns
 
 
 def _decision_rows(wide: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -281,11 +339,15 @@ def _gross_exposure(table: pd.DataFrame) -> dict[str, float]:
 
 
 def _materializations(
-    counts: tuple[int, int, int], gross: dict[str, float], control_rows: pd.DataFrame, since: pd.Timestamp | None
+    counts: tuple[int, ...],
+    gross: dict[str, float],
+    control_rows: pd.DataFrame,
+    es_rows: pd.DataFrame,
+    since: pd.Timestamp | None,
 ) -> Iterator[dg.MaterializeResult]:
-    """One materialization per table with its row count, the books' mean gross exposure and the
-    drawdown control's episodes."""
-    rows, n_control, n_decisions = counts
+    """One materialization per table with its row count, the books' mean gross exposure, the
+    drawdown control's episodes and the decisions the ES limit scaled."""
+    rows, n_control, n_decisions, n_es = counts
     episodes = control_rows.assign(
         start=lambda d: (
             (d["state"] != "normal") & (d.groupby("strategy")["state"].shift(1, fill_value="normal") == "normal")
@@ -310,3 +372,11 @@ def _materializations(
         },
     )
     yield dg.MaterializeResult(asset_key=["ml", "strategy_decisions"], metadata={"dagster/row_count": n_decisions})
+    yield dg.MaterializeResult(
+        asset_key=["marts", "es_control"],
+        metadata={
+            "dagster/row_count": n_es,
+            "decisions_scaled": str(es_rows[es_rows["scale"] < 1].groupby("strategy").size().to_dict()),
+            **({} if since is None else {APPENDED_AFTER: str(since.date())}),
+        },
+    )

@@ -7,6 +7,7 @@ these reads were SQL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import ibis
@@ -169,6 +170,29 @@ def stored_scales(warehouse: Warehouse) -> pd.DataFrame:
         t = db.table("drawdown_control", database="marts")
         scales = frame(t.select("strategy", "date", "scale"))
     return scales.pivot(index="date", columns="strategy", values="scale")
+
+
+def stored_es_scales(warehouse: Warehouse) -> pd.DataFrame:
+    """The stored ES limit's scale per decision date (rows) and strategy (columns)."""
+    with warehouse.ibis() as db:
+        t = db.table("es_control", database="marts")
+        scales = frame(t.select("strategy", "date", "scale"))
+    return scales.pivot(index="date", columns="strategy", values="scale")
+
+
+def allocations_of(warehouse: Warehouse, strategies: Sequence[str], after: pd.Timestamp) -> pd.DataFrame:
+    """``strategy, date, ticker, weight, sleeve`` of the marts.allocations rows of ``strategies`` after ``after``."""
+    with warehouse.ibis() as db:
+        t = db.table("allocations", database="marts")
+        wanted = t.filter(t.strategy.isin(list(strategies)), t.date > pd.Timestamp(after))
+        return frame(wanted.select("strategy", "date", "ticker", "weight", "sleeve"))
+
+
+def es_control_after(warehouse: Warehouse, after: pd.Timestamp) -> pd.DataFrame:
+    """The marts.es_control rows dated after ``after``."""
+    with warehouse.ibis() as db:
+        t = db.table("es_control", database="marts")
+        return frame(t.filter(t.date > pd.Timestamp(after)))
 
 
 def stored_signals(warehouse: Warehouse) -> pd.DataFrame:
