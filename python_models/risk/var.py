@@ -14,12 +14,18 @@ Methods.
   interpolation; ES the mean of the returns at or below it.
 * **Cornish–Fisher**: the normal quantile corrected for the window's skewness ``S`` and excess
   kurtosis ``K`` (Cornish and Fisher 1938; Zangari 1996),
-  ``g = z + (z^2 - 1) S / 6 + (z^3 - 3 z) K / 24 - (2 z^3 - 5 z) S^2 / 36``; ES is the tail mean of
-  the Edgeworth density with the same moments below ``g``, divided by ``p`` (Boudt, Peterson and
-  Croux 2008): ``-(mu + sigma I(g) / p)`` with
-  ``I(g) = -phi(g) [1 + S g^3 / 6 + K (g^4 - 2 g^2 - 1) / 24 + S^2 (g^6 - 9 g^4 + 9 g^2 + 3) / 72]``.
-  Over ``h`` sessions the daily moments are aggregated as for independent returns: mean ``h mu``,
-  sd ``sqrt(h) sigma``, skewness ``S / sqrt(h)``, excess kurtosis ``K / h``.
+  ``Q(u) = z + (z^2 - 1) S / 6 + (z^3 - 3 z) K / 24 - (2 z^3 - 5 z) S^2 / 36`` with ``z = Phi^-1(u)``;
+  VaR is ``-(mu + sigma Q(p))`` and ES the mean of the same quantile function over the tail,
+  ``-(mu + sigma / p int_0^p Q(u) du)``, in closed form
+  ``-mu + sigma phi(z_p) / p [1 + S z_p / 6 - K (1 - z_p^2) / 24 + S^2 (1 - 2 z_p^2) / 36]``
+  (from ``int_(-inf)^z x^k phi`` for k = 0..3). The expansion describes a distribution only where
+  ``Q`` increases (Maillard 2012, "A user's guide to the Cornish Fisher expansion"): large excess
+  kurtosis, or skewness without enough of it, bends it back, and then its "ES" can fall below its
+  VaR. Such windows get no Cornish–Fisher estimate (NaN); where ``Q`` increases, ES >= VaR.
+  (Boudt, Peterson and Croux's 2008 "modified ES", the tail of the Edgeworth density, was tried
+  first: it fell below the VaR on windows of the default strategies.) Over ``h`` sessions the daily
+  moments are aggregated as for independent returns: mean ``h mu``, sd ``sqrt(h) sigma``, skewness
+  ``S / sqrt(h)``, excess kurtosis ``K / h``.
 * **filtered historical simulation** (Barone-Adesi, Giannopoulos and Vosper 1999): a GARCH(1,1)
   with a constant mean is fitted by Gaussian quasi-likelihood (``arch``) to the window's log
   returns; its standardised residuals ``z`` are the shocks. One session ahead, the log return's
@@ -101,13 +107,22 @@ def cornish_fisher_quantile(p: float, skew, excess_kurtosis):
     return z + (z**2 - 1) * s / 6 + (z**3 - 3 * z) * k / 24 - (2 * z**3 - 5 * z) * s**2 / 36
 
 
-def edgeworth_tail_mean(g, skew, excess_kurtosis):
-    """``I(g)``: the integral of ``u f(u)`` below ``g`` for the Edgeworth density ``f`` with these
-    moments, ``phi(u) [1 + S He3(u) / 6 + K He4(u) / 24 + S^2 He6(u) / 72]`` (He: Hermite polynomials).
-    From ``u He_n = He_(n+1) + n He_(n-1)`` and ``int_(-inf)^g phi He_m = -phi(g) He_(m-1)(g)``."""
+def cornish_fisher_tail_mean(p: float, skew, excess_kurtosis):
+    """``(1 / p) int_0^p Q(u) du`` for the Cornish–Fisher quantile function ``Q`` with these moments (a
+    standardised return: negative in the left tail); scalars or arrays."""
+    z = float(stats.norm.ppf(p))
     s, k = skew, excess_kurtosis
-    bracket = 1 + s * g**3 / 6 + k * (g**4 - 2 * g**2 - 1) / 24 + s**2 * (g**6 - 9 * g**4 + 9 * g**2 + 3) / 72
-    return -np.exp(-0.5 * np.square(g)) / np.sqrt(2 * np.pi) * bracket
+    density = float(stats.norm.pdf(z))
+    return -density / p * (1 + s * z / 6 - k * (1 - z**2) / 24 + s**2 * (1 - 2 * z**2) / 36)
+
+
+def cornish_fisher_valid(p: float, skew, excess_kurtosis, points: int = 64):
+    """Whether the Cornish–Fisher quantile function increases over the tail it describes (``z`` from -8
+    to ``Phi^-1(p)``, on ``points`` points): elementwise for arrays of moments."""
+    z = np.linspace(-8.0, float(stats.norm.ppf(p)), points)
+    s, k = np.asarray(skew, dtype=float)[..., None], np.asarray(excess_kurtosis, dtype=float)[..., None]
+    slope = 1 + z * s / 3 + (3 * z**2 - 3) * k / 24 - (6 * z**2 - 5) * s**2 / 36
+    return np.all(slope > 0, axis=-1)
 
 
 def cornish_fisher(returns, level: float, horizon: int = 1) -> VarEs:
@@ -119,10 +134,11 @@ def cornish_fisher(returns, level: float, horizon: int = 1) -> VarEs:
     kurt = float(stats.kurtosis(r, fisher=True, bias=False))
     # independent sessions: cumulants add up over the horizon
     mu_h, sigma_h, skew_h, kurt_h = horizon * mu, np.sqrt(horizon) * sigma, skew / np.sqrt(horizon), kurt / horizon
-    g = cornish_fisher_quantile(p, skew_h, kurt_h)
+    if not cornish_fisher_valid(p, skew_h, kurt_h):
+        return VarEs(var=float("nan"), es=float("nan"))
     return VarEs(
-        var=float(-(mu_h + sigma_h * g)),
-        es=float(-(mu_h + sigma_h * edgeworth_tail_mean(g, skew_h, kurt_h) / p)),
+        var=float(-(mu_h + sigma_h * cornish_fisher_quantile(p, skew_h, kurt_h))),
+        es=float(-(mu_h + sigma_h * cornish_fisher_tail_mean(p, skew_h, kurt_h))),
     )
 
 
@@ -278,12 +294,11 @@ def rolling_var_es(
         mu_h, sigma_h, skew_h, kurt_h = horizon * mu, np.sqrt(horizon) * sigma, skew / np.sqrt(horizon), kurt / horizon
         for level in levels:
             p = 1.0 - level
-            g = cornish_fisher_quantile(p, skew_h, kurt_h)
-            tail_mean = edgeworth_tail_mean(g, skew_h, kurt_h)
+            valid = np.where(cornish_fisher_valid(p, skew_h, kurt_h), 1.0, np.nan)
+            g = cornish_fisher_quantile(p, skew_h, kurt_h) * valid
+            tail_mean = cornish_fisher_tail_mean(p, skew_h, kurt_h) * valid
             frames.append(
-                _frame(
-                    dates, "cornish_fisher", level, horizon, -(mu_h + sigma_h * g), -(mu_h + sigma_h * tail_mean / p)
-                )
+                _frame(dates, "cornish_fisher", level, horizon, -(mu_h + sigma_h * g), -(mu_h + sigma_h * tail_mean))
             )
     # the GARCH: refitted at the first session of each block of refit_every, filtered through the block
     for start in range(window, values.size + 1, refit_every):

@@ -11,7 +11,8 @@ from python_models.risk.var import (
     GarchFilter,
     cornish_fisher,
     cornish_fisher_quantile,
-    edgeworth_tail_mean,
+    cornish_fisher_tail_mean,
+    cornish_fisher_valid,
     fhs_garch,
     historical,
     rolling_var_es,
@@ -48,19 +49,27 @@ def test_cornish_fisher_is_the_normal_quantile_and_es_without_skew_or_kurtosis()
     for p in (0.05, 0.01):
         z = stats.norm.ppf(p)
         assert cornish_fisher_quantile(p, 0.0, 0.0) == pytest.approx(z, rel=1e-15)
-        # the normal ES: mu - sigma phi(z) / p, so the tail mean is -phi(z)
-        assert edgeworth_tail_mean(z, 0.0, 0.0) == pytest.approx(-stats.norm.pdf(z), rel=1e-15)
+        # the normal ES: mu - sigma phi(z) / p
+        assert cornish_fisher_tail_mean(p, 0.0, 0.0) == pytest.approx(-stats.norm.pdf(z) / p, rel=1e-15)
 
 
-@pytest.mark.parametrize("skew, kurt", [(-0.6, 3.0), (0.3, 1.2), (-1.0, 6.0)])
-def test_the_modified_es_tail_is_the_integral_of_the_edgeworth_density(skew, kurt):
-    def density(u):
-        he3, he4, he6 = u**3 - 3 * u, u**4 - 6 * u**2 + 3, u**6 - 15 * u**4 + 45 * u**2 - 15
-        return stats.norm.pdf(u) * (1 + skew * he3 / 6 + kurt * he4 / 24 + skew**2 * he6 / 72)
+@pytest.mark.parametrize("skew, kurt", [(-0.6, 3.0), (0.3, 1.2), (-0.7, 4.0)])
+def test_the_cornish_fisher_es_is_the_mean_of_its_quantile_function_over_the_tail(skew, kurt):
+    numeric, _ = integrate.quad(lambda u: cornish_fisher_quantile(u, skew, kurt), 0, 0.01, limit=200)
+    assert cornish_fisher_tail_mean(0.01, skew, kurt) == pytest.approx(numeric / 0.01, rel=1e-8)
 
-    g = cornish_fisher_quantile(0.01, skew, kurt)
-    numeric, _ = integrate.quad(lambda u: u * density(u), -np.inf, g)
-    assert edgeworth_tail_mean(g, skew, kurt) == pytest.approx(numeric, rel=1e-9)
+
+def test_cornish_fisher_is_refused_where_its_quantile_function_bends_back():
+    # Maillard (2012): the expansion's quantile function can bend back; what matters here is the tail
+    skews, kurts = np.meshgrid(np.linspace(-2, 2, 21), np.linspace(0, 30, 31))
+    valid = cornish_fisher_valid(0.01, skews.ravel(), kurts.ravel())
+    assert valid.any() and not valid.all()
+    assert not cornish_fisher_valid(0.01, -2.0, 0.0) and cornish_fisher_valid(0.01, 0.0, 4.0)
+    for s, k in zip(skews.ravel()[valid], kurts.ravel()[valid], strict=True):
+        var = -cornish_fisher_quantile(0.01, s, k)
+        assert -cornish_fisher_tail_mean(0.01, s, k) >= var - 1e-12  # where it is a distribution, ES >= VaR
+    r = np.tile(np.r_[np.full(9, 0.01), -0.05], 25)  # skewness -2.7, excess kurtosis 5.2: its tail bends
+    assert np.isnan(cornish_fisher(r, 0.99).var) and np.isnan(cornish_fisher(r, 0.99).es)
 
 
 def test_cornish_fisher_uses_the_window_moments_and_aggregates_them_over_the_horizon():
@@ -70,8 +79,10 @@ def test_cornish_fisher_uses_the_window_moments_and_aggregates_them_over_the_hor
     assert s < 0 < k  # the fat left tail it should price
     for horizon in (1, 10):
         g = cornish_fisher_quantile(0.01, s / np.sqrt(horizon), k / horizon)
+        tail = cornish_fisher_tail_mean(0.01, s / np.sqrt(horizon), k / horizon)
         got = cornish_fisher(r, 0.99, horizon)
         assert got.var == pytest.approx(-(horizon * mu + np.sqrt(horizon) * sigma * g), rel=1e-12)
+        assert got.es == pytest.approx(-(horizon * mu + np.sqrt(horizon) * sigma * tail), rel=1e-12)
     normal = -(mu + sigma * stats.norm.ppf(0.01))
     assert cornish_fisher(r, 0.99).var > normal  # the fat tail raises the 99 % VaR
 
