@@ -9,6 +9,8 @@ NaN / NaT, for the rules to refuse with the row as it was received.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -32,6 +34,62 @@ EXCHANGE_TZ = "America/New_York"
 
 class SchemaError(ValueError):
     """The frame lacks a column the wall cannot do without, or has columns it cannot map."""
+
+
+#: Field delimiters a text file of prices may use, in the order they are tried.
+DELIMITERS = (",", ";", "\t", "|")
+#: A number with thousands separators and a decimal point ("1,234.50"), or plain.
+_POINT = re.compile(r"^\s*[-+]?(\d{1,3}(,\d{3})+|\d*)(\.\d*)?\s*$")
+#: A number with a decimal comma and thousands points ("1.234,50", "1234,5").
+_COMMA = re.compile(r"^\s*[-+]?(\d{1,3}(\.\d{3})+|\d*)(,\d*)?\s*$")
+
+
+def _column_key(name: str) -> str:
+    key = str(name).strip().lower()
+    key = ALIASES.get(key, key).replace(" ", "_")
+    return ALIASES.get(key, key)
+
+
+def sniff_delimiter(header: str) -> str:
+    """The delimiter of a price file's header line: the first of :data:`DELIMITERS` that splits it into
+    columns with a date and a close.
+
+    Raises
+    ------
+    SchemaError
+        When none does, naming the delimiters tried and the header.
+    """
+    for sep in DELIMITERS:
+        names = {_column_key(c) for c in header.strip().split(sep)}
+        if {"date", "close"} <= names:
+            return sep
+    tried = ", ".join(repr(s) for s in DELIMITERS)
+    raise SchemaError(
+        f"no delimiter of {tried} splits the header into columns with a date and a close: {header[:120]!r}"
+    )
+
+
+def canonical_numbers(frame: pd.DataFrame, decimal: str = ".") -> pd.DataFrame:
+    """The price and volume text of ``frame`` rewritten as plain numbers: thousands separators dropped
+    ("1,234.50" -> "1234.50") and, with ``decimal=","``, decimal commas turned to points ("1.234,50" ->
+    "1234.50"). Text that fits neither pattern is left as it was sent, for the wall to refuse if it does
+    not parse (an ambiguous "1,234" under decimal commas is 1.234, under points 1234)."""
+    if decimal not in (".", ","):
+        raise ValueError(f"decimal must be '.' or ',', got {decimal!r}")
+    out = frame.copy()
+    pattern = _COMMA if decimal == "," else _POINT
+    for col in (c for c in out.columns if _column_key(c) in PRICE_FIELDS):
+        text = out[col]
+        if not (pd.api.types.is_string_dtype(text) or text.dtype == object):
+            continue
+        fits = text.notna() & text.astype(str).str.match(pattern)
+        cleaned = text[fits].astype(str).str.strip()
+        if decimal == ",":
+            cleaned = cleaned.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+        else:
+            cleaned = cleaned.str.replace(",", "", regex=False)
+        out.loc[fits, col] = cleaned
+    return out
 
 
 def normalise_columns(frame: pd.DataFrame, ticker: str | None = None) -> pd.DataFrame:
@@ -66,12 +124,7 @@ def normalise_columns(frame: pd.DataFrame, ticker: str | None = None) -> pd.Data
         out = out.reset_index()
     elif isinstance(out.index, pd.DatetimeIndex) or str(out.index.name).lower() in ("date", "datetime", "timestamp"):
         out = out.rename_axis(out.index.name or "date").reset_index()
-    names = []
-    for c in out.columns:
-        key = str(c).strip().lower()
-        key = ALIASES.get(key, key).replace(" ", "_")
-        names.append(ALIASES.get(key, key))
-    out.columns = pd.Index(names)
+    out.columns = pd.Index([_column_key(c) for c in out.columns])
     if out.columns.duplicated().any():
         raise SchemaError(f"columns collide after normalising: {sorted(out.columns[out.columns.duplicated()])}")
     missing = {"date", "close"} - set(out.columns)

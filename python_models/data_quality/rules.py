@@ -53,6 +53,12 @@ ADJ_RATIO_TOLERANCE = float(np.log(1 + ADJ_RATIO_MOVE))
 #: one-day glitch in the adjusted close refuses that day and the day after it). A unit-jump row
 #: leaves the series: the rows after it are compared with the last one in the right units.
 COMPARED_THROUGH = ("split_jump", "adj_close_mismatch")
+#: Consecutive sessions with one close that make a stale feed (two trading weeks: in the bundled data's
+#: early 1990s, quoted in eighths, AMD, GE, JPM, KO and PG each held a close for 5 or 6 sessions, while
+#: RRC's stood still for 10 to 69 sessions at a time from 1990 to 1992, 505 copies in all)...
+STALE_SESSIONS = 10
+#: ... when on those sessions at least this share of the other tickers of the frame moved.
+STALE_MARKET_MOVED = 0.5
 
 Outcome = Literal["quarantine", "repair", "collapse"]
 
@@ -270,6 +276,42 @@ def zero_volume_move(s: Screening) -> pd.Series:
     return pd.Series("zero_volume_move", index=hit, dtype="object")
 
 
+def stale_close(s: Screening) -> pd.Series:
+    """A close repeated unchanged for :data:`STALE_SESSIONS` sessions or more while the market moved
+    (on each repeat, at least :data:`STALE_MARKET_MOVED` of the frame's other tickers with a row that
+    session closed elsewhere than the session before): a feed that stopped updating. The repeats are
+    refused, the first close of the run kept; a ticker alone in its frame, or a market that stood still
+    too (a holiday's copy everywhere), is left alone."""
+    series = list(s.series(COMPARED_THROUGH))
+    if len(series) < 2:
+        return pd.Series(dtype="object")
+    moves = pd.concat(
+        [
+            pd.DataFrame(
+                {"ticker": rows["ticker"], "date": rows["date"], "moved": np.r_[False, np.diff(rows["close"]) != 0]}
+            )
+            for rows in series
+        ]
+    )
+    movers = moves.groupby("date")["moved"].agg(["sum", "size"])
+    found = []
+    for rows in series:
+        close = rows["close"].to_numpy()
+        own_moved = np.r_[False, close[1:] != close[:-1]]
+        others = movers.reindex(rows["date"])
+        share = (others["sum"].to_numpy() - own_moved) / np.maximum(others["size"].to_numpy() - 1, 1)
+        market_moved = share >= STALE_MARKET_MOVED
+        run = np.cumsum(own_moved)  # the rows of one run of one close share a number
+        length = np.bincount(run)[run]
+        repeat = np.r_[False, ~own_moved[1:]]  # a copy of the run's first close
+        moved_share = np.bincount(run, weights=repeat & market_moved) / np.maximum(np.bincount(run, weights=repeat), 1)
+        stale = repeat & (length >= STALE_SESSIONS) & (moved_share[run] >= 0.5)
+        if stale.any():
+            details = [f"close unchanged for {n} sessions" for n in length[stale]]
+            found.append(pd.Series(details, index=rows.index[stale], dtype="object"))
+    return pd.concat(found).astype("object") if found else pd.Series(dtype="object")
+
+
 #: The wall, in the order it applies the rules.
 RULES: tuple[Rule, ...] = (
     Rule("non_numeric", "quarantine", "a price or volume that does not parse", non_numeric),
@@ -315,4 +357,10 @@ RULES: tuple[Rule, ...] = (
         adj_close_mismatch,
     ),
     Rule("zero_volume_move", "repair", "volume 0 while the price moved: volume NULL", zero_volume_move),
+    Rule(
+        "stale_close",
+        "quarantine",
+        f"a close repeated unchanged for {STALE_SESSIONS} sessions or more while the market moved",
+        stale_close,
+    ),
 )

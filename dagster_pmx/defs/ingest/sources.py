@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from python_models.data_quality.normalise import SchemaError, normalise_columns
+from python_models.data_quality.normalise import SchemaError, canonical_numbers, normalise_columns, sniff_delimiter
 
 PRICE_COLUMNS = ["ticker", "date", "open", "high", "low", "close", "adj_close", "volume", "source"]
 MACRO_COLUMNS = ["series_id", "date", "value", "unit", "source"]
@@ -135,8 +135,11 @@ class CsvFolderSource(PriceSource):
     holds several tickers. Names are case-insensitive and common aliases are mapped (``Adj
     Close``, ``adjusted_close``, ``timestamp``...; see :func:`python_models.data_quality.normalise.normalise_columns`).
     Values are read as text and typed by the data-quality wall, so a value that does not parse
-    is quarantined with its row rather than failing the whole file. A file without ``date`` or
-    ``close`` is refused with an error naming it.
+    is quarantined with its row rather than failing the whole file. The delimiter is the one of
+    ``, ; tab |`` that splits the header into a date and a close; numbers may carry thousands
+    separators ("1,234.50"), and a semicolon-delimited file with decimal commas ("1.234,50") is read
+    as such (:func:`~python_models.data_quality.normalise.canonical_numbers`). A file without ``date``
+    or ``close`` under any delimiter is refused with an error naming it and the delimiters tried.
     """
 
     name = "csv"
@@ -153,7 +156,14 @@ class CsvFolderSource(PriceSource):
 
             with duckdb.connect() as con:
                 return con.execute("select * from read_parquet(?)", [str(path)]).df()
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        with path.open(encoding="utf-8-sig") as handle:
+            sep = sniff_delimiter(handle.readline())
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+        # a semicolon-delimited file writes its decimals with commas (the European convention) where any
+        # price has one; otherwise commas can only be thousands separators
+        prices = frame[[c for c in frame.columns if c.strip().lower() != "date"]]
+        comma = sep == ";" and prices.apply(lambda c: c.astype(str).str.contains(",", regex=False)).to_numpy().any()
+        return canonical_numbers(frame, decimal="," if comma else ".")
 
     def prices(self, tickers: list[str] | None = None, since: dict | None = None) -> pd.DataFrame:
         frames = []

@@ -225,6 +225,7 @@ def test_the_rules_table_names_every_reason_and_flag_once_in_the_order_applied()
         "unit_jump",
         "split_jump",
         "adj_close_mismatch",
+        "stale_close",
     ]
     assert [r.name for r in RULES if r.outcome == "repair"] == ["timezone_shifted", "zero_volume_move"]
     assert [r.name for r in RULES if r.outcome == "collapse"] == ["duplicate_identical"]
@@ -272,3 +273,74 @@ def test_a_copy_of_an_unfinished_bar_is_collapsed_and_quarantined_with_it():
     result = screen_prices(normalise_columns(twice), "test", sessions=SESSIONS, now=during)
     assert result.quarantine["reason"].tolist() == ["unfinished_bar"] * 2 and len(result.clean) == 39
     assert result.report.loc[result.report["check_name"] == "duplicate_identical", "count"].tolist() == [1]
+
+
+def _market_frame(stale_from=None, length=12, others_move=True):
+    frames = [clean_frame(t, seed=i) for i, t in enumerate(("AAA", "BBB", "CCC"))]
+    if stale_from is not None:
+        rows = frames[0].index[stale_from : stale_from + length]
+        frames[0].loc[rows, ["open", "high", "low", "close", "adj_close"]] = frames[0].loc[rows[0], "close"]
+        if not others_move:
+            for other in frames[1:]:
+                other.loc[rows, ["open", "high", "low", "close", "adj_close"]] = other.loc[rows[0], "close"]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_a_stale_close_while_the_market_moves_is_quarantined_after_its_first_session():
+    frame = _market_frame(stale_from=10, length=12)
+    result = screen(frame)
+    stale = result.quarantine[result.quarantine["reason"] == "stale_close"]
+    assert stale["ticker"].unique().tolist() == ["AAA"]
+    assert stale["date"].tolist() == list(SESSIONS[11:22])  # the 11 copies; the first close is kept
+    assert (stale["detail"] == "close unchanged for 12 sessions").all()
+    accounted(frame, result)
+    # shorter runs, a market that stood still as well, and a ticker alone in its frame pass
+    for quiet in (_market_frame(stale_from=10, length=9), _market_frame(stale_from=10, others_move=False)):
+        assert "stale_close" not in set(screen(quiet).quarantine["reason"])
+    alone = _market_frame(stale_from=10)
+    assert "stale_close" not in set(screen(alone[alone["ticker"] == "AAA"]).quarantine["reason"])
+
+
+def test_thousands_separators_and_decimal_commas_are_read_as_numbers():
+    from python_models.data_quality.normalise import canonical_numbers
+
+    sent = pd.DataFrame({"Date": ["2021-01-04"] * 4, "Close": ["1,234.50", "987.25", "12,345,678", "1,23"]})
+    assert canonical_numbers(sent)["Close"].tolist() == ["1234.50", "987.25", "12345678", "1,23"]  # the last: refused
+    european = pd.DataFrame({"Date": ["2021-01-04"] * 4, "Close": ["1.234,50", "987,25", "12.345.678", "1,2,3"]})
+    assert canonical_numbers(european, decimal=",")["Close"].tolist() == ["1234.50", "987.25", "12345678", "1,2,3"]
+
+
+def test_vendor_files_with_separators_semicolons_and_decimal_commas_load_like_a_plain_file(tmp_path):
+    from dagster_pmx.defs.ingest.sources import CsvFolderSource as CsvSource
+
+    plain = clean_frame("AAA").drop(columns="ticker")
+    plain["date"] = plain["date"].dt.strftime("%Y-%m-%d")
+    plain["close"] = plain["close"] * 20  # four-digit prices, so separators appear
+    plain[["open", "high", "low", "adj_close"]] = plain[["open", "high", "low", "adj_close"]] * 20
+    plain = plain.round(4)
+    (tmp_path / "plain").mkdir()
+    plain.to_csv(tmp_path / "plain" / "AAA.csv", index=False)
+    expected = CsvSource(tmp_path / "plain").prices()
+    (tmp_path / "thousands").mkdir()
+    plain.assign(**{c: plain[c].map("{:,.4f}".format) for c in ("open", "high", "low", "close", "adj_close")}).to_csv(
+        tmp_path / "thousands" / "AAA.csv", index=False
+    )
+    (tmp_path / "european").mkdir()
+    euro = plain.assign(
+        **{
+            c: plain[c].map(lambda v: f"{v:,.4f}".replace(",", " ").replace(".", ",").replace(" ", "."))
+            for c in ("open", "high", "low", "close", "adj_close", "volume")
+        }
+    )
+    euro.to_csv(tmp_path / "european" / "AAA.csv", index=False, sep=";")
+    for folder in ("thousands", "european"):
+        got = CsvSource(tmp_path / folder).prices()
+        screened = screen_prices(normalise_columns(got.drop(columns="source")), "csv", sessions=SESSIONS, now=NOW)
+        reference = screen_prices(normalise_columns(expected.drop(columns="source")), "csv", sessions=SESSIONS, now=NOW)
+        assert screened.quarantine.empty, folder
+        assert_allclose(screened.clean["close"], reference.clean["close"], rtol=1e-12)
+        assert_allclose(screened.clean["volume"], reference.clean["volume"], rtol=1e-12)
+    (tmp_path / "tabs").mkdir()
+    (tmp_path / "tabs" / "AAA.csv").write_text("day|price\n2021-01-04|1.0\n")
+    with pytest.raises(SchemaError, match=r"AAA.csv: no delimiter of ',', ';', '\\t', '\|'"):
+        CsvSource(tmp_path / "tabs").prices()
