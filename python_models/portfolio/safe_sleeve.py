@@ -8,8 +8,12 @@ order::
 
 (yields as decimals per year, ``D`` modified duration, ``C`` convexity). It is a proxy, not a
 traded index: Moody's series are monthly averages of daily yields, so the month's return is
-smoothed, and spreading it evenly over the month's sessions (:func:`daily_from_monthly`) does
-not give the bond's true daily path.
+smoothed. Day by day (:func:`daily_bond_returns`) the carry, known when the month starts, accrues
+over its sessions, and the price effect of month ``m``'s yield change lands on the first session of
+month ``m + 1``, when the month's average is published. Until 0.4.0 the whole monthly return was
+spread evenly over the month's own sessions: each session then earned part of a yield change not
+yet known, and the sleeve's daily returns were smooth enough to give a daily Sharpe ratio of 4.35
+against 0.95 on its monthly returns (2005-2018).
 
 Timing. A monthly average for month ``m`` is public after ``m`` ends, and core CPI for ``m``
 in the middle of ``m + 1``. Both are used here from month ``m + 2`` on: averaging makes
@@ -56,13 +60,31 @@ def bond_total_returns(yields: pd.Series, duration: float = 10.0, convexity: flo
     return (y.shift(1) / 12.0 - duration * dy + 0.5 * conv * dy**2).rename("bond_return")
 
 
-def daily_from_monthly(monthly: pd.Series, sessions: pd.DatetimeIndex) -> pd.Series:
-    """Spread each month's return geometrically over that month's sessions; sessions of a month
-    without a return get NaN."""
+def daily_bond_returns(
+    yields: pd.Series, sessions: pd.DatetimeIndex, duration: float = 10.0, convexity: float | None = None
+) -> pd.Series:
+    """The bond proxy's return per session, each part on the session it becomes known.
+
+    Month ``m``'s carry ``y_(m-1) / 12`` accrues geometrically over ``m``'s sessions (the yield it
+    earns is known when ``m`` starts). The price effect of ``m``'s yield change,
+    ``-D dy_m + C / 2 dy_m^2`` (:func:`bond_total_returns`), lands on the first session of month
+    ``m + 1``: ``y_m`` is the average over ``m`` and is published after it. A session whose carry is
+    unknown (its month's previous yield is missing: past the end of the series) gets NaN.
+    Compounded over month ``m + 1``'s sessions the returns are ``(1 + carry_(m+1)) (1 + price_m) - 1``.
+    """
+    if duration <= 0:
+        raise ValueError(f"duration must be positive, got {duration}")
+    conv = duration**2 if convexity is None else float(convexity)
+    y = _monthly(yields, "yields")
+    dy = y.diff()
+    carry = (y / 12.0).shift(1, freq="MS")  # month m's carry, from y_(m-1)
+    price = (-duration * dy + 0.5 * conv * dy**2).shift(1, freq="MS")  # month m's change, paid in m + 1
     months = sessions.to_period("M").to_timestamp()
     per_month = pd.Series(months).groupby(months).transform("size").to_numpy()
-    r = monthly.reindex(months).to_numpy(dtype=float)
-    return pd.Series((1.0 + r) ** (1.0 / per_month) - 1.0, index=sessions, name=monthly.name)
+    daily_carry = (1.0 + carry.reindex(months).to_numpy(dtype=float)) ** (1.0 / per_month) - 1.0
+    first = np.r_[True, months[1:] != months[:-1]]  # a month's first session in the calendar
+    landed = np.where(first, np.nan_to_num(price.reindex(months).to_numpy(dtype=float)), 0.0)
+    return pd.Series((1.0 + daily_carry) * (1.0 + landed) - 1.0, index=sessions, name="bond_return")
 
 
 def yield_change_forecast(yields: pd.Series, cpi: pd.Series, min_months: int = 60) -> pd.DataFrame:

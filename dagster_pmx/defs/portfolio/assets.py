@@ -32,8 +32,7 @@ from python_models.portfolio.books import (
 from python_models.portfolio.risk_limits import DrawdownPolicy, EsLimit, apply_es_limit
 from python_models.portfolio.safe_sleeve import (
     bond_share,
-    bond_total_returns,
-    daily_from_monthly,
+    daily_bond_returns,
     yield_change_forecast,
 )
 from python_models.portfolio.sizing import CASH, kelly_book
@@ -60,8 +59,9 @@ DECISION_COLUMNS = [c.name for c in schemas.STRATEGY_DECISIONS.columns]
     kinds={"python", "duckdb"},
     deps=[dg.AssetKey(["staging", "stg_macro"]), dg.AssetKey(["intermediate", "int_sessions"])],
     description="The barbell's safe sleeve per session: the return of a constant-duration bond proxy priced off "
-    "Moody's AAA yield (carry plus duration and convexity on the monthly yield change, spread over the month's "
-    "sessions), and the share of the sleeve held in it, from a walk-forward forecast of the coming month's yield "
+    "Moody's AAA yield (the month's carry accrued over its sessions; the price effect of its yield change, by "
+    "duration and convexity, on the first session of the next month, when the monthly average is published), "
+    "and the share of the sleeve held in it, from a walk-forward forecast of the coming month's yield "
     "change (last known yield and core-CPI inflation changes, both used two months after their month). "
     "python_models.portfolio.safe_sleeve documents the proxy and its limits.",
 )
@@ -77,9 +77,8 @@ def safe_sleeve(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
         return dg.MaterializeResult(metadata={"dagster/row_count": rows, "mean_bond_share": 0.0, "bond": "no data"})
     monthly = yield_change_forecast(series["AAA"], series["CPILFESL"])
     monthly["share"] = bond_share(monthly["forecast_change"], monthly["change_std"])
-    monthly["bond_return"] = bond_total_returns(series["AAA"], settings.bond_duration)
     months = sessions.to_period("M").to_timestamp()
-    frame["bond_return"] = daily_from_monthly(monthly["bond_return"], sessions).to_numpy()
+    frame["bond_return"] = daily_bond_returns(series["AAA"], sessions, settings.bond_duration).to_numpy()
     for col in ("known_yield", "forecast_change", "change_std", "share"):
         frame[col] = monthly[col].reindex(months).to_numpy()
     # no bond where the month's return is unknown: the sleeve is cash there

@@ -12,7 +12,7 @@ from python_models.portfolio.safe_sleeve import (
     PUBLICATION_LAG_MONTHS,
     bond_share,
     bond_total_returns,
-    daily_from_monthly,
+    daily_bond_returns,
     yield_change_forecast,
 )
 from python_models.portfolio.sizing import confidence_scale, kelly_portfolio, risk_parity_weights
@@ -45,13 +45,24 @@ def test_bond_return_matches_repricing_a_zero_coupon_bond():
     assert_allclose(approx - flat, 0.5 * c * dy**2, rtol=1e-9)
 
 
-def test_daily_returns_compound_to_the_month():
-    monthly = pd.Series([np.nan, 0.02, -0.01], index=months(3, "2020-01-01"))
-    sessions = pd.bdate_range("2020-01-01", "2020-03-31")
-    daily = daily_from_monthly(monthly, sessions)
+def test_daily_bond_returns_pay_the_carry_daily_and_a_yield_change_when_it_is_published():
+    y = pd.Series([0.05, 0.052, 0.049], index=months(3, "2020-01-01"))
+    sessions = pd.bdate_range("2020-01-01", "2020-04-30")
+    daily = daily_bond_returns(y, sessions, duration=10.0)
     grown = (1 + daily).groupby(sessions.to_period("M")).prod() - 1
-    assert np.isnan(daily["2020-01"]).all()
-    assert_allclose(grown.iloc[1:].to_numpy(), [0.02, -0.01], rtol=1e-12)
+    monthly = bond_total_returns(y, duration=10.0)
+    carry = y.shift(1) / 12
+    price = monthly - carry  # the price effect of each month's yield change
+    assert np.isnan(daily["2020-01"]).all()  # no yield before January: its carry is unknown
+    # February earns its carry; March its carry and February's price effect; April its carry (from March's
+    # yield) and March's price effect, though March is the series' last month
+    assert_allclose(grown["2020-02"], carry.iloc[1], rtol=1e-12)
+    assert_allclose(grown["2020-03"], (1 + carry.iloc[2]) * (1 + price.iloc[1]) - 1, rtol=1e-12)
+    assert_allclose(grown["2020-04"], (1 + y.iloc[2] / 12) * (1 + price.iloc[2]) - 1, rtol=1e-12)
+    # point in time: a month's yield moves no session before the month after it
+    moved = daily_bond_returns(y.where(y.index != "2020-03-01", 0.06), sessions, duration=10.0)
+    assert_allclose(moved[:"2020-03-31"], daily[:"2020-03-31"], rtol=0, atol=0)
+    assert not np.allclose(moved["2020-04-01"], daily["2020-04-01"])
 
 
 def test_monthly_series_must_be_regular():
