@@ -69,6 +69,19 @@ def sniff_delimiter(header: str) -> str:
     )
 
 
+def decimal_mark(frame: pd.DataFrame) -> str:
+    """The decimal mark of a file's price and volume text: ``","`` where every value fits the
+    decimal-comma pattern and some do not fit the decimal-point one ("987,25", "1.234,50"), else ``"."``
+    (an ambiguous file, all of whose values read either way, e.g. "12,345", keeps the point)."""
+    values = pd.concat(
+        [frame[c].dropna().astype(str) for c in frame.columns if _column_key(c) in PRICE_FIELDS], ignore_index=True
+    )
+    values = values[values.str.strip() != ""]
+    if values.empty or not values.str.match(_COMMA).all():
+        return "."
+    return "," if (~values.str.match(_POINT)).any() else "."
+
+
 def canonical_numbers(frame: pd.DataFrame, decimal: str = ".") -> pd.DataFrame:
     """The price and volume text of ``frame`` rewritten as plain numbers: thousands separators dropped
     ("1,234.50" -> "1234.50") and, with ``decimal=","``, decimal commas turned to points ("1.234,50" ->

@@ -57,8 +57,10 @@ COMPARED_THROUGH = ("split_jump", "adj_close_mismatch")
 #: early 1990s, quoted in eighths, AMD, GE, JPM, KO and PG each held a close for 5 or 6 sessions, while
 #: RRC's stood still for 10 to 69 sessions at a time from 1990 to 1992, 505 copies in all)...
 STALE_SESSIONS = 10
-#: ... when on those sessions at least this share of the other tickers of the frame moved.
+#: ... when on most of its repeats (at least :data:`STALE_MARKET_SESSIONS` of them) at least
+#: :data:`STALE_MARKET_MOVED` of the frame's other tickers with a row that session moved.
 STALE_MARKET_MOVED = 0.5
+STALE_MARKET_SESSIONS = 0.5
 
 Outcome = Literal["quarantine", "repair", "collapse"]
 
@@ -278,10 +280,12 @@ def zero_volume_move(s: Screening) -> pd.Series:
 
 def stale_close(s: Screening) -> pd.Series:
     """A close repeated unchanged for :data:`STALE_SESSIONS` sessions or more while the market moved
-    (on each repeat, at least :data:`STALE_MARKET_MOVED` of the frame's other tickers with a row that
-    session closed elsewhere than the session before): a feed that stopped updating. The repeats are
-    refused, the first close of the run kept; a ticker alone in its frame, or a market that stood still
-    too (a holiday's copy everywhere), is left alone."""
+    (on at least :data:`STALE_MARKET_SESSIONS` of the repeats, at least :data:`STALE_MARKET_MOVED` of the
+    frame's other tickers with a row that session closed elsewhere than the session before): a feed
+    that stopped updating. The repeats are refused, the first close of the run kept; a ticker alone in
+    its frame, or a market that stood still too (a holiday's copy everywhere), is left alone. The rule
+    sees one frame: a backfill, a CSV folder (read whole at every ingest) or a first load; an API's
+    daily increment of a session or two holds no run to judge."""
     series = list(s.series(COMPARED_THROUGH))
     if len(series) < 2:
         return pd.Series(dtype="object")
@@ -305,7 +309,7 @@ def stale_close(s: Screening) -> pd.Series:
         length = np.bincount(run)[run]
         repeat = np.r_[False, ~own_moved[1:]]  # a copy of the run's first close
         moved_share = np.bincount(run, weights=repeat & market_moved) / np.maximum(np.bincount(run, weights=repeat), 1)
-        stale = repeat & (length >= STALE_SESSIONS) & (moved_share[run] >= 0.5)
+        stale = repeat & (length >= STALE_SESSIONS) & (moved_share[run] >= STALE_MARKET_SESSIONS)
         if stale.any():
             details = [f"close unchanged for {n} sessions" for n in length[stale]]
             found.append(pd.Series(details, index=rows.index[stale], dtype="object"))

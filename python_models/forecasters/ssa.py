@@ -35,7 +35,8 @@ price that is close to a random walk the deviation is permanent. On the default 
 turned SAMoSSA into a bet on reversion to the 20-session mean, with 1.46 times the random walk's
 MSE at h = 1 (``benchmarks/ssa_rank_rules.py``). Fitting each horizon's two weights on the
 in-sample forecasts themselves lets the window say how much of the signal's move, and of the
-residual's reversion, its own history bore out.
+residual's reversion, its own history bore out. (In sample: the subspace and the recurrent formula
+were estimated on the same window, so the signal's weight errs high, not low.)
 
 Every step is written for a batch of equal-length windows at once (``fit_windows``): the
 Page matrices are stacked, their Gram matrices eigendecomposed in one call, and the

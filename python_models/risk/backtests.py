@@ -116,9 +116,9 @@ def exceedances(returns: pd.Series, estimates: pd.DataFrame) -> pd.DataFrame:
     one = estimates[estimates["horizon"] == 1]
     following = returns.shift(-1).rename("next_return")
     out = one.join(following, on="date").dropna(subset=["next_return"])
-    return out.assign(exceeded=-out["next_return"] > out["var"])[
-        ["date", "method", "level", "var", "es", "next_return", "exceeded"]
-    ]
+    # no VaR (a window the method could not estimate): no verdict either
+    exceeded = (-out["next_return"] > out["var"]).astype("boolean").where(out["var"].notna())
+    return out.assign(exceeded=exceeded)[["date", "method", "level", "var", "es", "next_return", "exceeded"]]
 
 
 def exceedance_table(returns: pd.Series, estimates: pd.DataFrame) -> pd.DataFrame:
@@ -129,7 +129,7 @@ def exceedance_table(returns: pd.Series, estimates: pd.DataFrame) -> pd.DataFram
         group = group.dropna(subset=["var"]).sort_values("date")
         if len(group) < 2:
             continue
-        hits = group["exceeded"].to_numpy()
+        hits = group["exceeded"].astype(bool).to_numpy()
         p = 1.0 - float(level)
         uc = kupiec(hits, p)
         ind, cc = christoffersen(hits, p)

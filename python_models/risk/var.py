@@ -126,7 +126,7 @@ def cornish_fisher_valid(p: float, skew, excess_kurtosis, points: int = 64):
 
 
 def cornish_fisher(returns, level: float, horizon: int = 1) -> VarEs:
-    """Cornish–Fisher VaR and modified ES (see the module docstring)."""
+    """Cornish–Fisher VaR and ES, NaN where the expansion's tail bends back (see the module docstring)."""
     r = _check(returns, level, horizon, min_obs=30)
     p = 1.0 - level
     mu, sigma = float(r.mean()), float(r.std(ddof=1))

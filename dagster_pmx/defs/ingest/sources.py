@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from python_models.data_quality.normalise import SchemaError, canonical_numbers, normalise_columns, sniff_delimiter
+from python_models.data_quality.normalise import (
+    SchemaError,
+    canonical_numbers,
+    decimal_mark,
+    normalise_columns,
+    sniff_delimiter,
+)
 
 PRICE_COLUMNS = ["ticker", "date", "open", "high", "low", "close", "adj_close", "volume", "source"]
 MACRO_COLUMNS = ["series_id", "date", "value", "unit", "source"]
@@ -159,11 +165,9 @@ class CsvFolderSource(PriceSource):
         with path.open(encoding="utf-8-sig") as handle:
             sep = sniff_delimiter(handle.readline())
         frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
-        # a semicolon-delimited file writes its decimals with commas (the European convention) where any
-        # price has one; otherwise commas can only be thousands separators
-        prices = frame[[c for c in frame.columns if c.strip().lower() != "date"]]
-        comma = sep == ";" and prices.apply(lambda c: c.astype(str).str.contains(",", regex=False)).to_numpy().any()
-        return canonical_numbers(frame, decimal="," if comma else ".")
+        # decimal commas (the European convention) only where a comma-separated file cannot have them and
+        # every number reads that way while some cannot read with a decimal point
+        return canonical_numbers(frame, decimal="," if sep != "," and decimal_mark(frame) == "," else ".")
 
     def prices(self, tickers: list[str] | None = None, since: dict | None = None) -> pd.DataFrame:
         frames = []

@@ -164,6 +164,9 @@ def allocations(
     if since is not None and not warehouse.has("marts.es_control"):
         context.log.warning("marts.es_control is missing (a warehouse from before the ES limit): deciding every date")
         since = None
+    if since is not None and reads.stored_es_settings(warehouse) != _es_settings(settings):
+        context.log.warning("the ES limit's settings changed since the stored decisions: deciding every date")
+        since = None
     if since is None:
         yield from _full_build(warehouse, settings)
     else:
@@ -315,6 +318,11 @@ def _control(
         pd.concat(states, ignore_index=True)[DRAWDOWN_COLUMNS],
         es_rows,
     )
+
+
+def _es_settings(settings: PmxSettings) -> set[tuple[float, float]]:
+    """The (limit, level) pairs marts.es_control holds when written with ``settings``."""
+    return set() if settings.es_limit == 0 else {(float(settings.es_limit), float(settings.es_level))}
 
 
 def _scenario_returns(warehouse: Warehouse, market: Market) -> pd.DataFrame:

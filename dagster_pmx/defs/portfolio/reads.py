@@ -188,6 +188,14 @@ def allocations_of(warehouse: Warehouse, strategies: Sequence[str], after: pd.Ti
         return frame(wanted.select("strategy", "date", "ticker", "weight", "sleeve"))
 
 
+def stored_es_settings(warehouse: Warehouse) -> set[tuple[float, float]]:
+    """The (limit, level) pairs marts.es_control was written with (empty: written with the limit off)."""
+    with warehouse.ibis() as db:
+        t = db.table("es_control", database="marts")
+        pairs = frame(t.select("limit", "level").distinct())
+    return {(float(a), float(b)) for a, b in pairs.itertuples(index=False)}
+
+
 def es_control_after(warehouse: Warehouse, after: pd.Timestamp) -> pd.DataFrame:
     """The marts.es_control rows dated after ``after``."""
     with warehouse.ibis() as db:

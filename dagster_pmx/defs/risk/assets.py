@@ -36,7 +36,8 @@ def strategy_risk(task: tuple[str, pd.Series]) -> tuple[pd.DataFrame, pd.DataFra
             metadata={"dagster/column_schema": schemas.RISK_VAR},
             deps=[dg.AssetKey(["marts", "backtest_daily"])],
             description="VaR and ES of each strategy's net returns at every close with a year of returns behind it: "
-            "historical, Cornish-Fisher (with the modified ES) and filtered historical simulation on a GARCH(1,1) "
+            "historical, Cornish-Fisher (ES: the mean of its quantile function over the tail) and filtered "
+            "historical simulation on a GARCH(1,1) "
             "refitted every 63 sessions; 1 and 10 sessions; 95 % and 99 %; losses as positive fractions of the book. "
             "The one-session rows carry the next session's return and whether it exceeded the VaR.",
         ),

@@ -302,12 +302,16 @@ def test_a_stale_close_while_the_market_moves_is_quarantined_after_its_first_ses
 
 
 def test_thousands_separators_and_decimal_commas_are_read_as_numbers():
-    from python_models.data_quality.normalise import canonical_numbers
+    from python_models.data_quality.normalise import canonical_numbers, decimal_mark
 
     sent = pd.DataFrame({"Date": ["2021-01-04"] * 4, "Close": ["1,234.50", "987.25", "12,345,678", "1,23"]})
     assert canonical_numbers(sent)["Close"].tolist() == ["1234.50", "987.25", "12345678", "1,23"]  # the last: refused
     european = pd.DataFrame({"Date": ["2021-01-04"] * 4, "Close": ["1.234,50", "987,25", "12.345.678", "1,2,3"]})
     assert canonical_numbers(european, decimal=",")["Close"].tolist() == ["1234.50", "987.25", "12345678", "1,2,3"]
+    # the mark is read from the numbers: a point file's "12,345" volume stays 12345
+    assert decimal_mark(european.iloc[:3]) == "," and decimal_mark(sent) == "."
+    points = pd.DataFrame({"Close": ["1.234", "2.5"], "Volume": ["12,345", "1,000"]})
+    assert decimal_mark(points) == "."
 
 
 def test_vendor_files_with_separators_semicolons_and_decimal_commas_load_like_a_plain_file(tmp_path):
