@@ -226,6 +226,7 @@ COMPARE = {
     "ml.class_probabilities": (["model", "ticker", "date", "target", "horizon"], "date"),
     "marts.allocations": (["strategy", "date", "ticker"], "date"),
     "marts.drawdown_control": (["strategy", "date"], "date"),
+    "marts.es_control": (["strategy", "date"], "date"),
     "ml.safe_sleeve": (["date"], "date"),
     "ml.governed_signals": (["ticker", "asof_date"], "asof_date"),
     "marts.model_risk": (["model", "date"], "date"),

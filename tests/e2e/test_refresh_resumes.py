@@ -24,7 +24,12 @@ GOVERNANCE = {
     "marts.model_risk": "date",
     "marts.feature_drift": "review_date",
 }
-ALLOCATIONS = {"marts.allocations": "date", "marts.drawdown_control": "date", "ml.strategy_decisions": "date"}
+ALLOCATIONS = {
+    "marts.allocations": "date",
+    "marts.drawdown_control": "date",
+    "ml.strategy_decisions": "date",
+    "marts.es_control": "date",
+}
 
 
 def table(path, name: str) -> pd.DataFrame:
