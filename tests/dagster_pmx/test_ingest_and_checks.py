@@ -101,7 +101,7 @@ def test_csv_source_errors_are_clear(tmp_path):
         CsvFolderSource(tmp_path / "missing")
     folder = tmp_path / "bad"
     _csv(folder, "X.csv", pd.DataFrame({"when": ["2020-01-01"], "px": [1.0]}))
-    with pytest.raises(ValueError, match="X.csv: missing required columns"):
+    with pytest.raises(ValueError, match=r"X.csv: no delimiter of ',', ';', '\\t', '\|' splits the header"):
         CsvFolderSource(folder).prices()
 
 
