@@ -115,16 +115,11 @@ def test_raw_macro_loads_bundled_series(warehouse):
 @pytest.mark.parametrize(
     "corrupt, reason",
     [
-        # slow: the end-to-end defective-CSV test plants these two as well (tests/e2e/test_pipeline.py)
-        pytest.param(
-            lambda f: f.assign(Close=f["Close"].where(f.index != 2, -5.0)), "non_positive_price", marks=pytest.mark.slow
-        ),
+        # in the default run: the end-to-end defective-CSV test that plants them too is slow
+        # (tests/e2e/test_pipeline.py)
+        (lambda f: f.assign(Close=f["Close"].where(f.index != 2, -5.0)), "non_positive_price"),
         (lambda f: f.assign(High=f["High"].where(f.index != 1, 50.0)), "inconsistent_ohlc"),
-        pytest.param(
-            lambda f: f.assign(Close=f["Close"].astype(str).where(f.index != 3, "#N/A")),
-            "non_numeric",
-            marks=pytest.mark.slow,
-        ),
+        (lambda f: f.assign(Close=f["Close"].astype(str).where(f.index != 3, "#N/A")), "non_numeric"),
     ],
 )
 def test_corrupt_rows_are_quarantined_and_nothing_stored_is_lost(tmp_path, warehouse, corrupt, reason):

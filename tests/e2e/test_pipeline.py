@@ -258,6 +258,8 @@ def test_point_in_time_targets_identical_where_the_cut_build_can_compute_them(fu
         assert (b.groupby("ticker")[col].apply(lambda s, n=h: s.tail(n).isna().all())).all()
 
 
+# 63 s, a build of its own: the suite's budget; tests/dagster_pmx/test_ingest_and_checks.py quarantines the same rows
+@pytest.mark.slow
 def test_defective_csv_rows_are_quarantined_and_the_clean_rows_reach_the_backtest(tmp_path):
     from dagster_pmx.defs.ingest.sources import BundledSource
 
