@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from python_models.risk.var import tail_risk
+
 STATES = ("normal", "de_risked", "stopped")
 
 
@@ -171,8 +173,6 @@ ES_COLUMNS = ["date", "es_before", "scale", "es_after", "limit", "level"]
 
 def position_es(pnl: np.ndarray, level: float) -> np.ndarray:
     """Historical ES of each column of scenario returns ``pnl`` (scenarios x books), as positive losses."""
-    from python_models.risk.var import tail_risk
-
     return tail_risk(np.asarray(pnl, dtype=float).T, level)[1]
 
 

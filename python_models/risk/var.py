@@ -51,6 +51,9 @@ METHODS = ("historical", "cornish_fisher", "fhs_garch")
 #: The confidence levels and horizons (sessions) the default build estimates.
 LEVELS: tuple[float, ...] = (0.95, 0.99)
 HORIZONS: tuple[int, ...] = (1, 10)
+#: Standard deviation of a window's returns below which it has no variation (a book in cash): no
+#: Cornish–Fisher moments and no GARCH.
+MIN_SD = 1e-8
 #: arch's optimiser prefers returns in percent.
 _SCALE = 100.0
 
@@ -281,15 +284,14 @@ def rolling_var_es(
     windows = np.lib.stride_tricks.sliding_window_view(values, window)  # (sessions, window)
     frames = []
     for horizon in horizons:
-        sums = np.lib.stride_tricks.sliding_window_view(np.log1p(values), horizon)
-        sums = np.expm1(np.lib.stride_tricks.sliding_window_view(sums.sum(axis=1), window - horizon + 1))
+        sums = np.lib.stride_tricks.sliding_window_view(horizon_returns(values, horizon), window - horizon + 1)
         for level in levels:
             frames.append(_frame(dates, "historical", level, horizon, *tail_risk(sums, level)))
     mu, sigma = windows.mean(axis=1), windows.std(axis=1, ddof=1)
     with np.errstate(invalid="ignore", divide="ignore"):  # a window without variation: NaN moments
         skew = stats.skew(windows, axis=1, bias=False)
         kurt = stats.kurtosis(windows, axis=1, fisher=True, bias=False)
-    skew, kurt = np.where(sigma > 1e-8, skew, np.nan), np.where(sigma > 1e-8, kurt, np.nan)
+    skew, kurt = np.where(sigma > MIN_SD, skew, np.nan), np.where(sigma > MIN_SD, kurt, np.nan)
     for horizon in horizons:
         mu_h, sigma_h, skew_h, kurt_h = horizon * mu, np.sqrt(horizon) * sigma, skew / np.sqrt(horizon), kurt / horizon
         for level in levels:
@@ -326,8 +328,8 @@ def rolling_var_es(
 
 
 def _varies(window: np.ndarray) -> bool:
-    """Whether a window's returns vary enough for a GARCH (its standard deviation above 1e-8)."""
-    return bool(np.std(window) > 1e-8)
+    """Whether a window's returns vary enough for a GARCH (its standard deviation above :data:`MIN_SD`)."""
+    return bool(np.std(window) > MIN_SD)
 
 
 def _frame(dates: pd.Index, method: str, level: float, horizon: int, var: np.ndarray, es) -> pd.DataFrame:
