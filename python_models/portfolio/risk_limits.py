@@ -232,32 +232,51 @@ def apply_es_limit(
     """
     if policy.limit == 0 or weights.empty:
         return weights, _es_rows([])
-    safe = [c for c in weights.columns if c in set(safe)]
-    risky = [c for c in weights.columns if c not in set(safe)]
+    is_safe = weights.columns.isin(list(safe))
     r = returns.reindex(columns=weights.columns).fillna(0.0)
-    position = r.index.get_indexer(weights.index, method="pad")  # the decision's close, or the session before
-    values = r.to_numpy(dtype=float)
-    w = weights.fillna(0.0)
-    scaled = w.copy()
-    rows = []
+    ends = r.index.get_indexer(weights.index, method="pad")  # the decision's close, or the session before
+    w = weights.fillna(0.0).to_numpy(dtype=float)
+    scales = np.ones(len(w))
     known = {} if stored is None else stored.dropna().to_dict()
-    for i, (date, at) in enumerate(zip(weights.index, position, strict=True)):
-        if date in known:
-            scaled.iloc[i, [w.columns.get_loc(c) for c in risky]] = w.iloc[i][risky].to_numpy(dtype=float) * known[date]
-            continue
-        if at + 1 < policy.window:
-            rows.append((date, np.nan, 1.0, np.nan, policy.limit, policy.level))
-            continue
-        scenarios = values[at + 1 - policy.window : at + 1]
-        book = w.iloc[i]
-        risky_pnl = scenarios[:, [w.columns.get_loc(c) for c in risky]] @ book[risky].to_numpy(dtype=float)
-        safe_pnl = scenarios[:, [w.columns.get_loc(c) for c in safe]] @ book[safe].to_numpy(dtype=float)
-        before = float(position_es((risky_pnl + safe_pnl)[:, None], policy.level)[0])
-        scale, after = es_scale(risky_pnl, safe_pnl, policy.level, policy.limit)
-        if scale < 1.0:
-            scaled.iloc[i, [w.columns.get_loc(c) for c in risky]] = book[risky].to_numpy(dtype=float) * scale
-        rows.append((date, before, scale, after, policy.limit, policy.level))
+    reuse = np.array([date in known for date in weights.index], dtype=bool)
+    scales[reuse] = [known[date] for date in weights.index[reuse]]
+    priced = ~reuse & (ends + 1 >= policy.window)
+    values = r.to_numpy(dtype=float)
+    risky_pnl = book_scenarios(values, ends[priced], np.where(is_safe, 0.0, w[priced]), policy.window)
+    safe_pnl = book_scenarios(values, ends[priced], np.where(is_safe, w[priced], 0.0), policy.window)
+    before = tail_risk(risky_pnl + safe_pnl, policy.level)[1]
+    after = before.copy()
+    for j in np.flatnonzero(before > policy.limit):  # only the decisions the limit binds need the bisection
+        scales[np.flatnonzero(priced)[j]], after[j] = es_scale(risky_pnl[j], safe_pnl[j], policy.level, policy.limit)
+    scaled = pd.DataFrame(np.where(is_safe, w, w * scales[:, None]), index=weights.index, columns=weights.columns)
+    rows = pd.DataFrame(
+        {
+            "date": weights.index[~reuse],
+            "es_before": np.nan,
+            "scale": 1.0,
+            "es_after": np.nan,
+            "limit": policy.limit,
+            "level": policy.level,
+        }
+    )
+    rows.loc[priced[~reuse], ["es_before", "scale", "es_after"]] = np.column_stack(
+        [before, scales[priced], after]
+    )
     return scaled.where(weights.notna()), _es_rows(rows)
+
+
+def book_scenarios(values: np.ndarray, ends: np.ndarray, books: np.ndarray, window: int, chunk: int = 256) -> np.ndarray:
+    """Each book's returns revalued on the ``window`` sessions of ``values`` (sessions x assets) up to and
+    including its row ``ends[i]``: books x window. ``books`` holds one row of weights per end.
+
+    Chunked so that the (chunk x window x assets) slice of scenarios stays small whatever the history.
+    """
+    out = np.empty((len(ends), window))
+    offsets = np.arange(1 - window, 1)
+    for start in range(0, len(ends), chunk):
+        stop = start + chunk
+        out[start:stop] = np.einsum("cwk,ck->cw", values[ends[start:stop, None] + offsets], books[start:stop])
+    return out
 
 
 def _es_rows(rows: list[tuple]) -> pd.DataFrame:
@@ -277,18 +296,29 @@ def es_limit_breaches(
     close, as :func:`apply_es_limit` does; a decision breaks the limit where their ES is above it and
     risky positions remain (a safe sleeve alone above it is the one breach the limit cannot mend).
     """
+    columns = ["strategy", "date", "es", "risky_gross"]
     priced = decisions.dropna(subset=["es_before"])
     wanted = allocations.merge(priced[["strategy", "date"]], on=["strategy", "date"])
-    r = returns.fillna(0.0)
-    rows = []
-    for (strategy, date), book in wanted.groupby(["strategy", "date"], sort=True):
-        at = r.index.get_indexer([date], method="pad")[0]
-        if at + 1 < policy.window:
-            continue
-        weights = book.set_index("ticker")["weight"]
-        scenarios = r.reindex(columns=weights.index).fillna(0.0).iloc[at + 1 - policy.window : at + 1]
-        es = float(position_es((scenarios.to_numpy() @ weights.to_numpy(dtype=float))[:, None], policy.level)[0])
-        risky = float(book.loc[book["sleeve"] == "risky", "weight"].abs().sum())
-        if es > policy.limit + tolerance and risky > 0:
-            rows.append((strategy, date, es, risky))
-    return pd.DataFrame(rows, columns=["strategy", "date", "es", "risky_gross"])
+    if wanted.empty:
+        return pd.DataFrame(columns=columns)
+    books = wanted.pivot_table(index=["strategy", "date"], columns="ticker", values="weight", aggfunc="sum", fill_value=0.0)
+    risky = wanted[wanted["sleeve"] == "risky"].groupby(["strategy", "date"])["weight"].apply(lambda w: w.abs().sum())
+    risky = risky.reindex(books.index, fill_value=0.0).to_numpy(dtype=float)
+    r = returns.reindex(columns=books.columns).fillna(0.0)
+    ends = r.index.get_indexer(books.index.get_level_values("date"), method="pad")
+    full = ends + 1 >= policy.window
+    es = np.full(len(books), np.nan)
+    if full.any():
+        pnl = book_scenarios(r.to_numpy(dtype=float), ends[full], books.to_numpy(dtype=float)[full], policy.window)
+        es[full] = tail_risk(pnl, policy.level)[1]
+    broken = full & (es > policy.limit + tolerance) & (risky > 0)
+    index = books.index[broken]
+    return pd.DataFrame(
+        {
+            "strategy": index.get_level_values("strategy"),
+            "date": index.get_level_values("date"),
+            "es": es[broken],
+            "risky_gross": risky[broken],
+        },
+        columns=columns,
+    ).reset_index(drop=True)
