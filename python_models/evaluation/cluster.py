@@ -156,31 +156,61 @@ def map_on_cluster(
     """
     from distributed import as_completed
 
-    level = logging.getLogger(LOGGER).getEffectiveLevel()
-    token = uuid.uuid4().hex[:8]
-    futures = [
-        client.submit(_logged, fn, task, level, key=f"{name}-{token}", pure=False)
-        for task, name in zip(tasks, names, strict=True)
-    ]
+    futures = submit_on_cluster(client, fn, tasks, names)
     position = {future.key: i for i, future in enumerate(futures)}
     results: list[Any] = [None] * len(futures)
     shown: dict[Any, Any] = {}
     done = 0
     try:
         for future in as_completed(futures):
-            result, records, caught = future.result()
-            for record in records:
-                logging.getLogger(record.name).handle(record)
-            for text, category, filename, lineno in caught:
-                # one registry for the run: "default" filters show each warning once, as in one process
-                warnings.warn_explicit(text, category, filename, lineno, registry=shown)
-            results[position[future.key]] = result
+            results[position[future.key]] = result_of(future, shown)
             done += 1
             if progress:
                 progress(done, len(futures))
     finally:
         client.cancel([f for f in futures if not f.done()])
     return results
+
+
+def submit_on_cluster(client: Any, fn: Callable[[T], R], tasks: Sequence[T], names: Sequence[str]) -> list[Any]:
+    """Start ``fn`` on every task on the client's cluster without waiting: one future per task, to be
+    read with :func:`result_of`. Futures submitted earlier run first."""
+    level = logging.getLogger(LOGGER).getEffectiveLevel()
+    token = uuid.uuid4().hex[:8]
+    return [
+        client.submit(_logged, fn, task, level, key=f"{name}-{token}", pure=False)
+        for task, name in zip(tasks, names, strict=True)
+    ]
+
+
+def result_of(future: Any, shown: dict[Any, Any] | None = None) -> Any:
+    """The result of a task :func:`submit_on_cluster` started (waiting for it), with its log records handed
+    to this process's loggers and its warnings issued here. ``shown`` is the warnings' registry: one
+    per run, so that "default" filters show each warning once, as in one process."""
+    result, records, caught = future.result()
+    for record in records:
+        logging.getLogger(record.name).handle(record)
+    for text, category, filename, lineno in caught:
+        warnings.warn_explicit(text, category, filename, lineno, registry={} if shown is None else shown)
+    return result
+
+
+def put_on_cluster(client: Any, value: Any, name: str) -> Any:
+    """A future of ``value`` held in the cluster's memory, for tasks to take as an argument: the data
+    travels to the cluster once, however many tasks read it.
+
+    It is the result of a task that returns it, not scattered data: the scheduler keeps the task, so
+    when the worker holding the value dies the value is computed again and the tasks that need it still
+    run (they would fail on scattered data, which the scheduler cannot recreate)."""
+    import dask
+
+    # the value is sent once, on purpose: Dask's warning about a large graph (above 10 MB) advises this
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1 TiB"}):
+        return client.submit(_identity, value, key=f"{name}-{uuid.uuid4().hex[:8]}", pure=False)
+
+
+def _identity(value: T) -> T:
+    return value
 
 
 #: A warning as a task returns it: message, category, file and line.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, TypeAlias
 
@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from python_models.evaluation.cluster import fan_out
+from python_models.evaluation import cluster
+from python_models.evaluation.cluster import fan_out, put_on_cluster, result_of, submit_on_cluster
 from python_models.evaluation.walk_forward import (
     DIAGNOSTIC_COLUMNS,
     FORECAST_COLUMNS,
@@ -90,6 +91,50 @@ class PanelRun:
     importances: pd.DataFrame | None
     runs: int = 0
     diagnostics: pd.DataFrame = field(default_factory=lambda: empty_diagnostics())
+
+    @classmethod
+    def of(
+        cls, results: Sequence[_Run], importances: pd.DataFrame | None, runs: int, allow_empty: bool = False
+    ) -> PanelRun:
+        """The run of these workers' results (``allow_empty``: as :func:`run_panel`)."""
+        frames = [r.frame for r in results if len(r.frame)]
+        if not frames and not allow_empty:
+            raise ValueError(
+                "no ticker has enough history for one walk-forward fold; lower train_window or start earlier"
+            )
+        diagnostics = [r.diagnostics for r in results if len(r.diagnostics)]
+        return cls(
+            forecasts=pd.concat(frames, ignore_index=True) if frames else _no_forecasts(),
+            stats=_stats(list(results)),
+            fits={r.key: r.last for r in results if r.last is not None},
+            importances=importances,
+            runs=runs,
+            diagnostics=pd.concat(diagnostics, ignore_index=True) if diagnostics else empty_diagnostics(),
+        )
+
+    @classmethod
+    def combine(cls, parts: Sequence[PanelRun], allow_empty: bool = False) -> PanelRun:
+        """One run of several, in their order (runs of different models)."""
+        frames = [p.forecasts for p in parts if len(p.forecasts)]
+        if not frames and not allow_empty:
+            raise ValueError(
+                "no ticker has enough history for one walk-forward fold; lower train_window or start earlier"
+            )
+        importances = [p.importances for p in parts if p.importances is not None]
+        diagnostics = [p.diagnostics for p in parts if len(p.diagnostics)]
+        return cls(
+            forecasts=pd.concat(frames, ignore_index=True) if frames else _no_forecasts(),
+            stats={model: stats for p in parts for model, stats in p.stats.items()},
+            fits={key: fit for p in parts for key, fit in p.fits.items()},
+            importances=pd.concat(importances, ignore_index=True) if importances else None,
+            runs=sum(p.runs for p in parts),
+            diagnostics=pd.concat(diagnostics, ignore_index=True) if diagnostics else empty_diagnostics(),
+        )
+
+
+def _no_forecasts() -> pd.DataFrame:
+    """:attr:`PanelRun.forecasts` without rows."""
+    return pd.DataFrame(columns=["model", "ticker", *FORECAST_COLUMNS])
 
 
 class _Run(NamedTuple):
@@ -254,38 +299,81 @@ def run_panel(
     single = [f for f in forecasters if not isinstance(f, PanelForecaster)]
     tasks = [(f, ticker, series, config, start) for ticker, series in series_by_ticker(returns).items() for f in single]
     total = len(tasks) + len(pooled)
+    if client is None and (scheduler or (workers > 1 and total >= 2)):
+        with cluster.dask_client(scheduler, workers) as own:  # the module's: tests record the clusters started
+            return run_panel(
+                forecasters,
+                returns,
+                config,
+                start,
+                progress=progress,
+                features=features,
+                client=own,
+                allow_empty=allow_empty,
+            )
 
     def single_done(done: int, _: int) -> None:
         if progress:
             progress(done, total)
 
+    # the pooled models first: each is one long task, which should not be the last to start
+    started = submit_pooled(client, pooled, returns, config, start, features) if client is not None and pooled else None
     names = [f"walk-forward-{f.name}-{ticker}" for f, ticker, *_ in tasks]
-    results: list[_Run] = fan_out(
-        _one, tasks, names, workers=workers, scheduler=scheduler, client=client, progress=single_done
-    )
-    importances = []
-    if pooled:
-        panel = pooled_panel(returns, features if any(f.needs_features for f in pooled) else None)
-        for forecaster in pooled:
-            run, imp = _pooled_one(forecaster, panel, config, start)
-            if len(imp):
-                importances.append(imp.assign(model=forecaster.name))
-            results.append(run)
-            if progress:
-                progress(len(results), total)
-    frames = [r.frame for r in results if len(r.frame)]
-    if not frames and not allow_empty:
-        raise ValueError("no ticker has enough history for one walk-forward fold; lower train_window or start earlier")
-    empty = pd.DataFrame(columns=["model", "ticker", *FORECAST_COLUMNS])
-    diagnostics = [r.diagnostics for r in results if len(r.diagnostics)]
-    return PanelRun(
-        forecasts=pd.concat(frames, ignore_index=True) if frames else empty,
-        stats=_stats(results),
-        fits={r.key: r.last for r in results if r.last is not None},
-        importances=pd.concat(importances, ignore_index=True) if importances else None,
-        runs=total,
-        diagnostics=pd.concat(diagnostics, ignore_index=True) if diagnostics else empty_diagnostics(),
-    )
+    results: list[_Run] = fan_out(_one, tasks, names, client=client, progress=single_done)
+    runs = [PanelRun.of(results, None, len(tasks), allow_empty=True)]
+    for run in started.runs() if started is not None else pooled_here(pooled, returns, config, start, features):
+        runs.append(run)
+        if progress:
+            progress(len(tasks) + len(runs) - 1, total)
+    return PanelRun.combine(runs, allow_empty=allow_empty)
+
+
+class PooledTasks:
+    """Pooled models' walk-forwards started on a Dask cluster (:func:`submit_pooled`): each model one task,
+    the panel sent to the cluster once; :meth:`runs` waits for them in model order."""
+
+    def __init__(self, futures: list[Any]) -> None:
+        self.futures = futures
+
+    def runs(self) -> Iterator[PanelRun]:
+        """Each model's :class:`PanelRun`, in the order the models were given, as each ends."""
+        shown: dict[Any, Any] = {}
+        for future in self.futures:
+            run, importances = result_of(future, shown)
+            future.release()  # the worker drops the rows once they are here
+            yield PanelRun.of([run], importances, 1, allow_empty=True)
+
+
+def submit_pooled(
+    client: Any,
+    pooled: Sequence[PanelForecaster],
+    returns: pd.DataFrame,
+    config: WalkForwardConfig,
+    start: Start,
+    features: pd.DataFrame | None,
+) -> PooledTasks:
+    """Start every pooled model's walk-forward on the client's cluster, without waiting (the run's process
+    then only gathers results, instead of fitting beside the workers on the same cores)."""
+    panel = pooled_panel(returns, features if any(f.needs_features for f in pooled) else None)
+    held = put_on_cluster(client, panel, "pooled-panel")
+    names = [f"walk-forward-{f.name}" for f in pooled]
+    return PooledTasks(submit_on_cluster(client, _pooled_task, [(f, held, config, start) for f in pooled], names))
+
+
+def pooled_here(
+    pooled: Sequence[PanelForecaster],
+    returns: pd.DataFrame,
+    config: WalkForwardConfig,
+    start: Start,
+    features: pd.DataFrame | None,
+) -> Iterator[PanelRun]:
+    """Each pooled model's :class:`PanelRun`, fitted in this process one after the other."""
+    if not pooled:
+        return
+    panel = pooled_panel(returns, features if any(f.needs_features for f in pooled) else None)
+    for forecaster in pooled:
+        run, importances = _pooled_task((forecaster, panel, config, start))
+        yield PanelRun.of([run], importances, 1, allow_empty=True)
 
 
 def empty_diagnostics() -> pd.DataFrame:
@@ -336,14 +424,17 @@ def _one(args: tuple[Forecaster, str, pd.Series, WalkForwardConfig, Start]) -> _
     return _Run((forecaster.name, ticker), out, time.perf_counter() - started, failed, last, diagnostics)
 
 
-def _pooled_one(
-    forecaster: PanelForecaster, panel: pd.DataFrame, config: WalkForwardConfig, start: Start
-) -> tuple[_Run, pd.DataFrame]:
+def _pooled_task(
+    args: tuple[PanelForecaster, pd.DataFrame, WalkForwardConfig, Start],
+) -> tuple[_Run, pd.DataFrame | None]:
+    """One pooled model's walk-forward and its importances (``model`` added; None without any)."""
+    forecaster, panel, config, start = args
     started = time.perf_counter()
-    out, importances = run_pooled(forecaster, panel, config, start)
+    with threadpool_limits(limits=1):  # as the single-series runs: one core each, the same sums anywhere
+        out, importances = run_pooled(forecaster, panel, config, start)
     failed, last = int(out.attrs.get("failed_fits", 0)), out.attrs.get("last_fit")
     diagnostics = _keyed(out.attrs.get("fit_diagnostics", diagnostics_frame([])), forecaster.name, POOLED)
     out.attrs = {}
     out.insert(0, "model", forecaster.name)
     run = _Run((forecaster.name, POOLED), out, time.perf_counter() - started, failed, last, diagnostics)
-    return run, importances
+    return run, importances.assign(model=forecaster.name) if len(importances) else None

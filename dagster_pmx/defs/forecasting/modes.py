@@ -11,7 +11,6 @@ and ``marts.feature_importances`` results of the multi-asset.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TypeAlias
@@ -26,7 +25,7 @@ from dagster_pmx.defs.reads import ticker_batches
 from dagster_pmx.lake import in_transaction
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.evaluation.cluster import dask_client
-from python_models.evaluation.panel import ModelStats, PanelRun, run_panel
+from python_models.evaluation.panel import ModelStats, PanelRun, pooled_here, run_panel, submit_pooled
 from python_models.evaluation.refresh import forecast_from_fits, refit_latest
 from python_models.evaluation.walk_forward import POOLED, FoldFit, WalkForwardConfig
 from python_models.forecasters.base import DEFAULT_HORIZONS, Forecaster, PanelForecaster
@@ -77,8 +76,9 @@ def walk_forward(
 
     The single-series models run a batch of ``ticker_batch`` tickers at a time on one Dask client, each
     batch's forecasts staged on disk as it ends (:meth:`Warehouse.replace_tables_in_batches`), so the
-    step holds one batch's forecasts, not the universe's; the pooled models then run on the whole panel.
-    The rows do not depend on the batch size."""
+    step holds one batch's forecasts, not the universe's. The pooled models run on the whole panel as
+    tasks of the same cluster, started before the batches; each one's forecasts are written as a batch of
+    their own. The rows do not depend on the batch size."""
     returns, features = inputs if inputs is not None else model_inputs(warehouse, settings, models)
     wf = walk_forward_config(settings)
     single = [m for m in models if not isinstance(m, PanelForecaster)]
@@ -96,42 +96,34 @@ def walk_forward(
         if done == total or done % max(1, total // 10) == 0:
             context.log.info(f"progress: {done}/{total} walk-forward runs (model x ticker) done")
 
-    def pooled_run() -> PanelRun:
-        return run_panel(
-            pooled,
-            returns,
-            wf,
-            start=settings.forecast_start,
-            workers=settings.workers,
-            features=features,
-            allow_empty=True,
-        )
-
     def batches() -> Iterator[dict[str, pd.DataFrame]]:
         scheduler = settings.scheduler or None
-        shared = scheduler or (settings.workers > 1 and len(single) * len(tickers) >= 2)
-        # With the single-series tasks in the cluster's processes this one only waits for them: the pooled
-        # models train meanwhile, in a thread of it (XGBoost's training releases the GIL), instead of after
-        # them. Their rows do not depend on when they are trained.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pooled-models") as beside:
-            early = beside.submit(pooled_run) if pooled and shared else None
-            with dask_client(scheduler, settings.workers) if shared else nullcontext() as client:
-                for batch in ticker_batches(tickers, settings.ticker_batch) if single else []:
-                    rows = returns[returns["ticker"].isin(batch)]
-                    run = run_panel(
-                        single,
-                        rows,
-                        wf,
-                        start=settings.forecast_start,
-                        progress=progress,
-                        client=client,
-                        allow_empty=True,
-                    )
-                    yield summary.add(run)
-            if pooled:
-                run = early.result() if early is not None else pooled_run()
-                progress(len(pooled), len(pooled))  # logged here: the thread does not write to the run's log
+        shared = scheduler or (settings.workers > 1 and total >= 2)
+        with dask_client(scheduler, settings.workers) if shared else nullcontext() as client:
+            # The pooled models start first, each one task on the cluster beside the single-series tasks: this
+            # process only gathers rows (it used to fit them in a thread of its own, a third busy process on
+            # the workers' cores). Their rows do not depend on where or when they are trained.
+            started = submit_pooled(client, pooled, returns, wf, settings.forecast_start, features) if client else None
+            for batch in ticker_batches(tickers, settings.ticker_batch) if single else []:
+                rows = returns[returns["ticker"].isin(batch)]
+                run = run_panel(
+                    single,
+                    rows,
+                    wf,
+                    start=settings.forecast_start,
+                    progress=progress,
+                    client=client,
+                    allow_empty=True,
+                )
                 yield summary.add(run)
+            # each pooled model's rows are a batch of their own: this process holds one model's at a time
+            for run in (
+                started.runs()
+                if started is not None
+                else pooled_here(pooled, returns, wf, settings.forecast_start, features)
+            ):
+                yield summary.add(run)
+                progress(0, total)  # the runs so far are summary.runs
         if summary.first_asof is None:  # raised before anything is written
             raise ValueError(
                 "no ticker has enough history for one walk-forward fold; lower train_window or start earlier"

@@ -22,6 +22,7 @@ from python_models.evaluation.refresh import forecast_from_fits, refit_latest
 from python_models.evaluation.walk_forward import WalkForwardConfig
 from python_models.forecasters.garch import Garch
 from python_models.forecasters.hmm import GaussianHmm
+from python_models.forecasters.mssa import Mssa
 from python_models.forecasters.random_walk import RandomWalk
 from python_models.forecasters.sarimax import Sarimax
 from tests.conftest import arma_returns
@@ -159,6 +160,32 @@ def tcp_cluster(tmp_path_factory):
                 except subprocess.TimeoutExpired:
                     process.kill()
         log.close()
+
+
+def test_a_pooled_model_runs_as_a_task_on_the_cluster_and_survives_a_killed_worker():
+    # the pooled mSSA runs on the cluster (the panel sent once, as a task's result) beside the single-series
+    # runs; the worker that holds the panel is killed once the pooled task has started: the scheduler computes
+    # the panel again and reruns the task, and the rows are the serial path's
+    long = panel(3, n=600)
+    mixed = [RandomWalk(), Mssa()]
+    one = run_panel(mixed, long, CONFIG, workers=1)
+    killed = []
+    with dask_client(None, 2) as c:
+
+        def kill_the_pooled_worker(done: int, total: int) -> None:
+            if killed:
+                return
+            holders = [address for address, keys in c.processing().items() if any("mssa" in str(k) for k in keys)]
+            if holders:
+                pid = c.run(os.getpid, workers=[holders[0]])[holders[0]]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        two = run_panel(mixed, long, CONFIG, client=c, progress=kill_the_pooled_worker)
+    assert set(one.forecasts["model"]) == {"random_walk", "mssa"} and killed
+    pd.testing.assert_frame_equal(one.forecasts, two.forecasts)
+    assert one.fits.keys() == two.fits.keys()
+    pd.testing.assert_frame_equal(one.diagnostics, two.diagnostics)
 
 
 def test_a_scheduler_over_tcp_by_file_and_by_address(serial, tcp_cluster):
