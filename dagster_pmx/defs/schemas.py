@@ -597,6 +597,53 @@ RISK_VAR = _schema(
     ("exceeded", "boolean", "The loss of that session above the one-session VaR (horizon 1; else null)."),
 )
 
+STRESS_TESTS = _schema(
+    ("strategy", "varchar", "Strategy (marts.allocations)."),
+    ("date", "date", "Close the book was decided at; the shock is valued with what was known then."),
+    (
+        "scenario",
+        "varchar",
+        "equity_down_20, volatility_doubled, rates_up_200bp, rates_down_200bp, replay_1987_10_19, replay_2008_10_15 "
+        "or replay_lehman_2008 (python_models/risk/stress.py).",
+    ),
+    (
+        "loss",
+        "double",
+        "The book's loss in the scenario, a positive fraction of the book (a gain is negative); "
+        "volatility_doubled: the one-session 97.5 % ES with the window's volatility doubled. Null where it cannot be "
+        "valued: fewer than 252 sessions behind the decision, or a replay of an episode not yet over or not in "
+        "the data.",
+    ),
+    ("es_now", "double", "volatility_doubled only: the same ES at the window's own volatility."),
+    (
+        "estimated_weight",
+        "double",
+        "Replays: the book's weight in assets without returns over the episode, moved by their beta times the "
+        "benchmark's return; else 0.",
+    ),
+)
+
+STRESS_MONTE_CARLO = _schema(
+    ("strategy", "varchar", "Strategy (marts.allocations)."),
+    ("date", "date", "Close of the strategy's latest decision: the book simulated."),
+    ("horizon", "bigint", "Sessions the book is held for: 21 or 252."),
+    ("paths", "bigint", "Simulated paths."),
+    ("block", "bigint", "Consecutive sessions of each resampled block."),
+    ("history_sessions", "bigint", "Sessions resampled: those up to date on which every asset held has a return."),
+    ("mean_return", "double", "Mean return of the book over the horizon."),
+    ("p01", "double", "1 % quantile of that return."),
+    ("p05", "double", "5 % quantile."),
+    ("p50", "double", "Median."),
+    ("p95", "double", "95 % quantile."),
+    ("var_99", "double", "99 % VaR over the horizon, a positive loss."),
+    ("es_99", "double", "99 % ES over the horizon, a positive loss."),
+    (
+        "prob_drawdown_15",
+        "double",
+        "Share of paths whose drawdown from the running peak reaches 15 % within the horizon.",
+    ),
+)
+
 VAR_BACKTESTS = _schema(
     ("strategy", "varchar", "Strategy, or benchmark."),
     ("method", "varchar", "historical, cornish_fisher or fhs_garch."),

@@ -166,9 +166,10 @@ def page(
     sections: dict[str, dict[str, bytes]],
     leaderboard: pd.DataFrame,
     var_backtests: pd.DataFrame | None = None,
+    stress: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> str:
-    """A self-contained HTML tearsheet: the summary table, each strategy's plots, the VaR backtests (when
-    given) and the leaderboard."""
+    """A self-contained HTML tearsheet: the summary table, each strategy's plots, the VaR backtests and the
+    stress of the current books (shocks by strategy, and the Monte Carlo), when given, and the leaderboard."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
@@ -188,6 +189,17 @@ def page(
             "<p>Per strategy, method and level: the share of sessions whose loss exceeded the VaR of the close "
             "before (expected: 1 - level), Kupiec's and Christoffersen's p-values (small: the VaR is wrong).</p>",
             var_backtests.to_html(index=False, float_format=lambda x: f"{x:.4f}", border=0),
+        ]
+    if stress is not None and not stress[0].empty:
+        shocks, simulated = stress
+        parts += [
+            "<h2>Stress: the current books</h2>",
+            "<p>Each strategy's latest book: its loss (a fraction of the book; negative: a gain) under each "
+            "hypothetical shock (python_models/risk/stress.py), then a block-bootstrap Monte Carlo of the book held "
+            "for 21 and 252 sessions: quantiles of its return, 99 % VaR and ES, and the probability of a 15 % "
+            "drawdown.</p>",
+            shocks.to_html(index=False, float_format=lambda x: f"{x:.4f}", border=0),
+            simulated.to_html(index=False, float_format=lambda x: f"{x:.4f}", border=0),
         ]
     parts += [
         "<h2>Model leaderboard</h2>",

@@ -22,6 +22,8 @@ MARTS = [
     "risk_var",
     "var_backtests",
     "es_control",
+    "stress_tests",
+    "stress_monte_carlo",
 ]
 
 

@@ -18,7 +18,7 @@ def test_every_mart_is_populated(full):
     from dagster_pmx.definitions import defs
 
     marts = [k.path[1] for k in defs.resolve_asset_graph().materializable_asset_keys if k.path[0] == "marts"]
-    assert len(marts) == 34
+    assert len(marts) == 36
     for table in marts:
         if table == "data_quality":
             continue  # the bundled slice is clean: see test_the_bundled_slice_passes_the_wall_whole
@@ -51,6 +51,32 @@ def test_the_var_mart_is_each_strategys_own_window_and_its_backtest_counts_the_n
     counted = one.groupby(["strategy", "method", "level"])["exceeded"].agg(["size", "sum"])
     assert_allclose(tests.loc[counted.index, "sessions"], counted["size"])
     assert_allclose(tests.loc[counted.index, "exceedances"], counted["sum"])
+
+
+def test_the_stress_marts_shock_every_stored_book_and_simulate_the_latest(full):
+    from python_models.risk.stress import SHOCKS, bond_shock
+
+    settings = PmxSettings(**SLICE)
+    alloc = read(full, "select strategy, date, ticker, weight from marts.allocations")
+    shocks = read(full, "select * from marts.stress_tests")
+    assert set(shocks["strategy"]) == set(alloc["strategy"]) and set(shocks["scenario"]) == set(SHOCKS)
+    decisions = alloc[["strategy", "date"]].drop_duplicates()
+    assert len(shocks) == len(decisions) * len(SHOCKS)
+    # the rate shocks are the bond weight times the proxy's closed-form move, at every decision
+    bond = alloc[alloc["ticker"] == "BOND"].set_index(["strategy", "date"])["weight"]
+    up = shocks[shocks["scenario"] == "rates_up_200bp"].set_index(["strategy", "date"])["loss"]
+    held = bond.reindex(up.index).fillna(0.0)
+    assert_allclose(up, -held * bond_shock(0.02, settings.bond_duration), rtol=1e-12, atol=1e-15)
+    assert (held > 0).any()
+    # a replay is valued only once its episode is over: the slice starts after 1987
+    assert shocks.loc[shocks["scenario"] == "replay_1987_10_19", "loss"].isna().all()
+    mc = read(full, "select * from marts.stress_monte_carlo")
+    latest = decisions.groupby("strategy")["date"].max()
+    assert set(mc["strategy"]) == set(latest.index)
+    assert (mc.groupby("strategy")["horizon"].apply(set) == {21, 252}).all()
+    simulated = pd.to_datetime(mc.groupby("strategy")["date"].first()).sort_index()
+    pd.testing.assert_series_equal(simulated, pd.to_datetime(latest).sort_index(), check_names=False)
+    assert mc["prob_drawdown_15"].between(0, 1).all() and (mc["es_99"] >= mc["var_99"] - 1e-12).all()
 
 
 def test_the_es_limit_holds_at_every_priced_decision_of_the_traded_strategies(full):
@@ -227,6 +253,7 @@ COMPARE = {
     "marts.allocations": (["strategy", "date", "ticker"], "date"),
     "marts.drawdown_control": (["strategy", "date"], "date"),
     "marts.es_control": (["strategy", "date"], "date"),
+    "marts.stress_tests": (["strategy", "date", "scenario"], "date"),
     "ml.safe_sleeve": (["date"], "date"),
     "ml.governed_signals": (["ticker", "asof_date"], "asof_date"),
     "marts.model_risk": (["model", "date"], "date"),
@@ -343,7 +370,7 @@ def test_python_written_tables_have_their_documented_columns(full):
         assert actual == [c.name for c in schema.columns], table
         assert all(c.description for c in schema.columns), table
     marts = {k.to_user_string() for k in graph.materializable_asset_keys if k.path[0] == "marts"}
-    assert len(marts) == 34 and marts <= documented  # dbt's from YAML, Python's from dagster_pmx/defs/schemas.py
+    assert len(marts) == 36 and marts <= documented  # dbt's from YAML, Python's from dagster_pmx/defs/schemas.py
     assert {"raw/prices", "raw/macro"} <= documented
 
 

@@ -1,15 +1,21 @@
 """VaR and ES of every strategy's daily net returns (marts.risk_var) and the tests of the one-session
-VaR's exceedances (marts.var_backtests). Research assets, rebuilt with the backtests (the full build and
-the weekly retrain). The strategies are estimated in parallel on the walk-forward's Dask cluster."""
+VaR's exceedances (marts.var_backtests); the scenario stress of every strategy's books (marts.stress_tests)
+and a Monte Carlo of its current book (marts.stress_monte_carlo). Research assets, rebuilt with the
+backtests (the full build and the weekly retrain). The VaR of the strategies is estimated in parallel on
+the walk-forward's Dask cluster; the stress, vectorised over a strategy's decisions, in this process."""
 
 import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs import schemas
-from dagster_pmx.defs.backtest.reads import daily_results
+from dagster_pmx.defs.backtest.engine import load_market
+from dagster_pmx.defs.backtest.reads import allocation_rows, daily_results
+from dagster_pmx.defs.risk.reads import allocation_strategies
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.evaluation.cluster import fan_out
+from python_models.portfolio.allocation import BOND
 from python_models.risk.backtests import exceedance_table, exceedances
+from python_models.risk.stress import STRESS_COLUMNS, block_bootstrap, stress_books
 from python_models.risk.var import rolling_var_es
 
 #: Sessions of net returns behind each estimate (a trading year, as Basel's historical VaR).
@@ -81,5 +87,74 @@ def risk_var(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: 
         metadata={
             "dagster/row_count": n,
             "exceedance_rate_99": dg.MetadataValue.md(shown.reset_index().to_markdown(index=False)),
+        },
+    )
+
+
+#: The Monte Carlo's seed (it runs on each strategy's latest decision): a rebuild gives the same numbers.
+MONTE_CARLO_SEED = 0
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            ["marts", "stress_tests"],
+            group_name="risk",
+            kinds={"python", "duckdb"},
+            metadata={"dagster/column_schema": schemas.STRESS_TESTS},
+            deps=[dg.AssetKey(["marts", "allocations"])],
+            description="Hypothetical shocks applied to the positions every strategy decided at each close, valued "
+            "with what was known then: the benchmark down 20 % with each asset's window beta, the volatility "
+            "doubled (the one-session 97.5 % ES), the bond yield up and down 200 bp, and the replayed episodes of "
+            "19 October 1987, 15 October 2008 and Lehman's 20 sessions (only once they happened). Losses as "
+            "positive fractions of the book.",
+        ),
+        dg.AssetSpec(
+            ["marts", "stress_monte_carlo"],
+            group_name="risk",
+            kinds={"python", "duckdb"},
+            metadata={"dagster/column_schema": schemas.STRESS_MONTE_CARLO},
+            deps=[dg.AssetKey(["marts", "allocations"])],
+            description="A block-bootstrap Monte Carlo of each strategy's current book held for the next 21 and "
+            "252 sessions (blocks of 10 sessions of every asset's returns at once, 5,000 seeded paths): the "
+            "distribution of its return, its 99 % VaR and ES, and the probability of a 15 % drawdown.",
+        ),
+    ],
+    pool="warehouse",
+)
+def stress(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings):
+    returns = load_market(warehouse, pd.Timestamp("1900-01-01")).returns  # the whole history: the replays
+    shocks, simulations = [], []
+    for strategy in allocation_strategies(warehouse):  # a strategy's books at a time
+        rows = allocation_rows(warehouse, [strategy])
+        books = rows.pivot_table(index="date", columns="ticker", values="weight", aggfunc="sum").sort_index()
+        books.index = pd.DatetimeIndex(books.index)
+        shocks.append(
+            stress_books(books, returns, settings.benchmark, BOND, settings.bond_duration).assign(strategy=strategy)
+        )
+        latest = books.index.max()
+        history = returns.loc[returns.index <= latest]
+        simulations.append(
+            block_bootstrap(books.loc[latest], history, seed=MONTE_CARLO_SEED).assign(strategy=strategy, date=latest)
+        )
+    table = pd.concat(shocks, ignore_index=True)[["strategy", *STRESS_COLUMNS]]
+    n = warehouse.replace_table("marts.stress_tests", table[[c.name for c in schemas.STRESS_TESTS.columns]])
+    now = table[table["date"] == table.groupby("strategy")["date"].transform("max")]
+    worst = now.pivot_table(index="strategy", columns="scenario", values="loss", aggfunc="first").round(4)
+    yield dg.MaterializeResult(
+        asset_key=["marts", "stress_tests"],
+        metadata={
+            "dagster/row_count": n,
+            "current_books": dg.MetadataValue.md(worst.reset_index().to_markdown(index=False)),
+        },
+    )
+    mc = pd.concat(simulations, ignore_index=True)
+    m = warehouse.replace_table("marts.stress_monte_carlo", mc[[c.name for c in schemas.STRESS_MONTE_CARLO.columns]])
+    shown = mc.pivot_table(index="strategy", columns="horizon", values="prob_drawdown_15", aggfunc="first").round(3)
+    yield dg.MaterializeResult(
+        asset_key=["marts", "stress_monte_carlo"],
+        metadata={
+            "dagster/row_count": m,
+            "prob_drawdown_15": dg.MetadataValue.md(shown.reset_index().to_markdown(index=False)),
         },
     )
