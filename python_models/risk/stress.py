@@ -25,8 +25,10 @@ Shocks (:data:`SHOCKS`):
   the book held through it: 19 October 1987; 15 October 2008, the S&P 500's worst session of 2008;
   and the 20 sessions from Lehman's filing, 15 September to 10 October 2008. An asset without a
   return on one of the episode's sessions (not listed yet) gets ``beta_i`` times the benchmark's
-  return over the episode, and the weight so estimated is reported (``estimated_weight``); without
-  the benchmark's returns either there is no replay.
+  return over the episode, and the weight so estimated is reported (``estimated_weight``). Where the
+  returns do not cover the episode at all (the default data starts in 1990), an episode with a
+  published benchmark move (1987: the S&P 500's -20.47 %) moves every asset by its beta times it, all
+  of the invested weight estimated; others get no replay.
 
 The Monte Carlo (:func:`block_bootstrap`) resamples whole sessions of the assets' returns (every asset
 on the same session, so their correlation is kept) in blocks of consecutive sessions (the volatility
@@ -57,15 +59,18 @@ RATE_MOVE = 0.02
 
 @dataclass(frozen=True)
 class Replay:
-    """A historical episode: its sessions ``first`` to ``last`` (dates), inclusive."""
+    """A historical episode: its sessions ``first`` to ``last`` (dates), inclusive. ``market_move``, where
+    given, is the benchmark's published return over the episode, used when the returns do not cover it."""
 
     name: str
     first: str
     last: str
+    market_move: float | None = None
 
 
 REPLAYS: tuple[Replay, ...] = (
-    Replay("replay_1987_10_19", "1987-10-19", "1987-10-19"),
+    # the S&P 500 closed at 224.84 on 19 October 1987, from 282.70 (-20.47 %): the default data starts in 1990
+    Replay("replay_1987_10_19", "1987-10-19", "1987-10-19", market_move=224.84 / 282.70 - 1.0),
     Replay("replay_2008_10_15", "2008-10-15", "2008-10-15"),
     Replay("replay_lehman_2008", "2008-09-15", "2008-10-10"),
 )
@@ -166,11 +171,11 @@ def stress_books(
         doubled[full] = tail_risk(mean + 2.0 * (pnl - mean), ES_LEVEL)[1]
     shocks["volatility_doubled"] = doubled
     held_bond = w[:, assets.index(bond)] if bond is not None and bond in assets else np.zeros(len(w))
-    shocks["rates_up_200bp"] = -held_bond * bond_shock(RATE_MOVE, duration)
-    shocks["rates_down_200bp"] = -held_bond * bond_shock(-RATE_MOVE, duration)
+    shocks["rates_up_200bp"] = -held_bond * bond_shock(RATE_MOVE, duration) + 0.0  # + 0.0: no loss of -0
+    shocks["rates_down_200bp"] = -held_bond * bond_shock(-RATE_MOVE, duration) + 0.0
     estimated: dict[str, np.ndarray] = {}
     for replay in replays:
-        shocks[replay.name], estimated[replay.name] = _replay(replay, books.index, w, betas, r, assets, market)
+        shocks[replay.name], estimated[replay.name] = _replay(replay, books.index, w, betas, r, assets, market, cash)
     order = [*HYPOTHETICAL, *(r.name for r in replays)]
     frames = []
     for scenario in order:
@@ -198,20 +203,25 @@ def _replay(
     r: pd.DataFrame,
     assets: list[str],
     market: str,
+    cash: list[str],
 ) -> tuple[np.ndarray, np.ndarray]:
     """One episode's loss per decision and the weight whose return was estimated from its beta."""
     first, last = pd.Timestamp(replay.first), pd.Timestamp(replay.last)
     episode = r.loc[(r.index >= first) & (r.index <= last)]
     loss, estimated = np.full(len(w), np.nan), np.zeros(len(w))
-    if episode.empty or episode[market].isna().any() or episode.index.max() < last:
-        return loss, estimated  # the returns do not cover the episode
-    own = episode[assets]
-    covered = own.notna().all().to_numpy()
-    compounded = np.expm1(np.log1p(own.fillna(0.0)).sum()).to_numpy(dtype=float)
-    benchmark = float(np.expm1(np.log1p(episode[market]).sum()))
+    if not episode.empty and episode[market].notna().all() and episode.index.max() >= last:
+        own = episode[assets]
+        covered = own.notna().all().to_numpy()
+        compounded = np.expm1(np.log1p(own.fillna(0.0)).sum()).to_numpy(dtype=float)
+        benchmark = float(np.expm1(np.log1p(episode[market]).sum()))
+    elif replay.market_move is not None:  # the returns do not cover the episode: every asset by its beta
+        covered, compounded, benchmark = np.zeros(len(assets), dtype=bool), np.zeros(len(assets)), replay.market_move
+    else:
+        return loss, estimated  # the returns do not cover the episode, and it has no published move
+    covered = covered | np.isin(assets, cash)  # cash earns nothing in any episode
     moves = np.where(covered[None, :], compounded[None, :], betas * benchmark)
     after = np.asarray(dates >= last)
-    loss[after] = -np.einsum("dk,dk->d", w[after], moves[after])
+    loss[after] = -np.einsum("dk,dk->d", w[after], moves[after]) + 0.0  # + 0.0: no loss of -0
     estimated[after] = np.abs(w[after][:, ~covered]).sum(axis=1)
     return loss, estimated
 

@@ -68,8 +68,12 @@ def test_the_stress_marts_shock_every_stored_book_and_simulate_the_latest(full):
     held = bond.reindex(up.index).fillna(0.0)
     assert_allclose(up, -held * bond_shock(0.02, settings.bond_duration), rtol=1e-12, atol=1e-15)
     assert (held > 0).any()
-    # a replay is valued only once its episode is over: the slice starts after 1987
-    assert shocks.loc[shocks["scenario"] == "replay_1987_10_19", "loss"].isna().all()
+    # the slice starts after 1987: that day is the S&P 500's published -20.47 % times each asset's beta, the
+    # equity shock's betas; 2008 is replayed from the slice's own returns, once it is over
+    by = shocks.set_index(["strategy", "date", "scenario"])["loss"].unstack()
+    assert_allclose(by["replay_1987_10_19"], by["equity_down_20"] * (1 - 224.84 / 282.70) / 0.2, rtol=1e-12, atol=1e-15)
+    dates = pd.to_datetime(by.index.get_level_values("date"))
+    assert by.loc[dates < "2008-10-15", "replay_2008_10_15"].isna().all()
     mc = read(full, "select * from marts.stress_monte_carlo")
     latest = decisions.groupby("strategy")["date"].max()
     assert set(mc["strategy"]) == set(latest.index)

@@ -105,15 +105,22 @@ def test_an_asset_without_returns_in_a_replay_moves_by_its_beta_and_is_reported(
     market = _market()
     before_b = Replay("early", str(market.index[140].date()), str(market.index[141].date()))  # B not listed yet
     not_covered = Replay("1987", "1987-10-19", "1987-10-19")
+    published = Replay("1987 published", "1987-10-19", "1987-10-19", market_move=-0.2)
     date = market.index[[599]]
-    books = pd.DataFrame({"A": [0.3], "B": [0.5]}, index=date)
-    rows = stress_books(books, market, "SP", None, duration=8.0, window=WINDOW, replays=[before_b, not_covered])
+    books = pd.DataFrame({"A": [0.3], "B": [0.5], "CASH": [0.2]}, index=date)
+    replays = [before_b, not_covered, published]
+    rows = stress_books(books, market, "SP", None, duration=8.0, window=WINDOW, replays=replays)
     early = rows.set_index("scenario").loc["early"]
     bench = (1 + market["SP"].iloc[140:142]).prod() - 1
     a = (1 + market["A"].iloc[140:142]).prod() - 1
     expected = -(0.3 * a + 0.5 * _hand_beta(market, "B", 599) * bench)
     assert early["loss"] == pytest.approx(expected, rel=1e-12) and early["estimated_weight"] == pytest.approx(0.5)
     assert np.isnan(rows.set_index("scenario").loc["1987", "loss"])  # the returns do not reach back to 1987
+    # with the benchmark's published move, every invested asset moves by its beta (cash by nothing)
+    moved = rows.set_index("scenario").loc["1987 published"]
+    beta_a, beta_b = _hand_beta(market, "A", 599), _hand_beta(market, "B", 599)
+    assert moved["loss"] == pytest.approx(0.2 * (0.3 * beta_a + 0.5 * beta_b), rel=1e-12)
+    assert moved["estimated_weight"] == pytest.approx(0.8)
     assert (rows.set_index("scenario").loc[["rates_up_200bp", "rates_down_200bp"], "loss"] == 0).all()  # no bond
 
 
