@@ -53,6 +53,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "barbell_target_vol",
         "drawdown_de_risk",
         "drawdown_stop",
+        "drawdown_mode",
+        "drawdown_cap_multiplier",
         "es_limit",
         "es_level",
     ),
@@ -94,6 +96,8 @@ SECRET_WORDS = ("api_key", "apikey", "token", "secret", "password")
 
 SOURCES = ("bundled", "csv", "yahoo", "alphavantage", "finnhub")
 EXECUTIONS = ("close", "next_close", "next_open")
+#: The drawdown control's modes (python_models.portfolio.risk_limits.MODES: a test keeps them equal).
+DRAWDOWN_MODES = ("de_risk", "hard_cap")
 ALPHAVANTAGE_FUNCTIONS = ("TIME_SERIES_DAILY", "TIME_SERIES_DAILY_ADJUSTED")
 
 
@@ -191,6 +195,8 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "barbell_target_vol": _within(0, math.inf, low_open=True, high_open=True),
     "drawdown_de_risk": _within(0, 1, low_open=True, high_open=True),
     "drawdown_stop": _within(0, 1, low_open=True, high_open=True),
+    "drawdown_mode": _one_of(*DRAWDOWN_MODES),
+    "drawdown_cap_multiplier": _within(1, math.inf, high_open=True),
     "es_limit": _within(0, 1, high_open=True),
     "es_level": _within(0.5, 1, low_open=True, high_open=True),
     "execution": _one_of(*EXECUTIONS),
@@ -510,6 +516,11 @@ def _check_together(values: dict[str, Any], origins: dict[str, str]) -> None:
 
     if not values["drawdown_de_risk"] < values["drawdown_stop"]:
         raise ValueError(f"{show('drawdown_de_risk')} must be below {show('drawdown_stop')}")
+    if values["drawdown_cap_multiplier"] * values["drawdown_de_risk"] < 1:
+        raise ValueError(
+            f"{show('drawdown_cap_multiplier')} times {show('drawdown_de_risk')} must be at least 1 "
+            "(a full book at the peak in the hard_cap mode)"
+        )
     if values["end_date"]:
         import pandas as pd
 

@@ -338,6 +338,8 @@ class PmxSettings(dg.ConfigurableResource):
     barbell_target_vol: float = 0.15  # market volatility above which the risky sleeve shrinks
     drawdown_de_risk: float = 0.15  # drawdown that halves the risky positions
     drawdown_stop: float = 0.25  # drawdown that closes them (emergency stop)
+    drawdown_mode: str = "de_risk"  # de_risk (halve at drawdown_de_risk) or hard_cap (hold drawdown_de_risk)
+    drawdown_cap_multiplier: float = 10.0  # hard_cap: risky scale = this x the cushion above the floor
     es_limit: float = 0.03  # cap on a decision's one-session ES at es_level (0: off)
     es_level: float = 0.975  # confidence of that ES
     freshness_sessions: int = 1  # sessions marts.prices and marts.signals may lag the last published one

@@ -10,6 +10,16 @@ The state at each close comes from the strategy's own equity up to and including
   ``stop_at``: no risky positions for ``stop_sessions`` sessions. A book in cash cannot climb
   back to its old peak, so on resuming the peak is reset to the equity of that close.
 
+That is the default ``mode="de_risk"``. It acts after the line is crossed, so the drawdown can run
+past it (docs/portfolio.md measures by how much). ``mode="hard_cap"`` instead holds the line
+``de_risk_at``: a floor at ``1 - de_risk_at`` of the peak, and the risky positions scaled by
+``cap_multiplier`` times the cushion above it, ``(equity - floor) / equity``, at most 1, rounded down
+to tenths (so the book is re-issued only when the scale crosses a tenth) — time-invariant portfolio
+protection (Estep and Kritzman 1988), which breaches the floor only if the risky positions lose more
+than ``1 / cap_multiplier`` between two decisions. The floor follows the peak and is never reset: a
+book whose scale fell to 0 (``stopped``) is in cash until the cushion regrows (its cash earns the
+T-bill rate); ``stop_at`` still stops it, as above, if a gap crosses it.
+
 Because the scale changes the returns that decide later states, :func:`apply_drawdown_control`
 solves for the path by fixed-point iteration: run the backtest with the current scales, derive
 the states from its equity, repeat until they agree. The states before the first session that
@@ -28,6 +38,8 @@ import pandas as pd
 from python_models.risk.var import tail_risk
 
 STATES = ("normal", "de_risked", "stopped")
+#: The drawdown control's modes (:class:`DrawdownPolicy`).
+MODES = ("de_risk", "hard_cap")
 
 
 @dataclass(frozen=True)
@@ -39,8 +51,17 @@ class DrawdownPolicy:
     de_risk_scale: float = 0.5
     stop_at: float = 0.25
     stop_sessions: int = 21
+    mode: str = "de_risk"
+    cap_multiplier: float = 10.0
 
     def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.cap_multiplier * self.de_risk_at < 1.0:
+            raise ValueError(
+                f"cap_multiplier must be at least 1 / de_risk_at ({1 / self.de_risk_at:.2f}) for a full book at the "
+                f"peak, got {self.cap_multiplier}"
+            )
         if not 0.0 < self.re_risk_at <= self.de_risk_at < self.stop_at < 1.0:
             raise ValueError(
                 "need 0 < re_risk_at <= de_risk_at < stop_at < 1, got "
@@ -62,27 +83,41 @@ def drawdown_states(net_returns: Iterable[float], policy: DrawdownPolicy) -> tup
     if not np.all(np.isfinite(r)):
         raise ValueError("net returns must be finite")
     scale_of = (1.0, policy.de_risk_scale, 0.0)
+    hard = policy.mode == "hard_cap"
     states = np.zeros(len(r), dtype=np.int64)
+    scales = np.ones(len(r))
     drawdowns = np.zeros(len(r))
     equity, peak, state, cool = 1.0, 1.0, 0, 0
     for t, x in enumerate(r):
         equity *= 1.0 + x
-        if state == 2:
+        scale = 1.0
+        if cool > 0:  # the emergency stop's sessions in cash
             cool -= 1
             if cool == 0:
                 state, peak = 0, equity
+            else:
+                scale = 0.0
         else:
             peak = max(peak, equity)
             dd = 1.0 - equity / peak
             if dd >= policy.stop_at:
-                state, cool = 2, policy.stop_sessions
-            elif state == 0 and dd >= policy.de_risk_at:
-                state = 1
-            elif state == 1 and dd < policy.re_risk_at:
-                state = 0
+                state, cool, scale = 2, policy.stop_sessions, 0.0
+            elif hard:
+                # the floor follows the peak and is never reset: a scale of 0 waits for the cushion to regrow
+                cushion = 1.0 - (1.0 - policy.de_risk_at) * peak / equity
+                # tenths, rounded down (the small offset keeps a product like 10 x 0.1 from landing below a tenth)
+                scale = np.floor(10.0 * min(1.0, max(0.0, policy.cap_multiplier * cushion)) + 1e-9) / 10.0
+                state = 0 if scale == 1.0 else 1 if scale > 0.0 else 2
+            else:
+                if state == 0 and dd >= policy.de_risk_at:
+                    state = 1
+                elif state == 1 and dd < policy.re_risk_at:
+                    state = 0
+                scale = scale_of[state]
         states[t] = state
+        scales[t] = scale
         drawdowns[t] = equity / peak - 1.0
-    return states, np.array([scale_of[s] for s in states]), drawdowns
+    return states, scales, drawdowns
 
 
 def scale_book(weights: pd.DataFrame, scales: pd.Series, safe: Iterable[str] = ()) -> pd.DataFrame:
@@ -259,13 +294,13 @@ def apply_es_limit(
             "level": policy.level,
         }
     )
-    rows.loc[priced[~reuse], ["es_before", "scale", "es_after"]] = np.column_stack(
-        [before, scales[priced], after]
-    )
+    rows.loc[priced[~reuse], ["es_before", "scale", "es_after"]] = np.column_stack([before, scales[priced], after])
     return scaled.where(weights.notna()), _es_rows(rows)
 
 
-def book_scenarios(values: np.ndarray, ends: np.ndarray, books: np.ndarray, window: int, chunk: int = 256) -> np.ndarray:
+def book_scenarios(
+    values: np.ndarray, ends: np.ndarray, books: np.ndarray, window: int, chunk: int = 256
+) -> np.ndarray:
     """Each book's returns revalued on the ``window`` sessions of ``values`` (sessions x assets) up to and
     including its row ``ends[i]``: books x window. ``books`` holds one row of weights per end.
 
@@ -301,7 +336,9 @@ def es_limit_breaches(
     wanted = allocations.merge(priced[["strategy", "date"]], on=["strategy", "date"])
     if wanted.empty:
         return pd.DataFrame(columns=columns)
-    books = wanted.pivot_table(index=["strategy", "date"], columns="ticker", values="weight", aggfunc="sum", fill_value=0.0)
+    books = wanted.pivot_table(
+        index=["strategy", "date"], columns="ticker", values="weight", aggfunc="sum", fill_value=0.0
+    )
     risky = wanted[wanted["sleeve"] == "risky"].groupby(["strategy", "date"])["weight"].apply(lambda w: w.abs().sum())
     risky = risky.reindex(books.index, fill_value=0.0).to_numpy(dtype=float)
     r = returns.reindex(columns=books.columns).fillna(0.0)

@@ -279,3 +279,14 @@ def test_the_module_prints_the_settings(clean_env, capsys, monkeypatch):
     out, err = capsys.readouterr()
     assert "train_window" in out and "environment" not in out.split("train_window")[1].splitlines()[0]
     assert "PMX_TRAIN_WINDWO is not a pmx setting; did you mean 'PMX_TRAIN_WINDOW'" in err
+
+
+def test_the_drawdown_modes_are_the_librarys_and_the_hard_cap_needs_a_full_book_at_the_peak(clean_env, monkeypatch):
+    from python_models.portfolio.risk_limits import MODES
+
+    assert config.DRAWDOWN_MODES == MODES
+    monkeypatch.setenv("PMX_DRAWDOWN_MODE", "hard_cap")
+    assert load_config().values["drawdown_mode"] == "hard_cap"
+    monkeypatch.setenv("PMX_DRAWDOWN_CAP_MULTIPLIER", "5")
+    with pytest.raises(ValueError, match=r"drawdown_cap_multiplier=5.0 .* must be at least 1"):
+        load_config()

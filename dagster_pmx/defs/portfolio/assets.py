@@ -304,7 +304,12 @@ def _control(
     control on the result (each from its stored path when resuming). Returns each strategy's allocation
     rows, the drawdown control's per-session states and the ES limit's per-decision rows."""
     run = backtester(settings, market)
-    policy = DrawdownPolicy(de_risk_at=settings.drawdown_de_risk, stop_at=settings.drawdown_stop)
+    policy = DrawdownPolicy(
+        de_risk_at=settings.drawdown_de_risk,
+        stop_at=settings.drawdown_stop,
+        mode=settings.drawdown_mode,
+        cap_multiplier=settings.drawdown_cap_multiplier,
+    )
     es_policy = EsLimit(limit=settings.es_limit, level=settings.es_level)
     controlled, es_frames = {}, []
     for s in CONTROLLED:

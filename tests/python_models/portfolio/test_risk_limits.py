@@ -185,3 +185,48 @@ def test_a_stored_path_extended_by_new_sessions_is_the_cold_starts_path():
     wrong = pd.Series(0.5, index=sessions[:200])
     again, again_states = apply_drawdown_control(weights, run, sessions, POLICY, initial=wrong)
     pd.testing.assert_frame_equal(again_states, cold_states, check_exact=True)
+
+
+HARD = DrawdownPolicy(mode="hard_cap", cap_multiplier=10.0)
+
+
+def test_the_hard_cap_scales_by_the_cushion_above_a_floor_that_follows_the_peak():
+    rng = np.random.default_rng(3)
+    r = rng.normal(0.0, 0.012, 400)
+    r[150:170] = -0.006
+    states, scales, dd = drawdown_states(r, HARD)
+    equity, peak = np.cumprod(1 + r), np.maximum.accumulate(np.cumprod(1 + r))
+    peak = np.maximum(peak, 1.0)
+    cushion = 1 - 0.85 * peak / equity  # the floor at 85 % of the peak, never reset
+    hand = np.floor(10 * np.clip(10 * cushion, 0, 1) + 1e-9) / 10
+    assert_allclose(scales, hand)
+    assert_allclose(dd, equity / peak - 1)
+    assert list(np.unique(scales)) != [1.0] and (scales < 1).any() and (scales == 1).any()
+    assert names(states) == ["normal" if s == 1 else "de_risked" if s > 0 else "stopped" for s in scales]
+    with pytest.raises(ValueError, match="cap_multiplier"):
+        DrawdownPolicy(mode="hard_cap", cap_multiplier=5.0)  # 5 x 15 % < 1: never a full book
+    with pytest.raises(ValueError, match="mode"):
+        DrawdownPolicy(mode="hard")
+
+
+def test_the_hard_cap_holds_the_line_through_a_crash_the_de_risk_mode_overshoots():
+    returns = crash()
+    sessions = returns.index
+    weights = pd.DataFrame({"A": 0.9}, index=sessions)
+
+    def run(w):
+        return run_backtest(w, returns, cost_bps=10.0, execution="next_close")
+
+    for policy in (HARD, POLICY):
+        controlled, states = apply_drawdown_control(weights, run, sessions, policy)
+        final = run(controlled)
+        # the path is self-consistent in either mode
+        again, scales, _ = drawdown_states(final["net_return"].to_numpy(), policy)
+        assert names(again) == list(states["state"])
+        assert_allclose(states["scale"], scales)
+        worst = (final["equity"] / np.maximum(final["equity"].cummax(), 1.0) - 1).min()
+        if policy is HARD:
+            # a session's loss (at most 1.27 % of a 0.9 book) is far below 1 / 10 of the cushion's book
+            assert worst > -0.15
+        else:
+            assert worst < -0.15  # the de-risk mode acts once the line is crossed
