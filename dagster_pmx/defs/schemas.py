@@ -159,9 +159,31 @@ SAFE_SLEEVE = _schema(
 DRAWDOWN_CONTROL = _schema(
     ("strategy", "varchar", "A strategy the risk limits apply to (governed, barbell, risk_parity)."),
     ("date", "timestamp_ns", "Session whose close set the state."),
-    ("state", "varchar", "normal, de_risked (drawdown reached 15 %, until back above 10 %) or stopped (25 %)."),
-    ("scale", "double", "Multiplier on the risky positions decided at this close: 1, 0.5 or 0."),
-    ("drawdown", "double", "Equity over its peak minus 1 at this close (the peak resets when a stop ends)."),
+    (
+        "state",
+        "varchar",
+        "normal, de_risked or stopped: de_risk mode, drawdown reached 15 % (until back above 10 %) or 25 %; hard_cap "
+        "mode, a scale below 1 or of 0.",
+    ),
+    (
+        "scale",
+        "double",
+        "Multiplier on the risky positions decided at this close: 1, 0.5 or 0 (de_risk); tenths from 0 to 1 "
+        "(hard_cap).",
+    ),
+    (
+        "drawdown",
+        "double",
+        "Equity over its peak minus 1 at this close (the peak resets when an emergency stop ends).",
+    ),
+    ("mode", "varchar", "The control's mode (PMX_DRAWDOWN_MODE): de_risk or hard_cap."),
+    (
+        "de_risk_at",
+        "double",
+        "PMX_DRAWDOWN_DE_RISK: the drawdown that de-risks (de_risk) or the floor's depth (hard_cap).",
+    ),
+    ("stop_at", "double", "PMX_DRAWDOWN_STOP: the drawdown of the emergency stop."),
+    ("cap_multiplier", "double", "PMX_DRAWDOWN_CAP_MULTIPLIER: hard_cap's scale per unit of cushion."),
 )
 
 ES_CONTROL = _schema(

@@ -215,3 +215,17 @@ def test_allocations_resume_only_when_every_table_is_stored(warehouse, tmp_path)
     with Lake.at(partial.path).open() as con:
         con.execute("create schema marts; create table marts.drawdown_control as select now()::timestamp as date")
     assert portfolio.resume_date(partial) is None
+
+
+def test_the_drawdown_controls_stored_settings_and_none_from_an_older_table(warehouse, tmp_path):
+    assert portfolio.stored_drawdown_settings(warehouse) == []  # the fixture's table predates the columns
+    stored = Warehouse(path=str(tmp_path / "settings.ducklake"))
+    with Lake.at(stored.path).open() as con:
+        con.execute(
+            "create schema marts; create table marts.drawdown_control as select now()::timestamp as date, "
+            "'hard_cap' as mode, 0.15::double as de_risk_at, 0.25::double as stop_at, 10.0::double as cap_multiplier "
+            "from range(3)"
+        )
+    assert portfolio.stored_drawdown_settings(stored) == [
+        {"mode": "hard_cap", "de_risk_at": 0.15, "stop_at": 0.25, "cap_multiplier": 10.0}
+    ]

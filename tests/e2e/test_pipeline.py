@@ -83,6 +83,20 @@ def test_the_stress_marts_shock_every_stored_book_and_simulate_the_latest(full):
     assert mc["prob_drawdown_15"].between(0, 1).all() and (mc["es_99"] >= mc["var_99"] - 1e-12).all()
 
 
+def test_the_drawdown_control_stores_the_settings_of_its_path(full):
+    # the daily refresh extends the stored path only where these equal its own settings
+    settings = PmxSettings(**SLICE)
+    stored = read(full, "select distinct mode, de_risk_at, stop_at, cap_multiplier from marts.drawdown_control")
+    assert stored.to_dict("records") == [
+        {
+            "mode": settings.drawdown_mode,
+            "de_risk_at": settings.drawdown_de_risk,
+            "stop_at": settings.drawdown_stop,
+            "cap_multiplier": settings.drawdown_cap_multiplier,
+        }
+    ]
+
+
 def test_the_es_limit_holds_at_every_priced_decision_of_the_traded_strategies(full):
     es = read(full, "select * from marts.es_control")
     assert set(es["strategy"]) == {"governed", "barbell", "risk_parity"}

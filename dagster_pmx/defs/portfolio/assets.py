@@ -167,6 +167,10 @@ def allocations(
     if since is not None and reads.stored_es_settings(warehouse) != _es_settings(settings):
         context.log.warning("the ES limit's settings changed since the stored decisions: deciding every date")
         since = None
+    if since is not None and reads.stored_drawdown_settings(warehouse) != [_drawdown_settings(settings)]:
+        # a stored path of other settings (or of a warehouse from before they were stored) is not this one's
+        context.log.warning("the drawdown control's settings changed since the stored path: deciding every date")
+        since = None
     if since is None:
         yield from _full_build(warehouse, settings)
     else:
@@ -320,9 +324,19 @@ def _control(
     es_rows = pd.concat(es_frames, ignore_index=True)[ES_CONTROL_COLUMNS]
     return (
         dict(zip(controlled, rows, strict=True)),
-        pd.concat(states, ignore_index=True)[DRAWDOWN_COLUMNS],
+        pd.concat(states, ignore_index=True).assign(**_drawdown_settings(settings))[DRAWDOWN_COLUMNS],
         es_rows,
     )
+
+
+def _drawdown_settings(settings: PmxSettings) -> dict[str, str | float]:
+    """The drawdown control's settings, as marts.drawdown_control stores them on every row."""
+    return {
+        "mode": settings.drawdown_mode,
+        "de_risk_at": float(settings.drawdown_de_risk),
+        "stop_at": float(settings.drawdown_stop),
+        "cap_multiplier": float(settings.drawdown_cap_multiplier),
+    }
 
 
 def _es_settings(settings: PmxSettings) -> set[tuple[float, float]]:

@@ -188,6 +188,21 @@ def allocations_of(warehouse: Warehouse, strategies: Sequence[str], after: pd.Ti
         return frame(wanted.select("strategy", "date", "ticker", "weight", "sleeve"))
 
 
+def stored_drawdown_settings(warehouse: Warehouse) -> list[dict[str, str | float]]:
+    """The drawdown control's settings marts.drawdown_control was written with (empty: a table from before they
+    were stored)."""
+    with warehouse.ibis() as db:
+        t = db.table("drawdown_control", database="marts")
+        names = ["mode", "de_risk_at", "stop_at", "cap_multiplier"]
+        if not set(names) <= set(t.columns):
+            return []
+        rows = frame(t.select(*names).distinct())
+    return [
+        {"mode": str(m), "de_risk_at": float(d), "stop_at": float(s), "cap_multiplier": float(c)}
+        for m, d, s, c in rows.itertuples(index=False)
+    ]
+
+
 def stored_es_settings(warehouse: Warehouse) -> set[tuple[float, float]]:
     """The (limit, level) pairs marts.es_control was written with (empty: written with the limit off)."""
     with warehouse.ibis() as db:
