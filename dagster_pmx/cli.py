@@ -117,8 +117,14 @@ def print_summary(lake: Lake, folder: Path) -> None:
         summary = con.execute("select * from marts.backtest_summary order by sharpe desc").df()
     pd.set_option("display.width", 200)
     table = summary.set_index("strategy")[SUMMARY_COLUMNS + ["start_date", "end_date"]]
-    print("\nmarts.backtest_summary (net of costs; benchmark = S&P 500 buy-and-hold)")
+    print("\nmarts.backtest_summary (net of costs; benchmark = the S&P 500 price index, no dividends, buy-and-hold)")
     print(table.to_string(float_format=lambda x: f"{x:,.3f}"))
+    unknown = int(summary["cash_rate_unknown_sessions"].max()) if "cash_rate_unknown_sessions" in summary else 0
+    if unknown:
+        print(
+            f"Cash earned 0 on {unknown} sessions without a known T-bill rate (intermediate.int_risk_free; "
+            "marts.backtest_daily.cash_rate_known says which)."
+        )
     print(f"""
 Where to look next (readers never wait for a run, and a run never waits for them)
   SQL : make sql Q="select * from marts.model_scores order by horizon, dm_stat"   (read-only prompt: make sql)

@@ -159,6 +159,15 @@ def cash_rates(warehouse: Warehouse) -> pd.Series:
     return pd.Series(rf["rf_daily"].fillna(0.0).to_numpy(), index=pd.DatetimeIndex(rf["date"]))
 
 
+def cash_rate_known(warehouse: Warehouse) -> pd.Series:
+    """Per session, whether the cash rate is known (intermediate.int_risk_free.rf_known): where it is not, cash
+    earned 0 in the backtests (:func:`cash_rates`), and the rows say so."""
+    with warehouse.ibis() as db:
+        t = db.table("int_risk_free", database="intermediate")
+        rf = frame(t.select("date", "rf_known").order_by("date"))
+    return pd.Series(rf["rf_known"].astype(bool).to_numpy(), index=pd.DatetimeIndex(rf["date"]))
+
+
 def market_regimes(warehouse: Warehouse) -> pd.Series:
     """The HMM's most likely filtered market regime per session (0 calmest), from ml.regime_probabilities."""
     with warehouse.ibis() as db:

@@ -249,6 +249,12 @@ BACKTEST_DAILY = _schema(
     ("drawdown", "double", "equity / running peak - 1 (<= 0); the starting capital counts as a peak."),
     ("turnover", "double", "Sum of absolute trades executed on this session against the drifted weights."),
     ("exposure", "double", "Gross risky exposure held over the session (sum of |weight|)."),
+    (
+        "cash_rate_known",
+        "boolean",
+        "Whether the session's cash rate is known (intermediate.int_risk_free): where not (the bundled T-bill "
+        "series ends in 2018), cash earned 0 and excess_return = net_return.",
+    ),
 )
 
 BACKTEST_SUMMARY = _schema(
@@ -267,6 +273,17 @@ BACKTEST_SUMMARY = _schema(
     ("exposure", "double", "Mean gross risky exposure."),
     ("start_date", "date", "First session."),
     ("end_date", "date", "Last session."),
+    (
+        "cash_rate_unknown_sessions",
+        "bigint",
+        "Sessions without a known cash rate (cash earned 0 on them; marts.backtest_daily.cash_rate_known).",
+    ),
+    (
+        "return_basis",
+        "varchar",
+        "total return (dividend-adjusted stocks, the bond proxy's carry, cash) or, for the benchmark, price index "
+        "(the S&P 500 without dividends: its returns understate a total-return index's).",
+    ),
 )
 
 FIT_DIAGNOSTICS = _schema(

@@ -63,7 +63,7 @@ def _equity_plot(strategy: str, daily: pd.DataFrame, benchmark: pd.DataFrame) ->
     """Equity against the benchmark, log scale."""
     fig, ax = _pyplot().subplots(figsize=(9, 3.2))
     ax.plot(daily.index, daily["equity"], label=strategy, lw=1.2)
-    ax.plot(benchmark.index, benchmark["equity"], label="benchmark (S&P 500)", lw=1.0, color="grey")
+    ax.plot(benchmark.index, benchmark["equity"], label="benchmark (S&P 500 price index)", lw=1.0, color="grey")
     ax.set_yscale("log")
     ax.set_title(f"{strategy}: equity (log scale), start = 1")
     ax.legend(loc="upper left")

@@ -214,6 +214,18 @@ def test_allocations_respect_caps_and_backtest_compounds(full):
     assert (summary["max_drawdown"] <= 0).all()
 
 
+def test_every_row_says_whether_its_cash_rate_was_known_and_the_benchmark_is_a_price_index(full):
+    daily = read(full, "select strategy, date, cash_rate_known from marts.backtest_daily")
+    rf = read(full, "select date, rf_known from intermediate.int_risk_free")
+    both = daily.merge(rf, on="date", how="left")
+    assert (both["cash_rate_known"] == both["rf_known"].fillna(False).astype(bool)).all()
+    summary = read(full, "select * from marts.backtest_summary").set_index("strategy")
+    unknown = (~daily["cash_rate_known"]).groupby(daily["strategy"]).sum()
+    assert_allclose(summary.loc[unknown.index, "cash_rate_unknown_sessions"], unknown)
+    assert summary.loc["benchmark", "return_basis"] == "price index"
+    assert (summary.drop(index="benchmark")["return_basis"] == "total return").all()
+
+
 def test_every_models_own_book_is_its_forecasts_at_the_signal_horizon_sized_alone(full):
     """The allocations read and size each model's book a model at a time: every model at the signals'
     horizon has its book, and it is the per-asset Kelly book of that model's forecasts alone."""

@@ -8,6 +8,7 @@ from dagster_pmx.defs import schemas
 from dagster_pmx.defs.backtest.engine import backtester, load_market, read_books
 from dagster_pmx.defs.backtest.reads import daily_results, signal_models
 from dagster_pmx.defs.portfolio.assets import CONTROLLED
+from dagster_pmx.defs.reads import cash_rate_known
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.backtest.capacity import AUM_LEVELS, capacity_curve
 from python_models.backtest.performance import summarize
@@ -16,6 +17,9 @@ from python_models.portfolio.allocation import BOND
 from python_models.portfolio.sizing import CASH
 
 BENCHMARK = "benchmark"
+#: marts.backtest_summary.return_basis: the bundled S&P 500 is the price index, the stocks are dividend-adjusted.
+PRICE_INDEX = "price index"
+TOTAL_RETURN = "total return"
 
 
 @dg.multi_asset(
@@ -37,8 +41,9 @@ BENCHMARK = "benchmark"
             "strategy. Weights decided at the close of t are traded per PMX_EXECUTION (default: the close of t+1) "
             "and never earn the session they were decided on; costs are commission plus half-spread per unit "
             "traded, plus square-root impact where volumes exist (none for the bundled stocks). Cash earns the "
-            "T-bill rate of intermediate.int_risk_free (0 where unknown), BOND the bond proxy of ml.safe_sleeve. "
-            "Strategy 'benchmark' is buy-and-hold of the S&P 500 index over the same sessions.",
+            "T-bill rate of intermediate.int_risk_free, or 0 where it is unknown, which cash_rate_known says on every "
+            "row; BOND the bond proxy of ml.safe_sleeve. Strategy 'benchmark' is buy-and-hold of the S&P 500 price "
+            "index (no dividends) over the same sessions.",
         ),
         dg.AssetSpec(
             ["marts", "backtest_attribution"],
@@ -58,11 +63,13 @@ def backtest_daily(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
     if settings.benchmark not in market.returns.columns:
         raise ValueError(f"benchmark {settings.benchmark!r} has no returns in intermediate.int_returns")
     run = backtester(settings, market, contributions=True)
+    known = cash_rate_known(warehouse)
     books[BENCHMARK] = pd.DataFrame({settings.benchmark: 1.0}, index=market.returns.index[:1])
     models = signal_models(warehouse)
     frames, parts = [], []
     for strategy, weights in books.items():
         daily, contrib = run(weights)
+        daily["cash_rate_known"] = known.reindex(daily.index, fill_value=False).to_numpy(dtype=bool)
         frames.append(daily.rename_axis("date").reset_index().assign(strategy=strategy))
         parts.append(attribution(strategy, contrib, models))
     out = pd.concat(frames, ignore_index=True)[[c.name for c in schemas.BACKTEST_DAILY.columns]]
@@ -141,7 +148,7 @@ def attribution(strategy: str, contributions: pd.DataFrame, models: pd.DataFrame
     "volatility, annual turnover, mean exposure, start and end date.",
 )
 def backtest_summary(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    daily = daily_results(warehouse, ["net_return", "excess_return", "turnover", "exposure"])
+    daily = daily_results(warehouse, ["net_return", "excess_return", "turnover", "exposure", "cash_rate_known"])
     bench = daily[daily["strategy"] == BENCHMARK].set_index("date")["net_return"]
     rows = []
     for strategy, g in daily.groupby("strategy", sort=True):
@@ -150,6 +157,8 @@ def backtest_summary(context: dg.AssetExecutionContext, warehouse: Warehouse) ->
             {
                 "strategy": strategy,
                 **summarize(g["net_return"], bench, g["turnover"], g["exposure"], g["excess_return"]),
+                "cash_rate_unknown_sessions": int((~g["cash_rate_known"].astype(bool)).sum()),
+                "return_basis": PRICE_INDEX if strategy == BENCHMARK else TOTAL_RETURN,
             }
         )
     table = pd.DataFrame(rows)
