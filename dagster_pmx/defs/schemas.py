@@ -463,22 +463,47 @@ GOVERNED_SIGNALS = _schema(
 )
 
 DESIGN_TARGETS = _schema(
-    ("metric", "varchar", "directional_accuracy (of forecasts at the signal horizon) or hit_rate (of a backtest)."),
+    (
+        "metric",
+        "varchar",
+        "directional_accuracy (of forecasts at the signal horizon), or of a backtest: hit_rate, sharpe, "
+        "stress_max_drawdown (the deepest drawdown within a stress window) or worst_regime_sharpe (the lowest "
+        "Sharpe ratio over the HMM market regimes).",
+    ),
     (
         "subject",
         "varchar",
         "Model, 'governed' (tradable governed signals), 'random_walk@governed' (the random walk on the same rows: "
         "the control for the selection of those rows) or backtested strategy.",
     ),
-    ("horizon", "bigint", "Signal horizon for directional accuracy; NULL for hit rate."),
-    ("n", "bigint", "Observations resampled: origin dates (accuracy) or days with a non-zero return (hit rate)."),
-    ("value", "double", "Mean of the daily share of right signs, or share of positive days."),
-    ("target", "double", "The design's target: 0.55 for directional accuracy, 0.52 for hit rate."),
+    ("horizon", "bigint", "Signal horizon for directional accuracy; NULL for the backtests' targets."),
+    (
+        "n",
+        "bigint",
+        "Observations resampled: origin dates (accuracy), days with a non-zero return (hit rate), sessions (the "
+        "others; the stress windows' together).",
+    ),
+    (
+        "value",
+        "double",
+        "Mean of the daily share of right signs, share of positive days, annualised Sharpe ratio, or drawdown as "
+        "a positive fraction.",
+    ),
+    (
+        "target",
+        "double",
+        "The design's target: 0.55 directional accuracy, 0.52 hit rate, 1.2 Sharpe, 0.15 stress drawdown (met "
+        "below it), 0 worst-regime Sharpe.",
+    ),
     ("low", "double", "Lower end of the 90 % stationary-bootstrap interval."),
     ("high", "double", "Upper end of the interval."),
-    ("pvalue_target", "double", "One-sided bootstrap p-value of H0: value <= target."),
-    ("pvalue_chance", "double", "One-sided bootstrap p-value of H0: value <= 0.5."),
-    ("met", "boolean", "value > target."),
+    (
+        "pvalue_target",
+        "double",
+        "One-sided bootstrap p-value of H0: value <= target (value >= target for stress_max_drawdown).",
+    ),
+    ("pvalue_chance", "double", "Rates only: one-sided bootstrap p-value of H0: value <= 0.5; else NULL."),
+    ("met", "boolean", "value > target (value < target for stress_max_drawdown)."),
     ("significant", "boolean", "pvalue_target < 0.05: the target is met beyond sampling noise."),
 )
 

@@ -18,13 +18,14 @@ Sharpe ratio, the daily share of correct signs for directional accuracy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from python_models.backtest.performance import sharpe_ratio
+from python_models.backtest.performance import PERIODS_PER_YEAR, max_drawdown, sharpe_ratio
 from python_models.evaluation.metrics import dm_test, sign_hits
 
 
@@ -201,8 +202,8 @@ def _bootstrap(series, statistic, block: float, reps: int, seed: int) -> tuple[f
     from arch.bootstrap import StationaryBootstrap
 
     x = np.asarray(series, dtype=float)
-    if x.ndim != 1 or x.size < 10 or not np.all(np.isfinite(x)):
-        raise ValueError("bootstrap needs at least 10 finite observations in a 1-d series")
+    if x.ndim not in (1, 2) or len(x) < 10 or not np.all(np.isfinite(x)):
+        raise ValueError("bootstrap needs at least 10 finite observations (rows of a 2-d series are resampled whole)")
     # arch annotates block_size as int, but the stationary bootstrap's mean block length may be any real > 0
     # (it restarts a block with probability 1 / block_size)
     bs = StationaryBootstrap(block, x, seed=np.random.default_rng(seed))  # type: ignore[arg-type]
@@ -324,8 +325,44 @@ def bootstrap_pvalue(series, statistic, null: float, block: float = 21.0, reps: 
     return float(np.mean(draws - theta >= theta - null))
 
 
-#: The original design's targets: directional accuracy of the signal and hit rate of the strategy.
-DESIGN_TARGETS = {"directional_accuracy": 0.55, "hit_rate": 0.52}
+#: The original design's targets: directional accuracy of the signal; the strategy's hit rate, Sharpe ratio, worst
+#: drawdown in the stress periods and its Sharpe ratio in its worst market regime (stability across regimes).
+DESIGN_TARGETS = {
+    "directional_accuracy": 0.55,
+    "hit_rate": 0.52,
+    "sharpe": 1.2,
+    "stress_max_drawdown": 0.15,
+    "worst_regime_sharpe": 0.0,
+}
+#: Targets met by a value below them (the others by a value above).
+BELOW_TARGET = frozenset({"stress_max_drawdown"})
+#: Sessions a regime needs in a (resampled) series to count in worst_regime_sharpe.
+MIN_REGIME_SESSIONS = 21
+
+
+def stress_drawdown(returns: np.ndarray, lengths: Sequence[int]) -> float:
+    """The deepest of the windows' own maximum drawdowns (a positive fraction), ``returns`` being the windows'
+    returns one after the other, ``lengths`` long."""
+    edges = np.cumsum([0, *lengths])
+    return max(-max_drawdown(returns[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True))
+
+
+def worst_regime_sharpe(rows: np.ndarray) -> float:
+    """The lowest annualised Sharpe ratio over the regimes of ``rows`` (return, regime) with at least
+    :data:`MIN_REGIME_SESSIONS` sessions (NaN without any): :func:`sharpe_ratio` per regime, from its sums (one
+    pass, as each of the bootstrap's resamples needs)."""
+    returns, regimes = rows[:, 0], rows[:, 1].astype(np.int64)
+    n = np.bincount(regimes).astype(float)
+    total, squares = np.bincount(regimes, returns), np.bincount(regimes, returns * returns)
+    kept = n >= MIN_REGIME_SESSIONS
+    if not kept.any():
+        return float("nan")
+    n, total, squares = n[kept], total[kept], squares[kept]
+    mean = total / n
+    variance = (squares - n * mean * mean) / (n - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = np.where(variance > 0, mean / np.sqrt(variance) * np.sqrt(PERIODS_PER_YEAR), np.nan)
+    return float(np.nanmin(ratios)) if not np.all(np.isnan(ratios)) else float("nan")
 
 
 def design_targets(
@@ -335,6 +372,8 @@ def design_targets(
     reps: int = 1000,
     level: float = 0.90,
     evidence: PooledEvidence | None = None,
+    regimes: pd.Series | None = None,
+    stress_windows: Sequence[tuple[str, str]] = (),
 ) -> pd.DataFrame:
     """The design's targets per model or strategy, with bootstrap intervals and p-values.
 
@@ -349,6 +388,11 @@ def design_targets(
     evidence : PooledEvidence, optional
         Further subjects: every model it holds at ``horizon`` (their daily hit rates), beside
         those of ``forecasts``.
+    regimes : pandas.Series, optional
+        The market regime of each session (date index): each strategy's ``worst_regime_sharpe``.
+    stress_windows : sequence of (start, end)
+        The stress periods (dates): each strategy's ``stress_max_drawdown``, over the windows its
+        backtest covers (at least 10 sessions each).
 
     Returns
     -------
@@ -358,6 +402,12 @@ def design_targets(
         ``significant`` (pvalue_target < 0.05). Directional accuracy is the mean of the daily
         shares of right signs (resampled in blocks of the horizon); hit rate is the share of
         positive days among days with a non-zero net (or excess) return (blocks of 21 days).
+        Of each strategy's daily net returns, in blocks of 21 sessions: ``sharpe`` (annualised,
+        target > 1.2); ``stress_max_drawdown``, the deepest maximum drawdown within a stress window
+        (target < 15 %: met below it, its p-value of H0: value >= target; the windows' sessions are
+        resampled together and split back into the windows' lengths); ``worst_regime_sharpe``, the
+        lowest Sharpe ratio over the market regimes (sessions resampled with their regime; target
+        > 0: the strategy earns in every regime). Their ``pvalue_chance`` is NULL.
     """
     hit_rates = {} if evidence is None else {m: s for (h, m), s in evidence.daily_hit_rates().items() if h == horizon}
     for subject, g in forecasts.dropna(subset=["y_true", "y_pred"]).groupby("model", sort=True):
@@ -370,25 +420,72 @@ def design_targets(
         r = g["excess_return" if "excess_return" in g.columns else "net_return"].to_numpy(float)
         wins = (r[r != 0] > 0).astype(float)
         rows.append(_target_row("hit_rate", strategy, None, wins, 21.0, reps, level))
+        net = g.set_index(pd.DatetimeIndex(g["date"]))["net_return"].astype(float)
+        rows.append(_target_row("sharpe", strategy, None, net.to_numpy(), 21.0, reps, level, sharpe_ratio))
+        windows = [net.loc[start:end].to_numpy() for start, end in stress_windows]
+        windows = [w for w in windows if len(w) >= 10]
+        if windows:
+            lengths = [len(w) for w in windows]
+            rows.append(
+                _target_row(
+                    "stress_max_drawdown",
+                    strategy,
+                    None,
+                    np.concatenate(windows),
+                    21.0,
+                    reps,
+                    level,
+                    lambda x, n=lengths: stress_drawdown(x, n),
+                )
+            )
+        if regimes is not None:
+            labelled = pd.concat([net, regimes.rename("regime")], axis=1, join="inner").dropna()
+            if len(labelled) >= 10:
+                rows.append(
+                    _target_row(
+                        "worst_regime_sharpe",
+                        strategy,
+                        None,
+                        labelled.to_numpy(dtype=float),
+                        21.0,
+                        reps,
+                        level,
+                        worst_regime_sharpe,
+                    )
+                )
     return pd.DataFrame(rows)
 
 
-def _target_row(metric, subject, horizon, x, block, reps, level) -> dict:
+def _target_row(metric, subject, horizon, x, block, reps, level, statistic=None) -> dict:
+    """One target's row: the design's rates (the mean of ``x``) also against a coin flip; the other statistics
+    against their target only. One set of resamples gives the interval and the p-values (the same ones
+    :func:`bootstrap_interval` and :func:`bootstrap_pvalue` draw with the same seed)."""
     target = DESIGN_TARGETS[metric]
-    value = float(np.mean(x))
-    low, high = bootstrap_interval(x, np.mean, block, reps, level)
-    p_target = bootstrap_pvalue(x, np.mean, target, block, reps)
+    rate = statistic is None
+    theta, draws = _bootstrap(x, np.mean if rate else statistic, block, reps, 0)
+    finite = draws[np.isfinite(draws)]
+    tail = (1 - level) / 2
+    low, high = (
+        (float(np.quantile(finite, tail)), float(np.quantile(finite, 1 - tail))) if len(finite) else (np.nan, np.nan)
+    )
+    below = metric in BELOW_TARGET
+    if not np.isfinite(theta):  # a Sharpe ratio of constant returns (a book that never traded): nothing to test
+        p_target = np.nan
+    elif below:  # Hall's centred test of H0: value >= target
+        p_target = float(np.mean(theta - draws >= target - theta))
+    else:  # of H0: value <= target
+        p_target = float(np.mean(draws - theta >= theta - target))
     return {
         "metric": metric,
         "subject": subject,
         "horizon": horizon,
         "n": int(len(x)),
-        "value": value,
+        "value": theta,
         "target": target,
         "low": low,
         "high": high,
         "pvalue_target": p_target,
-        "pvalue_chance": bootstrap_pvalue(x, np.mean, 0.5, block, reps),
-        "met": bool(value > target),
-        "significant": bool(p_target < 0.05),
+        "pvalue_chance": float(np.mean(draws - theta >= theta - 0.5)) if rate else np.nan,
+        "met": bool(theta < target if below else theta > target),
+        "significant": bool(p_target < 0.05),  # False where NaN
     }

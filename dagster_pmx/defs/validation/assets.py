@@ -4,7 +4,8 @@ import dagster as dg
 
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.forecasting.reads import realised_forecasts, validation_inputs
-from dagster_pmx.defs.reads import ticker_batches, tickers_of
+from dagster_pmx.defs.reads import market_regimes, ticker_batches, tickers_of
+from dagster_pmx.defs.transform.assets import DBT_VARS
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.backtest.tearsheet import bar_plot, markdown_image
 from python_models.evaluation.comparison import PooledEvidence, design_targets, leaderboard
@@ -44,12 +45,15 @@ BOOTSTRAP_REPS = 500
                 dg.AssetKey(["marts", "forecasts"]),
                 dg.AssetKey(["marts", "signals"]),
                 dg.AssetKey(["marts", "backtest_daily"]),
+                dg.AssetKey(["ml", "regime_probabilities"]),
             ],
             metadata={"dagster/column_schema": schemas.DESIGN_TARGETS},
             description="The original design's targets, measured out of sample: directional accuracy > 55 % at the "
-            "signal horizon (every model, and 'governed' = the tradable governed signals) and hit rate > 52 % "
-            "(every backtested strategy), each with a 90 % stationary-bootstrap interval and one-sided p-values "
-            "against the target and against a coin flip.",
+            "signal horizon (every model, and 'governed' = the tradable governed signals); for every backtested "
+            "strategy, hit rate > 52 %, Sharpe ratio > 1.2, max drawdown < 15 % in the stress windows "
+            "(dbt_project.yml's stress_windows) and a positive Sharpe ratio in its worst HMM market regime "
+            "(stability across regimes); each with a 90 % stationary-bootstrap interval and a one-sided p-value "
+            "against the target (the rates also against a coin flip).",
         ),
     ],
     pool="warehouse",
@@ -62,7 +66,15 @@ def model_validation(context: dg.AssetExecutionContext, warehouse: Warehouse, se
     daily, governed = validation_inputs(warehouse, BASELINE)
     comparisons = evidence.comparisons()
     board = leaderboard(evidence, comparisons, daily, BASELINE, reps=BOOTSTRAP_REPS)
-    targets = design_targets(governed, daily, settings.signal_horizon, reps=BOOTSTRAP_REPS, evidence=evidence)
+    targets = design_targets(
+        governed,
+        daily,
+        settings.signal_horizon,
+        reps=BOOTSTRAP_REPS,
+        evidence=evidence,
+        regimes=market_regimes(warehouse),
+        stress_windows=[(w["start"], w["end"]) for w in DBT_VARS["stress_windows"]],
+    )
     n_t = warehouse.replace_table("marts.design_targets", targets)
     n_c = warehouse.replace_table("marts.model_comparisons", comparisons)
     n_b = warehouse.replace_table("marts.model_leaderboard", board)

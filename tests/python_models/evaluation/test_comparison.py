@@ -205,3 +205,59 @@ def test_evidence_added_a_ticker_batch_at_a_time_gives_the_one_pass_statistics()
         design_targets(pd.concat([at_5, governed]), daily, 5, reps=100),
         rtol=1e-12,
     )
+
+
+def test_the_backtests_design_targets_sharpe_stress_drawdown_and_worst_regime():
+    from python_models.backtest.performance import max_drawdown, sharpe_ratio
+    from python_models.evaluation.comparison import design_targets, stress_drawdown, worst_regime_sharpe
+
+    rng = np.random.default_rng(5)
+    dates = pd.bdate_range("2007-01-01", periods=900)
+    calm = rng.normal(0.0012, 0.004, 900)  # Sharpe ~ 4.8: beyond 1.2
+    wild = rng.normal(0.0002, 0.02, 900)
+    wild[300:340] = -0.01  # a 33 % fall inside the first stress window
+    daily = pd.concat(
+        [
+            pd.DataFrame({"strategy": "calm", "date": dates, "net_return": calm}),
+            pd.DataFrame({"strategy": "wild", "date": dates, "net_return": wild}),
+        ]
+    )
+    regimes = pd.Series(np.where(np.arange(900) % 200 < 120, 0, 1), index=dates)
+    windows = [(str(dates[250].date()), str(dates[449].date())), (str(dates[700].date()), str(dates[799].date()))]
+    empty = pd.DataFrame(columns=["model", "ticker", "asof_date", "y_pred", "y_true"])
+    out = design_targets(empty, daily, 21, reps=300, regimes=regimes, stress_windows=windows)
+    out = out.set_index(["metric", "subject"])
+    for name, r in (("calm", calm), ("wild", wild)):
+        assert out.loc[("sharpe", name), "value"] == pytest.approx(sharpe_ratio(r), rel=1e-12)
+        deepest = max(-max_drawdown(r[250:450]), -max_drawdown(r[700:800]))
+        assert out.loc[("stress_max_drawdown", name), "value"] == pytest.approx(deepest, rel=1e-12)
+        by_regime = [sharpe_ratio(r[regimes.to_numpy() == k]) for k in (0, 1)]
+        assert out.loc[("worst_regime_sharpe", name), "value"] == pytest.approx(min(by_regime), rel=1e-9)
+        assert np.isnan(out.loc[("sharpe", name), "pvalue_chance"])
+    calm_rows, wild_rows = out.xs("calm", level="subject"), out.xs("wild", level="subject")
+    assert calm_rows.loc["sharpe", "met"] and calm_rows.loc["sharpe", "significant"]
+    assert calm_rows.loc["stress_max_drawdown", "met"] and calm_rows.loc["stress_max_drawdown", "pvalue_target"] < 0.05
+    assert (
+        not wild_rows.loc["stress_max_drawdown", "met"] and wild_rows.loc["stress_max_drawdown", "pvalue_target"] > 0.5
+    )
+    assert not wild_rows.loc["sharpe", "met"] and calm_rows.loc["worst_regime_sharpe", "met"]
+    for metric in ("sharpe", "stress_max_drawdown", "worst_regime_sharpe"):
+        row = calm_rows.loc[metric]
+        assert row["low"] <= row["value"] <= row["high"] or metric == "stress_max_drawdown"
+    # the pieces against their definitions
+    x = rng.normal(0, 0.01, 60)
+    assert stress_drawdown(x, [20, 40]) == pytest.approx(max(-max_drawdown(x[:20]), -max_drawdown(x[20:])))
+    rows = np.column_stack([x, np.r_[np.zeros(30), np.ones(20), np.full(10, 2)]])
+    expected = min(sharpe_ratio(x[:30]), sharpe_ratio(x[30:50]))  # regime 2 has fewer than 21 sessions
+    assert worst_regime_sharpe(rows) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_constant_book_has_no_sharpe_target_to_test():
+    from python_models.evaluation.comparison import design_targets
+
+    dates = pd.bdate_range("2015-01-01", periods=60)
+    # a book that never traded: no net return, and below a cash rate of 1 bp a day
+    daily = pd.DataFrame({"strategy": "cash", "date": dates, "net_return": 0.0, "excess_return": -1e-4})
+    empty = pd.DataFrame(columns=["model", "ticker", "asof_date", "y_pred", "y_true"])
+    row = design_targets(empty, daily, 21, reps=50).set_index("metric").loc["sharpe"]
+    assert np.isnan(row["value"]) and np.isnan(row["pvalue_target"]) and not row["met"] and not row["significant"]
