@@ -516,10 +516,10 @@ def _check_together(values: dict[str, Any], origins: dict[str, str]) -> None:
 
     if not values["drawdown_de_risk"] < values["drawdown_stop"]:
         raise ValueError(f"{show('drawdown_de_risk')} must be below {show('drawdown_stop')}")
-    if values["drawdown_cap_multiplier"] * values["drawdown_de_risk"] < 1:
+    if values["drawdown_mode"] == "hard_cap" and values["drawdown_cap_multiplier"] * values["drawdown_de_risk"] < 1:
         raise ValueError(
             f"{show('drawdown_cap_multiplier')} times {show('drawdown_de_risk')} must be at least 1 "
-            "(a full book at the peak in the hard_cap mode)"
+            "in the hard_cap mode (a full book at the peak)"
         )
     if values["end_date"]:
         import pandas as pd

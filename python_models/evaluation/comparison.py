@@ -347,17 +347,21 @@ def stress_drawdown(returns: np.ndarray, lengths: Sequence[int]) -> float:
     return max(-max_drawdown(returns[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True))
 
 
-def worst_regime_sharpe(rows: np.ndarray) -> float:
-    """The lowest annualised Sharpe ratio over the regimes of ``rows`` (return, regime) with at least
-    :data:`MIN_REGIME_SESSIONS` sessions (NaN without any): :func:`sharpe_ratio` per regime, from its sums (one
-    pass, as each of the bootstrap's resamples needs)."""
-    returns, regimes = rows[:, 0], rows[:, 1].astype(np.int64)
-    n = np.bincount(regimes).astype(float)
-    total, squares = np.bincount(regimes, returns), np.bincount(regimes, returns * returns)
-    kept = n >= MIN_REGIME_SESSIONS
-    if not kept.any():
+def worst_regime_sharpe(rows: np.ndarray, regimes: Sequence[int] | None = None) -> float:
+    """The lowest annualised Sharpe ratio over ``regimes`` of ``rows`` (return, regime): :func:`sharpe_ratio`
+    per regime, from its sums (one pass, as each of the bootstrap's resamples needs). ``regimes`` defaults
+    to those with at least :data:`MIN_REGIME_SESSIONS` sessions in ``rows``; a resample is scored on the
+    original sample's, so that it measures the same quantity (a regime it draws too few sessions of, fewer
+    than 2, has no Sharpe ratio and is left out). NaN without any."""
+    returns, labels = rows[:, 0], rows[:, 1].astype(np.int64)
+    n = np.bincount(labels).astype(float)
+    if regimes is None:
+        regimes = [int(k) for k in np.flatnonzero(n >= MIN_REGIME_SESSIONS)]
+    wanted = np.asarray([k for k in regimes if k < len(n) and n[k] >= 2], dtype=np.int64)
+    if not len(wanted):
         return float("nan")
-    n, total, squares = n[kept], total[kept], squares[kept]
+    total, squares = np.bincount(labels, returns)[wanted], np.bincount(labels, returns * returns)[wanted]
+    n = n[wanted]
     mean = total / n
     variance = (squares - n * mean * mean) / (n - 1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -441,16 +445,19 @@ def design_targets(
         if regimes is not None:
             labelled = pd.concat([net, regimes.rename("regime")], axis=1, join="inner").dropna()
             if len(labelled) >= 10:
+                sample = labelled.to_numpy(dtype=float)
+                counts = np.bincount(sample[:, 1].astype(np.int64))
+                kept = [int(k) for k in np.flatnonzero(counts >= MIN_REGIME_SESSIONS)]
                 rows.append(
                     _target_row(
                         "worst_regime_sharpe",
                         strategy,
                         None,
-                        labelled.to_numpy(dtype=float),
+                        sample,
                         21.0,
                         reps,
                         level,
-                        worst_regime_sharpe,
+                        lambda x, k=kept: worst_regime_sharpe(x, k),
                     )
                 )
     return pd.DataFrame(rows)
@@ -469,12 +476,12 @@ def _target_row(metric, subject, horizon, x, block, reps, level, statistic=None)
         (float(np.quantile(finite, tail)), float(np.quantile(finite, 1 - tail))) if len(finite) else (np.nan, np.nan)
     )
     below = metric in BELOW_TARGET
-    if not np.isfinite(theta):  # a Sharpe ratio of constant returns (a book that never traded): nothing to test
+    if not np.isfinite(theta) or not len(finite):  # a Sharpe ratio of constant returns: nothing to test
         p_target = np.nan
-    elif below:  # Hall's centred test of H0: value >= target
-        p_target = float(np.mean(theta - draws >= target - theta))
+    elif below:  # Hall's centred test of H0: value >= target, over the resamples with a statistic
+        p_target = float(np.mean(theta - finite >= target - theta))
     else:  # of H0: value <= target
-        p_target = float(np.mean(draws - theta >= theta - target))
+        p_target = float(np.mean(finite - theta >= theta - target))
     return {
         "metric": metric,
         "subject": subject,
@@ -485,7 +492,7 @@ def _target_row(metric, subject, horizon, x, block, reps, level, statistic=None)
         "low": low,
         "high": high,
         "pvalue_target": p_target,
-        "pvalue_chance": float(np.mean(draws - theta >= theta - 0.5)) if rate else np.nan,
+        "pvalue_chance": float(np.mean(finite - theta >= theta - 0.5)) if rate and len(finite) else np.nan,
         "met": bool(theta < target if below else theta > target),
         "significant": bool(p_target < 0.05),  # False where NaN
     }

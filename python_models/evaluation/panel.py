@@ -319,7 +319,12 @@ def run_panel(
     # the pooled models first: each is one long task, which should not be the last to start
     started = submit_pooled(client, pooled, returns, config, start, features) if client is not None and pooled else None
     names = [f"walk-forward-{f.name}-{ticker}" for f, ticker, *_ in tasks]
-    results: list[_Run] = fan_out(_one, tasks, names, client=client, progress=single_done)
+    try:
+        results: list[_Run] = fan_out(_one, tasks, names, client=client, progress=single_done)
+    except BaseException:
+        if started is not None:  # the caller's cluster would otherwise go on fitting them for nothing
+            started.cancel()
+        raise
     runs = [PanelRun.of(results, None, len(tasks), allow_empty=True)]
     for run in started.runs() if started is not None else pooled_here(pooled, returns, config, start, features):
         runs.append(run)
@@ -334,6 +339,11 @@ class PooledTasks:
 
     def __init__(self, futures: list[Any]) -> None:
         self.futures = futures
+
+    def cancel(self) -> None:
+        """Stop the tasks not yet done."""
+        for future in self.futures:
+            future.cancel()
 
     def runs(self) -> Iterator[PanelRun]:
         """Each model's :class:`PanelRun`, in the order the models were given, as each ends."""

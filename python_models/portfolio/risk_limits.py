@@ -16,9 +16,11 @@ past it (docs/portfolio.md measures by how much). ``mode="hard_cap"`` instead ho
 ``cap_multiplier`` times the cushion above it, ``(equity - floor) / equity``, at most 1, rounded down
 to tenths (so the book is re-issued only when the scale crosses a tenth) — time-invariant portfolio
 protection (Estep and Kritzman 1988), which breaches the floor only if the risky positions lose more
-than ``1 / cap_multiplier`` between two decisions. The floor follows the peak and is never reset: a
-book whose scale fell to 0 (``stopped``) is in cash until the cushion regrows (its cash earns the
-T-bill rate); ``stop_at`` still stops it, as above, if a gap crosses it.
+than ``1 / cap_multiplier`` between two decisions (with a risky gross of 1; a decision takes effect at
+the next close, so a fall over the session in between counts too). The floor follows the peak and is
+never reset: a book whose scale fell to 0 (``stopped``) is in cash until the cushion regrows (its cash
+earns the T-bill rate); a gap through ``stop_at`` stops it for ``stop_sessions`` sessions, after which
+its scale is the cushion's again, the floor still at the old peak.
 
 Because the scale changes the returns that decide later states, :func:`apply_drawdown_control`
 solves for the path by fixed-point iteration: run the backtest with the current scales, derive
@@ -57,15 +59,15 @@ class DrawdownPolicy:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.cap_multiplier * self.de_risk_at < 1.0:
-            raise ValueError(
-                f"cap_multiplier must be at least 1 / de_risk_at ({1 / self.de_risk_at:.2f}) for a full book at the "
-                f"peak, got {self.cap_multiplier}"
-            )
         if not 0.0 < self.re_risk_at <= self.de_risk_at < self.stop_at < 1.0:
             raise ValueError(
                 "need 0 < re_risk_at <= de_risk_at < stop_at < 1, got "
                 f"{self.re_risk_at}, {self.de_risk_at}, {self.stop_at}"
+            )
+        if self.mode == "hard_cap" and self.cap_multiplier * self.de_risk_at < 1.0:
+            raise ValueError(
+                f"cap_multiplier must be at least 1 / de_risk_at ({1 / self.de_risk_at:.2f}) for a full book at the "
+                f"peak, got {self.cap_multiplier}"
             )
         if not 0.0 <= self.de_risk_scale <= 1.0:
             raise ValueError(f"de_risk_scale must lie in [0, 1], got {self.de_risk_scale}")
@@ -90,30 +92,30 @@ def drawdown_states(net_returns: Iterable[float], policy: DrawdownPolicy) -> tup
     equity, peak, state, cool = 1.0, 1.0, 0, 0
     for t, x in enumerate(r):
         equity *= 1.0 + x
-        scale = 1.0
         if cool > 0:  # the emergency stop's sessions in cash
             cool -= 1
-            if cool == 0:
-                state, peak = 0, equity
-            else:
-                scale = 0.0
+            if cool > 0 or not hard:
+                if cool == 0:  # de_risk: full size again, from a new peak (a book in cash cannot regain the old one)
+                    state, peak = 0, equity
+                states[t], scales[t], drawdowns[t] = state, 0.0 if cool > 0 else 1.0, equity / peak - 1.0
+                continue
+            # hard_cap: the stop ends into the cushion's scale below, the floor still at the old peak
+        peak = max(peak, equity)
+        dd = 1.0 - equity / peak
+        if dd >= policy.stop_at:
+            state, cool, scale = 2, policy.stop_sessions, 0.0
+        elif hard:
+            # the floor follows the peak and is never reset: a scale of 0 waits for the cushion to regrow
+            cushion = 1.0 - (1.0 - policy.de_risk_at) * peak / equity
+            # tenths, rounded down (the small offset keeps a product like 10 x 0.1 from landing below a tenth)
+            scale = np.floor(10.0 * min(1.0, max(0.0, policy.cap_multiplier * cushion)) + 1e-9) / 10.0
+            state = 0 if scale == 1.0 else 1 if scale > 0.0 else 2
         else:
-            peak = max(peak, equity)
-            dd = 1.0 - equity / peak
-            if dd >= policy.stop_at:
-                state, cool, scale = 2, policy.stop_sessions, 0.0
-            elif hard:
-                # the floor follows the peak and is never reset: a scale of 0 waits for the cushion to regrow
-                cushion = 1.0 - (1.0 - policy.de_risk_at) * peak / equity
-                # tenths, rounded down (the small offset keeps a product like 10 x 0.1 from landing below a tenth)
-                scale = np.floor(10.0 * min(1.0, max(0.0, policy.cap_multiplier * cushion)) + 1e-9) / 10.0
-                state = 0 if scale == 1.0 else 1 if scale > 0.0 else 2
-            else:
-                if state == 0 and dd >= policy.de_risk_at:
-                    state = 1
-                elif state == 1 and dd < policy.re_risk_at:
-                    state = 0
-                scale = scale_of[state]
+            if state == 0 and dd >= policy.de_risk_at:
+                state = 1
+            elif state == 1 and dd < policy.re_risk_at:
+                state = 0
+            scale = scale_of[state]
         states[t] = state
         scales[t] = scale
         drawdowns[t] = equity / peak - 1.0
@@ -281,8 +283,9 @@ def apply_es_limit(
     safe_pnl = book_scenarios(values, ends[priced], np.where(is_safe, w[priced], 0.0), policy.window)
     before = tail_risk(risky_pnl + safe_pnl, policy.level)[1]
     after = before.copy()
+    at = np.flatnonzero(priced)
     for j in np.flatnonzero(before > policy.limit):  # only the decisions the limit binds need the bisection
-        scales[np.flatnonzero(priced)[j]], after[j] = es_scale(risky_pnl[j], safe_pnl[j], policy.level, policy.limit)
+        scales[at[j]], after[j] = es_scale(risky_pnl[j], safe_pnl[j], policy.level, policy.limit)
     scaled = pd.DataFrame(np.where(is_safe, w, w * scales[:, None]), index=weights.index, columns=weights.columns)
     rows = pd.DataFrame(
         {
@@ -298,23 +301,27 @@ def apply_es_limit(
     return scaled.where(weights.notna()), _es_rows(rows)
 
 
-def book_scenarios(
-    values: np.ndarray, ends: np.ndarray, books: np.ndarray, window: int, chunk: int = 256
-) -> np.ndarray:
+#: Values in one slice of :func:`book_scenarios` (32 MB of float64).
+SCENARIO_SLICE = 4_000_000
+
+
+def book_scenarios(values: np.ndarray, ends: np.ndarray, books: np.ndarray, window: int) -> np.ndarray:
     """Each book's returns revalued on the ``window`` sessions of ``values`` (sessions x assets) up to and
     including its row ``ends[i]``: books x window. ``books`` holds one row of weights per end.
 
-    Chunked so that the (chunk x window x assets) slice of scenarios stays small whatever the history.
+    The books go a few at a time, so that their (books x window x assets) slice of scenarios stays within
+    :data:`SCENARIO_SLICE` values whatever the history and the universe.
     """
     out = np.empty((len(ends), window))
     offsets = np.arange(1 - window, 1)
+    chunk = max(1, SCENARIO_SLICE // (window * max(1, values.shape[1])))
     for start in range(0, len(ends), chunk):
         stop = start + chunk
         out[start:stop] = np.einsum("cwk,ck->cw", values[ends[start:stop, None] + offsets], books[start:stop])
     return out
 
 
-def _es_rows(rows: list[tuple]) -> pd.DataFrame:
+def _es_rows(rows: pd.DataFrame | list[tuple]) -> pd.DataFrame:
     """:data:`ES_COLUMNS` rows, typed even when there are none."""
     frame = pd.DataFrame(rows, columns=ES_COLUMNS)
     return frame.astype({"date": "datetime64[ns]", **{c: "float64" for c in ES_COLUMNS[1:]}})

@@ -146,8 +146,10 @@ def stress_books(
     """
     if books.empty:
         return pd.DataFrame(columns=STRESS_COLUMNS)
-    if window < 20:
-        raise ValueError(f"window must be at least 20 sessions, got {window}")
+    if window < MIN_BETA_SESSIONS:
+        raise ValueError(f"window must be at least {MIN_BETA_SESSIONS} sessions (a beta's), got {window}")
+    if market not in returns.columns:
+        raise ValueError(f"the returns have no column for the benchmark {market!r}")
     assets = list(books.columns)
     cash = [a for a in assets if a not in returns.columns]
     r = returns.reindex(columns=sorted({*assets, market}))
@@ -209,7 +211,8 @@ def _replay(
     first, last = pd.Timestamp(replay.first), pd.Timestamp(replay.last)
     episode = r.loc[(r.index >= first) & (r.index <= last)]
     loss, estimated = np.full(len(w), np.nan), np.zeros(len(w))
-    if not episode.empty and episode[market].notna().all() and episode.index.max() >= last:
+    covers = not episode.empty and r.index[0] <= first and episode.index.max() >= last  # the whole episode
+    if covers and episode[market].notna().all():
         own = episode[assets]
         covered = own.notna().all().to_numpy()
         compounded = np.expm1(np.log1p(own.fillna(0.0)).sum()).to_numpy(dtype=float)
@@ -259,8 +262,11 @@ def block_bootstrap(
     path joins blocks of ``block`` consecutive sessions starting at uniformly drawn sessions (circularly,
     as Politis and Romano's circular block bootstrap), seeded: a rerun gives the same numbers.
     """
-    if paths < 100 or block < 1 or not 0 < drawdown < 1:
-        raise ValueError(f"need paths >= 100, block >= 1 and 0 < drawdown < 1, got {paths}, {block}, {drawdown}")
+    if paths < 100 or block < 1 or not 0 < drawdown < 1 or not horizons or min(horizons) < 1:
+        raise ValueError(
+            f"need paths >= 100, block >= 1, 0 < drawdown < 1 and horizons >= 1, got {paths}, {block}, {drawdown}, "
+            f"{list(horizons)}"
+        )
     held = book[book.fillna(0.0) != 0].astype(float)
     held = held[held.index.isin(returns.columns)]  # an asset without returns is cash: it earns 0
     history = returns[list(held.index)].dropna()

@@ -103,7 +103,11 @@ def walk_forward(
             # The pooled models start first, each one task on the cluster beside the single-series tasks: this
             # process only gathers rows (it used to fit them in a thread of its own, a third busy process on
             # the workers' cores). Their rows do not depend on where or when they are trained.
-            started = submit_pooled(client, pooled, returns, wf, settings.forecast_start, features) if client else None
+            started = (
+                submit_pooled(client, pooled, returns, wf, settings.forecast_start, features)
+                if client is not None and pooled
+                else None
+            )
             for batch in ticker_batches(tickers, settings.ticker_batch) if single else []:
                 rows = returns[returns["ticker"].isin(batch)]
                 run = run_panel(

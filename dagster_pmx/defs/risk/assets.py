@@ -134,9 +134,12 @@ def stress(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: Pm
         )
         latest = books.index.max()
         history = returns.loc[returns.index <= latest]
-        simulations.append(
-            block_bootstrap(books.loc[latest], history, seed=MONTE_CARLO_SEED).assign(strategy=strategy, date=latest)
-        )
+        try:
+            simulated = block_bootstrap(books.loc[latest], history, seed=MONTE_CARLO_SEED)
+        except ValueError as exc:  # e.g. a book holding a stock listed a few sessions ago: too little history
+            context.log.warning(f"{strategy}: no Monte Carlo of its latest book ({exc})")
+            continue
+        simulations.append(simulated.assign(strategy=strategy, date=latest))
     table = pd.concat(shocks, ignore_index=True)[["strategy", *STRESS_COLUMNS]]
     n = warehouse.replace_table("marts.stress_tests", table[[c.name for c in schemas.STRESS_TESTS.columns]])
     now = table[table["date"] == table.groupby("strategy")["date"].transform("max")]
@@ -148,9 +151,10 @@ def stress(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: Pm
             "current_books": dg.MetadataValue.md(worst.reset_index().to_markdown(index=False)),
         },
     )
-    mc = pd.concat(simulations, ignore_index=True)
-    m = warehouse.replace_table("marts.stress_monte_carlo", mc[[c.name for c in schemas.STRESS_MONTE_CARLO.columns]])
-    shown = mc.pivot_table(index="strategy", columns="horizon", values="prob_drawdown_15", aggfunc="first").round(3)
+    columns = [c.name for c in schemas.STRESS_MONTE_CARLO.columns]
+    mc = pd.concat(simulations, ignore_index=True)[columns] if simulations else pd.DataFrame(columns=columns)
+    m = warehouse.replace_table("marts.stress_monte_carlo", mc)
+    shown = mc.pivot(index="strategy", columns="horizon", values="prob_drawdown_15").astype(float).round(3)
     yield dg.MaterializeResult(
         asset_key=["marts", "stress_monte_carlo"],
         metadata={

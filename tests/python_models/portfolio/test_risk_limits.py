@@ -230,3 +230,17 @@ def test_the_hard_cap_holds_the_line_through_a_crash_the_de_risk_mode_overshoots
             assert worst > -0.15
         else:
             assert worst < -0.15  # the de-risk mode acts once the line is crossed
+
+
+def test_a_gap_through_the_stop_in_hard_cap_mode_ends_at_the_cushions_scale_with_the_old_peak():
+    r = np.r_[np.full(10, 0.01), -0.30, np.full(40, 0.0), np.full(40, 0.02)]
+    states, scales, dd = drawdown_states(r, HARD)
+    peak = np.prod(1.01 ** np.arange(1, 11)[-1:])  # 1.01^10, the peak before the gap
+    assert names(states)[10] == "stopped" and (scales[10:32] == 0).all()  # the stop, 21 sessions after the gap
+    # after it the floor is still 85 % of the old peak: the book stays out until the cushion regrows
+    equity = np.cumprod(1 + r)
+    assert_allclose(dd[31:51], equity[31:51] / peak - 1)
+    assert (scales[31:51] == 0).all()
+    # and the de_risk mode, on the same path, resumes at full size from a new peak after its stop
+    states, scales, dd = drawdown_states(r, DrawdownPolicy())
+    assert (scales[10:31] == 0).all() and scales[31] == 1.0 and dd[31] == 0.0 and names(states)[31] == "normal"

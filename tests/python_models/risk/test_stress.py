@@ -159,3 +159,15 @@ def test_the_block_bootstrap_of_a_steady_loss_is_certain():
     assert out.loc[10, "prob_drawdown_15"] == 0.0  # 1 - 0.99^10 = 9.6 %
     with pytest.raises(ValueError, match="paths"):
         block_bootstrap(pd.Series({"X": 1.0}), falling, paths=10)
+
+
+def test_an_episode_the_returns_cover_only_in_part_is_not_replayed_and_the_benchmark_is_required():
+    market = _market()
+    books = pd.DataFrame({"A": [0.5]}, index=market.index[[599]])
+    partial = Replay("partial", "2006-12-01", str(market.index[5].date()))  # the data starts on 2007-01-01
+    rows = stress_books(books, market, "SP", None, duration=8.0, window=WINDOW, replays=[partial])
+    assert np.isnan(rows.set_index("scenario").loc["partial", "loss"])
+    with pytest.raises(ValueError, match="benchmark"):
+        stress_books(books, market.drop(columns="SP"), "SP", None, duration=8.0, window=WINDOW)
+    with pytest.raises(ValueError, match="window"):
+        stress_books(books, market, "SP", None, duration=8.0, window=30)
