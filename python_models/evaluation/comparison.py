@@ -426,7 +426,7 @@ def design_targets(
         rows.append(_target_row("hit_rate", strategy, None, wins, 21.0, reps, level))
         net = g.set_index(pd.DatetimeIndex(g["date"]))["net_return"].astype(float)
         rows.append(_target_row("sharpe", strategy, None, net.to_numpy(), 21.0, reps, level, sharpe_ratio))
-        windows = [net.loc[start:end].to_numpy() for start, end in stress_windows]
+        windows = [net.loc[pd.Timestamp(start) : pd.Timestamp(end)].to_numpy() for start, end in stress_windows]
         windows = [w for w in windows if len(w) >= 10]
         if windows:
             lengths = [len(w) for w in windows]
