@@ -17,29 +17,15 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-import pandas as pd
-
-from dagster_pmx.defs.backtest.engine import backtester, load_market
+from dagster_pmx.defs.backtest.engine import backtester, decisions_of, load_market
 from dagster_pmx.defs.portfolio import assets
 from dagster_pmx.defs.portfolio.reads import stored_decisions
 from dagster_pmx.resources import PmxSettings, Warehouse
+from python_models.backtest.performance import PERIODS_PER_YEAR, cagr, max_drawdown, sharpe_ratio
 from python_models.portfolio import risk_limits
 from python_models.portfolio.books import book_of
-from python_models.portfolio.sizing import CASH
 
 WINDOWS = {"2008-09": ("2008-01-01", "2009-12-31"), "2020": ("2020-01-01", "2020-12-31")}
-
-
-def decisions(table: pd.DataFrame) -> pd.DataFrame:
-    """Allocation rows as decisions, an all-cash date kept (a sale of everything), as read_books does."""
-    wide = table.pivot(index="date", columns="ticker", values="weight")
-    return wide.drop(columns=[CASH], errors="ignore").fillna(0.0).rename_axis(columns=None)
-
-
-def worst_drawdown(net: pd.Series) -> float:
-    equity = (1.0 + net).cumprod()
-    return float((equity / np.maximum(equity.cummax(), 1.0) - 1.0).min())
 
 
 def main() -> None:
@@ -73,16 +59,16 @@ def main() -> None:
         seconds = time.perf_counter() - started
         run = backtester(settings, market)
         for strategy, table in controlled.items():
-            daily = run(decisions(table))
+            daily = run(decisions_of(table))
             net = daily["net_return"].dropna()
-            years = len(net) / 252
-            worst = worst_drawdown(net)
-            windows = [worst_drawdown(net.loc[a:b]) for a, b in WINDOWS.values()]
+            years = len(net) / PERIODS_PER_YEAR
+            worst = max_drawdown(net)
+            windows = [max_drawdown(net.loc[a:b]) for a, b in WINDOWS.values()]
             own = states[states["strategy"] == strategy]
             print(
                 f"{strategy:<12} {mode:<9} {worst:>9.2%} {max(0.0, -worst - settings.drawdown_de_risk):>9.2%} "
-                f"{windows[0]:>8.2%} {windows[1]:>8.2%} {net.mean() / net.std() * np.sqrt(252):>7.3f} "
-                f"{(1 + net).prod() ** (1 / years) - 1:>7.2%} {(own['scale'] < 1).mean():>8.1%} "
+                f"{windows[0]:>8.2%} {windows[1]:>8.2%} {sharpe_ratio(net):>7.3f} "
+                f"{cagr(net):>7.2%} {(own['scale'] < 1).mean():>8.1%} "
                 f"{daily['turnover'].sum() / years:>9.2f} {passes['n']:>7} {seconds:>8.1f}"
             )
 

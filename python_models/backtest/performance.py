@@ -18,9 +18,10 @@ def sharpe_ratio(returns) -> float:
 
 def drawdown_path(returns) -> np.ndarray:
     """Equity over its running peak, minus 1, per period; the starting capital (1) counts as
-    a peak, so a loss on the first day is a drawdown (as in empyrical)."""
-    equity = np.cumprod(1.0 + np.asarray(returns, dtype=float))
-    return equity / np.maximum(np.maximum.accumulate(equity), 1.0) - 1.0
+    a peak, so a loss on the first day is a drawdown (as in empyrical). A 2-d array holds one path
+    per row."""
+    equity = np.cumprod(1.0 + np.asarray(returns, dtype=float), axis=-1)
+    return equity / np.maximum(np.maximum.accumulate(equity, axis=-1), 1.0) - 1.0
 
 
 def max_drawdown(returns) -> float:

@@ -235,11 +235,22 @@ def bootstrap_interval(
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     _, draws = _bootstrap(series, statistic, block, reps, seed)
+    return _percentile_interval(draws, level)
+
+
+def _percentile_interval(draws: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` interval of the finite resampled statistics (NaN, NaN without any)."""
     draws = draws[np.isfinite(draws)]
     if not len(draws):
         return float("nan"), float("nan")
     tail = (1 - level) / 2
     return float(np.quantile(draws, tail)), float(np.quantile(draws, 1 - tail))
+
+
+def _centred_pvalue(theta: float, draws: np.ndarray, null: float) -> float:
+    """Hall's centred percentile test of H0: statistic <= ``null``: the share of resamples with
+    ``theta* - theta_hat >= theta_hat - null``."""
+    return float(np.mean(draws - theta >= theta - null))
 
 
 def daily_hit_rate(frame: pd.DataFrame) -> pd.Series:
@@ -322,7 +333,7 @@ def bootstrap_pvalue(series, statistic, null: float, block: float = 21.0, reps: 
     null`` (Hall's centred percentile test), so a point estimate at the null gives about 0.5.
     """
     theta, draws = _bootstrap(series, statistic, block, reps, seed)
-    return float(np.mean(draws - theta >= theta - null))
+    return _centred_pvalue(theta, draws, null)
 
 
 #: The original design's targets: directional accuracy of the signal; the strategy's hit rate, Sharpe ratio, worst
@@ -471,17 +482,14 @@ def _target_row(metric, subject, horizon, x, block, reps, level, statistic=None)
     rate = statistic is None
     theta, draws = _bootstrap(x, np.mean if rate else statistic, block, reps, 0)
     finite = draws[np.isfinite(draws)]
-    tail = (1 - level) / 2
-    low, high = (
-        (float(np.quantile(finite, tail)), float(np.quantile(finite, 1 - tail))) if len(finite) else (np.nan, np.nan)
-    )
+    low, high = _percentile_interval(draws, level)
     below = metric in BELOW_TARGET
     if not np.isfinite(theta) or not len(finite):  # a Sharpe ratio of constant returns: nothing to test
         p_target = np.nan
-    elif below:  # Hall's centred test of H0: value >= target, over the resamples with a statistic
-        p_target = float(np.mean(theta - finite >= target - theta))
-    else:  # of H0: value <= target
-        p_target = float(np.mean(finite - theta >= theta - target))
+    elif below:  # H0: value >= target, the same test on the negated statistic, over the resamples with one
+        p_target = _centred_pvalue(-theta, -finite, -target)
+    else:  # H0: value <= target
+        p_target = _centred_pvalue(theta, finite, target)
     return {
         "metric": metric,
         "subject": subject,
@@ -492,7 +500,7 @@ def _target_row(metric, subject, horizon, x, block, reps, level, statistic=None)
         "low": low,
         "high": high,
         "pvalue_target": p_target,
-        "pvalue_chance": float(np.mean(finite - theta >= theta - 0.5)) if rate and len(finite) else np.nan,
+        "pvalue_chance": _centred_pvalue(theta, finite, 0.5) if rate and len(finite) else np.nan,
         "met": bool(theta < target if below else theta > target),
         "significant": bool(p_target < 0.05),  # False where NaN
     }

@@ -93,15 +93,9 @@ class PanelRun:
     diagnostics: pd.DataFrame = field(default_factory=lambda: empty_diagnostics())
 
     @classmethod
-    def of(
-        cls, results: Sequence[_Run], importances: pd.DataFrame | None, runs: int, allow_empty: bool = False
-    ) -> PanelRun:
-        """The run of these workers' results (``allow_empty``: as :func:`run_panel`)."""
+    def of(cls, results: Sequence[_Run], importances: pd.DataFrame | None, runs: int) -> PanelRun:
+        """The run of these workers' results (possibly without forecasts: :meth:`combine` checks)."""
         frames = [r.frame for r in results if len(r.frame)]
-        if not frames and not allow_empty:
-            raise ValueError(
-                "no ticker has enough history for one walk-forward fold; lower train_window or start earlier"
-            )
         diagnostics = [r.diagnostics for r in results if len(r.diagnostics)]
         return cls(
             forecasts=pd.concat(frames, ignore_index=True) if frames else _no_forecasts(),
@@ -317,73 +311,64 @@ def run_panel(
             progress(done, total)
 
     # the pooled models first: each is one long task, which should not be the last to start
-    started = submit_pooled(client, pooled, returns, config, start, features) if client is not None and pooled else None
+    started = PooledRuns(pooled, returns, config, start, features, client)
     names = [f"walk-forward-{f.name}-{ticker}" for f, ticker, *_ in tasks]
     try:
         results: list[_Run] = fan_out(_one, tasks, names, client=client, progress=single_done)
     except BaseException:
-        if started is not None:  # the caller's cluster would otherwise go on fitting them for nothing
-            started.cancel()
+        started.cancel()  # the caller's cluster would otherwise go on fitting them for nothing
         raise
-    runs = [PanelRun.of(results, None, len(tasks), allow_empty=True)]
-    for run in started.runs() if started is not None else pooled_here(pooled, returns, config, start, features):
+    runs = [PanelRun.of(results, None, len(tasks))]
+    for run in started.runs():
         runs.append(run)
         if progress:
             progress(len(tasks) + len(runs) - 1, total)
     return PanelRun.combine(runs, allow_empty=allow_empty)
 
 
-class PooledTasks:
-    """Pooled models' walk-forwards started on a Dask cluster (:func:`submit_pooled`): each model one task,
-    the panel sent to the cluster once; :meth:`runs` waits for them in model order."""
+class PooledRuns:
+    """The pooled models' walk-forwards: with a Dask client, each model one task started at once on its cluster
+    (the panel sent there once), so that this process only gathers rows instead of fitting beside the workers
+    on the same cores; without one, fitted here, one after the other, when :meth:`runs` is read."""
 
-    def __init__(self, futures: list[Any]) -> None:
-        self.futures = futures
+    def __init__(
+        self,
+        pooled: Sequence[PanelForecaster],
+        returns: pd.DataFrame,
+        config: WalkForwardConfig,
+        start: Start,
+        features: pd.DataFrame | None,
+        client: Any = None,
+    ) -> None:
+        self.pooled, self.returns, self.config, self.start, self.features = pooled, returns, config, start, features
+        self.futures: list[Any] | None = None
+        if client is not None and pooled:
+            held = put_on_cluster(client, self._panel(), "pooled-panel")
+            tasks = [(f, held, config, start) for f in pooled]
+            self.futures = submit_on_cluster(client, _pooled_task, tasks, [f"walk-forward-{f.name}" for f in pooled])
+
+    def _panel(self) -> pd.DataFrame:
+        needed = any(f.needs_features for f in self.pooled)
+        return pooled_panel(self.returns, self.features if needed else None)
 
     def cancel(self) -> None:
-        """Stop the tasks not yet done."""
-        for future in self.futures:
+        """Stop the cluster's tasks not yet done."""
+        for future in self.futures or []:
             future.cancel()
 
     def runs(self) -> Iterator[PanelRun]:
         """Each model's :class:`PanelRun`, in the order the models were given, as each ends."""
-        shown: dict[Any, Any] = {}
-        for future in self.futures:
-            run, importances = result_of(future, shown)
-            future.release()  # the worker drops the rows once they are here
-            yield PanelRun.of([run], importances, 1, allow_empty=True)
-
-
-def submit_pooled(
-    client: Any,
-    pooled: Sequence[PanelForecaster],
-    returns: pd.DataFrame,
-    config: WalkForwardConfig,
-    start: Start,
-    features: pd.DataFrame | None,
-) -> PooledTasks:
-    """Start every pooled model's walk-forward on the client's cluster, without waiting (the run's process
-    then only gathers results, instead of fitting beside the workers on the same cores)."""
-    panel = pooled_panel(returns, features if any(f.needs_features for f in pooled) else None)
-    held = put_on_cluster(client, panel, "pooled-panel")
-    names = [f"walk-forward-{f.name}" for f in pooled]
-    return PooledTasks(submit_on_cluster(client, _pooled_task, [(f, held, config, start) for f in pooled], names))
-
-
-def pooled_here(
-    pooled: Sequence[PanelForecaster],
-    returns: pd.DataFrame,
-    config: WalkForwardConfig,
-    start: Start,
-    features: pd.DataFrame | None,
-) -> Iterator[PanelRun]:
-    """Each pooled model's :class:`PanelRun`, fitted in this process one after the other."""
-    if not pooled:
-        return
-    panel = pooled_panel(returns, features if any(f.needs_features for f in pooled) else None)
-    for forecaster in pooled:
-        run, importances = _pooled_task((forecaster, panel, config, start))
-        yield PanelRun.of([run], importances, 1, allow_empty=True)
+        if self.futures is not None:
+            shown: dict[Any, Any] = {}
+            for future in self.futures:
+                run, importances = result_of(future, shown)
+                future.release()  # the worker drops the rows once they are here
+                yield PanelRun.of([run], importances, 1)
+        elif self.pooled:
+            panel = self._panel()
+            for forecaster in self.pooled:
+                run, importances = _pooled_task((forecaster, panel, self.config, self.start))
+                yield PanelRun.of([run], importances, 1)
 
 
 def empty_diagnostics() -> pd.DataFrame:

@@ -46,18 +46,23 @@ def _monthly(series: pd.Series, name: str) -> pd.Series:
     return series.astype(float)
 
 
+def bond_price_change(dy, duration: float = 10.0, convexity: float | None = None):
+    """The bond proxy's price return when its yield moves by ``dy`` (decimal; a scalar or an array):
+    ``-D dy + C dy^2 / 2``, ``C`` defaulting to ``D^2`` (a zero-coupon bond's, to first order)."""
+    if duration <= 0:
+        raise ValueError(f"duration must be positive, got {duration}")
+    conv = duration**2 if convexity is None else float(convexity)
+    return -duration * dy + 0.5 * conv * dy**2
+
+
 def bond_total_returns(yields: pd.Series, duration: float = 10.0, convexity: float | None = None) -> pd.Series:
     """Monthly total return of a constant-duration bond priced off ``yields`` (decimal per year).
 
     ``convexity`` defaults to ``duration ** 2`` (a zero-coupon bond's, to first order). The
     first month has no return (NaN): it has no previous yield.
     """
-    if duration <= 0:
-        raise ValueError(f"duration must be positive, got {duration}")
-    conv = duration**2 if convexity is None else float(convexity)
     y = _monthly(yields, "yields")
-    dy = y.diff()
-    return (y.shift(1) / 12.0 - duration * dy + 0.5 * conv * dy**2).rename("bond_return")
+    return (y.shift(1) / 12.0 + bond_price_change(y.diff(), duration, convexity)).rename("bond_return")
 
 
 def daily_bond_returns(
@@ -67,18 +72,14 @@ def daily_bond_returns(
 
     Month ``m``'s carry ``y_(m-1) / 12`` accrues geometrically over ``m``'s sessions (the yield it
     earns is known when ``m`` starts). The price effect of ``m``'s yield change,
-    ``-D dy_m + C / 2 dy_m^2`` (:func:`bond_total_returns`), lands on the first session of month
+    ``-D dy_m + C / 2 dy_m^2`` (:func:`bond_price_change`), lands on the first session of month
     ``m + 1``: ``y_m`` is the average over ``m`` and is published after it. A session whose carry is
     unknown (its month's previous yield is missing: past the end of the series) gets NaN.
     Compounded over month ``m + 1``'s sessions the returns are ``(1 + carry_(m+1)) (1 + price_m) - 1``.
     """
-    if duration <= 0:
-        raise ValueError(f"duration must be positive, got {duration}")
-    conv = duration**2 if convexity is None else float(convexity)
     y = _monthly(yields, "yields")
-    dy = y.diff()
     carry = (y / 12.0).shift(1, freq="MS")  # month m's carry, from y_(m-1)
-    price = (-duration * dy + 0.5 * conv * dy**2).shift(1, freq="MS")  # month m's change, paid in m + 1
+    price = bond_price_change(y.diff(), duration, convexity).shift(1, freq="MS")  # month m's change, paid in m + 1
     months = sessions.to_period("M").to_timestamp()
     per_month = pd.Series(months).groupby(months).transform("size").to_numpy()
     daily_carry = (1.0 + carry.reindex(months).to_numpy(dtype=float)) ** (1.0 / per_month) - 1.0

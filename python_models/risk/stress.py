@@ -19,8 +19,8 @@ Shocks (:data:`SHOCKS`):
   correlations and tails); beside it, the same ES at today's volatility (``es_now``), so that the two
   read as a pair.
 * ``rates_up_200bp`` and ``rates_down_200bp``: the bond sleeve's yield moves 2 percentage points at
-  once, ``-D dy + C dy^2 / 2`` with the bond proxy's duration ``D`` and convexity ``C`` (``D^2``, as
-  :func:`python_models.portfolio.safe_sleeve.daily_bond_returns`); the stocks do not move.
+  once, ``-D dy + C dy^2 / 2`` with the bond proxy's duration ``D`` and convexity ``C = D^2``
+  (:func:`python_models.portfolio.safe_sleeve.bond_price_change`, the proxy's own); the stocks do not move.
 * replays (:data:`REPLAYS`): each asset's returns over a historical episode, compounded, applied to
   the book held through it: 19 October 1987; 15 October 2008, the S&P 500's worst session of 2008;
   and the 20 sessions from Lehman's filing, 15 September to 10 October 2008. An asset without a
@@ -45,7 +45,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from python_models.backtest.performance import drawdown_path
 from python_models.portfolio.risk_limits import book_scenarios
+from python_models.portfolio.safe_sleeve import bond_price_change
 from python_models.risk.var import tail_risk
 
 #: Returns a window needs for an asset's own beta; fewer: a beta of 1.
@@ -80,13 +82,6 @@ HYPOTHETICAL: tuple[str, ...] = ("equity_down_20", "volatility_doubled", "rates_
 SHOCKS: tuple[str, ...] = (*HYPOTHETICAL, *(r.name for r in REPLAYS))
 #: Columns of :func:`stress_books`'s rows.
 STRESS_COLUMNS = ["date", "scenario", "loss", "es_now", "estimated_weight"]
-
-
-def bond_shock(move: float, duration: float) -> float:
-    """The bond proxy's return when its yield moves by ``move`` (decimal) at once: ``-D dy + D^2 dy^2 / 2``."""
-    if duration <= 0:
-        raise ValueError(f"duration must be positive, got {duration}")
-    return -duration * move + 0.5 * duration**2 * move**2
 
 
 def rolling_betas(returns: pd.DataFrame, market: str, window: int) -> pd.DataFrame:
@@ -173,8 +168,8 @@ def stress_books(
         doubled[full] = tail_risk(mean + 2.0 * (pnl - mean), ES_LEVEL)[1]
     shocks["volatility_doubled"] = doubled
     held_bond = w[:, assets.index(bond)] if bond is not None and bond in assets else np.zeros(len(w))
-    shocks["rates_up_200bp"] = -held_bond * bond_shock(RATE_MOVE, duration) + 0.0  # + 0.0: no loss of -0
-    shocks["rates_down_200bp"] = -held_bond * bond_shock(-RATE_MOVE, duration) + 0.0
+    shocks["rates_up_200bp"] = -held_bond * bond_price_change(RATE_MOVE, duration) + 0.0  # + 0.0: no loss of -0
+    shocks["rates_down_200bp"] = -held_bond * bond_price_change(-RATE_MOVE, duration) + 0.0
     estimated: dict[str, np.ndarray] = {}
     for replay in replays:
         shocks[replay.name], estimated[replay.name] = _replay(replay, books.index, w, betas, r, assets, market, cash)
@@ -279,8 +274,7 @@ def block_bootstrap(
     idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(paths, -1)[:, :longest] % len(daily)
     simulated = daily[idx]  # (paths, sessions)
     equity = np.cumprod(1.0 + simulated, axis=1)
-    peak = np.maximum.accumulate(np.maximum(equity, 1.0), axis=1)
-    deepest = 1.0 - equity / peak
+    deepest = -drawdown_path(simulated)
     rows = []
     for h in horizons:
         total = equity[:, h - 1] - 1.0

@@ -95,8 +95,11 @@ def read_books(warehouse: Warehouse, strategies: list[str] | None = None) -> dic
     decision to sell everything rather than vanishing and letting the book drift."""
     alloc = allocation_rows(warehouse, strategies)
     alloc["date"] = pd.to_datetime(alloc["date"])
-    books = {}
-    for strategy, g in alloc.groupby("strategy"):
-        wide = g.pivot(index="date", columns="ticker", values="weight")
-        books[strategy] = wide.drop(columns=[CASH], errors="ignore").fillna(0.0).rename_axis(columns=None)
-    return books
+    return {strategy: decisions_of(g) for strategy, g in alloc.groupby("strategy")}
+
+
+def decisions_of(rows: pd.DataFrame) -> pd.DataFrame:
+    """One strategy's allocation rows (``date, ticker, weight``) as its decision frame: dates by tickers,
+    CASH implicit, a date that is all CASH kept (a sale of everything)."""
+    wide = rows.pivot(index="date", columns="ticker", values="weight")
+    return wide.drop(columns=[CASH], errors="ignore").fillna(0.0).rename_axis(columns=None)

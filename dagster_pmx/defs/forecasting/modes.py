@@ -25,7 +25,7 @@ from dagster_pmx.defs.reads import ticker_batches
 from dagster_pmx.lake import in_transaction
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.evaluation.cluster import dask_client
-from python_models.evaluation.panel import ModelStats, PanelRun, pooled_here, run_panel, submit_pooled
+from python_models.evaluation.panel import ModelStats, PanelRun, PooledRuns, run_panel
 from python_models.evaluation.refresh import forecast_from_fits, refit_latest
 from python_models.evaluation.walk_forward import POOLED, FoldFit, WalkForwardConfig
 from python_models.forecasters.base import DEFAULT_HORIZONS, Forecaster, PanelForecaster
@@ -103,11 +103,7 @@ def walk_forward(
             # The pooled models start first, each one task on the cluster beside the single-series tasks: this
             # process only gathers rows (it used to fit them in a thread of its own, a third busy process on
             # the workers' cores). Their rows do not depend on where or when they are trained.
-            started = (
-                submit_pooled(client, pooled, returns, wf, settings.forecast_start, features)
-                if client is not None and pooled
-                else None
-            )
+            started = PooledRuns(pooled, returns, wf, settings.forecast_start, features, client)
             for batch in ticker_batches(tickers, settings.ticker_batch) if single else []:
                 rows = returns[returns["ticker"].isin(batch)]
                 run = run_panel(
@@ -121,11 +117,7 @@ def walk_forward(
                 )
                 yield summary.add(run)
             # each pooled model's rows are a batch of their own: this process holds one model's at a time
-            for run in (
-                started.runs()
-                if started is not None
-                else pooled_here(pooled, returns, wf, settings.forecast_start, features)
-            ):
+            for run in started.runs():
                 yield summary.add(run)
                 progress(0, total)  # the runs so far are summary.runs
         if summary.first_asof is None:  # raised before anything is written

@@ -8,8 +8,8 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs import schemas
-from dagster_pmx.defs.backtest.engine import load_market
-from dagster_pmx.defs.backtest.reads import allocation_rows, daily_results
+from dagster_pmx.defs.backtest.engine import load_market, read_books
+from dagster_pmx.defs.backtest.reads import daily_results
 from dagster_pmx.defs.risk.reads import allocation_strategies
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.evaluation.cluster import fan_out
@@ -126,9 +126,7 @@ def stress(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: Pm
     returns = load_market(warehouse, pd.Timestamp("1900-01-01")).returns  # the whole history: the replays
     shocks, simulations = [], []
     for strategy in allocation_strategies(warehouse):  # a strategy's books at a time
-        rows = allocation_rows(warehouse, [strategy])
-        books = rows.pivot_table(index="date", columns="ticker", values="weight", aggfunc="sum").sort_index()
-        books.index = pd.DatetimeIndex(books.index)
+        books = read_books(warehouse, [strategy])[strategy].sort_index()
         shocks.append(
             stress_books(books, returns, settings.benchmark, BOND, settings.bond_duration).assign(strategy=strategy)
         )

@@ -5,12 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from python_models.portfolio.safe_sleeve import bond_price_change
 from python_models.risk.stress import (
     MIN_BETA_SESSIONS,
     SHOCKS,
     Replay,
     block_bootstrap,
-    bond_shock,
     rolling_betas,
     stress_books,
 )
@@ -46,10 +46,10 @@ def _hand_es(pnl: np.ndarray, level: float = 0.975) -> float:
 
 
 def test_the_bond_shock_is_duration_and_convexity_in_closed_form():
-    assert bond_shock(0.02, 10.0) == pytest.approx(-0.2 + 0.02)
-    assert bond_shock(-0.02, 10.0) == pytest.approx(0.2 + 0.02)
+    assert bond_price_change(0.02, 10.0) == pytest.approx(-0.2 + 0.02)
+    assert bond_price_change(-0.02, 10.0) == pytest.approx(0.2 + 0.02)
     with pytest.raises(ValueError, match="duration"):
-        bond_shock(0.02, 0.0)
+        bond_price_change(0.02, 0.0)
 
 
 def test_rolling_betas_are_the_windows_covariance_ratios_by_a_hand_loop():
