@@ -1,13 +1,15 @@
-"""Which models the accuracy floor stops in a sell-off, and which the decay detector would, on the default build.
+"""Which models governance stops in a sell-off, under the old rule and under the two rules that replaced it,
+on the default build.
 
-Reads a built warehouse (``make run``): each model's realised forecasts at the signal horizon against the random
-walk's on the same (ticker, origin) rows, the relative differential of their cross-sectional mean squared errors
-by realisation date, and :func:`python_models.governance.decay.decay_cusum` on it; beside it,
-``marts.model_risk.stopped`` (the 0.45 rolling-accuracy floor the governance applies today). Prints, per rule:
-the share of model-dates stopped, the most models stopped on one date and when, and the models stopped on
-the worst sessions of 2008 and 2020.
+Reads a built warehouse (``make run``). The **old rule** is recomputed from the realised forecasts at the signal
+horizon: the 0.45 floor (resume at 0.50) on the plain directional accuracy over 63 realisation dates, as governance
+applied it before the decay detector. The **new rules** are read from ``marts.model_risk``: ``accuracy_stop`` (the
+floor on the balanced accuracy over 252 dates), ``needs_retrain`` (the decay CUSUM's alarm on the loss relative to
+the random walk) and ``stopped`` (either). For each: the share of model-dates stopped, the most models stopped on
+one date and when, the dates with every model stopped, and the models stopped on the worst sessions of 2008 and
+2020. The random walk is left out (its zero forecast has no direction).
 
-Usage: ``PYTHONPATH=. .venv/bin/python benchmarks/decay_vs_accuracy_stop.py [--warehouse W] [--horizon 21]``
+Usage: ``PYTHONPATH=. .venv/bin/python benchmarks/decay_vs_accuracy_stop.py [--warehouse W]``
 """
 
 from __future__ import annotations
@@ -17,52 +19,56 @@ import argparse
 import pandas as pd
 
 from dagster_pmx.lake import Lake
-from python_models.governance.decay import DecayPolicy, decay_cusum, relative_differential
+from python_models.governance.governor import stop_flags
+from python_models.governance.policy import GovernancePolicy, daily_evidence, rolling_accuracy
 
 SELL_OFFS = ("2008-10-15", "2008-11-20", "2020-03-16", "2020-03-23")
+#: The rule governance applied before: the floor on the plain accuracy over 63 realisation dates.
+OLD_WINDOW = 63
+RULES = {
+    "old_floor": "old rule: plain accuracy (63 dates) < 0.45",
+    "accuracy_stop": "floor: balanced accuracy (252 dates) < 0.45",
+    "needs_retrain": "decay CUSUM alarm",
+    "stopped": "new stop (floor or decay)",
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", default="warehouse/pmx.ducklake")
-    parser.add_argument("--horizon", type=int, default=21)
     args = parser.parse_args()
+    policy = GovernancePolicy()
     with Lake.at(args.warehouse).open(read_only=True) as con:
-        loss = con.execute(
-            f"""
-            with f as (
-                select model, ticker, asof_date, target_date, (y_pred - y_true) ^ 2 as loss
-                from marts.forecasts where horizon = {args.horizon} and y_true is not null
-            )
-            select m.model, m.target_date as date, avg(m.loss) as model_loss, avg(b.loss) as baseline_loss
-            from f m join f b on b.model = 'random_walk' and b.ticker = m.ticker and b.asof_date = m.asof_date
-            where m.model <> 'random_walk'
-            group by all order by m.model, date
-            """
+        forecasts = con.execute(
+            "select model, ticker, asof_date, target_date, y_pred, y_true from marts.forecasts "
+            "where horizon = ? and y_true is not null",
+            [policy.horizon],
         ).df()
-        floor = con.execute("select model, date, stopped from marts.model_risk").df()
-    loss["date"] = pd.to_datetime(loss["date"])
-    floor["date"] = pd.to_datetime(floor["date"])
-    flags = []
-    for model, g in loss.groupby("model"):
-        g = g.set_index("date")
-        out = decay_cusum(relative_differential(g["model_loss"], g["baseline_loss"]), DecayPolicy())
-        flags.append(out.assign(model=model).reset_index()[["model", "date", "decayed"]])
-    decay = pd.concat(flags, ignore_index=True)
-    both = floor.merge(decay, on=["model", "date"], how="inner")
-    print(f"{len(both):,} model-dates of {both['model'].nunique()} models, {both['date'].min().date()} to "
-          f"{both['date'].max().date()}, h = {args.horizon}")  # fmt: skip
-    for rule in ("stopped", "decayed"):
+        status = con.execute("select model, date, accuracy_stop, needs_retrain, stopped from marts.model_risk").df()
+    status["date"] = pd.to_datetime(status["date"])
+    plain = rolling_accuracy(daily_evidence(forecasts, policy.baseline).hits, OLD_WINDOW)
+    old = pd.concat(
+        {m: stop_flags(plain[m], policy.stop_accuracy, policy.retrain_accuracy) for m in plain.columns}, axis=1
+    )
+    old = old.rename_axis(index="date", columns="model").stack().rename("old_floor").reset_index()
+    both = status.merge(old, on=["model", "date"], how="inner")
+    both = both[both["model"] != policy.decay_baseline]
+    n = both["model"].nunique()
+    print(f"{len(both):,} model-dates of {n} models, {both['date'].min().date()} to {both['date'].max().date()}, "
+          f"h = {policy.horizon}")  # fmt: skip
+    print(
+        f"| rule | model-dates stopped | most models on one date | dates with all {n} stopped | "
+        + " | ".join(SELL_OFFS)
+        + " |"
+    )
+    print("|---|---|---|---|" + "---|" * len(SELL_OFFS))
+    for rule, label in RULES.items():
         per_date = both.groupby("date")[rule].sum()
+        days = [int(per_date.get(pd.Timestamp(d), -1)) for d in SELL_OFFS]
         print(
-            f"{rule:>8}: {both[rule].mean():6.1%} of model-dates; at most {int(per_date.max())} of "
-            f"{both['model'].nunique()} models on one date ({per_date.idxmax().date()}); "
-            f"dates with every model stopped: {int((per_date == both.groupby('date')['model'].size()).sum())}"
+            f"| {label} | {both[rule].mean():.1%} | {int(per_date.max())} ({per_date.idxmax().date()}) | "
+            f"{int((per_date == n).sum())} | " + " | ".join(map(str, days)) + " |"
         )
-    for day in SELL_OFFS:
-        at = both[both["date"] == pd.Timestamp(day)]
-        if len(at):
-            print(f"{day}: floor stops {int(at['stopped'].sum())}, decay stops {int(at['decayed'].sum())} of {len(at)}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from dagster_pmx.defs.classification import assets as classification_assets
 from dagster_pmx.defs.forecasting import assets as forecasting_assets
 from dagster_pmx.defs.governance import assets as governance_assets
 from dagster_pmx.defs.governance import checks as governance_checks
+from dagster_pmx.defs.governance import sensors as governance_sensors
 from dagster_pmx.defs.ingest import assets as ingest_assets
 from dagster_pmx.defs.ingest import checks as ingest_checks
 from dagster_pmx.defs.operations import checks as operations_checks
@@ -83,7 +84,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
             jobs.weekly_retrain_schedule,
             maintenance.warehouse_maintenance_schedule,
         ],
-        sensors=[sensors.alert_on_run_failure, dead_runs.dead_runs_sensor],
+        sensors=[sensors.alert_on_run_failure, dead_runs.dead_runs_sensor, governance_sensors.decay_retrain_sensor],
         resources={**default_resources(), **(resources or {})},
         # One step at a time in the run's own process: DuckDB admits a single writing process.
         executor=dg.in_process_executor,

@@ -399,14 +399,19 @@ _EVIDENCE = (
 
 GOVERNANCE_DECISIONS = _schema(
     ("decision_date", "timestamp_ns", "Close at which the decision takes effect (signals of that date follow it)."),
-    ("action", "varchar", "promote, hold, revert, stop or resume."),
+    (
+        "action",
+        "varchar",
+        "promote, hold, revert, stop, resume or retrain (a decay alarm started: the decay_retrain "
+        "sensor queues the weekly_retrain job).",
+    ),
     (
         "model",
         "varchar",
-        "Model the decision is about (the leader after promote/hold/revert; the stopped or resumed model).",
+        "Model the decision is about (the leader after promote/hold/revert; the stopped, resumed or decayed model).",
     ),
-    ("previous_model", "varchar", "Leader before the decision (the model itself for stop/resume)."),
-    ("rolling_accuracy", "double", "The model's rolling directional accuracy (63 realised dates) at the date."),
+    ("previous_model", "varchar", "Leader before the decision (the model itself for stop/resume/retrain)."),
+    ("rolling_accuracy", "double", "The model's rolling directional accuracy (252 realised dates) at the date."),
     ("reason", "varchar", "Why, in words: the criteria met or failed."),
     *_EVIDENCE,
     (
@@ -426,9 +431,38 @@ GOVERNANCE_REVIEWS = _schema(
 MODEL_RISK = _schema(
     ("model", "varchar", "Model (single or ensemble) at the signal horizon."),
     ("date", "timestamp_ns", "Session."),
-    ("rolling_accuracy", "double", "Directional accuracy over the last 63 realisation dates (pooled over tickers)."),
-    ("stopped", "boolean", "Emergency stop in force: set when rolling_accuracy < 0.45, lifted at >= 0.50."),
-    ("needs_retrain", "boolean", "rolling_accuracy < 0.50: accuracy has decayed to a coin flip or below."),
+    (
+        "rolling_accuracy",
+        "double",
+        "Directional accuracy over the last 252 realisation dates (mean of the daily shares).",
+    ),
+    (
+        "balanced_accuracy",
+        "double",
+        "Mean of the share of rises forecast up and of falls forecast down over the last 252 "
+        "realisation dates (counts pooled over tickers): 0.5 for a forecaster without skill in any market; NULL when "
+        "the window holds no rise or no fall.",
+    ),
+    ("accuracy_stop", "boolean", "The accuracy floor's stop: set when balanced_accuracy < 0.45, lifted at >= 0.50."),
+    (
+        "relative_loss",
+        "double",
+        "The model's mean squared error over the random walk's on the forecasts realised this "
+        "session (same tickers and origins), minus 1: what the decay detector reads; NULL for the random walk.",
+    ),
+    (
+        "decay_cusum",
+        "double",
+        "Page's CUSUM of relative_loss standardised by the trailing 252 dates' mean and long-run "
+        "sd (k 0.5), carried from the last realisation date; NULL while warming up.",
+    ),
+    (
+        "needs_retrain",
+        "boolean",
+        "The decay alarm: set when decay_cusum > 10 and held until it is back at 0; its start "
+        "is a retrain decision in marts.governance_decisions and the decay_retrain sensor queues the retrain.",
+    ),
+    ("stopped", "boolean", "Emergency stop in force: accuracy_stop or needs_retrain."),
     ("active", "boolean", "The model marts.signals follows at this date."),
 )
 

@@ -68,7 +68,13 @@ def relative_differential(model_loss: pd.Series, baseline_loss: pd.Series) -> pd
     return (both["m"] / both["b"].where(both["b"] > 0) - 1.0).dropna()
 
 
-def decay_cusum(differential: pd.Series, policy: DecayPolicy = DecayPolicy()) -> pd.DataFrame:
+def decay_cusum(
+    differential: pd.Series,
+    policy: DecayPolicy = DecayPolicy(),
+    after: pd.Timestamp | None = None,
+    cusum: float = 0.0,
+    alarm: bool = False,
+) -> pd.DataFrame:
     """The CUSUM of a model's daily loss differential against its baseline, date by date.
 
     Parameters
@@ -76,30 +82,39 @@ def decay_cusum(differential: pd.Series, policy: DecayPolicy = DecayPolicy()) ->
     differential : Series
         ``d_t`` by realisation date (:func:`relative_differential`), sorted.
     policy : DecayPolicy
+    after : Timestamp, optional
+        Resume a run that stopped at this date: only the dates after it are computed, from the
+        statistic ``cusum`` and the ``alarm`` it left there. Their reference windows read the dates
+        before them, so ``differential`` must hold the ``reference`` dates before the first of them
+        (or every date from the first: a date with fewer before it is still warming up).
+    cusum, alarm : float, bool
+        The CUSUM and the alarm at ``after`` (0 and off for a run from the first date).
 
     Returns
     -------
     DataFrame
-        By date: ``scale`` (the long-run sd of the ``reference`` dates before), ``z`` (the date's
-        differential above their mean, in those sds), ``cusum`` and
-        ``decayed`` (the CUSUM above ``h``, until it is back at 0). The first ``reference`` dates have no
-        scale: NaN, and not decayed.
+        By date (those after ``after`` when given): ``scale`` (the long-run sd of the ``reference``
+        dates before), ``z`` (the date's differential above their mean, in those sds), ``cusum`` and
+        ``decayed`` (the CUSUM above ``h``, until it is back at 0). A date with fewer than
+        ``reference`` dates before it has no scale: NaN, and not decayed.
     """
     d = differential.dropna().astype(float)
     if not d.index.is_monotonic_increasing:
         raise ValueError("the differential must be sorted by date")
     values = d.to_numpy()
     n = len(values)
-    scale, z, cusum = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    first = 0 if after is None else int(d.index.searchsorted(after, side="right"))
+    scale, z, out = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     decayed = np.zeros(n, dtype=bool)
-    s, alarm = 0.0, False
-    for t in range(policy.reference, n):
+    s, on = float(cusum), bool(alarm)
+    for t in range(max(first, policy.reference), n):
         reference = values[t - policy.reference : t]
         sd = long_run_sd(reference, policy.lags)
         scale[t] = sd
         step = (values[t] - reference.mean()) / sd if sd > 0 else 0.0
         z[t] = step
         s = max(0.0, s + step - policy.k)
-        alarm = s > policy.h or (alarm and s > 0.0)
-        cusum[t], decayed[t] = s, alarm
-    return pd.DataFrame({"scale": scale, "z": z, "cusum": cusum, "decayed": decayed}, index=d.index)
+        on = s > policy.h or (on and s > 0.0)
+        out[t], decayed[t] = s, on
+    frame = pd.DataFrame({"scale": scale, "z": z, "cusum": out, "decayed": decayed}, index=d.index)
+    return frame.iloc[first:]

@@ -1,7 +1,8 @@
 """The governance policy applied session by session: emergency stops, reviews, the active model.
 
 :func:`govern` walks the sessions in time order. At each close it first applies the emergency
-stops and resumptions (:func:`apply_stops`), then, on a review date, gathers every candidate's
+stops and resumptions (:func:`apply_stops`: the decay alarm or the balanced-accuracy floor, see
+:mod:`python_models.governance.policy`), then, on a review date, gathers every candidate's
 evidence (:func:`review`) and applies the decision rule (:func:`decide`), and finally names
 the model the signals follow at that close (:func:`leader`). The thresholds and the evidence
 are :mod:`python_models.governance.policy`'s; what carries over from one run to the next is a
@@ -15,10 +16,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from python_models.governance.decay import decay_cusum
 from python_models.governance.policy import (
     EVIDENCE_COLUMNS,
+    DatedEvidence,
     Evidence,
     GovernancePolicy,
+    balanced_accuracy,
     evaluate,
     failures,
     rolling_accuracy,
@@ -35,6 +39,20 @@ DECISION_COLUMNS = [
     "thresholds",
 ]
 REVIEW_COLUMNS = ["review_date", "model", *EVIDENCE_COLUMNS, "stopped"]
+STATUS_COLUMNS = [
+    "model",
+    "date",
+    "rolling_accuracy",
+    "balanced_accuracy",
+    "accuracy_stop",
+    "relative_loss",
+    "decay_cusum",
+    "needs_retrain",
+    "stopped",
+    "active",
+]
+#: The sensor that queues a retrain when a decay alarm starts (dagster_pmx.defs.governance.sensors).
+RETRAIN_SENSOR = "decay_retrain"
 _FLAGS = {"passes": "boolean", "retains": "boolean"}
 
 
@@ -42,20 +60,25 @@ _FLAGS = {"passes": "boolean", "retains": "boolean"}
 class GovernanceState:
     """Where governance stood at the close of ``date``, as an earlier run left it: the promoted
     candidate ("" while the baseline leads), each model's emergency stop, and the last review
-    (the next is ``review_every`` sessions after it)."""
+    (the next is ``review_every`` sessions after it); of the two rules behind a stop, each model's
+    accuracy-floor state (``accuracy_stop``), and its decay CUSUM and alarm (``cusum``, ``decayed``;
+    a model missing from them starts at 0 and off)."""
 
     date: pd.Timestamp
     promoted: str
     stopped: dict[str, bool]
     last_review: pd.Timestamp
+    accuracy_stop: dict[str, bool] = field(default_factory=dict)
+    cusum: dict[str, float] = field(default_factory=dict)
+    decayed: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass
 class GovernanceResult:
-    """``decisions``: promote/hold/revert/stop/resume rows; ``reviews``: every candidate's
-    evidence at every review; ``status``: per (model, date) rolling accuracy, stop and
-    retrain flags; ``active``: the model signals use at each date's close (empty string:
-    nothing may trade)."""
+    """``decisions``: promote/hold/revert/stop/resume/retrain rows; ``reviews``: every candidate's
+    evidence at every review; ``status``: per (model, date) the two stop rules' readings, the stop
+    and the retrain flag (:data:`STATUS_COLUMNS`); ``active``: the model signals use at each date's
+    close (empty string: nothing may trade)."""
 
     decisions: pd.DataFrame
     reviews: pd.DataFrame
@@ -80,14 +103,16 @@ class Start:
 
     ``accuracy`` is the rolling accuracy on the sessions to decide (its index is that calendar);
     ``first_review`` the position among them of the first review (reviews then follow every
-    ``review_every`` sessions); ``promoted`` and ``stopped`` the promoted candidate and the
-    emergency stops at the close before the first session decided.
+    ``review_every`` sessions); ``promoted``, ``stopped`` and ``accuracy_stop`` the promoted
+    candidate, the emergency stops and the accuracy floor's at the close before the first session
+    decided.
     """
 
     accuracy: pd.DataFrame
     first_review: int
     promoted: str
     stopped: dict[str, bool]
+    accuracy_stop: dict[str, bool]
 
 
 def starting_point(
@@ -105,14 +130,76 @@ def starting_point(
     models = list(accuracy.columns)
     if state is None:
         first = int(sessions.searchsorted(first_evidence)) if first_evidence is not None else len(sessions)
-        return Start(accuracy, first, "", {m: False for m in models})
+        return Start(accuracy, first, "", {m: False for m in models}, {m: False for m in models})
     if state.last_review not in sessions:
         raise ValueError(f"the sessions must reach back to the last review {state.last_review.date()}")
     first = int(sessions.get_loc(state.last_review)) + policy.review_every
     kept = accuracy.loc[sessions > state.date]
     # positions count from the first session decided, so the grid shifts by the sessions dropped
     first -= len(sessions) - len(kept)
-    return Start(kept, first, state.promoted, {m: bool(state.stopped.get(m, False)) for m in models})
+    return Start(
+        kept,
+        first,
+        state.promoted,
+        {m: bool(state.stopped.get(m, False)) for m in models},
+        {m: bool(state.accuracy_stop.get(m, False)) for m in models},
+    )
+
+
+@dataclass(frozen=True)
+class Watch:
+    """The two stop rules' readings on the sessions decided (sessions by models): the balanced
+    accuracy and the floor's state on it, the relative loss realised that session, the decay CUSUM
+    and its alarm (both carried from the last realisation date), and the stop they make together."""
+
+    balanced: pd.DataFrame
+    accuracy_stop: pd.DataFrame
+    relative_loss: pd.DataFrame
+    cusum: pd.DataFrame
+    decayed: pd.DataFrame
+
+    @property
+    def stopped(self) -> pd.DataFrame:
+        return self.accuracy_stop | self.decayed
+
+
+def watch(
+    evidence: DatedEvidence, models: list[str], start: Start, policy: GovernancePolicy, state: GovernanceState | None
+) -> Watch:
+    """Both stop rules on the sessions ``start`` decides: the accuracy floor on the balanced accuracy
+    (:func:`stop_flags`, from the floor's state before them) and the decay CUSUM of every model but the
+    decay baseline (:func:`~python_models.governance.decay.decay_cusum`, resumed from ``state``'s
+    statistic and alarm; a model without a relative loss is never decayed)."""
+    days = start.accuracy.index
+    balanced = balanced_accuracy(evidence, policy.accuracy_window)[models].reindex(days, method="ffill")
+    floor = pd.DataFrame(
+        {
+            m: stop_flags(balanced[m], policy.stop_accuracy, policy.retrain_accuracy, start.accuracy_stop[m])
+            for m in models
+        },
+        index=days,
+    )
+    relative = evidence.relative_loss
+    cusum = pd.DataFrame(np.nan, index=days, columns=models)
+    decayed = pd.DataFrame(False, index=days, columns=models)
+    for m in models:
+        carried_cusum = state.cusum.get(m, 0.0) if state is not None else np.nan
+        carried_alarm = state.decayed.get(m, False) if state is not None else False
+        if m in relative.columns:
+            after = state.date if state is not None else None
+            readings = decay_cusum(
+                relative[m].dropna(),
+                policy.decay_policy(),
+                after,
+                0.0 if np.isnan(carried_cusum) else carried_cusum,
+                carried_alarm,
+            )
+            on_days = readings.reindex(days, method="ffill")
+            cusum[m] = on_days["cusum"].fillna(carried_cusum)
+            decayed[m] = on_days["decayed"].astype("boolean").fillna(carried_alarm).astype(bool)
+        else:
+            cusum[m], decayed[m] = carried_cusum, carried_alarm
+    return Watch(balanced, floor, relative.reindex(index=days, columns=models), cusum, decayed)
 
 
 @dataclass
@@ -157,24 +244,38 @@ def apply_stops(
     now: dict[str, bool],
     promoted: str,
     policy: GovernancePolicy,
+    readings: Watch,
+    was_decayed: dict[str, bool],
 ) -> str:
-    """The emergency stops and resumptions that take effect at this close.
+    """The emergency stops, resumptions and retrain requests that take effect at this close.
 
-    ``was`` and ``now`` are each model's stop at the previous close and at this one. A model
-    newly stopped is logged as a stop and, if it is the promoted one, reverted to the baseline
-    the same close; one newly back above the bar is logged as a resume. Returns the promoted
-    model after them ("" when the baseline leads).
+    ``was`` and ``now`` are each model's stop at the previous close and at this one, ``was_decayed``
+    its decay alarm at the previous close; ``readings`` say which rule stops it. A decay alarm that
+    starts is logged as a retrain request (the :data:`RETRAIN_SENSOR` sensor queues the run). A model
+    newly stopped is logged as a stop with the rule's reading and, if it is the promoted one, reverted
+    to the baseline the same close; one whose rules both let it go again is logged as a resume.
+    Returns the promoted model after them ("" when the baseline leads).
     """
-    accuracy = log.accuracy
     for m, stopped in now.items():
+        decayed, floor = bool(readings.decayed.at[date, m]), bool(readings.accuracy_stop.at[date, m])
+        cusum, balanced = readings.cusum.at[date, m], readings.balanced.at[date, m]
+        decay_reading = f"decay CUSUM {cusum:.2f} > {policy.decay_h} on the loss relative to {policy.decay_baseline}"
+        if decayed and not was_decayed[m]:
+            log.record(date, "retrain", m, m, f"{decay_reading}: retrain requested (sensor {RETRAIN_SENSOR})")
         if stopped and not was[m]:
-            reason = f"rolling directional accuracy {accuracy.at[date, m]:.4f} < {policy.stop_accuracy}"
-            log.record(date, "stop", m, m, reason)
+            reasons = [decay_reading] if decayed else []
+            if floor:
+                reasons.append(f"balanced directional accuracy {balanced:.4f} < {policy.stop_accuracy}")
+            log.record(date, "stop", m, m, "; ".join(reasons))
             if m == promoted:
                 log.record(date, "revert", policy.baseline, m, f"emergency stop of the promoted model {m}")
                 promoted = ""
         elif was[m] and not stopped:
-            reason = f"rolling directional accuracy {accuracy.at[date, m]:.4f} >= {policy.retrain_accuracy}"
+            reason = (
+                f"decay CUSUM back at 0 and balanced directional accuracy {balanced:.4f} >= {policy.retrain_accuracy}"
+                if np.isfinite(balanced)
+                else "decay CUSUM back at 0"
+            )
             log.record(date, "resume", m, m, reason)
     return promoted
 
@@ -250,26 +351,32 @@ def leader(promoted: str, baseline: str, stopped: dict[str, bool]) -> str:
     return baseline if not stopped[baseline] else ""
 
 
-def model_status(
-    accuracy: pd.DataFrame, stopped: pd.DataFrame, active: pd.Series, policy: GovernancePolicy
-) -> pd.DataFrame:
-    """Per (model, date): rolling accuracy, emergency stop, retraining flag and whether it is the
-    model signals follow (the ``marts.model_risk`` rows)."""
+def model_status(accuracy: pd.DataFrame, readings: Watch, active: pd.Series) -> pd.DataFrame:
+    """Per (model, date), the ``marts.model_risk`` rows (:data:`STATUS_COLUMNS`): the plain rolling
+    accuracy, the two stop rules' readings, the retrain flag (the decay alarm), the stop and whether it
+    is the model signals follow."""
+    columns = {
+        "rolling_accuracy": accuracy,
+        "balanced_accuracy": readings.balanced,
+        "accuracy_stop": readings.accuracy_stop,
+        "relative_loss": readings.relative_loss,
+        "decay_cusum": readings.cusum,
+        "needs_retrain": readings.decayed,
+        "stopped": readings.stopped,
+    }
     status = (
-        accuracy.stack(future_stack=True)
-        .rename("rolling_accuracy")
+        pd.concat({name: frame.stack(future_stack=True) for name, frame in columns.items()}, axis=1)
         .rename_axis(["date", "model"])
         .reset_index()
-        .merge(stopped.stack().rename("stopped").rename_axis(["date", "model"]).reset_index(), on=["date", "model"])
     )
-    status["needs_retrain"] = status["rolling_accuracy"] < policy.retrain_accuracy
     status["active"] = status["model"].to_numpy() == active.reindex(status["date"]).to_numpy()
-    return status[["model", "date", "rolling_accuracy", "stopped", "needs_retrain", "active"]]
+    flags = {c: bool for c in ("accuracy_stop", "needs_retrain", "stopped", "active")}
+    return status[STATUS_COLUMNS].astype({**flags, "rolling_accuracy": float, "balanced_accuracy": float,
+                                          "relative_loss": float, "decay_cusum": float})  # fmt: skip
 
 
 def govern(
-    loss_diff: pd.DataFrame,
-    hits: pd.DataFrame,
+    evidence: DatedEvidence,
     returns: pd.DataFrame,
     policy: GovernancePolicy,
     regimes: pd.Series | None = None,
@@ -280,7 +387,7 @@ def govern(
 
     Parameters
     ----------
-    loss_diff, hits
+    evidence : DatedEvidence
         From :func:`python_models.governance.policy.daily_evidence` (indexed by realisation date).
     returns : pandas.DataFrame
         Daily net returns of each model's strategy (a return dated ``t`` is earned over
@@ -294,8 +401,8 @@ def govern(
     state : GovernanceState, optional
         Resume where an earlier run stopped: decide only the sessions after ``state.date``.
         The inputs then need to reach back only as far as those decisions read (the evidence
-        window before the next review, the accuracy window); the result holds the new
-        sessions' rows, the ones the whole history gives them.
+        window before the next review, the accuracy window, the decay CUSUM's reference window);
+        the result holds the new sessions' rows, the ones the whole history gives them.
 
     Returns
     -------
@@ -304,6 +411,7 @@ def govern(
         session decided.
     """
     base = policy.baseline
+    loss_diff, hits = evidence.loss_diff, evidence.hits
     if base not in hits.columns or base not in returns.columns:
         raise ValueError(f"baseline {base!r} needs hit rates and strategy returns")
     calendar = pd.DatetimeIndex(sessions if sessions is not None else returns.index).sort_values()
@@ -313,30 +421,42 @@ def govern(
     first_evidence = loss_diff.index.min() if len(loss_diff) else None
     start = starting_point(accuracy, first_evidence, policy, state)
     acc, days = start.accuracy, start.accuracy.index
-    stopped = pd.DataFrame(
-        {m: stop_flags(acc[m], policy.stop_accuracy, policy.retrain_accuracy, start.stopped[m]) for m in models},
-        index=days,
-    )
-    flags = stopped.to_numpy()  # row i: the stops at close i, models in column order
+    readings = watch(evidence, models, start, policy, state)
+    flags = readings.stopped[models].to_numpy()  # row i: the stops at close i, models in column order
+    alarms = readings.decayed[models].to_numpy()
     log = DecisionLog(acc, policy.thresholds())
     active = pd.Series("", index=days, dtype=object)
     reviews = set(range(start.first_review, len(days), policy.review_every))
     promoted, was = start.promoted, start.stopped
+    was_decayed = {m: bool(state.decayed.get(m, False)) if state is not None else False for m in models}
     for i, date in enumerate(days):
         now = dict(zip(models, flags[i].tolist(), strict=True))
-        promoted = apply_stops(log, date, was, now, promoted, policy)
+        promoted = apply_stops(log, date, was, now, promoted, policy, readings, was_decayed)
         if i in reviews:
-            evidence = review(date, candidates, loss_diff, returns, now, policy, regimes)
-            log.reviews.extend({"review_date": date, **ev} for ev in evidence)
-            promoted = decide(log, date, evidence, promoted, policy)
+            review_evidence = review(date, candidates, loss_diff, returns, now, policy, regimes)
+            log.reviews.extend({"review_date": date, **ev} for ev in review_evidence)
+            promoted = decide(log, date, review_evidence, promoted, policy)
         active.iloc[i] = leader(promoted, base, now)
-        was = now
+        was, was_decayed = now, dict(zip(models, alarms[i].tolist(), strict=True))
     return GovernanceResult(
         decisions=pd.DataFrame(log.decisions, columns=DECISION_COLUMNS).astype(_FLAGS),
         reviews=pd.DataFrame(log.reviews, columns=REVIEW_COLUMNS).astype({**_FLAGS, "stopped": bool}),
-        status=model_status(acc, stopped, active, policy),
+        status=model_status(acc, readings, active),
         active=active,
     )
+
+
+def retrain_requests(result: GovernanceResult) -> dict[str, str]:
+    """The retrain requests a run leaves open: each model whose decay alarm is on at the last session it
+    decided and started in it, with the date it started (ISO). An alarm that ended, or started in an earlier
+    run (which asked already), asks nothing."""
+    status = result.status
+    if status.empty:
+        return {}
+    last = status["date"].max()
+    on = set(status.loc[(status["date"] == last) & status["needs_retrain"], "model"])
+    asked = result.decisions.loc[result.decisions["action"] == "retrain"].groupby("model")["decision_date"].max()
+    return {str(m): str(pd.Timestamp(d).date()) for m, d in asked.items() if m in on}
 
 
 def _evidence(ev: Evidence) -> Evidence:

@@ -23,7 +23,7 @@ def state_from_status(
     rows: pd.DataFrame, date: pd.Timestamp, last_review: pd.Timestamp, baseline: str
 ) -> GovernanceState:
     """The state a run left at the close of ``date``, from its ``marts.model_risk`` rows there
-    (``model, stopped, active``) and its last review.
+    (``model, stopped, active, accuracy_stop, decay_cusum, needs_retrain``) and its last review.
 
     The promoted candidate is the active model unless that is the baseline: a promoted model is
     active unless stopped, and a stop reverts it the same close, so an inactive promoted model
@@ -31,8 +31,19 @@ def state_from_status(
     """
     leader = rows.loc[rows["active"], "model"]
     promoted = leader.iloc[0] if len(leader) and leader.iloc[0] != baseline else ""
-    stopped = {m: bool(x) for m, x in zip(rows["model"], rows["stopped"], strict=True)}
-    return GovernanceState(date=date, promoted=promoted, stopped=stopped, last_review=last_review)
+
+    def by_model(column: str, kind: type) -> dict:
+        return {m: kind(x) for m, x in zip(rows["model"], rows[column], strict=True)}
+
+    return GovernanceState(
+        date=date,
+        promoted=promoted,
+        stopped=by_model("stopped", bool),
+        last_review=last_review,
+        accuracy_stop=by_model("accuracy_stop", bool),
+        cusum=by_model("decay_cusum", float),  # NaN: still warming up (the recursion starts at 0)
+        decayed=by_model("needs_retrain", bool),
+    )
 
 
 def has_new_sessions(calendar: pd.DatetimeIndex, state: GovernanceState) -> bool:
@@ -50,9 +61,11 @@ def evidence_start(
 
     Every input a decision after ``state.date`` reads: the evidence window before a review (with
     a session to enter the strategies), the forecasts realised in it, and the accuracy window;
-    the confidence window when it is the longer one (the signals read the same inputs).
+    the confidence window or the decay CUSUM's reference window when it is the longer one (the
+    signals read the same inputs).
     """
-    lookback = max(policy.evidence_window + 1, confidence_window) + policy.accuracy_window + 2 * policy.horizon
+    longest = max(policy.evidence_window + 1, confidence_window, policy.decay_reference)
+    lookback = longest + policy.accuracy_window + 2 * policy.horizon
     return sessions_before(calendar, min(state.date, state.last_review), lookback)
 
 

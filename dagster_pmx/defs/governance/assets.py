@@ -31,7 +31,13 @@ from python_models.forecasters.registry import MODELS
 from python_models.governance import resume
 from python_models.governance.drift import RECENT_WINDOW as DRIFT_RECENT
 from python_models.governance.drift import feature_drift
-from python_models.governance.governor import GovernanceResult, GovernanceState, govern
+from python_models.governance.governor import (
+    STATUS_COLUMNS,
+    GovernanceResult,
+    GovernanceState,
+    govern,
+    retrain_requests,
+)
 from python_models.governance.policy import DailyEvidence, GovernancePolicy, model_strategy_returns
 from python_models.governance.signals import CONFIDENCE_WINDOW, governed_signals, model_signals
 
@@ -51,6 +57,8 @@ CALENDAR_FEATURES = (
 #: The forecast tables governance chooses among, and the columns it reads of them.
 FORECAST_TABLES = ["ml.base_forecasts", "ml.ensemble_forecasts"]
 FORECAST_COLUMNS = "model, ticker, asof_date, horizon, target_date, y_pred, y_lower, y_upper, y_std"
+#: The decisions' metadata entry naming the retrain requests a run leaves open ({model: alarm date}).
+RETRAIN_REQUESTS = "retrain_requests"
 #: The governed signals' table: written a ticker batch at a time by a full build.
 SIGNALS_TABLE = "ml.governed_signals"
 
@@ -94,8 +102,9 @@ def _spec(name: str, schema: dg.TableSchema, description: str, schema_name: str 
         _spec(
             "governance_decisions",
             schemas.GOVERNANCE_DECISIONS,
-            "Audit trail of governance: promote / hold / revert at each review (every 63 sessions) and stop / "
-            "resume on any session, with the evidence, the thresholds in force and the date.",
+            "Audit trail of governance: promote / hold / revert at each review (every 63 sessions), and stop / "
+            "resume / retrain on any session, with the evidence, the thresholds in force and the date. Its "
+            "materialization names the retrain requests still open (the decay_retrain sensor queues them).",
         ),
         _spec(
             "governance_reviews",
@@ -107,8 +116,10 @@ def _spec(name: str, schema: dg.TableSchema, description: str, schema_name: str 
         _spec(
             "model_risk",
             schemas.MODEL_RISK,
-            "Per model and session: rolling directional accuracy (63 realised dates), emergency stop (< 0.45, "
-            "resumes at >= 0.50), retraining flag (< 0.50) and whether it is the model signals follow.",
+            "Per model and session: the two emergency-stop rules' readings (the decay CUSUM on the loss relative to "
+            "the random walk, whose alarm is the retraining flag; the floor on the balanced directional accuracy, "
+            "< 0.45, resumes at >= 0.50), the plain rolling accuracy, the stop, and whether it is the model "
+            "signals follow.",
         ),
         _spec(
             "feature_drift",
@@ -124,15 +135,25 @@ def governance(
 ) -> Iterator[dg.MaterializeResult]:
     """Govern every session (full build), or the sessions after the stored state (daily refresh)."""
     policy = governance_policy(settings)
-    state = reads.stored_state(warehouse, policy) if config.incremental else None
-    missing = set(SIGNAL_COLUMNS) - set(reads.stored_signal_columns(warehouse)) if state is not None else set()
-    if missing:  # stored by an earlier version (a confidence component it lacked): govern every session again
-        context.log.info(f"ml.governed_signals lacks {sorted(missing)}: governing every session again")
-        state = None
+    state = (
+        reads.stored_state(warehouse, policy) if config.incremental and _stored_current(context, warehouse) else None
+    )
     if state is None:
         yield from _full_build(context, warehouse, settings, policy)
     else:
         yield from _resume(context, warehouse, settings, policy, state)
+
+
+def _stored_current(context: dg.AssetExecutionContext, warehouse: Warehouse) -> bool:
+    """Whether the stored tables have every column this version writes: one stored by an earlier version
+    (a confidence component or a stop rule's reading it lacked) is governed again from the first session."""
+    for table, columns in ((SIGNALS_TABLE, SIGNAL_COLUMNS), ("marts.model_risk", STATUS_COLUMNS)):
+        stored = reads.stored_columns(warehouse, table)
+        missing = set(columns) - set(stored)
+        if stored and missing:
+            context.log.info(f"{table} lacks {sorted(missing)}: governing every session again")
+            return False
+    return True
 
 
 def _full_build(
@@ -302,12 +323,11 @@ def _govern(
     the universe's forecasts at once: each model's strategy is sized on its own forecasts, a model at a
     time, and the daily losses and hits are means over tickers, pooled a ticker batch at a time."""
     strategy = evidence_strategies(warehouse, settings, forecasts, since)
-    evidence = DailyEvidence(policy.baseline)
+    evidence = DailyEvidence(policy.baseline, policy.decay_baseline)
     for tickers in ticker_batches(forecasts.tickers, settings.ticker_batch):
         evidence.add(forecasts.read(tickers=tickers))
-    loss_diff, hits = evidence.result()
     regimes = market_regimes(warehouse)
-    return govern(loss_diff, hits, strategy, policy, regimes=regimes, sessions=strategy.index, state=state)
+    return govern(evidence.result(), strategy, policy, regimes=regimes, sessions=strategy.index, state=state)
 
 
 def _signals(
@@ -402,6 +422,8 @@ def _materializations(
             "active_model_share": dg.MetadataValue.md(active_share.rename("share").to_frame().to_markdown()),
         },
         "marts/governance_decisions": {
+            # what the decay_retrain sensor reads (dagster_pmx.defs.governance.sensors)
+            RETRAIN_REQUESTS: dg.MetadataValue.json(retrain_requests(result)),
             "actions": str(actions),
             "latest_active_model": result.active.iloc[-1] or "(none: all stopped)",
             "events": dg.MetadataValue.md(events.tail(30).to_markdown(index=False)),

@@ -26,6 +26,10 @@ OUTPUTS = (
 )
 
 
+#: The marts.model_risk columns the state a run leaves is read from.
+STATE_COLUMNS = ("model", "stopped", "active", "accuracy_stop", "decay_cusum", "needs_retrain")
+
+
 def stored_state(warehouse: Warehouse, policy: GovernancePolicy) -> GovernanceState | None:
     """Where the stored tables leave governance (None when they hold no run to resume): the last
     session's stops and active model, and the last review."""
@@ -38,13 +42,13 @@ def stored_state(warehouse: Warehouse, policy: GovernancePolicy) -> GovernanceSt
         reviews = db.table("governance_reviews", database="marts")
         rows = frame(
             t.filter(t.date == t.date.max()).select(
-                "model", "stopped", "active", "date", review=reviews.review_date.max().as_scalar()
+                *STATE_COLUMNS, "date", review=reviews.review_date.max().as_scalar()
             )
         )
     if rows.empty or pd.isna(rows["review"].iloc[0]):  # nothing stored, or no review yet
         return None
     last, review = pd.Timestamp(rows["date"].iloc[0]), pd.Timestamp(rows["review"].iloc[0])
-    return state_from_status(rows[["model", "stopped", "active"]], last, review, policy.baseline)
+    return state_from_status(rows[list(STATE_COLUMNS)], last, review, policy.baseline)
 
 
 def variance_ratios(warehouse: Warehouse, benchmark: str, since: pd.Timestamp | None) -> pd.DataFrame:
@@ -71,12 +75,13 @@ def direction_probabilities(warehouse: Warehouse, horizon: int, since: pd.Timest
         return frame(t.select("ticker", "date", "probability"))
 
 
-def stored_signal_columns(warehouse: Warehouse) -> list[str]:
-    """The columns ``ml.governed_signals`` has (none when it does not exist)."""
-    if not warehouse.has("ml.governed_signals"):
+def stored_columns(warehouse: Warehouse, table: str) -> list[str]:
+    """The columns the stored ``schema.table`` has (none when it does not exist)."""
+    if not warehouse.has(table):
         return []
+    schema, name = table.split(".")
     with warehouse.ibis() as db:
-        return list(db.table("governed_signals", database="ml").columns)
+        return list(db.table(name, database=schema).columns)
 
 
 def stored_active(warehouse: Warehouse, since: pd.Timestamp) -> pd.Series:

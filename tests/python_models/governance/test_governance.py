@@ -14,11 +14,14 @@ from python_models.governance.governor import (
     decide,
     govern,
     leader,
+    retrain_requests,
     starting_point,
     stop_flags,
 )
 from python_models.governance.policy import (
+    DatedEvidence,
     GovernancePolicy,
+    balanced_accuracy,
     daily_evidence,
     evaluate,
     model_strategy_returns,
@@ -64,9 +67,18 @@ def _valued_on(returns):
 
 def _run(candidates, policy=POLICY, seed=0):
     r, f = _world(candidates, seed)
-    loss_diff, hits = daily_evidence(f, policy.baseline)
     returns = model_strategy_returns(f, _valued_on(r))
-    return govern(loss_diff, hits, returns, policy)
+    return govern(daily_evidence(f, policy.baseline), returns, policy)
+
+
+def _hand_evidence(loss_diff: pd.DataFrame, rates: pd.DataFrame, per_side: int = 20) -> DatedEvidence:
+    """Evidence with hand-set daily hit rates: ``per_side`` rises and as many falls realised each date, each
+    side hit at the date's rate (so the plain and the balanced accuracy are the same rolling mean), and no
+    random walk (no decay CUSUM)."""
+    hit_counts = rates * per_side
+    counts = pd.DataFrame(float(per_side), index=rates.index, columns=rates.columns)
+    none = pd.DataFrame(index=rates.index)
+    return DatedEvidence(loss_diff, rates, hit_counts, counts, hit_counts, counts, none, none)
 
 
 def skill(y, rng, t):
@@ -75,6 +87,10 @@ def skill(y, rng, t):
 
 def noise(y, rng, t):
     return rng.normal(0, 0.003, y.size)
+
+
+def zero(y, rng, t):  # the random walk's forecast of a return
+    return np.zeros(y.size)
 
 
 def test_planted_skill_is_promoted_and_noise_is_not():
@@ -112,20 +128,22 @@ def test_a_degrading_model_is_promoted_then_reverted_to_the_baseline():
     assert not row["retains"] and "no longer beats" in row["reason"]
 
 
-def test_emergency_stop_fires_exactly_when_rolling_accuracy_crosses_the_bound():
+def test_emergency_stop_fires_exactly_when_the_balanced_accuracy_crosses_the_bound():
     dates = pd.bdate_range("2015-01-01", periods=300)
     rate = np.clip(0.56 - 0.0012 * np.maximum(np.arange(300) - 100, 0), 0, 1)
-    hits = pd.DataFrame({"ensemble": 0.6, "m": rate}, index=dates)
+    rates = pd.DataFrame({"ensemble": 0.6, "m": rate}, index=dates)
     returns = pd.DataFrame(0.0, index=dates, columns=["ensemble", "m"])
     loss_diff = pd.DataFrame({"m": np.full(300, 1.0)}, index=dates)  # never promotable
-    res = govern(loss_diff, hits, returns, POLICY)
-    rolling = hits["m"].rolling(63).mean()
+    res = govern(_hand_evidence(loss_diff, rates), returns, POLICY)
+    rolling = rates["m"].rolling(63).mean()
     crossing = rolling.index[(rolling < 0.45).to_numpy().argmax()]
     stops = res.decisions[(res.decisions["action"] == "stop") & (res.decisions["model"] == "m")]
     assert list(stops["decision_date"]) == [crossing]
+    assert "balanced directional accuracy" in stops["reason"].iloc[0]
     status = res.status[res.status["model"] == "m"].set_index("date")
     assert status.loc[crossing, "stopped"] and not status.loc[dates[dates.get_loc(crossing) - 1], "stopped"]
-    assert status.loc[crossing, "needs_retrain"]
+    assert status.loc[crossing, "accuracy_stop"] and not status["needs_retrain"].any()  # no random walk: no decay
+    assert_allclose(status.loc[crossing, "balanced_accuracy"], rolling.loc[crossing])
     assert_allclose(stops["rolling_accuracy"].iloc[0], rolling.loc[crossing])
 
 
@@ -149,8 +167,9 @@ def test_stop_flags_hysteresis_and_nothing_trades_when_the_baseline_stops():
     assert list(stop_flags(acc, 0.45, 0.50)) == [False, True, True, True, False, False, False, True]
     dates = pd.bdate_range("2015-01-01", periods=120)
     hits = pd.DataFrame({"ensemble": np.r_[np.full(70, 0.6), np.full(50, 0.0)]}, index=dates)
-    res = govern(pd.DataFrame(index=dates), hits, pd.DataFrame(0.0, index=dates, columns=["ensemble"]), POLICY)
-    stopped_at = rolling_accuracy(hits, 63)["ensemble"].lt(0.45).idxmax()
+    evidence = _hand_evidence(pd.DataFrame(index=dates), hits)
+    res = govern(evidence, pd.DataFrame(0.0, index=dates, columns=["ensemble"]), POLICY)
+    stopped_at = balanced_accuracy(evidence, 63)["ensemble"].lt(0.45).idxmax()
     assert (res.active.loc[stopped_at:] == "").all() and (res.active.loc[:stopped_at].iloc[:-1] == "ensemble").all()
 
 
@@ -196,7 +215,9 @@ def test_the_dm_p_value_is_bonferroni_adjusted_for_the_candidates_of_a_review():
 
 def _state_at(res, date, policy=POLICY) -> GovernanceState:
     """What a stored run holds at ``date``: the rows governance wrote up to it, read as the asset reads them."""
-    status = res.status[res.status["date"] == date][["model", "stopped", "active"]]
+    status = res.status[res.status["date"] == date][
+        ["model", "stopped", "active", "accuracy_stop", "decay_cusum", "needs_retrain"]
+    ]
     last_review = res.reviews.loc[res.reviews["review_date"] <= date, "review_date"].max()
     return resume.state_from_status(status, date, last_review, policy.baseline)
 
@@ -206,19 +227,21 @@ def test_resuming_from_a_stored_state_gives_the_whole_historys_decisions(cut):
     def collapsing(y, rng, t):  # promoted, then stopped and reverted: every kind of state to resume from
         return np.where(t < 600, skill(y, rng, t), -skill(y, rng, t))
 
-    r, f = _world({"collapsing": collapsing, "noise": noise})
-    loss_diff, hits = daily_evidence(f, POLICY.baseline)
+    def decaying(y, rng, t):  # worse than the random walk from 550 on: a decay alarm to resume through
+        return np.where(t < 550, noise(y, rng, t), 3 * noise(y, rng, t))
+
+    r, f = _world({"collapsing": collapsing, "noise": noise, "decaying": decaying, "random_walk": zero})
     returns = model_strategy_returns(f, _valued_on(r))
-    whole = govern(loss_diff, hits, returns, POLICY)
-    assert {"promote", "stop", "revert", "resume"} <= set(whole.decisions["action"])
+    whole = govern(daily_evidence(f, POLICY.baseline), returns, POLICY)
+    assert {"promote", "stop", "revert", "resume", "retrain"} <= set(whole.decisions["action"])
     date = returns.index[cut]
     state = _state_at(whole, date)
-    # the resumed run reads only a trailing window: the evidence window, the accuracy window and a margin
+    # the resumed run reads only a trailing window: the evidence window, the accuracy window, the decay
+    # CUSUM's reference and a margin
     start = returns.index[max(0, returns.index.get_loc(state.last_review) - 400)]
     window = f[f["asof_date"] >= start]
-    loss_w, hits_w = daily_evidence(window, POLICY.baseline)
     returns_w = model_strategy_returns(window, _valued_on(r))
-    resumed = govern(loss_w, hits_w, returns_w, POLICY, sessions=returns_w.index, state=state)
+    resumed = govern(daily_evidence(window, POLICY.baseline), returns_w, POLICY, sessions=returns_w.index, state=state)
     assert resumed.active.index.min() > date
     pd.testing.assert_series_equal(resumed.active, whole.active.loc[whole.active.index > date])
     for name, column in (("decisions", "decision_date"), ("reviews", "review_date"), ("status", "date")):
@@ -232,33 +255,43 @@ def test_an_accuracy_exactly_at_the_stop_bound_does_not_stop():
     # hit rates 0.30, 0.60, 0.45 in turn: every 63-day mean is exactly 0.45, but a rolling mean
     # leaves ~1e-17 below it on about half the days, which must not count as "below 0.45"
     dates = pd.bdate_range("2015-01-01", periods=600)
-    hits = pd.DataFrame({"ensemble": 0.6, "m": np.resize([0.30, 0.60, 0.45], 600)}, index=dates)
-    assert (hits["m"].rolling(63).mean() < 0.45).sum() > 100  # the float noise the rounding removes
-    assert (rolling_accuracy(hits, 63)["m"].dropna() == 0.45).all()
+    rates = pd.DataFrame({"ensemble": 0.6, "m": np.resize([0.30, 0.60, 0.45], 600)}, index=dates)
+    assert (rates["m"].rolling(63).mean() < 0.45).sum() > 100  # the float noise the rounding removes
+    assert (rolling_accuracy(rates, 63)["m"].dropna() == 0.45).all()
     never = pd.DataFrame({"m": np.ones(600)}, index=dates)  # no promotion: the stop rule alone acts
-    res = govern(never, hits, pd.DataFrame(0.0, index=dates, columns=["ensemble", "m"]), POLICY)
+    res = govern(_hand_evidence(never, rates), pd.DataFrame(0.0, index=dates, columns=["ensemble", "m"]), POLICY)
     assert not (res.decisions["action"] == "stop").any()
-    status = res.status[(res.status["model"] == "m") & res.status["rolling_accuracy"].notna()]
-    assert not status["stopped"].any() and status["needs_retrain"].all()  # 0.45 < 0.50: flagged, not stopped
+    status = res.status[(res.status["model"] == "m") & res.status["balanced_accuracy"].notna()]
+    assert (status["balanced_accuracy"] == 0.45).all() and not status["stopped"].any()
 
 
 def test_the_state_left_at_a_close_names_the_promoted_model_only_when_it_is_not_the_baseline():
     date, review = pd.Timestamp("2020-03-02"), pd.Timestamp("2020-02-03")
     rows = pd.DataFrame(
-        {"model": ["ensemble", "m", "n"], "stopped": [False, False, True], "active": [False, True, False]}
+        {
+            "model": ["ensemble", "m", "n"],
+            "stopped": [False, False, True],
+            "active": [False, True, False],
+            "accuracy_stop": [False, False, False],
+            "decay_cusum": [0.0, np.nan, 12.5],
+            "needs_retrain": [False, False, True],
+        }
     )
     state = resume.state_from_status(rows, date, review, "ensemble")
-    assert state == GovernanceState(date, "m", {"ensemble": False, "m": False, "n": True}, review)
+    assert state.promoted == "m" and state.stopped == {"ensemble": False, "m": False, "n": True}
+    assert state.decayed == {"ensemble": False, "m": False, "n": True} and state.cusum["n"] == 12.5
+    assert np.isnan(state.cusum["m"]) and not any(state.accuracy_stop.values())
+    assert (state.date, state.last_review) == (date, review)
     assert resume.state_from_status(rows.assign(active=[True, False, False]), date, review, "ensemble").promoted == ""
     assert resume.state_from_status(rows.assign(active=False), date, review, "ensemble").promoted == ""  # all stopped
 
 
 def test_a_resumed_run_reads_back_exactly_as_far_as_its_windows_reach():
     calendar = pd.bdate_range("2015-01-01", periods=2000)
-    policy = GovernancePolicy()  # evidence 504, accuracy 63, horizon 21, flip window 21, review every 63
+    policy = GovernancePolicy()  # evidence 504, accuracy 252, horizon 21, flip window 21, review every 63
     state = GovernanceState(calendar[1500], "", {}, calendar[1480])
     # the evidence window (+ 1 to enter the strategies) before the last review, the accuracy window, 2 horizons
-    assert resume.evidence_start(calendar, state, policy) == calendar[1480 - (505 + 63 + 42)]
+    assert resume.evidence_start(calendar, state, policy) == calendar[1480 - (505 + 252 + 42)]
     # the confidence window (252 origins), 2 horizons, the flip window and a margin before the state's close
     assert resume.signals_start(calendar, state, policy) == calendar[1500 - (252 + 42 + 21 + 5)]
     assert (
@@ -291,6 +324,7 @@ def test_a_run_starts_at_the_first_evidence_or_on_the_stored_review_grid():
     assert resumed.accuracy.index[0] == days[131]
     assert resumed.accuracy.index[resumed.first_review] == days[119 + POLICY.review_every]
     assert resumed.promoted == "m" and resumed.stopped == {"ensemble": False, "m": True}
+    assert resumed.accuracy_stop == {"ensemble": False, "m": False}  # a stop the state does not say is the floor's
     with pytest.raises(ValueError, match="last review"):
         starting_point(acc, None, POLICY, GovernanceState(days[130], "", {}, pd.Timestamp("2019-01-01")))
 
@@ -315,9 +349,10 @@ def test_the_decision_rule_and_the_leader():
     assert leader("", "ensemble", {"ensemble": True}) == ""
 
 
-def _one_pass_evidence(forecasts: pd.DataFrame, baseline: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The daily evidence as pmx computed it before DailyEvidence, over the whole frame at once: the
-    independent reference of the pooled version."""
+def _one_pass_evidence(forecasts: pd.DataFrame, baseline: str) -> dict[str, pd.DataFrame]:
+    """The daily evidence over the whole frame at once with pivot tables: the independent reference of
+    the pooled version (the loss differential and hits as pmx computed them before DailyEvidence; the
+    counts by side and the losses paired with the random walk's by their definitions)."""
     from python_models.evaluation.metrics import sign_hits
 
     done = forecasts.dropna(subset=["y_true", "y_pred"])
@@ -327,30 +362,127 @@ def _one_pass_evidence(forecasts: pd.DataFrame, baseline: str) -> tuple[pd.DataF
     hits = done.pivot_table(index="target_date", columns="model", values="hit", aggfunc="mean").sort_index()
     loss = done.pivot_table(index=["target_date", "ticker", "asof_date"], columns="model", values="loss")
     loss_diff = loss.drop(columns=baseline).sub(loss[baseline], axis=0).groupby(level="target_date").mean()
-    hits.columns.name = loss_diff.columns.name = None
-    return loss_diff.sort_index(), hits
+    out = {"loss_diff": loss_diff.sort_index(), "hits": hits}
+    for side, rows in (("rise", done[done["y_true"] > 0]), ("fall", done[done["y_true"] < 0])):
+        table = rows.pivot_table(index="target_date", columns="model", values="hit", aggfunc=["sum", "count"])
+        out[f"{side}_hits"] = table["sum"].reindex(hits.index).fillna(0.0)
+        out[f"{side}s"] = table["count"].reindex(hits.index).fillna(0.0).astype(float)
+    rw = loss.pop("random_walk")
+    paired = loss.notna() & rw.notna().to_numpy()[:, None]
+    out["model_loss"] = loss.where(paired).groupby(level="target_date").sum()
+    out["decay_loss"] = paired.mul(rw.fillna(0), axis=0).groupby(level="target_date").sum()
+    for frame in out.values():
+        frame.columns.name = None
+    return out
 
 
 def test_daily_evidence_pooled_over_ticker_batches_equals_one_pass():
     from python_models.governance.policy import DailyEvidence
 
-    _, f = _world({"skill": skill, "noise": noise}, seed=3)
+    _, f = _world({"skill": skill, "noise": noise, "random_walk": zero}, seed=3)
     rng = np.random.default_rng(4)
     f.loc[rng.random(len(f)) < 0.05, "y_true"] = np.nan  # unrealised rows are not evidence
-    # the baseline missing on some (ticker, origin) pairs, and a date only one ticker forecast
+    # the baseline missing on some (ticker, origin) pairs, the random walk on others, and a date only one
+    # ticker forecast
     f = f.drop(index=f.index[(f["model"] == "ensemble") & (f["ticker"] == "T2") & (rng.random(len(f)) < 0.3)])
+    f = f.drop(index=f.index[(f["model"] == "random_walk") & (f["ticker"] == "T4") & (rng.random(len(f)) < 0.3)])
     f = f[~((f["asof_date"] == f["asof_date"].max()) & (f["ticker"] != "T7"))]
-    loss_ref, hits_ref = _one_pass_evidence(f, "ensemble")
+    ref = _one_pass_evidence(f, "ensemble")
     # one batch: the same additions as one pass, bit for bit
-    loss_one, hits_one = daily_evidence(f, "ensemble")
-    pd.testing.assert_frame_equal(loss_one, loss_ref, check_exact=True)
-    pd.testing.assert_frame_equal(hits_one, hits_ref, check_exact=True)
+    one = daily_evidence(f, "ensemble")
+    pd.testing.assert_frame_equal(one.loss_diff, ref["loss_diff"], check_exact=True)
+    pd.testing.assert_frame_equal(one.hits, ref["hits"], check_exact=True)
+    for name in ("rise_hits", "rises", "fall_hits", "falls"):  # integers: exact
+        pd.testing.assert_frame_equal(getattr(one, name), ref[name], check_exact=True, check_names=False, obj=name)
+    for name in ("model_loss", "decay_loss"):
+        pd.testing.assert_frame_equal(getattr(one, name), ref[name], rtol=1e-12, check_names=False, obj=name)
+    assert_allclose(one.relative_loss, ref["model_loss"] / ref["decay_loss"] - 1, rtol=1e-12, atol=1e-14)
     # three batches of tickers (the middle one without the baseline on any row of one ticker)
     pooled = DailyEvidence("ensemble")
     for batch in (TICKERS[:3], TICKERS[3:5], TICKERS[5:]):
         pooled.add(f[f["ticker"].isin(batch)])
-    loss_b, hits_b = pooled.result()
-    pd.testing.assert_frame_equal(hits_b, hits_ref, check_exact=True)  # sums of 0 and 1: exact
-    pd.testing.assert_frame_equal(loss_b, loss_ref, check_exact=False, rtol=1e-12, atol=1e-18)
+    batched = pooled.result()
+    pd.testing.assert_frame_equal(batched.hits, ref["hits"], check_exact=True)  # sums of 0 and 1: exact
+    pd.testing.assert_frame_equal(batched.loss_diff, ref["loss_diff"], check_exact=False, rtol=1e-12, atol=1e-18)
+    for name in ("rise_hits", "rises", "fall_hits", "falls"):
+        pd.testing.assert_frame_equal(getattr(batched, name), ref[name], check_exact=True, check_names=False)
+    assert_allclose(batched.relative_loss, one.relative_loss, rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError, match="baseline"):
         DailyEvidence("nope").result()
+
+
+def test_the_balanced_accuracy_pools_each_sides_counts_by_a_hand_loop():
+    rng = np.random.default_rng(11)
+    dates = pd.bdate_range("2018-01-01", periods=40)
+    rises = pd.DataFrame({"m": rng.integers(0, 6, 40).astype(float)}, index=dates)
+    falls = pd.DataFrame({"m": rng.integers(0, 6, 40).astype(float)}, index=dates)
+    rise_hits, fall_hits = ((c * rng.random((40, 1))).round() for c in (rises, falls))
+    hits = (rise_hits + fall_hits) / (rises + falls)
+    none = pd.DataFrame(index=dates)
+    got = balanced_accuracy(DatedEvidence(none, hits, rise_hits, rises, fall_hits, falls, none, none), 10)["m"]
+    for i in range(40):
+        window = slice(i - 9, i + 1)
+        if i < 9 or hits["m"].iloc[window].isna().any():
+            assert np.isnan(got.iloc[i]), i  # a full window of dates with realised forecasts only
+            continue
+        up = rise_hits["m"].iloc[window].sum() / rises["m"].iloc[window].sum()
+        down = fall_hits["m"].iloc[window].sum() / falls["m"].iloc[window].sum()
+        assert got.iloc[i] == pytest.approx((up + down) / 2, abs=1e-12), i
+    # an always-long forecaster scores 0.5 whatever the market does: every rise right, every fall wrong
+    long_only = DatedEvidence(none, hits * 0 + 0.3, rises, rises, falls * 0, falls, none, none)
+    assert (balanced_accuracy(long_only, 10)["m"].dropna() == 0.5).all()
+
+
+def test_a_planted_decay_is_stopped_within_weeks_and_asks_for_one_retrain():
+    def decaying(y, rng, t):  # as good as the random walk's zero, then three times noisier from 600 on
+        return np.where(t < 600, noise(y, rng, t) / 3, noise(y, rng, t))
+
+    # reviews never come: the stop rules alone act
+    policy = GovernancePolicy(**{**POLICY.__dict__, "review_every": 5000})
+    r, f = _world({"decaying": decaying, "noise": noise, "random_walk": zero}, seed=5)
+    res = govern(daily_evidence(f, policy.baseline), model_strategy_returns(f, _valued_on(r)), policy)
+    sessions = pd.bdate_range("2010-01-04", periods=N + 1)
+    d = res.decisions
+    retrain = d[(d["action"] == "retrain") & (d["model"] == "decaying")]["decision_date"]
+    stop = d[(d["action"] == "stop") & (d["model"] == "decaying") & d["reason"].str.contains("decay CUSUM")]
+    assert len(retrain) >= 1 and sessions[601] <= retrain.iloc[0] <= sessions[601 + 42]  # realised from 601 on
+    assert stop["decision_date"].iloc[0] == retrain.iloc[0]
+    assert not (d["decision_date"].lt(sessions[601]) & (d["action"] == "retrain")).any()  # no false alarm
+    status = res.status.set_index(["model", "date"])
+    assert (
+        status.loc[("decaying", retrain.iloc[0]), "needs_retrain"]
+        and status.loc[("decaying", retrain.iloc[0]), "stopped"]
+    )
+    assert status.loc[("decaying", retrain.iloc[0]), "decay_cusum"] > policy.decay_h
+    assert status.xs("random_walk")["decay_cusum"].isna().all()  # the decay baseline is not judged against itself
+    # the request stays open while the alarm is on at the last session, and names the date it started
+    on_at_end = status.loc[("decaying", res.active.index[-1]), "needs_retrain"]
+    assert retrain_requests(res) == ({"decaying": str(retrain.iloc[-1].date())} if on_at_end else {})
+
+
+def test_a_sell_off_no_longer_stops_every_mostly_long_model_at_once():
+    # a market that falls on every ticker for 120 sessions; three mostly-long models with no skill or some
+    def long_noise(y, rng, t):
+        return 0.002 + noise(y, rng, t)
+
+    def long_skill(y, rng, t):
+        return 0.002 + skill(y, rng, t)
+
+    r, f = _world({"long_noise": long_noise, "long_skill": long_skill, "random_walk": zero}, seed=9)
+    crash = slice(600, 720)
+    shift = np.zeros(N + 1)
+    shift[crash] = -0.006
+    r = r.add(shift, axis=0)
+    f["y_true"] += np.interp(f["target_date"].map(r.index.get_loc).to_numpy(), np.arange(N + 1), shift)
+    evidence = daily_evidence(f, POLICY.baseline)
+    res = govern(evidence, model_strategy_returns(f, _valued_on(r)), POLICY)
+    leaning = ["ensemble", "long_noise"]  # the ensemble's forecast is the drift: always long
+    plain = rolling_accuracy(evidence.hits[leaning], 63)
+    # the old rule, a floor on the plain accuracy, stopped both together in the fall
+    assert (plain.iloc[650:740] < 0.45).all(axis=1).sum() > 30
+    stopped = res.status.pivot(index="date", columns="model", values="stopped")
+    assert not stopped[leaning].iloc[600:760].all(axis=1).any()
+    floor = res.status.pivot(index="date", columns="model", values="accuracy_stop")
+    # the floor on the balanced accuracy stays off through the fall (a no-skill model's 0.5 can dip below 0.45
+    # by chance over 1,000 sessions of 8 tickers, as long_noise's does once before it)
+    assert not floor[[*leaning, "long_skill"]].iloc[600:760].any().any()
