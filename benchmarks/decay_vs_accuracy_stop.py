@@ -3,7 +3,8 @@ on the default build.
 
 Reads a built warehouse (``make run``). The **old rule** is recomputed from the realised forecasts at the signal
 horizon: the 0.45 floor (resume at 0.50) on the plain directional accuracy over 63 realisation dates, as governance
-applied it before the decay detector. The **new rules** are read from ``marts.model_risk``: ``accuracy_stop`` (the
+applied it before the decay detector; beside it, the same floor on the balanced accuracy over 63 dates (why the
+floor's window is now 252). The **new rules** are read from ``marts.model_risk``: ``accuracy_stop`` (the
 floor on the balanced accuracy over 252 dates), ``needs_retrain`` (the decay CUSUM's alarm on the loss relative to
 the random walk) and ``stopped`` (either). For each: the share of model-dates stopped, the most models stopped on
 one date and when, the dates with every model stopped, and the models stopped on the worst sessions of 2008 and
@@ -20,13 +21,14 @@ import pandas as pd
 
 from dagster_pmx.lake import Lake
 from python_models.governance.governor import stop_flags
-from python_models.governance.policy import GovernancePolicy, daily_evidence, rolling_accuracy
+from python_models.governance.policy import GovernancePolicy, balanced_accuracy, daily_evidence, rolling_accuracy
 
 SELL_OFFS = ("2008-10-15", "2008-11-20", "2020-03-16", "2020-03-23")
 #: The rule governance applied before: the floor on the plain accuracy over 63 realisation dates.
 OLD_WINDOW = 63
 RULES = {
     "old_floor": "old rule: plain accuracy (63 dates) < 0.45",
+    "balanced_63": "balanced accuracy (63 dates) < 0.45",
     "accuracy_stop": "floor: balanced accuracy (252 dates) < 0.45",
     "needs_retrain": "decay CUSUM alarm",
     "stopped": "new stop (floor or decay)",
@@ -46,11 +48,17 @@ def main() -> None:
         ).df()
         status = con.execute("select model, date, accuracy_stop, needs_retrain, stopped from marts.model_risk").df()
     status["date"] = pd.to_datetime(status["date"])
-    plain = rolling_accuracy(daily_evidence(forecasts, policy.baseline).hits, OLD_WINDOW)
-    old = pd.concat(
-        {m: stop_flags(plain[m], policy.stop_accuracy, policy.retrain_accuracy) for m in plain.columns}, axis=1
-    )
-    old = old.rename_axis(index="date", columns="model").stack().rename("old_floor").reset_index()
+    evidence = daily_evidence(forecasts, policy.baseline)
+    recomputed = []
+    for rule, accuracy in (
+        ("old_floor", rolling_accuracy(evidence.hits, OLD_WINDOW)),
+        ("balanced_63", balanced_accuracy(evidence, OLD_WINDOW)),
+    ):
+        flags = pd.concat(
+            {m: stop_flags(accuracy[m], policy.stop_accuracy, policy.resume_accuracy) for m in accuracy.columns}, axis=1
+        )
+        recomputed.append(flags.rename_axis(index="date", columns="model").stack().rename(rule))
+    old = pd.concat(recomputed, axis=1).reset_index()
     both = status.merge(old, on=["model", "date"], how="inner")
     both = both[both["model"] != policy.decay_baseline]
     n = both["model"].nunique()

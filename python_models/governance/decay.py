@@ -1,8 +1,9 @@
 """Model decay: a model whose loss has risen above its baseline's on the same rows, persistently.
 
-The emergency stop of :mod:`.policy` reads a model's rolling directional accuracy against an absolute
-floor (0.45). When the market falls, every mostly-long model is "wrong" together, so the floor stops them
-all at once: it times the market, it does not find a model that decayed. This detector reads instead the
+Before this detector, governance's only emergency stop read a model's plain rolling directional accuracy
+against an absolute floor (0.45). When the market falls, every mostly-long model is "wrong" together, so
+the floor stopped them all at once: it timed the market, it did not find a model that decayed (the floor
+is kept, on the balanced accuracy: :mod:`.policy`). This detector reads instead the
 **relative loss differential** against the baseline (the random walk) on the same rows:
 ``d_t = L_model / L_baseline - 1``, with ``L`` the cross-sectional mean over tickers of the squared errors of
 the forecasts realised at date ``t`` (the date's MSE ratio, minus 1). A sell-off multiplies both losses
@@ -62,10 +63,15 @@ def long_run_sd(x: np.ndarray, lags: int) -> float:
 
 
 def relative_differential(model_loss: pd.Series, baseline_loss: pd.Series) -> pd.Series:
-    """``d_t = model_loss / baseline_loss - 1`` by date, the losses cross-sectional means on the same rows (a date
-    whose baseline loss is 0 has none)."""
-    both = pd.concat([model_loss.rename("m"), baseline_loss.rename("b")], axis=1, join="inner").sort_index()
-    return (both["m"] / both["b"].where(both["b"] > 0) - 1.0).dropna()
+    """``d_t = model_loss / baseline_loss - 1`` by date, the losses cross-sectional means (or sums) on the same
+    rows; the dates both have, sorted (a date whose baseline loss is 0 has none)."""
+    model_loss, baseline_loss = model_loss.align(baseline_loss, join="inner")
+    return relative_loss(model_loss, baseline_loss).sort_index().dropna()
+
+
+def relative_loss(model_loss: pd.Series | pd.DataFrame, baseline_loss: pd.Series | pd.DataFrame):
+    """``model_loss / baseline_loss - 1`` cell by cell, NaN where the baseline's loss is not positive."""
+    return model_loss / baseline_loss.where(baseline_loss > 0) - 1.0
 
 
 def decay_cusum(

@@ -174,7 +174,7 @@ def watch(
     balanced = balanced_accuracy(evidence, policy.accuracy_window)[models].reindex(days, method="ffill")
     floor = pd.DataFrame(
         {
-            m: stop_flags(balanced[m], policy.stop_accuracy, policy.retrain_accuracy, start.accuracy_stop[m])
+            m: stop_flags(balanced[m], policy.stop_accuracy, policy.resume_accuracy, start.accuracy_stop[m])
             for m in models
         },
         index=days,
@@ -183,7 +183,7 @@ def watch(
     cusum = pd.DataFrame(np.nan, index=days, columns=models)
     decayed = pd.DataFrame(False, index=days, columns=models)
     for m in models:
-        carried_cusum = state.cusum.get(m, 0.0) if state is not None else np.nan
+        carried_cusum = state.cusum.get(m, np.nan) if state is not None else np.nan
         carried_alarm = state.decayed.get(m, False) if state is not None else False
         if m in relative.columns:
             after = state.date if state is not None else None
@@ -245,39 +245,46 @@ def apply_stops(
     promoted: str,
     policy: GovernancePolicy,
     readings: Watch,
-    was_decayed: dict[str, bool],
+    was_rules: tuple[dict[str, bool], dict[str, bool]],
 ) -> str:
     """The emergency stops, resumptions and retrain requests that take effect at this close.
 
-    ``was`` and ``now`` are each model's stop at the previous close and at this one, ``was_decayed``
-    its decay alarm at the previous close; ``readings`` say which rule stops it. A decay alarm that
-    starts is logged as a retrain request (the :data:`RETRAIN_SENSOR` sensor queues the run). A model
-    newly stopped is logged as a stop with the rule's reading and, if it is the promoted one, reverted
-    to the baseline the same close; one whose rules both let it go again is logged as a resume.
-    Returns the promoted model after them ("" when the baseline leads).
+    ``was`` and ``now`` are each model's stop at the previous close and at this one, ``was_rules`` its
+    accuracy floor's state and decay alarm at the previous close; ``readings`` say which rule acts. A
+    decay alarm that starts is logged as a retrain request (the :data:`RETRAIN_SENSOR` sensor queues the
+    run). A model newly stopped is logged as a stop with the rules that stop it and, if it is the promoted
+    one, reverted to the baseline the same close; one that both rules let go is logged as a resume, with
+    the rules that held it and have cleared. Returns the promoted model after them ("" when the
+    baseline leads).
     """
+    was_floor, was_decayed = was_rules
     for m, stopped in now.items():
-        decayed, floor = bool(readings.decayed.at[date, m]), bool(readings.accuracy_stop.at[date, m])
-        cusum, balanced = readings.cusum.at[date, m], readings.balanced.at[date, m]
-        decay_reading = f"decay CUSUM {cusum:.2f} > {policy.decay_h} on the loss relative to {policy.decay_baseline}"
+        if stopped == was[m] and not (stopped and readings.decayed.at[date, m] and not was_decayed[m]):
+            continue  # nothing changes at this close (the common case: skip the readings)
+        decayed, cusum = bool(readings.decayed.at[date, m]), readings.cusum.at[date, m]
+        balanced = readings.balanced.at[date, m]
         if decayed and not was_decayed[m]:
-            log.record(date, "retrain", m, m, f"{decay_reading}: retrain requested (sensor {RETRAIN_SENSOR})")
+            log.record(
+                date, "retrain", m, m, _decay_reading(cusum, policy) + f": retrain requested (sensor {RETRAIN_SENSOR})"
+            )
         if stopped and not was[m]:
-            reasons = [decay_reading] if decayed else []
-            if floor:
+            reasons = [_decay_reading(cusum, policy)] if decayed else []
+            if readings.accuracy_stop.at[date, m]:
                 reasons.append(f"balanced directional accuracy {balanced:.4f} < {policy.stop_accuracy}")
             log.record(date, "stop", m, m, "; ".join(reasons))
             if m == promoted:
                 log.record(date, "revert", policy.baseline, m, f"emergency stop of the promoted model {m}")
                 promoted = ""
         elif was[m] and not stopped:
-            reason = (
-                f"decay CUSUM back at 0 and balanced directional accuracy {balanced:.4f} >= {policy.retrain_accuracy}"
-                if np.isfinite(balanced)
-                else "decay CUSUM back at 0"
-            )
-            log.record(date, "resume", m, m, reason)
+            cleared = ["decay CUSUM back at 0"] if was_decayed[m] else []
+            if was_floor[m]:
+                cleared.append(f"balanced directional accuracy {balanced:.4f} >= {policy.resume_accuracy}")
+            log.record(date, "resume", m, m, "; ".join(cleared))
     return promoted
+
+
+def _decay_reading(cusum: float, policy: GovernancePolicy) -> str:
+    return f"decay CUSUM {cusum:.2f} > {policy.decay_h} on the loss relative to {policy.decay_baseline}"
 
 
 def review(
@@ -427,17 +434,21 @@ def govern(
     log = DecisionLog(acc, policy.thresholds())
     active = pd.Series("", index=days, dtype=object)
     reviews = set(range(start.first_review, len(days), policy.review_every))
+    floors = readings.accuracy_stop[models].to_numpy()
     promoted, was = start.promoted, start.stopped
+    was_floor = dict(start.accuracy_stop)
     was_decayed = {m: bool(state.decayed.get(m, False)) if state is not None else False for m in models}
     for i, date in enumerate(days):
         now = dict(zip(models, flags[i].tolist(), strict=True))
-        promoted = apply_stops(log, date, was, now, promoted, policy, readings, was_decayed)
+        promoted = apply_stops(log, date, was, now, promoted, policy, readings, (was_floor, was_decayed))
         if i in reviews:
             review_evidence = review(date, candidates, loss_diff, returns, now, policy, regimes)
             log.reviews.extend({"review_date": date, **ev} for ev in review_evidence)
             promoted = decide(log, date, review_evidence, promoted, policy)
         active.iloc[i] = leader(promoted, base, now)
-        was, was_decayed = now, dict(zip(models, alarms[i].tolist(), strict=True))
+        was = now
+        was_floor = dict(zip(models, floors[i].tolist(), strict=True))
+        was_decayed = dict(zip(models, alarms[i].tolist(), strict=True))
     return GovernanceResult(
         decisions=pd.DataFrame(log.decisions, columns=DECISION_COLUMNS).astype(_FLAGS),
         reviews=pd.DataFrame(log.reviews, columns=REVIEW_COLUMNS).astype({**_FLAGS, "stopped": bool}),

@@ -33,7 +33,7 @@ is the promoted model, the baseline takes over the same day):
   long: 1 on rises, 0 on falls), so the floor catches a model whose calls have turned against the
   outcome, not a falling market; the plain accuracy (``rolling_accuracy``, kept in the marts) of a
   mostly-long model falls below 0.45 in every sell-off, which stopped every model at once. Below
-  ``stop_accuracy`` (0.45) the model is stopped; it resumes at ``retrain_accuracy`` (0.50) or above.
+  ``stop_accuracy`` (0.45) the model is stopped; it resumes at ``resume_accuracy`` (0.50) or above.
   The window is a year of realisation dates: at the 21-session signal horizon the forecasts overlap,
   so 252 dates hold 12 independent outcomes per ticker and 63 only 3, and on 63 dates the balanced
   accuracy of the default build's models crossed 0.45 on noise (15.5 % of model-dates stopped against
@@ -59,7 +59,7 @@ import pandas as pd
 
 from python_models.backtest.performance import max_drawdown, profit_factor, sharpe_ratio
 from python_models.evaluation.metrics import dm_test, sign_hits
-from python_models.governance.decay import DecayPolicy
+from python_models.governance.decay import DecayPolicy, relative_loss
 from python_models.portfolio.sizing import kelly_weights
 
 #: Shares of the selection score; see :func:`selection_score`.
@@ -105,7 +105,7 @@ class GovernancePolicy:
     min_evidence: int = 252
     accuracy_window: int = 252
     stop_accuracy: float = 0.45
-    retrain_accuracy: float = 0.50
+    resume_accuracy: float = 0.50
     min_confidence: float = 0.55
     flip_window: int = 21
     max_flips: int = 4
@@ -119,8 +119,8 @@ class GovernancePolicy:
         self.decay_policy()  # its own checks
         if not 0 < self.alpha < 1:
             raise ValueError(f"alpha must lie in (0, 1), got {self.alpha}")
-        if not 0 <= self.stop_accuracy <= self.retrain_accuracy <= 1:
-            raise ValueError("need 0 <= stop_accuracy <= retrain_accuracy <= 1")
+        if not 0 <= self.stop_accuracy <= self.resume_accuracy <= 1:
+            raise ValueError("need 0 <= stop_accuracy <= resume_accuracy <= 1")
         if min(self.horizon, self.review_every, self.evidence_window, self.min_evidence, self.accuracy_window) < 1:
             raise ValueError("horizon, review_every, evidence_window, min_evidence, accuracy_window must be positive")
         if self.min_evidence > self.evidence_window:
@@ -164,8 +164,8 @@ class DatedEvidence:
     @property
     def relative_loss(self) -> pd.DataFrame:
         """``d_t``: the model's mean squared error over the decay baseline's on the same rows, minus 1
-        (:func:`python_models.governance.decay.relative_differential`; NaN where the baseline's is 0)."""
-        return self.model_loss / self.decay_loss.where(self.decay_loss > 0) - 1.0
+        (:func:`python_models.governance.decay.relative_loss`; NaN where the baseline's is 0)."""
+        return relative_loss(self.model_loss, self.decay_loss)
 
     def since(self, date: pd.Timestamp) -> DatedEvidence:
         """The evidence realised from ``date`` on."""

@@ -41,7 +41,9 @@ def test_each_decay_alarm_queues_one_retrain_run():
         _materialize(instance, {"garch": "2021-01-04"})
         requests, cursor = _tick(instance, cursor)
         assert [r.run_key for r in requests] == ["decay_retrain:garch@2021-01-04"]
-        assert json.loads(cursor)["queued"] == {"garch": "2021-01-04", "hmm": "2020-03-20"}
+        assert json.loads(cursor)["queued"] == ["garch@2020-03-16", "garch@2021-01-04", "hmm@2020-03-20"]
+        _materialize(instance, {"garch": "2020-03-16"})  # a rebuild naming an older alarm again: asked already
+        assert _tick(instance, cursor)[0] == []
         _materialize(instance, None)  # a run that left no request (or an earlier version's metadata)
         assert _tick(instance, cursor)[0] == []
         # two refreshes between ticks, each naming the alarm that started in it: both are answered
@@ -49,6 +51,15 @@ def test_each_decay_alarm_queues_one_retrain_run():
         _materialize(instance, {"tcn": "2021-02-02"})
         requests, cursor = _tick(instance, cursor)
         assert [r.tags["pmx/decayed_models"] for r in requests] == ["sarimax@2021-02-01,tcn@2021-02-02"]
+
+
+def test_a_sensor_turned_on_reads_the_latest_decisions_only():
+    with dg.instance_for_test() as instance:
+        _materialize(instance, {"garch": "2009-01-05"})  # an alarm of long ago
+        _materialize(instance, {"hmm": "2020-03-20"})
+        requests, cursor = _tick(instance, None)
+        assert [r.tags["pmx/decayed_models"] for r in requests] == ["hmm@2020-03-20"]
+        assert _tick(instance, cursor)[0] == []
 
 
 def test_the_sensor_runs_the_weekly_retrain_job_and_is_on_by_default():

@@ -28,8 +28,10 @@ create table marts.features as
     from intermediate.int_returns;
 create table marts.model_risk as
     select m as model, date::timestamp as date, random() as rolling_accuracy, random() > 0.7 as stopped,
-        false as needs_retrain, m = case when day(date) % 3 = 0 then 'm' when day(date) % 3 = 1 then 'ensemble' end
-            as active
+        random() > 0.5 as needs_retrain,
+        m = case when day(date) % 3 = 0 then 'm' when day(date) % 3 = 1 then 'ensemble' end as active,
+        random() > 0.5 as accuracy_stop,
+        case when day(date) < 3 then null else random() * 12 end as decay_cusum
     from intermediate.int_sessions, (values ('ensemble'), ('m')) t(m);
 create table marts.governance_reviews as select date as review_date from marts.model_risk where day(date) = 10;
 create table ml.governed_signals (asof_date date);
@@ -123,11 +125,22 @@ def test_the_stored_governance_state_and_active_history_equal_the_sql(warehouse)
     )
     assert set(stored["model"]) == {"", "m", "ensemble"}
     last = pd.Timestamp("2020-03-31")
-    rows = sql(warehouse, "select model, stopped, active from marts.model_risk where date = ?", [last])
+    rows = sql(warehouse, "select * from marts.model_risk where date = ?", [last])
+
+    def by_model(column: str, kind: type) -> dict:
+        return {m: kind(x) for m, x in zip(rows["model"], rows[column], strict=True)}
+
     state = governance.stored_state(warehouse, GovernancePolicy())
-    assert state == GovernanceState(
-        last, "", {m: bool(s) for m, s in zip(rows["model"], rows["stopped"], strict=True)}, pd.Timestamp("2020-03-10")
+    expected = GovernanceState(
+        last,
+        "",
+        by_model("stopped", bool),
+        pd.Timestamp("2020-03-10"),
+        by_model("accuracy_stop", bool),
+        by_model("decay_cusum", float),
+        by_model("needs_retrain", bool),
     )
+    assert state == expected
 
 
 @pytest.mark.parametrize("since", [None, SINCE])

@@ -494,7 +494,7 @@ def test_signals_follow_the_model_governance_made_active(full):
     tradable = s[s["tradable"]]
     assert len(tradable) > 0 and tradable["active"].all() and not tradable["stopped"].any()
     d = read(full, "select * from marts.governance_decisions")
-    assert set(d["action"]) <= {"promote", "hold", "revert", "stop", "resume"}
+    assert set(d["action"]) <= {"promote", "hold", "revert", "stop", "resume", "retrain"}
     assert d["thresholds"].str.contains("min_pf_uplift=0.03").all() and d["reason"].notna().all()
     reviews = read(full, "select * from marts.governance_reviews")
     assert reviews["dm_pvalue"].between(0, 1).all()

@@ -27,7 +27,7 @@ from dagster_pmx.defs.reads import (
 from dagster_pmx.defs.reads import sessions as session_calendar
 from dagster_pmx.defs.refresh import IncrementalRun
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.forecasters.registry import MODELS
+from python_models.forecasters.registry import BASELINE, MODELS
 from python_models.governance import resume
 from python_models.governance.drift import RECENT_WINDOW as DRIFT_RECENT
 from python_models.governance.drift import feature_drift
@@ -64,8 +64,11 @@ SIGNALS_TABLE = "ml.governed_signals"
 
 
 def governance_policy(settings: PmxSettings) -> GovernancePolicy:
-    """The policy in force: the settings' baseline and signal horizon, the documented thresholds."""
-    return GovernancePolicy(baseline=settings.governance_baseline, horizon=settings.signal_horizon)
+    """The policy in force: the settings' baseline and signal horizon, the forecasters' baseline (the random
+    walk) as the decay detector's, the documented thresholds."""
+    return GovernancePolicy(
+        baseline=settings.governance_baseline, horizon=settings.signal_horizon, decay_baseline=BASELINE
+    )
 
 
 def _spec(name: str, schema: dg.TableSchema, description: str, schema_name: str = "marts") -> dg.AssetSpec:

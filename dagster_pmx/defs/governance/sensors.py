@@ -3,11 +3,14 @@
 Governance (:mod:`dagster_pmx.defs.governance.assets`) logs a ``retrain`` decision the session a model's
 decay CUSUM alarms (``marts.governance_decisions``: the audit trail) and names the requests still open at
 its last session in the decisions' materialization metadata (``retrain_requests``: model -> the date the
-alarm started). This sensor reads that metadata from the Dagster instance, not the warehouse (it never
-opens DuckDB beside a run that writes it), and requests one ``weekly_retrain`` run for the requests it has
-not queued before; its cursor keeps the requests queued, so the retrain's own rebuild of governance, which
-finds the same alarm open, asks nothing again. The run is tagged with the models and dates it answers,
-and the instance's run queue starts it when the warehouse is free (one run at a time).
+alarm started), the alarms that started in that run and are still on (one that started and ended within a
+run, in a multi-session catch-up or a full build's history, asks nothing: it is over). This sensor reads
+that metadata from the Dagster instance, not the warehouse (it never opens DuckDB beside a run that
+writes it), and requests one ``weekly_retrain`` run for the alarms new since its last tick; its cursor
+keeps every alarm queued, so the retrain's own rebuild of governance, which finds the same alarm open,
+asks nothing again. The run is tagged with the models and dates it answers, and the instance's run
+queue starts it when the warehouse is free (one run at a time). A retrain run that fails is not asked
+for again: the failure sensor reports it, and the next decay alarm or the weekly schedule retrains.
 """
 
 import json
@@ -23,11 +26,11 @@ DECISIONS = dg.AssetKey(["marts", "governance_decisions"])
 EVENTS_PER_TICK = 100
 
 
-def new_requests(metadata: dict, queued: dict[str, str]) -> dict[str, str]:
-    """The requests of a materialization's ``metadata`` (model -> alarm date) not in ``queued``."""
+def new_requests(metadata: dict, queued: set[str]) -> list[str]:
+    """The requests (``model@alarm date``) a materialization's ``metadata`` names that are not in ``queued``."""
     entry = metadata.get(RETRAIN_REQUESTS)
     asked = dict(entry.value) if entry is not None else {}
-    return {m: d for m, d in sorted(asked.items()) if queued.get(m) != d}
+    return [request for request in (f"{m}@{d}" for m, d in sorted(asked.items())) if request not in queued]
 
 
 @dg.sensor(
@@ -36,29 +39,32 @@ def new_requests(metadata: dict, queued: dict[str, str]) -> dict[str, str]:
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Queues a weekly_retrain run when governance's decay detector alarms on a model (the retrain "
-    "decisions of marts.governance_decisions), once per alarm.",
+    "decisions of marts.governance_decisions): one run for the alarms new at a tick, each alarm once.",
 )
 def decay_retrain_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    cursor = json.loads(context.cursor) if context.cursor else {"event": None, "queued": {}}
-    # every materialization since the last tick, oldest first: a daily refresh names only the alarms that
-    # started in it, so one left unread would be lost
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=DECISIONS, after_storage_id=cursor["event"]),
-        limit=EVENTS_PER_TICK,
-        ascending=True,
-    ).records
+    cursor = json.loads(context.cursor) if context.cursor else {"event": None, "queued": []}
+    instance = context.instance
+    if cursor["event"] is None:
+        # first tick (the sensor just turned on, or its cursor was reset): the latest decisions only, not
+        # every alarm of the instance's history, most of them long over
+        records = instance.fetch_materializations(DECISIONS, limit=1).records
+    else:
+        # every materialization since the last tick, oldest first: a daily refresh names only the alarms
+        # that started in it, so one left unread would be lost
+        after = dg.AssetRecordsFilter(asset_key=DECISIONS, after_storage_id=cursor["event"])
+        records = instance.fetch_materializations(after, limit=EVENTS_PER_TICK, ascending=True).records
     if not records:
         return dg.SkipReason("no new governance decisions")
-    queued, fresh = dict(cursor["queued"]), {}
+    queued, fresh = set(cursor["queued"]), []
     for record in records:
         materialization = record.asset_materialization
         asked = new_requests(dict(materialization.metadata) if materialization is not None else {}, queued)
         queued.update(asked)
-        fresh.update(asked)
-    cursor = {"event": records[-1].storage_id, "queued": queued}
+        fresh.extend(asked)
+    cursor = {"event": records[-1].storage_id, "queued": sorted(queued)}
     if not fresh:
         return dg.SensorResult(skip_reason="no new decay alarm", cursor=json.dumps(cursor))
-    answered = ",".join(f"{m}@{d}" for m, d in sorted(fresh.items()))
+    answered = ",".join(sorted(fresh))
     request = dg.RunRequest(
         run_key=f"{RETRAIN_SENSOR}:{answered}",
         tags={"pmx/trigger": "decay", "pmx/decayed_models": answered},

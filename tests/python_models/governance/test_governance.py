@@ -11,6 +11,8 @@ from python_models.governance import resume
 from python_models.governance.governor import (
     DecisionLog,
     GovernanceState,
+    Watch,
+    apply_stops,
     decide,
     govern,
     leader,
@@ -191,7 +193,7 @@ def test_evaluate_uses_one_sided_dm_and_the_three_thresholds():
 
 def test_bad_policies_and_inputs_are_rejected():
     with pytest.raises(ValueError, match="stop_accuracy"):
-        GovernancePolicy(stop_accuracy=0.6, retrain_accuracy=0.5)
+        GovernancePolicy(stop_accuracy=0.6, resume_accuracy=0.5)
     with pytest.raises(ValueError, match="min_evidence"):
         GovernancePolicy(min_evidence=600, evidence_window=504)
     _, f = _world({})
@@ -486,3 +488,35 @@ def test_a_sell_off_no_longer_stops_every_mostly_long_model_at_once():
     # the floor on the balanced accuracy stays off through the fall (a no-skill model's 0.5 can dip below 0.45
     # by chance over 1,000 sessions of 8 tickers, as long_noise's does once before it)
     assert not floor[[*leaning, "long_skill"]].iloc[600:760].any().any()
+
+
+def test_the_audit_names_only_the_rules_that_act():
+    day = pd.Timestamp("2020-06-01")
+
+    def readings(balanced: float, floor: bool, cusum: float, decayed: bool) -> Watch:
+        def one(value):
+            return pd.DataFrame({"m": [value]}, index=[day])
+
+        return Watch(one(balanced), one(floor), one(np.nan), one(cusum), one(decayed))
+
+    def log_of(was: bool, now: bool, watch: Watch, was_floor: bool, was_decayed: bool) -> list[dict]:
+        log = DecisionLog(pd.DataFrame({"m": [0.5]}, index=[day]), "t")
+        apply_stops(log, day, {"m": was}, {"m": now}, "", POLICY, watch, ({"m": was_floor}, {"m": was_decayed}))
+        return [(d["action"], d["reason"]) for d in log.decisions]
+
+    # a decay-only stop lifts with the CUSUM: the balanced accuracy (0.48, under the floor's 0.50) is no reason
+    assert log_of(True, False, readings(0.48, False, 0.0, False), False, True) == [("resume", "decay CUSUM back at 0")]
+    # a floor-only stop lifts with the balanced accuracy: no word of a CUSUM still warming up
+    got = log_of(True, False, readings(0.51, False, np.nan, False), True, False)
+    assert got == [("resume", "balanced directional accuracy 0.5100 >= 0.5")]
+    # an alarm that starts while the floor already stops: a retrain request, no second stop
+    got = log_of(True, True, readings(0.40, True, 11.0, True), True, False)
+    assert [a for a, _ in got] == ["retrain"] and "11.00 > 10.0" in got[0][1] and "decay_retrain" in got[0][1]
+    # both rules at once: the request, then a stop that names both
+    got = log_of(False, True, readings(0.40, True, 11.0, True), False, False)
+    assert [a for a, _ in got] == ["retrain", "stop"]
+    assert (
+        got[1][1]
+        == "decay CUSUM 11.00 > 10.0 on the loss relative to random_walk; balanced directional accuracy 0.4000 < 0.45"
+    )
+    assert log_of(False, False, readings(0.50, False, 3.0, False), False, False) == []  # nothing changes
