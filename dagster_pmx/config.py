@@ -61,6 +61,14 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "backtest": ("execution", "cost_bps", "half_spread_bps", "impact_coefficient", "aum"),
     "paper": ("paper_strategies", "paper_start", "paper_lot_size", "paper_min_trade", "paper_participation"),
     "operations": ("freshness_sessions", "as_of", "alert_file", "alert_webhook"),
+    "llm": (
+        "llm_models",
+        "llm_call_timeout",
+        "llm_read_timeout",
+        "llm_failover_rate",
+        "llm_max_calls",
+        "llm_history",
+    ),
 }
 
 #: Settings that are not fields of :class:`PmxSettings` (read where they are used): type and default.
@@ -85,12 +93,13 @@ OPERATIONAL: dict[str, tuple[type, Any]] = {
 SECRETS: dict[str, str] = {
     "alphavantage_api_key": "PMX_ALPHAVANTAGE_API_KEY",
     "finnhub_api_key": "PMX_FINNHUB_API_KEY",
+    "llm_host": "PMX_LLM_HOST",  # an Ollama server's URL: it may carry credentials, and is never shown
 }
 
 #: Settings whose file value is a path, made relative to the file's folder.
 PATHS = ("warehouse", "data_path", "backup_dir", "csv_dir", "alert_file")
 #: Comma-separated settings; the file may give them as an array of strings instead.
-LISTS = ("tickers", "models", "paper_strategies")
+LISTS = ("tickers", "models", "paper_strategies", "llm_models")
 #: Words that mark a key as a secret however it is spelled.
 SECRET_WORDS = ("api_key", "apikey", "token", "secret", "password")
 
@@ -199,6 +208,11 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "drawdown_cap_multiplier": _within(1, math.inf, high_open=True),
     "es_limit": _within(0, 1, high_open=True),
     "es_level": _within(0.5, 1, low_open=True, high_open=True),
+    "llm_call_timeout": _within(0, math.inf, low_open=True, high_open=True),
+    "llm_read_timeout": _within(0, math.inf, low_open=True, high_open=True),
+    "llm_failover_rate": _at_least(0),
+    "llm_max_calls": _at_least(0),
+    "llm_history": _at_least(1),
     "execution": _one_of(*EXECUTIONS),
     "cost_bps": _at_least(0),
     "half_spread_bps": _at_least(0),

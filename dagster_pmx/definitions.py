@@ -15,6 +15,7 @@ from dagster_pmx.defs.governance import checks as governance_checks
 from dagster_pmx.defs.governance import sensors as governance_sensors
 from dagster_pmx.defs.ingest import assets as ingest_assets
 from dagster_pmx.defs.ingest import checks as ingest_checks
+from dagster_pmx.defs.llm import assets as llm_assets
 from dagster_pmx.defs.operations import checks as operations_checks
 from dagster_pmx.defs.operations import jobs, maintenance, sensors
 from dagster_pmx.defs.portfolio import assets as portfolio_assets
@@ -67,6 +68,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
                 risk_assets,
                 validation_assets,
                 trading_assets,
+                llm_assets,
             ]
         ),
         asset_checks=dg.load_asset_checks_from_modules(

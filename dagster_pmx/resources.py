@@ -221,6 +221,21 @@ class Warehouse(dg.ConfigurableResource):
             with self.connect() as con:
                 return _replace_from_files(con, files, first)
 
+    def append(self, table: str, frame: pd.DataFrame) -> int:
+        """Add ``frame``'s rows to ``schema.table`` (created with its columns when missing), in one
+        transaction: a log that keeps every row it was given. Returns the table's row count."""
+        with self.connect() as con:
+            ensure(con, f"create schema if not exists {table.split('.')[0]}")
+            con.register("incoming", _stored(frame))
+            transaction(
+                con,
+                [
+                    (f"create table if not exists {table} as select * from incoming limit 0", []),
+                    (f"insert into {table} by name select * from incoming", []),
+                ],
+            )
+            return _count(con, table)
+
     def has(self, *tables: str) -> bool:
         """Whether every ``schema.table`` (or view) of ``tables`` exists.
 
@@ -354,6 +369,13 @@ class PmxSettings(dg.ConfigurableResource):
     ticker_batch: int = 20  # tickers whose per-ticker results a step holds in memory at once (docs/scaling.md)
     models: str = ""  # comma-separated forecaster names, "all", or empty for the default set
     full_refresh: bool = False  # rebuild the incremental dbt models from scratch
+    # the LLM signal source (docs/llm.md): on when PMX_LLM_HOST (environment only) and llm_models are set
+    llm_models: str = ""  # comma-separated Ollama models, in order of preference; empty: the source is off
+    llm_call_timeout: float = 30.0  # seconds a call to one model may take
+    llm_read_timeout: float = 10.0  # seconds without a byte before a model is abandoned
+    llm_failover_rate: float = 5.0  # tokens per second below which a model is abandoned (0: never)
+    llm_max_calls: int = 200  # calls a run may make (the call budget)
+    llm_history: int = 21  # latest sessions a run asks signals for (those not yet asked)
 
     @classmethod
     def from_env(cls) -> PmxSettings:
@@ -373,3 +395,8 @@ class PmxSettings(dg.ConfigurableResource):
     @property
     def ticker_list(self) -> list[str]:
         return [t.strip().upper() for t in self.tickers.split(",") if t.strip()]
+
+    @property
+    def llm_model_list(self) -> list[str]:
+        """The Ollama models of ``llm_models``, in order of preference (empty: the LLM source is off)."""
+        return [m.strip() for m in self.llm_models.split(",") if m.strip()]

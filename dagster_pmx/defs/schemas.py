@@ -761,3 +761,36 @@ VAR_BACKTESTS = _schema(
     ("conditional_lr", "double", "Christoffersen's conditional coverage: kupiec + independence on sessions 2..n."),
     ("conditional_pvalue", "double", "Its p-value (2 df)."),
 )
+
+LLM_SIGNALS = _schema(
+    ("ticker", "varchar", "Ticker the signal is for."),
+    ("date", "timestamp_ns", "Signal date: the prompt holds only what was known at its close."),
+    ("horizon", "bigint", "Sessions the expected return covers (the signal horizon)."),
+    ("model", "varchar", "The Ollama model that answered; empty when every model failed."),
+    ("direction", "varchar", "up, down or flat; NULL when the answer did not parse."),
+    ("expected_return", "double", "Expected log return over the horizon; NULL when the answer did not parse."),
+    (
+        "confidence",
+        "double",
+        "The model's probability that the direction is right; NULL when the answer did not parse.",
+    ),
+    ("reason", "varchar", "The model's one-sentence reason."),
+    ("valid", "boolean", "Passed every validation layer: only a valid signal may ever reach an allocation."),
+    (
+        "rejection",
+        "varchar",
+        "The first validation layer that failed (python_models.llm.signals.LAYERS); NULL when valid.",
+    ),
+    ("rejection_detail", "varchar", "Why, in words."),
+    ("prompt", "varchar", "The user message sent (the system prompt is python_models.llm.signals.SYSTEM_PROMPT)."),
+    ("prompt_hash", "varchar", "SHA-256 of the whole prompt (both messages as sorted JSON)."),
+    ("answer", "varchar", "The model's raw answer."),
+    ("answer_hash", "varchar", "SHA-256 of the raw answer."),
+    ("attempts", "bigint", "Models tried for this signal."),
+    ("failovers", "bigint", "Models abandoned (error, timeout or a token rate below llm_failover_rate)."),
+    ("seconds", "double", "Seconds the answering model took; NULL when none answered."),
+    ("first_token_s", "double", "Seconds to the answering model's first token."),
+    ("token_rate", "double", "The answering model's tokens per second."),
+    ("attempt_log", "varchar", "Every attempt as JSON: model, outcome, reason, timings (never the host)."),
+    ("called_at", "timestamp_ns", "When the call was made (UTC)."),
+)

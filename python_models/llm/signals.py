@@ -53,6 +53,25 @@ SIGNAL_SCHEMA: dict[str, Any] = {
     },
     "required": ["direction", "expected_return", "confidence", "reason"],
 }
+#: The marts.features columns a prompt shows (interpretable ones: returns, volatility, trend, the market).
+PROMPT_FEATURES = (
+    "ret_1d",
+    "ret_5d",
+    "ret_21d",
+    "ret_63d",
+    "ret_252d",
+    "realized_vol_21",
+    "volatility_ratio_10_63",
+    "drawdown",
+    "rsi_14",
+    "bollinger_position",
+    "dist_52w_high",
+    "trend_regime",
+    "beta_63",
+    "market_return_1d",
+    "market_vol_21",
+    "xs_rank_ret_21d",
+)
 #: Words that make an answer a refusal rather than a forecast.
 REFUSAL_MARKERS = ("i cannot", "i can't", "i can not", "unable to", "not able to", "financial advice", "i won't")
 

@@ -1,0 +1,1 @@
+"""The optional LLM signal source (docs/llm.md)."""

@@ -1,0 +1,114 @@
+"""What the LLM signal asset reads: the (ticker, session) pairs to ask for, and each one's data at its close."""
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+
+from dagster_pmx.resources import Warehouse
+from python_models.llm.signals import PROMPT_FEATURES, PromptInputs
+from python_models.llm.source import SignalRequest
+
+SIGNALS_TABLE = "ml.llm_signals"
+FORECAST_TABLES = ("ml.base_forecasts", "ml.ensemble_forecasts")
+#: Earlier valid directions of a ticker the flip-flop layer reads (its window is shorter).
+DIRECTIONS_KEPT = 50
+
+
+def pending_pairs(warehouse: Warehouse, benchmark: str, history: int, horizon: int, budget: int) -> pd.DataFrame:
+    """``ticker, date`` and the prompt's feature columns of the pairs to ask for: every ticker but the
+    benchmark, with a price, on the latest ``history`` sessions of marts.features, not asked before at
+    ``horizon`` (an answer, valid or not, is never asked for again: ml.llm_signals keeps it), the oldest
+    first, at most ``budget``."""
+    asked = ""
+    if warehouse.has(SIGNALS_TABLE):
+        asked = f"anti join {SIGNALS_TABLE} as s on s.ticker = f.ticker and s.date = f.date and s.horizon = ?"
+    columns = ", ".join(f"f.{c}" for c in PROMPT_FEATURES)
+    query = f"""
+        with latest as (
+            select distinct date from marts.features where ticker <> ? order by date desc limit ?
+        )
+        select f.ticker, f.date, {columns}
+        from marts.features as f
+        semi join latest on latest.date = f.date
+        {asked}
+        where f.ticker <> ? and f.has_price
+        order by f.date, f.ticker
+        limit ?
+    """
+    params: list = [benchmark, history, *([horizon] if asked else []), benchmark, budget]
+    return warehouse.query(query, params)
+
+
+def signal_requests(warehouse: Warehouse, pairs: pd.DataFrame, benchmark: str, horizon: int) -> list[SignalRequest]:
+    """Each pair's request: its features at the close (the row of that date), the forecasts at ``horizon``
+    made at that close, and the market's regime probabilities filtered at it: nothing dated later."""
+    if pairs.empty:
+        return []
+    with warehouse.connect(read_only=True) as con:
+        con.register("pairs", pairs[["ticker", "date"]])
+        tables = [t for t in FORECAST_TABLES if _exists(con, t)]
+        union = " union all ".join(
+            f"select model, ticker, asof_date, y_pred from {t} where horizon = {int(horizon)}" for t in tables
+        )
+        made_at_the_close = "semi join pairs on pairs.ticker = f.ticker and pairs.date = f.asof_date"
+        forecasts = (
+            con.execute(f"select f.* from ({union}) as f {made_at_the_close}").df()
+            if tables
+            else pd.DataFrame(columns=["model", "ticker", "asof_date", "y_pred"])
+        )
+        regimes = (
+            con.execute(
+                "select r.date, r.regime, r.probability from ml.regime_probabilities as r "
+                "where r.ticker = ? and r.date in (select distinct date from pairs)",
+                [benchmark],
+            ).df()
+            if _exists(con, "ml.regime_probabilities")
+            else pd.DataFrame(columns=["date", "regime", "probability"])
+        )
+    by_origin = {
+        key: dict(zip(g["model"], g["y_pred"], strict=True)) for key, g in forecasts.groupby(["ticker", "asof_date"])
+    }
+    by_date = {
+        d: {str(r): p for r, p in zip(g["regime"], g["probability"], strict=True)} for d, g in regimes.groupby("date")
+    }
+    requests = []
+    for row in pairs.itertuples(index=False):
+        date = pd.Timestamp(row.date)
+        features = {c: getattr(row, c) for c in PROMPT_FEATURES}
+        vol = features.get("realized_vol_21")
+        requests.append(
+            SignalRequest(
+                PromptInputs(
+                    row.ticker,
+                    str(date.date()),
+                    horizon,
+                    features,
+                    by_origin.get((row.ticker, date), {}),
+                    by_date.get(date, {}),
+                ),
+                vol / math.sqrt(252) if vol is not None and vol == vol else math.nan,
+            )
+        )
+    return requests
+
+
+def previous_directions(warehouse: Warehouse, tickers: Sequence[str], horizon: int) -> dict[str, list[str]]:
+    """Each ticker's latest valid directions at ``horizon`` (oldest first): what the flip-flop layer counts."""
+    if not warehouse.has(SIGNALS_TABLE) or not len(tickers):
+        return {}
+    rows = warehouse.query(
+        f"select ticker, direction from (select ticker, date, direction, row_number() over "
+        f"(partition by ticker order by date desc) as k from {SIGNALS_TABLE} where valid and horizon = ?) "
+        f"where k <= ? order by ticker, date",
+        [horizon, DIRECTIONS_KEPT],
+    )
+    return {t: list(g["direction"]) for t, g in rows.groupby("ticker") if t in set(tickers)}
+
+
+def _exists(con, table: str) -> bool:
+    try:
+        con.execute(f"select 1 from {table} limit 0")
+    except Exception:  # a missing table: duckdb.CatalogException
+        return False
+    return True
