@@ -794,3 +794,20 @@ LLM_SIGNALS = _schema(
     ("attempt_log", "varchar", "Every attempt as JSON: model, outcome, reason, timings (never the host)."),
     ("called_at", "timestamp_ns", "When the call was made (UTC)."),
 )
+
+LLM_SCORES = _schema(
+    ("subject", "varchar", "The LLM model that answered, or 'all' for every model together."),
+    ("horizon", "bigint", "Sessions the signals' expected returns cover."),
+    ("metric", "varchar", "directional_accuracy, always_up_accuracy, mse_ratio or dm_stat (python_models.llm.scores)."),
+    ("n_signals", "bigint", "Valid signals whose horizon has been realised."),
+    ("n_dates", "bigint", "Signal dates among them."),
+    ("value", "double", "The metric on those signals."),
+    ("low", "double", "Lower end of the 90 % stationary-bootstrap interval over dates (directional accuracy)."),
+    ("high", "double", "Upper end of that interval."),
+    (
+        "pvalue",
+        "double",
+        "One-sided p-value: accuracy no better than 0.5 (bootstrap), or loss no lower than the random "
+        "walk's (Diebold–Mariano, fixed smoothing).",
+    ),
+)

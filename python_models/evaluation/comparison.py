@@ -325,6 +325,16 @@ def _against(comparisons: pd.DataFrame, baseline: str) -> pd.DataFrame:
     return pd.concat([a, b])[["horizon", "model", "dm_stat", "dm_pvalue"]]
 
 
+def bootstrap_test(
+    series, statistic, null: float, block: float = 21.0, reps: int = 1000, level: float = 0.90, seed: int = 0
+) -> tuple[float, float, float]:
+    """:func:`bootstrap_interval` and :func:`bootstrap_pvalue` from one set of resamples: ``(lower, upper,
+    p-value of H0: statistic <= null)``."""
+    theta, draws = _bootstrap(series, statistic, block, reps, seed)
+    low, high = _percentile_interval(draws, level)
+    return low, high, _centred_pvalue(theta, draws, null)
+
+
 def bootstrap_pvalue(series, statistic, null: float, block: float = 21.0, reps: int = 1000, seed: int = 0) -> float:
     """One-sided p-value of H0: ``statistic <= null`` under the stationary bootstrap.
 

@@ -25,11 +25,16 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 #: The fixture that hands tests each piece of work (a test that uses the fixture needs the piece).
 FIXTURES = {"full": "full", "truncated": "truncated", "cli_runs": "cli", "reader_runs": "reader"}
+#: The full build runs the LLM source against the recorded Ollama server: the first model is one it does
+#: not have (every call fails over), and the 42 latest sessions of the three tickers are asked for, so the
+#: signals of the first 21 are realised and scored.
+LLM_ON = {"llm_models": "missing,good", "llm_history": 42, "llm_max_calls": 200, "llm_read_timeout": 5.0}
 #: What a piece needs done first.
 NEEDS = {"reader": "truncated"}
 #: Seconds a test waits for a piece (and what it needs) before ending it and failing: far over what each
@@ -172,8 +177,13 @@ def build(name: str, path: str) -> int:
         from tests.e2e.helpers import CUT
         from tests.e2e.helpers import build as build_graph
 
-        overrides = {"full": {}, "truncated": {"end_date": CUT}}[name]
-        result = build_graph(path, **overrides)
+        overrides = {"full": LLM_ON, "truncated": {"end_date": CUT}}[name]
+        with ExitStack() as stack:
+            if name == "full":  # the whole graph with the LLM source on, against the recorded Ollama server
+                from tests.python_models.llm.ollama_server import RecordedOllama
+
+                os.environ["PMX_LLM_HOST"] = stack.enter_context(RecordedOllama()).url
+            result = build_graph(path, **overrides)
         for event in result.all_events:
             if event.event_type_value == "STEP_FAILURE":
                 print(f"STEP_FAILURE {event.step_key}: {event.message}", flush=True)

@@ -18,7 +18,7 @@ def test_every_mart_is_populated(full):
     from dagster_pmx.definitions import defs
 
     marts = [k.path[1] for k in defs.resolve_asset_graph().materializable_asset_keys if k.path[0] == "marts"]
-    assert len(marts) == 36
+    assert len(marts) == 37
     for table in marts:
         if table == "data_quality":
             continue  # the bundled slice is clean: see test_the_bundled_slice_passes_the_wall_whole
@@ -401,7 +401,7 @@ def test_python_written_tables_have_their_documented_columns(full):
         assert actual == [c.name for c in schema.columns], table
         assert all(c.description for c in schema.columns), table
     marts = {k.to_user_string() for k in graph.materializable_asset_keys if k.path[0] == "marts"}
-    assert len(marts) == 36 and marts <= documented  # dbt's from YAML, Python's from dagster_pmx/defs/schemas.py
+    assert len(marts) == 37 and marts <= documented  # dbt's from YAML, Python's from dagster_pmx/defs/schemas.py
     assert {"raw/prices", "raw/macro"} <= documented
 
 
@@ -655,3 +655,32 @@ def test_a_build_leaves_a_view_whose_sql_is_unchanged_as_it_is(full, tmp_path):
         assert rebuilt.returncode == 0 and "unchanged" not in rebuilt.stdout, rebuilt.stdout[-2000:]
         assert comment() == created
     assert read(path, "select count(*) as n from staging.stg_prices")["n"].iloc[0] > 0
+
+
+def test_the_llm_source_in_the_whole_graph(full):
+    # the full build asks the recorded Ollama server (tests/e2e/background.py: LLM_ON)
+    signals = read(full, "select * from ml.llm_signals order by date, ticker")
+    dates = read(full, "select distinct date from marts.features order by date desc limit 42")["date"]
+    assert len(signals) == 3 * 42 and set(signals["date"]) == set(dates)
+    assert signals["valid"].all() and (signals["model"] == "good").all() and (signals["failovers"] == 1).all()
+    assert signals.groupby(["ticker", "date"]).size().max() == 1
+    # every prompt holds the close's own feature row
+    features = read(full, "select * from marts.features")
+    first = signals.iloc[0]
+    prompt = json.loads(first["prompt"])
+    row = features[(features["ticker"] == first["ticker"]) & (features["date"] == first["date"])].iloc[0]
+    assert prompt["signal_date"] == str(first["date"].date())
+    assert prompt["features"]["ret_21d"] == round(float(row["ret_21d"]), 6)
+    # scored on the signals whose 21 sessions have passed, against the realised returns
+    realised = read(
+        full,
+        "select s.expected_return, r.fwd_return from ml.llm_signals s join intermediate.int_forward_returns r "
+        "on r.ticker = s.ticker and r.date = s.date and r.horizon = s.horizon where r.fwd_return is not null",
+    )
+    scores = read(full, "select * from marts.llm_scores where subject = 'all'").set_index("metric")
+    assert scores.loc["directional_accuracy", "n_signals"] == len(realised) == 3 * 21
+    hits = (realised["fwd_return"] > 0).mean()  # every answer is "up"
+    assert scores.loc["directional_accuracy", "value"] == pytest.approx(hits)
+    assert scores.loc["always_up_accuracy", "value"] == pytest.approx(hits)
+    mse = ((realised["expected_return"] - realised["fwd_return"]) ** 2).mean() / (realised["fwd_return"] ** 2).mean()
+    assert scores.loc["mse_ratio", "value"] == pytest.approx(mse)

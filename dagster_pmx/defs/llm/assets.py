@@ -15,6 +15,7 @@ from dagster_pmx.defs import schemas
 from dagster_pmx.defs.llm import reads
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.llm.client import OllamaClient
+from python_models.llm.scores import llm_scores as score_signals
 from python_models.llm.source import ask, empty_signals
 
 #: The environment variable naming the Ollama server (never the file: it may carry credentials).
@@ -75,3 +76,23 @@ def llm_signals(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
             "median_seconds": float(answered["seconds"].median()) if len(answered) else 0.0,
         }
     )
+
+
+@dg.asset(
+    key=["marts", "llm_scores"],
+    group_name="llm",
+    pool="warehouse",
+    kinds={"python", "duckdb"},
+    deps=[dg.AssetKey(["ml", "llm_signals"]), dg.AssetKey(["intermediate", "int_forward_returns"])],
+    metadata={"dagster/column_schema": schemas.LLM_SCORES},
+    description="How the LLM source's valid signals scored once their horizon passed, by answering model and for "
+    "all: directional accuracy (90 % bootstrap interval over dates, p-value against 0.5), what always forecasting "
+    "'up' scores on the same rows, the MSE over the random walk's, and the Diebold–Mariano test against the random "
+    "walk. Empty while the source is off or nothing has been realised.",
+)
+def llm_scores(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    scores = score_signals(reads.realised_signals(warehouse))
+    rows = warehouse.replace_table("marts.llm_scores", scores)
+    overall = scores[(scores["subject"] == "all") & (scores["metric"] == "directional_accuracy")]
+    summary = {f"accuracy_h{int(r.horizon)}": round(float(r.value), 4) for r in overall.itertuples()}
+    return dg.MaterializeResult(metadata={"dagster/row_count": rows, **summary})

@@ -112,3 +112,20 @@ def _exists(con, table: str) -> bool:
     except Exception:  # a missing table: duckdb.CatalogException
         return False
     return True
+
+
+def realised_signals(warehouse: Warehouse) -> pd.DataFrame:
+    """``model, ticker, date, horizon, expected_return, y_true`` of the valid signals whose horizon has been
+    realised (``y_true``: the ticker's log return over the horizon's sessions after the signal's close)."""
+    if not warehouse.has(SIGNALS_TABLE):
+        return pd.DataFrame(columns=["model", "ticker", "date", "horizon", "expected_return", "y_true"])
+    return warehouse.query(
+        f"""
+        select s.model, s.ticker, s.date, s.horizon, s.expected_return, r.fwd_return as y_true
+        from {SIGNALS_TABLE} as s
+        inner join intermediate.int_forward_returns as r
+            on r.ticker = s.ticker and r.date = s.date and r.horizon = s.horizon
+        where s.valid and r.fwd_return is not null
+        order by s.date, s.ticker, s.model
+        """
+    )
