@@ -5,6 +5,30 @@ tables have exactly these columns.
 """
 
 import dagster as dg
+import pandas as pd
+
+
+#: pandas types of the column types the schemas name (a string column stays text when it holds no value:
+#: DuckDB reads an empty or all-NULL object column as INTEGER).
+PANDAS_TYPES = {
+    "varchar": "string",
+    "bigint": "int64",
+    "date": "datetime64[ns]",
+    "timestamp": "datetime64[ns]",
+    "timestamp_ns": "datetime64[ns]",
+    "double": "float64",
+    "boolean": "boolean",
+}
+
+
+def empty_frame(schema: dg.TableSchema) -> pd.DataFrame:
+    """A table of ``schema`` with no rows but its column types."""
+    return pd.DataFrame({c.name: pd.Series(dtype=PANDAS_TYPES[c.type]) for c in schema.columns})
+
+
+def typed(frame: pd.DataFrame, schema: dg.TableSchema) -> pd.DataFrame:
+    """``frame``'s columns of ``schema``, in its order, as :data:`PANDAS_TYPES` types them."""
+    return frame[[c.name for c in schema.columns]].astype({c.name: PANDAS_TYPES[c.type] for c in schema.columns})
 
 
 def _schema(*columns: tuple[str, str, str]) -> dg.TableSchema:
@@ -796,6 +820,12 @@ LLM_SIGNALS = _schema(
 )
 
 LLM_SCORES = _schema(
+    (
+        "basis",
+        "varchar",
+        "live: signals asked within 5 days of their close; backfill: asked later (a model may know "
+        "what followed a date before its training data ends: not evidence of skill).",
+    ),
     ("subject", "varchar", "The LLM model that answered, or 'all' for every model together."),
     ("horizon", "bigint", "Sessions the signals' expected returns cover."),
     ("metric", "varchar", "directional_accuracy, always_up_accuracy, mse_ratio or dm_stat (python_models.llm.scores)."),

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+import urllib3
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,11 @@ class OllamaClient:
             return timing.attempt(model, stop.outcome, stop.reason), ""
         except requests.Timeout:
             return timing.attempt(model, "timeout", f"no byte for {self.read_timeout:g} s"), ""
+        except requests.ConnectionError as exc:
+            # a stall mid-stream: requests raises urllib3's read timeout from the body as a ConnectionError
+            if any(isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args):
+                return timing.attempt(model, "timeout", f"no byte for {self.read_timeout:g} s mid-answer"), ""
+            return timing.attempt(model, "error", type(exc).__name__), ""  # the message can hold the host
         except requests.RequestException as exc:
             return timing.attempt(model, "error", type(exc).__name__), ""  # the message can hold the host
         rate = timing.rate()
@@ -168,11 +174,11 @@ class OllamaClient:
         """The answer's text from the stream's chunks, judging the time and the rate as they come."""
         parts: list[str] = []
         for line in lines:
-            if not line:
-                continue
             now = time.monotonic()
             if now - timing.started > self.call_timeout:
                 raise _Abandon("timeout", f"the call passed {self.call_timeout:g} s")
+            if not line:
+                continue
             try:
                 chunk = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -223,7 +229,8 @@ class _Timing:
         if self.chunks == 0:
             return float("nan")
         span = (now if now is not None else self.last) - self.first
-        return self.chunks / span if span > 0 else float("inf")
+        # the chunks after the first over the time since it (one chunk alone has no rate)
+        return (self.chunks - 1) / span if span > 0 else float("nan")
 
     def attempt(self, model: str, outcome: str, reason: str) -> Attempt:
         return Attempt(

@@ -1,10 +1,14 @@
 """How the LLM source scores: its valid signals against what was realised, and against the random walk.
 
-On the valid signals whose horizon has passed (``expected_return`` against the realised log return over the
-same sessions, pooled over tickers), by the LLM model that answered and over all of them:
+On the valid signals whose horizon has passed (``expected_return`` against the realised simple return over
+the same sessions, pooled over tickers), by the LLM model that answered and over all of them, and apart for
+the signals asked **live** (within :data:`LIVE_DAYS` days of the signal's close) and those **backfilled**
+(asked later): a model asked about a date before its training data ends may know what followed it, so only
+the live signals are evidence of skill.
 
 ``directional_accuracy``
-    the share of signals whose sign matched the realised return's (a flat signal, 0, matches only 0), with
+    the share of signals whose direction (up, down, flat) matched the realised return's sign (flat matches
+    only 0), with
     a 90 % interval from the stationary bootstrap over dates (a date's signals resampled together, mean block
     the horizon: the signals of nearby dates overlap) and the one-sided p-value of "no better than 0.5";
 ``always_up_accuracy``
@@ -26,34 +30,41 @@ from python_models.evaluation.comparison import bootstrap_test
 from python_models.evaluation.metrics import dm_test, sign_hits
 
 #: Columns of ``marts.llm_scores``.
-COLUMNS = ["subject", "horizon", "metric", "n_signals", "n_dates", "value", "low", "high", "pvalue"]
+COLUMNS = ["basis", "subject", "horizon", "metric", "n_signals", "n_dates", "value", "low", "high", "pvalue"]
+#: Calendar days after a signal's close within which it counts as asked live.
+LIVE_DAYS = 5
+#: The sign each direction forecasts.
+SIGNS = {"up": 1.0, "down": -1.0, "flat": 0.0}
 #: Fewest dates with realised signals before intervals and tests are computed (below: value only).
 MIN_DATES = 10
 ALL = "all"
 
 
 def llm_scores(realised: pd.DataFrame, reps: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Score the valid, realised signals (``model, ticker, date, horizon, expected_return, y_true``).
+    """Score the valid, realised signals (``model, ticker, date, horizon, direction, expected_return, called_at,
+    y_true``).
 
-    Returns one row per (subject, horizon, metric) (:data:`COLUMNS`): the subject is the answering model, and
-    ``all`` for every model together.
+    Returns one row per (basis, subject, horizon, metric) (:data:`COLUMNS`): the basis is ``live`` or
+    ``backfill``, the subject the answering model, and ``all`` for every model together.
     """
-    need = {"model", "ticker", "date", "horizon", "expected_return", "y_true"}
+    need = {"model", "ticker", "date", "horizon", "direction", "expected_return", "called_at", "y_true"}
     if need - set(realised.columns):
         raise ValueError(f"realised signals lack columns {sorted(need - set(realised.columns))}")
     done = realised.dropna(subset=["expected_return", "y_true"])
+    lag = pd.to_datetime(done["called_at"]) - pd.to_datetime(done["date"])
+    done = done.assign(basis=np.where(lag <= pd.Timedelta(days=LIVE_DAYS), "live", "backfill"))
     rows: list[dict] = []
-    groups = [(ALL, done)] + [(str(m), g) for m, g in done.groupby("model", sort=True)] if len(done) else []
-    for subject, part in groups:
-        for horizon, rows_h in part.groupby("horizon", sort=True):
-            rows += _scores(subject, int(horizon), rows_h, reps, seed)
-    types = {"subject": "object", "metric": "object", "horizon": "int64", "n_signals": "int64", "n_dates": "int64"}
-    return pd.DataFrame(rows, columns=COLUMNS).astype({**dict.fromkeys(COLUMNS, "float64"), **types})
+    for basis, part in done.groupby("basis", sort=True):
+        groups = [(ALL, part)] + [(str(m), g) for m, g in part.groupby("model", sort=True)]
+        for subject, rows_s in groups:
+            for horizon, rows_h in rows_s.groupby("horizon", sort=True):
+                rows += [{"basis": basis, **r} for r in _scores(subject, int(horizon), rows_h, reps, seed)]
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def _scores(subject: str, horizon: int, rows: pd.DataFrame, reps: int, seed: int) -> list[dict]:
     rows = rows.assign(
-        hit=sign_hits(rows["y_true"], rows["expected_return"]).astype(float),
+        hit=sign_hits(rows["y_true"], rows["direction"].map(SIGNS)).astype(float),
         up=(rows["y_true"] > 0).astype(float),
         diff=(rows["expected_return"] - rows["y_true"]) ** 2 - rows["y_true"] ** 2,
         loss=(rows["expected_return"] - rows["y_true"]) ** 2,

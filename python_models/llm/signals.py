@@ -13,7 +13,9 @@ forecasts and the regime probabilities at one close, all read point in time by t
 ``malformed_json``
     the answer is not one JSON object;
 ``refusal``
-    the model declined (a ``reason`` that says so, or ``direction`` missing beside such a reason);
+    the model declined: an answer that is not JSON and says so, or a ``reason`` that says so beside no forecast
+    (no ``direction``, or flat with confidence 0); a forecast whose reason merely contains such words (a price
+    "unable to break resistance") is judged as a forecast;
 ``schema``
     a field missing or of the wrong type, a ``direction`` not in :data:`DIRECTIONS`;
 ``range``
@@ -77,16 +79,17 @@ REFUSAL_MARKERS = ("i cannot", "i can't", "i can not", "unable to", "not able to
 
 SYSTEM_PROMPT = (
     "You are a quantitative analyst. From the data given, all known at the close of the signal date, forecast "
-    "the stock's total log return over the horizon. Answer with one JSON object: direction (up, down or flat), "
-    "expected_return (a decimal log return over the horizon, e.g. 0.012), confidence (0 to 1, the probability "
-    "that the direction is right) and reason (one sentence). Use no information from after the signal date."
+    "the stock's total return over the horizon (a simple return, as the data's returns and model forecasts are). "
+    "Answer with one JSON object: direction (up, down or flat), expected_return (a decimal simple return over the "
+    "horizon, e.g. 0.012), confidence (0 to 1, the probability that the direction is right) and reason (one "
+    "sentence). Use no information from after the signal date."
 )
 
 
 @dataclass(frozen=True)
 class PromptInputs:
     """What the prompt may say about one ticker at one close: ``features`` (name -> value, from
-    ``marts.features`` at the date), ``forecasts`` (model -> expected log return over the horizon, made at
+    ``marts.features`` at the date), ``forecasts`` (model -> expected simple return over the horizon, made at
     the date), ``regimes`` (regime -> filtered probability at the date)."""
 
     ticker: str
@@ -173,11 +176,14 @@ def validate(
     try:
         answer = json.loads(content)
     except json.JSONDecodeError as exc:
+        if _declines(content):
+            return Verdict("refusal", f"the model declined: {content.strip()[:200]}", {})
         return Verdict("malformed_json", f"not JSON: {exc.msg} at {exc.pos}", {})
     if not isinstance(answer, dict):
         return Verdict("malformed_json", f"a JSON {type(answer).__name__}, not an object", {})
     reason = answer.get("reason")
-    if isinstance(reason, str) and any(marker in reason.lower() for marker in REFUSAL_MARKERS):
+    no_forecast = answer.get("direction") not in ("up", "down") and not answer.get("confidence")
+    if isinstance(reason, str) and _declines(reason) and no_forecast:
         return Verdict("refusal", f"the model declined: {reason[:200]}", {})
     problem = _schema_problem(answer)
     if problem:
@@ -209,6 +215,10 @@ def validate(
     if flips > rules.max_flips:
         return Verdict("flip_flopping", f"{flips} changes of direction in {len(recent)} signals", signal)
     return Verdict(None, "", signal)
+
+
+def _declines(text: str) -> bool:
+    return any(marker in text.lower() for marker in REFUSAL_MARKERS)
 
 
 def _schema_problem(answer: dict[str, Any]) -> str:

@@ -45,23 +45,6 @@ COLUMNS = [
 ]
 
 
-#: Column types of ``ml.llm_signals`` where pandas would not infer them from an empty frame.
-_DTYPES = {
-    "date": "datetime64[us]",
-    "called_at": "datetime64[us]",
-    "horizon": "int64",
-    "attempts": "int64",
-    "failovers": "int64",
-    "valid": "bool",
-    **dict.fromkeys(("expected_return", "confidence", "seconds", "first_token_s", "token_rate"), "float64"),
-}
-
-
-def empty_signals() -> pd.DataFrame:
-    """``ml.llm_signals`` without rows, its columns typed."""
-    return pd.DataFrame({c: pd.Series(dtype=_DTYPES.get(c, "object")) for c in COLUMNS})
-
-
 @dataclass(frozen=True)
 class SignalRequest:
     """One signal to ask for: the prompt's inputs and the ticker's daily volatility at the date (NaN: unknown)."""
@@ -75,26 +58,33 @@ def ask(
     requests: Iterable[SignalRequest],
     previous: Mapping[str, Sequence[str]] | None = None,
     rules: ValidationRules | None = None,
+    give_up_after: int | None = None,
 ) -> pd.DataFrame:
     """Ask for each request in turn (oldest first for a ticker: its flips count in order) and judge each answer.
 
     ``previous`` holds each ticker's earlier valid directions, oldest first; the valid signals of this batch
-    join them as they come. Returns one row per request (:data:`COLUMNS`).
+    join them as they come. With ``give_up_after``, the batch stops once that many calls in a row got no answer
+    from any model (a server down: each further call would wait out its timeouts). Returns one row per request
+    asked (:data:`COLUMNS`).
     """
     rules = rules or ValidationRules()
     history = {ticker: list(directions) for ticker, directions in (previous or {}).items()}
-    rows = []
+    rows: list[dict] = []
+    unanswered = 0
     for request in requests:
+        if give_up_after is not None and unanswered >= give_up_after:
+            break
         inputs = request.inputs
         messages = build_prompt(inputs)
         result = client.chat(messages, SIGNAL_SCHEMA)
+        unanswered = 0 if result.answered else unanswered + 1
         verdict = validate(
             result.content, request.daily_volatility, inputs.horizon, history.get(inputs.ticker, ()), rules
         )
         if verdict.valid:
             history.setdefault(inputs.ticker, []).append(verdict.signal["direction"])
         rows.append(_row(inputs, messages, result, verdict.rejection, verdict.detail, verdict.signal))
-    return pd.DataFrame(rows, columns=COLUMNS).astype(_DTYPES) if rows else empty_signals()
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def _row(

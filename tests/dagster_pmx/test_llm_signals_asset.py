@@ -108,3 +108,28 @@ def test_the_prompt_holds_the_signal_closes_data_and_nothing_later(warehouse):
         con.execute("update ml.regime_probabilities set probability = 0.99 where date > ?", [date])
     again = [r for r in reads.signal_requests(warehouse, pairs, "SP500", 21) if r.inputs == request.inputs]
     assert again == [request]
+
+
+def test_the_table_keeps_its_types_and_a_server_down_is_asked_again_later(warehouse, monkeypatch):
+    monkeypatch.delenv(HOST_VARIABLE, raising=False)
+    _run(warehouse, PmxSettings())  # off: the empty table, with its column types
+    types = dict(sql(warehouse, "select column_name, column_type from (describe ml.llm_signals)").values)
+    assert types["ticker"] == types["rejection"] == types["attempt_log"] == "VARCHAR"
+    assert types["valid"] == "BOOLEAN" and types["date"] == "TIMESTAMP_NS" and types["failovers"] == "BIGINT"
+    with RecordedOllama() as server:
+        monkeypatch.setenv(HOST_VARIABLE, server.url)
+        down = _run(warehouse, _settings(llm_models="missing"))  # no model answers: the run stops after 3
+        assert down.metadata["new_rows"].value == 3 and down.metadata["valid"].value == 0
+        stored = sql(warehouse, "select * from ml.llm_signals")
+        assert (stored["model"] == "").all() and (stored["rejection"] == "empty").all()
+        # the next run asks those pairs again (and stores the answers: the failed calls stay on record)
+        again = _run(warehouse, _settings())
+        assert again.metadata["new_rows"].value == 4 and again.metadata["valid"].value == 4
+        answered = sql(warehouse, "select * from ml.llm_signals where model <> '' order by date, ticker")
+        unanswered = sql(warehouse, "select * from ml.llm_signals where model = '' order by date, ticker")
+        assert list(answered[["ticker", "date"]].itertuples(index=False))[:3] == list(
+            unanswered[["ticker", "date"]].itertuples(index=False)
+        )
+        # a rejected answer after valid ones: its text columns were typed from the start
+        rejected = _run(warehouse, _settings(llm_models="malformed"))
+        assert rejected.metadata["rejections"].value == "{'malformed_json': 2}"

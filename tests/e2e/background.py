@@ -34,7 +34,14 @@ FIXTURES = {"full": "full", "truncated": "truncated", "cli_runs": "cli", "reader
 #: The full build runs the LLM source against the recorded Ollama server: the first model is one it does
 #: not have (every call fails over), and the 42 latest sessions of the three tickers are asked for, so the
 #: signals of the first 21 are realised and scored.
-LLM_ON = {"llm_models": "missing,good", "llm_history": 42, "llm_max_calls": 200, "llm_read_timeout": 5.0}
+#: No failover for speed (a loaded runner may stall a stream past the grace second).
+LLM_ON = {
+    "llm_models": "missing,good",
+    "llm_history": 42,
+    "llm_max_calls": 200,
+    "llm_read_timeout": 5.0,
+    "llm_failover_rate": 0.0,
+}
 #: What a piece needs done first.
 NEEDS = {"reader": "truncated"}
 #: Seconds a test waits for a piece (and what it needs) before ending it and failing: far over what each
@@ -49,7 +56,9 @@ class Background:
         self.folder = folder
         # the environment as the session started: tests change os.environ as they run (monkeypatch, and
         # dbt's in-process runs swap it for theirs), and these processes start meanwhile
-        self.env = {**os.environ, "PYTHONPATH": str(REPO)}
+        # a developer's own LLM settings left out: no piece may call a real server (the full build sets its own)
+        kept = {k: v for k, v in os.environ.items() if not k.startswith("PMX_LLM_")}
+        self.env = {**kept, "PYTHONPATH": str(REPO)}
         self.queue: list[str] = []
         self.running: dict[str, subprocess.Popen] = {}
         self.lock = threading.Lock()

@@ -19,6 +19,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs import schemas
+from dagster_pmx.defs.schemas import empty_frame
 from dagster_pmx.defs.forecasting import fits as fit_store
 from dagster_pmx.defs.forecasting import reads
 from dagster_pmx.defs.reads import ticker_batches
@@ -376,18 +377,6 @@ def arrived_targets(pending: pd.DataFrame, returns: pd.DataFrame) -> pd.DataFram
             ok = (at >= 0) & (pos < len(sessions[ticker]))
             pending.loc[rows.index[ok], "target_date"] = sessions[ticker][pos[ok]]
     return pending.dropna(subset=["target_date"])
-
-
-def empty_frame(schema: dg.TableSchema) -> pd.DataFrame:
-    """A table of ``schema`` with no rows but its column types."""
-    types = {
-        "varchar": "string",
-        "bigint": "int64",
-        "date": "datetime64[ns]",
-        "timestamp": "datetime64[ns]",
-        "double": "float64",
-    }
-    return pd.DataFrame({c.name: pd.Series(dtype=types[c.type]) for c in schema.columns})
 
 
 def empty_importances() -> pd.DataFrame:

@@ -16,10 +16,13 @@ from dagster_pmx.defs.llm import reads
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.llm.client import OllamaClient
 from python_models.llm.scores import llm_scores as score_signals
-from python_models.llm.source import ask, empty_signals
+from python_models.llm.source import ask
 
 #: The environment variable naming the Ollama server (never the file: it may carry credentials).
 HOST_VARIABLE = "PMX_LLM_HOST"
+#: Calls in a row that no model answers before a run stops asking (a server down or unreachable: each call
+#: would wait out its timeouts); the pairs not answered are asked for again by the next run.
+GIVE_UP_AFTER = 3
 
 
 @dg.asset(
@@ -43,9 +46,9 @@ HOST_VARIABLE = "PMX_LLM_HOST"
 )
 def llm_signals(context: dg.AssetExecutionContext, warehouse: Warehouse, settings: PmxSettings) -> dg.MaterializeResult:
     host, models = os.environ.get(HOST_VARIABLE, ""), settings.llm_model_list
+    if not warehouse.has(reads.SIGNALS_TABLE):  # with its column types, whatever the first rows hold
+        warehouse.replace_table(reads.SIGNALS_TABLE, schemas.empty_frame(schemas.LLM_SIGNALS))
     if not host or not models:
-        if not warehouse.has(reads.SIGNALS_TABLE):
-            warehouse.replace_table(reads.SIGNALS_TABLE, empty_signals())
         missing = " and ".join(n for n, v in ((HOST_VARIABLE, host), ("llm_models", models)) if not v)
         context.log.info(f"the LLM source is off ({missing} not set)")
         return dg.MaterializeResult(metadata={"state": f"off: {missing} not set", "new_rows": 0})
@@ -60,8 +63,12 @@ def llm_signals(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
         read_timeout=settings.llm_read_timeout,
         min_token_rate=settings.llm_failover_rate,
     )
-    rows = ask(client, requests, previous)
-    total = warehouse.append(reads.SIGNALS_TABLE, rows)
+    rows = ask(client, requests, previous, give_up_after=GIVE_UP_AFTER)
+    total = warehouse.append(reads.SIGNALS_TABLE, schemas.typed(rows, schemas.LLM_SIGNALS))
+    if len(rows) < len(requests):
+        context.log.warning(
+            f"stopped after {len(rows)} of {len(requests)} calls: no model answered {GIVE_UP_AFTER} calls in a row"
+        )
     rejections = Counter(rows["rejection"].dropna())
     answered = rows[rows["model"] != ""]
     context.log.info(f"LLM signals: {len(rows)} asked, {int(rows['valid'].sum())} valid, rejected {dict(rejections)}")
@@ -86,13 +93,14 @@ def llm_signals(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
     deps=[dg.AssetKey(["ml", "llm_signals"]), dg.AssetKey(["intermediate", "int_forward_returns"])],
     metadata={"dagster/column_schema": schemas.LLM_SCORES},
     description="How the LLM source's valid signals scored once their horizon passed, by answering model and for "
-    "all: directional accuracy (90 % bootstrap interval over dates, p-value against 0.5), what always forecasting "
+    "all, apart for the signals asked live (within 5 days of the close) and those backfilled (a model may know "
+    "what followed a date before its training cutoff): directional accuracy (90 % bootstrap interval over dates, p-value against 0.5), what always forecasting "
     "'up' scores on the same rows, the MSE over the random walk's, and the Diebold–Mariano test against the random "
-    "walk. Empty while the source is off or nothing has been realised.",
+    "walk. Empty until a valid signal is realised.",
 )
 def llm_scores(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     scores = score_signals(reads.realised_signals(warehouse))
-    rows = warehouse.replace_table("marts.llm_scores", scores)
+    rows = warehouse.replace_table("marts.llm_scores", schemas.typed(scores, schemas.LLM_SCORES))
     overall = scores[(scores["subject"] == "all") & (scores["metric"] == "directional_accuracy")]
-    summary = {f"accuracy_h{int(r.horizon)}": round(float(r.value), 4) for r in overall.itertuples()}
+    summary = {f"accuracy_{r.basis}_h{int(r.horizon)}": round(float(r.value), 4) for r in overall.itertuples()}
     return dg.MaterializeResult(metadata={"dagster/row_count": rows, **summary})

@@ -17,12 +17,16 @@ DIRECTIONS_KEPT = 50
 
 def pending_pairs(warehouse: Warehouse, benchmark: str, history: int, horizon: int, budget: int) -> pd.DataFrame:
     """``ticker, date`` and the prompt's feature columns of the pairs to ask for: every ticker but the
-    benchmark, with a price, on the latest ``history`` sessions of marts.features, not asked before at
-    ``horizon`` (an answer, valid or not, is never asked for again: ml.llm_signals keeps it), the oldest
-    first, at most ``budget``."""
+    benchmark, with a price, on the latest ``history`` sessions of marts.features, not answered before at
+    ``horizon`` (an answer, valid or not, is never asked for again: ml.llm_signals keeps it; a call no model
+    answered is asked again), the oldest first, at most ``budget``."""
     asked = ""
     if warehouse.has(SIGNALS_TABLE):
-        asked = f"anti join {SIGNALS_TABLE} as s on s.ticker = f.ticker and s.date = f.date and s.horizon = ?"
+        # a pair some model answered is never asked again; one no model answered (a server down) is
+        asked = (
+            f"anti join {SIGNALS_TABLE} as s on s.ticker = f.ticker and s.date = f.date and s.horizon = ? "
+            "and s.model <> ''"
+        )
     columns = ", ".join(f"f.{c}" for c in PROMPT_FEATURES)
     query = f"""
         with latest as (
@@ -115,13 +119,16 @@ def _exists(con, table: str) -> bool:
 
 
 def realised_signals(warehouse: Warehouse) -> pd.DataFrame:
-    """``model, ticker, date, horizon, expected_return, y_true`` of the valid signals whose horizon has been
-    realised (``y_true``: the ticker's log return over the horizon's sessions after the signal's close)."""
+    """``model, ticker, date, horizon, direction, expected_return, called_at, y_true`` of the valid signals whose
+    horizon has been realised (``y_true``: the ticker's simple return over the horizon's sessions after the
+    signal's close)."""
+    columns = ["model", "ticker", "date", "horizon", "direction", "expected_return", "called_at", "y_true"]
     if not warehouse.has(SIGNALS_TABLE):
-        return pd.DataFrame(columns=["model", "ticker", "date", "horizon", "expected_return", "y_true"])
+        return pd.DataFrame(columns=columns)
     return warehouse.query(
         f"""
-        select s.model, s.ticker, s.date, s.horizon, s.expected_return, r.fwd_return as y_true
+        select s.model, s.ticker, s.date, s.horizon, s.direction, s.expected_return, s.called_at,
+            r.fwd_return as y_true
         from {SIGNALS_TABLE} as s
         inner join intermediate.int_forward_returns as r
             on r.ticker = s.ticker and r.date = s.date and r.horizon = s.horizon

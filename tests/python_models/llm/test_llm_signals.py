@@ -53,7 +53,13 @@ def test_the_prompt_holds_the_closes_data_only_and_hashes_the_same_every_time():
         ("   \n", "empty", "no answer"),
         ('{"direction": "up", "expected_return": 0.01', "malformed_json", "not JSON"),
         ("[1, 2]", "malformed_json", "a JSON list"),
-        (_answer(reason="I can't provide financial advice."), "refusal", "declined"),
+        (
+            _answer(direction="flat", expected_return=0, confidence=0, reason="I can't give financial advice."),
+            "refusal",
+            "declined",
+        ),
+        ("I'm sorry, but I cannot predict stock prices.", "refusal", "declined"),
+        (_answer(reason="The price was unable to break resistance; the models agree."), None, ""),  # a forecast
         (json.dumps({"reason": "I am unable to forecast stock prices."}), "refusal", "declined"),
         (_answer(direction=None), "schema", "direction missing"),
         (_answer(direction="sideways"), "schema", "not one of"),

@@ -42,6 +42,7 @@ def test_a_good_answer_is_read_from_the_stream_with_its_timings(server):
     [
         ("missing", "error", "HTTP 404: model 'missing' not found"),
         ("hang", "timeout", "no byte for 1 s"),
+        ("stall", "timeout", "no byte for 1 s mid-answer"),
         ("slow", "slow", "tokens/s < 5"),  # abandoned mid-stream, after the grace second
         ("slow_reported", "slow", "2.0 tokens/s < 5"),  # fast chunks, but the server's own rate is 2/s
         ("broken", "error", "ended before the answer was done"),
