@@ -7,7 +7,6 @@ tables have exactly these columns.
 import dagster as dg
 import pandas as pd
 
-
 #: pandas types of the column types the schemas name (a string column stays text when it holds no value:
 #: DuckDB reads an empty or all-NULL object column as INTEGER).
 PANDAS_TYPES = {

@@ -19,10 +19,10 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs import schemas
-from dagster_pmx.defs.schemas import empty_frame
 from dagster_pmx.defs.forecasting import fits as fit_store
 from dagster_pmx.defs.forecasting import reads
 from dagster_pmx.defs.reads import ticker_batches
+from dagster_pmx.defs.schemas import empty_frame
 from dagster_pmx.lake import in_transaction
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.evaluation.cluster import dask_client

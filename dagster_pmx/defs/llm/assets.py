@@ -94,9 +94,9 @@ def llm_signals(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
     metadata={"dagster/column_schema": schemas.LLM_SCORES},
     description="How the LLM source's valid signals scored once their horizon passed, by answering model and for "
     "all, apart for the signals asked live (within 5 days of the close) and those backfilled (a model may know "
-    "what followed a date before its training cutoff): directional accuracy (90 % bootstrap interval over dates, p-value against 0.5), what always forecasting "
-    "'up' scores on the same rows, the MSE over the random walk's, and the Diebold–Mariano test against the random "
-    "walk. Empty until a valid signal is realised.",
+    "what followed a date before its training cutoff): directional accuracy (90 % bootstrap interval over dates, "
+    "p-value against 0.5), what always forecasting 'up' scores on the same rows, the MSE over the random walk's, "
+    "and the Diebold–Mariano test against the random walk. Empty until a valid signal is realised.",
 )
 def llm_scores(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
     scores = score_signals(reads.realised_signals(warehouse))
