@@ -62,13 +62,6 @@ def long_run_sd(x: np.ndarray, lags: int) -> float:
     return float(np.sqrt(max(variance, 0.0)))
 
 
-def relative_differential(model_loss: pd.Series, baseline_loss: pd.Series) -> pd.Series:
-    """``d_t = model_loss / baseline_loss - 1`` by date, the losses cross-sectional means (or sums) on the same
-    rows; the dates both have, sorted (a date whose baseline loss is 0 has none)."""
-    model_loss, baseline_loss = model_loss.align(baseline_loss, join="inner")
-    return relative_loss(model_loss, baseline_loss).sort_index().dropna()
-
-
 def relative_loss(model_loss: pd.Series | pd.DataFrame, baseline_loss: pd.Series | pd.DataFrame):
     """``model_loss / baseline_loss - 1`` cell by cell, NaN where the baseline's loss is not positive."""
     return model_loss / baseline_loss.where(baseline_loss > 0) - 1.0
@@ -86,7 +79,7 @@ def decay_cusum(
     Parameters
     ----------
     differential : Series
-        ``d_t`` by realisation date (:func:`relative_differential`), sorted.
+        ``d_t`` by realisation date (:func:`relative_loss`), sorted.
     policy : DecayPolicy
     after : Timestamp, optional
         Resume a run that stopped at this date: only the dates after it are computed, from the

@@ -106,7 +106,11 @@ def test_the_prompt_holds_the_signal_closes_data_and_nothing_later(warehouse):
         con.execute("update marts.features set ret_21d = 99 where date > ?", [date])
         con.execute("update ml.base_forecasts set y_pred = 99 where asof_date > ?", [date])
         con.execute("update ml.regime_probabilities set probability = 0.99 where date > ?", [date])
-    again = [r for r in reads.signal_requests(warehouse, pairs, "SP500", 21) if r.inputs == request.inputs]
+    again = [
+        r
+        for r in reads.signal_requests(warehouse, pairs, "SP500", 21)
+        if (r.inputs.ticker, r.inputs.date) == (request.inputs.ticker, request.inputs.date)
+    ]
     assert again == [request]
 
 

@@ -49,9 +49,10 @@ def signal_requests(warehouse: Warehouse, pairs: pd.DataFrame, benchmark: str, h
     made at that close, and the market's regime probabilities filtered at it: nothing dated later."""
     if pairs.empty:
         return []
+    tables = [t for t in FORECAST_TABLES if warehouse.has(t)]
+    has_regimes = warehouse.has("ml.regime_probabilities")
     with warehouse.connect(read_only=True) as con:
         con.register("pairs", pairs[["ticker", "date"]])
-        tables = [t for t in FORECAST_TABLES if _exists(con, t)]
         union = " union all ".join(
             f"select model, ticker, asof_date, y_pred from {t} where horizon = {int(horizon)}" for t in tables
         )
@@ -67,7 +68,7 @@ def signal_requests(warehouse: Warehouse, pairs: pd.DataFrame, benchmark: str, h
                 "where r.ticker = ? and r.date in (select distinct date from pairs)",
                 [benchmark],
             ).df()
-            if _exists(con, "ml.regime_probabilities")
+            if has_regimes
             else pd.DataFrame(columns=["date", "regime", "probability"])
         )
     by_origin = {
@@ -108,14 +109,6 @@ def previous_directions(warehouse: Warehouse, tickers: Sequence[str], horizon: i
         [horizon, DIRECTIONS_KEPT],
     )
     return {t: list(g["direction"]) for t, g in rows.groupby("ticker") if t in set(tickers)}
-
-
-def _exists(con, table: str) -> bool:
-    try:
-        con.execute(f"select 1 from {table} limit 0")
-    except Exception:  # a missing table: duckdb.CatalogException
-        return False
-    return True
 
 
 def realised_signals(warehouse: Warehouse) -> pd.DataFrame:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from python_models.governance.decay import DecayPolicy, decay_cusum, long_run_sd, relative_differential
+from python_models.governance.decay import DecayPolicy, decay_cusum, long_run_sd, relative_loss
 
 POLICY = DecayPolicy(reference=252, lags=21, k=0.5, h=10.0)
 
@@ -79,7 +79,7 @@ def test_a_sell_off_that_raises_both_losses_raises_no_alarm_on_the_relative_diff
     model = base + rng.normal(0, 0.004, (n, 20)) * np.where(sell_off, 5, 1)[:, None]  # as wrong as the random walk
     dates = pd.bdate_range("2010-01-01", periods=n)
     m, b = pd.Series((model**2).mean(axis=1), index=dates), pd.Series((base**2).mean(axis=1), index=dates)
-    relative = relative_differential(m, b)
+    relative = relative_loss(m, b)
     assert_allclose(relative, (model**2).mean(axis=1) / (base**2).mean(axis=1) - 1)
     assert not decay_cusum(relative, POLICY)["decayed"].any()
     # the absolute differential swings with the losses' scale, and the CUSUM takes the swings for decay
