@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from python_models.resampling import circular_block_indices
+
 #: Columns of :func:`classifier_scores`.
 SCORE_COLUMNS = [
     "model",
@@ -87,9 +89,7 @@ def block_bootstrap_means(
     resamples of the dates: an array of ``draws`` x statistics."""
     n = len(counts)
     block = int(min(max(block, 1), n))
-    blocks = -(-n // block)
-    starts = rng.integers(0, n, size=(draws, blocks))
-    idx = ((starts[:, :, None] + np.arange(block)) % n).reshape(draws, -1)[:, :n]
+    idx = circular_block_indices(rng, n, n, block, draws)
     weight = counts[idx].sum(axis=1)
     return np.stack([sums[idx, j].sum(axis=1) / weight for j in range(sums.shape[1])], axis=1)
 

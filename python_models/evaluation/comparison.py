@@ -328,22 +328,13 @@ def _against(comparisons: pd.DataFrame, baseline: str) -> pd.DataFrame:
 def bootstrap_test(
     series, statistic, null: float, block: float = 21.0, reps: int = 1000, level: float = 0.90, seed: int = 0
 ) -> tuple[float, float, float]:
-    """:func:`bootstrap_interval` and :func:`bootstrap_pvalue` from one set of resamples: ``(lower, upper,
-    p-value of H0: statistic <= null)``."""
+    """:func:`bootstrap_interval` and, from the same resamples, the one-sided p-value of H0: ``statistic <=
+    null``: ``(lower, upper, p)``. The bootstrap distribution of ``theta* - theta_hat`` stands in for that of
+    ``theta_hat - theta``; the p-value is the share of resamples with ``theta* - theta_hat >= theta_hat -
+    null`` (Hall's centred percentile test), so a point estimate at the null gives about 0.5."""
     theta, draws = _bootstrap(series, statistic, block, reps, seed)
     low, high = _percentile_interval(draws, level)
     return low, high, _centred_pvalue(theta, draws, null)
-
-
-def bootstrap_pvalue(series, statistic, null: float, block: float = 21.0, reps: int = 1000, seed: int = 0) -> float:
-    """One-sided p-value of H0: ``statistic <= null`` under the stationary bootstrap.
-
-    The bootstrap distribution of ``theta* - theta_hat`` stands in for that of ``theta_hat -
-    theta``; the p-value is the share of resamples with ``theta* - theta_hat >= theta_hat -
-    null`` (Hall's centred percentile test), so a point estimate at the null gives about 0.5.
-    """
-    theta, draws = _bootstrap(series, statistic, block, reps, seed)
-    return _centred_pvalue(theta, draws, null)
 
 
 #: The original design's targets: directional accuracy of the signal; the strategy's hit rate, Sharpe ratio, worst
@@ -487,7 +478,7 @@ def design_targets(
 def _target_row(metric, subject, horizon, x, block, reps, level, statistic=None) -> dict:
     """One target's row: the design's rates (the mean of ``x``) also against a coin flip; the other statistics
     against their target only. One set of resamples gives the interval and the p-values (the same ones
-    :func:`bootstrap_interval` and :func:`bootstrap_pvalue` draw with the same seed)."""
+    :func:`bootstrap_test` draws with the same seed)."""
     target = DESIGN_TARGETS[metric]
     rate = statistic is None
     theta, draws = _bootstrap(x, np.mean if rate else statistic, block, reps, 0)

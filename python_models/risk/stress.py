@@ -46,14 +46,15 @@ import numpy as np
 import pandas as pd
 
 from python_models.backtest.performance import drawdown_path
-from python_models.portfolio.risk_limits import book_scenarios
+from python_models.portfolio.risk_limits import EsLimit, book_scenarios
 from python_models.portfolio.safe_sleeve import bond_price_change
+from python_models.resampling import circular_block_indices
 from python_models.risk.var import tail_risk
 
 #: Returns a window needs for an asset's own beta; fewer: a beta of 1.
 MIN_BETA_SESSIONS = 60
-#: The ES level of ``volatility_doubled`` (the ES limit's).
-ES_LEVEL = 0.975
+#: The ES level of ``volatility_doubled``: the ES limit's default (the stress marts do not follow PMX_ES_LEVEL).
+ES_LEVEL = EsLimit.level
 #: The hypothetical moves.
 EQUITY_MOVE = -0.20
 RATE_MOVE = 0.02
@@ -270,8 +271,7 @@ def block_bootstrap(
         raise ValueError(f"{len(daily)} sessions of common history are too few for blocks of {block}")
     rng = np.random.default_rng(seed)
     longest = max(horizons)
-    starts = rng.integers(0, len(daily), size=(paths, -(-longest // block)))
-    idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(paths, -1)[:, :longest] % len(daily)
+    idx = circular_block_indices(rng, len(daily), longest, block, paths)
     simulated = daily[idx]  # (paths, sessions)
     equity = np.cumprod(1.0 + simulated, axis=1)
     deepest = -drawdown_path(simulated)

@@ -105,8 +105,11 @@ def test_leaderboard_ranks_by_loss_and_signs_dm_against_the_baseline():
     assert np.isnan(row.loc["noise", "sharpe"])
 
 
-def test_bootstrap_pvalue_matches_the_normal_approximation_for_iid_data():
-    from python_models.evaluation.comparison import bootstrap_pvalue
+def test_the_bootstrap_p_value_matches_the_normal_approximation_for_iid_data():
+    from python_models.evaluation.comparison import bootstrap_test
+
+    def bootstrap_pvalue(x, statistic, null, block, reps, seed=0):
+        return bootstrap_test(x, statistic, null, block=block, reps=reps, seed=seed)[2]
 
     rng = np.random.default_rng(11)
     x = (rng.uniform(size=3000) < 0.56).astype(float)

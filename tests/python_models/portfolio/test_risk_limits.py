@@ -200,6 +200,11 @@ def test_the_hard_cap_scales_by_the_cushion_above_a_floor_that_follows_the_peak(
     cushion = 1 - 0.85 * peak / equity  # the floor at 85 % of the peak, never reset
     hand = np.floor(10 * np.clip(10 * cushion, 0, 1) + 1e-9) / 10
     assert_allclose(scales, hand)
+    # fixed points worked out apart: full size while the cushion 1 - 0.85 / (1 + dd) is at least a tenth (dd >
+    # -5.6 %), half size at dd = -10 % (cushion 0.0556), nothing at the floor (dd <= -15 %)
+    assert (scales[dd > -0.055] == 1).all() and (dd > -0.055).any()
+    assert (scales[(dd < -0.096) & (dd > -0.105)] == 0.5).all()
+    assert (scales[dd <= -0.15] == 0).all()
     assert_allclose(dd, equity / peak - 1)
     assert list(np.unique(scales)) != [1.0] and (scales < 1).any() and (scales == 1).any()
     assert names(states) == ["normal" if s == 1 else "de_risked" if s > 0 else "stopped" for s in scales]
