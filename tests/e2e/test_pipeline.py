@@ -687,3 +687,23 @@ def test_the_llm_source_in_the_whole_graph(full):
     assert scores.loc["always_up_accuracy", "value"] == pytest.approx(hits)
     mse = ((realised["expected_return"] - realised["fwd_return"]) ** 2).mean() / (realised["fwd_return"] ** 2).mean()
     assert scores.loc["mse_ratio", "value"] == pytest.approx(mse)
+
+
+def test_the_design_targets_stress_and_regime_values_are_the_dbt_periods_aggregates(full):
+    # Python bootstraps the daily returns for the intervals; its point values must be what dbt's
+    # marts.backtest_periods says of the same windows and regimes (windows of 10 sessions or more, regimes of 21)
+    targets = read(full, "select metric, subject, value from marts.design_targets").set_index(["metric", "subject"])
+    periods = read(full, "select * from marts.backtest_periods where breakdown in ('stress', 'regime')")
+    stress = periods[(periods["breakdown"] == "stress") & (periods["sessions"] >= 10)]
+    regime = periods[(periods["breakdown"] == "regime") & (periods["sessions"] >= 21)]
+    checked = 0
+    for (metric, subject), value in targets["value"].items():
+        if metric == "stress_max_drawdown":
+            expected = -stress.loc[stress["strategy"] == subject, "max_drawdown"].min()
+        elif metric == "worst_regime_sharpe":
+            expected = regime.loc[regime["strategy"] == subject, "sharpe"].min()
+        else:
+            continue
+        assert value == pytest.approx(expected, rel=1e-9, abs=1e-12), (metric, subject)
+        checked += 1
+    assert checked > 0
