@@ -29,6 +29,7 @@ from typing import Any
 
 from dagster_pmx.lake import DEFAULT_DUCKDB_MEMORY, Lake
 from dagster_pmx.resources import DEFAULT_WAREHOUSE, PmxSettings
+from python_models.governance.fallback import MODES as FALLBACK_MODES
 
 #: Variable naming the configuration file.
 CONFIG_VARIABLE = "PMX_CONFIG"
@@ -68,6 +69,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "llm_failover_rate",
         "llm_max_calls",
         "llm_history",
+        "llm_fallback",
+        "llm_fallback_backfill",
     ),
 }
 
@@ -213,6 +216,7 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "llm_failover_rate": _at_least(0),
     "llm_max_calls": _at_least(0),
     "llm_history": _at_least(1),
+    "llm_fallback": _one_of(*FALLBACK_MODES),
     "execution": _one_of(*EXECUTIONS),
     "cost_bps": _at_least(0),
     "half_spread_bps": _at_least(0),

@@ -376,6 +376,8 @@ class PmxSettings(dg.ConfigurableResource):
     llm_failover_rate: float = 5.0  # tokens per second below which a model is abandoned (0: never)
     llm_max_calls: int = 200  # calls a run may make (the call budget)
     llm_history: int = 21  # latest sessions a run asks signals for (those not yet asked)
+    llm_fallback: str = "off"  # off, all_stopped or always: when LLM signals drive the governed book
+    llm_fallback_backfill: bool = False  # let backfilled LLM signals drive it too (research only)
 
     @classmethod
     def from_env(cls) -> PmxSettings:

@@ -426,7 +426,8 @@ GOVERNANCE_DECISIONS = _schema(
         "action",
         "varchar",
         "promote, hold, revert, stop, resume or retrain (a decay alarm started: the decay_retrain "
-        "sensor queues the weekly_retrain job).",
+        "sensor queues the weekly_retrain job); route, unroute or route_refused: fallback routing to the LLM "
+        "source (llm_fallback) starts, ends, or is wanted but refused.",
     ),
     (
         "model",
@@ -500,7 +501,12 @@ GOVERNED_SIGNALS = _schema(
     ("ticker", "varchar", "Ticker."),
     ("asof_date", "timestamp_ns", "Decision close."),
     ("horizon", "bigint", "Signal horizon in sessions."),
-    ("model", "varchar", "Model the signal comes from (the active model; the baseline when all are stopped)."),
+    (
+        "model",
+        "varchar",
+        "Model the signal comes from (the active model; the baseline when all are stopped; llm:<model> on a session "
+        "routed to the LLM source).",
+    ),
     ("y_pred", "double", "Forecast simple return over the horizon."),
     ("y_std", "double", "Predictive standard deviation."),
     ("y_lower", "double", "Lower bound of the 90 % interval."),
@@ -515,8 +521,17 @@ GOVERNED_SIGNALS = _schema(
     ("confidence", "double", "Weighted mean of the components (python_models.governance.confidence), in [0, 1]."),
     ("direction", "bigint", "sign(y_pred)."),
     ("flips", "bigint", "Direction changes over the last 21 sessions."),
-    ("tradable", "boolean", "May trade: a model is active, confidence >= 0.55, flips <= 4."),
-    ("block_reason", "varchar", "model_stopped, low_confidence or flip_flopping; NULL when tradable."),
+    (
+        "tradable",
+        "boolean",
+        "May trade: a model is active (or the session is routed to the LLM source), confidence >= 0.55, flips <= 4.",
+    ),
+    (
+        "block_reason",
+        "varchar",
+        "model_stopped, no_llm_signal (a routed session without the ticker's LLM signal), low_confidence or "
+        "flip_flopping; NULL when tradable.",
+    ),
 )
 
 DESIGN_TARGETS = _schema(
@@ -791,7 +806,7 @@ LLM_SIGNALS = _schema(
     ("horizon", "bigint", "Sessions the expected return covers (the signal horizon)."),
     ("model", "varchar", "The Ollama model that answered; empty when every model failed."),
     ("direction", "varchar", "up, down or flat; NULL when the answer did not parse."),
-    ("expected_return", "double", "Expected log return over the horizon; NULL when the answer did not parse."),
+    ("expected_return", "double", "Expected simple return over the horizon; NULL when the answer did not parse."),
     (
         "confidence",
         "double",
@@ -825,7 +840,17 @@ LLM_SCORES = _schema(
         "live: signals asked within 5 days of their close; backfill: asked later (a model may know "
         "what followed a date before its training data ends: not evidence of skill).",
     ),
-    ("subject", "varchar", "The LLM model that answered, or 'all' for every model together."),
+    (
+        "source",
+        "varchar",
+        "llm: the LLM source's signals; time_series: a forecaster of marts.forecasts scored on the same (ticker, "
+        "date, horizon) rows, for the comparison.",
+    ),
+    (
+        "subject",
+        "varchar",
+        "The LLM model that answered, or 'all' for every model together; the forecaster for time_series.",
+    ),
     ("horizon", "bigint", "Sessions the signals' expected returns cover."),
     ("metric", "varchar", "directional_accuracy, always_up_accuracy, mse_ratio or dm_stat (python_models.llm.scores)."),
     ("n_signals", "bigint", "Valid signals whose horizon has been realised."),

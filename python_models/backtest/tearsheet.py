@@ -167,9 +167,12 @@ def page(
     leaderboard: pd.DataFrame,
     var_backtests: pd.DataFrame | None = None,
     stress: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    llm: pd.DataFrame | None = None,
 ) -> str:
     """A self-contained HTML tearsheet: the summary table, each strategy's plots, the VaR backtests and the
-    stress of the current books (shocks by strategy, and the Monte Carlo), when given, and the leaderboard."""
+    stress of the current books (shocks by strategy, and the Monte Carlo), when given, the leaderboard, and
+    the LLM source beside the time-series models on the same rows
+    (:func:`~python_models.llm.scores.comparison_table`), when it has realised signals."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title>",
@@ -204,8 +207,18 @@ def page(
     parts += [
         "<h2>Model leaderboard</h2>",
         leaderboard.to_html(index=False, float_format=lambda x: f"{x:.4f}", border=0),
-        "</body></html>",
     ]
+    if llm is not None and not llm.empty:
+        parts += [
+            "<h2>The LLM source beside the time-series models</h2>",
+            "<p>On the LLM's own realised signals (docs/llm.md): each forecaster scored on the same tickers and "
+            "dates, by directional accuracy (90 % bootstrap interval over dates; p-value against 0.5), what always "
+            "forecasting up scores, the MSE over the random walk's and the Diebold–Mariano test against it, and "
+            "the Sharpe ratio of each one's own book over the sessions the LLM's book traded. Backfilled signals "
+            "were asked after their date: a model may know what followed it, so only live ones are evidence.</p>",
+            llm.to_html(index=False, float_format=lambda x: f"{x:.4f}", border=0),
+        ]
+    parts.append("</body></html>")
     return "\n".join(parts)
 
 

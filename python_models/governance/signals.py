@@ -27,8 +27,13 @@ from python_models.governance.confidence import (
     variance_ratio_score,
     width_score,
 )
+from python_models.governance.fallback import LLM_PREFIX, Routing
 from python_models.governance.policy import GovernancePolicy, pivot_mean
 
+#: The block reason of a ticker without an LLM signal on a session routed to the LLM source.
+NO_LLM_SIGNAL = "no_llm_signal"
+#: The confidence components (columns) of a model's signal.
+COMPONENTS = ["probability", "accuracy", "agreement", "width", "fit", "variance_ratio", "classifier"]
 #: Origins (per model and ticker) the trailing skill and width components read.
 CONFIDENCE_WINDOW = 252
 
@@ -115,23 +120,68 @@ def flip_counts(direction: np.ndarray, labels: np.ndarray, window: int) -> np.nd
     return total - np.where(start > 0, total[start - 1], 0)
 
 
-def governed_signals(signals: pd.DataFrame, active: pd.Series, policy: GovernancePolicy) -> pd.DataFrame:
+def governed_signals(
+    signals: pd.DataFrame, active: pd.Series, policy: GovernancePolicy, routing: Routing | None = None
+) -> pd.DataFrame:
     """One signal per (ticker, date): the active model's row, with the trade gate applied.
 
     ``signals`` comes from :func:`model_signals`; ``active`` maps each date to the active
     model ("" when nothing may trade: then the baseline's forecast is kept for the record).
+    On the sessions ``routing`` routes to the LLM source (:mod:`python_models.governance.fallback`)
+    a ticker's row is the LLM's signal instead (``model`` ``llm:<model>``), or blocked as
+    ``no_llm_signal`` where it has none; the confidence floor and the flip count gate both kinds.
     """
     act = active.rename("active").rename_axis("asof_date").reset_index()
     act["chosen"] = act["active"].where(act["active"] != "", policy.baseline)
     out = signals.merge(act, left_on=["asof_date", "model"], right_on=["asof_date", "chosen"], how="inner")
     out = out.sort_values(["ticker", "asof_date"]).reset_index(drop=True)
+    out["route"] = ""
     out["direction"] = np.sign(out["y_pred"]).astype(int)
     out["flips"] = flip_counts(out["direction"].to_numpy(), out["ticker"].to_numpy(), policy.flip_window)
+    if routing is not None and routing.routed.any():
+        out = _routed(out, signals, routing, policy)
     reason = np.select(
-        [out["active"] == "", out["confidence"] < policy.min_confidence, out["flips"] > policy.max_flips],
-        ["model_stopped", "low_confidence", "flip_flopping"],
+        [
+            out["route"] == NO_LLM_SIGNAL,
+            (out["active"] == "") & (out["route"] == ""),
+            out["confidence"] < policy.min_confidence,
+            out["flips"] > policy.max_flips,
+        ],
+        [NO_LLM_SIGNAL, "model_stopped", "low_confidence", "flip_flopping"],
         default="",
     )
     out["block_reason"] = pd.Series(reason, index=out.index).replace("", None)
     out["tradable"] = out["block_reason"].isna()
-    return out.drop(columns=["active", "chosen"])
+    return out.drop(columns=["active", "chosen", "route"])
+
+
+def _routed(out: pd.DataFrame, signals: pd.DataFrame, routing: Routing, policy: GovernancePolicy) -> pd.DataFrame:
+    """``out``'s rows on the routed sessions replaced by the LLM's signals: its expected return and stated
+    confidence; the spread the book sizes it with is the decay baseline's (the random walk's) forecast
+    standard deviation at the same origin, the scale of the horizon's return without a view. The
+    confidence components, which score a model's forecasts, do not apply (NaN). Its flips are the LLM's
+    changes of direction within the ticker's run of routed sessions, over the last ``flip_window`` of them:
+    the LLM's own, as a model's flips are its own."""
+    routed_dates = routing.routed.index[routing.routed.to_numpy()]
+    on = out["asof_date"].isin(routed_dates).to_numpy()
+    llm = out[["ticker", "asof_date"]].merge(routing.signals, on=["ticker", "asof_date"], how="left")
+    has = on & llm["llm_model"].notna().to_numpy()
+    scale = signals[signals["model"] == policy.decay_baseline].set_index(["ticker", "asof_date"])["y_std"]
+    keys = pd.MultiIndex.from_frame(out.loc[has, ["ticker", "asof_date"]])
+    out = out.copy()
+    out.loc[has, "model"] = LLM_PREFIX + llm.loc[has, "llm_model"].astype(str).to_numpy()
+    out.loc[has, "y_pred"] = llm.loc[has, "expected_return"].to_numpy(float)
+    out.loc[has, "y_std"] = scale.reindex(keys).fillna(out.loc[has, "y_std"].set_axis(keys)).to_numpy(float)
+    out.loc[has, "confidence"] = llm.loc[has, "confidence"].to_numpy(float)
+    out.loc[has, ["y_lower", "y_upper", *COMPONENTS]] = np.nan
+    out.loc[has, "route"] = "llm"
+    direction = np.sign(out.loc[has, "y_pred"].to_numpy()).astype(int)
+    out.loc[has, "direction"] = direction
+    # a ticker's run of consecutive routed sessions is one series: its flips look back over the run only, and
+    # no further than flip_window sessions (the rows are the ticker's sessions in order), as a model's do
+    ticker = out["ticker"].to_numpy()
+    same = np.r_[False, ticker[1:] == ticker[:-1]]
+    starts = has & ~(np.r_[False, has[:-1]] & same)
+    out.loc[has, "flips"] = flip_counts(direction, np.cumsum(starts)[has], policy.flip_window)
+    out.loc[on & ~has, "route"] = NO_LLM_SIGNAL
+    return out

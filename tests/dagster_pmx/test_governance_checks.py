@@ -66,3 +66,23 @@ def test_allocation_gate_fails_when_a_blocked_signal_carries_weight(warehouse):
     with warehouse.connect() as con:
         con.execute("update marts.allocations set weight = 0.05 where date = '2021-01-06'")
     assert not allocations_respect_the_signal_gate(warehouse=warehouse, settings=PmxSettings()).passed
+
+
+def test_a_routed_llm_signal_passes_only_on_a_session_the_audit_trail_routes(warehouse):
+    """Fallback routing (llm_fallback): a tradable signal of the LLM source needs a `route` decision as the
+    last routing decision at or before its date, and the 0.55 minimum."""
+    with warehouse.connect() as con:
+        con.execute("update marts.signals set model = 'llm:good' where date = '2021-01-05'")
+    assert not signals_follow_governance(warehouse=warehouse).passed  # no audit trail of routing at all
+    decisions = pd.DataFrame(
+        {"decision_date": [DATES[0], DATES[1]], "action": ["route_refused", "route"], "model": "llm", "reason": "r"}
+    )
+    warehouse.replace_table("marts.governance_decisions", decisions)
+    assert signals_follow_governance(warehouse=warehouse).passed
+    with warehouse.connect() as con:
+        con.execute("update marts.signals set confidence = 0.54 where date = '2021-01-05'")
+    assert signals_follow_governance(warehouse=warehouse).metadata["violations"].value == 1
+    with warehouse.connect() as con:
+        con.execute("update marts.signals set confidence = 0.6 where date = '2021-01-05'")
+        con.execute("update marts.governance_decisions set action = 'unroute' where decision_date = '2021-01-05'")
+    assert signals_follow_governance(warehouse=warehouse).metadata["violations"].value == 1

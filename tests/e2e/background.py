@@ -34,13 +34,17 @@ FIXTURES = {"full": "full", "truncated": "truncated", "cli_runs": "cli", "reader
 #: The full build runs the LLM source against the recorded Ollama server: the first model is one it does
 #: not have (every call fails over), and the 42 latest sessions of the three tickers are asked for, so the
 #: signals of the first 21 are realised and scored.
-#: No failover for speed (a loaded runner may stall a stream past the grace second).
+#: No failover for speed (a loaded runner may stall a stream past the grace second). Fallback routing on
+#: demand, backfilled signals allowed (the recorded answers are all asked long after their dates): the governed
+#: book follows the LLM source on those 42 sessions.
 LLM_ON = {
     "llm_models": "missing,good",
     "llm_history": 42,
     "llm_max_calls": 200,
     "llm_read_timeout": 5.0,
     "llm_failover_rate": 0.0,
+    "llm_fallback": "always",
+    "llm_fallback_backfill": True,
 }
 #: What a piece needs done first.
 NEEDS = {"reader": "truncated"}

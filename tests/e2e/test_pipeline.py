@@ -26,7 +26,7 @@ def test_every_mart_is_populated(full):
     models = set(read(full, "select distinct model from marts.forecasts")["model"])
     assert models == {*DEFAULT_MODELS, *VARIANTS.values()}
     strategies = set(read(full, "select strategy from marts.backtest_summary")["strategy"])
-    assert strategies == models | {"benchmark", "governed", "barbell", "risk_parity"}
+    assert strategies == models | {"benchmark", "governed", "barbell", "risk_parity", "llm_backfill"}
 
 
 def test_the_var_mart_is_each_strategys_own_window_and_its_backtest_counts_the_next_sessions(full):
@@ -241,7 +241,7 @@ def test_every_models_own_book_is_its_forecasts_at_the_signal_horizon_sized_alon
     )
     alloc = read(full, "select strategy, date, ticker, weight, sleeve from marts.allocations")
     models = set(forecasts["strategy"])
-    assert len(models) > 3 and set(alloc["strategy"]) == models | {"governed", "barbell", "risk_parity"}
+    assert len(models) > 3 and set(alloc["strategy"]) == models | {"governed", "barbell", "risk_parity", "llm_backfill"}
     settings = PmxSettings(**SLICE)
     key = ["date", "ticker", "sleeve"]
     for model in sorted(models):
@@ -491,11 +491,14 @@ def test_signals_follow_the_model_governance_made_active(full):
         "select s.*, r.active, r.stopped from marts.signals s "
         "left join marts.model_risk r on r.model = s.model and r.date = s.date",
     )
-    tradable = s[s["tradable"]]
+    tradable = s[
+        s["tradable"] & ~s["model"].str.startswith("llm:")
+    ]  # the LLM's: test_the_llm_source_in_the_whole_graph
     assert len(tradable) > 0 and tradable["active"].all() and not tradable["stopped"].any()
     d = read(full, "select * from marts.governance_decisions")
-    assert set(d["action"]) <= {"promote", "hold", "revert", "stop", "resume", "retrain"}
-    assert d["thresholds"].str.contains("min_pf_uplift=0.03").all() and d["reason"].notna().all()
+    governance = d[d["model"] != "llm"]
+    assert set(governance["action"]) <= {"promote", "hold", "revert", "stop", "resume", "retrain"}
+    assert governance["thresholds"].str.contains("min_pf_uplift=0.03").all() and d["reason"].notna().all()
     reviews = read(full, "select * from marts.governance_reviews")
     assert reviews["dm_pvalue"].between(0, 1).all()
     # No weight where the signal may not trade.
@@ -687,6 +690,54 @@ def test_the_llm_source_in_the_whole_graph(full):
     assert scores.loc["always_up_accuracy", "value"] == pytest.approx(hits)
     mse = ((realised["expected_return"] - realised["fwd_return"]) ** 2).mean() / (realised["fwd_return"] ** 2).mean()
     assert scores.loc["mse_ratio", "value"] == pytest.approx(mse)
+    # every forecaster scored on the same rows, beside the LLM source (marts.llm_scores, the tearsheet's panel)
+    beside = read(full, "select * from marts.llm_scores where source = 'time_series'")
+    forecasters = set(read(full, "select distinct model from marts.forecasts where horizon = 21")["model"])
+    assert set(beside["subject"]) == forecasters and (beside["n_signals"] == 3 * 21).all()
+    page = (full.parent / "reports" / "tearsheet.html").read_text()
+    assert "The LLM source beside the time-series models" in page
+
+
+def test_the_llm_source_drives_the_governed_book_on_the_routed_sessions_and_has_its_own_book(full):
+    """llm_fallback=always with backfilled signals (tests/e2e/background.py: LLM_ON): the 42 sessions with
+    LLM signals are routed, each a row of the audit trail where it starts, and the LLM's own book is sized
+    from its signals alone."""
+    from dagster_pmx.resources import PmxSettings
+    from python_models.portfolio.sizing import kelly_book
+
+    llm = read(full, "select ticker, date, expected_return, confidence from ml.llm_signals where valid")
+    dates = sorted(set(llm["date"]))
+    routing = read(full, "select * from marts.governance_decisions where model = 'llm' order by decision_date")
+    assert list(routing["action"]) == ["route"] and routing["decision_date"].iloc[0] == dates[0]
+    assert "llm_fallback=always" in routing["thresholds"].iloc[0] and "3 valid LLM signals" in routing["reason"].iloc[0]
+    signals = read(full, "select * from marts.signals where model like 'llm:%' order by ticker, date")
+    assert len(signals) == len(llm) and set(signals["date"]) == set(dates) and (signals["model"] == "llm:good").all()
+    both = signals.merge(llm, on=["ticker", "date"], suffixes=("", "_llm"))
+    assert_allclose(both["expected_return"], both["expected_return_llm"])
+    assert_allclose(both["confidence"], both["confidence_llm"])
+    assert both["tradable"].all() and both["conf_probability"].isna().all()
+    # the scale the book sizes a routed signal with is the random walk's forecast spread at the same close
+    rw = read(
+        full,
+        "select ticker, asof_date as date, y_std from marts.forecasts where model = 'random_walk' and horizon = 21",
+    )
+    scaled = signals.merge(rw, on=["ticker", "date"])
+    assert len(scaled) == len(signals) and np.allclose(scaled["forecast_std"], scaled["y_std"], rtol=1e-12)
+    # before the routed sessions the signals are governance's own
+    assert not read(full, f"select * from marts.signals where date < '{dates[0]}' and model like 'llm:%'").shape[0]
+    # the LLM's own book: the per-asset Kelly book of its signals, sized with the random walk's spread
+    book = read(full, "select date, ticker, weight, sleeve from marts.allocations where strategy = 'llm_backfill'")
+    grid = read(full, f"select distinct date from marts.signals where date >= '{dates[0]}'")["date"]
+    assert set(book["date"]) == set(grid)
+    own = llm.merge(rw, on=["ticker", "date"]).rename(columns={"y_std": "forecast_std"}).assign(strategy="llm_backfill")
+    settings = PmxSettings(**SLICE)
+    expected = kelly_book(own, settings.kelly_fraction, settings.position_cap, settings.max_gross)
+    expected = expected[expected["weight"] != 0].sort_values(["date", "ticker"]).reset_index(drop=True)
+    got = book[book["weight"] != 0].sort_values(["date", "ticker"]).reset_index(drop=True)
+    assert_allclose(got["weight"], expected["weight"], rtol=1e-12)
+    assert list(got["ticker"]) == list(expected["ticker"])
+    summary = read(full, "select * from marts.backtest_summary where strategy = 'llm_backfill'")
+    assert len(summary) == 1 and np.isfinite(summary["sharpe"].iloc[0])
 
 
 def test_the_design_targets_stress_and_regime_values_are_the_dbt_periods_aggregates(full):

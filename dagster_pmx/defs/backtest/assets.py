@@ -38,7 +38,7 @@ TOTAL_RETURN = "total return"
                 dg.AssetKey(["marts", "features"]),
             ],
             description="Daily gross return, costs, net return, equity, drawdown, turnover and exposure per "
-            "strategy. Weights decided at the close of t are traded per PMX_EXECUTION (default: the close of t+1) "
+            "strategy, from its first decision. Weights decided at the close of t are traded per PMX_EXECUTION (default: the close of t+1) "
             "and never earn the session they were decided on; costs are commission plus half-spread per unit "
             "traded, plus square-root impact where volumes exist (none for the bundled stocks). Cash earns the "
             "T-bill rate of intermediate.int_risk_free, or 0 where it is unknown, which cash_rate_known says on every "
@@ -69,6 +69,8 @@ def backtest_daily(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
     frames, parts = [], []
     for strategy, weights in books.items():
         daily, contrib = run(weights)
+        # a book is valued from its first decision: one that starts later (the LLM source's) holds no cash before
+        daily, contrib = daily.loc[weights.index.min() :], contrib.loc[weights.index.min() :]
         daily["cash_rate_known"] = known.reindex(daily.index, fill_value=False).to_numpy(dtype=bool)
         frames.append(daily.rename_axis("date").reset_index().assign(strategy=strategy))
         parts.append(attribution(strategy, contrib, models))

@@ -14,6 +14,7 @@ import pandas as pd
 
 from dagster_pmx.defs.reads import frame
 from dagster_pmx.resources import Warehouse
+from python_models.llm.scores import COLUMNS as SCORE_COLUMNS
 
 
 def market_rows(warehouse: Warehouse, since=None) -> tuple[pd.DataFrame, list[str]]:
@@ -106,3 +107,11 @@ def tearsheet_inputs(warehouse: Warehouse) -> tuple[pd.DataFrame, pd.DataFrame, 
             )
         )
     return daily, summary, leaderboard
+
+
+def llm_scores(warehouse: Warehouse) -> pd.DataFrame:
+    """marts.llm_scores (empty when the LLM source never ran)."""
+    if not warehouse.has("marts.llm_scores"):
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    with warehouse.ibis() as db:
+        return frame(db.table("llm_scores", database="marts"))

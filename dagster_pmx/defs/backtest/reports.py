@@ -6,10 +6,11 @@ import dagster as dg
 import pandas as pd
 
 from dagster_pmx.defs.backtest.assets import BENCHMARK
-from dagster_pmx.defs.backtest.reads import allocation_rows, tearsheet_inputs
+from dagster_pmx.defs.backtest.reads import allocation_rows, llm_scores, tearsheet_inputs
 from dagster_pmx.defs.risk.reads import current_stress, drawn_var, var_backtests
 from dagster_pmx.resources import Warehouse
 from python_models.backtest.tearsheet import data_uri, figures, page, var_plot
+from python_models.llm.scores import comparison_table
 from python_models.portfolio.allocation import BOND
 from python_models.portfolio.sizing import CASH
 
@@ -42,12 +43,14 @@ def sleeve_weights(alloc: pd.DataFrame, top: int = 5) -> pd.DataFrame:
         dg.AssetKey(["marts", "var_backtests"]),
         dg.AssetKey(["marts", "stress_tests"]),
         dg.AssetKey(["marts", "stress_monte_carlo"]),
+        dg.AssetKey(["marts", "llm_scores"]),
     ],
     description="HTML tearsheet (reports/tearsheet.html next to the warehouse file): the summary of every "
     "strategy; for barbell, governed and risk_parity the equity curve against the benchmark, drawdown, "
     "rolling Sharpe, monthly returns heatmap, allocation by sleeve and the one-session 99 % VaR and ES against "
     "the losses that followed; the VaR backtests of those three and the benchmark; their current books' stress "
-    "(shocks and Monte Carlo); and the model leaderboard. "
+    "(shocks and Monte Carlo); the model leaderboard; and, once the LLM source has realised signals, its scores "
+    "and book beside the time-series models' on the same rows. "
     "The barbell's plots are also this asset's metadata.",
 )
 def tearsheet(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
@@ -72,7 +75,8 @@ def tearsheet(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.Mat
     tests = var_backtests(warehouse)
     tests = tests[tests["strategy"].isin([*TEARSHEET_STRATEGIES, BENCHMARK])]
     stress = current_stress(warehouse, TEARSHEET_STRATEGIES)
-    path.write_text(page("pmx tearsheet", summary, sections, leaderboard, tests, stress), encoding="utf-8")
+    llm = comparison_table(llm_scores(warehouse), daily)
+    path.write_text(page("pmx tearsheet", summary, sections, leaderboard, tests, stress, llm), encoding="utf-8")
     featured = next(iter(sections))
     plots = {
         f"{featured}/{name}": dg.MetadataValue.md(f"![{name}]({data_uri(png)})")

@@ -31,6 +31,7 @@ from python_models.forecasters.registry import BASELINE, MODELS
 from python_models.governance import resume
 from python_models.governance.drift import RECENT_WINDOW as DRIFT_RECENT
 from python_models.governance.drift import feature_drift
+from python_models.governance.fallback import Routing, eligible_signals, route, source_stops
 from python_models.governance.governor import (
     STATUS_COLUMNS,
     GovernanceResult,
@@ -86,6 +87,7 @@ def _spec(name: str, schema: dg.TableSchema, description: str, schema_name: str 
             dg.AssetKey(["intermediate", "int_risk_free"]),
             dg.AssetKey(["marts", "features"]),
             dg.AssetKey(["ml", "safe_sleeve"]),  # the market the evidence books are valued on
+            dg.AssetKey(["ml", "llm_signals"]),  # fallback routing (llm_fallback; off by default)
         ],
         metadata={"dagster/column_schema": schema},
         description=description,
@@ -166,15 +168,16 @@ def _full_build(
     session, are staged a ticker batch at a time (``Warehouse.replace_tables_in_batches``)."""
     forecasts = _Forecasts.streamed(warehouse, policy, since=None)
     result = _govern(warehouse, settings, policy, forecasts, since=None, state=None)
+    routing = _routing(warehouse, settings, policy, result.active)
     variance_ratio = reads.variance_ratios(warehouse, settings.benchmark, None)
     up = reads.direction_probabilities(warehouse, policy.horizon, None)
     drift = _drift(warehouse, settings, result.reviews, since=None)
-    tables = _tables(result, drift)
+    tables = _tables(result, drift, routing.decisions)
     tally = _SignalTally()
 
     def batches() -> Iterator[dict[str, pd.DataFrame]]:
         yield {table: rows for table, rows, _ in tables.values()}
-        for signals in _signals(forecasts, variance_ratio, up, result.active, settings.ticker_batch):
+        for signals in _signals(forecasts, variance_ratio, up, result.active, settings.ticker_batch, routing=routing):
             tally.add(signals)
             yield {SIGNALS_TABLE: signals}
         if not tally.rows:  # raised before anything is written
@@ -182,7 +185,7 @@ def _full_build(
 
     rows = warehouse.replace_tables_in_batches(batches())
     counts = {"ml/governed_signals": rows[SIGNALS_TABLE], **{key: rows[table] for key, (table, _, _) in tables.items()}}
-    yield from _materializations(context, counts, result, tally, drift)
+    yield from _materializations(context, counts, result, tally, drift, routing)
 
 
 def _resume(
@@ -206,7 +209,8 @@ def _resume(
     variance_ratio = reads.variance_ratios(warehouse, settings.benchmark, first)
     up = reads.direction_probabilities(warehouse, policy.horizon, first)
     active = resume.active_history(reads.stored_active(warehouse, start), state, result.active)
-    parts = list(_signals(forecasts, variance_ratio, up, active, settings.ticker_batch, first))
+    routing = _routing(warehouse, settings, policy, active)
+    parts = list(_signals(forecasts, variance_ratio, up, active, settings.ticker_batch, first, routing))
     if not parts:
         raise ValueError(f"no forecasts at the signal horizon {policy.horizon} since {first.date()}")
     signals = pd.concat(parts, ignore_index=True)
@@ -216,11 +220,12 @@ def _resume(
     reviews = result.reviews["review_date"]
     since = resume.drift_start(calendar, reviews.min(), policy, settings.train_window) if len(reviews) else None
     drift = _drift(warehouse, settings, result.reviews, since)
-    tables = {"ml/governed_signals": (SIGNALS_TABLE, signals, "asof_date"), **_tables(result, drift)}
+    routed = routing.decisions[routing.decisions["decision_date"] > state.date]
+    tables = {"ml/governed_signals": (SIGNALS_TABLE, signals, "asof_date"), **_tables(result, drift, routed)}
     rows = warehouse.append_after_many([(table, frame, state.date, column) for table, frame, column in tables.values()])
     counts = {key: rows[table] for key, (table, _, _) in tables.items()}
     context.log.info(f"incremental: governed {len(result.active)} sessions after {state.date.date()}")
-    yield from _materializations(context, counts, result, tally, drift)
+    yield from _materializations(context, counts, result, tally, drift, routing)
 
 
 @dataclass(frozen=True)
@@ -333,6 +338,19 @@ def _govern(
     return govern(evidence.result(), strategy, policy, regimes=regimes, sessions=strategy.index, state=state)
 
 
+def _routing(warehouse: Warehouse, settings: PmxSettings, policy: GovernancePolicy, active: pd.Series) -> Routing:
+    """Fallback routing (:mod:`python_models.governance.fallback`) over the sessions of ``active``: which of them
+    the LLM source drives, under ``llm_fallback``, from its eligible signals and its own stop."""
+    llm = reads.llm_signals(warehouse, policy.horizon) if settings.llm_fallback != "off" else None
+    eligible = eligible_signals(llm if llm is not None else pd.DataFrame(columns=reads.FALLBACK_COLUMNS),
+                                settings.llm_fallback_backfill)  # fmt: skip
+    if eligible.empty:  # nothing to score: no reading, no stop
+        accuracy, stopped = pd.Series(float("nan"), index=active.index), pd.Series(False, index=active.index)
+    else:
+        accuracy, stopped = source_stops(eligible, session_calendar(warehouse), policy.horizon, policy)
+    return route(active, eligible, accuracy, stopped, settings.llm_fallback, policy, settings.llm_fallback_backfill)
+
+
 def _signals(
     forecasts: _Forecasts,
     variance_ratio: pd.DataFrame,
@@ -340,6 +358,7 @@ def _signals(
     active: pd.Series,
     batch: int,
     first: pd.Timestamp | None = None,
+    routing: Routing | None = None,
 ) -> Iterator[pd.DataFrame]:
     """The governed signal per (ticker, origin) from ``first`` on (the confidence windows and the flip
     count reach back less far than the evidence): every model's signal and confidence, then the active
@@ -363,7 +382,7 @@ def _signals(
         per_model = model_signals(
             rows, policy.horizon, singles, variance_ratio_z=z, window=CONFIDENCE_WINDOW, direction_probability=up
         )
-        yield governed_signals(per_model, active, policy)[SIGNAL_COLUMNS]
+        yield governed_signals(per_model, active, policy, routing)[SIGNAL_COLUMNS]
 
 
 class _SignalTally:
@@ -398,10 +417,15 @@ def _drift(
     return feature_drift(features, dates, train_window=settings.train_window, recent_window=DRIFT_RECENT)
 
 
-def _tables(result: GovernanceResult, drift: pd.DataFrame) -> dict[str, tuple[str, pd.DataFrame, str]]:
-    """Each output but the signals as ``key: (table, rows, date column)``."""
+def _tables(
+    result: GovernanceResult, drift: pd.DataFrame, routed: pd.DataFrame
+) -> dict[str, tuple[str, pd.DataFrame, str]]:
+    """Each output but the signals as ``key: (table, rows, date column)``; the decisions with the routing
+    decisions ``routed`` among them, in date order (a session's governance decisions first)."""
+    decisions = pd.concat([d for d in (result.decisions, routed) if len(d)] or [result.decisions], ignore_index=True)
+    decisions = decisions.sort_values("decision_date", kind="stable").reset_index(drop=True)
     return {
-        "marts/governance_decisions": ("marts.governance_decisions", result.decisions, "decision_date"),
+        "marts/governance_decisions": ("marts.governance_decisions", decisions, "decision_date"),
         "marts/governance_reviews": ("marts.governance_reviews", result.reviews, "review_date"),
         "marts/model_risk": ("marts.model_risk", result.status, "date"),
         "marts/feature_drift": ("marts.feature_drift", drift, "review_date"),
@@ -414,6 +438,7 @@ def _materializations(
     result: GovernanceResult,
     tally: _SignalTally,
     drift: pd.DataFrame,
+    routing: Routing,
 ) -> Iterator[dg.MaterializeResult]:
     """One materialization per output with its row count, and what a reviewer looks at first."""
     actions = result.decisions["action"].value_counts().to_dict()
@@ -429,6 +454,7 @@ def _materializations(
             RETRAIN_REQUESTS: dg.MetadataValue.json(retrain_requests(result)),
             "actions": str(actions),
             "latest_active_model": result.active.iloc[-1] or "(none: all stopped)",
+            "llm_routed_sessions": int(routing.routed.reindex(result.active.index, fill_value=False).sum()),
             "events": dg.MetadataValue.md(events.tail(30).to_markdown(index=False)),
         },
         "marts/feature_drift": {

@@ -15,7 +15,8 @@ def _violations(rows: pd.DataFrame) -> tuple[int, list]:
     asset=dg.AssetKey(["marts", "signals"]),
     blocking=True,
     description="Governance gate: every tradable signal comes from the model marts.model_risk marks active at that "
-    "date, that model is not emergency-stopped, and its confidence is at least the 0.55 minimum.",
+    "date, that model is not emergency-stopped, and its confidence is at least the 0.55 minimum; or, on a session "
+    "the audit trail routes to the LLM source (llm_fallback), from that source, at the same minimum.",
 )
 def signals_follow_governance(warehouse: Warehouse) -> dg.AssetCheckResult:
     n, sample = _violations(reads.ungoverned_signals(warehouse))

@@ -12,6 +12,7 @@ import pandas as pd
 from dagster_pmx.defs.reads import frame
 from dagster_pmx.resources import Warehouse
 from python_models.classification.logistic import NAME as CLASSIFIER
+from python_models.governance.fallback import LLM_PREFIX, SOURCE
 from python_models.governance.governor import GovernanceState
 from python_models.governance.policy import GovernancePolicy
 from python_models.governance.resume import state_from_status
@@ -115,15 +116,41 @@ def drift_features(
 def ungoverned_signals(warehouse: Warehouse) -> pd.DataFrame:
     """``ticker, date, model, confidence, stopped, active`` of each tradable row of marts.signals that governance
     does not allow, by date and ticker: its model not in marts.model_risk at that date, stopped, not the active
-    one, or its confidence under the 0.55 minimum (``stopped, active`` NULL where marts.model_risk has no row)."""
+    one, or its confidence under the 0.55 minimum (``stopped, active`` NULL where marts.model_risk has no row);
+    a row of the LLM source (model ``llm:<model>``) on a session the audit trail does not route to it (the
+    last routing decision of marts.governance_decisions at or before the date is not ``route``), or under the
+    minimum."""
     with warehouse.ibis() as db:
         s = db.table("signals", database="marts")
         r = db.table("model_risk", database="marts")
         joined = s.left_join(r, [r.model == s.model, r.date == s.date])
-        rows = joined.filter(s.tradable & (r.model.isnull() | r.stopped | ~r.active | (s.confidence < 0.55))).select(
-            s.ticker, s.date, s.model, s.confidence, r.stopped, r.active
-        )
-        return frame(rows.order_by(["date", "ticker"]))
+        quantitative = ~s.model.startswith(LLM_PREFIX)
+        rows = joined.filter(
+            s.tradable & quantitative & (r.model.isnull() | r.stopped | ~r.active | (s.confidence < 0.55))
+        ).select(s.ticker, s.date, s.model, s.confidence, r.stopped, r.active)
+        governed = frame(rows)
+    routing = (
+        "select decision_date, action from marts.governance_decisions where model = ?"
+        if warehouse.has("marts.governance_decisions")
+        else "select cast(null as timestamp) as decision_date, cast(null as varchar) as action where ? is null"
+    )
+    routed = warehouse.query(
+        f"""
+        with llm as (
+            select ticker, date, model, confidence from marts.signals where tradable and starts_with(model, ?)
+        ),
+        routing as ({routing})
+        select l.ticker, l.date, l.model, l.confidence, cast(null as boolean) as stopped,
+            cast(null as boolean) as active
+        from llm as l
+        asof left join routing as d on l.date >= d.decision_date
+        where d.action is distinct from 'route' or l.confidence < 0.55
+        """,
+        [LLM_PREFIX, SOURCE],
+    )
+    both = [f for f in (governed, routed) if len(f)]
+    out = pd.concat(both, ignore_index=True) if both else governed
+    return out.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
 
 
 def ungated_allocations(warehouse: Warehouse) -> pd.DataFrame:
@@ -135,3 +162,27 @@ def ungated_allocations(warehouse: Warehouse) -> pd.DataFrame:
         joined = a.join(s, [s.ticker == a.ticker, s.date == a.date])
         rows = joined.filter(a.strategy == "governed", a.sleeve == "risky", a.weight != 0, ~s.tradable)
         return frame(rows.select(a.date, a.ticker, a.weight, s.block_reason).order_by(["date", "ticker"]))
+
+
+def llm_signals(warehouse: Warehouse, horizon: int) -> pd.DataFrame:
+    """The valid LLM signals at ``horizon`` that fallback routing may read (:data:`FALLBACK_COLUMNS`), with
+    ``y_true``, the ticker's realised simple return over the horizon (NULL until it is realised); empty
+    when the source has never run."""
+    if not warehouse.has("ml.llm_signals"):
+        return pd.DataFrame(columns=FALLBACK_COLUMNS)
+    return warehouse.query(
+        """
+        select s.ticker, s.date, s.model, s.direction, s.expected_return, s.confidence, s.called_at,
+            r.fwd_return as y_true
+        from ml.llm_signals as s
+        left join intermediate.int_forward_returns as r
+            on r.ticker = s.ticker and r.date = s.date and r.horizon = s.horizon
+        where s.valid and s.horizon = ?
+        order by s.date, s.ticker, s.called_at
+        """,
+        [horizon],
+    )
+
+
+#: Columns of :func:`llm_signals`.
+FALLBACK_COLUMNS = ["ticker", "date", "model", "direction", "expected_return", "confidence", "called_at", "y_true"]

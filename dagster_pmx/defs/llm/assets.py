@@ -15,6 +15,7 @@ from dagster_pmx.defs import schemas
 from dagster_pmx.defs.llm import reads
 from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.llm.client import OllamaClient
+from python_models.llm.scores import ALL, LLM
 from python_models.llm.scores import llm_scores as score_signals
 from python_models.llm.source import ask
 
@@ -90,17 +91,24 @@ def llm_signals(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
     group_name="llm",
     pool="warehouse",
     kinds={"python", "duckdb"},
-    deps=[dg.AssetKey(["ml", "llm_signals"]), dg.AssetKey(["intermediate", "int_forward_returns"])],
+    deps=[
+        dg.AssetKey(["ml", "llm_signals"]),
+        dg.AssetKey(["intermediate", "int_forward_returns"]),
+        dg.AssetKey(["marts", "forecasts"]),
+    ],
     metadata={"dagster/column_schema": schemas.LLM_SCORES},
     description="How the LLM source's valid signals scored once their horizon passed, by answering model and for "
     "all, apart for the signals asked live (within 5 days of the close) and those backfilled (a model may know "
     "what followed a date before its training cutoff): directional accuracy (90 % bootstrap interval over dates, "
     "p-value against 0.5), what always forecasting 'up' scores on the same rows, the MSE over the random walk's, "
-    "and the Diebold–Mariano test against the random walk. Empty until a valid signal is realised.",
+    "and the Diebold–Mariano test against the random walk; and every time-series forecaster scored the same way on "
+    "the same (ticker, date) rows (source time_series), for the comparison. Empty until a valid signal is realised.",
 )
 def llm_scores(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    scores = score_signals(reads.realised_signals(warehouse))
+    scores = score_signals(reads.realised_signals(warehouse), models=reads.forecasts_at_signals(warehouse))
     rows = warehouse.replace_table("marts.llm_scores", schemas.typed(scores, schemas.LLM_SCORES))
-    overall = scores[(scores["subject"] == "all") & (scores["metric"] == "directional_accuracy")]
+    overall = scores[
+        (scores["source"] == LLM) & (scores["subject"] == ALL) & (scores["metric"] == "directional_accuracy")
+    ]
     summary = {f"accuracy_{r.basis}_h{int(r.horizon)}": round(float(r.value), 4) for r in overall.itertuples()}
     return dg.MaterializeResult(metadata={"dagster/row_count": rows, **summary})

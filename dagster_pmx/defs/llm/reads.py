@@ -129,3 +129,20 @@ def realised_signals(warehouse: Warehouse) -> pd.DataFrame:
         order by s.date, s.ticker, s.model
         """
     )
+
+
+def forecasts_at_signals(warehouse: Warehouse) -> pd.DataFrame:
+    """``model, ticker, date, horizon, y_pred``: every forecaster's forecast made at the close of a valid LLM
+    signal, at its horizon (marts.forecasts), to score the time-series models on the LLM's own rows."""
+    columns = ["model", "ticker", "date", "horizon", "y_pred"]
+    if not warehouse.has(SIGNALS_TABLE) or not warehouse.has("marts.forecasts"):
+        return pd.DataFrame(columns=columns)
+    return warehouse.query(
+        f"""
+        select f.model, f.ticker, f.asof_date as date, f.horizon, f.y_pred
+        from marts.forecasts as f
+        semi join (select distinct ticker, date, horizon from {SIGNALS_TABLE} where valid) as s
+            on s.ticker = f.ticker and s.date = f.asof_date and s.horizon = f.horizon
+        order by f.model, f.ticker, f.asof_date
+        """
+    )

@@ -111,6 +111,7 @@ def safe_sleeve(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
                 dg.AssetKey(["intermediate", "int_risk_free"]),
                 dg.AssetKey(["intermediate", "int_market"]),
                 dg.AssetKey(["marts", "features"]),
+                dg.AssetKey(["ml", "llm_signals"]),  # the LLM source's own books
             ],
             description="Target weights decided at each decision's close, per strategy. 'governed': per-asset "
             "fractional Kelly (fraction x mu / sigma^2) on marts.signals' tradable rows, shrunk by confidence "
@@ -120,7 +121,8 @@ def safe_sleeve(context: dg.AssetExecutionContext, warehouse: Warehouse, setting
             "deviations and trailing Ledoit-Wolf correlations), the safe sleeve split between the bond proxy and "
             "cash. 'risk_parity': equal risk contributions, signal-free. These three carry the drawdown control "
             "(de-risk at 15 %, emergency stop at 25 %). Every model in marts.forecasts also gets its own "
-            "ungoverned per-asset Kelly strategy. Caps: 10 % per position, 100 % gross; CASH (and BOND) make each "
+            "ungoverned per-asset Kelly strategy, and so do the LLM source's valid signals where it has any ('llm': "
+            "asked live, 'llm_backfill': asked later). Caps: 10 % per position, 100 % gross; CASH (and BOND) make each "
             "decision sum to one.",
         ),
         dg.AssetSpec(
@@ -198,9 +200,16 @@ def _full_build(warehouse: Warehouse, settings: PmxSettings) -> Iterator[dg.Mate
         }
         # in strategy order, each strategy's rows in date and ticker order, as one allocation_table of every
         # strategy gives them (the lake may still store them in another order: a table's rows have none)
-        for strategy in sorted({*controlled, *inputs.models}):
+        llm = reads.llm_books(warehouse, inputs.horizon)
+        for strategy in sorted({*controlled, *inputs.models, *llm}):
             own = controlled.get(strategy)
-            table = allocation_table([own if own is not None else _model_book(warehouse, settings, inputs, strategy)])
+            if own is None:
+                own = (
+                    _llm_book(warehouse, settings, inputs, strategy, None)
+                    if strategy in llm
+                    else _model_book(warehouse, settings, inputs, strategy)
+                )
+            table = allocation_table([own])
             gross.update(_gross_exposure(table))
             yield {"marts.allocations": table}
 
@@ -233,7 +242,8 @@ def _resume(
     # the models' books after ``since`` are a few sessions: signal_inputs read every model's signals at
     # once, which costs the daily refresh less than a read per model (a full build reads a model at a time)
     own = _kelly(settings, inputs.model_rows) if inputs.models and inputs.model_rows is not None else None
-    table = allocation_table([*([own] if own is not None else []), *controlled.values()])
+    llm = [_llm_book(warehouse, settings, inputs, book, since) for book in reads.llm_books(warehouse, inputs.horizon)]
+    table = allocation_table([*([own] if own is not None else []), *[b for b in llm if len(b)], *controlled.values()])
     # only the new sessions' rows: the stored path before them is the one this run started from
     table, control_rows, decisions, es_rows = (
         f[f["date"] > since] for f in (table, control_rows, _decision_rows(wide), es_rows)
@@ -259,6 +269,14 @@ def _kelly(settings: PmxSettings, signals: pd.DataFrame) -> pd.DataFrame:
 def _model_book(warehouse: Warehouse, settings: PmxSettings, inputs: reads.SignalInputs, model: str) -> pd.DataFrame:
     """``model``'s own ungoverned per-asset Kelly book over the whole history, as allocation rows."""
     return _kelly(settings, reads.model_signals(warehouse, model, inputs.horizon, None))
+
+
+def _llm_book(
+    warehouse: Warehouse, settings: PmxSettings, inputs: reads.SignalInputs, book: str, since: pd.Timestamp | None
+) -> pd.DataFrame:
+    """The LLM source's own ungoverned per-asset Kelly book ``book`` after ``since``, as allocation rows."""
+    signals = reads.llm_book_signals(warehouse, book, inputs.horizon, since)
+    return _kelly(settings, signals) if len(signals) else pd.DataFrame(columns=ALLOCATION_COLUMNS)
 
 
 def _decide(

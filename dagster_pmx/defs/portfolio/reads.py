@@ -16,6 +16,8 @@ import pandas as pd
 
 from dagster_pmx.defs.reads import frame
 from dagster_pmx.resources import Warehouse
+from python_models.forecasters.registry import BASELINE
+from python_models.llm.scores import BOOK_OF_BASIS, LIVE, LIVE_DAYS
 
 #: The tables the allocations asset writes: a resumed run extends all of them.
 ALLOCATION_TABLES = ("marts.allocations", "marts.drawdown_control", "ml.strategy_decisions")
@@ -291,3 +293,65 @@ def drawdown_control_violations(
             | ((states.previous_scale != states.scale) & undecided)
         ).select(states.strategy, states.date, states.state, states.scale, risky.gross, undecided=undecided)
         return frame(rows.order_by(["strategy", "date"]))
+
+
+#: The LLM source's own books (marts.allocations strategies): its live signals, and its backfilled ones
+#: (asked more than :data:`~python_models.llm.scores.LIVE_DAYS` days after their close), apart.
+LLM_BOOKS = {book: basis == LIVE for basis, book in BOOK_OF_BASIS.items()}
+
+
+def llm_books(warehouse: Warehouse, horizon: int) -> tuple[str, ...]:
+    """The LLM books with at least one valid signal at ``horizon`` (none when the source never ran)."""
+    if not warehouse.has("ml.llm_signals"):
+        return ()
+    rows = warehouse.query(
+        f"select distinct {_IS_LIVE} as live from ml.llm_signals as l where valid and horizon = ?", [horizon]
+    )
+    have = set(rows["live"].astype(bool))
+    return tuple(name for name, live in sorted(LLM_BOOKS.items()) if live in have)
+
+
+def llm_book_signals(warehouse: Warehouse, book: str, horizon: int, since: pd.Timestamp | None) -> pd.DataFrame:
+    """The signals of the LLM source's own ungoverned book ``book`` (:data:`LLM_BOOKS`), after ``since``:
+    :func:`signal_inputs`' columns, without confidence or gate, on every decision date of marts.signals from
+    the book's first signal on and for every ticker it ever signalled, so a date or ticker without a signal is
+    a decision to hold none of it. The expected return is the LLM's (the earliest answer where a pair was
+    asked twice); the spread it is sized with, the random walk's forecast standard deviation at the same
+    origin, the scale of the horizon's return without a view (a signal without one is not sized)."""
+    live = LLM_BOOKS[book]
+    return warehouse.query(
+        f"""
+        with answers as (
+            select l.ticker, l.date, l.expected_return,
+                row_number() over (partition by l.ticker, l.date order by l.called_at) as k
+            from ml.llm_signals as l
+            where l.valid and l.horizon = ? and {_IS_LIVE} = ?
+        ),
+        first_answers as (select * from answers where k = 1),
+        grid as (
+            select distinct date from marts.signals
+            where date >= (select min(date) from first_answers)
+                and date > coalesce(cast(? as timestamp), timestamp '1900-01-01')
+        ),
+        tickers as (select distinct ticker from first_answers),
+        scale as (
+            select ticker, asof_date as date, y_std from marts.forecasts where model = ? and horizon = ?
+        ),
+        final as (
+            select ? as strategy, t.ticker, g.date,
+                case when s.y_std > 0 then a.expected_return end as expected_return,
+                coalesce(s.y_std, 1.0) as forecast_std,
+                cast(null as double) as confidence, cast(null as boolean) as tradable
+            from grid as g
+            cross join tickers as t
+            left join first_answers as a on a.ticker = t.ticker and a.date = g.date
+            left join scale as s on s.ticker = t.ticker and s.date = g.date
+        )
+        select * from final order by date, ticker
+        """,
+        [horizon, live, None if since is None else pd.Timestamp(since), BASELINE, horizon, book],
+    )
+
+
+#: Whether an ml.llm_signals row ``l`` was asked live (python_models.llm.scores.is_live).
+_IS_LIVE = f"(l.called_at - l.date <= interval {LIVE_DAYS} day)"

@@ -2,13 +2,15 @@
 
 ``POST /api/chat`` answers with the recording named by the request's ``model``: its HTTP status, and for
 200 its chunks one JSON line at a time, each after its ``delay`` (a ``hang`` first waits before the
-headers: a server that accepted the call and went quiet). ``GET /api/tags`` lists the recordings as models.
+headers: a server that accepted the call and went quiet); a recording with a ``cycle`` of names answers each
+prompt with one of them, picked by the SHA-256 of the request's messages. ``GET /api/tags`` lists the recordings as models.
 Every request body is kept in :attr:`RecordedOllama.requests`. Nothing reaches the network: it binds
 127.0.0.1 on a free port.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -47,6 +49,9 @@ class RecordedOllama:
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append(request)
                 recording = server.recordings.get(request.get("model"), {"status": 404, "body": {"error": "no such"}})
+                if "cycle" in recording:  # one of several recordings, the same for the same prompt
+                    key = hashlib.sha256(json.dumps(request.get("messages"), sort_keys=True).encode()).digest()
+                    recording = server.recordings[recording["cycle"][int.from_bytes(key[:4]) % len(recording["cycle"])]]
                 time.sleep(recording.get("hang", 0.0))
                 if recording["status"] != 200:
                     body = json.dumps(recording["body"]).encode()

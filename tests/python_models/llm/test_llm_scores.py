@@ -87,3 +87,52 @@ def test_too_few_dates_give_the_values_without_intervals_and_nothing_gives_no_ro
     assert empty.empty and list(empty.columns) == COLUMNS
     with pytest.raises(ValueError, match="lack columns"):
         llm_scores(_signals().drop(columns="y_true"))
+
+
+def test_the_time_series_models_are_scored_on_the_llms_own_rows_only():
+    signals = _signals()
+    signals = signals[signals["model"] == "a"]
+    keys = signals[["ticker", "date", "horizon", "y_true"]]
+    outside = keys.assign(date=keys["date"] + pd.Timedelta(days=365), y_true=-keys["y_true"])  # not an LLM row
+    models = pd.concat(
+        [
+            keys.assign(model="oracle", y_pred=keys["y_true"]),
+            keys.assign(model="contrarian", y_pred=-keys["y_true"]),
+            outside.assign(model="oracle", y_pred=-outside["y_true"]),
+        ]
+    ).drop(columns="y_true")
+    scores = llm_scores(signals, reps=50, models=models)
+    ts = scores[scores["source"] == "time_series"].set_index(["subject", "metric"])
+    assert set(ts.index.get_level_values("subject")) == {"oracle", "contrarian"}
+    assert ts.loc[("oracle", "directional_accuracy"), "value"] == 1.0
+    assert ts.loc[("contrarian", "directional_accuracy"), "value"] == 0.0
+    assert ts.loc[("oracle", "directional_accuracy"), "n_signals"] == len(signals)  # the later rows left out
+    assert ts.loc[("oracle", "mse_ratio"), "value"] == 0.0 and ts.loc[("contrarian", "mse_ratio"), "value"] == 4.0
+    llm = scores[scores["source"] == "llm"]
+    assert_frame = llm_scores(signals, reps=50)  # the LLM's own rows do not move with the models beside them
+    pd.testing.assert_frame_equal(llm.reset_index(drop=True), assert_frame.reset_index(drop=True))
+
+
+def test_the_comparison_panel_judges_every_book_on_the_llm_books_sessions():
+    from python_models.llm.scores import comparison_table
+
+    signals = _signals()
+    keys = signals[["ticker", "date", "horizon"]].drop_duplicates()
+    models = keys.assign(model="oracle", y_pred=0.01)
+    scores = llm_scores(signals, reps=20, models=models)
+    rng = np.random.default_rng(5)
+    days = pd.bdate_range("2020-06-01", periods=300)
+    daily = pd.concat(
+        [
+            pd.DataFrame({"strategy": "oracle", "date": days, "net_return": rng.normal(0.0005, 0.01, 300)}),
+            pd.DataFrame({"strategy": "llm", "date": days[200:], "net_return": rng.normal(0, 0.01, 100)}),
+        ]
+    )
+    table = comparison_table(scores, daily).set_index(["source", "subject"])
+    own = daily[daily["strategy"] == "oracle"].set_index("date")["net_return"].loc[days[200:]]
+    assert table.loc[("time_series", "oracle"), "book_sharpe"] == pytest.approx(own.mean() / own.std() * np.sqrt(252))
+    llm_book = daily[daily["strategy"] == "llm"]["net_return"]
+    assert table.loc[("llm", "all"), "book_sharpe"] == pytest.approx(llm_book.mean() / llm_book.std() * np.sqrt(252))
+    assert np.isnan(table.loc[("llm", "a"), "book_sharpe"])  # one model's signals have no book of their own
+    assert table.loc[("llm", "all"), "n_signals"] == len(signals)
+    assert comparison_table(scores.iloc[:0], daily).empty
