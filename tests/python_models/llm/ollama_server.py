@@ -3,7 +3,8 @@
 ``POST /api/chat`` answers with the recording named by the request's ``model``: its HTTP status, and for
 200 its chunks one JSON line at a time, each after its ``delay`` (a ``hang`` first waits before the
 headers: a server that accepted the call and went quiet); a recording with a ``cycle`` of names answers each
-prompt with one of them, picked by the SHA-256 of the request's messages. ``GET /api/tags`` lists the recordings as models.
+prompt with one of them, picked by the SHA-256 of the request's messages. ``GET /api/tags`` lists the
+recordings as models.
 Every request body is kept in :attr:`RecordedOllama.requests`. Nothing reaches the network: it binds
 127.0.0.1 on a free port.
 """
