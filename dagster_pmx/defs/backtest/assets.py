@@ -37,8 +37,8 @@ TOTAL_RETURN = "total return"
                 dg.AssetKey(["intermediate", "int_risk_free"]),
                 dg.AssetKey(["marts", "features"]),
             ],
-            description="Daily gross return, costs, net return, equity, drawdown, turnover and exposure per strategy, from "
-            "its first decision. Weights decided at the close of t are traded per PMX_EXECUTION (default: the "
+            description="Daily gross return, costs, net return, equity, drawdown, turnover and exposure per strategy, "
+            "from its first decision. Weights decided at the close of t are traded per PMX_EXECUTION (default: the "
             "close of t+1) and never earn the session they were decided on; costs are commission plus half-spread"
             " per unit traded, plus square-root impact where volumes exist (none for the bundled stocks). Cash "
             "earns the T-bill rate of intermediate.int_risk_free, or 0 where it is unknown, which cash_rate_known"
