@@ -738,6 +738,7 @@ def test_the_llm_source_drives_the_governed_book_on_the_routed_sessions_and_has_
     assert list(got["ticker"]) == list(expected["ticker"])
     summary = read(full, "select * from marts.backtest_summary where strategy = 'llm_backfill'")
     assert len(summary) == 1 and np.isfinite(summary["sharpe"].iloc[0])
+    assert summary["start_date"].iloc[0] == dates[0]  # valued from its first decision, not from the others'
 
 
 def test_the_design_targets_stress_and_regime_values_are_the_dbt_periods_aggregates(full):
