@@ -435,7 +435,12 @@ GOVERNANCE_DECISIONS = _schema(
         "Model the decision is about (the leader after promote/hold/revert; the stopped, resumed or decayed model).",
     ),
     ("previous_model", "varchar", "Leader before the decision (the model itself for stop/resume/retrain)."),
-    ("rolling_accuracy", "double", "The model's rolling directional accuracy (252 realised dates) at the date."),
+    (
+        "rolling_accuracy",
+        "double",
+        "The model's rolling directional accuracy (252 realised dates) at the date; on a routing row (model llm), "
+        "the LLM source's balanced directional accuracy, the reading its stop acts on.",
+    ),
     ("reason", "varchar", "Why, in words: the criteria met or failed."),
     *_EVIDENCE,
     (

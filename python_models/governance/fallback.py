@@ -47,6 +47,11 @@ ACTIONS = ("route", "unroute", "route_refused")
 LLM_PREFIX = "llm:"
 #: The source's name in the audit trail.
 SOURCE = "llm"
+#: A session's routing state: the book follows the LLM source, follows governance, or routing is wanted and
+#: refused because the source is stopped or has no eligible signal.
+ROUTED, GOVERNANCE, REFUSED_STOPPED, REFUSED_NO_SIGNAL = "routed", "governance", "refused_stopped", "refused_no_signal"
+#: What a refusal's reason says when the source is stopped (how :func:`state_of` tells the two refusals apart).
+SOURCE_STOPPED = "the LLM source is stopped"
 #: Columns of the LLM signals routing reads.
 SIGNAL_COLUMNS = ["ticker", "date", "model", "expected_return", "confidence", "called_at"]
 
@@ -121,10 +126,12 @@ def route(
     mode: str,
     policy: GovernancePolicy,
     backfill: bool = False,
+    initial: str = GOVERNANCE,
 ) -> Routing:
     """The routing of every session of ``active`` (the model governance made active at each close, "" when
     none), from the ``eligible`` LLM signals (:func:`eligible_signals`) and the source's stop
-    (:func:`source_stops`, on the same sessions)."""
+    (:func:`source_stops`, on the same sessions); ``initial`` is the state before the first session (a
+    decision row is written where the state changes)."""
     if mode not in MODES:
         raise ValueError(f"llm_fallback must be one of {MODES}, got {mode!r}")
     sessions = active.index
@@ -138,9 +145,7 @@ def route(
         wanted = none_active
     else:
         wanted = counts > 0
-    state = np.select(
-        [~wanted, stopped, counts == 0], ["governance", "refused_stopped", "refused_no_signal"], default="routed"
-    )
+    state = np.select([~wanted, stopped, counts == 0], [GOVERNANCE, REFUSED_STOPPED, REFUSED_NO_SIGNAL], ROUTED)
     states = pd.Series(state, index=sessions)
     thresholds = (
         f"llm_fallback={mode}, eligible={'live and backfilled' if backfill else 'live'} signals, "
@@ -148,18 +153,23 @@ def route(
         f"resume_accuracy={policy.resume_accuracy}, accuracy_window={policy.accuracy_window}"
     )
     rows = []
-    previous = states.shift(1, fill_value="governance")
+    previous = states.shift(1, fill_value=initial)
     for date in sessions[(states != previous).to_numpy()]:
         now, acc = states[date], accuracy[date]
         why = _cause(mode, active[date])
-        if now == "routed":
+        if now == ROUTED:
             action, reason = "route", f"{why}: {counts[date]} valid LLM signals at this close"
-        elif now == "governance":
-            action, reason = "unroute", "the governed book follows governance again"
-        elif now == "refused_stopped":
+        elif now == GOVERNANCE:
+            action = "unroute"
+            reason = (
+                "the governed book follows governance again"
+                if previous[date] == ROUTED
+                else "routing is no longer wanted: the governed book goes on following governance"
+            )
+        elif now == REFUSED_STOPPED:
             action = "route_refused"
             reading = f"balanced directional accuracy {acc:.4f} < {policy.stop_accuracy}"
-            reason = f"{why}, but the LLM source is stopped: {reading}"
+            reason = f"{why}, but {SOURCE_STOPPED}: {reading}"
         else:
             action, reason = "route_refused", f"{why}, but no eligible LLM signal at this close"
         rows.append(
@@ -174,11 +184,60 @@ def route(
             }
         )
     decisions = pd.DataFrame(rows, columns=DECISION_COLUMNS)
-    routed = states.eq("routed")
-    chosen = signals[signals["date"].isin(sessions[routed.to_numpy()])] if len(signals) else signals
-    chosen = chosen.rename(columns={"date": "asof_date", "model": "llm_model"})
-    keep = ["ticker", "asof_date", "llm_model", "expected_return", "confidence"]
-    return Routing(routed, accuracy, stopped, decisions, chosen[keep].reset_index(drop=True))
+    routed = states.eq(ROUTED)
+    return Routing(routed, accuracy, stopped, decisions, _chosen(signals, routed))
+
+
+def state_of(action: str, reason: str) -> str:
+    """The routing state a decision row of :func:`route` started."""
+    if action == "route":
+        return ROUTED
+    if action == "unroute":
+        return GOVERNANCE
+    return REFUSED_STOPPED if SOURCE_STOPPED in reason else REFUSED_NO_SIGNAL
+
+
+def resume_route(
+    active: pd.Series,
+    since: pd.Timestamp,
+    stored: pd.DataFrame,
+    signals: pd.DataFrame,
+    accuracy: pd.Series,
+    stopped: pd.Series,
+    mode: str,
+    policy: GovernancePolicy,
+    backfill: bool = False,
+) -> Routing:
+    """The routing of a daily refresh that governs the sessions of ``active`` after ``since``.
+
+    The sessions up to ``since`` keep the routing the stored audit trail gives them (``stored``: the
+    routing decision rows, ``decision_date, action, reason``): a session is routed when the last decision at
+    or before it is ``route``. The new sessions are routed from the state the trail leaves at ``since``, so
+    a decision row is written exactly where the state changes from what is stored, and the trail's last
+    decision at each new session says whether it is routed (what the signal gate checks), even where a
+    signal that arrived late would have routed an earlier session otherwise.
+    """
+    stored = stored.assign(decision_date=pd.to_datetime(stored["decision_date"]).astype("datetime64[ns]"))
+    stored = stored.sort_values("decision_date", kind="stable")
+    before = active.index[active.index <= since]
+    on_or_before = stored[stored["decision_date"] <= since]
+    initial = state_of(*on_or_before.iloc[-1][["action", "reason"]]) if len(on_or_before) else GOVERNANCE
+    new = route(active[active.index > since], signals, accuracy, stopped, mode, policy, backfill, initial)
+    last = pd.merge_asof(
+        pd.DataFrame({"date": pd.DatetimeIndex(before).astype("datetime64[ns]")}),
+        stored.rename(columns={"decision_date": "date"})[["date", "action"]],
+        on="date",
+        direction="backward",
+    )
+    routed = pd.concat([pd.Series(last["action"].eq("route").to_numpy(), index=before), new.routed])
+    return Routing(routed, accuracy, stopped, new.decisions, _chosen(signals, routed))
+
+
+def _chosen(signals: pd.DataFrame, routed: pd.Series) -> pd.DataFrame:
+    """The eligible signals of the routed sessions, as :attr:`Routing.signals`."""
+    rows = signals[signals["date"].isin(routed.index[routed.to_numpy()])] if len(signals) else signals
+    rows = rows.rename(columns={"date": "asof_date", "model": "llm_model"})
+    return rows[["ticker", "asof_date", "llm_model", "expected_return", "confidence"]].reset_index(drop=True)
 
 
 def _cause(mode: str, active: str) -> str:

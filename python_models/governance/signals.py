@@ -19,7 +19,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from python_models.forecasters.registry import BASELINE
 from python_models.governance.confidence import (
+    CONFIDENCE_WEIGHTS,
     classifier_score,
     probability_score,
     signal_confidence,
@@ -32,8 +34,6 @@ from python_models.governance.policy import GovernancePolicy, pivot_mean
 
 #: The block reason of a ticker without an LLM signal on a session routed to the LLM source.
 NO_LLM_SIGNAL = "no_llm_signal"
-#: The confidence components (columns) of a model's signal.
-COMPONENTS = ["probability", "accuracy", "agreement", "width", "fit", "variance_ratio", "classifier"]
 #: Origins (per model and ticker) the trailing skill and width components read.
 CONFIDENCE_WINDOW = 252
 
@@ -157,7 +157,7 @@ def governed_signals(
 
 def _routed(out: pd.DataFrame, signals: pd.DataFrame, routing: Routing, policy: GovernancePolicy) -> pd.DataFrame:
     """``out``'s rows on the routed sessions replaced by the LLM's signals: its expected return and stated
-    confidence; the spread the book sizes it with is the decay baseline's (the random walk's) forecast
+    confidence; the spread the book sizes it with is the random walk's (registry.BASELINE) forecast
     standard deviation at the same origin, the scale of the horizon's return without a view. The
     confidence components, which score a model's forecasts, do not apply (NaN). Its flips are the LLM's
     changes of direction within the ticker's run of routed sessions, over the last ``flip_window`` of them:
@@ -166,14 +166,14 @@ def _routed(out: pd.DataFrame, signals: pd.DataFrame, routing: Routing, policy: 
     on = out["asof_date"].isin(routed_dates).to_numpy()
     llm = out[["ticker", "asof_date"]].merge(routing.signals, on=["ticker", "asof_date"], how="left")
     has = on & llm["llm_model"].notna().to_numpy()
-    scale = signals[signals["model"] == policy.decay_baseline].set_index(["ticker", "asof_date"])["y_std"]
+    scale = signals[signals["model"] == BASELINE].set_index(["ticker", "asof_date"])["y_std"]
     keys = pd.MultiIndex.from_frame(out.loc[has, ["ticker", "asof_date"]])
     out = out.copy()
     out.loc[has, "model"] = LLM_PREFIX + llm.loc[has, "llm_model"].astype(str).to_numpy()
     out.loc[has, "y_pred"] = llm.loc[has, "expected_return"].to_numpy(float)
     out.loc[has, "y_std"] = scale.reindex(keys).fillna(out.loc[has, "y_std"].set_axis(keys)).to_numpy(float)
     out.loc[has, "confidence"] = llm.loc[has, "confidence"].to_numpy(float)
-    out.loc[has, ["y_lower", "y_upper", *COMPONENTS]] = np.nan
+    out.loc[has, ["y_lower", "y_upper", *CONFIDENCE_WEIGHTS]] = np.nan
     out.loc[has, "route"] = "llm"
     direction = np.sign(out.loc[has, "y_pred"].to_numpy()).astype(int)
     out.loc[has, "direction"] = direction

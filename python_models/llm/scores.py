@@ -141,13 +141,13 @@ def _scores(subject: str, horizon: int, rows: pd.DataFrame, reps: int, seed: int
 
 
 def comparison_table(scores: pd.DataFrame, daily: pd.DataFrame) -> pd.DataFrame:
-    """The LLM source beside the time-series models, a row per (basis, source, subject) of ``scores``
+    """The LLM source beside the time-series models, a row per (basis, source, subject, horizon) of ``scores``
     (:func:`llm_scores`): signals scored, directional accuracy with its interval and p-value, what always "up"
     scores, the MSE over the random walk's and the Diebold–Mariano test; and ``book_sharpe``, the annualised
     Sharpe ratio of the subject's own book (``daily``: ``strategy, date, net_return`` of marts.backtest_daily)
     over the sessions the basis's LLM book was backtested on, so both are judged on the same days (NaN for a
     single LLM model: the book pools every model's signals)."""
-    key = ["basis", "source", "subject"]
+    key = ["basis", "source", "subject", "horizon"]
     if scores.empty:
         return pd.DataFrame(columns=[*key, *PANEL_COLUMNS])
     by = scores.set_index([*key, "metric"])
@@ -181,6 +181,8 @@ def comparison_table(scores: pd.DataFrame, daily: pd.DataFrame) -> pd.DataFrame:
     out["book_sharpe"] = sharpe
     # per basis the LLM first, then the forecasters from the most accurate on its rows
     out["rank"] = (out["source"] != LLM).astype(int)
-    out = out.sort_values(["basis", "rank", "directional_accuracy"], ascending=[True, True, False], kind="stable")
+    out = out.sort_values(
+        ["basis", "horizon", "rank", "directional_accuracy"], ascending=[True, True, True, False], kind="stable"
+    )
     out = out.drop(columns="rank")
     return out.reset_index(drop=True)

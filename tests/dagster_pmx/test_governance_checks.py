@@ -86,3 +86,8 @@ def test_a_routed_llm_signal_passes_only_on_a_session_the_audit_trail_routes(war
         con.execute("update marts.signals set confidence = 0.6 where date = '2021-01-05'")
         con.execute("update marts.governance_decisions set action = 'unroute' where decision_date = '2021-01-05'")
     assert signals_follow_governance(warehouse=warehouse).metadata["violations"].value == 1
+    # a model's tradable signal on a session routed to the LLM source is a violation too
+    with warehouse.connect() as con:
+        con.execute("update marts.signals set model = 'ensemble' where date = '2021-01-05'")
+        con.execute("update marts.governance_decisions set action = 'route' where decision_date = '2021-01-04'")
+    assert signals_follow_governance(warehouse=warehouse).metadata["violations"].value == 1

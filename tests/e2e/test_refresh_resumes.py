@@ -15,6 +15,7 @@ from dagster_pmx.defs.portfolio.assets import allocations
 from dagster_pmx.defs.refresh import IncrementalRun
 from dagster_pmx.lake import Lake
 from dagster_pmx.resources import PmxSettings, Warehouse
+from tests.e2e.background import LLM_ON
 from tests.e2e.helpers import SLICE, read
 
 GOVERNANCE = {
@@ -50,7 +51,9 @@ def resume(path, asset, tables: dict[str, str], sessions_back: int) -> pd.Timest
 
 def incremental(asset, path):
     """The asset as the daily refresh runs it, called as a plain function."""
-    warehouse, settings = Warehouse(path=str(path)), PmxSettings(**SLICE)
+    # the full build's own routing settings (tests/e2e/background.py): its last 42 sessions follow the LLM source
+    routing = {k: v for k, v in LLM_ON.items() if k.startswith("llm_fallback")}
+    warehouse, settings = Warehouse(path=str(path)), PmxSettings(**SLICE, **routing)
     config = IncrementalRun(incremental=True)
     return asset(dg.build_asset_context(), warehouse=warehouse, settings=settings, config=config)
 

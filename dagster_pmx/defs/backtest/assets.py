@@ -62,15 +62,14 @@ def backtest_daily(context: dg.AssetExecutionContext, warehouse: Warehouse, sett
     market = load_market(warehouse, min(b.index.min() for b in books.values()))
     if settings.benchmark not in market.returns.columns:
         raise ValueError(f"benchmark {settings.benchmark!r} has no returns in intermediate.int_returns")
-    run = backtester(settings, market, contributions=True)
     known = cash_rate_known(warehouse)
     books[BENCHMARK] = pd.DataFrame({settings.benchmark: 1.0}, index=market.returns.index[:1])
     models = signal_models(warehouse)
     frames, parts = [], []
     for strategy, weights in books.items():
-        daily, contrib = run(weights)
-        # a book is valued from its first decision: one that starts later (the LLM source's) holds no cash before
-        daily, contrib = daily.loc[weights.index.min() :], contrib.loc[weights.index.min() :]
+        # a book is valued from its first decision, its equity from 1 there: one that starts later than the
+        # others (the LLM source's) is not valued as cash before it
+        daily, contrib = backtester(settings, market.since(weights.index.min()), contributions=True)(weights)
         daily["cash_rate_known"] = known.reindex(daily.index, fill_value=False).to_numpy(dtype=bool)
         frames.append(daily.rename_axis("date").reset_index().assign(strategy=strategy))
         parts.append(attribution(strategy, contrib, models))

@@ -28,6 +28,17 @@ class Market:
     volatility: pd.DataFrame  # daily std of the last 21 log returns (marts.features.realized_vol_21 / sqrt(252))
     cash_rate: pd.Series
 
+    def since(self, start) -> "Market":
+        """The sessions from ``start`` on (the cash rate, a series by date, is kept whole)."""
+        keep = self.returns.index >= pd.Timestamp(start)
+        return Market(
+            returns=self.returns.loc[keep],
+            open_returns=self.open_returns.loc[keep],
+            dollar_volume=self.dollar_volume.loc[keep],
+            volatility=self.volatility.loc[keep],
+            cash_rate=self.cash_rate,
+        )
+
     def impact_priced(self, tickers) -> bool:
         """Whether every ticker has a volume on every session it has a return (impact can be charged)."""
         tickers = [t for t in tickers if t != BOND]

@@ -31,7 +31,7 @@ from python_models.forecasters.registry import BASELINE, MODELS
 from python_models.governance import resume
 from python_models.governance.drift import RECENT_WINDOW as DRIFT_RECENT
 from python_models.governance.drift import feature_drift
-from python_models.governance.fallback import Routing, eligible_signals, route, source_stops
+from python_models.governance.fallback import Routing, eligible_signals, resume_route, route, source_stops
 from python_models.governance.governor import (
     STATUS_COLUMNS,
     GovernanceResult,
@@ -209,7 +209,7 @@ def _resume(
     variance_ratio = reads.variance_ratios(warehouse, settings.benchmark, first)
     up = reads.direction_probabilities(warehouse, policy.horizon, first)
     active = resume.active_history(reads.stored_active(warehouse, start), state, result.active)
-    routing = _routing(warehouse, settings, policy, active)
+    routing = _routing(warehouse, settings, policy, active, since=state.date)
     parts = list(_signals(forecasts, variance_ratio, up, active, settings.ticker_batch, first, routing))
     if not parts:
         raise ValueError(f"no forecasts at the signal horizon {policy.horizon} since {first.date()}")
@@ -220,8 +220,7 @@ def _resume(
     reviews = result.reviews["review_date"]
     since = resume.drift_start(calendar, reviews.min(), policy, settings.train_window) if len(reviews) else None
     drift = _drift(warehouse, settings, result.reviews, since)
-    routed = routing.decisions[routing.decisions["decision_date"] > state.date]
-    tables = {"ml/governed_signals": (SIGNALS_TABLE, signals, "asof_date"), **_tables(result, drift, routed)}
+    tables = {"ml/governed_signals": (SIGNALS_TABLE, signals, "asof_date"), **_tables(result, drift, routing.decisions)}
     rows = warehouse.append_after_many([(table, frame, state.date, column) for table, frame, column in tables.values()])
     counts = {key: rows[table] for key, (table, _, _) in tables.items()}
     context.log.info(f"incremental: governed {len(result.active)} sessions after {state.date.date()}")
@@ -338,9 +337,17 @@ def _govern(
     return govern(evidence.result(), strategy, policy, regimes=regimes, sessions=strategy.index, state=state)
 
 
-def _routing(warehouse: Warehouse, settings: PmxSettings, policy: GovernancePolicy, active: pd.Series) -> Routing:
+def _routing(
+    warehouse: Warehouse,
+    settings: PmxSettings,
+    policy: GovernancePolicy,
+    active: pd.Series,
+    since: pd.Timestamp | None = None,
+) -> Routing:
     """Fallback routing (:mod:`python_models.governance.fallback`) over the sessions of ``active``: which of them
-    the LLM source drives, under ``llm_fallback``, from its eligible signals and its own stop."""
+    the LLM source drives, under ``llm_fallback``, from its eligible signals and its own stop. Resuming after
+    ``since``, the sessions up to it keep the routing of the stored audit trail, and the new ones start from
+    its state there."""
     llm = reads.llm_signals(warehouse, policy.horizon) if settings.llm_fallback != "off" else None
     eligible = eligible_signals(llm if llm is not None else pd.DataFrame(columns=reads.FALLBACK_COLUMNS),
                                 settings.llm_fallback_backfill)  # fmt: skip
@@ -348,7 +355,11 @@ def _routing(warehouse: Warehouse, settings: PmxSettings, policy: GovernancePoli
         accuracy, stopped = pd.Series(float("nan"), index=active.index), pd.Series(False, index=active.index)
     else:
         accuracy, stopped = source_stops(eligible, session_calendar(warehouse), policy.horizon, policy)
-    return route(active, eligible, accuracy, stopped, settings.llm_fallback, policy, settings.llm_fallback_backfill)
+    mode, backfill = settings.llm_fallback, settings.llm_fallback_backfill
+    if since is None:
+        return route(active, eligible, accuracy, stopped, mode, policy, backfill)
+    stored = reads.routing_decisions(warehouse)
+    return resume_route(active, since, stored, eligible, accuracy, stopped, mode, policy, backfill)
 
 
 def _signals(
@@ -455,6 +466,7 @@ def _materializations(
             "actions": str(actions),
             "latest_active_model": result.active.iloc[-1] or "(none: all stopped)",
             "llm_routed_sessions": int(routing.routed.reindex(result.active.index, fill_value=False).sum()),
+            "routing_actions": str(routing.decisions["action"].value_counts().to_dict()),
             "events": dg.MetadataValue.md(events.tail(30).to_markdown(index=False)),
         },
         "marts/feature_drift": {

@@ -119,7 +119,7 @@ def ungoverned_signals(warehouse: Warehouse) -> pd.DataFrame:
     one, or its confidence under the 0.55 minimum (``stopped, active`` NULL where marts.model_risk has no row);
     a row of the LLM source (model ``llm:<model>``) on a session the audit trail does not route to it (the
     last routing decision of marts.governance_decisions at or before the date is not ``route``), or under the
-    minimum."""
+    minimum; a row of a model on a session it routes to the LLM source."""
     with warehouse.ibis() as db:
         s = db.table("signals", database="marts")
         r = db.table("model_risk", database="marts")
@@ -136,20 +136,22 @@ def ungoverned_signals(warehouse: Warehouse) -> pd.DataFrame:
     )
     routed = warehouse.query(
         f"""
-        with llm as (
-            select ticker, date, model, confidence from marts.signals where tradable and starts_with(model, ?)
+        with tradable as (
+            select ticker, date, model, confidence, starts_with(model, ?) as from_llm
+            from marts.signals where tradable
         ),
         routing as ({routing})
         select l.ticker, l.date, l.model, l.confidence, cast(null as boolean) as stopped,
             cast(null as boolean) as active
-        from llm as l
+        from tradable as l
         asof left join routing as d on l.date >= d.decision_date
-        where d.action is distinct from 'route' or l.confidence < 0.55
+        where (l.from_llm and (d.action is distinct from 'route' or l.confidence < 0.55))
+            or (not l.from_llm and d.action = 'route')
         """,
         [LLM_PREFIX, SOURCE],
     )
     both = [f for f in (governed, routed) if len(f)]
-    out = pd.concat(both, ignore_index=True) if both else governed
+    out = pd.concat(both, ignore_index=True).drop_duplicates(["ticker", "date"]) if both else governed
     return out.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
 
 
@@ -186,3 +188,12 @@ def llm_signals(warehouse: Warehouse, horizon: int) -> pd.DataFrame:
 
 #: Columns of :func:`llm_signals`.
 FALLBACK_COLUMNS = ["ticker", "date", "model", "direction", "expected_return", "confidence", "called_at", "y_true"]
+
+
+def routing_decisions(warehouse: Warehouse) -> pd.DataFrame:
+    """``decision_date, action, reason`` of the stored routing decisions (marts.governance_decisions rows of the LLM
+    source), by date: the routing a resumed run starts from."""
+    return warehouse.query(
+        "select decision_date, action, reason from marts.governance_decisions where model = ? order by decision_date",
+        [SOURCE],
+    )

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from python_models.governance.fallback import eligible_signals, route, source_stops
+from python_models.governance.fallback import eligible_signals, resume_route, route, source_stops
 from python_models.governance.policy import GovernancePolicy
 from python_models.governance.signals import governed_signals, model_signals
 
@@ -158,15 +158,58 @@ def test_routed_flips_count_the_llms_own_changes_within_a_run_of_routed_sessions
     assert (got.loc[DATES[20:22], "direction"] == -1).all()
 
 
-def test_a_resumed_run_records_the_routing_decisions_the_whole_history_gives_the_new_sessions():
+def _asof_state(decisions: pd.DataFrame, sessions) -> pd.Series:
+    """Whether the last routing decision at or before each session is ``route`` (what the signal gate reads)."""
+    right = decisions.rename(columns={"decision_date": "date"})[["date", "action"]]
+    right = right.assign(date=pd.to_datetime(right["date"]).astype("datetime64[ns]"))
+    left = pd.DataFrame({"date": pd.DatetimeIndex(sessions).astype("datetime64[ns]")})
+    last = pd.merge_asof(left, right, on="date", direction="backward")
+    return pd.Series(last["action"].eq("route").to_numpy(), index=sessions)
+
+
+def test_a_resumed_run_writes_the_whole_historys_decisions_and_its_trail_says_which_sessions_are_routed():
     active = pd.Series("ensemble", index=DATES)
     active.iloc[8:14] = ""
     active.iloc[20:26] = ""
     signals = eligible_signals(_llm(DATES[10:24]))
     whole = route(active, signals, *_no_stop(), mode="all_stopped", policy=POLICY)
-    for cut in (9, 12, 21):  # the refresh routes the sessions of its window and keeps those after the stored state
-        part = route(active.iloc[cut - 5 :], signals, *_no_stop(), mode="all_stopped", policy=POLICY)
-        new = part.decisions[part.decisions["decision_date"] > DATES[cut]].reset_index(drop=True)
+    actions = ["route_refused", "route", "unroute", "route", "route_refused", "unroute"]
+    assert list(whole.decisions["action"]) == actions
+    assert "no longer wanted" not in whole.decisions["reason"].iloc[2]  # it left a routed stretch
+    assert "no longer wanted" in whole.decisions["reason"].iloc[5]  # it left a refusal
+    for cut in (9, 12, 21):  # the refresh routes the sessions of its window after the stored state
+        stored = whole.decisions[whole.decisions["decision_date"] <= DATES[cut]]
+        part = resume_route(active.iloc[cut - 5 :], DATES[cut], stored, signals, *_no_stop(), "all_stopped", POLICY)
         want = whole.decisions[whole.decisions["decision_date"] > DATES[cut]].reset_index(drop=True)
-        pd.testing.assert_frame_equal(new, want)
-        pd.testing.assert_series_equal(part.routed, whole.routed[DATES[cut - 5] :])
+        pd.testing.assert_frame_equal(part.decisions.reset_index(drop=True), want)
+        pd.testing.assert_series_equal(part.routed, whole.routed[DATES[cut - 5] :], check_names=False)
+
+
+def test_a_signal_that_arrives_late_leaves_the_stored_trail_and_the_new_sessions_consistent():
+    # the stored run saw no signal at session 10 yet (route_refused), the refresh's does: it must not drop the
+    # route row of session 11, or the gate would read the stored refusal as the state of every later session
+    active = pd.Series("ensemble", index=DATES)
+    active.iloc[10:20] = ""
+    late = eligible_signals(_llm(DATES[10:20]))
+    early = late[late["date"] > DATES[10]]
+    stored = route(active.iloc[:11], early, *_no_stop(), mode="all_stopped", policy=POLICY).decisions
+    assert list(stored["action"]) == ["route_refused"]
+    part = resume_route(active, DATES[10], stored, late, *_no_stop(), "all_stopped", POLICY)
+    assert list(part.decisions["action"]) == ["route", "unroute"]
+    assert part.decisions["decision_date"].iloc[0] == DATES[11]
+    trail = pd.concat([stored, part.decisions], ignore_index=True)
+    pd.testing.assert_series_equal(_asof_state(trail, DATES), part.routed, check_names=False)
+    assert not part.routed[DATES[10]]  # the session decided before keeps the stored routing
+    # in always mode after a stored unroute, the same
+    stored = route(pd.Series("ensemble", index=DATES[:8]), late, *_no_stop(), mode="always", policy=POLICY).decisions
+    assert stored.empty
+    part = resume_route(pd.Series("ensemble", index=DATES), DATES[7], stored, late, *_no_stop(), "always", POLICY)
+    pd.testing.assert_series_equal(_asof_state(part.decisions, DATES), part.routed, check_names=False)
+
+
+def test_leaving_a_refusal_is_no_unroute_of_a_routed_book():
+    active = pd.Series("ensemble", index=DATES)
+    active.iloc[5:8] = ""
+    r = route(active, eligible_signals(_llm(DATES[20:22])), *_no_stop(), mode="all_stopped", policy=POLICY)
+    assert list(r.decisions["action"]) == ["route_refused", "unroute"]
+    assert "no longer wanted" in r.decisions["reason"].iloc[1]
