@@ -35,6 +35,12 @@ class RecordedOllama:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except (ConnectionResetError, BrokenPipeError):  # a client that closed its kept-alive connection
+                    self.close_connection = True
+
             def do_GET(self) -> None:  # noqa: N802 (the handler's API)
                 if self.path != "/api/tags":
                     self.send_error(404)
