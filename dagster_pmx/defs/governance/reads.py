@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dagster_pmx.defs.llm.reads import valid_signals
 from dagster_pmx.defs.reads import frame
 from dagster_pmx.resources import Warehouse
 from python_models.classification.logistic import NAME as CLASSIFIER
@@ -168,22 +169,8 @@ def ungated_allocations(warehouse: Warehouse) -> pd.DataFrame:
 
 def llm_signals(warehouse: Warehouse, horizon: int) -> pd.DataFrame:
     """The valid LLM signals at ``horizon`` that fallback routing may read (:data:`FALLBACK_COLUMNS`), with
-    ``y_true``, the ticker's realised simple return over the horizon (NULL until it is realised); empty
-    when the source has never run."""
-    if not warehouse.has("ml.llm_signals"):
-        return pd.DataFrame(columns=FALLBACK_COLUMNS)
-    return warehouse.query(
-        """
-        select s.ticker, s.date, s.model, s.direction, s.expected_return, s.confidence, s.called_at,
-            r.fwd_return as y_true
-        from ml.llm_signals as s
-        left join intermediate.int_forward_returns as r
-            on r.ticker = s.ticker and r.date = s.date and r.horizon = s.horizon
-        where s.valid and s.horizon = ?
-        order by s.date, s.ticker, s.called_at
-        """,
-        [horizon],
-    )
+    ``y_true`` NULL until realised (:func:`dagster_pmx.defs.llm.reads.valid_signals`)."""
+    return valid_signals(warehouse, horizon)[FALLBACK_COLUMNS]
 
 
 #: Columns of :func:`llm_signals`.

@@ -111,24 +111,43 @@ def previous_directions(warehouse: Warehouse, tickers: Sequence[str], horizon: i
     return {t: list(g["direction"]) for t, g in rows.groupby("ticker") if t in set(tickers)}
 
 
-def realised_signals(warehouse: Warehouse) -> pd.DataFrame:
-    """``model, ticker, date, horizon, direction, expected_return, called_at, y_true`` of the valid signals whose
-    horizon has been realised (``y_true``: the ticker's simple return over the horizon's sessions after the
-    signal's close)."""
-    columns = ["model", "ticker", "date", "horizon", "direction", "expected_return", "called_at", "y_true"]
+#: Columns of :func:`valid_signals`.
+VALID_COLUMNS = [
+    "model",
+    "ticker",
+    "date",
+    "horizon",
+    "direction",
+    "expected_return",
+    "confidence",
+    "called_at",
+    "y_true",
+]
+
+
+def valid_signals(warehouse: Warehouse, horizon: int | None = None, realised: bool = False) -> pd.DataFrame:
+    """:data:`VALID_COLUMNS` of the valid signals (at ``horizon`` when given), by date, ticker and time asked:
+    ``y_true`` is the ticker's simple return over the horizon's sessions after the signal's close, NULL until
+    realised (``realised``: only the signals that are). Empty when the source has never run."""
     if not warehouse.has(SIGNALS_TABLE):
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=VALID_COLUMNS)
     return warehouse.query(
         f"""
-        select s.model, s.ticker, s.date, s.horizon, s.direction, s.expected_return, s.called_at,
+        select s.model, s.ticker, s.date, s.horizon, s.direction, s.expected_return, s.confidence, s.called_at,
             r.fwd_return as y_true
         from {SIGNALS_TABLE} as s
-        inner join intermediate.int_forward_returns as r
+        left join intermediate.int_forward_returns as r
             on r.ticker = s.ticker and r.date = s.date and r.horizon = s.horizon
-        where s.valid and r.fwd_return is not null
-        order by s.date, s.ticker, s.model
-        """
+        where s.valid and (? is null or s.horizon = ?) and (not ? or r.fwd_return is not null)
+        order by s.date, s.ticker, s.called_at, s.model
+        """,
+        [horizon, horizon, realised],
     )
+
+
+def realised_signals(warehouse: Warehouse) -> pd.DataFrame:
+    """The valid signals whose horizon has been realised (:func:`valid_signals`), every horizon."""
+    return valid_signals(warehouse, realised=True)
 
 
 def forecasts_at_signals(warehouse: Warehouse) -> pd.DataFrame:
