@@ -340,35 +340,85 @@ class PooledRuns:
         features: pd.DataFrame | None,
         client: Any = None,
     ) -> None:
-        self.pooled, self.returns, self.config, self.start, self.features = pooled, returns, config, start, features
+        self.pooled, self.config, self.start = pooled, config, start
         self.futures: list[Any] | None = None
+        self._shown: dict[Any, Any] = {}
+        # the inputs are kept only to fit here later: sent to a cluster, they are the caller's to drop
+        self._inputs: tuple[pd.DataFrame, pd.DataFrame | None] | None = (returns, features)
         if client is not None and pooled:
-            held = put_on_cluster(client, self._panel(), "pooled-panel")
-            tasks = [(f, held, config, start) for f in pooled]
+            panels = panels_by_model(self._panel(), pooled)
+            self._inputs = None
+            sent: dict[int, Any] = {}  # one future per distinct frame
+            for frame in panels:
+                if id(frame) not in sent:
+                    sent[id(frame)] = put_on_cluster(client, frame, "pooled-panel")
+            held = [sent[id(frame)] for frame in panels]
+            del panels, sent
+            tasks = [(f, panel, config, start) for f, panel in zip(pooled, held, strict=True)]
             self.futures = submit_on_cluster(client, _pooled_task, tasks, [f"walk-forward-{f.name}" for f in pooled])
+            # the panels are needed only by those tasks: once they have them, only they keep them alive (a worker
+            # that dies mid-run gets its panel computed again from the task the scheduler keeps)
+            del held
 
     def _panel(self) -> pd.DataFrame:
+        assert self._inputs is not None
+        returns, features = self._inputs
         needed = any(f.needs_features for f in self.pooled)
-        return pooled_panel(self.returns, self.features if needed else None)
+        return pooled_panel(returns, features if needed else None)
 
     def cancel(self) -> None:
         """Stop the cluster's tasks not yet done."""
         for future in self.futures or []:
             future.cancel()
 
+    def finished(self) -> Iterator[PanelRun]:
+        """The :class:`PanelRun` of each model whose task has ended since the last call, without waiting.
+
+        A caller that has other work between calls (the single-series batches) takes each model's rows
+        off the cluster as soon as they are there: held in a worker until the end of the step, the four
+        default pooled models' forecasts of 500 tickers would be gigabytes. Without a client the models
+        run only in :meth:`runs`."""
+        for future in list(self.futures or []):
+            if future.done():
+                yield self._take(future)
+
     def runs(self) -> Iterator[PanelRun]:
-        """Each model's :class:`PanelRun`, in the order the models were given, as each ends."""
+        """Each remaining model's :class:`PanelRun`, in the order the models were given, as each ends."""
         if self.futures is not None:
-            shown: dict[Any, Any] = {}
-            for future in self.futures:
-                run, importances = result_of(future, shown)
-                future.release()  # the worker drops the rows once they are here
-                yield PanelRun.of([run], importances, 1)
+            for future in list(self.futures):
+                yield self._take(future)
         elif self.pooled:
             panel = self._panel()
             for forecaster in self.pooled:
                 run, importances = _pooled_task((forecaster, panel, self.config, self.start))
                 yield PanelRun.of([run], importances, 1)
+
+    def _take(self, future: Any) -> PanelRun:
+        """A task's run, waiting for it; its worker drops the rows once they are here."""
+        assert self.futures is not None
+        run, importances = result_of(future, self._shown)
+        self.futures.remove(future)
+        future.release()
+        return PanelRun.of([run], importances, 1)
+
+
+def panels_by_model(panel: pd.DataFrame, pooled: Sequence[PanelForecaster]) -> list[pd.DataFrame]:
+    """The panel each pooled model is sent: every row of ``panel``, with only the feature columns the model
+    reads (:meth:`PanelForecaster.panel_columns`), so its rows and forecasts are those of the whole panel.
+    Models that read the same columns share one frame (the whole panel where they read every column). At
+    500 tickers the whole panel is about a gigabyte; mSSA, MSSA-RL and the exogenous SARIMAX read a few
+    columns of it."""
+    base = ["ticker", "date", "log_return"]
+    available = [c for c in panel.columns if c not in base]
+    shared: dict[tuple[str, ...], pd.DataFrame] = {}
+    out = []
+    for forecaster in pooled:
+        named = set(forecaster.panel_columns(available))
+        columns = tuple(c for c in panel.columns if c in base or c in named)
+        if columns not in shared:
+            shared[columns] = panel if len(columns) == len(panel.columns) else panel[list(columns)]
+        out.append(shared[columns])
+    return out
 
 
 def empty_diagnostics() -> pd.DataFrame:

@@ -251,6 +251,13 @@ class PanelForecaster(ABC):
     def fit(self, panel: pd.DataFrame) -> PanelFitResult:
         """Estimate the model on a training panel (see :func:`validate_panel`)."""
 
+    def panel_columns(self, available: Sequence[str]) -> list[str]:
+        """The feature columns of ``available`` the model reads, besides ``ticker``, ``date`` and
+        ``log_return``: on a cluster its task is sent a panel of those columns only (the same rows).
+        All of them when it :attr:`needs_features`, none otherwise; a model that reads named columns
+        says which."""
+        return list(available) if self.needs_features else []
+
     def check_columns(self, panel: pd.DataFrame) -> None:  # noqa: B027 (an optional hook: no columns needed by default)
         """Raise ValueError if ``panel`` lacks a column the model needs. The harness calls it
         once before the first fold, so a configuration error stops the run instead of

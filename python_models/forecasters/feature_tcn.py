@@ -36,7 +36,7 @@ from python_models.forecasters.base import (
     validate_horizons,
     validate_panel,
 )
-from python_models.forecasters.boosting import daily_scale, forward_returns
+from python_models.forecasters.boosting import SCALE_COLUMN, daily_scale, forward_returns
 from python_models.forecasters.neural import select_device, train_network
 
 #: Input channels: the day's return, volatility level and term structure, an oscillator, the
@@ -141,6 +141,9 @@ class FeatureTcn(PanelForecaster):
         self.weight_decay, self.seed, self.device = weight_decay, seed, device
         self.horizons, self.refit_every = validate_horizons(horizons), refit_every
         self.name = "tcn_features"
+
+    def panel_columns(self, available: Sequence[str]) -> list[str]:
+        return [*self.features, SCALE_COLUMN]
 
     def check_columns(self, panel: pd.DataFrame) -> None:
         missing = set(self.features) - set(panel.columns)

@@ -402,6 +402,9 @@ class SarimaxExog(PanelForecaster):
         self.model = Sarimax(order=order, exog_names=exog_names)
         self.name = "sarimax_exog"
 
+    def panel_columns(self, available: Sequence[str]) -> list[str]:
+        return list(self.model.exog_names)
+
     def check_columns(self, panel: pd.DataFrame) -> None:
         missing = set(self.model.exog_names) - set(panel.columns)
         if missing:

@@ -98,6 +98,7 @@ def walk_forward(
             context.log.info(f"progress: {done}/{total} walk-forward runs (model x ticker) done")
 
     def batches() -> Iterator[dict[str, pd.DataFrame]]:
+        nonlocal features
         scheduler = settings.scheduler or None
         shared = scheduler or (settings.workers > 1 and total >= 2)
         with dask_client(scheduler, settings.workers) if shared else nullcontext() as client:
@@ -105,6 +106,8 @@ def walk_forward(
             # process only gathers rows (it used to fit them in a thread of its own, a third busy process on
             # the workers' cores). Their rows do not depend on where or when they are trained.
             started = PooledRuns(pooled, returns, wf, settings.forecast_start, features, client)
+            if client is not None:
+                features = None  # only the pooled models read them, and the cluster has them now
             for batch in ticker_batches(tickers, settings.ticker_batch) if single else []:
                 rows = returns[returns["ticker"].isin(batch)]
                 run = run_panel(
@@ -117,6 +120,10 @@ def walk_forward(
                     allow_empty=True,
                 )
                 yield summary.add(run)
+                # a pooled model that has ended leaves the cluster now, not at the end of the step
+                for pooled_run in started.finished():
+                    yield summary.add(pooled_run)
+                    progress(0, total)
             # each pooled model's rows are a batch of their own: this process holds one model's at a time
             for run in started.runs():
                 yield summary.add(run)

@@ -13,18 +13,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from distributed import Client
+from distributed import Client, wait
 
 from python_models.evaluation import cluster
 from python_models.evaluation.cluster import dask_client
-from python_models.evaluation.panel import run_panel
+from python_models.evaluation.panel import PooledRuns, panels_by_model, pooled_panel, run_panel, run_pooled
 from python_models.evaluation.refresh import forecast_from_fits, refit_latest
 from python_models.evaluation.walk_forward import WalkForwardConfig
 from python_models.forecasters.garch import Garch
 from python_models.forecasters.hmm import GaussianHmm
 from python_models.forecasters.mssa import Mssa
 from python_models.forecasters.random_walk import RandomWalk
-from python_models.forecasters.sarimax import Sarimax
+from python_models.forecasters.sarimax import Sarimax, SarimaxExog
 from tests.conftest import arma_returns
 
 REPO = Path(__file__).resolve().parents[3]
@@ -185,6 +185,54 @@ def test_a_pooled_model_runs_as_a_task_on_the_cluster_and_survives_a_killed_work
     assert set(one.forecasts["model"]) == {"random_walk", "mssa"} and killed
     pd.testing.assert_frame_equal(one.forecasts, two.forecasts)
     assert one.fits.keys() == two.fits.keys()
+    pd.testing.assert_frame_equal(one.diagnostics, two.diagnostics)
+
+
+def test_a_pooled_models_rows_leave_the_cluster_as_soon_as_it_ends(client):
+    # the full build takes each pooled model's rows between its ticker batches, not at the end of the step:
+    # held on the cluster until then, the default pooled models' rows of 500 tickers were gigabytes
+    long = panel(3, n=600)
+    started = PooledRuns([Mssa()], long, CONFIG, None, None, client)
+    assert started.futures is not None
+    wait(started.futures)
+    taken = list(started.finished())
+    assert len(taken) == 1 and list(started.finished()) == [] and list(started.runs()) == []
+    expected, _ = run_pooled(Mssa(), long, CONFIG)
+    pd.testing.assert_frame_equal(
+        taken[0].forecasts, expected.assign(model="mssa")[["model", *expected.columns]], check_like=False
+    )
+
+    def held(dask_scheduler) -> list[str]:
+        return [str(k) for k in dask_scheduler.tasks if "mssa" in str(k) or "pooled-panel" in str(k)]
+
+    deadline = time.monotonic() + 10
+    while client.run_on_scheduler(held) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.run_on_scheduler(held) == []  # neither the rows nor the panel stay on the cluster
+
+
+def features_of(returns: pd.DataFrame) -> pd.DataFrame:
+    """Two lagged-return features per (ticker, date), and one the models below never read."""
+    lagged = returns.groupby("ticker")["log_return"].shift(1)
+    return returns[["ticker", "date"]].assign(lag_1=lagged.fillna(0.0), abs_lag_1=lagged.abs().fillna(0.0), unread=1.0)
+
+
+def test_each_pooled_model_is_sent_the_columns_it_reads_and_gives_the_serial_rows(client):
+    # mSSA reads the returns alone and the exogenous SARIMAX two named features: each is sent a panel of those
+    # columns, every row of the whole one (so its forecasts are the whole panel's); models that read the same
+    # columns share one frame
+    long = panel(3, n=600)
+    features = features_of(long)
+    models = [RandomWalk(), Mssa(), SarimaxExog(exog_names=("lag_1", "abs_lag_1")), Mssa()]
+    whole = pooled_panel(long, features)
+    mssa, exog, mssa_again = panels_by_model(whole, models[1:])
+    assert list(mssa.columns) == ["ticker", "date", "log_return"] and mssa is mssa_again
+    assert set(exog.columns) == {"ticker", "date", "log_return", "lag_1", "abs_lag_1"}
+    assert len(mssa) == len(exog) == len(whole)
+    one = run_panel(models[:3], long, CONFIG, workers=1, features=features)
+    two = run_panel(models[:3], long, CONFIG, client=client, features=features)
+    assert set(one.forecasts["model"]) == {"random_walk", "mssa", "sarimax_exog"}
+    pd.testing.assert_frame_equal(one.forecasts, two.forecasts)
     pd.testing.assert_frame_equal(one.diagnostics, two.diagnostics)
 
 
