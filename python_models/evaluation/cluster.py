@@ -209,6 +209,25 @@ def put_on_cluster(client: Any, value: Any, name: str) -> Any:
         return client.submit(_identity, value, key=f"{name}-{uuid.uuid4().hex[:8]}", pure=False)
 
 
+def release_freed_memory() -> None:
+    """Hand the memory this process has freed back to the system, where the C library allows it (glibc).
+
+    glibc keeps freed heap memory for the process's next allocations rather than returning it, so a step
+    that built gigabytes of frames and then dropped them holds that resident memory to its end (Dask's own
+    advice for its workers: "Memory not released back to the OS"). Called after the pooled models' panels
+    are sent; a no-op elsewhere."""
+    import ctypes
+    import gc
+    import sys
+
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc (musl): nothing to trim
+            pass
+
+
 def _identity(value: T) -> T:
     return value
 

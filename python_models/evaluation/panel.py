@@ -18,7 +18,13 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from python_models.evaluation import cluster
-from python_models.evaluation.cluster import fan_out, put_on_cluster, result_of, submit_on_cluster
+from python_models.evaluation.cluster import (
+    fan_out,
+    put_on_cluster,
+    release_freed_memory,
+    result_of,
+    submit_on_cluster,
+)
 from python_models.evaluation.walk_forward import (
     DIAGNOSTIC_COLUMNS,
     FORECAST_COLUMNS,
@@ -359,6 +365,7 @@ class PooledRuns:
             # the panels are needed only by those tasks: once they have them, only they keep them alive (a worker
             # that dies mid-run gets its panel computed again from the task the scheduler keeps)
             del held
+            release_freed_memory()  # the frames the panels were cut from, gigabytes at 500 tickers
 
     def _panel(self) -> pd.DataFrame:
         assert self._inputs is not None
@@ -404,20 +411,22 @@ class PooledRuns:
 
 def panels_by_model(panel: pd.DataFrame, pooled: Sequence[PanelForecaster]) -> list[pd.DataFrame]:
     """The panel each pooled model is sent: every row of ``panel``, with only the feature columns the model
-    reads (:meth:`PanelForecaster.panel_columns`), so its rows and forecasts are those of the whole panel.
-    Models that read the same columns share one frame (the whole panel where they read every column). At
-    500 tickers the whole panel is about a gigabyte; mSSA, MSSA-RL and the exogenous SARIMAX read a few
-    columns of it."""
+    reads (:meth:`PanelForecaster.panel_columns`), those it reads only in single precision as float32
+    (:meth:`PanelForecaster.single_precision_columns`), so its rows and forecasts are those of the whole panel.
+    Models that read the same columns share one frame. At 500 tickers the whole panel is over a gigabyte;
+    XGBoost reads most of it, in float32, and mSSA, MSSA-RL and the exogenous SARIMAX a few columns."""
     base = ["ticker", "date", "log_return"]
     available = [c for c in panel.columns if c not in base]
-    shared: dict[tuple[str, ...], pd.DataFrame] = {}
+    shared: dict[tuple[tuple[str, ...], tuple[str, ...]], pd.DataFrame] = {}
     out = []
     for forecaster in pooled:
         named = set(forecaster.panel_columns(available))
         columns = tuple(c for c in panel.columns if c in base or c in named)
-        if columns not in shared:
-            shared[columns] = panel if len(columns) == len(panel.columns) else panel[list(columns)]
-        out.append(shared[columns])
+        own = panel if len(columns) == len(panel.columns) else panel[list(columns)]
+        single = tuple(forecaster.single_precision_columns(own))
+        if (columns, single) not in shared:
+            shared[(columns, single)] = own.astype(dict.fromkeys(single, np.float32)) if single else own
+        out.append(shared[(columns, single)])
     return out
 
 

@@ -258,6 +258,12 @@ class PanelForecaster(ABC):
         says which."""
         return list(available) if self.needs_features else []
 
+    def single_precision_columns(self, panel: pd.DataFrame) -> list[str]:
+        """The float64 columns of ``panel`` the model reads only in single precision (its own first step casts
+        them to float32), which its task may be sent as float32 with the same results: half the bytes. None
+        by default."""
+        return []
+
     def check_columns(self, panel: pd.DataFrame) -> None:  # noqa: B027 (an optional hook: no columns needed by default)
         """Raise ValueError if ``panel`` lacks a column the model needs. The harness calls it
         once before the first fold, so a configuration error stops the run instead of

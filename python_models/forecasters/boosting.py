@@ -116,7 +116,7 @@ class XgboostResult(PanelFitResult):
         rows, sigma = rows[np.isfinite(sigma)], sigma[np.isfinite(sigma)]  # no scale: no forecast
         if rows.empty:
             return {}
-        x = xgb.DMatrix(rows[self.features].to_numpy(float), feature_names=self.features)
+        x = xgb.DMatrix(rows[self.features].to_numpy(np.float32), feature_names=self.features)
         mean, var = np.empty((len(rows), len(hs))), np.empty((len(rows), len(hs)))
         for j, h in enumerate(hs):
             scale = sigma * np.sqrt(h)
@@ -193,6 +193,13 @@ class PooledXgboost(PanelForecaster):
         self.refit_every = refit_every
         self.name = "xgboost"
 
+    def panel_columns(self, available: Sequence[str]) -> list[str]:
+        return [c for c in available if c not in EXCLUDED]
+
+    def single_precision_columns(self, panel: pd.DataFrame) -> list[str]:
+        # the trees see float32 (XGBoost's DMatrix stores it); the scale standardises targets in float64
+        return [c for c in feature_columns(panel) if c != SCALE_COLUMN and panel[c].dtype == np.float64]
+
     def check_columns(self, panel: pd.DataFrame) -> None:
         if not feature_columns(panel):
             raise ValueError("panel has no feature columns for the pooled XGBoost model")
@@ -210,7 +217,8 @@ class PooledXgboost(PanelForecaster):
             raise ValueError(f"a training window of {len(dates)} sessions is too short to hold out a validation block")
         pos = dates.get_indexer(p["date"])
         sigma = daily_scale(p)
-        x_all = p[features].to_numpy(float)
+        # float32, as the DMatrix holds them: a float64 copy would double the largest arrays of a fit
+        x_all = p[features].to_numpy(np.float32)
         boosters, error_scale, diagnostics, importances = {}, {}, {}, []
         for h in self.horizons:
             y = forward_returns(p, h) / (sigma * np.sqrt(h))

@@ -6,7 +6,7 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import stats
 
-from python_models.evaluation.panel import run_panel, run_pooled
+from python_models.evaluation.panel import panels_by_model, run_panel, run_pooled
 from python_models.evaluation.walk_forward import POOLED, WalkForwardConfig
 from python_models.forecasters.boosting import PooledXgboost, feature_columns, forward_returns
 from python_models.forecasters.mssa import Mssa
@@ -63,6 +63,27 @@ def test_xgboost_recovers_planted_skill_and_ranks_the_feature_first():
     assert gain[(1, "f1")] > 0.8 and gain[(1, "f2")] < 0.2
     assert set(importances["feature"]) == {"f1", "f2", "realized_vol_21"}
     assert importances["train_end"].nunique() == out["train_end"].nunique()
+
+
+def test_xgboost_is_sent_its_features_in_single_precision_and_gives_the_same_rows():
+    # on a cluster the pooled XGBoost's task gets its features as float32, which is what its DMatrix holds, and
+    # not the columns it leaves out: half the bytes of the largest frame the walk-forward sends, the same rows
+    rng = np.random.default_rng(5)
+    panel = _skill_panel(n=5, t=900)
+    panel["f1"] *= 10 ** rng.uniform(-3, 3, len(panel))  # values float32 rounds
+    panel.loc[rng.random(len(panel)) < 0.05, "f2"] = np.nan
+    panel["flag"], panel["count"] = rng.random(len(panel)) < 0.5, rng.integers(0, 10**9, len(panel))
+    panel["macd"] = 1.0  # in price units: never a feature
+    model = PooledXgboost(horizons=(1, 5))
+    (sent,) = panels_by_model(panel, [model])
+    assert "macd" not in sent.columns and len(sent) == len(panel)
+    assert sent["f1"].dtype == sent["f2"].dtype == np.float32
+    assert sent["realized_vol_21"].dtype == sent["log_return"].dtype == np.float64  # the target's scale
+    assert not (sent["f1"].to_numpy(float) == panel["f1"].to_numpy()).all()
+    whole, whole_importances = run_pooled(model, panel, CFG)
+    compact, compact_importances = run_pooled(model, sent, CFG)
+    pd.testing.assert_frame_equal(compact, whole, check_exact=True)
+    pd.testing.assert_frame_equal(compact_importances, whole_importances, check_exact=True)
 
 
 def test_xgboost_intervals_cover_at_their_level():
