@@ -209,6 +209,13 @@ def put_on_cluster(client: Any, value: Any, name: str) -> Any:
         return client.submit(_identity, value, key=f"{name}-{uuid.uuid4().hex[:8]}", pure=False)
 
 
+def wait_for(futures: Sequence[Any]) -> None:
+    """Until every future's task has ended (a failed one raises when its result is read)."""
+    from distributed import wait
+
+    wait(futures)
+
+
 def release_freed_memory() -> None:
     """Hand the memory this process has freed back to the system, where the C library allows it (glibc).
 

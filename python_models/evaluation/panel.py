@@ -18,13 +18,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from python_models.evaluation import cluster
-from python_models.evaluation.cluster import (
-    fan_out,
-    put_on_cluster,
-    release_freed_memory,
-    result_of,
-    submit_on_cluster,
-)
+from python_models.evaluation.cluster import fan_out, put_on_cluster, result_of, submit_on_cluster, wait_for
 from python_models.evaluation.walk_forward import (
     DIAGNOSTIC_COLUMNS,
     FORECAST_COLUMNS,
@@ -358,6 +352,9 @@ class PooledRuns:
             for frame in panels:
                 if id(frame) not in sent:
                     sent[id(frame)] = put_on_cluster(client, frame, "pooled-panel")
+            # the panels are on the cluster before this goes on: until then the client's messages still hold
+            # them, and the caller, which drops its copies next, would free nothing
+            wait_for(list(sent.values()))
             held = [sent[id(frame)] for frame in panels]
             del panels, sent
             tasks = [(f, panel, config, start) for f, panel in zip(pooled, held, strict=True)]
@@ -365,7 +362,6 @@ class PooledRuns:
             # the panels are needed only by those tasks: once they have them, only they keep them alive (a worker
             # that dies mid-run gets its panel computed again from the task the scheduler keeps)
             del held
-            release_freed_memory()  # the frames the panels were cut from, gigabytes at 500 tickers
 
     def _panel(self) -> pd.DataFrame:
         assert self._inputs is not None

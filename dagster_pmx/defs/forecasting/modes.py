@@ -25,7 +25,7 @@ from dagster_pmx.defs.reads import ticker_batches
 from dagster_pmx.defs.schemas import empty_frame
 from dagster_pmx.lake import in_transaction
 from dagster_pmx.resources import PmxSettings, Warehouse
-from python_models.evaluation.cluster import dask_client
+from python_models.evaluation.cluster import dask_client, release_freed_memory
 from python_models.evaluation.panel import ModelStats, PanelRun, PooledRuns, run_panel
 from python_models.evaluation.refresh import forecast_from_fits, refit_latest
 from python_models.evaluation.walk_forward import POOLED, FoldFit, WalkForwardConfig
@@ -108,6 +108,7 @@ def walk_forward(
             started = PooledRuns(pooled, returns, wf, settings.forecast_start, features, client)
             if client is not None:
                 features = None  # only the pooled models read them, and the cluster has them now
+                release_freed_memory()  # the features and the panels cut from them: gigabytes at 500 tickers
             for batch in ticker_batches(tickers, settings.ticker_batch) if single else []:
                 rows = returns[returns["ticker"].isin(batch)]
                 run = run_panel(
