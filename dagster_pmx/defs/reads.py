@@ -27,9 +27,7 @@ def frame(expr: ir.Table) -> pd.DataFrame:
     Through Arrow rather than ``expr.to_pandas()``: ibis's own conversion costs ~30-40 ms more on a wide
     frame (``marts.features``), which the daily refresh would pay on every run.
     """
-    # a column at a time, each Arrow buffer freed once converted: the read peaks near one copy of the frame,
-    # not two (marts.features at 500 tickers is over a gigabyte)
-    out = expr.to_pyarrow().to_pandas(date_as_object=False, split_blocks=True, self_destruct=True)
+    out = expr.to_pyarrow().to_pandas(date_as_object=False)
     for name, dtype in expr.schema().items():
         column = out[name]
         if dtype.is_date() or (dtype.is_timestamp() and dtype.scale != 9):

@@ -318,11 +318,13 @@ def run_panel(
     except BaseException:
         started.cancel()  # the caller's cluster would otherwise go on fitting them for nothing
         raise
-    runs = [PanelRun.of(results, None, len(tasks))]
-    for run in started.runs():
-        runs.append(run)
+    pooled_runs: dict[int, PanelRun] = {}
+    for i, run in started.runs():
+        pooled_runs[i] = run
         if progress:
-            progress(len(tasks) + len(runs) - 1, total)
+            progress(len(tasks) + len(pooled_runs), total)
+    # in the order the models were given, whichever ended first
+    runs = [PanelRun.of(results, None, len(tasks)), *(pooled_runs[i] for i in sorted(pooled_runs))]
     return PanelRun.combine(runs, allow_empty=allow_empty)
 
 
@@ -342,6 +344,8 @@ class PooledRuns:
     ) -> None:
         self.pooled, self.config, self.start = pooled, config, start
         self.futures: list[Any] | None = None
+        self._waiting: list[Any] = []  # the futures whose runs have not been taken
+        self._place: dict[Any, int] = {}
         self._shown: dict[Any, Any] = {}
         # the inputs are kept only to fit here later: sent to a cluster, they are the caller's to drop
         self._inputs: tuple[pd.DataFrame, pd.DataFrame | None] | None = (returns, features)
@@ -359,6 +363,8 @@ class PooledRuns:
             del panels, sent
             tasks = [(f, panel, config, start) for f, panel in zip(pooled, held, strict=True)]
             self.futures = submit_on_cluster(client, _pooled_task, tasks, [f"walk-forward-{f.name}" for f in pooled])
+            self._waiting = list(self.futures)
+            self._place = {future.key: i for i, future in enumerate(self.futures)}
             # the panels are needed only by those tasks: once they have them, only they keep them alive (a worker
             # that dies mid-run gets its panel computed again from the task the scheduler keeps)
             del held
@@ -371,38 +377,39 @@ class PooledRuns:
 
     def cancel(self) -> None:
         """Stop the cluster's tasks not yet done."""
-        for future in self.futures or []:
+        for future in self._waiting:
             future.cancel()
 
-    def finished(self) -> Iterator[PanelRun]:
-        """The :class:`PanelRun` of each model whose task has ended since the last call, without waiting.
+    def finished(self) -> Iterator[tuple[int, PanelRun]]:
+        """``(i, run)``: the :class:`PanelRun` of each model whose task has ended since the last call, without
+        waiting, ``i`` its place among the models given.
 
         A caller that has other work between calls (the single-series batches) takes each model's rows
         off the cluster as soon as they are there: held in a worker until the end of the step, the four
         default pooled models' forecasts of 500 tickers would be gigabytes. Without a client the models
         run only in :meth:`runs`."""
-        for future in list(self.futures or []):
-            if future.done():
-                yield self._take(future)
+        for future in [f for f in self._waiting if f.done()]:
+            yield self._take(future)
 
-    def runs(self) -> Iterator[PanelRun]:
-        """Each remaining model's :class:`PanelRun`, in the order the models were given, as each ends."""
+    def runs(self) -> Iterator[tuple[int, PanelRun]]:
+        """``(i, run)`` for each remaining model, as each ends (``i`` its place among the models given)."""
         if self.futures is not None:
-            for future in list(self.futures):
+            from distributed import as_completed
+
+            for future in as_completed(list(self._waiting)):
                 yield self._take(future)
         elif self.pooled:
             panel = self._panel()
-            for forecaster in self.pooled:
+            for i, forecaster in enumerate(self.pooled):
                 run, importances = _pooled_task((forecaster, panel, self.config, self.start))
-                yield PanelRun.of([run], importances, 1)
+                yield i, PanelRun.of([run], importances, 1)
 
-    def _take(self, future: Any) -> PanelRun:
-        """A task's run, waiting for it; its worker drops the rows once they are here."""
-        assert self.futures is not None
+    def _take(self, future: Any) -> tuple[int, PanelRun]:
+        """A task's place and run, waiting for it; its worker drops the rows once they are here."""
         run, importances = result_of(future, self._shown)
-        self.futures.remove(future)
+        self._waiting.remove(future)
         future.release()
-        return PanelRun.of([run], importances, 1)
+        return self._place[future.key], PanelRun.of([run], importances, 1)
 
 
 def panels_by_model(panel: pd.DataFrame, pooled: Sequence[PanelForecaster]) -> list[pd.DataFrame]:

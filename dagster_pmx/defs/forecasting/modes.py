@@ -97,7 +97,9 @@ def walk_forward(
         if done == total or done % max(1, total // 10) == 0:
             context.log.info(f"progress: {done}/{total} walk-forward runs (model x ticker) done")
 
-    def batches() -> Iterator[dict[str, pd.DataFrame]]:
+    def batches() -> Iterator[tuple[tuple[int, int], dict[str, pd.DataFrame]]]:
+        """Each batch's rows with its place in the tables: the single-series batches in ticker order, then the
+        pooled models in the order given, whenever each ended."""
         nonlocal features
         scheduler = settings.scheduler or None
         shared = scheduler or (settings.workers > 1 and total >= 2)
@@ -109,7 +111,7 @@ def walk_forward(
             if client is not None:
                 features = None  # only the pooled models read them, and the cluster has them now
                 release_freed_memory()  # the features and the panels cut from them: gigabytes at 500 tickers
-            for batch in ticker_batches(tickers, settings.ticker_batch) if single else []:
+            for b, batch in enumerate(ticker_batches(tickers, settings.ticker_batch) if single else []):
                 rows = returns[returns["ticker"].isin(batch)]
                 run = run_panel(
                     single,
@@ -120,14 +122,14 @@ def walk_forward(
                     client=client,
                     allow_empty=True,
                 )
-                yield summary.add(run)
+                yield (0, b), summary.add(run)
                 # a pooled model that has ended leaves the cluster now, not at the end of the step
-                for pooled_run in started.finished():
-                    yield summary.add(pooled_run)
+                for i, pooled_run in started.finished():
+                    yield (1, i), summary.add(pooled_run, place=i)
                     progress(0, total)
             # each pooled model's rows are a batch of their own: this process holds one model's at a time
-            for run in started.runs():
-                yield summary.add(run)
+            for i, pooled_run in started.runs():
+                yield (1, i), summary.add(pooled_run, place=i)
                 progress(0, total)  # the runs so far are summary.runs
         if summary.first_asof is None:  # raised before anything is written
             raise ValueError(
@@ -147,9 +149,11 @@ def walk_forward(
         )
         return frames
 
-    written = warehouse.replace_tables_in_batches(with_fit_ids(frames) for frames in batches())
+    written = warehouse.replace_tables_in_batches(
+        ((place, with_fit_ids(frames)) for place, frames in batches()), positioned=True
+    )
     rows = written["ml.base_forecasts"]
-    n_fits = fit_store.store(warehouse, summary.fits, "walk_forward", context.run_id)
+    n_fits = fit_store.store(warehouse, summary.ordered_fits([m.name for m in pooled]), "walk_forward", context.run_id)
     imp = summary.importances() if summary.importances_parts else empty_importances()
     n_imp = warehouse.replace_table("marts.feature_importances", imp[IMPORTANCE_COLUMNS])
     yield dg.MaterializeResult(asset_key=["ml", "base_forecasts"], metadata=summary.metadata(models, rows, n_fits))
@@ -181,21 +185,22 @@ class _Summary:
 
     fits: dict[tuple[str, str], FoldFit] = field(default_factory=dict)
     stats: dict[str, ModelStats] = field(default_factory=dict)
-    importances_parts: list[pd.DataFrame] = field(default_factory=list)
+    importances_parts: list[tuple[int, pd.DataFrame]] = field(default_factory=list)
     first_asof: pd.Timestamp | None = None
     last_asof: pd.Timestamp | None = None
     not_converged: int = 0
     runs: int = 0  # (model, ticker) runs and pooled models done in earlier batches
 
-    def add(self, run: PanelRun) -> dict[str, pd.DataFrame]:
-        """Take ``run``'s fits, work and figures; its forecasts, to be written."""
+    def add(self, run: PanelRun, place: int = 0) -> dict[str, pd.DataFrame]:
+        """Take ``run``'s fits, work and figures; its forecasts, to be written. ``place``: a pooled model's among
+        the pooled models given (its importances are kept in that order, whenever it ended)."""
         frame = run.forecasts
         self.fits.update(run.fits)
         for name, s in run.stats.items():
             seen = self.stats.get(name, ModelStats(0, 0, 0.0))
             self.stats[name] = ModelStats(seen.fits + s.fits, seen.failed + s.failed, seen.seconds + s.seconds)
         if run.importances is not None:
-            self.importances_parts.append(run.importances)
+            self.importances_parts.append((place, run.importances))
         if len(frame):
             first, last = frame["asof_date"].min(), frame["asof_date"].max()
             self.first_asof = first if self.first_asof is None else min(self.first_asof, first)
@@ -204,8 +209,14 @@ class _Summary:
         self.runs += run.runs
         return {"ml.base_forecasts": frame, "ml.fit_diagnostics": run.diagnostics}
 
+    def ordered_fits(self, pooled: list[str]) -> dict[tuple[str, str], FoldFit]:
+        """The last fits, the single-series models' in the order their batches ended, then the pooled models' in
+        the order ``pooled`` gives (whichever ended first)."""
+        single = {key: fit for key, fit in self.fits.items() if key[1] != POOLED}
+        return single | {(name, POOLED): self.fits[(name, POOLED)] for name in pooled if (name, POOLED) in self.fits}
+
     def importances(self) -> pd.DataFrame:
-        return pd.concat(self.importances_parts, ignore_index=True)
+        return pd.concat([part for _, part in sorted(self.importances_parts, key=lambda p: p[0])], ignore_index=True)
 
     def metadata(self, models: list[Model], rows: int, n_fits: int) -> dict:
         return {
