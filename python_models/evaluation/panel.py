@@ -18,7 +18,14 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from python_models.evaluation import cluster
-from python_models.evaluation.cluster import fan_out, put_on_cluster, result_of, submit_on_cluster, wait_for
+from python_models.evaluation.cluster import (
+    fan_out,
+    put_on_cluster,
+    release_freed_memory,
+    result_of,
+    submit_on_cluster,
+    wait_for,
+)
 from python_models.evaluation.walk_forward import (
     DIAGNOSTIC_COLUMNS,
     FORECAST_COLUMNS,
@@ -494,4 +501,7 @@ def _pooled_task(
     out.attrs = {}
     out.insert(0, "model", forecaster.name)
     run = _Run((forecaster.name, POOLED), out, time.perf_counter() - started, failed, last, diagnostics)
+    # the walk-forward's copies on the way to these rows (the folds' frames, their concatenation) are freed but
+    # kept by glibc, gigabytes at 500 tickers, while the worker holds the rows until the run takes them
+    release_freed_memory()
     return run, importances.assign(model=forecaster.name) if len(importances) else None
