@@ -212,11 +212,10 @@ class Warehouse(dg.ConfigurableResource):
         depends on timing (the walk-forward's pooled models, taken as each ends) still writes its rows in
         one order."""
         with tempfile.TemporaryDirectory(prefix="pmx-batches-") as folder:
-            files: dict[str, list[str]] = {}
+            placed: dict[str, list[tuple[Any, str]]] = {}  # each table's files with their batches' positions
             first: dict[str, pd.DataFrame] = {}
             # an in-memory DuckDB writes the files (a frame becomes the same column types in any DuckDB
             # connection); the batches may read the lake meanwhile, so it is attached only at the end
-            placed: dict[str, list[tuple[Any, str]]] = {}
             with duckdb.connect() as scratch:
                 for i, item in enumerate(batches):
                     position, frames = item if positioned else (i, item)  # type: ignore[misc]
@@ -230,8 +229,7 @@ class Warehouse(dg.ConfigurableResource):
                         scratch.execute(f"copy batch to '{path}' (format parquet)")
                         scratch.unregister("batch")
                         placed[table].append((position, path))
-            for table, paths in placed.items():
-                files[table] = [path for _, path in sorted(paths, key=lambda placed_path: placed_path[0])]
+            files = {table: [path for _, path in sorted(paths, key=lambda p: p[0])] for table, paths in placed.items()}
             with self.connect() as con:
                 return _replace_from_files(con, files, first)
 

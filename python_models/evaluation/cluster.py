@@ -209,20 +209,14 @@ def put_on_cluster(client: Any, value: Any, name: str) -> Any:
         return client.submit(_identity, value, key=f"{name}-{uuid.uuid4().hex[:8]}", pure=False)
 
 
-def wait_for(futures: Sequence[Any]) -> None:
-    """Until every future's task has ended (a failed one raises when its result is read)."""
-    from distributed import wait
-
-    wait(futures)
-
-
 def release_freed_memory() -> None:
     """Hand the memory this process has freed back to the system, where the C library allows it (glibc).
 
     glibc keeps freed heap memory for the process's next allocations rather than returning it, so a step
     that built gigabytes of frames and then dropped them holds that resident memory to its end (Dask's own
-    advice for its workers: "Memory not released back to the OS"). Called after the pooled models' panels
-    are sent; a no-op elsewhere."""
+    advice for its workers: "Memory not released back to the OS"). Called by the walk-forward once the pooled
+    models' panels are on the cluster, and by a pooled task before its worker holds its rows; a no-op
+    without glibc."""
     import ctypes
     import gc
     import sys

@@ -24,7 +24,6 @@ from python_models.evaluation.cluster import (
     release_freed_memory,
     result_of,
     submit_on_cluster,
-    wait_for,
 )
 from python_models.evaluation.walk_forward import (
     DIAGNOSTIC_COLUMNS,
@@ -357,6 +356,8 @@ class PooledRuns:
         # the inputs are kept only to fit here later: sent to a cluster, they are the caller's to drop
         self._inputs: tuple[pd.DataFrame, pd.DataFrame | None] | None = (returns, features)
         if client is not None and pooled:
+            from distributed import wait
+
             panels = panels_by_model(self._panel(), pooled)
             self._inputs = None
             sent: dict[int, Any] = {}  # one future per distinct frame
@@ -365,7 +366,7 @@ class PooledRuns:
                     sent[id(frame)] = put_on_cluster(client, frame, "pooled-panel")
             # the panels are on the cluster before this goes on: until then the client's messages still hold
             # them, and the caller, which drops its copies next, would free nothing
-            wait_for(list(sent.values()))
+            wait(list(sent.values()))
             held = [sent[id(frame)] for frame in panels]
             del panels, sent
             tasks = [(f, panel, config, start) for f, panel in zip(pooled, held, strict=True)]
