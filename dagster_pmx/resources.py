@@ -15,7 +15,6 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import duckdb
@@ -194,8 +193,7 @@ class Warehouse(dg.ConfigurableResource):
 
     def replace_tables_in_batches(
         self,
-        batches: Iterable[Mapping[str, pd.DataFrame]] | Iterable[tuple[Any, Mapping[str, pd.DataFrame]]],
-        positioned: bool = False,
+        batches: Iterable[Mapping[str, pd.DataFrame]],
     ) -> dict[str, int]:
         """:meth:`replace_tables` with each table's rows coming in batches: each ``schema.table`` of the
         batches gets the rows of all its frames, and only one batch is held in memory.
@@ -207,29 +205,26 @@ class Warehouse(dg.ConfigurableResource):
         :meth:`replace_tables`, and a run that fails half-way changes nothing. A table whose frames
         are all empty is replaced by its first frame, so it keeps its columns.
 
-        ``positioned``: the batches come as ``(position, frames)`` and each table holds their rows in the order
-        of the positions (sortable keys), not of their arrival: a step whose batches end in an order that
-        depends on timing (the walk-forward's pooled models, taken as each ends) still writes its rows in
-        one order."""
+        A table holds its rows in no particular order, whatever the order of the batches: DuckLake's parallel
+        insert does not keep the order it reads (measured with DuckDB 1.5.5), as with :meth:`replace_tables`;
+        readers order by their key."""
         with tempfile.TemporaryDirectory(prefix="pmx-batches-") as folder:
-            placed: dict[str, list[tuple[Any, str]]] = {}  # each table's files with their batches' positions
+            files: dict[str, list[str]] = {}
             first: dict[str, pd.DataFrame] = {}
             # an in-memory DuckDB writes the files (a frame becomes the same column types in any DuckDB
             # connection); the batches may read the lake meanwhile, so it is attached only at the end
             with duckdb.connect() as scratch:
-                for i, item in enumerate(batches):
-                    position, frames = item if positioned else (i, item)  # type: ignore[misc]
+                for i, frames in enumerate(batches):
                     for j, (table, frame) in enumerate(frames.items()):
                         first.setdefault(table, frame.head(0))
-                        placed.setdefault(table, [])
+                        files.setdefault(table, [])
                         if frame.empty:
                             continue
                         path = str(Path(folder) / f"{i:06d}-{j:03d}.parquet").replace("'", "''")
                         scratch.register("batch", _stored(frame))
                         scratch.execute(f"copy batch to '{path}' (format parquet)")
                         scratch.unregister("batch")
-                        placed[table].append((position, path))
-            files = {table: [path for _, path in sorted(paths, key=lambda p: p[0])] for table, paths in placed.items()}
+                        files[table].append(path)
             with self.connect() as con:
                 return _replace_from_files(con, files, first)
 

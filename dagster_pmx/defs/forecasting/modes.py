@@ -97,9 +97,8 @@ def walk_forward(
         if done == total or done % max(1, total // 10) == 0:
             context.log.info(f"progress: {done}/{total} walk-forward runs (model x ticker) done")
 
-    def batches() -> Iterator[tuple[tuple[int, int], dict[str, pd.DataFrame]]]:
-        """Each batch's rows with its place in the tables: the single-series batches in ticker order, then the
-        pooled models in the order given, whenever each ended."""
+    def batches() -> Iterator[dict[str, pd.DataFrame]]:
+        """Each batch's rows: the single-series batches in ticker order, each pooled model's whenever it ends."""
         nonlocal features
         scheduler = settings.scheduler or None
         shared = scheduler or (settings.workers > 1 and total >= 2)
@@ -111,7 +110,7 @@ def walk_forward(
             if client is not None:
                 features = None  # only the pooled models read them, and the cluster has them now
                 release_freed_memory()  # the features and the panels cut from them: gigabytes at 500 tickers
-            for b, batch in enumerate(ticker_batches(tickers, settings.ticker_batch) if single else []):
+            for batch in ticker_batches(tickers, settings.ticker_batch) if single else []:
                 rows = returns[returns["ticker"].isin(batch)]
                 run = run_panel(
                     single,
@@ -122,14 +121,14 @@ def walk_forward(
                     client=client,
                     allow_empty=True,
                 )
-                yield (0, b), summary.add(run)
+                yield summary.add(run)
                 # a pooled model that has ended leaves the cluster now, not at the end of the step
                 for i, pooled_run in started.finished():
-                    yield (1, i), summary.add(pooled_run, place=i)
+                    yield summary.add(pooled_run, place=i)
                     progress(0, total)
             # each pooled model's rows are a batch of their own: this process holds one model's at a time
             for i, pooled_run in started.runs():
-                yield (1, i), summary.add(pooled_run, place=i)
+                yield summary.add(pooled_run, place=i)
                 progress(0, total)  # the runs so far are summary.runs
         if summary.first_asof is None:  # raised before anything is written
             raise ValueError(
@@ -149,9 +148,7 @@ def walk_forward(
         )
         return frames
 
-    written = warehouse.replace_tables_in_batches(
-        ((place, with_fit_ids(frames)) for place, frames in batches()), positioned=True
-    )
+    written = warehouse.replace_tables_in_batches(with_fit_ids(frames) for frames in batches())
     rows = written["ml.base_forecasts"]
     n_fits = fit_store.store(warehouse, summary.ordered_fits([m.name for m in pooled]), "walk_forward", context.run_id)
     imp = summary.importances() if summary.importances_parts else empty_importances()
