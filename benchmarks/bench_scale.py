@@ -1,7 +1,7 @@
 """How the whole graph's time and memory grow with the universe: 20, 100 and 500 tickers x 18 years.
 
 Usage: ``python benchmarks/bench_scale.py [--tickers 20,100,500] [--years 18] [--cluster local|tcp|both]
-[--out PATH.json] [--keep DIR]`` (``make bench-scale``; hours at 500 tickers on a small machine). A smoke
+[--out PATH.json] [--keep DIR [--resume]]`` (``make bench-scale``; hours at 500 tickers on a small machine). A smoke
 check: ``--tickers 3,6 --years 3`` (a few minutes).
 
 Data: for each size n, a seeded synthetic universe written as one CSV per ticker (``source = "csv"``)
@@ -40,6 +40,14 @@ exponent b of time ~ n^b (least squares of log time on log n; two sizes or more)
 time at 3,000 tickers; the same for peak RSS (with the marginal MiB per ticker between the smallest
 and largest n); and the run's totals. ``*`` marks b > 1.1. ``--out`` writes every measurement as JSON.
 
+A long run may be cut short (a machine taken back) or paused. ``--resume`` with the same ``--keep DIR``
+finishes what an earlier invocation left: a run goes on with the steps no attempt completed, the
+walk-forward from its checkpoint; a step completed earlier keeps that attempt's time and peak, and the
+walk-forward's time adds what earlier attempts spent in it (so it includes the work lost at each cut);
+a finished run is reported, not run again. Time the run was stopped (SIGSTOP, to free the cores for
+something else) is left out of every time: the sampling thread stops with it, so a gap of more than
+5 s between samples is a stop.
+
 Without ``--keep`` each run's warehouse is deleted once measured, except a failed run's: it moves to
 ``$TMPDIR/bench_scale_failed_<mode>_<n>_<time>`` (with the child's log, dbt's output included), so the
 rows a failing check found can still be read: at the lake's latest snapshot
@@ -77,6 +85,8 @@ EXTRAPOLATE_TO = 3000
 SUPERLINEAR = 1.1
 #: Seconds between two RSS samples.
 SAMPLE_EVERY = 0.2
+#: A gap between two samples longer than this is time the run was stopped (SIGSTOP), not counted.
+STOPPED_GAP = 5.0
 MIB = 1024 * 1024
 MODES = {"local": "local Dask cluster (the forecasting steps start it)", "tcp": "2-process Dask cluster over TCP"}
 
@@ -202,13 +212,15 @@ def tcp_cluster(folder: Path, workers: int = 2) -> Iterator[tuple[Path, list[int
 class Sampler(threading.Thread):
     """Samples the RSS summed over this process, its descendants and the trees of ``extra`` processes."""
 
-    def __init__(self, extra: list[int]) -> None:
+    def __init__(self, extra: list[int], log: Path | None = None) -> None:
         super().__init__(daemon=True)
         import psutil
 
         self.roots = [psutil.Process()] + [psutil.Process(pid) for pid in extra]
         self.samples: list[tuple[float, float]] = []  # (unix time, MiB)
         self.stopped = threading.Event()
+        # each sample also goes to a file as it is taken: a run killed mid-way leaves its samples (--resume)
+        self.log = open(log, "a", buffering=1) if log is not None else None  # noqa: SIM115 - closed in stop()
 
     def sample(self) -> None:
         import psutil
@@ -228,6 +240,8 @@ class Sampler(threading.Thread):
                 except psutil.Error:
                     pass
         self.samples.append((time.time(), total / MIB))
+        if self.log is not None:
+            self.log.write(f"{self.samples[-1][0]:.3f} {self.samples[-1][1]:.1f}\n")
 
     def run(self) -> None:
         while not self.stopped.is_set():
@@ -238,10 +252,27 @@ class Sampler(threading.Thread):
         self.stopped.set()
         self.join()
         self.sample()
+        if self.log is not None:
+            self.log.close()
 
     def peak(self, start: float, end: float) -> float:
         inside = [mib for t, mib in self.samples if start - SAMPLE_EVERY <= t <= end + SAMPLE_EVERY]
         return max(inside) if inside else math.nan
+
+    def stopped_seconds(self, start: float, end: float) -> float:
+        return stopped_seconds(self.samples, start, end)
+
+
+def stopped_seconds(samples: list[tuple[float, float]], start: float, end: float) -> float:
+    """The seconds between ``start`` and ``end`` the run was stopped: the sampling thread stops with it (a
+    run paused with SIGSTOP while the machine did other work), so each gap between two samples longer than
+    :data:`STOPPED_GAP` counts, less one sampling interval. Steps' and runs' times leave it out."""
+    times = [t for t, _ in samples]
+    return sum(
+        min(b, end) - max(a, start) - SAMPLE_EVERY
+        for a, b in zip(times, times[1:], strict=False)
+        if b - a > STOPPED_GAP and min(b, end) - max(a, start) > SAMPLE_EVERY
+    )
 
 
 def step_windows(instance, run_id: str) -> list[dict]:
@@ -287,11 +318,55 @@ def parse_for(path: str) -> None:
         )
 
 
+#: The step whose work a cut run keeps: the walk-forward's checkpoint (dagster_pmx.defs.forecasting.checkpoints).
+CHECKPOINTED_STEP = "base_forecasts"
+
+
+def earlier_attempt(folder: Path) -> dict:
+    """What an earlier attempt of a run, cut short or failed, left: its steps (a step it was in when it was
+    cut ends at its last RSS sample, status ``cut``), its samples' peak and last time."""
+    import dagster as dg
+
+    samples = [tuple(map(float, line.split())) for line in (folder / "samples.txt").read_text().splitlines() if line]
+    last = samples[-1][0] if samples else math.nan
+    instance = dg.DagsterInstance.local_temp(tempdir=str(folder / "dagster"))
+    steps, starts = [], {}
+    for run in instance.get_runs():
+        for entry in instance.all_logs(run.run_id):
+            event = entry.dagster_event
+            if event is None:
+                continue
+            if event.event_type_value == "STEP_START":
+                starts[event.step_key] = entry.timestamp
+            elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+                status = event.event_type_value[5:].lower()
+                steps.append({"step": event.step_key, "start": starts.pop(event.step_key), "end": entry.timestamp})
+                steps[-1]["status"] = status
+    steps += [{"step": step, "start": start, "end": last, "status": "cut"} for step, start in starts.items()]
+    for step in steps:
+        step["stopped_s"] = stopped_seconds(samples, step["start"], step["end"])
+        step["seconds"] = step["end"] - step["start"] - step["stopped_s"]
+        inside = [mib for t, mib in samples if step["start"] - SAMPLE_EVERY <= t <= step["end"] + SAMPLE_EVERY]
+        step["peak_mib"] = max(inside) if inside else math.nan
+    return {"steps": steps, "peak_mib": max((mib for _, mib in samples), default=math.nan)}
+
+
 def child(spec_path: str) -> int:
-    """One ``full_build`` as the spec says; writes its measurements beside the spec."""
+    """One ``full_build`` as the spec says; writes its measurements beside the spec.
+
+    Each attempt keeps its Dagster events and RSS samples in ``attempt-K/``. An attempt after one that was
+    cut short (``--resume``) runs only the steps no earlier attempt completed; the walk-forward resumes
+    from its checkpoint. Its measurements then combine the attempts: a step completed earlier keeps that
+    attempt's time and peak; the walk-forward's time adds the time earlier attempts spent in it (their
+    work is in its checkpoint, so this counts the work lost at each cut too); the run's peak is the
+    largest of all attempts'."""
     import dagster as dg
 
     spec = json.loads(Path(spec_path).read_text())
+    folder = Path(spec["result"]).parent
+    earlier = [earlier_attempt(a) for a in sorted(folder.glob("attempt-*"), key=lambda a: int(a.name[8:]))]
+    attempt = folder / f"attempt-{len(earlier)}"
+    (attempt / "dagster").mkdir(parents=True)
     parse_for(spec["warehouse"])
     from dagster_pmx.definitions import build_definitions
     from dagster_pmx.resources import PmxSettings, Warehouse
@@ -301,30 +376,55 @@ def child(spec_path: str) -> int:
     fields = {name: getattr(base, name) for name in PmxSettings.model_fields}
     settings = PmxSettings(**{**fields, **spec["settings"]})
     defs = build_definitions({"warehouse": Warehouse(path=spec["warehouse"]), "settings": settings})
-    instance = dg.DagsterInstance.ephemeral()
+    instance = dg.DagsterInstance.local_temp(tempdir=str(attempt / "dagster"))
     job_def = defs.resolve_job_def("full_build")
-    sampler = Sampler(spec["cluster_pids"])
+    completed = {s["step"]: s for a in earlier for s in a["steps"] if s["status"] == "success"}
+    selection = None
+    if completed:  # the assets of the steps no earlier attempt completed
+        selection = [
+            key
+            for assets_def in defs.resolve_asset_graph().assets_defs
+            if assets_def.is_executable and assets_def.node_def.name not in completed
+            for key in assets_def.keys
+        ]
+    sampler = Sampler(spec["cluster_pids"], log=attempt / "samples.txt")
     sampler.start()
     began, started = time.time(), time.perf_counter()
     result = job_def.execute_in_process(
-        instance=instance, raise_on_error=False, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+        instance=instance,
+        raise_on_error=False,
+        asset_selection=selection,
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
     )
     job_s, ended = time.perf_counter() - started, time.time()
     sampler.stop()
     steps = step_windows(instance, result.run_id)
+    stopped = sampler.stopped_seconds(began, ended)
     for step in steps:
-        step["seconds"] = step["end"] - step["start"]
+        step["stopped_s"] = sampler.stopped_seconds(step["start"], step["end"])
+        step["seconds"] = step["end"] - step["start"] - step["stopped_s"]
         step["peak_mib"] = sampler.peak(step["start"], step["end"])
+    cut = [s for a in earlier for s in a["steps"] if s["step"] == CHECKPOINTED_STEP and s["status"] != "success"]
+    carried = sum(s["seconds"] for s in cut)
+    for step in steps:
+        if step["step"] == CHECKPOINTED_STEP and carried:
+            step["carried_s"] = carried
+            step["seconds"] += carried
+    ran = {s["step"] for s in steps}
+    reused = [completed[name] | {"earlier_attempt": True} for name in completed if name not in ran]
     out = {
         "ok": result.success,
-        "job_s": job_s,
-        "peak_mib": sampler.peak(began, ended),
+        # an attempt after a cut: its own time, plus the steps completed before it and the walk-forward's earlier work
+        "job_s": job_s - stopped + sum(s["seconds"] for s in reused) + carried,
+        "stopped_s": stopped,
+        "peak_mib": max([sampler.peak(began, ended), *(a["peak_mib"] for a in earlier)]),
         "samples": len(sampler.samples),
+        "attempts": len(earlier) + 1,
         "models": settings.models or "default",
         "workers": settings.workers,
         "train_window": settings.train_window,
         "ensemble_window": settings.ensemble_window,
-        "steps": steps,
+        "steps": reused + steps,
     }
     Path(spec["result"]).write_text(json.dumps(out))
     return 0
@@ -337,9 +437,10 @@ def run_child(folder: Path, spec: dict) -> dict:
     """The job in a child process; its measurements, with the child's ``wait4`` peak RSS and wall time."""
     folder.mkdir(parents=True, exist_ok=True)
     spec = {**spec, "result": str(folder / "result.json")}
+    (folder / "result.json").unlink(missing_ok=True)  # an earlier attempt's, failed
     (folder / "spec.json").write_text(json.dumps(spec))
     started = time.perf_counter()
-    with (folder / "child.log").open("w") as log:
+    with (folder / "child.log").open("a") as log:
         process = subprocess.Popen(
             [sys.executable, __file__, "--child", str(folder / "spec.json")], stdout=log, stderr=subprocess.STDOUT
         )
@@ -350,7 +451,9 @@ def run_child(folder: Path, spec: dict) -> dict:
         tail = (folder / "child.log").read_text()[-3000:]
         return {"ok": False, "crashed": True, "process_s": wall, "log_tail": tail, "steps": []}
     out = json.loads((folder / "result.json").read_text())
-    return {**out, "process_s": wall, "maxrss_mib": usage.ru_maxrss / 1024}
+    run = {**out, "process_s": wall, "maxrss_mib": usage.ru_maxrss / 1024}
+    (folder / "run.json").write_text(json.dumps(run))  # what --resume reports of a finished run
+    return run
 
 
 def power_law(ns: list[int], values: list[float]) -> tuple[float, float]:
@@ -463,11 +566,19 @@ def main() -> int:
     parser.add_argument("--cluster", choices=("local", "tcp", "both"), default="both")
     parser.add_argument("--out", default=None, help="write every measurement to this JSON file")
     parser.add_argument("--keep", default=None, help="keep the universes, warehouses and logs in this folder")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --keep: finish the runs an earlier invocation left (a run cut short goes on from its last "
+        "completed step and the walk-forward's checkpoint; a finished run is reported, not run again)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one run, in a process of its own
     args = parser.parse_args()
     if args.child:
         return child(args.child)
+    if args.resume and not args.keep:
+        parser.error("--resume needs --keep DIR, the folder of the runs to finish")
     ns = sorted({int(n) for n in args.tickers.split(",") if n.strip()})
     modes = ["local", "tcp"] if args.cluster == "both" else [args.cluster]
     tmp = None if args.keep else tempfile.TemporaryDirectory(prefix="bench_scale_")
@@ -485,11 +596,20 @@ def main() -> int:
     runs: dict[str, dict[int, dict]] = {mode: {} for mode in modes}
     for n in ns:
         universe = work / f"universe_{n}"
-        t0 = time.perf_counter()
-        rows = write_universe(universe, n, sessions, args.seed)
-        print(f"n={n}: {rows:,} rows written in {time.perf_counter() - t0:.1f} s", flush=True)
+        if not (args.resume and universe.is_dir()):  # a resumed run reads the universe it started on
+            t0 = time.perf_counter()
+            rows = write_universe(universe, n, sessions, args.seed)
+            print(f"n={n}: {rows:,} rows written in {time.perf_counter() - t0:.1f} s", flush=True)
         for mode in modes:
             folder = work / f"{mode}_{n}"
+            done = folder / "result.json"
+            if args.resume and done.exists() and json.loads(done.read_text()).get("ok"):
+                runs[mode][n] = json.loads((folder / "run.json").read_text())
+                attempts = runs[mode][n]["attempts"]
+                print(f"  {mode:<5}: finished earlier ({attempts} attempts), not run again", flush=True)
+                continue
+            if not args.resume:
+                shutil.rmtree(folder, ignore_errors=True)  # a fresh warehouse
             spec = {"warehouse": str(folder / "pmx.ducklake")}
             if mode == "tcp":
                 with tcp_cluster(folder / "dask") as (file, pids):

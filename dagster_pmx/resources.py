@@ -14,6 +14,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -209,24 +210,16 @@ class Warehouse(dg.ConfigurableResource):
         insert does not keep the order it reads (measured with DuckDB 1.5.5), as with :meth:`replace_tables`;
         readers order by their key."""
         with tempfile.TemporaryDirectory(prefix="pmx-batches-") as folder:
-            files: dict[str, list[str]] = {}
-            first: dict[str, pd.DataFrame] = {}
-            # an in-memory DuckDB writes the files (a frame becomes the same column types in any DuckDB
-            # connection); the batches may read the lake meanwhile, so it is attached only at the end
-            with duckdb.connect() as scratch:
-                for i, frames in enumerate(batches):
-                    for j, (table, frame) in enumerate(frames.items()):
-                        first.setdefault(table, frame.head(0))
-                        files.setdefault(table, [])
-                        if frame.empty:
-                            continue
-                        path = str(Path(folder) / f"{i:06d}-{j:03d}.parquet").replace("'", "''")
-                        scratch.register("batch", _stored(frame))
-                        scratch.execute(f"copy batch to '{path}' (format parquet)")
-                        scratch.unregister("batch")
-                        files[table].append(path)
-            with self.connect() as con:
-                return _replace_from_files(con, files, first)
+            staged = StagedTables()
+            for i, frames in enumerate(batches):
+                staged.add(*stage(frames, Path(folder), f"{i:06d}"))
+            return self.replace_tables_from_files(staged)
+
+    def replace_tables_from_files(self, staged: StagedTables) -> dict[str, int]:
+        """Each table of ``staged`` replaced by the rows of its Parquet files (:func:`stage`), all in one
+        transaction (by its empty frame where it has none); the row counts by table."""
+        with self.connect() as con:
+            return _replace_from_files(con, staged.files, staged.empty)
 
     def append(self, table: str, frame: pd.DataFrame) -> int:
         """Add ``frame``'s rows to ``schema.table`` (created with its columns when missing), in one
@@ -304,6 +297,46 @@ def _replace_from_files(
         statements.append((f"create or replace table {table} as select * from {source}", []))
     transaction(con, statements)
     return {table: _count(con, table) for table in files}
+
+
+@dataclass
+class StagedTables:
+    """Tables' rows staged as Parquet files (:func:`stage`), to replace the tables at once
+    (:meth:`Warehouse.replace_tables_from_files`)."""
+
+    files: dict[str, list[str]] = field(default_factory=dict)
+    #: each table's columns, which it keeps where no batch has rows
+    empty: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def add(self, paths: Mapping[str, str | None], empty: Mapping[str, pd.DataFrame]) -> None:
+        """One batch's files (None for a table it has no rows of) and its tables' empty frames."""
+        for table, path in paths.items():
+            self.empty.setdefault(table, empty[table])
+            self.files.setdefault(table, [])
+            if path is not None:
+                self.files[table].append(path)
+
+
+def stage(
+    frames: Mapping[str, pd.DataFrame], folder: Path, stem: str
+) -> tuple[dict[str, str | None], dict[str, pd.DataFrame]]:
+    """Each of ``frames`` (``schema.table -> rows``) written to ``folder/{stem}-{j}.parquet`` with the column
+    types the lake gives it; the paths by table (None for an empty frame) and the frames' empty heads.
+
+    An in-memory DuckDB writes the files (a frame becomes the same column types in any DuckDB connection):
+    the caller may be reading the lake meanwhile, which is attached only to replace the tables."""
+    paths: dict[str, str | None] = {}
+    with duckdb.connect() as scratch:
+        for j, (table, frame) in enumerate(frames.items()):
+            paths[table] = None
+            if frame.empty:
+                continue
+            path = str(folder / f"{stem}-{j:03d}.parquet").replace("'", "''")
+            scratch.register("batch", _stored(frame))
+            scratch.execute(f"copy batch to '{path}' (format parquet)")
+            scratch.unregister("batch")
+            paths[table] = path
+    return paths, {table: frame.head(0) for table, frame in frames.items()}
 
 
 def _stored(frame: pd.DataFrame) -> pd.DataFrame:

@@ -21,10 +21,11 @@ import pandas as pd
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.forecasting import fits as fit_store
 from dagster_pmx.defs.forecasting import reads
+from dagster_pmx.defs.forecasting.checkpoints import Checkpoint, checkpoint_root, fingerprint
 from dagster_pmx.defs.reads import ticker_batches
 from dagster_pmx.defs.schemas import empty_frame
 from dagster_pmx.lake import in_transaction
-from dagster_pmx.resources import PmxSettings, Warehouse
+from dagster_pmx.resources import PmxSettings, StagedTables, Warehouse
 from python_models.evaluation.cluster import dask_client, release_freed_memory
 from python_models.evaluation.panel import ModelStats, PanelRun, PooledRuns, run_panel
 from python_models.evaluation.refresh import forecast_from_fits, refit_latest
@@ -76,10 +77,13 @@ def walk_forward(
     """The full build: every model walked forward over the whole history (``inputs`` when already read).
 
     The single-series models run a batch of ``ticker_batch`` tickers at a time on one Dask client, each
-    batch's forecasts staged on disk as it ends (:meth:`Warehouse.replace_tables_in_batches`), so the
-    step holds one batch's forecasts, not the universe's. The pooled models run on the whole panel as
-    tasks of the same cluster, started before the batches; each one's forecasts are written as a batch of
-    their own. The rows do not depend on the batch size."""
+    batch's forecasts staged on disk as it ends, so the step holds one batch's forecasts, not the
+    universe's. The pooled models run on the whole panel as tasks of the same cluster, started before the
+    batches; each one's forecasts are staged as a batch of their own when it ends. The tables are replaced
+    from the staged files once every batch is there. The staged batches are a checkpoint
+    (:mod:`~dagster_pmx.defs.forecasting.checkpoints`): a run cut short leaves them, and the next
+    walk-forward of the same work fits only the batches missing. The rows do not depend on the batch
+    size, nor on where a run was resumed."""
     returns, features = inputs if inputs is not None else model_inputs(warehouse, settings, models)
     wf = walk_forward_config(settings)
     single = [m for m in models if not isinstance(m, PanelForecaster)]
@@ -91,26 +95,61 @@ def walk_forward(
     )
     total = len(single) * len(tickers) + len(pooled)
     summary = _Summary()
+    staged = StagedTables()
+    checkpoint = Checkpoint(
+        checkpoint_root(warehouse),
+        fingerprint(models, wf, settings.forecast_start, settings.ticker_batch, returns, features),
+    )
+    kept = set(checkpoint.done())
+    for name in sorted(kept):
+        part, paths, empty = checkpoint.load(name)
+        summary.merge(part)
+        staged.add(paths, empty)
+    if kept:
+        context.log.info(
+            f"walk-forward: resumed {len(kept)} batches ({summary.runs}/{total} runs) from {checkpoint.folder}"
+        )
+    pooled_names = _pooled(models)
+
+    def keep(name: str, run: PanelRun, place: int = 0) -> None:
+        """Batch ``name``'s rows staged in the checkpoint, and its part of the summary taken."""
+        part = _Part.of(run, place)
+        frames = {"ml.base_forecasts": run.forecasts, "ml.fit_diagnostics": run.diagnostics}
+        staged.add(*checkpoint.save(name, with_fit_ids(frames), part))
+        summary.merge(part)
 
     def progress(done: int, _: int) -> None:
         done += summary.runs
         if done == total or done % max(1, total // 10) == 0:
             context.log.info(f"progress: {done}/{total} walk-forward runs (model x ticker) done")
 
-    def batches() -> Iterator[dict[str, pd.DataFrame]]:
-        """Each batch's rows: the single-series batches in ticker order, each pooled model's whenever it ends."""
+    def run_batches() -> None:
+        """Each batch not kept yet: the single-series batches in ticker order, each pooled model when it ends."""
         nonlocal features
+        todo = [
+            (f"single-{b:05d}", batch)
+            for b, batch in enumerate(ticker_batches(tickers, settings.ticker_batch) if single else [])
+            if f"single-{b:05d}" not in kept
+        ]
+        places = [i for i, m in enumerate(pooled) if f"pooled-{m.name}" not in kept]
+        if not todo and not places:
+            return
         scheduler = settings.scheduler or None
         shared = scheduler or (settings.workers > 1 and total >= 2)
         with dask_client(scheduler, settings.workers) if shared else nullcontext() as client:
             # The pooled models start first, each one task on the cluster beside the single-series tasks: this
             # process only gathers rows (it used to fit them in a thread of its own, a third busy process on
             # the workers' cores). Their rows do not depend on where or when they are trained.
-            started = PooledRuns(pooled, returns, wf, settings.forecast_start, features, client)
+            started = PooledRuns([pooled[i] for i in places], returns, wf, settings.forecast_start, features, client)
             if client is not None:
                 features = None  # only the pooled models read them, and the cluster has them now
                 release_freed_memory()  # the features and the panels cut from them: gigabytes at 500 tickers
-            for batch in ticker_batches(tickers, settings.ticker_batch) if single else []:
+
+            def keep_pooled(j: int, run: PanelRun) -> None:
+                keep(f"pooled-{pooled[places[j]].name}", run, place=places[j])
+                progress(0, total)  # the runs so far are summary.runs
+
+            for name, batch in todo:
                 rows = returns[returns["ticker"].isin(batch)]
                 run = run_panel(
                     single,
@@ -121,21 +160,13 @@ def walk_forward(
                     client=client,
                     allow_empty=True,
                 )
-                yield summary.add(run)
+                keep(name, run)
                 # a pooled model that has ended leaves the cluster now, not at the end of the step
-                for i, pooled_run in started.finished():
-                    yield summary.add(pooled_run, place=i)
-                    progress(0, total)
+                for j, pooled_run in started.finished():
+                    keep_pooled(j, pooled_run)
             # each pooled model's rows are a batch of their own: this process holds one model's at a time
-            for i, pooled_run in started.runs():
-                yield summary.add(pooled_run, place=i)
-                progress(0, total)  # the runs so far are summary.runs
-        if summary.first_asof is None:  # raised before anything is written
-            raise ValueError(
-                "no ticker has enough history for one walk-forward fold; lower train_window or start earlier"
-            )
-
-    pooled_names = _pooled(models)
+            for j, pooled_run in started.runs():
+                keep_pooled(j, pooled_run)
 
     def with_fit_ids(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
         for frame in frames.values():
@@ -148,11 +179,15 @@ def walk_forward(
         )
         return frames
 
-    written = warehouse.replace_tables_in_batches(with_fit_ids(frames) for frames in batches())
+    run_batches()
+    if summary.first_asof is None:  # raised before anything is written
+        raise ValueError("no ticker has enough history for one walk-forward fold; lower train_window or start earlier")
+    written = warehouse.replace_tables_from_files(staged)
     rows = written["ml.base_forecasts"]
-    n_fits = fit_store.store(warehouse, summary.ordered_fits([m.name for m in pooled]), "walk_forward", context.run_id)
+    n_fits = fit_store.store(warehouse, summary.fits, "walk_forward", context.run_id)
     imp = summary.importances() if summary.importances_parts else empty_importances()
     n_imp = warehouse.replace_table("marts.feature_importances", imp[IMPORTANCE_COLUMNS])
+    checkpoint.remove()  # everything it kept is written
     yield dg.MaterializeResult(asset_key=["ml", "base_forecasts"], metadata=summary.metadata(models, rows, n_fits))
     yield dg.MaterializeResult(
         asset_key=["ml", "fit_diagnostics"],
@@ -176,6 +211,38 @@ def walk_forward(
 
 
 @dataclass
+class _Part:
+    """What one batch (a :class:`PanelRun`) adds to the walk-forward's :class:`_Summary`: all of it but its
+    rows, kept with them in the checkpoint."""
+
+    fits: dict[tuple[str, str], FoldFit]
+    stats: dict[str, ModelStats]
+    importances: pd.DataFrame | None
+    place: int  # a pooled model's among the pooled models given (its importances are kept in that order)
+    first_asof: pd.Timestamp | None
+    last_asof: pd.Timestamp | None
+    not_converged: int
+    runs: int
+
+    @classmethod
+    def of(cls, run: PanelRun, place: int = 0) -> _Part:
+        frame = run.forecasts
+        dated = len(frame) > 0
+        return cls(
+            fits=run.fits,
+            stats=run.stats,
+            importances=run.importances,
+            place=place,
+            first_asof=frame["asof_date"].min() if dated else None,
+            last_asof=frame["asof_date"].max() if dated else None,
+            not_converged=int((~frame.drop_duplicates(["model", "ticker", "train_end"])["converged"]).sum())
+            if dated
+            else 0,
+            runs=run.runs,
+        )
+
+
+@dataclass
 class _Summary:
     """What the walk-forward's batches add up to, once their forecasts have gone to disk: the last fit
     of each (model, ticker), the work per model, the feature importances and the metadata's figures."""
@@ -188,29 +255,19 @@ class _Summary:
     not_converged: int = 0
     runs: int = 0  # (model, ticker) runs and pooled models done in earlier batches
 
-    def add(self, run: PanelRun, place: int = 0) -> dict[str, pd.DataFrame]:
-        """Take ``run``'s fits, work and figures; its forecasts, to be written. ``place``: a pooled model's among
-        the pooled models given (its importances are kept in that order, whenever it ended)."""
-        frame = run.forecasts
-        self.fits.update(run.fits)
-        for name, s in run.stats.items():
+    def merge(self, part: _Part) -> None:
+        """Take one batch's part."""
+        self.fits.update(part.fits)
+        for name, s in part.stats.items():
             seen = self.stats.get(name, ModelStats(0, 0, 0.0))
             self.stats[name] = ModelStats(seen.fits + s.fits, seen.failed + s.failed, seen.seconds + s.seconds)
-        if run.importances is not None:
-            self.importances_parts.append((place, run.importances))
-        if len(frame):
-            first, last = frame["asof_date"].min(), frame["asof_date"].max()
-            self.first_asof = first if self.first_asof is None else min(self.first_asof, first)
-            self.last_asof = last if self.last_asof is None else max(self.last_asof, last)
-            self.not_converged += int((~frame.drop_duplicates(["model", "ticker", "train_end"])["converged"]).sum())
-        self.runs += run.runs
-        return {"ml.base_forecasts": frame, "ml.fit_diagnostics": run.diagnostics}
-
-    def ordered_fits(self, pooled: list[str]) -> dict[tuple[str, str], FoldFit]:
-        """The last fits, the single-series models' in the order their batches ended, then the pooled models' in
-        the order ``pooled`` gives (whichever ended first)."""
-        single = {key: fit for key, fit in self.fits.items() if key[1] != POOLED}
-        return single | {(name, POOLED): self.fits[(name, POOLED)] for name in pooled if (name, POOLED) in self.fits}
+        if part.importances is not None:
+            self.importances_parts.append((part.place, part.importances))
+        if part.first_asof is not None:
+            self.first_asof = part.first_asof if self.first_asof is None else min(self.first_asof, part.first_asof)
+            self.last_asof = part.last_asof if self.last_asof is None else max(self.last_asof, part.last_asof)
+        self.not_converged += part.not_converged
+        self.runs += part.runs
 
     def importances(self) -> pd.DataFrame:
         return pd.concat([part for _, part in sorted(self.importances_parts, key=lambda p: p[0])], ignore_index=True)

@@ -1,0 +1,119 @@
+"""Checkpoints of the full build's walk-forward, so that a run cut short resumes where it stopped.
+
+The walk-forward of a large universe runs for hours (docs/scaling.md). Each ticker batch and each pooled
+model is kept on disk as it ends: its rows as the Parquet files the step replaces its tables from, and
+what the step sums up from it (its last fits, its work, its importances) in a pickle beside them. A run
+that dies half-way (a crash, a killed process, a machine taken back) leaves those batches behind, and the
+next walk-forward of the *same* work reads them instead of fitting them again; the step's tables are
+replaced only once every batch is there, in one transaction, as before, and the checkpoint is then
+removed.
+
+"The same work" is a fingerprint of everything the rows depend on: the code of the models and of the
+walk-forward, the libraries' versions, each model's settings, the walk-forward's configuration, the
+first forecast date, the batch size, and the returns and features themselves (their values, not their
+dates). A checkpoint whose fingerprint differs is never read; a change of code or data starts afresh.
+"""
+
+import hashlib
+import importlib.metadata
+import os
+import pickle
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+import python_models
+from dagster_pmx.resources import Warehouse, stage
+
+#: the packages whose source the rows depend on (the models and the walk-forward; this step's own code)
+_SOURCES = (Path(python_models.__file__).resolve().parent, Path(__file__).resolve().parent)
+#: the libraries whose versions the rows depend on
+_LIBRARIES = ("numpy", "pandas", "scipy", "statsmodels", "arch", "scikit-learn", "xgboost", "torch", "hmmlearn")
+_PART = "part.pkl"
+
+
+def checkpoint_root(warehouse: Warehouse) -> Path:
+    """Where the walk-forward keeps its checkpoints: beside the warehouse's catalog file."""
+    return warehouse.folder / "checkpoints" / "walk_forward"
+
+
+def fingerprint(
+    models: Sequence[Any],
+    config: Any,
+    start: Any,
+    ticker_batch: int,
+    returns: pd.DataFrame,
+    features: pd.DataFrame | None,
+) -> str:
+    """The digest of everything a walk-forward's rows depend on (see the module's docstring)."""
+    digest = hashlib.sha256()
+    for folder in _SOURCES:
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(str(path.relative_to(folder)).encode())
+            digest.update(path.read_bytes())
+    digest.update(sys.version.encode())
+    for library in _LIBRARIES:
+        try:
+            digest.update(f"{library}={importlib.metadata.version(library)}".encode())
+        except importlib.metadata.PackageNotFoundError:
+            digest.update(f"{library}=none".encode())
+    for model in models:
+        digest.update(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+    digest.update(repr((config, str(start), ticker_batch)).encode())
+    for frame in (returns, features):
+        if frame is None:
+            digest.update(b"no frame")
+            continue
+        digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+class Checkpoint:
+    """The batches of one walk-forward (one fingerprint) kept in ``root/<fingerprint>/<batch>/``.
+
+    A batch's folder is written under another name and renamed when complete, so a folder that exists
+    is whole: a run killed while writing one leaves only a partial folder, which is never read (and is
+    removed with the checkpoint). Two runs of the same work at once write the same rows; the second
+    one to finish a batch keeps the first one's folder."""
+
+    def __init__(self, root: Path, digest: str) -> None:
+        self.folder = Path(root) / digest[:32]
+
+    def done(self) -> list[str]:
+        """The batches kept, by name."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p.name for p in self.folder.iterdir() if (p / _PART).is_file() and ".partial-" not in p.name)
+
+    def save(
+        self, name: str, frames: Mapping[str, pd.DataFrame], part: Any
+    ) -> tuple[dict[str, str | None], dict[str, pd.DataFrame]]:
+        """Keep batch ``name``: its rows (``schema.table -> frame``) and ``part``, what the step sums up from
+        it; returns what :func:`~dagster_pmx.resources.stage` returns, with the files' final paths."""
+        partial = self.folder / f"{name}.partial-{os.getpid()}"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        paths, empty = stage(frames, partial, "rows")
+        with open(partial / _PART, "wb") as file:
+            pickle.dump((part, {t: Path(p).name if p else None for t, p in paths.items()}, empty), file)
+        try:
+            partial.rename(self.folder / name)
+        except OSError:  # another run of the same work kept it first: the same rows
+            shutil.rmtree(partial, ignore_errors=True)
+        return self.load(name)[1:]
+
+    def load(self, name: str) -> tuple[Any, dict[str, str | None], dict[str, pd.DataFrame]]:
+        """Batch ``name``'s part, its files by table (None where it had no rows) and its tables' empty frames."""
+        folder = self.folder / name
+        with open(folder / _PART, "rb") as file:
+            part, names, empty = pickle.load(file)  # noqa: S301 - written by this module, beside the warehouse
+        return part, {t: str(folder / n) if n else None for t, n in names.items()}, empty
+
+    def remove(self) -> None:
+        """Drop the checkpoint (its tables are written)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
