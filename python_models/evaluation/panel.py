@@ -335,9 +335,10 @@ def run_panel(
 
 
 class PooledRuns:
-    """The pooled models' walk-forwards: with a Dask client, each model one task started at once on its cluster
-    (the panel sent there once), so that this process only gathers rows instead of fitting beside the workers
-    on the same cores; without one, fitted here, one after the other, when :meth:`runs` is read."""
+    """The pooled models' walk-forwards: with a Dask client, each model one task on its cluster (the panels sent
+    there at once), so that this process only gathers rows instead of fitting beside the workers on the same
+    cores, ``at_once`` of them running at a time (default: the cluster's workers but one, at least one), the
+    next started as one ends; without one, fitted here, one after the other, when :meth:`runs` is read."""
 
     def __init__(
         self,
@@ -347,10 +348,14 @@ class PooledRuns:
         start: Start,
         features: pd.DataFrame | None,
         client: Any = None,
+        at_once: int | None = None,
     ) -> None:
         self.pooled, self.config, self.start = pooled, config, start
         self.futures: list[Any] | None = None
         self._waiting: list[Any] = []  # the futures whose runs have not been taken
+        self._queue: list[tuple[int, Any, str]] = []  # (place, task, name) of the models not started yet
+        self._client: Any = None
+        self._at_once = 1
         self._place: dict[Any, int] = {}
         self._shown: dict[Any, Any] = {}
         # the inputs are kept only to fit here later: sent to a cluster, they are the caller's to drop
@@ -370,12 +375,16 @@ class PooledRuns:
             held = [sent[id(frame)] for frame in panels]
             del panels, sent
             tasks = [(f, panel, config, start) for f, panel in zip(pooled, held, strict=True)]
-            self.futures = submit_on_cluster(client, _pooled_task, tasks, [f"walk-forward-{f.name}" for f in pooled])
-            self._waiting = list(self.futures)
-            self._place = {future.key: i for i, future in enumerate(self.futures)}
             # the panels are needed only by those tasks: once they have them, only they keep them alive (a worker
             # that dies mid-run gets its panel computed again from the task the scheduler keeps)
             del held
+            self._client, self.futures = client, []
+            self._queue = [(i, task, f"walk-forward-{task[0].name}") for i, task in enumerate(tasks)]
+            # A pooled task holds its panel, its model and, at the end, its whole history of forecasts: at 500
+            # tickers some gigabytes (docs/scaling.md). All at once, they took every worker and their memory
+            # added up; so at most all workers but one run them, and the one left runs the single-series tasks.
+            self._at_once = at_once if at_once is not None else max(1, len(client.scheduler_info()["workers"]) - 1)
+            self._submit()
 
     def _panel(self) -> pd.DataFrame:
         assert self._inputs is not None
@@ -383,8 +392,19 @@ class PooledRuns:
         needed = any(f.needs_features for f in self.pooled)
         return pooled_panel(returns, features if needed else None)
 
+    def _submit(self) -> None:
+        """Start the next models, up to ``at_once`` running."""
+        assert self.futures is not None
+        while self._queue and len(self._waiting) < self._at_once:
+            place, task, name = self._queue.pop(0)
+            (future,) = submit_on_cluster(self._client, _pooled_task, [task], [name])
+            self._place[future.key] = place
+            self._waiting.append(future)
+            self.futures.append(future)
+
     def cancel(self) -> None:
-        """Stop the cluster's tasks not yet done."""
+        """Stop the cluster's tasks not yet done, and start no other."""
+        self._queue.clear()
         for future in self._waiting:
             future.cancel()
 
@@ -402,10 +422,12 @@ class PooledRuns:
     def runs(self) -> Iterator[tuple[int, PanelRun]]:
         """``(i, run)`` for each remaining model, as each ends (``i`` its place among the models given)."""
         if self.futures is not None:
-            from distributed import as_completed
+            from distributed import wait
 
-            for future in as_completed(list(self._waiting)):
-                yield self._take(future)
+            while self._waiting:
+                done = wait(list(self._waiting), return_when="FIRST_COMPLETED").done
+                for future in [f for f in self._waiting if f in done]:
+                    yield self._take(future)
         elif self.pooled:
             panel = self._panel()
             for i, forecaster in enumerate(self.pooled):
@@ -417,6 +439,7 @@ class PooledRuns:
         run, importances = result_of(future, self._shown)
         self._waiting.remove(future)
         future.release()
+        self._submit()  # the next model starts while this one's rows are handed on
         return self._place[future.key], PanelRun.of([run], importances, 1)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from distributed import Client, wait
+from distributed import Client, get_task_stream, wait
 
 from python_models.evaluation import cluster
 from python_models.evaluation.cluster import dask_client
@@ -217,6 +217,29 @@ def test_a_pooled_models_rows_leave_the_cluster_as_soon_as_it_ends(client):
     while client.run_on_scheduler(held) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert client.run_on_scheduler(held) == []  # neither the rows nor the panel stay on the cluster
+
+
+def test_the_pooled_models_run_one_at_a_time_beside_the_single_series_tasks(client):
+    # on two workers one pooled task runs at a time (each holds a panel and a model's whole history of
+    # forecasts: gigabytes at 500 tickers), the next started as one ends; the other worker is the single
+    # series'. Every model's rows still arrive, each at its place.
+    long = panel(3, n=600)
+    pooled = [SlowMssa(), Mssa(), SlowMssa()]
+    with get_task_stream(client) as stream:
+        started = PooledRuns(pooled, long, CONFIG, None, None, client)
+        assert len(started.futures) == 1  # the others wait for it
+        taken = dict(started.runs())
+    spans = sorted(
+        (t["startstops"][0]["start"], t["startstops"][-1]["stop"])
+        for t in stream.data
+        if "walk-forward-mssa" in t["key"]
+    )
+    assert len(spans) == 3
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))  # no overlap
+    expected, _ = run_pooled(Mssa(), long, CONFIG)
+    assert sorted(taken) == [0, 1, 2]
+    for run in taken.values():
+        pd.testing.assert_frame_equal(run.forecasts, expected.assign(model="mssa")[["model", *expected.columns]])
 
 
 def features_of(returns: pd.DataFrame) -> pd.DataFrame:
