@@ -19,10 +19,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dagster as dg  # noqa: E402
 
 
-def step_spans(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, float, float, dg.DagsterEvent]]:
+def step_spans(
+    instance: dg.DagsterInstance, run_id: str, unended: dict[str, float] | None = None
+) -> list[tuple[str, float, float, dg.DagsterEvent]]:
     """(step, start, end, its STEP_SUCCESS or STEP_FAILURE event) of every step of a run, unix times, in the
-    order they ended."""
-    starts, rows = {}, []
+    order they ended; ``unended``, when given, gets the start of each step that has not ended (a run cut
+    short)."""
+    starts = unended if unended is not None else {}
+    rows = []
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
         if event is None:
@@ -30,7 +34,7 @@ def step_spans(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, flo
         if event.event_type_value == "STEP_START":
             starts[event.step_key] = entry.timestamp
         elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-            rows.append((event.step_key, starts[event.step_key], entry.timestamp, event))
+            rows.append((event.step_key, starts.pop(event.step_key), entry.timestamp, event))
     return rows
 
 

@@ -329,20 +329,14 @@ def earlier_attempt(folder: Path) -> dict:
 
     samples = [tuple(map(float, line.split())) for line in (folder / "samples.txt").read_text().splitlines() if line]
     last = samples[-1][0] if samples else math.nan
+    from bench_pipeline import step_spans  # this folder is on sys.path when a script runs
+
     instance = dg.DagsterInstance.local_temp(tempdir=str(folder / "dagster"))
-    steps, starts = [], {}
+    steps, unended = [], {}
     for run in instance.get_runs():
-        for entry in instance.all_logs(run.run_id):
-            event = entry.dagster_event
-            if event is None:
-                continue
-            if event.event_type_value == "STEP_START":
-                starts[event.step_key] = entry.timestamp
-            elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
-                status = event.event_type_value[5:].lower()
-                steps.append({"step": event.step_key, "start": starts.pop(event.step_key), "end": entry.timestamp})
-                steps[-1]["status"] = status
-    steps += [{"step": step, "start": start, "end": last, "status": "cut"} for step, start in starts.items()]
+        for step, start, end, event in step_spans(instance, run.run_id, unended):
+            steps.append({"step": step, "start": start, "end": end, "status": event.event_type_value[5:].lower()})
+    steps += [{"step": step, "start": start, "end": last, "status": "cut"} for step, start in unended.items()]
     for step in steps:
         step["stopped_s"] = stopped_seconds(samples, step["start"], step["end"])
         step["seconds"] = step["end"] - step["start"] - step["stopped_s"]
