@@ -46,7 +46,7 @@ walk-forward from its checkpoint; a step completed earlier keeps that attempt's 
 walk-forward's time adds what earlier attempts spent in it (so it includes the work lost at each cut);
 a finished run is reported, not run again. Time the run was stopped (SIGSTOP, to free the cores for
 something else) is left out of every time: the sampling thread stops with it, so a gap of more than
-5 s between samples is a stop.
+5 s between samples in which the process used under a fifth of a core is a stop.
 
 Without ``--keep`` each run's warehouse is deleted once measured, except a failed run's: it moves to
 ``$TMPDIR/bench_scale_failed_<mode>_<n>_<time>`` (with the child's log, dbt's output included), so the
@@ -217,7 +217,7 @@ class Sampler(threading.Thread):
         import psutil
 
         self.roots = [psutil.Process()] + [psutil.Process(pid) for pid in extra]
-        self.samples: list[tuple[float, float]] = []  # (unix time, MiB)
+        self.samples: list[tuple[float, float, float]] = []  # (unix time, MiB, this process's CPU seconds)
         self.stopped = threading.Event()
         # each sample also goes to a file as it is taken: a run killed mid-way leaves its samples (--resume)
         self.log = open(log, "a", buffering=1) if log is not None else None  # noqa: SIM115 - closed in stop()
@@ -239,9 +239,10 @@ class Sampler(threading.Thread):
                     total += process.memory_info().rss
                 except psutil.Error:
                     pass
-        self.samples.append((time.time(), total / MIB))
+        cpu = self.roots[0].cpu_times()
+        self.samples.append((time.time(), total / MIB, cpu.user + cpu.system))
         if self.log is not None:
-            self.log.write(f"{self.samples[-1][0]:.3f} {self.samples[-1][1]:.1f}\n")
+            self.log.write("{:.3f} {:.1f} {:.2f}\n".format(*self.samples[-1]))
 
     def run(self) -> None:
         while not self.stopped.is_set():
@@ -256,22 +257,28 @@ class Sampler(threading.Thread):
             self.log.close()
 
     def peak(self, start: float, end: float) -> float:
-        inside = [mib for t, mib in self.samples if start - SAMPLE_EVERY <= t <= end + SAMPLE_EVERY]
-        return max(inside) if inside else math.nan
+        return peak_within(self.samples, start, end)
 
     def stopped_seconds(self, start: float, end: float) -> float:
         return stopped_seconds(self.samples, start, end)
 
 
-def stopped_seconds(samples: list[tuple[float, float]], start: float, end: float) -> float:
+def peak_within(samples: list[tuple[float, float, float]], start: float, end: float) -> float:
+    """The largest RSS sampled from ``start`` to ``end``, widened by one sampling interval."""
+    inside = [mib for t, mib, _ in samples if start - SAMPLE_EVERY <= t <= end + SAMPLE_EVERY]
+    return max(inside) if inside else math.nan
+
+
+def stopped_seconds(samples: list[tuple[float, float, float]], start: float, end: float) -> float:
     """The seconds between ``start`` and ``end`` the run was stopped: the sampling thread stops with it (a
-    run paused with SIGSTOP while the machine did other work), so each gap between two samples longer than
-    :data:`STOPPED_GAP` counts, less one sampling interval. Steps' and runs' times leave it out."""
-    times = [t for t, _ in samples]
+    run paused with SIGSTOP while the machine did other work), so a gap between two samples longer than
+    :data:`STOPPED_GAP` in which the process used under a fifth of a core counts, less one sampling
+    interval (a gap in which it computed is a long call that held the GIL). Steps' and runs' times leave
+    it out."""
     return sum(
         min(b, end) - max(a, start) - SAMPLE_EVERY
-        for a, b in zip(times, times[1:], strict=False)
-        if b - a > STOPPED_GAP and min(b, end) - max(a, start) > SAMPLE_EVERY
+        for (a, _, cpu_a), (b, _, cpu_b) in zip(samples, samples[1:], strict=False)
+        if b - a > STOPPED_GAP and min(b, end) - max(a, start) > SAMPLE_EVERY and not cpu_b - cpu_a >= 0.2 * (b - a)
     )
 
 
@@ -327,7 +334,11 @@ def earlier_attempt(folder: Path) -> dict:
     cut ends at its last RSS sample, status ``cut``), its samples' peak and last time."""
     import dagster as dg
 
-    samples = [tuple(map(float, line.split())) for line in (folder / "samples.txt").read_text().splitlines() if line]
+    log = folder / "samples.txt"  # missing where the attempt died before its run started
+    lines = log.read_text().splitlines() if log.exists() else []
+    # (time, MiB, CPU seconds); a log without the CPU column: NaN, every long gap a stop
+    fields = [[float(x) for x in line.split()] for line in lines if line]
+    samples = [(f[0], f[1], f[2] if len(f) > 2 else math.nan) for f in fields]
     last = samples[-1][0] if samples else math.nan
     from bench_pipeline import step_spans  # this folder is on sys.path when a script runs
 
@@ -340,9 +351,8 @@ def earlier_attempt(folder: Path) -> dict:
     for step in steps:
         step["stopped_s"] = stopped_seconds(samples, step["start"], step["end"])
         step["seconds"] = step["end"] - step["start"] - step["stopped_s"]
-        inside = [mib for t, mib in samples if step["start"] - SAMPLE_EVERY <= t <= step["end"] + SAMPLE_EVERY]
-        step["peak_mib"] = max(inside) if inside else math.nan
-    return {"steps": steps, "peak_mib": max((mib for _, mib in samples), default=math.nan)}
+        step["peak_mib"] = peak_within(samples, step["start"], step["end"])
+    return {"steps": steps, "peak_mib": max((mib for _, mib, _ in samples), default=math.nan)}
 
 
 def child(spec_path: str) -> int:
@@ -353,7 +363,8 @@ def child(spec_path: str) -> int:
     from its checkpoint. Its measurements then combine the attempts: a step completed earlier keeps that
     attempt's time and peak; the walk-forward's time adds the time earlier attempts spent in it (their
     work is in its checkpoint, so this counts the work lost at each cut too); the run's peak is the
-    largest of all attempts'."""
+    largest of all attempts'. The child process's wall time and ``ru_maxrss`` (``process_s``,
+    ``maxrss_mib``) are the last attempt's alone, stops included."""
     import dagster as dg
 
     spec = json.loads(Path(spec_path).read_text())
@@ -381,6 +392,8 @@ def child(spec_path: str) -> int:
             if assets_def.is_executable and assets_def.node_def.name not in completed
             for key in assets_def.keys
         ]
+        if not selection:
+            raise SystemExit(f"every step of {folder} completed in earlier attempts: nothing to resume")
     sampler = Sampler(spec["cluster_pids"], log=attempt / "samples.txt")
     sampler.start()
     began, started = time.time(), time.perf_counter()
@@ -398,18 +411,19 @@ def child(spec_path: str) -> int:
         step["stopped_s"] = sampler.stopped_seconds(step["start"], step["end"])
         step["seconds"] = step["end"] - step["start"] - step["stopped_s"]
         step["peak_mib"] = sampler.peak(step["start"], step["end"])
+    ran = {s["step"] for s in steps}
+    reused = [completed[name] | {"earlier_attempt": True} for name in completed if name not in ran]
+    # an attempt after a cut: its own time, plus the steps completed before it and the walk-forward's earlier work
     cut = [s for a in earlier for s in a["steps"] if s["step"] == CHECKPOINTED_STEP and s["status"] != "success"]
     carried = sum(s["seconds"] for s in cut)
-    for step in steps:
+    total_s = job_s - stopped + sum(s["seconds"] for s in reused) + carried
+    for step in [*reused, *steps]:  # the walk-forward completed now or in an earlier attempt after the cut
         if step["step"] == CHECKPOINTED_STEP and carried:
             step["carried_s"] = carried
             step["seconds"] += carried
-    ran = {s["step"] for s in steps}
-    reused = [completed[name] | {"earlier_attempt": True} for name in completed if name not in ran]
     out = {
         "ok": result.success,
-        # an attempt after a cut: its own time, plus the steps completed before it and the walk-forward's earlier work
-        "job_s": job_s - stopped + sum(s["seconds"] for s in reused) + carried,
+        "job_s": total_s,
         "stopped_s": stopped,
         "peak_mib": max([sampler.peak(began, ended), *(a["peak_mib"] for a in earlier)]),
         "samples": len(sampler.samples),
@@ -604,6 +618,11 @@ def main() -> int:
                 continue
             if not args.resume:
                 shutil.rmtree(folder, ignore_errors=True)  # a fresh warehouse
+            elif (folder / "spec.json").exists():  # the same settings as the attempts before, or nothing
+                before = json.loads((folder / "spec.json").read_text())["settings"]
+                now = settings_for(len(sessions), universe, sessions[-1], before["scheduler"])
+                if before != now:
+                    parser.error(f"--resume: {folder} was started with other settings ({before}), not {now}")
             spec = {"warehouse": str(folder / "pmx.ducklake")}
             if mode == "tcp":
                 with tcp_cluster(folder / "dask") as (file, pids):

@@ -290,7 +290,7 @@ def _replace_from_files(
     statements = []
     for i, (table, paths) in enumerate(files.items()):
         if paths:
-            source = "read_parquet([" + ", ".join(f"'{path}'" for path in paths) + "])"
+            source = "read_parquet([" + ", ".join(_quoted(path) for path in paths) + "])"
         else:
             con.register(f"incoming_{i}", _stored(first[table]))
             source = f"incoming_{i}"
@@ -331,12 +331,17 @@ def stage(
             paths[table] = None
             if frame.empty:
                 continue
-            path = str(folder / f"{stem}-{j:03d}.parquet").replace("'", "''")
+            path = str(folder / f"{stem}-{j:03d}.parquet")
             scratch.register("batch", _stored(frame))
-            scratch.execute(f"copy batch to '{path}' (format parquet)")
+            scratch.execute(f"copy batch to {_quoted(path)} (format parquet)")
             scratch.unregister("batch")
             paths[table] = path
     return paths, {table: frame.head(0) for table, frame in frames.items()}
+
+
+def _quoted(path: str) -> str:
+    """``path`` as an SQL string literal."""
+    return "'" + path.replace("'", "''") + "'"
 
 
 def _stored(frame: pd.DataFrame) -> pd.DataFrame:

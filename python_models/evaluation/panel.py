@@ -337,8 +337,10 @@ def run_panel(
 class PooledRuns:
     """The pooled models' walk-forwards: with a Dask client, each model one task on its cluster (the panels sent
     there at once), so that this process only gathers rows instead of fitting beside the workers on the same
-    cores, ``at_once`` of them running at a time (default: the cluster's workers but one, at least one), the
-    next started as one ends; without one, fitted here, one after the other, when :meth:`runs` is read."""
+    cores, ``at_once`` of them running at a time (default: the cluster's workers but one, at least one) until
+    :meth:`runs` is read (the caller's other work is done), then as many as the cluster has workers; the next
+    starts when one's rows are taken. Without a client, fitted here, one after the other, when :meth:`runs`
+    is read."""
 
     def __init__(
         self,
@@ -355,7 +357,7 @@ class PooledRuns:
         self._waiting: list[Any] = []  # the futures whose runs have not been taken
         self._queue: list[tuple[int, Any, str]] = []  # (place, task, name) of the models not started yet
         self._client: Any = None
-        self._at_once = 1
+        self._at_once = self._workers = 1
         self._place: dict[Any, int] = {}
         self._shown: dict[Any, Any] = {}
         # the inputs are kept only to fit here later: sent to a cluster, they are the caller's to drop
@@ -375,15 +377,18 @@ class PooledRuns:
             held = [sent[id(frame)] for frame in panels]
             del panels, sent
             tasks = [(f, panel, config, start) for f, panel in zip(pooled, held, strict=True)]
-            # the panels are needed only by those tasks: once they have them, only they keep them alive (a worker
-            # that dies mid-run gets its panel computed again from the task the scheduler keeps)
+            # the panels are needed only by those tasks: once they have them (the ones not started yet: the
+            # queue), only they keep them alive (a worker that dies mid-run gets its panel computed again
+            # from the task the scheduler keeps)
             del held
             self._client, self.futures = client, []
             self._queue = [(i, task, f"walk-forward-{task[0].name}") for i, task in enumerate(tasks)]
             # A pooled task holds its panel, its model and, at the end, its whole history of forecasts: at 500
             # tickers some gigabytes (docs/scaling.md). All at once, they took every worker and their memory
-            # added up; so at most all workers but one run them, and the one left runs the single-series tasks.
-            self._at_once = at_once if at_once is not None else max(1, len(client.scheduler_info()["workers"]) - 1)
+            # added up; so at most all workers but one run them while there are single-series tasks (the next
+            # starts when this process takes one's rows, between ticker batches), every worker after them.
+            self._workers = len(client.scheduler_info()["workers"])
+            self._at_once = max(1, at_once if at_once is not None else self._workers - 1)
             self._submit()
 
     def _panel(self) -> pd.DataFrame:
@@ -424,6 +429,8 @@ class PooledRuns:
         if self.futures is not None:
             from distributed import wait
 
+            self._at_once = max(self._at_once, self._workers)  # the single-series tasks are done: every worker
+            self._submit()
             while self._waiting:
                 done = wait(list(self._waiting), return_when="FIRST_COMPLETED").done
                 for future in [f for f in self._waiting if f in done]:

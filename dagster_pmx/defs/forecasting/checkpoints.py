@@ -18,6 +18,7 @@ import hashlib
 import importlib.metadata
 import os
 import pickle
+import platform
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -29,10 +30,31 @@ import pandas as pd
 import python_models
 from dagster_pmx.resources import Warehouse, stage
 
-#: the packages whose source the rows depend on (the models and the walk-forward; this step's own code)
-_SOURCES = (Path(python_models.__file__).resolve().parent, Path(__file__).resolve().parent)
+_DEFS = Path(__file__).resolve().parents[1]
+#: the source the rows depend on: the models and the walk-forward, this step's own code, the ticker batches'
+#: layout (``ticker_batches``), the tables' columns and the way staged rows are written
+_SOURCES = (
+    Path(python_models.__file__).resolve().parent,
+    Path(__file__).resolve().parent,
+    _DEFS / "reads.py",
+    _DEFS / "schemas.py",
+    _DEFS.parent / "resources.py",
+)
 #: the libraries whose versions the rows depend on
-_LIBRARIES = ("numpy", "pandas", "scipy", "statsmodels", "arch", "scikit-learn", "xgboost", "torch", "hmmlearn")
+_LIBRARIES = (
+    "numpy",
+    "pandas",
+    "scipy",
+    "statsmodels",
+    "arch",
+    "scikit-learn",
+    "xgboost",
+    "torch",
+    "hmmlearn",
+    "numba",
+    "duckdb",
+    "pyarrow",
+)
 _PART = "part.pkl"
 
 
@@ -51,11 +73,11 @@ def fingerprint(
 ) -> str:
     """The digest of everything a walk-forward's rows depend on (see the module's docstring)."""
     digest = hashlib.sha256()
-    for folder in _SOURCES:
-        for path in sorted(folder.rglob("*.py")):
-            digest.update(str(path.relative_to(folder)).encode())
+    for source in _SOURCES:
+        for path in sorted(source.rglob("*.py")) if source.is_dir() else [source]:
+            digest.update(str(path.relative_to(source.parent)).encode())
             digest.update(path.read_bytes())
-    digest.update(sys.version.encode())
+    digest.update(f"{sys.version} {platform.machine()} {_devices()}".encode())
     for library in _LIBRARIES:
         try:
             digest.update(f"{library}={importlib.metadata.version(library)}".encode())
@@ -73,13 +95,29 @@ def fingerprint(
     return digest.hexdigest()
 
 
+def _devices() -> str:
+    """Where the models compute: the SSA family on CuPy or NumPy, the nets on CUDA or the CPU."""
+    from python_models.forecasters.array_module import gpu_module
+
+    try:
+        import torch
+
+        nets = "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        nets = "no torch"
+    return f"{gpu_module().__name__} {nets}"
+
+
 class Checkpoint:
     """The batches of one walk-forward (one fingerprint) kept in ``root/<fingerprint>/<batch>/``.
 
     A batch's folder is written under another name and renamed when complete, so a folder that exists
     is whole: a run killed while writing one leaves only a partial folder, which is never read (and is
-    removed with the checkpoint). Two runs of the same work at once write the same rows; the second
-    one to finish a batch keeps the first one's folder."""
+    removed with the checkpoint). The files are not synced to disk before the rename: after a power
+    cut (not a killed process) a batch may be unreadable, and the run fails until the checkpoint is
+    removed. Two runs of the same work at once write the same rows, and the second one to finish a batch
+    keeps the first one's folder; but the first to finish the step removes the checkpoint, and the
+    other then fails: run it again."""
 
     def __init__(self, root: Path, digest: str) -> None:
         self.folder = Path(root) / digest[:32]
@@ -103,8 +141,11 @@ class Checkpoint:
             pickle.dump((part, {t: Path(p).name if p else None for t, p in paths.items()}, empty), file)
         try:
             partial.rename(self.folder / name)
-        except OSError:  # another run of the same work kept it first: the same rows
+        except OSError:
             shutil.rmtree(partial, ignore_errors=True)
+            if not (self.folder / name / _PART).is_file():
+                raise
+            # another run of the same work kept it first: the same rows
         return self.load(name)[1:]
 
     def load(self, name: str) -> tuple[Any, dict[str, str | None], dict[str, pd.DataFrame]]:

@@ -220,22 +220,27 @@ def test_a_pooled_models_rows_leave_the_cluster_as_soon_as_it_ends(client):
 
 
 def test_the_pooled_models_run_one_at_a_time_beside_the_single_series_tasks(client):
-    # on two workers one pooled task runs at a time (each holds a panel and a model's whole history of
-    # forecasts: gigabytes at 500 tickers), the next started as one ends; the other worker is the single
-    # series'. Every model's rows still arrive, each at its place.
+    # on two workers one pooled task runs at a time while the caller has single-series batches (each holds a
+    # panel and a model's whole history of forecasts: gigabytes at 500 tickers), the next started when the
+    # caller takes one's rows; once it reads the rest (runs()), on every worker. Each model's rows arrive at
+    # its place.
     long = panel(3, n=600)
     pooled = [SlowMssa(), Mssa(), SlowMssa()]
     with get_task_stream(client) as stream:
         started = PooledRuns(pooled, long, CONFIG, None, None, client)
         assert len(started.futures) == 1  # the others wait for it
-        taken = dict(started.runs())
+        taken: dict = {}
+        while len(taken) < 2:  # between the caller's batches
+            wait(started.futures[-1])
+            assert len(started.futures) == len(taken) + 1
+            taken |= dict(started.finished())
+        taken |= dict(started.runs())
     spans = sorted(
         (t["startstops"][0]["start"], t["startstops"][-1]["stop"])
         for t in stream.data
         if "walk-forward-mssa" in t["key"]
     )
-    assert len(spans) == 3
-    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))  # no overlap
+    assert len(spans) == 3 and spans[1][0] >= spans[0][1]  # the second started after the first ended
     expected, _ = run_pooled(Mssa(), long, CONFIG)
     assert sorted(taken) == [0, 1, 2]
     for run in taken.values():
