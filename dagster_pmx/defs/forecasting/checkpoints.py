@@ -8,7 +8,7 @@ next walk-forward of the *same* work reads them instead of fitting them again; t
 replaced only once every batch is there, in one transaction, as before, and the checkpoint is then
 removed.
 
-"The same work" is a fingerprint of everything the rows depend on: the code of the models and of the
+"The same work" is a fingerprint of what the rows depend on: the code of the models and of the
 walk-forward, the libraries' versions, each model's settings, the walk-forward's configuration, the
 first forecast date, the batch size, and the returns and features themselves (their values, not their
 dates). A checkpoint whose fingerprint differs is never read; a change of code or data starts afresh.
@@ -71,7 +71,7 @@ def fingerprint(
     returns: pd.DataFrame,
     features: pd.DataFrame | None,
 ) -> str:
-    """The digest of everything a walk-forward's rows depend on (see the module's docstring)."""
+    """The digest of what a walk-forward's rows depend on (see the module's docstring)."""
     digest = hashlib.sha256()
     for source in _SOURCES:
         for path in sorted(source.rglob("*.py")) if source.is_dir() else [source]:
