@@ -14,7 +14,6 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -27,6 +26,7 @@ from pydantic import PrivateAttr
 
 from dagster_pmx import run_points
 from dagster_pmx.lake import DEFAULT_DUCKDB_MEMORY, Lake, ensure, transaction, use
+from dagster_pmx.staging import StagedTables, quoted, stage, stored
 
 
 def project_root() -> Path:
@@ -187,7 +187,7 @@ class Warehouse(dg.ConfigurableResource):
                 ensure(con, f"create schema if not exists {schema}")
             statements = []
             for i, (table, frame) in enumerate(frames.items()):
-                con.register(f"incoming_{i}", _stored(frame))
+                con.register(f"incoming_{i}", stored(frame))
                 statements.append((f"create or replace table {table} as select * from incoming_{i}", []))
             transaction(con, statements)
             return {table: _count(con, table) for table in frames}
@@ -226,7 +226,7 @@ class Warehouse(dg.ConfigurableResource):
         transaction: a log that keeps every row it was given. Returns the table's row count."""
         with self.connect() as con:
             ensure(con, f"create schema if not exists {table.split('.')[0]}")
-            con.register("incoming", _stored(frame))
+            con.register("incoming", stored(frame))
             transaction(
                 con,
                 [
@@ -290,64 +290,13 @@ def _replace_from_files(
     statements = []
     for i, (table, paths) in enumerate(files.items()):
         if paths:
-            source = "read_parquet([" + ", ".join(_quoted(path) for path in paths) + "])"
+            source = "read_parquet([" + ", ".join(quoted(path) for path in paths) + "])"
         else:
-            con.register(f"incoming_{i}", _stored(first[table]))
+            con.register(f"incoming_{i}", stored(first[table]))
             source = f"incoming_{i}"
         statements.append((f"create or replace table {table} as select * from {source}", []))
     transaction(con, statements)
     return {table: _count(con, table) for table in files}
-
-
-@dataclass
-class StagedTables:
-    """Tables' rows staged as Parquet files (:func:`stage`), to replace the tables at once
-    (:meth:`Warehouse.replace_tables_from_files`)."""
-
-    files: dict[str, list[str]] = field(default_factory=dict)
-    #: each table's columns, which it keeps where no batch has rows
-    empty: dict[str, pd.DataFrame] = field(default_factory=dict)
-
-    def add(self, paths: Mapping[str, str | None], empty: Mapping[str, pd.DataFrame]) -> None:
-        """One batch's files (None for a table it has no rows of) and its tables' empty frames."""
-        for table, path in paths.items():
-            self.empty.setdefault(table, empty[table])
-            self.files.setdefault(table, [])
-            if path is not None:
-                self.files[table].append(path)
-
-
-def stage(
-    frames: Mapping[str, pd.DataFrame], folder: Path, stem: str
-) -> tuple[dict[str, str | None], dict[str, pd.DataFrame]]:
-    """Each of ``frames`` (``schema.table -> rows``) written to ``folder/{stem}-{j}.parquet`` with the column
-    types the lake gives it; the paths by table (None for an empty frame) and the frames' empty heads.
-
-    An in-memory DuckDB writes the files (a frame becomes the same column types in any DuckDB connection):
-    the caller may be reading the lake meanwhile, which is attached only to replace the tables."""
-    paths: dict[str, str | None] = {}
-    with duckdb.connect() as scratch:
-        for j, (table, frame) in enumerate(frames.items()):
-            paths[table] = None
-            if frame.empty:
-                continue
-            path = str(folder / f"{stem}-{j:03d}.parquet")
-            scratch.register("batch", _stored(frame))
-            scratch.execute(f"copy batch to {_quoted(path)} (format parquet)")
-            scratch.unregister("batch")
-            paths[table] = path
-    return paths, {table: frame.head(0) for table, frame in frames.items()}
-
-
-def _quoted(path: str) -> str:
-    """``path`` as an SQL string literal."""
-    return "'" + path.replace("'", "''") + "'"
-
-
-def _stored(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` as the lake stores it: a DuckLake has no ENUM type, so pandas categoricals become their values."""
-    categorical = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
-    return frame.astype({c: frame[c].cat.categories.dtype for c in categorical}) if categorical else frame
 
 
 def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:

@@ -340,7 +340,14 @@ class PooledRuns:
     cores, ``at_once`` of them running at a time (default: the cluster's workers but one, at least one) until
     :meth:`runs` is read (the caller's other work is done), then as many as the cluster has workers; the next
     starts when one's rows are taken. Without a client, fitted here, one after the other, when :meth:`runs`
-    is read."""
+    is read.
+
+    ``then(i, run)``, where given, is applied to each model's :class:`PanelRun` (``i`` its place among the models
+    given), and :meth:`finished` and :meth:`runs` yield what it returns instead of the run. With
+    ``then_on_workers`` it runs in the model's task, on the worker that made the rows, and only what it returns
+    travels: the caller's way to write a model's rows where they are (a worker that shares the caller's disk)
+    instead of receiving gigabytes of them. ``then`` must be picklable there and give the same result wherever
+    it runs; a task retried after its worker died runs it again."""
 
     def __init__(
         self,
@@ -351,8 +358,11 @@ class PooledRuns:
         features: pd.DataFrame | None,
         client: Any = None,
         at_once: int | None = None,
+        then: Callable[[int, PanelRun], Any] | None = None,
+        then_on_workers: bool = False,
     ) -> None:
         self.pooled, self.config, self.start = pooled, config, start
+        self._then, self._then_on_workers = then, then_on_workers and then is not None
         self.futures: list[Any] | None = None
         self._waiting: list[Any] = []  # the futures whose runs have not been taken
         self._queue: list[tuple[int, Any, str]] = []  # (place, task, name) of the models not started yet
@@ -376,13 +386,15 @@ class PooledRuns:
             wait(list(sent.values()))
             held = [sent[id(frame)] for frame in panels]
             del panels, sent
-            tasks = [(f, panel, config, start) for f, panel in zip(pooled, held, strict=True)]
+            kept_there = then if self._then_on_workers else None
+            pairs = enumerate(zip(pooled, held, strict=True))
+            tasks = [((f, panel, config, start), i, kept_there) for i, (f, panel) in pairs]
             # the panels are needed only by those tasks: once they have them (the ones not started yet: the
             # queue), only they keep them alive (a worker that dies mid-run gets its panel computed again
             # from the task the scheduler keeps)
             del held
             self._client, self.futures = client, []
-            self._queue = [(i, task, f"walk-forward-{task[0].name}") for i, task in enumerate(tasks)]
+            self._queue = [(i, task, f"walk-forward-{task[0][0].name}") for i, task in enumerate(tasks)]
             # A pooled task holds its panel, its model and, at the end, its whole history of forecasts: at 500
             # tickers some gigabytes (docs/scaling.md). All at once, they took every worker and their memory
             # added up; so at most all workers but one run them while there are single-series tasks (the next
@@ -402,7 +414,7 @@ class PooledRuns:
         assert self.futures is not None
         while self._queue and len(self._waiting) < self._at_once:
             place, task, name = self._queue.pop(0)
-            (future,) = submit_on_cluster(self._client, _pooled_task, [task], [name])
+            (future,) = submit_on_cluster(self._client, _pooled_task_then, [task], [name])
             self._place[future.key] = place
             self._waiting.append(future)
             self.futures.append(future)
@@ -413,7 +425,7 @@ class PooledRuns:
         for future in self._waiting:
             future.cancel()
 
-    def finished(self) -> Iterator[tuple[int, PanelRun]]:
+    def finished(self) -> Iterator[tuple[int, Any]]:
         """``(i, run)``: the :class:`PanelRun` of each model whose task has ended since the last call, without
         waiting, ``i`` its place among the models given.
 
@@ -424,7 +436,7 @@ class PooledRuns:
         for future in [f for f in self._waiting if f.done()]:
             yield self._take(future)
 
-    def runs(self) -> Iterator[tuple[int, PanelRun]]:
+    def runs(self) -> Iterator[tuple[int, Any]]:
         """``(i, run)`` for each remaining model, as each ends (``i`` its place among the models given)."""
         if self.futures is not None:
             from distributed import wait
@@ -439,15 +451,20 @@ class PooledRuns:
             panel = self._panel()
             for i, forecaster in enumerate(self.pooled):
                 run, importances = _pooled_task((forecaster, panel, self.config, self.start))
-                yield i, PanelRun.of([run], importances, 1)
+                yield i, self._handed(i, PanelRun.of([run], importances, 1))
 
-    def _take(self, future: Any) -> tuple[int, PanelRun]:
-        """A task's place and run, waiting for it; its worker drops the rows once they are here."""
-        run, importances = result_of(future, self._shown)
+    def _take(self, future: Any) -> tuple[int, Any]:
+        """A task's place and run (or what ``then`` made of it), waiting for it; its worker drops the rows once
+        they are here."""
+        result = result_of(future, self._shown)
         self._waiting.remove(future)
         future.release()
         self._submit()  # the next model starts while this one's rows are handed on
-        return self._place[future.key], PanelRun.of([run], importances, 1)
+        i = self._place[future.key]
+        return i, result if self._then_on_workers else self._handed(i, PanelRun.of([result[0]], result[1], 1))
+
+    def _handed(self, i: int, run: PanelRun) -> Any:
+        return self._then(i, run) if self._then is not None else run
 
 
 def panels_by_model(panel: pd.DataFrame, pooled: Sequence[PanelForecaster]) -> list[pd.DataFrame]:
@@ -519,9 +536,19 @@ def _one(args: tuple[Forecaster, str, pd.Series, WalkForwardConfig, Start]) -> _
     return _Run((forecaster.name, ticker), out, time.perf_counter() - started, failed, last, diagnostics)
 
 
-def _pooled_task(
-    args: tuple[PanelForecaster, pd.DataFrame, WalkForwardConfig, Start],
-) -> tuple[_Run, pd.DataFrame | None]:
+_PooledTask: TypeAlias = tuple[PanelForecaster, pd.DataFrame, WalkForwardConfig, Start]
+
+
+def _pooled_task_then(args: tuple[_PooledTask, int, Callable[[int, PanelRun], Any] | None]) -> Any:
+    """:func:`_pooled_task`, and ``then(i, run)`` applied to its run where given (:class:`PooledRuns`)."""
+    task, i, then = args
+    run, importances = _pooled_task(task)
+    if then is None:
+        return run, importances
+    return then(i, PanelRun.of([run], importances, 1))
+
+
+def _pooled_task(args: _PooledTask) -> tuple[_Run, pd.DataFrame | None]:
     """One pooled model's walk-forward and its importances (``model`` added; None without any)."""
     forecaster, panel, config, start = args
     started = time.perf_counter()

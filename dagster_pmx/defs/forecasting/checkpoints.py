@@ -22,13 +22,19 @@ import platform
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 import python_models
-from dagster_pmx.resources import Warehouse, stage
+from dagster_pmx.staging import stage
+from python_models.evaluation.panel import ModelStats, PanelRun
+from python_models.evaluation.walk_forward import FoldFit
+
+if TYPE_CHECKING:  # this module is imported by Dask workers, which need no Dagster
+    from dagster_pmx.resources import Warehouse
 
 _DEFS = Path(__file__).resolve().parents[1]
 #: the source the rows depend on: the models and the walk-forward, this step's own code, the ticker batches'
@@ -38,7 +44,7 @@ _SOURCES = (
     Path(__file__).resolve().parent,
     _DEFS / "reads.py",
     _DEFS / "schemas.py",
-    _DEFS.parent / "resources.py",
+    _DEFS.parent / "staging.py",
 )
 #: the libraries whose versions the rows depend on
 _LIBRARIES = (
@@ -58,7 +64,7 @@ _LIBRARIES = (
 _PART = "part.pkl"
 
 
-def checkpoint_root(warehouse: Warehouse) -> Path:
+def checkpoint_root(warehouse: "Warehouse") -> Path:
     """Where the walk-forward keeps its checkpoints: beside the warehouse's catalog file."""
     return warehouse.folder / "checkpoints" / "walk_forward"
 
@@ -129,14 +135,15 @@ class Checkpoint:
         return sorted(p.name for p in self.folder.iterdir() if (p / _PART).is_file() and ".partial-" not in p.name)
 
     def save(
-        self, name: str, frames: Mapping[str, pd.DataFrame], part: Any
-    ) -> tuple[dict[str, str | None], dict[str, pd.DataFrame]]:
-        """Keep batch ``name``: its rows (``schema.table -> frame``) and ``part``, what the step sums up from
-        it; returns what :func:`~dagster_pmx.resources.stage` returns, with the files' final paths."""
+        self, name: str, frames: Mapping[str, pd.DataFrame], part: Any, columns: Mapping[str, str] | None = None
+    ) -> tuple[Any, dict[str, str | None], dict[str, pd.DataFrame]]:
+        """Keep batch ``name``: its rows (``schema.table -> frame``, written as :func:`~dagster_pmx.staging.stage`
+        writes them with ``columns``) and ``part``, what the step sums up from it; returns what :meth:`load`
+        returns."""
         partial = self.folder / f"{name}.partial-{os.getpid()}"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-        paths, empty = stage(frames, partial, "rows")
+        paths, empty = stage(frames, partial, "rows", columns)
         with open(partial / _PART, "wb") as file:
             pickle.dump((part, {t: Path(p).name if p else None for t, p in paths.items()}, empty), file)
         try:
@@ -145,8 +152,8 @@ class Checkpoint:
             shutil.rmtree(partial, ignore_errors=True)
             if not (self.folder / name / _PART).is_file():
                 raise
-            # another run of the same work kept it first: the same rows
-        return self.load(name)[1:]
+            # another run of the same work kept it first (or a worker that died after keeping it): the same rows
+        return self.load(name)
 
     def load(self, name: str) -> tuple[Any, dict[str, str | None], dict[str, pd.DataFrame]]:
         """Batch ``name``'s part, its files by table (None where it had no rows) and its tables' empty frames."""
@@ -158,3 +165,56 @@ class Checkpoint:
     def remove(self) -> None:
         """Drop the checkpoint (its tables are written)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@dataclass
+class BatchPart:
+    """What one batch (a :class:`~python_models.evaluation.panel.PanelRun`) adds to the walk-forward's summary:
+    all of it but its rows, kept with them in the checkpoint."""
+
+    fits: dict[tuple[str, str], FoldFit]
+    stats: dict[str, ModelStats]
+    importances: pd.DataFrame | None
+    place: int  # a pooled model's among the pooled models given (its importances are kept in that order)
+    first_asof: pd.Timestamp | None
+    last_asof: pd.Timestamp | None
+    not_converged: int
+    runs: int
+
+    @classmethod
+    def of(cls, run: PanelRun, place: int = 0) -> "BatchPart":
+        frame = run.forecasts
+        dated = len(frame) > 0
+        return cls(
+            fits=run.fits,
+            stats=run.stats,
+            importances=run.importances,
+            place=place,
+            first_asof=frame["asof_date"].min() if dated else None,
+            last_asof=frame["asof_date"].max() if dated else None,
+            not_converged=int((~frame.drop_duplicates(["model", "ticker", "train_end"])["converged"]).sum())
+            if dated
+            else 0,
+            runs=run.runs,
+        )
+
+
+def keep_batch(
+    checkpoint: Checkpoint, columns: Mapping[str, str], name: str, place: int, run: PanelRun
+) -> tuple[BatchPart, dict[str, str | None], dict[str, pd.DataFrame]]:
+    """Batch ``name``'s rows (``ml.base_forecasts``, ``ml.fit_diagnostics``) kept in ``checkpoint``, written with
+    ``columns`` (:func:`~dagster_pmx.staging.stage`); what :meth:`Checkpoint.load` returns.
+
+    Runs where the rows are: in the run's process for a ticker batch, and in the Dask worker that made them
+    for a pooled model on a local cluster (it shares the disk), so that the run's process never holds them."""
+    frames = {"ml.base_forecasts": run.forecasts, "ml.fit_diagnostics": run.diagnostics}
+    return checkpoint.save(name, frames, BatchPart.of(run, place), columns)
+
+
+def keep_pooled(
+    checkpoint: Checkpoint, columns: Mapping[str, str], batches: Sequence[tuple[str, int]], j: int, run: PanelRun
+) -> tuple[BatchPart, dict[str, str | None], dict[str, pd.DataFrame]]:
+    """The ``j``-th pooled model's run kept as its batch, ``batches[j]`` (its name and its place among the
+    pooled models), by :func:`keep_batch`: the ``then`` of :class:`~python_models.evaluation.panel.PooledRuns`."""
+    name, place = batches[j]
+    return keep_batch(checkpoint, columns, name, place, run)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeAlias
 
 import dagster as dg
@@ -21,13 +22,21 @@ import pandas as pd
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.forecasting import fits as fit_store
 from dagster_pmx.defs.forecasting import reads
-from dagster_pmx.defs.forecasting.checkpoints import Checkpoint, checkpoint_root, fingerprint
+from dagster_pmx.defs.forecasting.checkpoints import (
+    BatchPart,
+    Checkpoint,
+    checkpoint_root,
+    fingerprint,
+    keep_batch,
+    keep_pooled,
+)
 from dagster_pmx.defs.reads import ticker_batches
 from dagster_pmx.defs.schemas import empty_frame
 from dagster_pmx.lake import in_transaction
-from dagster_pmx.resources import PmxSettings, StagedTables, Warehouse
+from dagster_pmx.resources import PmxSettings, Warehouse
+from dagster_pmx.staging import StagedTables
 from python_models.evaluation.cluster import dask_client, release_freed_memory
-from python_models.evaluation.panel import ModelStats, PanelRun, PooledRuns, run_panel
+from python_models.evaluation.panel import ModelStats, PooledRuns, run_panel
 from python_models.evaluation.refresh import forecast_from_fits, refit_latest
 from python_models.evaluation.walk_forward import POOLED, FoldFit, WalkForwardConfig
 from python_models.forecasters.base import DEFAULT_HORIZONS, Forecaster, PanelForecaster
@@ -38,7 +47,6 @@ Inputs: TypeAlias = tuple[pd.DataFrame, pd.DataFrame | None]
 Results: TypeAlias = Iterator[dg.MaterializeResult]
 
 IMPORTANCE_COLUMNS = [c.name for c in schemas.FEATURE_IMPORTANCES.columns]
-FIT_DIAGNOSTICS_COLUMNS = [c.name for c in schemas.FIT_DIAGNOSTICS.columns]
 
 
 def walk_forward_config(settings: PmxSettings) -> WalkForwardConfig:
@@ -79,7 +87,9 @@ def walk_forward(
     The single-series models run a batch of ``ticker_batch`` tickers at a time on one Dask client, each
     batch's forecasts staged on disk as it ends, so the step holds one batch's forecasts, not the
     universe's. The pooled models run on the whole panel as tasks of the same cluster, started before the
-    batches; each one's forecasts are staged as a batch of their own when it ends. The tables are replaced
+    batches; each one's forecasts are staged as a batch of their own when it ends, by the worker that made them
+    where the cluster is the local one (it shares this disk; a cluster named by ``scheduler`` sends them
+    here). The tables are replaced
     from the staged files once every batch is there. The staged batches are a checkpoint
     (:mod:`~dagster_pmx.defs.forecasting.checkpoints`): a run cut short leaves them, and the next
     walk-forward of the same work fits only the batches missing. The rows do not depend on the batch
@@ -109,13 +119,12 @@ def walk_forward(
         context.log.info(
             f"walk-forward: resumed {len(kept)} batches ({summary.runs}/{total} runs) from {checkpoint.folder}"
         )
-    pooled_names = _pooled(models)
+    columns = staged_columns(_pooled(models))
 
-    def keep(name: str, run: PanelRun, place: int = 0) -> None:
-        """Batch ``name``'s rows staged in the checkpoint, and its part of the summary taken."""
-        part = _Part.of(run, place)
-        frames = {"ml.base_forecasts": run.forecasts, "ml.fit_diagnostics": run.diagnostics}
-        staged.add(*checkpoint.save(name, with_fit_ids(frames), part))
+    def take(kept: tuple[BatchPart, dict[str, str | None], dict[str, pd.DataFrame]]) -> None:
+        """A kept batch's files staged, and its part of the summary taken."""
+        part, paths, empty = kept
+        staged.add(paths, empty)
         summary.merge(part)
 
     def progress(done: int, _: int) -> None:
@@ -140,13 +149,24 @@ def walk_forward(
             # The pooled models start first, each one task on the cluster beside the single-series tasks: this
             # process only gathers rows (it used to fit them in a thread of its own, a third busy process on
             # the workers' cores). Their rows do not depend on where or when they are trained.
-            started = PooledRuns([pooled[i] for i in places], returns, wf, settings.forecast_start, features, client)
+            # a model's rows are kept where they are made: on the local cluster, by its worker (this process never
+            # holds them, gigabytes at 500 tickers); a cluster named by address may not share this disk
+            started = PooledRuns(
+                [pooled[i] for i in places],
+                returns,
+                wf,
+                settings.forecast_start,
+                features,
+                client,
+                then=partial(keep_pooled, checkpoint, columns, tuple((f"pooled-{pooled[i].name}", i) for i in places)),
+                then_on_workers=scheduler is None,
+            )
             if client is not None:
                 features = None  # only the pooled models read them, and the cluster has them now
                 release_freed_memory()  # the features and the panels cut from them: gigabytes at 500 tickers
 
-            def keep_pooled(j: int, run: PanelRun) -> None:
-                keep(f"pooled-{pooled[places[j]].name}", run, place=places[j])
+            def take_pooled(kept: tuple[BatchPart, dict[str, str | None], dict[str, pd.DataFrame]]) -> None:
+                take(kept)
                 progress(0, total)  # the runs so far are summary.runs
 
             for name, batch in todo:
@@ -160,24 +180,14 @@ def walk_forward(
                     client=client,
                     allow_empty=True,
                 )
-                keep(name, run)
+                take(keep_batch(checkpoint, columns, name, 0, run))
+                del run
                 # a pooled model that has ended leaves the cluster now, not at the end of the step
-                for j, pooled_run in started.finished():
-                    keep_pooled(j, pooled_run)
+                for _, pooled_kept in started.finished():
+                    take_pooled(pooled_kept)
             # each pooled model's rows are a batch of their own: this process holds one model's at a time
-            for j, pooled_run in started.runs():
-                keep_pooled(j, pooled_run)
-
-    def with_fit_ids(frames: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-        for frame in frames.values():
-            if len(frame):
-                frame["fit_id"] = fit_store.fit_ids(frame, pooled_names)
-        diagnostics = frames["ml.fit_diagnostics"]
-        # an empty batch keeps the table's column types (it is the one written where every batch is empty)
-        frames["ml.fit_diagnostics"] = (
-            diagnostics[FIT_DIAGNOSTICS_COLUMNS] if len(diagnostics) else empty_frame(schemas.FIT_DIAGNOSTICS)
-        )
-        return frames
+            for _, pooled_kept in started.runs():
+                take_pooled(pooled_kept)
 
     run_batches()
     if summary.first_asof is None:  # raised before anything is written
@@ -211,38 +221,6 @@ def walk_forward(
 
 
 @dataclass
-class _Part:
-    """What one batch (a :class:`PanelRun`) adds to the walk-forward's :class:`_Summary`: all of it but its
-    rows, kept with them in the checkpoint."""
-
-    fits: dict[tuple[str, str], FoldFit]
-    stats: dict[str, ModelStats]
-    importances: pd.DataFrame | None
-    place: int  # a pooled model's among the pooled models given (its importances are kept in that order)
-    first_asof: pd.Timestamp | None
-    last_asof: pd.Timestamp | None
-    not_converged: int
-    runs: int
-
-    @classmethod
-    def of(cls, run: PanelRun, place: int = 0) -> _Part:
-        frame = run.forecasts
-        dated = len(frame) > 0
-        return cls(
-            fits=run.fits,
-            stats=run.stats,
-            importances=run.importances,
-            place=place,
-            first_asof=frame["asof_date"].min() if dated else None,
-            last_asof=frame["asof_date"].max() if dated else None,
-            not_converged=int((~frame.drop_duplicates(["model", "ticker", "train_end"])["converged"]).sum())
-            if dated
-            else 0,
-            runs=run.runs,
-        )
-
-
-@dataclass
 class _Summary:
     """What the walk-forward's batches add up to, once their forecasts have gone to disk: the last fit
     of each (model, ticker), the work per model, the feature importances and the metadata's figures."""
@@ -255,7 +233,7 @@ class _Summary:
     not_converged: int = 0
     runs: int = 0  # (model, ticker) runs and pooled models done in earlier batches
 
-    def merge(self, part: _Part) -> None:
+    def merge(self, part: BatchPart) -> None:
         """Take one batch's part."""
         self.fits.update(part.fits)
         for name, s in part.stats.items():
@@ -344,6 +322,19 @@ MODE_RUNS: dict[str, Callable[[dg.AssetExecutionContext, Warehouse, PmxSettings,
     "retrain": retrain,
 }
 MODES = tuple(MODE_RUNS)
+
+
+def staged_columns(pooled: set[str]) -> dict[str, str]:
+    """How the walk-forward's batches are written (:func:`~dagster_pmx.staging.stage`'s ``columns``): the
+    forecasts with their ``fit_id``, the diagnostics in ``ml.fit_diagnostics``' columns and types, the id first.
+    DuckDB builds the ids as it writes (:func:`~dagster_pmx.defs.forecasting.fits.fit_id_sql`); the types keep
+    a batch without diagnostics the table's columns (it is the one written where every batch has none)."""
+    fit_id = fit_store.fit_id_sql(pooled)
+    diagnostics = ", ".join(
+        f"{fit_id} as fit_id" if c.name == "fit_id" else f"cast({c.name} as {c.type}) as {c.name}"
+        for c in schemas.FIT_DIAGNOSTICS.columns
+    )
+    return {"ml.base_forecasts": f"*, {fit_id} as fit_id", "ml.fit_diagnostics": diagnostics}
 
 
 def _pooled(models: list[Model]) -> set[str]:

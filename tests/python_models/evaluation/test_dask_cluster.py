@@ -219,6 +219,30 @@ def test_a_pooled_models_rows_leave_the_cluster_as_soon_as_it_ends(client):
     assert client.run_on_scheduler(held) == []  # neither the rows nor the panel stay on the cluster
 
 
+def _made_where(i: int, run) -> tuple[int, int, int]:
+    """A ``then`` of PooledRuns: the process it ran in, the model's place and its rows."""
+    return os.getpid(), i, len(run.forecasts)
+
+
+def test_a_pooled_models_then_runs_where_its_rows_are_made_and_only_its_result_travels(client):
+    # the full build keeps a pooled model's rows in its checkpoint from the worker that made them (a local
+    # cluster shares the disk): the run's process never holds them. Elsewhere (a cluster named by address)
+    # the rows come back and the same ``then`` runs here.
+    long = panel(3, n=600)
+    expected, _ = run_pooled(Mssa(), long, CONFIG)
+    there = dict(
+        PooledRuns([Mssa(), Mssa()], long, CONFIG, None, None, client, then=_made_where, then_on_workers=True).runs()
+    )
+    workers = set(client.run(os.getpid).values())
+    assert sorted(there) == [0, 1]
+    for j, (pid, i, rows) in there.items():
+        assert pid in workers and pid != os.getpid() and i == j and rows == len(expected)
+    here = dict(PooledRuns([Mssa()], long, CONFIG, None, None, client, then=_made_where).runs())
+    assert here == {0: (os.getpid(), 0, len(expected))}
+    alone = dict(PooledRuns([Mssa()], long, CONFIG, None, None, then=_made_where, then_on_workers=True).runs())
+    assert alone == {0: (os.getpid(), 0, len(expected))}  # no cluster: fitted and handed on here
+
+
 def test_the_pooled_models_run_one_at_a_time_beside_the_single_series_tasks(client):
     # on two workers one pooled task runs at a time while the caller has single-series batches (each holds a
     # panel and a model's whole history of forecasts: gigabytes at 500 tickers), the next started when the

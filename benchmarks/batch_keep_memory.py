@@ -1,0 +1,137 @@
+"""Memory of keeping one pooled model's walk-forward rows in the checkpoint, where they are kept now and
+where they were kept before, on the rows of a run ``bench_scale.py --keep`` left (or any staged batch).
+
+Usage::
+
+    python benchmarks/batch_keep_memory.py --rows FILE
+
+with ``FILE`` e.g. ``DIR/local_500/checkpoints/walk_forward/<fp>/pooled-mssa/rows-000.parquet``.
+
+Each case runs in a process of its own, which first reads the rows (without their ``fit_id``) into
+pandas as the model's task returns them, then measures, every 0.02 s, how far its RSS rises above
+what it held after that set-up while it does one thing:
+
+- ``received, ids in pandas``: the run's process at 43415a2, before this change: the rows arrive pickled from the
+  worker (the bytes held), are unpickled, get their ``fit_id`` column from pandas string sums and are
+  written by DuckDB scanning the pandas frame;
+- ``received, ids in SQL``: the same, staged as now (``dagster_pmx.staging.stage``: the ids built by
+  DuckDB as it writes, the frame scanned as Arrow): the run's process now where the cluster is named by
+  address and may not share its disk;
+- ``sent from the worker``: a worker at 43415a2: it holds the rows and pickles them for the run's process;
+- ``kept where made``: a worker of the local cluster now (``PooledRuns(then_on_workers=True)``): it
+  holds the rows and stages them itself, as now. The run's process then holds none of them.
+
+The pickling is ``pickle.dumps`` (protocol 5, in band), close to what Dask does with a frame's
+buffers. Prints one JSON line per case: rows, seconds, MiB held after the set-up, and the rise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+CASES = ("received, ids in pandas", "received, ids in SQL", "sent from the worker", "kept where made")
+MIB = 2**20
+
+
+def rss() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096 / MIB
+
+
+def pandas_fit_ids(frame, pooled: set[str]):
+    """The ``fit_id`` column as pmx built it in pandas at 43415a2 (``fits.fit_ids`` then)."""
+    import pandas as pd
+
+    ticker = frame["ticker"].where(~frame["model"].isin(pooled), "*")
+    start = pd.to_datetime(frame["train_start"]).dt.strftime("%Y-%m-%d")
+    end = pd.to_datetime(frame["train_end"]).dt.strftime("%Y-%m-%d")
+    return frame["model"] + "/" + ticker + "/" + start + "/" + end
+
+
+def stage_pandas(frame, path: Path) -> None:
+    """The rows written as ``stage`` wrote them at 43415a2: DuckDB scanning the pandas frame itself."""
+    import duckdb
+
+    with duckdb.connect() as scratch:
+        scratch.register("batch", frame)
+        scratch.execute(f"copy batch to '{path}' (format parquet)")
+
+
+def one_case(case: str, rows: Path) -> dict:
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from dagster_pmx.defs.forecasting.modes import staged_columns
+    from dagster_pmx.staging import stage
+    from python_models.evaluation.cluster import release_freed_memory
+
+    columns = [c for c in pq.ParquetFile(rows).schema_arrow.names if c != "fit_id"]
+    frame = pd.read_parquet(rows, columns=columns)
+    pooled = set(frame["model"].unique())
+    received = case.startswith("received")
+    if received:
+        held = pickle.dumps(frame, protocol=5)
+        del frame
+    release_freed_memory()
+    before, peak = rss(), [0.0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss())
+            stop.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="pmx-keep-") as folder:
+        if received:
+            frame = pickle.loads(held)  # noqa: S301 - written just above
+        n = len(frame)
+        if case == "received, ids in pandas":
+            frame["fit_id"] = pandas_fit_ids(frame, pooled)
+            stage_pandas(frame, Path(folder) / "rows-000.parquet")
+        elif case == "sent from the worker":
+            sent = pickle.dumps(frame, protocol=5)
+            del sent
+        else:
+            stage({"ml.base_forecasts": frame}, Path(folder), "rows", staged_columns(pooled))
+        seconds = time.perf_counter() - started
+        peak[0] = max(peak[0], rss())
+    stop.set()
+    sampler.join()
+    return {
+        "case": case,
+        "rows": n,
+        "seconds": round(seconds, 2),
+        "held_mib": round(before),
+        "rise_mib": round(peak[0] - before),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rows", required=True, type=Path, help="a staged batch's Parquet file of ml.base_forecasts rows"
+    )
+    parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)  # one case, in a process of its own
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(one_case(args.case, args.rows)), flush=True)
+        return
+    for case in CASES:
+        subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--case", case], check=True)
+
+
+if __name__ == "__main__":
+    main()
