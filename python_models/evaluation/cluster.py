@@ -210,13 +210,16 @@ def put_on_cluster(client: Any, value: Any, name: str) -> Any:
 
 
 def release_freed_memory() -> None:
-    """Hand the memory this process has freed back to the system, where the C library allows it (glibc).
+    """Hand the memory this process has freed back to the system: glibc's (where the C library is glibc) and
+    Arrow's memory pool's.
 
     glibc keeps freed heap memory for the process's next allocations rather than returning it, so a step
     that built gigabytes of frames and then dropped them holds that resident memory to its end (Dask's own
-    advice for its workers: "Memory not released back to the OS"). Called by the walk-forward once the pooled
-    models' panels are on the cluster, and by a pooled task before its worker holds its rows; a no-op
-    without glibc."""
+    advice for its workers: "Memory not released back to the OS"). Arrow's pool (mimalloc here) does the same
+    with the buffers of every read through Arrow: reading the 500-ticker features (1.0 GB in pandas) left
+    the process at 1.43 GB once they were dropped and glibc trimmed, 0.40 GB once the pool released its
+    unused memory. Called by the walk-forward once the pooled models' panels are on the cluster and after
+    each batch it keeps, and by a pooled task before its worker holds its rows and after it keeps them."""
     import ctypes
     import gc
     import sys
@@ -227,6 +230,8 @@ def release_freed_memory() -> None:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
         except (OSError, AttributeError):  # not glibc (musl): nothing to trim
             pass
+    if "pyarrow" in sys.modules:  # a process that never read through Arrow has no pool to release
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
 
 
 def _identity(value: T) -> T:

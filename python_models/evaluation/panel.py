@@ -545,7 +545,10 @@ def _pooled_task_then(args: tuple[_PooledTask, int, Callable[[int, PanelRun], An
     run, importances = _pooled_task(task)
     if then is None:
         return run, importances
-    return then(i, PanelRun.of([run], importances, 1))
+    kept = then(i, PanelRun.of([run], importances, 1))
+    del run, importances
+    release_freed_memory()  # the rows, and the buffers they were written through
+    return kept
 
 
 def _pooled_task(args: _PooledTask) -> tuple[_Run, pd.DataFrame | None]:

@@ -182,6 +182,7 @@ def walk_forward(
                 )
                 take(keep_batch(checkpoint, columns, name, 0, run))
                 del run
+                release_freed_memory()  # the batch's rows, and the buffers they were written through
                 # a pooled model that has ended leaves the cluster now, not at the end of the step
                 for _, pooled_kept in started.finished():
                     take_pooled(pooled_kept)
