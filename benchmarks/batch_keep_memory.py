@@ -19,10 +19,13 @@ what it held after that set-up while it does one thing:
   address and may not share its disk;
 - ``sent from the worker``: a worker at 43415a2: it holds the rows and pickles them for the run's process;
 - ``kept where made``: a worker of the local cluster now (``PooledRuns(then_on_workers=True)``): it
-  holds the rows and stages them itself, as now. The run's process then holds none of them.
+  holds the rows and stages them itself, as now. The run's process then holds none of them;
+- ``kept where made, pandas scanned``: the same, but DuckDB scanning the pandas frame rather than an Arrow
+  table of it (what ``stage`` did before).
 
 The pickling is ``pickle.dumps`` (protocol 5, in band), close to what Dask does with a frame's
-buffers. Prints one JSON line per case: rows, seconds, MiB held after the set-up, and the rise.
+buffers. Prints one JSON line per case: rows, the frame's and (received) the pickled bytes' MiB,
+seconds, the process's MiB after the set-up, and the rise above it.
 """
 
 from __future__ import annotations
@@ -39,7 +42,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-CASES = ("received, ids in pandas", "received, ids in SQL", "sent from the worker", "kept where made")
+CASES = (
+    "received, ids in pandas",
+    "received, ids in SQL",
+    "sent from the worker",
+    "kept where made",
+    "kept where made, pandas scanned",
+)
 MIB = 2**20
 
 
@@ -58,13 +67,13 @@ def pandas_fit_ids(frame, pooled: set[str]):
     return frame["model"] + "/" + ticker + "/" + start + "/" + end
 
 
-def stage_pandas(frame, path: Path) -> None:
+def stage_pandas(frame, path: Path, select: str = "*") -> None:
     """The rows written as ``stage`` wrote them at 43415a2: DuckDB scanning the pandas frame itself."""
     import duckdb
 
     with duckdb.connect() as scratch:
         scratch.register("batch", frame)
-        scratch.execute(f"copy batch to '{path}' (format parquet)")
+        scratch.execute(f"copy (select {select} from batch) to '{path}' (format parquet)")
 
 
 def one_case(case: str, rows: Path) -> dict:
@@ -79,6 +88,7 @@ def one_case(case: str, rows: Path) -> dict:
     frame = pd.read_parquet(rows, columns=columns)
     pooled = set(frame["model"].unique())
     received = case.startswith("received")
+    frame_mib = frame.memory_usage(deep=True).sum() / MIB
     if received:
         held = pickle.dumps(frame, protocol=5)
         del frame
@@ -104,6 +114,8 @@ def one_case(case: str, rows: Path) -> dict:
         elif case == "sent from the worker":
             sent = pickle.dumps(frame, protocol=5)
             del sent
+        elif case == "kept where made, pandas scanned":
+            stage_pandas(frame, Path(folder) / "rows-000.parquet", staged_columns(pooled)["ml.base_forecasts"])
         else:
             stage({"ml.base_forecasts": frame}, Path(folder), "rows", staged_columns(pooled))
         seconds = time.perf_counter() - started
@@ -113,6 +125,8 @@ def one_case(case: str, rows: Path) -> dict:
     return {
         "case": case,
         "rows": n,
+        "frame_mib": round(frame_mib),
+        "pickled_mib": round(len(held) / MIB) if received else None,
         "seconds": round(seconds, 2),
         "held_mib": round(before),
         "rise_mib": round(peak[0] - before),

@@ -72,8 +72,8 @@ def stage(
 def _scanned(frame: pd.DataFrame) -> pa.Table | pd.DataFrame:
     """``frame`` as DuckDB writes it with the least memory: as an Arrow table (its columns shared, not copied),
     where Arrow gives every column a type. DuckDB's scan of a pandas frame of Arrow-backed strings (pandas 3's)
-    took 1.5 GB and 7.0 s to write the 7.3 M forecast rows of a pooled model at 500 tickers, the Arrow table
-    0.1 GB and 2.9 s (``benchmarks/batch_keep_memory.py``). A column Arrow cannot type (mixed objects, or only
+    took 1.5 GB and 6.9 s to write the 7.3 M forecast rows of a pooled model at 500 tickers, the Arrow table
+    0.6 GB and 2.9 s (``benchmarks/batch_keep_memory.py``, "kept where made" and "pandas scanned"). A column Arrow cannot type (mixed objects, or only
     nulls, which DuckDB's own scan types from pandas) leaves the frame as it is."""
     try:
         table = pa.Table.from_pandas(frame, preserve_index=False)
