@@ -2,7 +2,8 @@
 
 Usage: ``python benchmarks/bench_scale.py [--tickers 20,100,500] [--years 18] [--cluster local|tcp|both]
 [--out PATH.json] [--keep DIR [--resume]]`` (``make bench-scale``; hours at 500 tickers on a small machine). A smoke
-check: ``--tickers 3,6 --years 3`` (a few minutes).
+check: ``--tickers 3,6 --years 3`` (a few minutes). ``--report A.json,B.json`` prints the tables of sizes run
+apart (earlier ``--out`` files, e.g. one size a session), running nothing.
 
 Data: for each size n, a seeded synthetic universe written as one CSV per ticker (``source = "csv"``)
 on the real NYSE sessions (exchange_calendars' XNYS) of the last ``--years`` full years: a market index
@@ -567,6 +568,39 @@ def settings_for(sessions: int, csv_dir: Path, end: pd.Timestamp, scheduler: str
     }
 
 
+def _commit() -> str | None:
+    """The checkout's commit (with ``+changes`` when its tracked files differ), None outside git."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=here, check=False).returncode != 0
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip()[:7] + ("+changes" if dirty else "")
+
+
+def report(paths: list[Path]) -> int:
+    """Print the tables of sizes measured by separate invocations (their ``--out`` files): one universe
+    family (the same years, sessions and seed), each size and mode from the last file that has it."""
+    runs: dict[str, dict[int, dict]] = {}
+    metas = []
+    for path in paths:
+        data = json.loads(path.read_text())
+        metas.append(data["meta"])
+        for mode, by_n in data["runs"].items():
+            for n, run in by_n.items():
+                runs.setdefault(mode, {})[int(n)] = run
+                commit = data["meta"].get("commit") or "not recorded"
+                print(f"{mode} n={n}: {path} (commit {commit}), job {run.get('job_s', math.nan):.1f} s")
+    differ = [key for key in ("years", "sessions", "seed") if len({m.get(key) for m in metas}) > 1]
+    if differ:
+        print(f"--report: the files differ in {differ}: not one universe family", file=sys.stderr)
+        return 2
+    for mode, by_n in runs.items():
+        table(mode, sorted(by_n), by_n)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tickers", default="20,100,500", help="universe sizes, comma-separated")
@@ -581,10 +615,18 @@ def main() -> int:
         "completed step and the walk-forward's checkpoint; a finished run is reported, not run again)",
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--report",
+        default=None,
+        help="print the tables of earlier --out files (comma-separated), each size from the file that has it, "
+        "running nothing",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)  # one run, in a process of its own
     args = parser.parse_args()
     if args.child:
         return child(args.child)
+    if args.report:
+        return report([Path(p) for p in args.report.split(",") if p.strip()])
     if args.resume and not args.keep:
         parser.error("--resume needs --keep DIR, the folder of the runs to finish")
     ns = sorted({int(n) for n in args.tickers.split(",") if n.strip()})
@@ -675,6 +717,7 @@ def main() -> int:
             "seed": args.seed,
             "sample_every_s": SAMPLE_EVERY,
             "extrapolate_to": EXTRAPOLATE_TO,
+            "commit": _commit(),
         }
         runs_json = {mode: {str(n): run for n, run in by_n.items()} for mode, by_n in runs.items()}
         everything = _finite({"meta": meta, "runs": runs_json, "fits": fits})
