@@ -11,28 +11,29 @@ Each case runs in a process of its own, which first reads the rows (without thei
 pandas as the model's task returns them, then measures, every 0.02 s, how far its RSS rises above
 what it held after that set-up while it does one thing:
 
-- ``received, ids in pandas``: the run's process at 43415a2, before this change: the rows arrive pickled from the
-  worker (the bytes held), are unpickled, get their ``fit_id`` column from pandas string sums and are
+- ``received, ids in pandas``: the run's process at 43415a2, before this change: the rows arrive from
+  the worker serialized as Dask sends them (``distributed.protocol.serialize_bytes``; the bytes held), are
+  deserialized, summed up (``BatchPart.of``), get their ``fit_id`` column from pandas string sums and are
   written by DuckDB scanning the pandas frame;
-- ``received, ids in SQL``: the same, staged as now (``dagster_pmx.staging.stage``: the ids built by
-  DuckDB as it writes, the frame scanned as Arrow): the run's process now where the cluster is named by
+- ``received, staged as now``: the same, then ``checkpoints.keep_batch`` as now (the ids built by DuckDB
+  as it writes, the frame scanned as an Arrow table): the run's process now where the cluster is named by
   address and may not share its disk;
-- ``sent from the worker``: a worker at 43415a2: it holds the rows and pickles them for the run's process;
+- ``sent from the worker``: a worker at 43415a2: it holds the rows and serializes them for the run;
 - ``kept where made``: a worker of the local cluster now (``PooledRuns(then_on_workers=True)``): it
-  holds the rows and stages them itself, as now. The run's process then holds none of them;
+  holds the rows and keeps them itself (``keep_batch``). The run's process then holds none of them;
 - ``kept where made, pandas scanned``: the same, but DuckDB scanning the pandas frame rather than an Arrow
   table of it (what ``stage`` did before).
 
-The pickling is ``pickle.dumps`` (protocol 5, in band), close to what Dask does with a frame's
-buffers. Prints one JSON line per case: rows, the frame's and (received) the pickled bytes' MiB,
-seconds, the process's MiB after the set-up, and the rise above it.
+Dask's comms may send a frame's buffers without the one copy ``serialize_bytes`` makes, so the two
+"sent" and "received" figures may overstate those steps somewhat. Prints one JSON line per case: rows,
+the frame's and (received) the serialized bytes' MiB, seconds, the process's MiB after the set-up, and
+the rise above it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import subprocess
 import sys
 import tempfile
@@ -44,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 CASES = (
     "received, ids in pandas",
-    "received, ids in SQL",
+    "received, staged as now",
     "sent from the worker",
     "kept where made",
     "kept where made, pandas scanned",
@@ -79,10 +80,12 @@ def stage_pandas(frame, path: Path, select: str = "*") -> None:
 def one_case(case: str, rows: Path) -> dict:
     import pandas as pd
     import pyarrow.parquet as pq
+    from distributed.protocol import deserialize_bytes, serialize_bytes
 
+    from dagster_pmx.defs.forecasting.checkpoints import BatchPart, Checkpoint, keep_batch
     from dagster_pmx.defs.forecasting.modes import staged_columns
-    from dagster_pmx.staging import stage
     from python_models.evaluation.cluster import release_freed_memory
+    from python_models.evaluation.panel import PanelRun
 
     columns = [c for c in pq.ParquetFile(rows).schema_arrow.names if c != "fit_id"]
     frame = pd.read_parquet(rows, columns=columns)
@@ -90,7 +93,7 @@ def one_case(case: str, rows: Path) -> dict:
     received = case.startswith("received")
     frame_mib = frame.memory_usage(deep=True).sum() / MIB
     if received:
-        held = pickle.dumps(frame, protocol=5)
+        held = serialize_bytes(frame)  # as Dask sends it
         del frame
     release_freed_memory()
     before, peak = rss(), [0.0]
@@ -101,23 +104,29 @@ def one_case(case: str, rows: Path) -> dict:
             peak[0] = max(peak[0], rss())
             stop.wait(0.02)
 
+    def run_of(forecasts: pd.DataFrame) -> PanelRun:
+        return PanelRun(forecasts=forecasts, stats={}, fits={}, importances=None, runs=1)
+
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pmx-keep-") as folder:
+        checkpoint = Checkpoint(Path(folder), "ab" * 32)
         if received:
-            frame = pickle.loads(held)  # noqa: S301 - written just above
+            frame = deserialize_bytes(held)
         n = len(frame)
-        if case == "received, ids in pandas":
+        if case == "received, ids in pandas":  # _Part.of, with_fit_ids and stage at 43415a2
+            part = BatchPart.of(run_of(frame))
             frame["fit_id"] = pandas_fit_ids(frame, pooled)
             stage_pandas(frame, Path(folder) / "rows-000.parquet")
         elif case == "sent from the worker":
-            sent = pickle.dumps(frame, protocol=5)
+            sent = serialize_bytes(frame)
             del sent
         elif case == "kept where made, pandas scanned":
+            part = BatchPart.of(run_of(frame))
             stage_pandas(frame, Path(folder) / "rows-000.parquet", staged_columns(pooled)["ml.base_forecasts"])
-        else:
-            stage({"ml.base_forecasts": frame}, Path(folder), "rows", staged_columns(pooled))
+        else:  # what the run's process (received) or the worker (kept where made) does now
+            part, _, _ = keep_batch(checkpoint, staged_columns(pooled), "pooled-model", 0, run_of(frame))
         seconds = time.perf_counter() - started
         peak[0] = max(peak[0], rss())
     stop.set()
@@ -126,7 +135,7 @@ def one_case(case: str, rows: Path) -> dict:
         "case": case,
         "rows": n,
         "frame_mib": round(frame_mib),
-        "pickled_mib": round(len(held) / MIB) if received else None,
+        "serialized_mib": round(len(held) / MIB) if received else None,
         "seconds": round(seconds, 2),
         "held_mib": round(before),
         "rise_mib": round(peak[0] - before),

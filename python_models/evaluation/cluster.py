@@ -215,11 +215,12 @@ def release_freed_memory() -> None:
 
     glibc keeps freed heap memory for the process's next allocations rather than returning it, so a step
     that built gigabytes of frames and then dropped them holds that resident memory to its end (Dask's own
-    advice for its workers: "Memory not released back to the OS"). Arrow's pool (mimalloc here) does the same
-    with the buffers of every read through Arrow: after reading the 500-ticker features (1.0 GB in pandas) and
-    dropping them, a process held 1.43 GB with glibc trimmed and 0.40 GB once the pool released its unused
-    memory (``benchmarks/arrow_pool_memory.py``). Called by the walk-forward once the pooled models' panels are on the cluster and after
-    each batch it keeps, and by a pooled task before its worker holds its rows and after it keeps them."""
+    advice for its workers: "Memory not released back to the OS"). Arrow's pool (mimalloc here) does the
+    same with the buffers of every read through Arrow: after reading the 500-ticker features (1,033 MiB in
+    pandas) and dropping them, a process held 1,431 MiB with glibc trimmed and 397 MiB once the pool
+    released its unused memory (``benchmarks/arrow_pool_memory.py``). Called by the walk-forward once the
+    pooled models' panels are on the cluster and after each batch it keeps, and by a pooled task before its
+    worker holds its rows and after it keeps them."""
     import ctypes
     import gc
     import sys

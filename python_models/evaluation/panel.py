@@ -336,10 +336,10 @@ def run_panel(
 
 class PooledRuns:
     """The pooled models' walk-forwards: with a Dask client, each model one task on its cluster (the panels sent
-    there at once), so that this process only gathers rows instead of fitting beside the workers on the same
-    cores, ``at_once`` of them running at a time (default: the cluster's workers but one, at least one) until
+    there at once), so that this process only takes their results instead of fitting beside the workers on
+    the same cores, ``at_once`` of them running at a time (default: the cluster's workers but one, at least one) until
     :meth:`runs` is read (the caller's other work is done), then as many as the cluster has workers; the next
-    starts when one's rows are taken. Without a client, fitted here, one after the other, when :meth:`runs`
+    starts when one's result is taken. Without a client, fitted here, one after the other, when :meth:`runs`
     is read.
 
     ``then(i, run)``, where given, is applied to each model's :class:`PanelRun` (``i`` its place among the models

@@ -1,6 +1,9 @@
 """The walk-forward's checkpoints: a fingerprint that changes with whatever the rows depend on, and batches
 that are read only when whole (the resumed run itself: tests/e2e/test_walk_forward_checkpoint.py)."""
 
+import subprocess
+import sys
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -112,3 +115,11 @@ def test_a_batch_is_kept_with_the_fit_stores_ids_and_the_tables_column_types(tmp
         con.register("head", empty["ml.fit_diagnostics"])
         kinds = [kind.lower() for _, kind, *_ in con.execute("describe select * from head").fetchall()]
     assert kinds == [c.type for c in schemas.FIT_DIAGNOSTICS.columns]
+
+
+def test_the_module_a_worker_keeps_a_pooled_batch_with_imports_no_dagster():
+    # a pooled model's worker unpickles checkpoints.keep_pooled: Dagster in every worker would cost each
+    # one its import time and memory for nothing
+    code = "import sys, dagster_pmx.defs.forecasting.checkpoints; print('dagster' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

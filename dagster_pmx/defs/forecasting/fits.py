@@ -93,13 +93,14 @@ def fit_id(model: str, ticker: str, train_start, train_end) -> str:
 def fit_id_sql(pooled: set[str]) -> str:
     """The ``fit_id`` of each row as a DuckDB expression over the columns ``model``, ``ticker``, ``train_start``
     and ``train_end``: :func:`fit_id`'s text, built in SQL where the rows are written (a pandas column of a
-    batch's ids is millions of Python strings, gigabytes at 500 tickers)."""
+    batch's ids is millions of strings). The train dates are naive, as everywhere in the warehouse (DuckDB
+    would write a zoned one's date in its session's zone, :func:`fit_id` in the timestamp's own)."""
     names = ", ".join("'" + name.replace("'", "''") + "'" for name in sorted(pooled))
-    # cast: a frame without rows may give DuckDB untyped (integer) columns, and the id is text whatever they are
+    # cast: a frame without rows gives DuckDB untyped columns, and the id is text whatever they are
     ticker = f"case when model in ({names}) then '*' else ticker::varchar end" if pooled else "ticker::varchar"
     return (
-        f"model::varchar || '/' || {ticker} || '/' || strftime(train_start, '%Y-%m-%d') || '/' "
-        "|| strftime(train_end, '%Y-%m-%d')"
+        f"cast(model::varchar || '/' || {ticker} || '/' || strftime(train_start, '%Y-%m-%d') || '/' "
+        "|| strftime(train_end, '%Y-%m-%d') as varchar)"
     )
 
 

@@ -87,12 +87,11 @@ def walk_forward(
     The single-series models run a batch of ``ticker_batch`` tickers at a time on one Dask client, each
     batch's forecasts staged on disk as it ends, so the step holds one batch's forecasts, not the
     universe's. The pooled models run on the whole panel as tasks of the same cluster, started before the
-    batches; each one's forecasts are staged as a batch of their own when it ends, by the worker that made them
-    where the cluster is the local one (it shares this disk; a cluster named by ``scheduler`` sends them
-    here). The tables are replaced
-    from the staged files once every batch is there. The staged batches are a checkpoint
-    (:mod:`~dagster_pmx.defs.forecasting.checkpoints`): a run cut short leaves them, and the next
-    walk-forward of the same work fits only the batches missing. The rows do not depend on the batch
+    batches; each one's forecasts are staged as a batch of their own when it ends, by the worker that made
+    them where the cluster is the local one (it shares this disk; a cluster named by ``scheduler`` sends
+    them here). The tables are replaced from the staged files once every batch is there. The staged
+    batches are a checkpoint (:mod:`~dagster_pmx.defs.forecasting.checkpoints`): a run cut short leaves
+    them, and the next walk-forward of the same work fits only the batches missing. The rows do not depend on the batch
     size, nor on where a run was resumed."""
     returns, features = inputs if inputs is not None else model_inputs(warehouse, settings, models)
     wf = walk_forward_config(settings)
@@ -147,8 +146,8 @@ def walk_forward(
         shared = scheduler or (settings.workers > 1 and total >= 2)
         with dask_client(scheduler, settings.workers) if shared else nullcontext() as client:
             # The pooled models start first, each one task on the cluster beside the single-series tasks: this
-            # process only gathers rows (it used to fit them in a thread of its own, a third busy process on
-            # the workers' cores). Their rows do not depend on where or when they are trained.
+            # process only takes their results (it used to fit them in a thread of its own, a third busy process
+            # on the workers' cores). Their rows do not depend on where or when they are trained.
             # a model's rows are kept where they are made: on the local cluster, by its worker (this process never
             # holds them, gigabytes at 500 tickers); a cluster named by address may not share this disk
             started = PooledRuns(
