@@ -363,9 +363,9 @@ def child(spec_path: str) -> int:
     cut short (``--resume``) runs only the steps no earlier attempt completed; the walk-forward resumes
     from its checkpoint. Its measurements then combine the attempts: a step completed earlier keeps that
     attempt's time and peak; the walk-forward's time adds the time earlier attempts spent in it (their
-    work is in its checkpoint, so this counts the work lost at each cut too); the run's peak is the
-    largest of all attempts'. The child process's wall time and ``ru_maxrss`` (``process_s``,
-    ``maxrss_mib``) are the last attempt's alone, stops included."""
+    work is in its checkpoint, so this counts the work lost at each cut too), and its peak is the largest
+    of its attempts'; the run's peak is the largest of all attempts'. The child process's wall time and
+    ``ru_maxrss`` (``process_s``, ``maxrss_mib``) are the last attempt's alone, stops included."""
     import dagster as dg
 
     spec = json.loads(Path(spec_path).read_text())
@@ -419,9 +419,10 @@ def child(spec_path: str) -> int:
     carried = sum(s["seconds"] for s in cut)
     total_s = job_s - stopped + sum(s["seconds"] for s in reused) + carried
     for step in [*reused, *steps]:  # the walk-forward completed now or in an earlier attempt after the cut
-        if step["step"] == CHECKPOINTED_STEP and carried:
+        if step["step"] == CHECKPOINTED_STEP and cut:
             step["carried_s"] = carried
             step["seconds"] += carried
+            step["peak_mib"] = max([step["peak_mib"], *(s["peak_mib"] for s in cut)])  # its peak in any attempt
     out = {
         "ok": result.success,
         "job_s": total_s,
