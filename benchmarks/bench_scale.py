@@ -381,7 +381,12 @@ def child(spec_path: str) -> int:
     base = PmxSettings.from_env()
     fields = {name: getattr(base, name) for name in PmxSettings.model_fields}
     settings = PmxSettings(**{**fields, **spec["settings"]})
-    defs = build_definitions({"warehouse": Warehouse(path=spec["warehouse"]), "settings": settings})
+    from dagster_pmx.config import load_config
+
+    # the run's DuckDB memory as `pmx run` sets it (duckdb_memory: pmx.toml, PMX_DUCKDB_MEMORY), dbt's included
+    memory = load_config().duckdb_memory
+    warehouse = Warehouse(path=spec["warehouse"], memory_limit=memory)
+    defs = build_definitions({"warehouse": warehouse, "settings": settings})
     instance = dg.DagsterInstance.local_temp(tempdir=str(attempt / "dagster"))
     job_def = defs.resolve_job_def("full_build")
     completed = {s["step"]: s for a in earlier for s in a["steps"] if s["status"] == "success"}
@@ -434,6 +439,7 @@ def child(spec_path: str) -> int:
         "workers": settings.workers,
         "train_window": settings.train_window,
         "ensemble_window": settings.ensemble_window,
+        "duckdb_memory": memory,
         "steps": reused + steps,
     }
     Path(spec["result"]).write_text(json.dumps(out))
