@@ -152,7 +152,8 @@ def ungoverned_signals(warehouse: Warehouse) -> pd.DataFrame:
         [LLM_PREFIX, SOURCE],
     )
     both = [f for f in (governed, routed) if len(f)]
-    out = pd.concat(both, ignore_index=True).drop_duplicates(["ticker", "date"]) if both else governed
+    # a row is one (ticker, date, model): a ticker may have tradable signals of two models on a session
+    out = pd.concat(both, ignore_index=True).drop_duplicates(["ticker", "date", "model"]) if both else governed
     return out.sort_values(["date", "ticker"], kind="stable").reset_index(drop=True)
 
 
