@@ -11,7 +11,8 @@ from a fit that ended at least the gap (the longest horizon's purge plus the emb
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,61 @@ from python_models.evaluation.walk_forward import Fold, WalkForwardConfig, diagn
 
 #: Columns of :func:`run_classifier`'s probabilities.
 WALK_FORWARD_COLUMNS = [*PROBABILITY_COLUMNS, "train_start", "train_end"]
+
+
+@dataclass
+class FoldProbabilities:
+    """One fold of :func:`fold_probabilities`: its training window, and its fit's probabilities and
+    diagnostics (``probabilities`` is None where the fit failed)."""
+
+    train_start: pd.Timestamp
+    train_end: pd.Timestamp
+    probabilities: pd.DataFrame | None
+    diagnostics: dict[str, float]
+
+
+def fold_probabilities(
+    classifier: PanelClassifier,
+    panel: pd.DataFrame,
+    config: WalkForwardConfig,
+    start: pd.Timestamp | str | None = None,
+    since: pd.Timestamp | None = None,
+    calendar: pd.DatetimeIndex | None = None,
+) -> Iterator[FoldProbabilities]:
+    """The folds of :func:`run_classifier` one at a time, each with its probabilities (the columns of
+    :data:`WALK_FORWARD_COLUMNS`, ordered by ticker, date, target and horizon), so that a caller may
+    store each fold's rows as they come instead of holding every fold's (gigabytes at 500 tickers).
+    The parameters are :func:`run_classifier`'s; a fit that fails warns, and its fold has no
+    probabilities."""
+    p = validate_classifier_panel(panel, classifier.horizons, classifier.targets)
+    dates = pd.DatetimeIndex(p["date"].unique()) if calendar is None else pd.DatetimeIndex(calendar)
+    first_new = 0 if since is None else int(dates.searchsorted(pd.Timestamp(since), side="right"))
+    day = p["date"].to_numpy()
+    for fold in classifier_folds(classifier, dates, config, start):
+        if fold.test_end <= first_new:
+            continue
+        lo, hi = dates[fold.train_start], dates[fold.train_end - 1]
+        if len(day) and day[0] > lo.to_datetime64():
+            raise ValueError(
+                f"the panel starts at {pd.Timestamp(day[0]).date()}, after the fold's window ({lo.date()})"
+            )
+        train = p.iloc[day.searchsorted(lo.to_datetime64(), "left") : day.searchsorted(hi.to_datetime64(), "right")]
+        try:
+            fit = classifier.fit(train)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            warnings.warn(
+                f"{classifier.name}: fit on {lo.date()}..{hi.date()} failed ({exc})", RuntimeWarning, stacklevel=2
+            )
+            yield FoldProbabilities(lo, hi, None, {})
+            continue
+        test_lo = dates[max(fold.test_start, first_new)]
+        test_hi = dates[fold.test_end - 1]
+        rows = p.iloc[
+            day.searchsorted(test_lo.to_datetime64(), "left") : day.searchsorted(test_hi.to_datetime64(), "right")
+        ]
+        frame = fit.predict(rows)
+        frame["train_start"], frame["train_end"] = lo, hi
+        yield FoldProbabilities(lo, hi, frame, fit.diagnostics)
 
 
 def run_classifier(
@@ -55,41 +111,22 @@ def run_classifier(
     Returns
     -------
     probabilities : pandas.DataFrame
-        :data:`WALK_FORWARD_COLUMNS`, ordered by ticker, date, target and horizon.
+        :data:`WALK_FORWARD_COLUMNS`, ordered by ticker, date, target and horizon; ``attrs["failed_fits"]``
+        counts the fits that failed.
     diagnostics : pandas.DataFrame
         Every fit's diagnostics (``train_start``, ``train_end``, ``diagnostic``, ``value``).
+
+    See Also
+    --------
+    fold_probabilities : the same folds one at a time.
     """
-    p = validate_classifier_panel(panel, classifier.horizons, classifier.targets)
-    dates = pd.DatetimeIndex(p["date"].unique()) if calendar is None else pd.DatetimeIndex(calendar)
-    first_new = 0 if since is None else int(dates.searchsorted(pd.Timestamp(since), side="right"))
-    day = p["date"].to_numpy()
     frames, diagnostics, failed = [], [], 0
-    for fold in classifier_folds(classifier, dates, config, start):
-        if fold.test_end <= first_new:
-            continue
-        lo, hi = dates[fold.train_start], dates[fold.train_end - 1]
-        if len(day) and day[0] > lo.to_datetime64():
-            raise ValueError(
-                f"the panel starts at {pd.Timestamp(day[0]).date()}, after the fold's window ({lo.date()})"
-            )
-        train = p.iloc[day.searchsorted(lo.to_datetime64(), "left") : day.searchsorted(hi.to_datetime64(), "right")]
-        try:
-            fit = classifier.fit(train)
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            warnings.warn(
-                f"{classifier.name}: fit on {lo.date()}..{hi.date()} failed ({exc})", RuntimeWarning, stacklevel=2
-            )
+    for fold in fold_probabilities(classifier, panel, config, start, since, calendar):
+        if fold.probabilities is None:
             failed += 1
             continue
-        diagnostics.append((lo, hi, fit.diagnostics))
-        test_lo = dates[max(fold.test_start, first_new)]
-        test_hi = dates[fold.test_end - 1]
-        rows = p.iloc[
-            day.searchsorted(test_lo.to_datetime64(), "left") : day.searchsorted(test_hi.to_datetime64(), "right")
-        ]
-        frame = fit.predict(rows)
-        frame["train_start"], frame["train_end"] = lo, hi
-        frames.append(frame)
+        diagnostics.append((fold.train_start, fold.train_end, fold.diagnostics))
+        frames.append(fold.probabilities)
     out = (
         pd.concat(frames, ignore_index=True).sort_values(["ticker", "date", "target", "horizon"], ignore_index=True)
         if frames

@@ -104,3 +104,34 @@ def test_the_maintenance_prunes_old_dbt_invocation_folders_and_nothing_else(tmp_
     assert sorted(prune_invocation_folders(older_than_days=7, target=tmp_path)) == [outside_a_run, old]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["manifest.json", recent.name, "docs", "run-1a2b3c4"])
     assert prune_invocation_folders(older_than_days=7, target=tmp_path / "missing") == []
+
+
+def test_the_uniqueness_test_on_duckdb_fails_on_the_keys_dbt_utils_own_query_finds(tmp_path, monkeypatch):
+    import duckdb
+
+    # dispatch puts pmx's macro first: one 64-bit hash of the key grouped, then only the repeated hashes' rows
+    compiled = _compiled_key_test(tmp_path, monkeypatch, "--select", "forecasts", "--full-refresh")
+    assert "hash(model, ticker, asof_date, horizon)" in compiled
+    dbt_utils = (
+        "select model, ticker, asof_date, horizon from pmx.marts.forecasts "
+        "group by model, ticker, asof_date, horizon having count(*) > 1"
+    )
+    con = duckdb.connect()
+    con.execute("attach ':memory:' as pmx")
+    con.execute("create schema pmx.marts")
+    rows = [
+        ("garch", "AAA", "2024-01-02", 1),
+        ("garch", "AAA", "2024-01-02", 5),
+        ("garch", "BBB", "2024-01-02", 1),
+        ("hmm", "AAA", "2024-01-02", 1),
+    ]
+    con.execute("create table pmx.marts.forecasts (model varchar, ticker varchar, asof_date date, horizon bigint)")
+    con.executemany("insert into pmx.marts.forecasts values (?, ?, ?, ?)", rows)
+    assert con.execute(compiled).fetchall() == []
+    # a repeated key, and a repeated key with a NULL (dbt_utils' group by counts NULLs as equal): both found
+    con.executemany(
+        "insert into pmx.marts.forecasts values (?, ?, ?, ?)",
+        [rows[2], ("hmm", None, "2024-01-03", 21), ("hmm", None, "2024-01-03", 21)],
+    )
+    found = sorted(con.execute(compiled).fetchall(), key=str)
+    assert found == sorted(con.execute(dbt_utils).fetchall(), key=str) and len(found) == 2

@@ -1,6 +1,9 @@
 """Classifiers of the binary targets: walk-forward probabilities, and their scores against the base rate."""
 
+from collections.abc import Iterator
+
 import dagster as dg
+import pandas as pd
 
 from dagster_pmx.defs import schemas
 from dagster_pmx.defs.classification import reads
@@ -10,10 +13,39 @@ from dagster_pmx.resources import PmxSettings, Warehouse
 from python_models.classification.base import label_columns
 from python_models.classification.logistic import PooledLogistic
 from python_models.classification.scores import classifier_scores as score_classifiers
-from python_models.classification.walk_forward import first_training_session, run_classifier
+from python_models.classification.walk_forward import (
+    WALK_FORWARD_COLUMNS,
+    FoldProbabilities,
+    first_training_session,
+    fold_probabilities,
+)
+from python_models.evaluation.walk_forward import diagnostics_frame
 
 #: Bootstrap draws of the scores' intervals.
 SCORE_DRAWS = 1000
+
+
+class FoldTally:
+    """A classifier's folds (:func:`fold_probabilities`) as batches of ``ml.class_probabilities`` rows, counting
+    as they pass the rows, the fits that failed and every fit's diagnostics."""
+
+    def __init__(self, folds: Iterator[FoldProbabilities], model: str) -> None:
+        self.folds, self.model = folds, model
+        self.rows, self.failed = 0, 0
+        self.diagnostics: list[tuple[pd.Timestamp, pd.Timestamp, dict[str, float]]] = []
+
+    def batches(self, table: str) -> Iterator[dict[str, pd.DataFrame]]:
+        """``{table: rows}`` of each fold whose fit succeeded; one without rows when none did (the
+        table keeps its columns)."""
+        for fold in self.folds:
+            if fold.probabilities is None:
+                self.failed += 1
+                continue
+            self.diagnostics.append((fold.train_start, fold.train_end, fold.diagnostics))
+            self.rows += len(fold.probabilities)
+            yield {table: fold.probabilities.assign(model=self.model)[["model", *WALK_FORWARD_COLUMNS]]}
+        if not self.diagnostics:
+            yield {table: pd.DataFrame(columns=["model", *WALK_FORWARD_COLUMNS])}
 
 
 def default_classifier() -> PooledLogistic:
@@ -50,22 +82,24 @@ def class_probabilities(
     panel = reads.classifier_panel(
         warehouse, settings.benchmark, settings.ticker_list, label_columns(classifier.horizons), first
     )
-    probabilities, diagnostics = run_classifier(
-        classifier, panel, wf, start=settings.forecast_start, since=since, calendar=calendar
+    folds = FoldTally(
+        fold_probabilities(classifier, panel, wf, start=settings.forecast_start, since=since, calendar=calendar),
+        classifier.name,
     )
-    probabilities.insert(0, "model", classifier.name)
-    if since is None:
-        rows = warehouse.replace_table("ml.class_probabilities", probabilities)
+    if since is None:  # each fold's rows written as they come: the whole history's are gigabytes at 500 tickers
+        rows = warehouse.replace_tables_in_batches(folds.batches("ml.class_probabilities"))["ml.class_probabilities"]
     else:  # only the folds that hold the new sessions were fitted: their rows are the full run's
-        rows = warehouse.append_after("ml.class_probabilities", probabilities, since)
-        context.log.info(f"incremental: {len(probabilities)} probabilities after {since.date()}")
+        new = pd.concat([batch["ml.class_probabilities"] for batch in folds.batches("ml.class_probabilities")])
+        rows = warehouse.append_after("ml.class_probabilities", new, since)
+        context.log.info(f"incremental: {len(new)} probabilities after {since.date()}")
+    diagnostics = diagnostics_frame(folds.diagnostics)
     skill = diagnostics[diagnostics["diagnostic"].str.startswith("held_out_skill_")]
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows,
-            "new_rows": len(probabilities),
+            "new_rows": folds.rows,
             "fits": int(diagnostics["train_end"].nunique()) if len(diagnostics) else 0,
-            "failed_fits": int(probabilities.attrs.get("failed_fits", 0)),
+            "failed_fits": folds.failed,
             # log-loss skill over the base rate on the fits' held-out blocks, averaged over fits and targets
             "mean_held_out_skill": round(float(skill["value"].mean()), 5) if len(skill) else 0.0,
         }
@@ -84,10 +118,14 @@ def class_probabilities(
     "circular-block-bootstrap intervals of the differences (blocks of max(h, 21) sessions) and a verdict.",
 )
 def classifier_scores(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-    realised = reads.realised_probabilities(warehouse)
-    if realised.empty:
+    groups = reads.scored_groups(warehouse)
+    if not groups:
         raise ValueError("marts.class_probabilities has no realised probability to score")
-    scores = score_classifiers(realised, draws=SCORE_DRAWS)
+    # a group at a time (each is scored on its own rows alone): the same scores as of every row at once
+    scores = pd.concat(
+        [score_classifiers(reads.realised_probabilities(warehouse, *group), draws=SCORE_DRAWS) for group in groups],
+        ignore_index=True,
+    )
     rows = warehouse.replace_table("marts.classifier_scores", scores)
     board = scores[["model", "target", "horizon", "hit_rate", "base_hit_rate", "log_loss", "base_log_loss", "verdict"]]
     return dg.MaterializeResult(

@@ -50,12 +50,21 @@ def last_probability_date(warehouse: Warehouse) -> pd.Timestamp | None:
     return None if value is None or pd.isna(value) else pd.Timestamp(value)
 
 
-def realised_probabilities(warehouse: Warehouse) -> pd.DataFrame:
-    """The realised rows of ``marts.class_probabilities``: ``model, target, horizon, date, probability,
-    base_rate, event``."""
+def scored_groups(warehouse: Warehouse) -> list[tuple[str, str, int]]:
+    """Every (model, target, horizon) of ``marts.class_probabilities`` with a realised row, in order."""
     with warehouse.ibis() as db:
         t = db.table("class_probabilities", database="marts")
-        t = t.filter(t.event.notnull())
+        groups = frame(t.filter(t.event.notnull()).select("model", "target", "horizon").distinct())
+    return sorted((str(m), str(t), int(h)) for m, t, h in groups.itertuples(index=False))
+
+
+def realised_probabilities(warehouse: Warehouse, model: str, target: str, horizon: int) -> pd.DataFrame:
+    """The realised rows of one (model, target, horizon) of ``marts.class_probabilities``: ``model, target,
+    horizon, date, probability, base_rate, event``. One group at a time: every group's rows together are
+    14 M at 500 tickers, gigabytes in pandas."""
+    with warehouse.ibis() as db:
+        t = db.table("class_probabilities", database="marts")
+        t = t.filter(t.event.notnull(), t.model == model, t.target == target, t.horizon == horizon)
         return frame(
             t.select("model", "target", "horizon", t.asof_date.name("date"), "probability", "base_rate", "event")
         )
