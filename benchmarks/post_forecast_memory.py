@@ -33,31 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
-#: The default single models' names (marts.forecasts' accepted values), the first ``--models`` used.
-MODELS = [
-    "random_walk",
-    "garch",
-    "gjr_garch",
-    "egarch",
-    "sarimax",
-    "sarimax_auto",
-    "samossa",
-    "ssa_cusum",
-    "hmm",
-    "bayesian_ridge",
-    "tcn",
-    "lstm",
-    "xgboost",
-    "mssa",
-    "mssa_rl",
-    "sarimax_exog",
-    "tcn_features",
-]
 #: The three ensembles, each drawn from one single model's rows.
 ENSEMBLES = {"random_walk": "ensemble", "garch": "ensemble_stacking", "gjr_garch": "ensemble_regime"}
 KEY = "model, ticker, asof_date, horizon"
-#: The two forms of the key test: dbt_utils' query, and what pmx's macro compiles to (checked by the test
-#: of tests/dagster_pmx/test_dbt_project.py against the compiled node).
+#: The two forms of the key test: dbt_utils' query, and pmx's (dbt_project/macros/unique_combination_of_columns.sql)
+#: written out for the view (the macro compiles the same query with dbt's wrapper and the relation quoted).
 KEY_TESTS = {
     "dbt_utils": f"select {KEY} from marts.forecasts group by {KEY} having count(*) > 1",
     "pmx": (
@@ -71,8 +51,10 @@ KEY_TESTS = {
 def synthetic_forecasts(path: str, models: int) -> dict[str, int]:
     """Fill the forecast tables of the lake at ``path`` (which has the feature build's tables); row counts."""
     from dagster_pmx.lake import Lake
+    from python_models.forecasters.registry import DEFAULT_MODELS
 
-    names = ", ".join(f"('{m}')" for m in MODELS[:models])
+    # the default set's names, which marts.forecasts' tests accept
+    names = ", ".join(f"('{m}')" for m in DEFAULT_MODELS[:models])
     ensembles = " ".join(f"when '{m}' then '{e}'" for m, e in ENSEMBLES.items())
     quarter = "date_trunc('quarter', date)"
     statements = {
@@ -140,7 +122,12 @@ def measured(command: list[str], **popen) -> dict:
     with tempfile.TemporaryFile(mode="w+") as log:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True, **popen)
-        _, status, usage = os.wait4(process.pid, 0)
+        try:  # wait4 for the child's peak RSS, which Popen.wait does not give
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # interrupted: the child goes too
+            process.kill()
+            raise
+        process.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
         log.seek(0)
         output = log.read()
@@ -149,7 +136,7 @@ def measured(command: list[str], **popen) -> dict:
         if line.startswith("{"):
             out |= json.loads(line)
     out |= {"process_s": round(seconds, 1), "peak_mib": round(usage.ru_maxrss / 1024)}
-    code = os.waitstatus_to_exitcode(status)
+    code = process.returncode
     return out | {"returncode": code, "tail": output[-600:]} if code else out
 
 
@@ -163,6 +150,13 @@ def dbt_build(path: str, memory: str, target: Path) -> dict:
     command += ["--exclude", "tag:backtest", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR)]
     command += ["--target-path", str(target)]
     out = measured(command, env={**os.environ, **dbt_env(Lake.at(path), memory)}, cwd=DBT_DIR)
+    if not (target / "run_results.json").exists():  # dbt itself died (the kernel's OOM killer, say)
+        return {
+            "passed": False,
+            "error": out.get("tail", "")[-300:],
+            "seconds": out["process_s"],
+            "peak_mib": out["peak_mib"],
+        }
     results = json.loads((target / "run_results.json").read_text())["results"]
     names = {r["unique_id"]: r["unique_id"].split(".")[2] for r in results}
     key = [r for r in results if names[r["unique_id"]].startswith("dbt_utils_unique_combination_of_columns_forecasts")]
@@ -179,7 +173,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kept", required=True, help="the folder of step_memory.py --prepare (made when missing)")
     parser.add_argument("--tickers", type=int, default=500)
-    parser.add_argument("--models", type=int, default=15, help=f"single models, at most {len(MODELS)}")
+    parser.add_argument("--models", type=int, default=15, help="single models, the first of the default set's 15")
     parser.add_argument("--memory", default="1.25GB", help="DuckDB's memory limit (the run's duckdb_memory)")
     parser.add_argument("--key-test", choices=sorted(KEY_TESTS), help=argparse.SUPPRESS)  # one form, in its own process
     parser.add_argument("--lake", help=argparse.SUPPRESS)

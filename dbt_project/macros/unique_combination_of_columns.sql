@@ -1,12 +1,14 @@
 {#- dbt_utils' unique_combination_of_columns on DuckDB, within the memory dbt's DuckDB is given.
 
-    dbt_utils groups the relation by the key columns: on marts.forecasts at 500 tickers (~110 M rows keyed
-    by two strings, a date and a number) DuckDB's aggregate ran out of memory at 1.25GB and at 2GB ("could
-    not allocate block"), threads=1 included; it passed at 3GB (docs/scaling.md). Grouping by one 64-bit
-    hash of the key spills, and passed at 1.25GB. A hash alone could call two keys that collide a duplicate,
-    so only the rows whose hash repeats are grouped again by the key itself: the same failing keys as
-    dbt_utils' query (NULLs group together in both), for the cost of a second scan. dbt_project.yml's
-    `dispatch` puts this macro before dbt_utils' own. -#}
+    dbt_utils groups the relation by the key columns. On marts.forecasts at 500 tickers (a view over
+    ~110 M single-model rows and the ensembles', keyed by two strings, a date and a number) that aggregate
+    ran out of DuckDB memory in the run's build at 1.25GB and 2GB ("could not allocate block"); on synthetic
+    tables of that size (~163 M rows) it did so alone at 1.25GB and 3GB, and with one thread. Grouped by
+    one 64-bit hash of the key, the aggregate spills and the test passed at 1.25GB
+    (benchmarks/post_forecast_memory.py, docs/benchmarks.md). A hash alone could call two keys that collide
+    a duplicate, so only the rows whose hash repeats are grouped again by the key itself: the same failing
+    keys as dbt_utils' query (NULLs group together in both), for the cost of a second scan.
+    dbt_project.yml's `dispatch` puts this macro before dbt_utils' own, for every uniqueness test. -#}
 {% macro duckdb__test_unique_combination_of_columns(model, combination_of_columns, quote_columns=false) %}
 {%- set column_list = [] -%}
 {%- for column in combination_of_columns -%}

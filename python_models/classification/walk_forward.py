@@ -27,12 +27,42 @@ WALK_FORWARD_COLUMNS = [*PROBABILITY_COLUMNS, "train_start", "train_end"]
 @dataclass
 class FoldProbabilities:
     """One fold of :func:`fold_probabilities`: its training window, and its fit's probabilities and
-    diagnostics (``probabilities`` is None where the fit failed)."""
+    diagnostics, or why the fit failed (``probabilities`` is then None)."""
 
     train_start: pd.Timestamp
     train_end: pd.Timestamp
     probabilities: pd.DataFrame | None
     diagnostics: dict[str, float]
+    error: str | None = None
+
+
+class FoldTally:
+    """The probabilities of folds (:func:`fold_probabilities`) one at a time, counting as they pass the
+    rows, the failed fits (each warned of) and every fit's diagnostics. Its folds are read once."""
+
+    def __init__(self, folds: Iterator[FoldProbabilities]) -> None:
+        self.folds = folds
+        self.rows, self.failed = 0, 0
+        self.fits: list[tuple[pd.Timestamp, pd.Timestamp, dict[str, float]]] = []
+        self._read = False
+
+    def probabilities(self) -> Iterator[pd.DataFrame]:
+        """Each fold's probabilities whose fit succeeded, in fold order."""
+        if self._read:
+            raise RuntimeError("the folds were read already: a FoldTally is read once")
+        self._read = True
+        for fold in self.folds:
+            if fold.probabilities is None:
+                self.failed += 1
+                warnings.warn(fold.error or "a fit failed", RuntimeWarning, stacklevel=2)
+                continue
+            self.fits.append((fold.train_start, fold.train_end, fold.diagnostics))
+            self.rows += len(fold.probabilities)
+            yield fold.probabilities
+
+    def diagnostics(self) -> pd.DataFrame:
+        """Every fit's diagnostics so far (:func:`~python_models.evaluation.walk_forward.diagnostics_frame`)."""
+        return diagnostics_frame(self.fits)
 
 
 def fold_probabilities(
@@ -46,8 +76,8 @@ def fold_probabilities(
     """The folds of :func:`run_classifier` one at a time, each with its probabilities (the columns of
     :data:`WALK_FORWARD_COLUMNS`, ordered by ticker, date, target and horizon), so that a caller may
     store each fold's rows as they come instead of holding every fold's (gigabytes at 500 tickers).
-    The parameters are :func:`run_classifier`'s; a fit that fails warns, and its fold has no
-    probabilities."""
+    The parameters are :func:`run_classifier`'s; a fold whose fit fails has no probabilities and says
+    why (:class:`FoldTally` warns of it)."""
     p = validate_classifier_panel(panel, classifier.horizons, classifier.targets)
     dates = pd.DatetimeIndex(p["date"].unique()) if calendar is None else pd.DatetimeIndex(calendar)
     first_new = 0 if since is None else int(dates.searchsorted(pd.Timestamp(since), side="right"))
@@ -64,10 +94,8 @@ def fold_probabilities(
         try:
             fit = classifier.fit(train)
         except (ValueError, np.linalg.LinAlgError) as exc:
-            warnings.warn(
-                f"{classifier.name}: fit on {lo.date()}..{hi.date()} failed ({exc})", RuntimeWarning, stacklevel=2
-            )
-            yield FoldProbabilities(lo, hi, None, {})
+            failure = f"{classifier.name}: fit on {lo.date()}..{hi.date()} failed ({exc})"
+            yield FoldProbabilities(lo, hi, None, {}, failure)
             continue
         test_lo = dates[max(fold.test_start, first_new)]
         test_hi = dates[fold.test_end - 1]
@@ -120,20 +148,15 @@ def run_classifier(
     --------
     fold_probabilities : the same folds one at a time.
     """
-    frames, diagnostics, failed = [], [], 0
-    for fold in fold_probabilities(classifier, panel, config, start, since, calendar):
-        if fold.probabilities is None:
-            failed += 1
-            continue
-        diagnostics.append((fold.train_start, fold.train_end, fold.diagnostics))
-        frames.append(fold.probabilities)
+    tally = FoldTally(fold_probabilities(classifier, panel, config, start, since, calendar))
+    frames = list(tally.probabilities())
     out = (
         pd.concat(frames, ignore_index=True).sort_values(["ticker", "date", "target", "horizon"], ignore_index=True)
         if frames
         else pd.DataFrame(columns=WALK_FORWARD_COLUMNS)
     )
-    out.attrs["failed_fits"] = failed
-    return out, diagnostics_frame(diagnostics)
+    out.attrs["failed_fits"] = tally.failed
+    return out, tally.diagnostics()
 
 
 def classifier_folds(

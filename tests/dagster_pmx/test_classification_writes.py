@@ -3,12 +3,12 @@ repeated, the failed fits counted and every fit's diagnostics kept."""
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from dagster_pmx.defs.classification.assets import FoldTally
+from dagster_pmx.defs.classification.assets import STORED_COLUMNS, stored_batches
 from dagster_pmx.resources import Warehouse
 from python_models.classification.logistic import PooledLogistic
-from python_models.classification.walk_forward import WALK_FORWARD_COLUMNS, fold_probabilities, run_classifier
-from python_models.evaluation.walk_forward import diagnostics_frame
+from python_models.classification.walk_forward import FoldTally, fold_probabilities, run_classifier
 from tests.python_models.classification.test_classifiers import HORIZONS, config, labelled_panel
 
 TABLE = "ml.class_probabilities"
@@ -33,27 +33,31 @@ def test_the_folds_written_as_they_come_are_the_whole_walk_forwards_rows(tmp_pat
     whole, diagnostics = run_classifier(FailingFits(set(), horizons=HORIZONS), panel, config())
     second_fit_end = diagnostics["train_end"].drop_duplicates().iloc[1]
     model = FailingFits({second_fit_end}, horizons=HORIZONS)
-    whole, diagnostics = run_classifier(model, panel, config())
+    with pytest.warns(RuntimeWarning, match="planted failure"):
+        whole, diagnostics = run_classifier(model, panel, config())
     assert whole.attrs["failed_fits"] == 1 and second_fit_end not in set(diagnostics["train_end"])
 
-    folds = FoldTally(fold_probabilities(model, panel, config()), "logistic")
+    folds = FoldTally(fold_probabilities(model, panel, config()))
     warehouse = Warehouse(path=str(tmp_path / "pmx.ducklake"))
-    rows = warehouse.replace_tables_in_batches(folds.batches(TABLE))[TABLE]
+    with pytest.warns(RuntimeWarning, match="planted failure"):
+        rows = warehouse.replace_tables_in_batches(stored_batches(folds, "logistic", TABLE))[TABLE]
 
     assert rows == folds.rows == len(whole) and folds.failed == 1
     stored = warehouse.query(ORDER)
-    expected = whole.assign(model="logistic")[["model", *WALK_FORWARD_COLUMNS]]
-    pd.testing.assert_frame_equal(stored, expected, check_dtype=False)
+    pd.testing.assert_frame_equal(stored, whole.assign(model="logistic")[STORED_COLUMNS], check_dtype=False)
     assert not stored.duplicated(["ticker", "date", "target", "horizon"]).any()
-    pd.testing.assert_frame_equal(diagnostics_frame(folds.diagnostics), diagnostics)
+    pd.testing.assert_frame_equal(folds.diagnostics(), diagnostics)
+    with pytest.raises(RuntimeError, match="read once"):  # a second read would find the folds spent
+        next(folds.probabilities())
 
 
 def test_a_walk_forward_whose_every_fit_fails_leaves_the_table_with_its_columns_and_no_rows(tmp_path):
     panel = labelled_panel(sessions=700)
     model = FailingFits(set(pd.DatetimeIndex(panel["date"].unique())), horizons=HORIZONS)
-    folds = FoldTally(fold_probabilities(model, panel, config()), "logistic")
+    folds = FoldTally(fold_probabilities(model, panel, config()))
     warehouse = Warehouse(path=str(tmp_path / "pmx.ducklake"))
-    assert warehouse.replace_tables_in_batches(folds.batches(TABLE))[TABLE] == 0
-    assert folds.failed > 0 and folds.rows == 0 and not folds.diagnostics
-    assert list(warehouse.query(ORDER).columns) == ["model", *WALK_FORWARD_COLUMNS]
-    assert np.isnan(diagnostics_frame(folds.diagnostics)["value"].mean())
+    with pytest.warns(RuntimeWarning, match="planted failure"):
+        assert warehouse.replace_tables_in_batches(stored_batches(folds, "logistic", TABLE))[TABLE] == 0
+    assert folds.failed > 0 and folds.rows == 0 and not folds.fits
+    assert list(warehouse.query(ORDER).columns) == STORED_COLUMNS
+    assert np.isnan(folds.diagnostics()["value"].mean())

@@ -107,6 +107,8 @@ def test_the_maintenance_prunes_old_dbt_invocation_folders_and_nothing_else(tmp_
 
 
 def test_the_uniqueness_test_on_duckdb_fails_on_the_keys_dbt_utils_own_query_finds(tmp_path, monkeypatch):
+    import datetime
+
     import duckdb
 
     # dispatch puts pmx's macro first: one 64-bit hash of the key grouped, then only the repeated hashes' rows
@@ -135,3 +137,9 @@ def test_the_uniqueness_test_on_duckdb_fails_on_the_keys_dbt_utils_own_query_fin
     )
     found = sorted(con.execute(compiled).fetchall(), key=str)
     assert found == sorted(con.execute(dbt_utils).fetchall(), key=str) and len(found) == 2
+    # hashes that collide: every row shares one, and the key itself still decides what repeats
+    collided = compiled.replace("hash(", "0 * hash(")
+    assert collided.count("0 * hash(") == 2
+    assert sorted(con.execute(collided).fetchall(), key=str) == found
+    con.execute("delete from pmx.marts.forecasts where model = 'hmm' and ticker is null")
+    assert con.execute(collided).fetchall() == [("garch", "BBB", datetime.date(2024, 1, 2), 1)]

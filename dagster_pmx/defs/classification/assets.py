@@ -15,37 +15,28 @@ from python_models.classification.logistic import PooledLogistic
 from python_models.classification.scores import classifier_scores as score_classifiers
 from python_models.classification.walk_forward import (
     WALK_FORWARD_COLUMNS,
-    FoldProbabilities,
+    FoldTally,
     first_training_session,
     fold_probabilities,
 )
-from python_models.evaluation.walk_forward import diagnostics_frame
 
+#: The table of the classifiers' probabilities.
+TABLE = "ml.class_probabilities"
 #: Bootstrap draws of the scores' intervals.
 SCORE_DRAWS = 1000
 
 
-class FoldTally:
-    """A classifier's folds (:func:`fold_probabilities`) as batches of ``ml.class_probabilities`` rows, counting
-    as they pass the rows, the fits that failed and every fit's diagnostics."""
+#: Columns of ``ml.class_probabilities``: the classifier's name, then its walk-forward's.
+STORED_COLUMNS = ["model", *WALK_FORWARD_COLUMNS]
 
-    def __init__(self, folds: Iterator[FoldProbabilities], model: str) -> None:
-        self.folds, self.model = folds, model
-        self.rows, self.failed = 0, 0
-        self.diagnostics: list[tuple[pd.Timestamp, pd.Timestamp, dict[str, float]]] = []
 
-    def batches(self, table: str) -> Iterator[dict[str, pd.DataFrame]]:
-        """``{table: rows}`` of each fold whose fit succeeded; one without rows when none did (the
-        table keeps its columns)."""
-        for fold in self.folds:
-            if fold.probabilities is None:
-                self.failed += 1
-                continue
-            self.diagnostics.append((fold.train_start, fold.train_end, fold.diagnostics))
-            self.rows += len(fold.probabilities)
-            yield {table: fold.probabilities.assign(model=self.model)[["model", *WALK_FORWARD_COLUMNS]]}
-        if not self.diagnostics:
-            yield {table: pd.DataFrame(columns=["model", *WALK_FORWARD_COLUMNS])}
+def stored_batches(folds: FoldTally, model: str, table: str) -> Iterator[dict[str, pd.DataFrame]]:
+    """``{table: rows}`` of each fold whose fit succeeded, as ``table`` stores them; one without rows when
+    none did (the table keeps its columns)."""
+    for probabilities in folds.probabilities():
+        yield {table: probabilities.assign(model=model)[STORED_COLUMNS]}
+    if not folds.fits:
+        yield {table: pd.DataFrame(columns=STORED_COLUMNS)}
 
 
 def default_classifier() -> PooledLogistic:
@@ -72,7 +63,7 @@ def class_probabilities(
 ) -> dg.MaterializeResult:
     classifier, wf = default_classifier(), walk_forward_config(settings)
     calendar = reads.feature_sessions(warehouse, settings.benchmark, settings.ticker_list)
-    extend = config.mode == "incremental" and warehouse.has("ml.class_probabilities")
+    extend = config.mode == "incremental" and warehouse.has(TABLE)
     since = reads.last_probability_date(warehouse) if extend else None
     first = None
     if since is not None:
@@ -83,16 +74,16 @@ def class_probabilities(
         warehouse, settings.benchmark, settings.ticker_list, label_columns(classifier.horizons), first
     )
     folds = FoldTally(
-        fold_probabilities(classifier, panel, wf, start=settings.forecast_start, since=since, calendar=calendar),
-        classifier.name,
+        fold_probabilities(classifier, panel, wf, start=settings.forecast_start, since=since, calendar=calendar)
     )
+    batches = stored_batches(folds, classifier.name, TABLE)
     if since is None:  # each fold's rows written as they come: the whole history's are gigabytes at 500 tickers
-        rows = warehouse.replace_tables_in_batches(folds.batches("ml.class_probabilities"))["ml.class_probabilities"]
+        rows = warehouse.replace_tables_in_batches(batches)[TABLE]
     else:  # only the folds that hold the new sessions were fitted: their rows are the full run's
-        new = pd.concat([batch["ml.class_probabilities"] for batch in folds.batches("ml.class_probabilities")])
-        rows = warehouse.append_after("ml.class_probabilities", new, since)
+        new = pd.concat([batch[TABLE] for batch in batches])
+        rows = warehouse.append_after(TABLE, new, since)
         context.log.info(f"incremental: {len(new)} probabilities after {since.date()}")
-    diagnostics = diagnostics_frame(folds.diagnostics)
+    diagnostics = folds.diagnostics()
     skill = diagnostics[diagnostics["diagnostic"].str.startswith("held_out_skill_")]
     return dg.MaterializeResult(
         metadata={

@@ -54,7 +54,8 @@ def scored_groups(warehouse: Warehouse) -> list[tuple[str, str, int]]:
     """Every (model, target, horizon) of ``marts.class_probabilities`` with a realised row, in order."""
     with warehouse.ibis() as db:
         t = db.table("class_probabilities", database="marts")
-        groups = frame(t.filter(t.event.notnull()).select("model", "target", "horizon").distinct())
+        realised = t.filter(t.event.notnull(), t.model.notnull(), t.target.notnull(), t.horizon.notnull())
+        groups = frame(realised.select("model", "target", "horizon").distinct())
     return sorted((str(m), str(t), int(h)) for m, t, h in groups.itertuples(index=False))
 
 
