@@ -17,7 +17,7 @@ On a copy of that warehouse it then runs, each in a process of its own with Duck
 1. ``dbt build --full-refresh --select tag:post_forecast --exclude tag:backtest``, as the run's
    ``dbt_signals`` step runs it (its key test of ``marts.forecasts`` is pmx's);
 2. the uniqueness test of ``marts.forecasts``' key as dbt_utils writes it (a group by of the key columns);
-3. the same test as pmx compiles it (``dbt_project/macros/unique_combination_of_columns.sql``).
+3. the same test as dbt compiled it in that build (``dbt_project/macros/unique_combination_of_columns.sql``).
 
 It prints one JSON line per case: passed or the error, seconds, and the process's peak RSS (``wait4``).
 """
@@ -36,16 +36,9 @@ from pathlib import Path
 #: The three ensembles, each drawn from one single model's rows.
 ENSEMBLES = {"random_walk": "ensemble", "garch": "ensemble_stacking", "gjr_garch": "ensemble_regime"}
 KEY = "model, ticker, asof_date, horizon"
-#: The two forms of the key test: dbt_utils' query, and pmx's (dbt_project/macros/unique_combination_of_columns.sql)
-#: written out for the view (the macro compiles the same query with dbt's wrapper and the relation quoted).
-KEY_TESTS = {
-    "dbt_utils": f"select {KEY} from marts.forecasts group by {KEY} having count(*) > 1",
-    "pmx": (
-        f"with repeated_hashes as (select hash({KEY}) as key_hash from marts.forecasts group by key_hash "
-        f"having count(*) > 1) select {KEY} from marts.forecasts where hash({KEY}) in "
-        f"(select key_hash from repeated_hashes) group by {KEY} having count(*) > 1"
-    ),
-}
+#: The key test as dbt_utils writes it (its default macro), the peer of pmx's form, which is read from the
+#: node dbt compiled in the build (:func:`compiled_key_test`), not written a second time here.
+DBT_UTILS_KEY_TEST = f"select {KEY} from marts.forecasts group by {KEY} having count(*) > 1"
 
 
 def synthetic_forecasts(path: str, models: int) -> dict[str, int]:
@@ -99,8 +92,8 @@ def synthetic_forecasts(path: str, models: int) -> dict[str, int]:
         return {table: int(con.execute(f"select count(*) from {table}").fetchone()[0]) for table in statements}
 
 
-def key_test(path: str, memory: str, form: str) -> int:
-    """One form of the key test in a DuckDB bounded as the run's are (``memory``, a spill folder); prints it."""
+def key_test(path: str, memory: str, sql: str) -> int:
+    """The key test ``sql`` in a DuckDB bounded as the run's are (``memory``, a spill folder); prints it."""
     import duckdb
 
     from dagster_pmx.lake import Lake
@@ -108,12 +101,21 @@ def key_test(path: str, memory: str, form: str) -> int:
     with Lake.at(path).open(read_only=True, memory_limit=memory) as con:
         started = time.perf_counter()
         try:
-            failures = len(con.execute(KEY_TESTS[form]).fetchall())
+            failures = len(con.execute(sql).fetchall())
             print(json.dumps({"passed": failures == 0, "failures": failures}))
         except duckdb.OutOfMemoryException as exc:
             print(json.dumps({"passed": False, "error": str(exc).splitlines()[0]}))
         print(json.dumps({"seconds": round(time.perf_counter() - started, 1)}))
     return 0
+
+
+def compiled_key_test(target: Path) -> str:
+    """The SQL dbt compiled for ``marts.forecasts``' key test in the build that wrote ``target``."""
+    folder = target / "compiled" / "pmx" / "models" / "marts" / "_marts.yml"
+    found = [p for p in folder.glob("dbt_utils_unique_combination_o*.sql") if "asof_date, horizon" in p.read_text()]
+    if len(found) != 1:
+        raise SystemExit(f"expected one compiled key test of marts.forecasts in {folder}, found {len(found)}")
+    return found[0].read_text()
 
 
 def measured(command: list[str], **popen) -> dict:
@@ -175,11 +177,11 @@ def main() -> int:
     parser.add_argument("--tickers", type=int, default=500)
     parser.add_argument("--models", type=int, default=15, help="single models, the first of the default set's 15")
     parser.add_argument("--memory", default="1.25GB", help="DuckDB's memory limit (the run's duckdb_memory)")
-    parser.add_argument("--key-test", choices=sorted(KEY_TESTS), help=argparse.SUPPRESS)  # one form, in its own process
+    parser.add_argument("--key-test", help=argparse.SUPPRESS)  # a file of one form's SQL, run in its own process
     parser.add_argument("--lake", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.key_test:
-        return key_test(args.lake, args.memory, args.key_test)
+        return key_test(args.lake, args.memory, Path(args.key_test).read_text())
     kept = Path(args.kept)
     source = kept / f"local_{args.tickers}" / "pmx.ducklake"
     if not source.exists():
@@ -200,9 +202,11 @@ def main() -> int:
         # the build first: it creates the views the key tests read
         build = dbt_build(path, args.memory, Path(folder) / "target")
         print(json.dumps({"case": "dbt post-forecast build", "memory": args.memory} | build), flush=True)
-        for form in KEY_TESTS:
+        forms = {"dbt_utils": DBT_UTILS_KEY_TEST, "pmx": compiled_key_test(Path(folder) / "target")}
+        for form, sql in forms.items():
+            (Path(folder) / f"{form}.sql").write_text(sql)
             command = [sys.executable, __file__, "--kept", str(kept), "--lake", path, "--memory", args.memory]
-            result = measured([*command, "--key-test", form])
+            result = measured([*command, "--key-test", str(Path(folder) / f"{form}.sql")])
             print(json.dumps({"case": f"key test, {form}", "memory": args.memory} | result), flush=True)
     return 0
 

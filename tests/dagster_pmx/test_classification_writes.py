@@ -8,7 +8,7 @@ import pytest
 from dagster_pmx.defs.classification.assets import STORED_COLUMNS, stored_batches
 from dagster_pmx.resources import Warehouse
 from python_models.classification.logistic import PooledLogistic
-from python_models.classification.walk_forward import FoldTally, fold_probabilities, run_classifier
+from python_models.classification.walk_forward import FoldTally, classifier_folds, fold_probabilities, run_classifier
 from tests.python_models.classification.test_classifiers import HORIZONS, config, labelled_panel
 
 TABLE = "ml.class_probabilities"
@@ -46,6 +46,14 @@ def test_the_folds_written_as_they_come_are_the_whole_walk_forwards_rows(tmp_pat
     stored = warehouse.query(ORDER)
     pd.testing.assert_frame_equal(stored, whole.assign(model="logistic")[STORED_COLUMNS], check_dtype=False)
     assert not stored.duplicated(["ticker", "date", "target", "horizon"]).any()
+    # independently of the tally: every origin of the folds' test blocks but the failed fold's, for every
+    # ticker, target and horizon
+    calendar = pd.DatetimeIndex(panel["date"].unique())
+    layout = classifier_folds(model, calendar, config())
+    failed = next(f for f in layout if calendar[f.train_end - 1] == second_fit_end)
+    origins = calendar[layout[0].test_start :].difference(calendar[failed.test_start : failed.test_end])
+    assert set(stored["date"]) == set(origins)
+    assert len(stored) == len(origins) * panel["ticker"].nunique() * 2 * len(HORIZONS)
     pd.testing.assert_frame_equal(folds.diagnostics(), diagnostics)
     with pytest.raises(RuntimeError, match="read once"):  # a second read would find the folds spent
         next(folds.probabilities())
